@@ -1,0 +1,378 @@
+"""The ``finvault`` command line.
+
+Each package contributes its commands through the ``finvault.commands`` entry-point group, so the
+CLI follows the dependency arrows: ``chain`` knows nothing of ``indexer`` or ``node``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from chain.contract import hex0x
+from chain.devchain import DEV_CHAIN_ID, DevChain, wait_for_shutdown
+from chain.errors import ConfigError, FinVaultError
+from chain.registry import RegistryWriter, deploy_registry
+from chain.rpc import RpcClient
+from chain.settings import ChainSettings, load_settings, normalize_address
+from chain.signer import LocalSigner, Signer, require_dev_chain, write_keystore
+from chain.signing import (
+    decrypt_private_key,
+    encrypt_private_key,
+    generate_private_key,
+    load_public_key,
+    public_key_info,
+)
+from chain.tx import TxSender
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+SIGNING_KEY_FILE = "signing-key.pem"
+SIGNING_PUBLIC_KEY_FILE = "signing-key.pub.pem"
+SIGNING_KEY_INFO_FILE = "signing-key.json"
+
+
+# -- shared options and context -----------------------------------------------------------------
+
+
+def chain_options(func: F) -> F:
+    """--rpc/--chain-id/--confirmations, read on top of the FINVAULT_* environment."""
+    for option in reversed(
+        [
+            click.option("--rpc", "rpc_urls", multiple=True, help="JSON-RPC URL (repeat for failover)."),
+            click.option("--chain-id", type=int, help="Expected chain id (default 31337)."),
+            click.option("--confirmations", type=int, help="Blocks to wait after inclusion."),
+        ]
+    ):
+        func = option(func)
+    return func
+
+
+def signer_options(func: F) -> F:
+    """--dev [--dev-account N] | --keystore FILE [--password-file F]."""
+    for option in reversed(
+        [
+            click.option("--dev", is_flag=True, help="Sign with anvil's public dev account (local chains only)."),
+            click.option("--dev-account", type=int, default=0, show_default=True, help="Which dev account."),
+            click.option("--keystore", type=click.Path(path_type=Path), help="Encrypted eth-account keystore."),
+            click.option(
+                "--password-file",
+                type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                help="File holding the keystore password (else FINVAULT_KEYSTORE_PASSWORD or a prompt).",
+            ),
+        ]
+    ):
+        func = option(func)
+    return func
+
+
+def registry_option(func: F) -> F:
+    return click.option("--registry", help="FinVaultRegistry address (or FINVAULT_REGISTRY).")(func)
+
+
+def _secret(prompt: str, file: Path | None, env_value: str | None, *, confirm: bool = False) -> str:
+    if file is not None:
+        return file.read_text().rstrip("\r\n")
+    if env_value:
+        return env_value
+    if not sys.stdin.isatty():
+        raise ConfigError(f"{prompt.lower()} needed: pass a file option or set it in the environment")
+    return str(click.prompt(prompt, hide_input=True, confirmation_prompt=confirm))
+
+
+@dataclass
+class ChainSession:
+    """Settings plus lazily built RPC client, signer and registry binding for one command."""
+
+    settings: ChainSettings
+    dev: bool = False
+    dev_account: int = 0
+    password_file: Path | None = None
+
+    @cached_property
+    def rpc(self) -> RpcClient:
+        client = RpcClient(self.settings.rpc_urls, policy=self.settings.retry_policy)
+        client.require_chain_id(self.settings.chain_id)
+        return client
+
+    @cached_property
+    def signer(self) -> Signer:
+        if self.dev:
+            require_dev_chain(self.settings.chain_id)
+            return LocalSigner.dev(self.dev_account)
+        if self.settings.keystore is None:
+            raise ConfigError("no signing account: pass --keystore FILE, or --dev on a local chain")
+        stored = self.settings.keystore_password
+        password = _secret(
+            "Keystore password", self.password_file, stored.get_secret_value() if stored else None
+        )
+        return LocalSigner.from_keystore(self.settings.keystore, password)
+
+    @cached_property
+    def sender(self) -> TxSender:
+        return TxSender(
+            self.rpc,
+            self.signer,
+            chain_id=self.settings.chain_id,
+            abi=self.registry_abi,
+            fees=self.settings.fee_policy,
+            confirmations=self.settings.confirmations,
+            poll_interval=0.2 if self.settings.chain_id == DEV_CHAIN_ID else 2.0,
+        )
+
+    @cached_property
+    def registry_abi(self) -> Any:
+        from chain.contract import load_artifact
+
+        return load_artifact().abi
+
+    @cached_property
+    def registry(self) -> RegistryWriter:
+        writer = RegistryWriter(self.sender, self.settings.require_registry())
+        writer.check_deployment()
+        return writer
+
+
+def session(
+    *,
+    rpc_urls: tuple[str, ...] = (),
+    dev: bool = False,
+    dev_account: int = 0,
+    password_file: Path | None = None,
+    **overrides: Any,
+) -> ChainSession:
+    settings = load_settings(ChainSettings, rpc_urls=list(rpc_urls) or None, **overrides)
+    return ChainSession(settings, dev=dev, dev_account=dev_account, password_file=password_file)
+
+
+def emit(data: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(data, sort_keys=True))
+    else:
+        for key, value in data.items():
+            click.echo(f"{key}: {value}")
+
+
+# -- commands -----------------------------------------------------------------------------------
+
+
+@click.command()
+@click.option("--port", type=int, default=8545, show_default=True)
+@click.option("--chain-id", type=int, default=DEV_CHAIN_ID, show_default=True)
+@click.option("--block-time", type=float, help="Seconds per block (default: mine on each transaction).")
+def devchain(port: int, chain_id: int, block_time: float | None) -> None:
+    """Run a local anvil chain on 127.0.0.1 until Ctrl-C."""
+    with DevChain(port=port, chain_id=chain_id, block_time=block_time) as chain:
+        click.echo(chain.rpc_url)
+        click.echo(f"chain id {chain_id}; dev accounts from anvil's public mnemonic", err=True)
+        wait_for_shutdown()
+
+
+@click.command()
+@chain_options
+@signer_options
+@click.option("--owner", help="Registry owner (default: the deploying account).")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
+def deploy(owner: str | None, as_json: bool, **options: Any) -> None:
+    """Deploy FinVaultRegistry from the committed artifact."""
+    chain = session(**options)
+    receipt = deploy_registry(chain.sender, normalize_address(owner) if owner else None)
+    emit(
+        {
+            "registry": receipt.contract_address,
+            "chainId": chain.settings.chain_id,
+            "block": receipt.block_number,
+            "txHash": receipt.tx_hash,
+            "owner": owner.lower() if owner else chain.signer.address,
+        },
+        as_json,
+    )
+
+
+@click.group()
+def issuer() -> None:
+    """Register issuers (owner) and manage their document-signing keys (issuer)."""
+
+
+@issuer.command("register")
+@click.argument("address")
+@click.option("--name", required=True)
+@click.option("--uri", required=True, help="Where the issuer describes itself (https URL).")
+@registry_option
+@chain_options
+@signer_options
+def issuer_register(address: str, name: str, uri: str, registry: str | None, **options: Any) -> None:
+    """Register ADDRESS as an active issuer (registry owner only)."""
+    chain = session(registry=registry, **options)
+    receipt = chain.registry.register_issuer(normalize_address(address), name, uri)
+    click.echo(f"registered {address.lower()} as {name!r} in block {receipt.block_number} ({receipt.tx_hash})")
+
+
+@issuer.command("status")
+@click.argument("address")
+@click.option("--active/--inactive", default=None, help="Set the status (owner only); omit to show it.")
+@registry_option
+@chain_options
+@signer_options
+def issuer_status(address: str, active: bool | None, registry: str | None, **options: Any) -> None:
+    """Show or set whether ADDRESS may anchor."""
+    chain = session(registry=registry, **options)
+    address = normalize_address(address)
+    if active is not None:
+        receipt = chain.registry.set_issuer_active(address, active)
+        click.echo(f"{address} {'activated' if active else 'suspended'} in block {receipt.block_number}")
+        return
+    chain.sender  # noqa: B018 - not needed for reading; keeps --dev checks uniform
+    info = chain.registry.issuer_of(address)
+    state = "active" if info.active else "inactive" if info.registered else "not registered"
+    click.echo(f"{address}: {state}" + (f" ({info.name}, {info.uri})" if info.registered else ""))
+
+
+@issuer.command("keygen")
+@click.option(
+    "--algorithm",
+    type=click.Choice(["ed25519", "rsa-2048", "rsa-3072", "rsa-4096"]),
+    default="ed25519",
+    show_default=True,
+)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--passphrase-file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def issuer_keygen(algorithm: str, out_dir: Path, passphrase_file: Path | None) -> None:
+    """Create a passphrase-encrypted document-signing key in OUT."""
+    target = out_dir / SIGNING_KEY_FILE
+    if target.exists():
+        raise ConfigError(f"{target} exists: refusing to overwrite a signing key")
+    passphrase = _secret(
+        "Signing key passphrase",
+        passphrase_file,
+        os.environ.get("FINVAULT_SIGNING_KEY_PASSPHRASE"),
+        confirm=True,
+    )
+    key = generate_private_key(algorithm)  # type: ignore[arg-type]  # click.Choice guarantees it
+    info = public_key_info(key)
+    pem = encrypt_private_key(key, passphrase)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target.touch(mode=0o600)
+    target.write_bytes(pem)
+    public_pem = load_pem_public(info.der)
+    (out_dir / SIGNING_PUBLIC_KEY_FILE).write_bytes(public_pem)
+    (out_dir / SIGNING_KEY_INFO_FILE).write_text(
+        json.dumps(
+            {"keyId": hex0x(info.key_id), "algorithm": info.algorithm.label, "publicKey": hex0x(info.der)},
+            indent=2,
+        )
+        + "\n"
+    )
+    click.echo(f"key id {hex0x(info.key_id)} ({info.algorithm.label}) written to {out_dir}")
+
+
+def load_pem_public(der: bytes) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
+    public = serialization.load_der_public_key(der)
+    return public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def _read_public_key(path: Path) -> bytes:
+    if path.is_dir():
+        path = path / SIGNING_PUBLIC_KEY_FILE
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read public key {path}: {exc.strerror}") from None
+
+
+@issuer.command("add-key")
+@click.argument("public_key", type=click.Path(exists=True, path_type=Path))
+@registry_option
+@chain_options
+@signer_options
+def issuer_add_key(public_key: Path, registry: str | None, **options: Any) -> None:
+    """Register PUBLIC_KEY (a keygen directory or a public key PEM/DER) for the signing issuer."""
+    info = load_public_key(_read_public_key(public_key))
+    chain = session(registry=registry, **options)
+    receipt = chain.registry.add_key(info.key_id, int(info.algorithm), info.der)
+    click.echo(f"key {hex0x(info.key_id)} ({info.algorithm.label}) added in block {receipt.block_number}")
+
+
+@issuer.command("revoke-key")
+@click.argument("key_id")
+@registry_option
+@chain_options
+@signer_options
+def issuer_revoke_key(key_id: str, registry: str | None, **options: Any) -> None:
+    """Revoke one of the signing issuer's keys from the next block on."""
+    chain = session(registry=registry, **options)
+    receipt = chain.registry.revoke_key(bytes.fromhex(key_id.removeprefix("0x")))
+    click.echo(f"key {key_id.lower()} revoked in block {receipt.block_number}")
+
+
+@click.group()
+def account() -> None:
+    """Manage the encrypted keystore of a sending account."""
+
+
+@account.command("new")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--password-file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def account_new(out: Path, password_file: Path | None) -> None:
+    """Create a random account in an encrypted keystore file OUT."""
+    if out.exists():
+        raise ConfigError(f"{out} exists: refusing to overwrite a keystore")
+    password = _secret(
+        "Keystore password", password_file, os.environ.get("FINVAULT_KEYSTORE_PASSWORD"), confirm=True
+    )
+    address = write_keystore(out, secrets.token_bytes(32), password)
+    click.echo(address)
+
+
+def unlock_signing_key(key_dir: Path, passphrase_file: Path | None) -> Any:
+    """Decrypts ``key_dir/signing-key.pem`` (used by the issuer service)."""
+    passphrase = _secret(
+        "Signing key passphrase", passphrase_file, os.environ.get("FINVAULT_SIGNING_KEY_PASSPHRASE")
+    )
+    return decrypt_private_key((key_dir / SIGNING_KEY_FILE).read_bytes(), passphrase)
+
+
+#: What the ``chain`` package contributes to ``finvault`` (see pyproject's entry points).
+commands = [devchain, deploy, issuer, account]
+
+
+# -- entry point --------------------------------------------------------------------------------
+
+
+def build_cli() -> click.Group:
+    @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+    @click.version_option(package_name="finvault")
+    def finvault() -> None:
+        """FinVault: blockchain-anchored certificates anyone can verify."""
+
+    for ep in sorted(entry_points(group="finvault.commands"), key=lambda e: e.name):
+        for command in ep.load():
+            finvault.add_command(command)
+    return finvault
+
+
+def main(argv: list[str] | None = None) -> None:
+    cli = build_cli()
+    try:
+        cli.main(args=argv, prog_name="finvault", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except FinVaultError as exc:
+        click.echo(f"finvault: error: {exc.diagnostics()}", err=True)
+        sys.exit(2 if isinstance(exc, ConfigError) else 1)

@@ -1,0 +1,198 @@
+"""Contract bindings loaded from the committed artifact: call encoding, result and error decoding.
+
+This is deliberately thin and fast: selectors and topics are computed once, and encoding goes
+straight through ``eth_abi``. No web3 provider is involved, so the same code serves the issuer,
+the indexer's decoder and direct verification.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from eth_abi import decode as abi_decode
+from eth_abi import encode as abi_encode
+from eth_utils import keccak
+
+from chain.errors import FinVaultError, ToolchainError
+
+ARTIFACT_PATH = Path(__file__).resolve().parent / "artifacts" / "FinVaultRegistry.json"
+
+_ERROR_STRING = "Error(string)"
+_PANIC = "Panic(uint256)"
+
+
+def abi_type(param: Mapping[str, Any]) -> str:
+    """The canonical type string of an ABI parameter, tuples included."""
+    kind = str(param["type"])
+    if kind.startswith("tuple"):
+        inner = ",".join(abi_type(c) for c in param["components"])
+        return f"({inner}){kind[len('tuple'):]}"
+    return kind
+
+
+def _signature(entry: Mapping[str, Any]) -> str:
+    return f"{entry['name']}({','.join(abi_type(p) for p in entry['inputs'])})"
+
+
+@dataclass(frozen=True)
+class AbiFunction:
+    name: str
+    signature: str
+    selector: bytes
+    input_types: tuple[str, ...]
+    output_types: tuple[str, ...]
+    output_names: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class AbiError:
+    name: str
+    selector: bytes
+    input_types: tuple[str, ...]
+    input_names: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class AbiEvent:
+    name: str
+    topic0: bytes
+    indexed: tuple[tuple[str, str], ...]  # (name, type) in topic order
+    data: tuple[tuple[str, str], ...]  # (name, type) in data order
+
+
+@dataclass(frozen=True)
+class DecodedError:
+    name: str
+    args: dict[str, Any]
+
+    def __str__(self) -> str:
+        rendered = ", ".join(f"{k}={_render(v)}" for k, v in self.args.items())
+        return f"{self.name}({rendered})"
+
+
+def _render(value: Any) -> str:
+    return "0x" + value.hex() if isinstance(value, bytes) else str(value)
+
+
+@dataclass(frozen=True)
+class ContractAbi:
+    """Indexes an ABI by name, selector and topic."""
+
+    abi: tuple[Mapping[str, Any], ...]
+    functions: dict[str, AbiFunction] = field(init=False)
+    errors: dict[bytes, AbiError] = field(init=False)
+    events: dict[str, AbiEvent] = field(init=False)
+
+    def __post_init__(self) -> None:
+        functions: dict[str, AbiFunction] = {}
+        errors: dict[bytes, AbiError] = {}
+        events: dict[str, AbiEvent] = {}
+        for entry in self.abi:
+            kind = entry.get("type")
+            if kind == "function":
+                signature = _signature(entry)
+                functions[entry["name"]] = AbiFunction(
+                    name=entry["name"],
+                    signature=signature,
+                    selector=keccak(text=signature)[:4],
+                    input_types=tuple(abi_type(p) for p in entry["inputs"]),
+                    output_types=tuple(abi_type(p) for p in entry.get("outputs", [])),
+                    output_names=tuple(p.get("name", "") for p in entry.get("outputs", [])),
+                )
+            elif kind == "error":
+                selector = keccak(text=_signature(entry))[:4]
+                errors[selector] = AbiError(
+                    name=entry["name"],
+                    selector=selector,
+                    input_types=tuple(abi_type(p) for p in entry["inputs"]),
+                    input_names=tuple(p["name"] for p in entry["inputs"]),
+                )
+            elif kind == "event":
+                events[entry["name"]] = AbiEvent(
+                    name=entry["name"],
+                    topic0=keccak(text=_signature(entry)),
+                    indexed=tuple((p["name"], abi_type(p)) for p in entry["inputs"] if p["indexed"]),
+                    data=tuple((p["name"], abi_type(p)) for p in entry["inputs"] if not p["indexed"]),
+                )
+        for builtin, names in ((_ERROR_STRING, ("message",)), (_PANIC, ("code",))):
+            selector = keccak(text=builtin)[:4]
+            errors[selector] = AbiError(builtin.split("(")[0], selector, (builtin[6:-1],), names)
+        object.__setattr__(self, "functions", functions)
+        object.__setattr__(self, "errors", errors)
+        object.__setattr__(self, "events", events)
+
+    def function(self, name: str) -> AbiFunction:
+        try:
+            return self.functions[name]
+        except KeyError:
+            raise FinVaultError(f"the contract ABI has no function {name!r}") from None
+
+    def encode_call(self, name: str, *args: Any) -> bytes:
+        fn = self.function(name)
+        return fn.selector + abi_encode(list(fn.input_types), list(args))
+
+    def decode_result(self, name: str, data: bytes) -> tuple[Any, ...]:
+        return tuple(abi_decode(list(self.function(name).output_types), data))
+
+    def encode_constructor(self, *args: Any) -> bytes:
+        ctor = next((e for e in self.abi if e.get("type") == "constructor"), None)
+        types = [abi_type(p) for p in ctor["inputs"]] if ctor else []
+        return abi_encode(types, list(args))
+
+    def decode_error(self, data: bytes) -> DecodedError | None:
+        """Decodes revert data into a custom error (or ``Error``/``Panic``); None if unknown."""
+        error = self.errors.get(bytes(data[:4]))
+        if error is None:
+            return None
+        try:
+            values = abi_decode(list(error.input_types), bytes(data[4:]))
+        except Exception:  # malformed revert data is reported as unknown, not raised
+            return None
+        return DecodedError(error.name, dict(zip(error.input_names, values, strict=True)))
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """The committed compiler output: what the runtime needs instead of a compiler."""
+
+    contract_name: str
+    abi: ContractAbi
+    bytecode: bytes
+    deployed_bytecode: bytes
+    compiler: Mapping[str, Any]
+
+    @cached_property
+    def deployed_code_hash(self) -> bytes:
+        """keccak256 of the runtime code, for checking what sits at a registry address."""
+        return keccak(self.deployed_bytecode)
+
+
+def load_artifact(path: Path = ARTIFACT_PATH) -> Artifact:
+    try:
+        raw = json.loads(path.read_text())
+        return Artifact(
+            contract_name=raw["contractName"],
+            abi=ContractAbi(tuple(raw["abi"])),
+            bytecode=bytes.fromhex(raw["bytecode"].removeprefix("0x")),
+            deployed_bytecode=bytes.fromhex(raw["deployedBytecode"].removeprefix("0x")),
+            compiler=raw["compiler"],
+        )
+    except (OSError, ValueError, KeyError) as exc:
+        raise ToolchainError(f"cannot load contract artifact {path}: {exc}") from None
+
+
+def to_bytes32(value: bytes | str) -> bytes:
+    """Accepts 32 raw bytes or a 0x-hex string of them."""
+    raw = bytes.fromhex(value.removeprefix("0x")) if isinstance(value, str) else bytes(value)
+    if len(raw) != 32:
+        raise ValueError(f"expected 32 bytes, got {len(raw)}")
+    return raw
+
+
+def hex0x(value: bytes) -> str:
+    return "0x" + value.hex()

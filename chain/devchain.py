@@ -1,0 +1,141 @@
+"""A local anvil chain from the repo's node_modules, bound to 127.0.0.1.
+
+anvil runs in its own process group and is told to die with its parent (``PR_SET_PDEATHSIG``), so
+neither a test failure nor a killed demo leaves it behind. :meth:`DevChain.stop` ends it by PID.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+
+import httpx
+
+from chain.errors import ToolchainError
+from chain.toolchain import anvil_binary
+
+DEV_CHAIN_ID = 31337
+_PR_SET_PDEATHSIG = 1
+SHUTDOWN_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def _child_setup() -> None:
+    """Runs in the anvil child: die with the parent, and take SIGTERM even if the parent blocked it."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, SHUTDOWN_SIGNALS)
+    with contextlib.suppress(OSError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def wait_for_shutdown() -> signal.Signals:
+    """Blocks until SIGINT or SIGTERM arrives, then lets the caller's cleanup run."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, SHUTDOWN_SIGNALS)
+    try:
+        return signal.Signals(signal.sigwait(SHUTDOWN_SIGNALS))
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, SHUTDOWN_SIGNALS)
+
+
+class DevChain:
+    """Runs ``anvil`` on 127.0.0.1 until :meth:`stop` (or the end of a ``with`` block)."""
+
+    def __init__(
+        self,
+        *,
+        port: int | None = None,
+        chain_id: int = DEV_CHAIN_ID,
+        block_time: float | None = None,
+        accounts: int = 10,
+        log_path: Path | None = None,
+    ) -> None:
+        self.port = port or free_port()
+        self.chain_id = chain_id
+        self.block_time = block_time
+        self.accounts = accounts
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def rpc_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, ready_timeout: float = 30.0) -> DevChain:
+        command = [
+            str(anvil_binary()),
+            "--host", "127.0.0.1",
+            "--port", str(self.port),
+            "--chain-id", str(self.chain_id),
+            "--accounts", str(self.accounts),
+        ]  # fmt: skip
+        if self.block_time is not None:
+            command += ["--block-time", str(self.block_time)]
+        log = open(self.log_path, "ab") if self.log_path else tempfile.TemporaryFile()  # noqa: SIM115
+        with log:
+            self.process = subprocess.Popen(
+                command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                preexec_fn=_child_setup,
+                # anvil keeps its cache under $HOME/.foundry; keep a test's HOME if it set one.
+                env={**os.environ},
+            )
+        self._wait_ready(ready_timeout)
+        return self
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        payload = {"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise ToolchainError(
+                    f"anvil exited with code {self.process.returncode} (port {self.port} in use?)"
+                )
+            try:
+                if httpx.post(self.rpc_url, json=payload, timeout=1.0).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise ToolchainError(f"anvil did not answer on {self.rpc_url} within {timeout:.0f}s")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout)
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    def __enter__(self) -> DevChain:
+        return self.start() if self.process is None else self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()

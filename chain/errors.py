@@ -1,0 +1,88 @@
+"""The one exception family of the ``chain`` package.
+
+Every error a user can see carries a stable ``code`` (for programs, HTTP mappings and tests) and a
+one-line message (for people). Secrets never go into messages.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class FinVaultError(Exception):
+    """Base of every error FinVault raises on purpose."""
+
+    code: str = "finvault_error"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0]) if self.args else self.code
+
+    def diagnostics(self) -> str:
+        """A one-line description suitable for a CLI or a log line."""
+        return f"{self.code}: {self.message}"
+
+
+class ConfigError(FinVaultError, ValueError):
+    """Settings or command-line input that cannot work."""
+
+    code = "config_error"
+
+
+class ToolchainError(FinVaultError):
+    """The local toolchain (node_modules, solc-js, anvil) is missing or broken."""
+
+    code = "toolchain_error"
+
+
+class RpcError(FinVaultError):
+    """A JSON-RPC endpoint answered with an error object. Keeps the raw error for diagnosis."""
+
+    code = "rpc_error"
+
+    def __init__(self, message: str, *, rpc_code: int | None = None, data: Any = None) -> None:
+        super().__init__(message)
+        self.rpc_code = rpc_code
+        self.data = data
+
+
+class RpcUnavailable(FinVaultError, ConnectionError):
+    """No configured endpoint answered, after retries and failover."""
+
+    code = "rpc_unavailable"
+
+
+class ChainMismatch(FinVaultError):
+    """The endpoint serves a different chain, or the registry is not what was configured."""
+
+    code = "chain_mismatch"
+
+
+class KeystoreError(FinVaultError):
+    """A keystore or key file could not be read or decrypted."""
+
+    code = "keystore_error"
+
+
+class TransactionFailed(FinVaultError):
+    """A transaction reverted (at estimation or on-chain) or was dropped."""
+
+    code = "transaction_failed"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        error_name: str | None = None,
+        error_args: dict[str, Any] | None = None,
+        tx_hash: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.error_name = error_name
+        self.error_args = error_args or {}
+        self.tx_hash = tx_hash

@@ -1,0 +1,208 @@
+"""Typed bindings for FinVaultRegistry: read-only views, and the transactions issuers and the owner send.
+
+:class:`RegistryReader` is all a verification node or an auditor needs; it never signs anything.
+:class:`RegistryWriter` adds transactions through a :class:`~chain.tx.TxSender`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any
+
+from eth_utils import keccak
+
+from chain.contract import Artifact, hex0x, load_artifact, to_bytes32
+from chain.errors import ChainMismatch
+from chain.rpc import RpcClient
+from chain.tx import TxReceipt, TxSender
+
+BlockId = int | str
+
+
+class RevocationReason(IntEnum):
+    """RFC 5280 CRLReason codes FinVault accepts, plus ``ISSUED_IN_ERROR`` (11)."""
+
+    UNSPECIFIED = 0
+    KEY_COMPROMISE = 1
+    AFFILIATION_CHANGED = 3
+    SUPERSEDED = 4
+    CESSATION_OF_OPERATION = 5
+    PRIVILEGE_WITHDRAWN = 9
+    ISSUED_IN_ERROR = 11
+
+
+@dataclass(frozen=True)
+class AnchorInfo:
+    issuer: str
+    block_number: int
+    timestamp: int
+    count: int
+
+    @property
+    def exists(self) -> bool:
+        return self.block_number != 0
+
+
+@dataclass(frozen=True)
+class IssuerInfo:
+    registered: bool
+    active: bool
+    registered_block: int
+    name: str
+    uri: str
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    issuer: str
+    algorithm: int
+    added_block: int
+    revoked_block: int
+
+    @property
+    def exists(self) -> bool:
+        return self.added_block != 0
+
+
+@dataclass(frozen=True)
+class RevocationInfo:
+    revoked: bool
+    reason: int
+    block_number: int
+    timestamp: int
+
+
+def leaf_revocation_id(root: bytes, leaf: bytes) -> bytes:
+    """Mirrors the contract's ``leafRevocationId``: keccak256(abi.encode(root, leaf))."""
+    return keccak(to_bytes32(root) + to_bytes32(leaf))
+
+
+def _block_param(block: BlockId) -> str:
+    return hex(block) if isinstance(block, int) else block
+
+
+class RegistryReader:
+    """Read-only access to a deployed registry through ``eth_call``."""
+
+    def __init__(self, rpc: RpcClient, address: str, artifact: Artifact | None = None) -> None:
+        self.rpc = rpc
+        self.address = address.lower()
+        self.artifact = artifact or load_artifact()
+        self.abi = self.artifact.abi
+
+    def call(self, name: str, *args: Any, block: BlockId = "latest") -> tuple[Any, ...]:
+        data = self.abi.encode_call(name, *args)
+        result = self.rpc.call("eth_call", [{"to": self.address, "data": hex0x(data)}, _block_param(block)])
+        return self.abi.decode_result(name, bytes.fromhex(str(result)[2:]))
+
+    def check_deployment(self) -> None:
+        """Refuses an address whose runtime code is not this artifact's FinVaultRegistry."""
+        code = self.rpc.get_code(self.address)
+        if not code:
+            raise ChainMismatch(f"no contract at registry address {self.address}")
+        if keccak(code) != self.artifact.deployed_code_hash:
+            raise ChainMismatch(
+                f"the code at {self.address} is not the FinVaultRegistry this build expects "
+                f"(code hash {hex0x(keccak(code))})"
+            )
+
+    def anchor_of(self, root: bytes, block: BlockId = "latest") -> AnchorInfo:
+        issuer, number, timestamp, count = self.call("anchorOf", to_bytes32(root), block=block)
+        return AnchorInfo(issuer.lower(), number, timestamp, count)
+
+    def revocation_of(self, revocation_id: bytes, block: BlockId = "latest") -> RevocationInfo:
+        return RevocationInfo(*self.call("revocationOf", to_bytes32(revocation_id), block=block))
+
+    def issuer_of(self, issuer: str, block: BlockId = "latest") -> IssuerInfo:
+        return IssuerInfo(*self.call("issuerOf", issuer, block=block))
+
+    def key_of(self, key_id: bytes, block: BlockId = "latest") -> KeyInfo:
+        issuer, algorithm, added, revoked = self.call("keyOf", to_bytes32(key_id), block=block)
+        return KeyInfo(issuer.lower(), algorithm, added, revoked)
+
+    def accumulators(self, block: BlockId = "latest") -> tuple[bytes, bytes]:
+        """``(accumulator, revocationAccumulator)`` at ``block``."""
+        return self.call("accumulator", block=block)[0], self.call("revocationAccumulator", block=block)[0]
+
+    def counts(self, block: BlockId = "latest") -> tuple[int, int]:
+        """``(anchorCount, revocationCount)`` at ``block``."""
+        return self.call("anchorCount", block=block)[0], self.call("revocationCount", block=block)[0]
+
+    def is_valid(self, leaf: bytes, root: bytes, proof: Sequence[bytes], block: BlockId = "latest") -> bool:
+        proof32 = [to_bytes32(p) for p in proof]
+        return bool(self.call("isValid", to_bytes32(leaf), to_bytes32(root), proof32, block=block)[0])
+
+    def owner(self) -> str:
+        return str(self.call("owner")[0]).lower()
+
+    def pending_owner(self) -> str:
+        return str(self.call("pendingOwner")[0]).lower()
+
+
+class RegistryWriter(RegistryReader):
+    """Sends the registry's transactions from one account."""
+
+    def __init__(self, sender: TxSender, address: str, artifact: Artifact | None = None) -> None:
+        super().__init__(sender.rpc, address, artifact)
+        self.sender = sender
+
+    def transact(self, name: str, *args: Any) -> TxReceipt:
+        return self.sender.transact(self.address, self.abi.encode_call(name, *args))
+
+    def register_issuer(self, issuer: str, name: str, uri: str) -> TxReceipt:
+        return self.transact("registerIssuer", issuer, name, uri)
+
+    def set_issuer_active(self, issuer: str, active: bool) -> TxReceipt:
+        return self.transact("setIssuerActive", issuer, active)
+
+    def add_key(self, key_id: bytes, algorithm: int, public_key_der: bytes) -> TxReceipt:
+        return self.transact("addKey", to_bytes32(key_id), algorithm, public_key_der)
+
+    def revoke_key(self, key_id: bytes) -> TxReceipt:
+        return self.transact("revokeKey", to_bytes32(key_id))
+
+    def anchor(self, root: bytes, count: int, manifest_uri: str = "") -> TxReceipt:
+        return self.transact("anchor", to_bytes32(root), count, manifest_uri)
+
+    def revoke_root(self, root: bytes, reason: int) -> TxReceipt:
+        return self.transact("revokeRoot", to_bytes32(root), reason)
+
+    def revoke_leaf(self, leaf: bytes, root: bytes, proof: Sequence[bytes], reason: int) -> TxReceipt:
+        return self.transact(
+            "revokeLeaf", to_bytes32(leaf), to_bytes32(root), [to_bytes32(p) for p in proof], reason
+        )
+
+    def revoke_leaves(
+        self,
+        leaves: Sequence[bytes],
+        root: bytes,
+        proof: Sequence[bytes],
+        proof_flags: Sequence[bool],
+        reason: int,
+    ) -> TxReceipt:
+        return self.transact(
+            "revokeLeaves",
+            [to_bytes32(leaf) for leaf in leaves],
+            to_bytes32(root),
+            [to_bytes32(p) for p in proof],
+            list(proof_flags),
+            reason,
+        )
+
+    def transfer_ownership(self, new_owner: str) -> TxReceipt:
+        return self.transact("transferOwnership", new_owner)
+
+    def accept_ownership(self) -> TxReceipt:
+        return self.transact("acceptOwnership")
+
+
+def deploy_registry(sender: TxSender, owner: str | None = None, artifact: Artifact | None = None) -> TxReceipt:
+    """Deploys FinVaultRegistry owned by ``owner`` (the sender by default)."""
+    artifact = artifact or load_artifact()
+    init_code = artifact.bytecode + artifact.abi.encode_constructor(owner or sender.signer.address)
+    receipt = sender.transact(None, init_code)
+    if receipt.contract_address is None:
+        raise ChainMismatch(f"deployment {receipt.tx_hash} produced no contract address")
+    return receipt

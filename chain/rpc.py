@@ -1,0 +1,181 @@
+"""JSON-RPC over HTTP with several endpoints, failover, timeouts and retry with backoff.
+
+Transport failures, timeouts, HTTP 429 and 5xx move on to the next endpoint; once every endpoint
+has failed in a round, the client sleeps with exponential backoff and jitter (honouring
+``Retry-After``) and tries again. A JSON-RPC error object is an answer, not an outage: it is raised
+at once as :class:`~chain.errors.RpcError` with the raw ``code`` and ``data`` kept.
+
+Endpoint URLs often embed API keys, so only :func:`redact_url` forms ever reach messages.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from chain.errors import ChainMismatch, ConfigError, RpcError, RpcUnavailable
+
+log = logging.getLogger(__name__)
+
+RETRYABLE_HTTP_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+def redact_url(url: str) -> str:
+    """``https://polygon.example/v3/SECRET`` -> ``https://polygon.example/***``."""
+    parts = urlsplit(url)
+    host = parts.hostname or "?"
+    port = f":{parts.port}" if parts.port else ""
+    hidden = "/***" if (parts.path not in ("", "/") or parts.query or parts.username) else ""
+    return f"{parts.scheme}://{host}{port}{hidden}"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How hard to try before :class:`RpcUnavailable`: ``rounds`` passes over all endpoints."""
+
+    rounds: int = 4
+    backoff_initial: float = 0.25
+    backoff_max: float = 8.0
+    timeout: float = 10.0
+
+    def delay(self, round_index: int, retry_after: float | None) -> float:
+        base = min(self.backoff_max, self.backoff_initial * 2**round_index)
+        jittered = base * (0.5 + random.random() / 2)
+        return min(self.backoff_max, max(jittered, retry_after or 0.0))
+
+
+class _Retryable(Exception):
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
+
+
+def _retry_after_seconds(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+class RpcClient:
+    """A synchronous JSON-RPC client over an ordered list of endpoints.
+
+    The endpoint that last answered stays preferred, so a healthy primary is not abandoned after
+    one blip elsewhere and a failed one is not retried first on every call.
+    """
+
+    def __init__(
+        self,
+        urls: Sequence[str],
+        *,
+        policy: RetryPolicy | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        if not urls:
+            raise ConfigError("at least one RPC URL is required")
+        for url in urls:
+            if urlsplit(url).scheme not in ("http", "https"):
+                raise ConfigError(f"RPC URL must be http(s): {redact_url(url)}")
+        self.urls = list(urls)
+        self.policy = policy or RetryPolicy()
+        self._sleep = sleep
+        self._preferred = 0
+        self._ids = itertools.count(1)
+        self._http = httpx.Client(timeout=self.policy.timeout, transport=transport)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> RpcClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def endpoints(self) -> list[str]:
+        """The endpoints, redacted for display."""
+        return [redact_url(u) for u in self.urls]
+
+    def call(self, method: str, params: Sequence[Any] = ()) -> Any:
+        """Calls ``method`` and returns its ``result``, failing over and backing off as needed."""
+        payload = {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": list(params)}
+        last_reason = "no attempt"
+        for round_index in range(self.policy.rounds):
+            retry_after: float | None = None
+            for offset in range(len(self.urls)):
+                index = (self._preferred + offset) % len(self.urls)
+                try:
+                    result = self._post(self.urls[index], payload)
+                except _Retryable as exc:
+                    last_reason = f"{redact_url(self.urls[index])}: {exc}"
+                    retry_after = max(retry_after or 0.0, exc.retry_after or 0.0) or None
+                    log.warning("rpc %s failed on %s", method, last_reason)
+                    continue
+                self._preferred = index
+                return result
+            if round_index + 1 < self.policy.rounds:
+                self._sleep(self.policy.delay(round_index, retry_after))
+        raise RpcUnavailable(
+            f"{method}: no RPC endpoint answered after {self.policy.rounds} rounds ({last_reason})"
+        )
+
+    def _post(self, url: str, payload: dict[str, Any]) -> Any:
+        try:
+            response = self._http.post(url, json=payload)
+        except httpx.TimeoutException:
+            raise _Retryable("timed out") from None
+        except httpx.TransportError as exc:
+            raise _Retryable(type(exc).__name__) from None
+        if response.status_code in RETRYABLE_HTTP_STATUSES:
+            raise _Retryable(f"HTTP {response.status_code}", _retry_after_seconds(response))
+        if response.status_code >= 400:
+            raise RpcError(f"HTTP {response.status_code} from {redact_url(url)}")
+        try:
+            body = response.json()
+        except ValueError:
+            raise _Retryable("invalid JSON in response") from None
+        if not isinstance(body, dict) or ("result" not in body and "error" not in body):
+            raise _Retryable("malformed JSON-RPC response")
+        if body.get("error") is not None:
+            error = body["error"]
+            if not isinstance(error, dict):
+                raise RpcError(f"{payload['method']}: {error!r}")
+            raise RpcError(
+                f"{payload['method']}: {error.get('message', 'error')}",
+                rpc_code=error.get("code"),
+                data=error.get("data"),
+            )
+        return body["result"]
+
+    # -- typed helpers for the calls every part needs -------------------------------------------
+
+    def chain_id(self) -> int:
+        return int(self.call("eth_chainId"), 16)
+
+    def block_number(self) -> int:
+        return int(self.call("eth_blockNumber"), 16)
+
+    def get_code(self, address: str, block: str = "latest") -> bytes:
+        return bytes.fromhex(str(self.call("eth_getCode", [address, block]))[2:])
+
+    def require_chain_id(self, expected: int) -> int:
+        """Checks at start-up that the endpoint serves the configured chain."""
+        actual = self.chain_id()
+        if actual != expected:
+            raise ChainMismatch(
+                f"RPC endpoint serves chain id {actual}, but chain id {expected} is configured"
+            )
+        return actual

@@ -1,0 +1,114 @@
+"""Chain settings: one typed object, read from ``FINVAULT_*`` variables and command-line flags.
+
+Validation happens before anything connects or binds, and errors never echo secret values.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from chain.errors import ConfigError
+from chain.rpc import RetryPolicy, redact_url
+from chain.tx import GWEI, FeePolicy
+
+S = TypeVar("S", bound=BaseSettings)
+
+ADDRESS_RE = re.compile(r"^0x[0-9a-fA-F]{40}$")
+
+#: Polygon PoS (137) and Amoy (80002) reject tips below 30 gwei.
+MIN_PRIORITY_FEE_GWEI_BY_CHAIN: dict[int, Decimal] = {137: Decimal(30), 80002: Decimal(30)}
+
+
+def normalize_address(value: str) -> str:
+    if not isinstance(value, str) or not ADDRESS_RE.match(value):
+        raise ValueError("must be a 0x-prefixed 20-byte hex address")
+    return value.lower()
+
+
+class ChainSettings(BaseSettings):
+    """Where the chain is and how to talk to it."""
+
+    model_config = SettingsConfigDict(env_prefix="FINVAULT_", extra="ignore", frozen=True)
+
+    rpc_urls: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["http://127.0.0.1:8545"],
+        description="JSON-RPC endpoints in order of preference (comma-separated in the environment).",
+    )
+    chain_id: int = Field(31337, gt=0, description="The chain the endpoints must serve.")
+    registry: str | None = Field(None, description="FinVaultRegistry address.")
+    confirmations: int = Field(1, ge=1, le=10_000, description="Blocks a transaction must be buried under.")
+    min_priority_fee_gwei: Decimal | None = Field(
+        None, ge=0, description="Tip floor; defaults to 30 on Polygon and Amoy, 0 elsewhere."
+    )
+    rpc_timeout: float = Field(10.0, gt=0, le=300)
+    rpc_rounds: int = Field(4, ge=1, le=100, description="Passes over all endpoints before giving up.")
+    keystore: Path | None = Field(None, description="eth-account keystore JSON of the sending account.")
+    keystore_password: SecretStr | None = None
+
+    @field_validator("rpc_urls", mode="before")
+    @classmethod
+    def _split_urls(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("rpc_urls")
+    @classmethod
+    def _check_urls(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("at least one RPC URL is required")
+        for url in value:
+            if not re.match(r"^https?://[^/\s]+", url):
+                raise ValueError(f"not an http(s) URL: {redact_url(url)}")
+        return value
+
+    @field_validator("registry")
+    @classmethod
+    def _check_registry(cls, value: str | None) -> str | None:
+        return None if value is None else normalize_address(value)
+
+    @property
+    def fee_policy(self) -> FeePolicy:
+        floor = self.min_priority_fee_gwei
+        if floor is None:
+            floor = MIN_PRIORITY_FEE_GWEI_BY_CHAIN.get(self.chain_id, Decimal(0))
+        return FeePolicy(min_priority_fee_wei=int(floor * GWEI))
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(rounds=self.rpc_rounds, timeout=self.rpc_timeout)
+
+    def require_registry(self) -> str:
+        if self.registry is None:
+            raise ConfigError("no registry address: pass --registry or set FINVAULT_REGISTRY")
+        return self.registry
+
+
+def describe_validation_error(error: ValidationError, secret_fields: frozenset[str]) -> str:
+    """One line per problem, naming the setting; values of secret fields are never shown."""
+    problems = []
+    for item in error.errors():
+        field = ".".join(str(part) for part in item["loc"]) or "settings"
+        problem = f"{field}: {item['msg']}"
+        if item["loc"] and item["loc"][0] not in secret_fields and item.get("input") is not None:
+            shown = repr(item["input"])
+            problem += f" (got {shown[:60]}{'...' if len(shown) > 60 else ''})"
+        problems.append(problem)
+    return "invalid settings: " + "; ".join(problems)
+
+
+def load_settings(cls: type[S], **overrides: Any) -> S:
+    """Builds settings from the environment plus non-None ``overrides`` (command-line flags)."""
+    try:
+        return cls(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        secret = frozenset(
+            name for name, info in cls.model_fields.items() if info.annotation in (SecretStr, SecretStr | None)
+        )
+        raise ConfigError(describe_validation_error(exc, secret)) from None

@@ -1,0 +1,138 @@
+"""Document-signing keys: Ed25519 (default) and RSA PKCS#1 v1.5 / SHA-256 with 2048+ bits.
+
+Pure functions over bytes: no file or clock access. A key's id is keccak256 of its DER
+SubjectPublicKeyInfo, the same value FinVaultRegistry checks in ``addKey``. Private keys are kept
+as PKCS#8 PEM encrypted with a passphrase.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Literal
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
+from eth_utils import keccak
+
+from chain.errors import FinVaultError, KeystoreError
+
+PrivateKey = ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey
+PublicKey = ed25519.Ed25519PublicKey | rsa.RSAPublicKey
+
+MIN_RSA_BITS = 2048
+MIN_PASSPHRASE_LENGTH = 8
+
+
+class KeyAlgorithm(IntEnum):
+    """On-chain algorithm codes."""
+
+    ED25519 = 1
+    RSA_PKCS1V15_SHA256 = 2
+
+    @property
+    def label(self) -> str:
+        return "ed25519" if self is KeyAlgorithm.ED25519 else "rsa-pkcs1v15-sha256"
+
+    @classmethod
+    def from_label(cls, label: str) -> KeyAlgorithm:
+        for algorithm in cls:
+            if algorithm.label == label:
+                return algorithm
+        raise SigningError(f"unsupported signature algorithm {label!r}")
+
+
+class SigningError(FinVaultError, ValueError):
+    code = "signing_error"
+
+
+@dataclass(frozen=True)
+class PublicKeyInfo:
+    """What the registry and receipts know about a key."""
+
+    algorithm: KeyAlgorithm
+    der: bytes
+
+    @property
+    def key_id(self) -> bytes:
+        return keccak(self.der)
+
+
+def generate_private_key(kind: Literal["ed25519", "rsa-2048", "rsa-3072", "rsa-4096"]) -> PrivateKey:
+    if kind == "ed25519":
+        return ed25519.Ed25519PrivateKey.generate()
+    bits = int(kind.removeprefix("rsa-"))
+    return rsa.generate_private_key(public_exponent=65537, key_size=bits)
+
+
+def public_key_info(key: PrivateKey | PublicKey) -> PublicKeyInfo:
+    public = key.public_key() if isinstance(key, ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey) else key
+    der = public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    if isinstance(public, ed25519.Ed25519PublicKey):
+        return PublicKeyInfo(KeyAlgorithm.ED25519, der)
+    if public.key_size < MIN_RSA_BITS:
+        raise SigningError(f"RSA keys need at least {MIN_RSA_BITS} bits, got {public.key_size}")
+    return PublicKeyInfo(KeyAlgorithm.RSA_PKCS1V15_SHA256, der)
+
+
+def encrypt_private_key(key: PrivateKey, passphrase: str) -> bytes:
+    """PKCS#8 PEM, encrypted with the best scheme ``cryptography`` offers."""
+    if len(passphrase) < MIN_PASSPHRASE_LENGTH:
+        raise SigningError(f"the passphrase must be at least {MIN_PASSPHRASE_LENGTH} characters")
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(passphrase.encode()),
+    )
+
+
+def decrypt_private_key(pem: bytes, passphrase: str) -> PrivateKey:
+    try:
+        key = serialization.load_pem_private_key(pem, passphrase.encode())
+    except (ValueError, TypeError) as exc:
+        if "password" in str(exc).lower() or "decrypt" in str(exc).lower():
+            raise KeystoreError("wrong passphrase for the signing key, or the file is damaged") from None
+        raise KeystoreError(f"not a PEM private key: {exc}") from None
+    if not isinstance(key, ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey):
+        raise KeystoreError(f"unsupported signing key type {type(key).__name__}")
+    public_key_info(key)  # enforces the RSA size floor
+    return key
+
+
+def load_public_key(data: bytes) -> PublicKeyInfo:
+    """Reads a public key from PEM or DER SubjectPublicKeyInfo."""
+    try:
+        key = (
+            serialization.load_pem_public_key(data)
+            if data.lstrip().startswith(b"-----")
+            else serialization.load_der_public_key(data)
+        )
+    except ValueError as exc:
+        raise SigningError(f"not a public key: {exc}") from None
+    if not isinstance(key, ed25519.Ed25519PublicKey | rsa.RSAPublicKey):
+        raise SigningError(f"unsupported public key type {type(key).__name__}")
+    return public_key_info(key)
+
+
+def sign_digest(key: PrivateKey, digest: bytes) -> bytes:
+    """Signs the 32 raw bytes of a document digest."""
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        return key.sign(digest)
+    return key.sign(digest, padding.PKCS1v15(), hashes.SHA256())
+
+
+def verify_digest(info: PublicKeyInfo, digest: bytes, signature: bytes) -> bool:
+    try:
+        key = serialization.load_der_public_key(info.der)
+        if info.algorithm is KeyAlgorithm.ED25519 and isinstance(key, ed25519.Ed25519PublicKey):
+            key.verify(signature, digest)
+            return True
+        if info.algorithm is KeyAlgorithm.RSA_PKCS1V15_SHA256 and isinstance(key, rsa.RSAPublicKey):
+            if key.key_size < MIN_RSA_BITS:
+                return False
+            key.verify(signature, digest, padding.PKCS1v15(), hashes.SHA256())
+            return True
+    except (InvalidSignature, ValueError):
+        return False
+    return False
