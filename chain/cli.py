@@ -19,10 +19,10 @@ from typing import Any, TypeVar
 
 import click
 
-from chain.contract import hex0x
+from chain.contract import hex0x, load_artifact
 from chain.devchain import DEV_CHAIN_ID, DevChain, wait_for_shutdown
 from chain.errors import ConfigError, FinVaultError
-from chain.registry import RegistryWriter, deploy_registry
+from chain.registry import RegistryReader, RegistryWriter, deploy_registry
 from chain.rpc import RpcClient
 from chain.settings import ChainSettings, load_settings, normalize_address
 from chain.signer import LocalSigner, Signer, require_dev_chain, write_keystore
@@ -62,9 +62,13 @@ def signer_options(func: F) -> F:
     """--dev [--dev-account N] | --keystore FILE [--password-file F]."""
     for option in reversed(
         [
-            click.option("--dev", is_flag=True, help="Sign with anvil's public dev account (local chains only)."),
+            click.option(
+                "--dev", is_flag=True, help="Sign with anvil's public dev account (local chains only)."
+            ),
             click.option("--dev-account", type=int, default=0, show_default=True, help="Which dev account."),
-            click.option("--keystore", type=click.Path(path_type=Path), help="Encrypted eth-account keystore."),
+            click.option(
+                "--keystore", type=click.Path(path_type=Path), help="Encrypted eth-account keystore."
+            ),
             click.option(
                 "--password-file",
                 type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -124,17 +128,17 @@ class ChainSession:
             self.rpc,
             self.signer,
             chain_id=self.settings.chain_id,
-            abi=self.registry_abi,
+            abi=load_artifact().abi,
             fees=self.settings.fee_policy,
             confirmations=self.settings.confirmations,
             poll_interval=0.2 if self.settings.chain_id == DEV_CHAIN_ID else 2.0,
         )
 
     @cached_property
-    def registry_abi(self) -> Any:
-        from chain.contract import load_artifact
-
-        return load_artifact().abi
+    def reader(self) -> RegistryReader:
+        reader = RegistryReader(self.rpc, self.settings.require_registry())
+        reader.check_deployment()
+        return reader
 
     @cached_property
     def registry(self) -> RegistryWriter:
@@ -215,7 +219,9 @@ def issuer_register(address: str, name: str, uri: str, registry: str | None, **o
     """Register ADDRESS as an active issuer (registry owner only)."""
     chain = session(registry=registry, **options)
     receipt = chain.registry.register_issuer(normalize_address(address), name, uri)
-    click.echo(f"registered {address.lower()} as {name!r} in block {receipt.block_number} ({receipt.tx_hash})")
+    click.echo(
+        f"registered {address.lower()} as {name!r} in block {receipt.block_number} ({receipt.tx_hash})"
+    )
 
 
 @issuer.command("status")
@@ -232,8 +238,7 @@ def issuer_status(address: str, active: bool | None, registry: str | None, **opt
         receipt = chain.registry.set_issuer_active(address, active)
         click.echo(f"{address} {'activated' if active else 'suspended'} in block {receipt.block_number}")
         return
-    chain.sender  # noqa: B018 - not needed for reading; keeps --dev checks uniform
-    info = chain.registry.issuer_of(address)
+    info = chain.reader.issuer_of(address)
     state = "active" if info.active else "inactive" if info.registered else "not registered"
     click.echo(f"{address}: {state}" + (f" ({info.name}, {info.uri})" if info.registered else ""))
 

@@ -14,9 +14,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from eth_abi import decode as abi_decode
-from eth_abi import encode as abi_encode
-from eth_utils import keccak
+from eth_abi.abi import decode as abi_decode
+from eth_abi.abi import encode as abi_encode
+from eth_hash.auto import keccak
 
 from chain.errors import FinVaultError, ToolchainError
 
@@ -31,7 +31,7 @@ def abi_type(param: Mapping[str, Any]) -> str:
     kind = str(param["type"])
     if kind.startswith("tuple"):
         inner = ",".join(abi_type(c) for c in param["components"])
-        return f"({inner}){kind[len('tuple'):]}"
+        return f"({inner}){kind[len('tuple') :]}"
     return kind
 
 
@@ -99,13 +99,13 @@ class ContractAbi:
                 functions[entry["name"]] = AbiFunction(
                     name=entry["name"],
                     signature=signature,
-                    selector=keccak(text=signature)[:4],
+                    selector=keccak(signature.encode())[:4],
                     input_types=tuple(abi_type(p) for p in entry["inputs"]),
                     output_types=tuple(abi_type(p) for p in entry.get("outputs", [])),
                     output_names=tuple(p.get("name", "") for p in entry.get("outputs", [])),
                 )
             elif kind == "error":
-                selector = keccak(text=_signature(entry))[:4]
+                selector = keccak(_signature(entry).encode())[:4]
                 errors[selector] = AbiError(
                     name=entry["name"],
                     selector=selector,
@@ -115,12 +115,12 @@ class ContractAbi:
             elif kind == "event":
                 events[entry["name"]] = AbiEvent(
                     name=entry["name"],
-                    topic0=keccak(text=_signature(entry)),
+                    topic0=keccak(_signature(entry).encode()),
                     indexed=tuple((p["name"], abi_type(p)) for p in entry["inputs"] if p["indexed"]),
                     data=tuple((p["name"], abi_type(p)) for p in entry["inputs"] if not p["indexed"]),
                 )
         for builtin, names in ((_ERROR_STRING, ("message",)), (_PANIC, ("code",))):
-            selector = keccak(text=builtin)[:4]
+            selector = keccak(builtin.encode())[:4]
             errors[selector] = AbiError(builtin.split("(")[0], selector, (builtin[6:-1],), names)
         object.__setattr__(self, "functions", functions)
         object.__setattr__(self, "errors", errors)

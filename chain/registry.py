@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
-from eth_utils import keccak
+from eth_hash.auto import keccak
 
 from chain.contract import Artifact, hex0x, load_artifact, to_bytes32
 from chain.errors import ChainMismatch
@@ -198,7 +198,9 @@ class RegistryWriter(RegistryReader):
         return self.transact("acceptOwnership")
 
 
-def deploy_registry(sender: TxSender, owner: str | None = None, artifact: Artifact | None = None) -> TxReceipt:
+def deploy_registry(
+    sender: TxSender, owner: str | None = None, artifact: Artifact | None = None
+) -> TxReceipt:
     """Deploys FinVaultRegistry owned by ``owner`` (the sender by default)."""
     artifact = artifact or load_artifact()
     init_code = artifact.bytecode + artifact.abi.encode_constructor(owner or sender.signer.address)

@@ -45,11 +45,13 @@ class RetryPolicy:
     backoff_initial: float = 0.25
     backoff_max: float = 8.0
     timeout: float = 10.0
+    retry_after_max: float = 60.0
 
     def delay(self, round_index: int, retry_after: float | None) -> float:
-        base = min(self.backoff_max, self.backoff_initial * 2**round_index)
-        jittered = base * (0.5 + random.random() / 2)
-        return min(self.backoff_max, max(jittered, retry_after or 0.0))
+        """Exponential backoff with jitter; a provider's Retry-After wins, up to a sane bound."""
+        base = min(self.backoff_max, self.backoff_initial * 2.0**round_index)
+        jittered = base * (0.5 + random.random() / 2)  # noqa: S311 - jitter, not crypto
+        return max(jittered, min(retry_after or 0.0, self.retry_after_max))
 
 
 class _Retryable(Exception):
@@ -122,7 +124,7 @@ class RpcClient:
                 except _Retryable as exc:
                     last_reason = f"{redact_url(self.urls[index])}: {exc}"
                     retry_after = max(retry_after or 0.0, exc.retry_after or 0.0) or None
-                    log.warning("rpc %s failed on %s", method, last_reason)
+                    log.info("rpc %s failed on %s", method, last_reason)
                     continue
                 self._preferred = index
                 return result

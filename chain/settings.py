@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from chain.errors import ConfigError
@@ -39,6 +40,7 @@ class ChainSettings(BaseSettings):
     rpc_urls: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["http://127.0.0.1:8545"],
         description="JSON-RPC endpoints in order of preference (comma-separated in the environment).",
+        json_schema_extra={"sensitive": True},  # provider URLs often embed API keys
     )
     chain_id: int = Field(31337, gt=0, description="The chain the endpoints must serve.")
     registry: str | None = Field(None, description="FinVaultRegistry address.")
@@ -90,6 +92,13 @@ class ChainSettings(BaseSettings):
         return self.registry
 
 
+def _is_sensitive(info: FieldInfo) -> bool:
+    extra = info.json_schema_extra
+    return info.annotation in (SecretStr, SecretStr | None) or (
+        isinstance(extra, dict) and extra.get("sensitive") is True
+    )
+
+
 def describe_validation_error(error: ValidationError, secret_fields: frozenset[str]) -> str:
     """One line per problem, naming the setting; values of secret fields are never shown."""
     problems = []
@@ -108,7 +117,5 @@ def load_settings(cls: type[S], **overrides: Any) -> S:
     try:
         return cls(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
-        secret = frozenset(
-            name for name, info in cls.model_fields.items() if info.annotation in (SecretStr, SecretStr | None)
-        )
+        secret = frozenset(name for name, info in cls.model_fields.items() if _is_sensitive(info))
         raise ConfigError(describe_validation_error(exc, secret)) from None

@@ -82,6 +82,5 @@ def require_dev_chain(chain_id: int) -> None:
     """Dev accounts' keys are public: refuse them anywhere but a local development chain."""
     if chain_id not in DEV_CHAIN_IDS:
         raise ConfigError(
-            f"--dev uses anvil's public test keys and is refused on chain id {chain_id}; "
-            "use --keystore"
+            f"--dev uses anvil's public test keys and is refused on chain id {chain_id}; use --keystore"
         )

@@ -14,7 +14,7 @@ from typing import Literal
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
-from eth_utils import keccak
+from eth_hash.auto import keccak
 
 from chain.errors import FinVaultError, KeystoreError
 

@@ -97,9 +97,7 @@ def compile_registry() -> dict[str, Any]:
         "sources": {CONTRACT_SOURCE: {"content": source}},
         "settings": {
             **COMPILER_SETTINGS,
-            "outputSelection": {
-                "*": {"*": ["abi", "evm.bytecode.object", "evm.deployedBytecode.object"]}
-            },
+            "outputSelection": {"*": {"*": ["abi", "evm.bytecode.object", "evm.deployedBytecode.object"]}},
         },
     }
     output = solcx.compile_standard(

@@ -13,7 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from eth_utils import keccak, to_checksum_address
+from eth_hash.auto import keccak
+from eth_utils.address import to_checksum_address
 
 from chain.contract import ContractAbi, DecodedError
 from chain.errors import FinVaultError, RpcError, TransactionFailed

@@ -104,9 +104,7 @@ def test_ape_compile_builds_registry_offline(tmp_path: Path) -> None:
 
     # ape-config.yaml must compile with the same settings as the committed artifact.
     compilers = cast(list[dict[str, Any]], manifest.get("compilers", []))
-    registry_compilers = [
-        c for c in compilers if CONTRACT_NAME in c.get("contractTypes", [])
-    ]
+    registry_compilers = [c for c in compilers if CONTRACT_NAME in c.get("contractTypes", [])]
     assert len(registry_compilers) == 1, compilers
     compiler = registry_compilers[0]
     assert compiler["name"] == "solidity"

@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from eth_hash.auto import keccak
+
+from chain.errors import KeystoreError
+from chain.signing import (
+    KeyAlgorithm,
+    SigningError,
+    decrypt_private_key,
+    encrypt_private_key,
+    generate_private_key,
+    load_public_key,
+    public_key_info,
+    sign_digest,
+    verify_digest,
+)
+
+DIGEST = bytes(range(32))
+
+
+@pytest.mark.parametrize(
+    ("kind", "algorithm", "der_length"),
+    [("ed25519", KeyAlgorithm.ED25519, 44), ("rsa-2048", KeyAlgorithm.RSA_PKCS1V15_SHA256, 294)],
+)
+def test_sign_verify_and_key_id(kind: str, algorithm: KeyAlgorithm, der_length: int) -> None:
+    key = generate_private_key(kind)  # type: ignore[arg-type]
+    info = public_key_info(key)
+    assert info.algorithm is algorithm
+    assert len(info.der) == der_length  # what the contract's addKey length check expects
+    assert info.key_id == keccak(info.der)
+    signature = sign_digest(key, DIGEST)
+    assert verify_digest(info, DIGEST, signature)
+    assert not verify_digest(info, bytes(32), signature)
+    assert not verify_digest(info, DIGEST, signature[:-1] + bytes([signature[-1] ^ 1]))
+
+
+def test_signature_does_not_verify_under_the_wrong_algorithm_label() -> None:
+    key = generate_private_key("ed25519")
+    info = public_key_info(key)
+    forged = type(info)(KeyAlgorithm.RSA_PKCS1V15_SHA256, info.der)
+    assert not verify_digest(forged, DIGEST, sign_digest(key, DIGEST))
+
+
+def test_encrypted_pem_round_trip_and_wrong_passphrase() -> None:
+    key = generate_private_key("ed25519")
+    pem = encrypt_private_key(key, "correct horse battery")
+    assert b"ENCRYPTED PRIVATE KEY" in pem
+    restored = decrypt_private_key(pem, "correct horse battery")
+    assert public_key_info(restored) == public_key_info(key)
+    with pytest.raises(KeystoreError, match="wrong passphrase"):
+        decrypt_private_key(pem, "wrong horse battery")
+
+
+def test_short_passphrase_is_refused() -> None:
+    with pytest.raises(SigningError, match="at least 8"):
+        encrypt_private_key(generate_private_key("ed25519"), "short")
+
+
+def test_rsa_below_2048_bits_is_refused() -> None:
+    weak = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    with pytest.raises(SigningError, match="2048"):
+        public_key_info(weak)
+    pem = weak.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    with pytest.raises(SigningError):
+        load_public_key(pem)
+
+
+def test_load_public_key_from_pem_and_der() -> None:
+    info = public_key_info(generate_private_key("ed25519"))
+    public = serialization.load_der_public_key(info.der)
+    pem = public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    assert load_public_key(pem) == info
+    assert load_public_key(info.der) == info
+    with pytest.raises(SigningError):
+        load_public_key(b"not a key")
+
+
+def test_algorithm_labels_round_trip() -> None:
+    for algorithm in KeyAlgorithm:
+        assert KeyAlgorithm.from_label(algorithm.label) is algorithm
+    with pytest.raises(SigningError):
+        KeyAlgorithm.from_label("ecdsa")
