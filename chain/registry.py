@@ -130,6 +130,10 @@ class RegistryReader:
         """``(anchorCount, revocationCount)`` at ``block``."""
         return self.call("anchorCount", block=block)[0], self.call("revocationCount", block=block)[0]
 
+    def deployment_block(self) -> int:
+        """The block the registry was deployed in: where a mirror starts following events."""
+        return int(self.call("deploymentBlock")[0])
+
     def is_valid(self, leaf: bytes, root: bytes, proof: Sequence[bytes], block: BlockId = "latest") -> bool:
         proof32 = [to_bytes32(p) for p in proof]
         return bool(self.call("isValid", to_bytes32(leaf), to_bytes32(root), proof32, block=block)[0])

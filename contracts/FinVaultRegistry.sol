@@ -75,13 +75,18 @@ contract FinVaultRegistry is Ownable2Step {
     mapping(bytes32 root => Anchor) private _anchors;
     mapping(bytes32 revocationId => Revocation) private _revocations;
 
-    /// @notice Running hash over every anchor: keccak256(abi.encode(prev, root, issuer, count, block.number)).
+    /// @notice Running hash over every anchor: keccak256(abi.encode(prev, root, issuer, count, block.number)),
+    ///         starting from keccak256(abi.encode(chainid, registry, 1)).
     bytes32 public accumulator;
     /// @notice Running hash over every revocation:
-    ///         keccak256(abi.encode(prev, root, leaf, issuer, reason, block.number)), leaf = 0 for a root.
+    ///         keccak256(abi.encode(prev, root, leaf, issuer, reason, block.number)), leaf = 0 for a root,
+    ///         starting from keccak256(abi.encode(chainid, registry, 2)).
     bytes32 public revocationAccumulator;
+    // These three share one slot; deploymentBlock keeps it non-zero so counting stays cheap.
     uint64 public anchorCount;
     uint64 public revocationCount;
+    /// @notice Where mirrors start following events.
+    uint64 public deploymentBlock;
 
     // ------------------------------------------------------------------- events
 
@@ -133,7 +138,13 @@ contract FinVaultRegistry is Ownable2Step {
     error InvalidReason(uint8 reason);
     error AlreadyRevoked(bytes32 revocationId);
 
-    constructor(address initialOwner) Ownable(initialOwner) {}
+    /// @dev Non-zero genesis values bind both accumulators to this chain and this registry, and keep
+    ///      the first anchor and revocation at the same storage price as every later one.
+    constructor(address initialOwner) Ownable(initialOwner) {
+        accumulator = keccak256(abi.encode(block.chainid, address(this), uint256(1)));
+        revocationAccumulator = keccak256(abi.encode(block.chainid, address(this), uint256(2)));
+        deploymentBlock = block.number.toUint64();
+    }
 
     // ------------------------------------------------------------------ issuers
 

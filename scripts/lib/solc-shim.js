@@ -57,7 +57,7 @@ function parseArgs(argv) {
         break;
       default:
         if (arg.startsWith('-') && arg !== '-') fail(`unrecognised option '${arg}'`);
-        if (arg !== '-' && /^[^=/]*=/.test(arg) && !fs.existsSync(arg)) opts.remappings.push(arg);
+        if (arg !== '-' && arg.includes('=') && !fs.existsSync(arg)) opts.remappings.push(arg);
         else opts.files.push(arg);
     }
   }

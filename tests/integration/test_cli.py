@@ -211,6 +211,7 @@ def test_demo_check(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "demo check passed" in result.stdout
     env = json.loads((state / "env.json").read_text())
-    assert env["chain_id"] == 31337 and env["registry"].startswith("0x")
+    assert env["chain_id"] == 31337
+    assert env["registry"].startswith("0x")
     with pytest.raises(httpx.TransportError):
         httpx.post(env["rpc_url"], json={}, timeout=2)  # the demo's chain is gone

@@ -74,7 +74,8 @@ def test_retry_after_is_honoured_between_rounds() -> None:
     provider = Provider({"a": [status(429, {"Retry-After": "2"}), ok("0x1")]})
     sleeps: list[float] = []
     assert client(provider, ["a"], sleeps).block_number() == 1
-    assert len(sleeps) == 1 and sleeps[0] >= 2.0
+    assert len(sleeps) == 1
+    assert sleeps[0] >= 2.0
 
 
 @pytest.mark.parametrize(
@@ -91,7 +92,8 @@ def test_transient_faults_are_retried_with_backoff(broken: Handler) -> None:
     provider = Provider({"a": [broken, ok("0x2")]})
     sleeps: list[float] = []
     assert client(provider, ["a"], sleeps).block_number() == 2
-    assert len(sleeps) == 1 and 0 < sleeps[0] <= 5.0
+    assert len(sleeps) == 1
+    assert 0 < sleeps[0] <= 5.0
 
 
 def test_json_rpc_error_is_raised_at_once_with_raw_code_and_data() -> None:

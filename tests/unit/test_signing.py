@@ -60,7 +60,7 @@ def test_short_passphrase_is_refused() -> None:
 
 
 def test_rsa_below_2048_bits_is_refused() -> None:
-    weak = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    weak = rsa.generate_private_key(public_exponent=65537, key_size=1024)  # noqa: S505 - on purpose
     with pytest.raises(SigningError, match="2048"):
         public_key_info(weak)
     pem = weak.public_key().public_bytes(
