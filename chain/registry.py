@@ -122,12 +122,18 @@ class RegistryReader:
         issuer, algorithm, added, revoked = self.call("keyOf", to_bytes32(key_id), block=block)
         return KeyInfo(issuer.lower(), algorithm, added, revoked)
 
+    def _pinned(self, block: BlockId) -> BlockId:
+        """A concrete block number, so that several calls read one consistent state."""
+        return self.rpc.block_number() if block == "latest" else block
+
     def accumulators(self, block: BlockId = "latest") -> tuple[bytes, bytes]:
-        """``(accumulator, revocationAccumulator)`` at ``block``."""
+        """``(accumulator, revocationAccumulator)``, both read at the same block."""
+        block = self._pinned(block)
         return self.call("accumulator", block=block)[0], self.call("revocationAccumulator", block=block)[0]
 
     def counts(self, block: BlockId = "latest") -> tuple[int, int]:
-        """``(anchorCount, revocationCount)`` at ``block``."""
+        """``(anchorCount, revocationCount)``, both read at the same block."""
+        block = self._pinned(block)
         return self.call("anchorCount", block=block)[0], self.call("revocationCount", block=block)[0]
 
     def deployment_block(self) -> int:

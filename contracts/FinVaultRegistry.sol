@@ -25,7 +25,7 @@ contract FinVaultRegistry is Ownable2Step {
 
     uint256 private constant ED25519_SPKI_LENGTH = 44;
     /// @dev DER SubjectPublicKeyInfo of a 2048-bit RSA key with exponent 65537 is 294 bytes;
-    ///      anything shorter is a weaker key. 16 KiB bounds the event size.
+    ///      anything shorter is a weaker key. 2 KiB bounds the event size.
     uint256 private constant RSA2048_SPKI_MIN_LENGTH = 294;
     uint256 private constant PUBLIC_KEY_MAX_LENGTH = 2048;
 
@@ -265,6 +265,7 @@ contract FinVaultRegistry is Ownable2Step {
         if (leaves.length == 0) revert NoLeaves();
         _requireRootIssuer(root);
         _requireValidReason(reason);
+        _requireWellFormedMultiproof(root, leaves.length, proof.length, proofFlags);
         if (!MerkleProof.multiProofVerifyCalldata(proof, proofFlags, root, leaves)) revert InvalidProof(root);
         for (uint256 i = 0; i < leaves.length; ++i) {
             bytes32 leaf = leaves[i];
@@ -339,6 +340,23 @@ contract FinVaultRegistry is Ownable2Step {
         address issuer = _anchors[root].issuer;
         if (issuer == address(0)) revert RootNotAnchored(root);
         if (issuer != msg.sender) revert NotRootIssuer(root, msg.sender);
+    }
+
+    /// @dev OpenZeppelin reverts on a malformed multiproof with its own error, or even an
+    ///      out-of-bounds panic; check the shape first so every bad proof reads InvalidProof.
+    ///      With as many `false` flags as proof nodes, the verifier never reads past either array.
+    function _requireWellFormedMultiproof(
+        bytes32 root,
+        uint256 leafCount,
+        uint256 proofLength,
+        bool[] calldata proofFlags
+    ) private pure {
+        if (leafCount + proofLength != proofFlags.length + 1) revert InvalidProof(root);
+        uint256 fromProof = 0;
+        for (uint256 i = 0; i < proofFlags.length; ++i) {
+            if (!proofFlags[i]) ++fromProof;
+        }
+        if (fromProof != proofLength) revert InvalidProof(root);
     }
 
     function _requireValidReason(uint8 reason) private pure {
