@@ -1,0 +1,64 @@
+"""The architecture's dependency rules, checked on the source."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+#: The pure core: no I/O, no clock, no network or database clients.
+PURE_MODULES = ["chain/merkle.py", "chain/signing.py", "chain/accumulators.py"]
+IO_MODULES = {
+    "httpx",
+    "requests",
+    "socket",
+    "subprocess",
+    "sqlalchemy",
+    "aiosqlite",
+    "web3",
+    "time",
+    "datetime",
+}
+
+
+def imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def top_level(names: set[str]) -> set[str]:
+    return {name.split(".")[0] for name in names}
+
+
+@pytest.mark.parametrize(("package", "forbidden"), [("chain", {"indexer", "node"}), ("indexer", {"node"})])
+def test_imports_point_one_way(package: str, forbidden: set[str]) -> None:
+    for path in sorted((ROOT / package).rglob("*.py")):
+        bad = top_level(imported_modules(path)) & forbidden
+        assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
+
+
+@pytest.mark.parametrize("module", PURE_MODULES)
+def test_pure_core_does_no_io(module: str) -> None:
+    bad = top_level(imported_modules(ROOT / module)) & IO_MODULES
+    assert not bad, f"{module} imports {sorted(bad)}"
+
+
+def test_runtime_imports_without_ape() -> None:
+    probe = (
+        "import sys; sys.modules['ape'] = None\n"  # any 'import ape' now raises ImportError
+        "import chain.cli, chain.registry, chain.devchain, node.cli, node.demo\n"
+        "import indexer\n"
+        "assert not any(m == 'ape' or m.startswith('ape.') for m in sys.modules if sys.modules[m])\n"
+    )
+    subprocess.run([sys.executable, "-c", probe], check=True, cwd=ROOT)
