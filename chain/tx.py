@@ -23,6 +23,8 @@ from chain.signer import Signer
 
 GWEI = 10**9
 GAS_HEADROOM = 1.2
+#: How geth, anvil and others say "this exact transaction is already in my pool".
+ALREADY_KNOWN = ("already known", "already imported", "known transaction")
 
 
 class TransactionTimeout(TransactionFailed):
@@ -200,8 +202,8 @@ class TxSender:
         try:
             self.rpc.call("eth_sendRawTransaction", ["0x" + prepared.raw.hex()])
         except RpcError as exc:
-            if "already known" not in exc.message.lower():  # a re-send after a crash is fine
-                raise
+            if not any(phrase in exc.message.lower() for phrase in ALREADY_KNOWN):
+                raise  # a re-send of the same signed transaction (after a crash, say) is fine
         self._next_nonce = max(self._next_nonce or 0, prepared.nonce + 1)
         return prepared.tx_hash
 
