@@ -5,19 +5,24 @@ multiproofs as ``@openzeppelin/merkle-tree`` (npm), and its proofs verify with O
 ``MerkleProof`` on-chain.
 
 - leaf = keccak256(keccak256(abi.encode(digest))); for a bytes32, abi.encode is the 32 bytes;
-- leaves are sorted ascending by hash and stored from the end of a flat array of 2n-1 nodes;
-- node i has children 2i+1 and 2i+2; an inner node is keccak256 of its children sorted.
+- leaves are sorted ascending by hash and stored from the end of a flat array of 2n-1 nodes,
+  so the smallest leaf sits at index 2n-2;
+- node i has children 2i+1 and 2i+2; an inner node is keccak256 of its two children, sorted.
 
-Pure: no I/O. Memory is one list of 2n-1 hashes.
+Pure: no I/O. Memory is the flat array of 2n-1 hashes plus the sorted leaf list; proofs are
+computed on demand, so streaming a million receipts never holds a million proofs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from bisect import bisect_left
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 
-from eth_hash.auto import keccak
+from sha3 import keccak_256  # type: ignore[import-not-found]
+
+from chain.hashing import keccak256
 
 
 class MerkleError(ValueError):
@@ -27,11 +32,11 @@ class MerkleError(ValueError):
 def leaf_hash(digest: bytes) -> bytes:
     if len(digest) != 32:
         raise MerkleError(f"a digest is 32 bytes, got {len(digest)}")
-    return keccak(keccak(digest))
+    return keccak256(keccak256(digest))
 
 
 def hash_pair(a: bytes, b: bytes) -> bytes:
-    return keccak(a + b) if a < b else keccak(b + a)
+    return keccak256(a + b) if a < b else keccak256(b + a)
 
 
 @dataclass(frozen=True)
@@ -42,24 +47,37 @@ class MultiProof:
 
 
 class MerkleTree:
-    """A tree over document digests. Build once; proofs are then list lookups."""
+    """A tree over document digests. Build once; each proof is then ~log2(n) list lookups."""
 
     def __init__(self, digests: Sequence[bytes]) -> None:
         if not digests:
             raise MerkleError("a Merkle tree needs at least one leaf")
-        hashed = sorted((leaf_hash(d), i) for i, d in enumerate(digests))
-        n = len(hashed)
+        if any(len(d) != 32 for d in digests):
+            raise MerkleError("every digest must be 32 bytes")
+        k = keccak_256
+        sorted_leaves = sorted([k(k(d).digest()).digest() for d in digests])
+        n = len(sorted_leaves)
         size = 2 * n - 1
-        tree: list[bytes] = [b""] * size
-        self._tree_index: dict[bytes, int] = {}
-        for position, (leaf, _) in enumerate(hashed):
-            tree_index = size - 1 - position
-            tree[tree_index] = leaf
-            self._tree_index.setdefault(leaf, tree_index)
-        for i in range(size - 1 - n, -1, -1):
-            left, right = tree[2 * i + 1], tree[2 * i + 2]
-            tree[i] = keccak(left + right) if left < right else keccak(right + left)
+        tree: list[bytes] = [b""] * (n - 1)
+        tree.extend(reversed(sorted_leaves))
+        # Build one heap level at a time (level L spans [2^L - 1, 2^(L+1) - 2]); the comprehension
+        # over child slices is much faster than a per-node loop.
+        last_inner = n - 2
+        level_start = (1 << ((size).bit_length() - 1)) - 1
+        while last_inner >= 0:
+            lo = min(level_start, last_inner + 1)
+            hi = last_inner
+            if lo <= hi:
+                lefts = tree[2 * lo + 1 : 2 * hi + 2 : 2]
+                rights = tree[2 * lo + 2 : 2 * hi + 3 : 2]
+                tree[lo : hi + 1] = [
+                    k(a + b).digest() if a < b else k(b + a).digest()
+                    for a, b in zip(lefts, rights, strict=True)
+                ]
+                last_inner = lo - 1
+            level_start = (level_start - 1) // 2
         self._tree = tree
+        self._sorted = sorted_leaves
         self._n = n
 
     def __len__(self) -> int:
@@ -71,27 +89,48 @@ class MerkleTree:
 
     @property
     def leaves(self) -> list[bytes]:
-        """Leaf hashes in tree order (the order of a batch's public manifest)."""
-        return [self._tree[len(self._tree) - 1 - i] for i in range(self._n)]
+        """Leaf hashes in tree order, i.e. ascending (the order of a batch's public manifest)."""
+        return list(self._sorted)
 
     def _index_of(self, leaf: bytes) -> int:
-        try:
-            return self._tree_index[leaf]
-        except KeyError:
-            raise MerkleError(f"leaf 0x{leaf.hex()} is not in this tree") from None
+        position = bisect_left(self._sorted, leaf)
+        if position == self._n or self._sorted[position] != leaf:
+            raise MerkleError(f"leaf 0x{leaf.hex()} is not in this tree")
+        return 2 * self._n - 2 - position
+
+    def _path(self, index: int) -> list[bytes]:
+        tree = self._tree
+        path = []
+        while index:
+            path.append(tree[index + 1 if index & 1 else index - 1])
+            index = (index - 1) >> 1
+        return path
 
     def proof(self, leaf: bytes) -> list[bytes]:
         """The sibling path from ``leaf`` (a leaf hash) to the root."""
-        index = self._index_of(leaf)
-        path = []
-        while index > 0:
-            sibling = index + 1 if index % 2 == 1 else index - 1
-            path.append(self._tree[sibling])
-            index = (index - 1) // 2
-        return path
+        return self._path(self._index_of(leaf))
 
     def proof_for_digest(self, digest: bytes) -> list[bytes]:
         return self.proof(leaf_hash(digest))
+
+    def proofs(self) -> Iterator[tuple[bytes, list[bytes]]]:
+        """Every ``(leaf, proof)``, computed lazily by a depth-first walk.
+
+        Each node's path is its sibling plus its parent's path, so a proof costs one list copy
+        instead of a loop over the levels; the walk holds O(log n) paths at a time.
+        """
+        tree = self._tree
+        first_leaf = self._n - 1
+        stack: list[tuple[int, list[bytes]]] = [(0, [])]
+        pop, push = stack.pop, stack.append
+        while stack:
+            index, above = pop()
+            path = [tree[index + 1 if index & 1 else index - 1], *above] if index else above
+            if index >= first_leaf:
+                yield tree[index], path
+            else:
+                push((2 * index + 2, path))
+                push((2 * index + 1, path))
 
     def multiproof(self, leaves: Sequence[bytes]) -> MultiProof:
         """OpenZeppelin's multiproof for several leaf hashes (for one-transaction revocation)."""
@@ -101,18 +140,18 @@ class MerkleTree:
         stack = list(indices)
         proof: list[bytes] = []
         flags: list[bool] = []
-        head = 0  # stack is consumed from the front; keep an offset instead of popping
+        head = 0  # the stack is consumed from the front; keep an offset instead of popping
         while head < len(stack) and stack[head] > 0:
             j = stack[head]
             head += 1
-            sibling = j + 1 if j % 2 == 1 else j - 1
+            sibling = j + 1 if j & 1 else j - 1
             if head < len(stack) and stack[head] == sibling:
                 flags.append(True)
                 head += 1
             else:
                 flags.append(False)
                 proof.append(self._tree[sibling])
-            stack.append((j - 1) // 2)
+            stack.append((j - 1) >> 1)
         if not indices:
             proof.append(self._tree[0])
         return MultiProof(tuple(self._tree[i] for i in indices), tuple(proof), tuple(flags))
