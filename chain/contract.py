@@ -16,9 +16,9 @@ from typing import Any
 
 from eth_abi.abi import decode as abi_decode
 from eth_abi.abi import encode as abi_encode
-from eth_hash.auto import keccak
 
 from chain.errors import FinVaultError, ToolchainError
+from chain.hashing import keccak256
 
 ARTIFACT_PATH = Path(__file__).resolve().parent / "artifacts" / "FinVaultRegistry.json"
 
@@ -99,13 +99,13 @@ class ContractAbi:
                 functions[entry["name"]] = AbiFunction(
                     name=entry["name"],
                     signature=signature,
-                    selector=keccak(signature.encode())[:4],
+                    selector=keccak256(signature.encode())[:4],
                     input_types=tuple(abi_type(p) for p in entry["inputs"]),
                     output_types=tuple(abi_type(p) for p in entry.get("outputs", [])),
                     output_names=tuple(p.get("name", "") for p in entry.get("outputs", [])),
                 )
             elif kind == "error":
-                selector = keccak(_signature(entry).encode())[:4]
+                selector = keccak256(_signature(entry).encode())[:4]
                 errors[selector] = AbiError(
                     name=entry["name"],
                     selector=selector,
@@ -115,12 +115,12 @@ class ContractAbi:
             elif kind == "event":
                 events[entry["name"]] = AbiEvent(
                     name=entry["name"],
-                    topic0=keccak(_signature(entry).encode()),
+                    topic0=keccak256(_signature(entry).encode()),
                     indexed=tuple((p["name"], abi_type(p)) for p in entry["inputs"] if p["indexed"]),
                     data=tuple((p["name"], abi_type(p)) for p in entry["inputs"] if not p["indexed"]),
                 )
         for builtin, names in ((_ERROR_STRING, ("message",)), (_PANIC, ("code",))):
-            selector = keccak(builtin.encode())[:4]
+            selector = keccak256(builtin.encode())[:4]
             errors[selector] = AbiError(builtin.split("(")[0], selector, (builtin[6:-1],), names)
         object.__setattr__(self, "functions", functions)
         object.__setattr__(self, "errors", errors)
@@ -169,7 +169,7 @@ class Artifact:
     @cached_property
     def deployed_code_hash(self) -> bytes:
         """keccak256 of the runtime code, for checking what sits at a registry address."""
-        return keccak(self.deployed_bytecode)
+        return keccak256(self.deployed_bytecode)
 
 
 def load_artifact(path: Path = ARTIFACT_PATH) -> Artifact:

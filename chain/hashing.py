@@ -6,7 +6,7 @@ eth-hash's default pycryptodome backend. Merkle trees of a million leaves depend
 
 from __future__ import annotations
 
-from sha3 import keccak_256  # type: ignore[import-not-found]
+from sha3 import keccak_256
 
 
 def keccak256(data: bytes) -> bytes:

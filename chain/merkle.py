@@ -20,7 +20,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 
-from sha3 import keccak_256  # type: ignore[import-not-found]
+from sha3 import keccak_256
 
 from chain.hashing import keccak256
 

@@ -11,10 +11,9 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
-from eth_hash.auto import keccak
-
 from chain.contract import Artifact, hex0x, load_artifact, to_bytes32
 from chain.errors import ChainMismatch
+from chain.hashing import keccak256
 from chain.rpc import RpcClient
 from chain.tx import TxReceipt, TxSender
 
@@ -76,7 +75,7 @@ class RevocationInfo:
 
 def leaf_revocation_id(root: bytes, leaf: bytes) -> bytes:
     """Mirrors the contract's ``leafRevocationId``: keccak256(abi.encode(root, leaf))."""
-    return keccak(to_bytes32(root) + to_bytes32(leaf))
+    return keccak256(to_bytes32(root) + to_bytes32(leaf))
 
 
 def _block_param(block: BlockId) -> str:
@@ -102,10 +101,10 @@ class RegistryReader:
         code = self.rpc.get_code(self.address)
         if not code:
             raise ChainMismatch(f"no contract at registry address {self.address}")
-        if keccak(code) != self.artifact.deployed_code_hash:
+        if keccak256(code) != self.artifact.deployed_code_hash:
             raise ChainMismatch(
                 f"the code at {self.address} is not the FinVaultRegistry this build expects "
-                f"(code hash {hex0x(keccak(code))})"
+                f"(code hash {hex0x(keccak256(code))})"
             )
 
     def anchor_of(self, root: bytes, block: BlockId = "latest") -> AnchorInfo:

@@ -14,9 +14,9 @@ from typing import Literal
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
-from eth_hash.auto import keccak
 
 from chain.errors import FinVaultError, KeystoreError
+from chain.hashing import keccak256
 
 PrivateKey = ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey
 PublicKey = ed25519.Ed25519PublicKey | rsa.RSAPublicKey
@@ -56,7 +56,7 @@ class PublicKeyInfo:
 
     @property
     def key_id(self) -> bytes:
-        return keccak(self.der)
+        return keccak256(self.der)
 
 
 def generate_private_key(kind: Literal["ed25519", "rsa-2048", "rsa-3072", "rsa-4096"]) -> PrivateKey:

@@ -13,11 +13,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from eth_hash.auto import keccak
 from eth_utils.address import to_checksum_address
 
 from chain.contract import ContractAbi, DecodedError
 from chain.errors import FinVaultError, RpcError, TransactionFailed
+from chain.hashing import keccak256
 from chain.rpc import RpcClient
 from chain.signer import Signer
 
@@ -194,7 +194,7 @@ class TxSender:
         if to is not None:
             tx["to"] = to_checksum_address(to)
         raw = self.signer.sign_transaction(tx)
-        return PreparedTx(nonce, raw, "0x" + keccak(raw).hex(), gas, max_fee, tip)
+        return PreparedTx(nonce, raw, "0x" + keccak256(raw).hex(), gas, max_fee, tip)
 
     # -- sending and waiting ------------------------------------------------------------------------
 
