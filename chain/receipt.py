@@ -1,0 +1,145 @@
+"""Receipts: format ``finvault-receipt/1`` (consensus-critical, frozen).
+
+One self-contained JSON file per certificate, which a holder can hand to any node or check with
+the CLI. Parsing is strict: unknown fields, wrong types, non-lowercase hex or malformed base64 are
+:class:`ReceiptError` naming the offending field (``signature.value``, ``proof.path.3``...).
+Whether the contents are *true* (digest, signature, proof, anchor) is for :mod:`chain.verify`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
+
+from chain.canonical import DocumentError, SaltedDocument, loads_strict
+from chain.errors import FinVaultError
+
+RECEIPT_FORMAT: Literal["finvault-receipt/1"] = "finvault-receipt/1"
+#: A receipt is a credential plus ~1 KiB of evidence; 512 KiB leaves room for large documents.
+MAX_RECEIPT_BYTES = 512 * 1024
+#: Deeper than any tree of 2^64 leaves: anything longer is not a proof.
+MAX_PROOF_LENGTH = 64
+
+Hex32 = Annotated[str, StringConstraints(pattern=r"^0x[0-9a-f]{64}$")]
+Address = Annotated[str, StringConstraints(pattern=r"^0x[0-9a-f]{40}$")]
+Algorithm = Literal["ed25519", "rsa-pkcs1v15-sha256"]
+
+
+class ReceiptError(FinVaultError, ValueError):
+    """A receipt that is not well-formed ``finvault-receipt/1``. ``field`` names where."""
+
+    code = "receipt_malformed"
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(f"{field}: {message}" if field else message)
+        self.field = field
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, populate_by_name=True)
+
+
+class Signature(_Strict):
+    key_id: Hex32 = Field(alias="keyId")
+    algorithm: Algorithm
+    value: str = Field(max_length=4096, description="base64 of the signature over the 32 digest bytes")
+
+    @field_validator("value")
+    @classmethod
+    def _base64(cls, value: str) -> str:
+        try:
+            base64.b64decode(value, validate=True)
+        except binascii.Error:
+            raise ValueError("not valid base64") from None
+        return value
+
+    @property
+    def raw(self) -> bytes:
+        return base64.b64decode(self.value)
+
+
+class Proof(_Strict):
+    leaf: Hex32
+    path: list[Hex32] = Field(max_length=MAX_PROOF_LENGTH)
+    root: Hex32
+
+
+class Anchor(_Strict):
+    chain_id: int = Field(alias="chainId", gt=0)
+    registry: Address
+    issuer: Address
+    tx_hash: Hex32 = Field(alias="txHash")
+    block_number: int = Field(alias="blockNumber", gt=0)
+
+
+class Receipt(_Strict):
+    format: Literal["finvault-receipt/1"]
+    credential: dict[str, Any]
+    salts: dict[str, Hex32]
+    obfuscated: list[Hex32] = Field(default_factory=list)
+    digest: Hex32
+    signature: Signature
+    proof: Proof
+    anchor: Anchor
+    link: str | None = Field(None, max_length=2048, description="Verification link: node URL + leaf")
+
+    @property
+    def document(self) -> SaltedDocument:
+        return SaltedDocument(
+            self.credential, self.salts, tuple(self.obfuscated), bytes.fromhex(self.digest[2:])
+        )
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return self.model_dump(by_alias=True, mode="json", exclude_none=True)
+
+    def to_json(self, *, indent: int | None = 2) -> str:
+        return json.dumps(self.to_json_dict(), indent=indent, ensure_ascii=False) + "\n"
+
+
+def _field_name(location: tuple[int | str, ...]) -> str:
+    return ".".join(str(part) for part in location) or "receipt"
+
+
+def parse_receipt(source: str | bytes | Mapping[str, Any]) -> Receipt:
+    """A receipt from JSON text (or an already parsed object), strictly validated."""
+    if isinstance(source, str | bytes):
+        if len(source) > MAX_RECEIPT_BYTES:
+            raise ReceiptError(f"receipt is {len(source):,} bytes; the limit is {MAX_RECEIPT_BYTES:,}")
+        try:
+            source = loads_strict(source, max_bytes=MAX_RECEIPT_BYTES)
+        except DocumentError as exc:
+            raise ReceiptError(exc.message) from None
+    if not isinstance(source, Mapping):
+        raise ReceiptError("a receipt must be a JSON object")
+    try:
+        return Receipt.model_validate(source)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise ReceiptError(first["msg"] + more, field=_field_name(first["loc"])) from None
+
+
+def build_receipt(
+    document: SaltedDocument,
+    *,
+    signature: Signature,
+    proof: Proof,
+    anchor: Anchor,
+    link: str | None = None,
+) -> Receipt:
+    return Receipt(
+        format=RECEIPT_FORMAT,
+        credential=dict(document.credential),
+        salts=dict(document.salts),
+        obfuscated=list(document.obfuscated),
+        digest="0x" + document.digest.hex(),
+        signature=signature,
+        proof=proof,
+        anchor=anchor,
+        link=link,
+    )

@@ -1,0 +1,518 @@
+"""Verification: one pure function over a receipt and a set of chain facts.
+
+``verify(receipt, facts, now)`` never fetches anything: the verification node supplies facts from
+its mirror, ``finvault verify --rpc`` from an RPC endpoint, tests from a dictionary. Both call this
+same function, so they cannot disagree about what "genuine" means.
+
+Every check is listed in the verdict with a stable reason code. The status is decided in this
+order: anything broken (format, digest, signature, proof, chain, anchor, issuer) makes it
+``INVALID``; then a revocation makes it ``REVOKED``; then expiry makes it ``INVALID``; then an
+anchor that is not yet final makes it ``PENDING``; otherwise it is ``VALID``.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Literal, Protocol
+
+from chain.canonical import DisclosureMismatch, DocumentError, recompute_digest
+from chain.hashing import keccak256
+from chain.merkle import leaf_hash, process_proof
+from chain.receipt import Receipt, ReceiptError, parse_receipt
+from chain.signing import KeyAlgorithm, PublicKeyInfo, SigningError, verify_digest
+
+
+class Status(StrEnum):
+    VALID = "VALID"
+    REVOKED = "REVOKED"
+    INVALID = "INVALID"
+    PENDING = "PENDING"
+
+
+class Code(StrEnum):
+    """Stable reason codes: programs match on these, never on prose."""
+
+    MALFORMED = "MALFORMED"
+    DIGEST_MISMATCH = "DIGEST_MISMATCH"
+    SIGNATURE_INVALID = "SIGNATURE_INVALID"
+    KEY_UNKNOWN = "KEY_UNKNOWN"
+    KEY_REVOKED = "KEY_REVOKED"
+    PROOF_INVALID = "PROOF_INVALID"
+    WRONG_CHAIN = "WRONG_CHAIN"
+    NOT_ANCHORED = "NOT_ANCHORED"
+    ISSUER_MISMATCH = "ISSUER_MISMATCH"
+    ISSUER_INACTIVE = "ISSUER_INACTIVE"
+    LEAF_REVOKED = "LEAF_REVOKED"
+    ROOT_REVOKED = "ROOT_REVOKED"
+    NOT_FINAL = "NOT_FINAL"
+    EXPIRED = "EXPIRED"
+    NOT_YET_VALID = "NOT_YET_VALID"
+
+
+class CheckName(StrEnum):
+    WELL_FORMED = "well_formed"
+    DIGEST = "digest"
+    SIGNATURE = "signature"
+    PROOF = "proof"
+    CHAIN = "chain"
+    ANCHOR = "anchor"
+    ISSUER = "issuer"
+    REVOCATION = "revocation"
+    FINALITY = "finality"
+    EXPIRY = "expiry"
+
+
+Outcome = Literal["pass", "fail", "skip"]
+#: Failing any of these makes a receipt INVALID outright.
+_INTEGRITY = (
+    CheckName.WELL_FORMED,
+    CheckName.DIGEST,
+    CheckName.SIGNATURE,
+    CheckName.PROOF,
+    CheckName.CHAIN,
+    CheckName.ANCHOR,
+    CheckName.ISSUER,
+)
+
+
+@dataclass(frozen=True)
+class Check:
+    name: CheckName
+    outcome: Outcome
+    code: Code | None = None
+    detail: str = ""
+
+
+# -- facts -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EventRef:
+    """Where on the chain a fact comes from: enough for a third party to re-check it."""
+
+    tx_hash: str
+    block_number: int
+    block_hash: str
+    log_index: int
+
+
+@dataclass(frozen=True)
+class AnchorFact:
+    root: bytes
+    issuer: str
+    count: int
+    timestamp: int
+    event: EventRef
+
+
+@dataclass(frozen=True)
+class RevocationFact:
+    reason: int
+    timestamp: int
+    event: EventRef
+
+
+@dataclass(frozen=True)
+class IssuerFact:
+    address: str
+    name: str
+    uri: str
+    active: bool
+
+
+@dataclass(frozen=True)
+class KeyFact:
+    key_id: bytes
+    issuer: str
+    algorithm: KeyAlgorithm
+    public_key: bytes  # DER SubjectPublicKeyInfo, from the KeyAdded event
+    added_block: int
+    revoked_block: int | None
+
+
+@dataclass(frozen=True)
+class ChainHead:
+    number: int
+    finalized: int | None  # None where the endpoint has no `finalized` tag
+
+
+class ChainFacts(Protocol):
+    """What verification needs to know about one registry on one chain."""
+
+    @property
+    def chain_id(self) -> int: ...
+
+    @property
+    def registry(self) -> str: ...
+
+    def anchor(self, root: bytes) -> AnchorFact | None: ...
+
+    def revocation(self, root: bytes, leaf: bytes | None) -> RevocationFact | None:
+        """The revocation of ``leaf`` within ``root``, or of the whole root when ``leaf`` is None."""
+        ...
+
+    def issuer(self, address: str) -> IssuerFact | None: ...
+
+    def key(self, key_id: bytes) -> KeyFact | None: ...
+
+    def head(self) -> ChainHead: ...
+
+
+@dataclass(frozen=True)
+class Policy:
+    """How sure an anchor must be before it counts as final.
+
+    Both rules apply together: ``confirmations`` blocks on top, and (unless the endpoint has no
+    such tag) at or below the chain's ``finalized`` block.
+    """
+
+    confirmations: int = 1
+    use_finalized_tag: bool = True
+    unsafe_skip_finality: bool = False
+
+    def __post_init__(self) -> None:
+        if self.confirmations < 1:
+            raise ValueError("a verification policy needs at least 1 confirmation")
+
+
+# -- verdict -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AnchorEvidence:
+    root: str
+    tx_hash: str
+    block_number: int
+    block_hash: str
+    log_index: int
+    anchored_at: str
+    confirmations: int
+    final: bool
+
+
+@dataclass(frozen=True)
+class RevocationEvidence:
+    scope: Literal["leaf", "root"]
+    reason: int
+    tx_hash: str
+    block_number: int
+    block_hash: str
+    log_index: int
+    revoked_at: str
+
+
+@dataclass(frozen=True)
+class Verdict:
+    status: Status
+    checks: tuple[Check, ...]
+    issuer: IssuerFact | None = None
+    anchor: AnchorEvidence | None = None
+    revocation: RevocationEvidence | None = None
+    evidence: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def valid(self) -> bool:
+        return self.status is Status.VALID
+
+    @property
+    def reasons(self) -> tuple[Code, ...]:
+        return tuple(c.code for c in self.checks if c.outcome == "fail" and c.code is not None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "status": str(self.status),
+            "valid": self.valid,
+            "reasons": [str(r) for r in self.reasons],
+            "checks": [
+                {
+                    "name": str(c.name),
+                    "outcome": c.outcome,
+                    "code": c.code and str(c.code),
+                    "detail": c.detail,
+                }
+                for c in self.checks
+            ],
+            "issuer": asdict(self.issuer) if self.issuer else None,
+            "anchor": asdict(self.anchor) if self.anchor else None,
+            "revocation": asdict(self.revocation) if self.revocation else None,
+            "evidence": dict(self.evidence),
+        }
+
+
+def _iso(timestamp: int) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).isoformat().replace("+00:00", "Z")
+
+
+def _parse_time(value: Any) -> datetime:
+    if not isinstance(value, str):
+        raise ValueError("not a date-time string")
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _b32(hex_value: str) -> bytes:
+    return bytes.fromhex(hex_value[2:])
+
+
+class _Checks:
+    def __init__(self) -> None:
+        self.items: dict[CheckName, Check] = {}
+
+    def passed(self, name: CheckName, detail: str = "") -> None:
+        self.items[name] = Check(name, "pass", None, detail)
+
+    def failed(self, name: CheckName, code: Code, detail: str) -> None:
+        self.items[name] = Check(name, "fail", code, detail)
+
+    def skipped(self, name: CheckName, detail: str) -> None:
+        self.items.setdefault(name, Check(name, "skip", None, detail))
+
+    def ok(self, name: CheckName) -> bool:
+        return self.items.get(name, Check(name, "skip")).outcome == "pass"
+
+    def failing(self, *names: CheckName) -> bool:
+        return any(self.items[n].outcome == "fail" for n in names if n in self.items)
+
+    def ordered(self) -> tuple[Check, ...]:
+        for name in CheckName:
+            self.skipped(name, "not reached")
+        return tuple(self.items[name] for name in CheckName)
+
+
+# -- the function ------------------------------------------------------------------------------
+
+
+def verify(
+    receipt: Receipt | Mapping[str, Any] | str | bytes,
+    facts: ChainFacts,
+    now: datetime,
+    policy: Policy | None = None,
+) -> Verdict:
+    """Judges ``receipt`` against ``facts`` at time ``now`` (timezone-aware)."""
+    policy = policy or Policy()
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    checks = _Checks()
+    try:
+        parsed = receipt if isinstance(receipt, Receipt) else parse_receipt(receipt)
+    except ReceiptError as exc:
+        checks.failed(CheckName.WELL_FORMED, Code.MALFORMED, exc.message)
+        return Verdict(Status.INVALID, checks.ordered())
+    checks.passed(CheckName.WELL_FORMED, "finvault-receipt/1")
+
+    digest = _b32(parsed.digest)
+    leaf, root = _b32(parsed.proof.leaf), _b32(parsed.proof.root)
+    evidence: dict[str, Any] = {
+        "digest": parsed.digest,
+        "leaf": parsed.proof.leaf,
+        "root": parsed.proof.root,
+        "proof": list(parsed.proof.path),
+        "keyId": parsed.signature.key_id,
+        "chainId": facts.chain_id,
+        "registry": facts.registry,
+    }
+    _check_digest(parsed, digest, checks)
+    _check_proof(parsed, digest, leaf, root, checks)
+
+    if parsed.anchor.chain_id != facts.chain_id or parsed.anchor.registry != facts.registry.lower():
+        checks.failed(
+            CheckName.CHAIN,
+            Code.WRONG_CHAIN,
+            f"receipt is for chain {parsed.anchor.chain_id} registry {parsed.anchor.registry}; "
+            f"these facts are for chain {facts.chain_id} registry {facts.registry.lower()}",
+        )
+        _check_signature(parsed, digest, None, facts, checks)
+        return Verdict(Status.INVALID, checks.ordered(), evidence=evidence)
+    checks.passed(CheckName.CHAIN, f"chain {facts.chain_id}, registry {facts.registry.lower()}")
+
+    anchor = facts.anchor(root)
+    issuer = None
+    if anchor is None:
+        checks.failed(CheckName.ANCHOR, Code.NOT_ANCHORED, "root is not anchored in this registry")
+    elif anchor.issuer != parsed.anchor.issuer:
+        checks.failed(
+            CheckName.ANCHOR,
+            Code.ISSUER_MISMATCH,
+            f"root was anchored by {anchor.issuer}, not {parsed.anchor.issuer} as the receipt claims",
+        )
+    else:
+        checks.passed(CheckName.ANCHOR, f"anchored in block {anchor.event.block_number} by {anchor.issuer}")
+        issuer = facts.issuer(anchor.issuer)
+        if issuer is None or not issuer.active:
+            checks.failed(CheckName.ISSUER, Code.ISSUER_INACTIVE, f"issuer {anchor.issuer} is not active")
+        else:
+            checks.passed(CheckName.ISSUER, f"{issuer.name} ({issuer.address}) is active")
+    trusted_anchor = anchor if checks.ok(CheckName.ANCHOR) else None
+    _check_signature(parsed, digest, trusted_anchor, facts, checks)
+
+    anchor_evidence = None
+    revocation = None
+    if trusted_anchor is not None:
+        revocation = _check_revocation(facts, root, leaf, checks)
+        anchor_evidence = _check_finality(trusted_anchor, facts.head(), policy, checks)
+    else:
+        checks.skipped(CheckName.REVOCATION, "no trusted anchor")
+        checks.skipped(CheckName.FINALITY, "no trusted anchor")
+    _check_expiry(parsed.credential, now, checks)
+
+    if checks.failing(*_INTEGRITY):
+        status = Status.INVALID
+    elif revocation is not None:
+        status = Status.REVOKED
+    elif checks.failing(CheckName.EXPIRY):
+        status = Status.INVALID
+    elif checks.failing(CheckName.FINALITY):
+        status = Status.PENDING
+    else:
+        status = Status.VALID
+    return Verdict(status, checks.ordered(), issuer, anchor_evidence, revocation, evidence)
+
+
+def _check_digest(receipt: Receipt, digest: bytes, checks: _Checks) -> None:
+    try:
+        recomputed = recompute_digest(receipt.credential, receipt.salts, receipt.obfuscated)
+    except DisclosureMismatch as exc:
+        checks.failed(CheckName.DIGEST, Code.DIGEST_MISMATCH, exc.message)
+        return
+    except DocumentError as exc:
+        checks.failed(CheckName.DIGEST, Code.MALFORMED, exc.message)
+        return
+    if recomputed != digest:
+        checks.failed(
+            CheckName.DIGEST, Code.DIGEST_MISMATCH, "credential, salts and obfuscated do not give the digest"
+        )
+    else:
+        checks.passed(
+            CheckName.DIGEST, f"{len(receipt.salts)} disclosed, {len(receipt.obfuscated)} hidden fields"
+        )
+
+
+def _check_proof(receipt: Receipt, digest: bytes, leaf: bytes, root: bytes, checks: _Checks) -> None:
+    if leaf_hash(digest) != leaf:
+        checks.failed(CheckName.PROOF, Code.PROOF_INVALID, "proof.leaf is not the leaf of this digest")
+    elif process_proof(leaf, [_b32(p) for p in receipt.proof.path]) != root:
+        checks.failed(CheckName.PROOF, Code.PROOF_INVALID, "proof.path does not lead to proof.root")
+    else:
+        checks.passed(CheckName.PROOF, f"{len(receipt.proof.path)} steps to the root")
+
+
+def _check_signature(
+    receipt: Receipt, digest: bytes, anchor: AnchorFact | None, facts: ChainFacts, checks: _Checks
+) -> None:
+    key_id = _b32(receipt.signature.key_id)
+    key = facts.key(key_id)
+    if key is None or keccak256(key.public_key) != key_id:
+        checks.failed(CheckName.SIGNATURE, Code.KEY_UNKNOWN, "key id is not registered in this registry")
+        return
+    if anchor is not None:
+        if key.issuer != anchor.issuer:
+            checks.failed(
+                CheckName.SIGNATURE,
+                Code.KEY_UNKNOWN,
+                f"key belongs to {key.issuer}, not the anchoring issuer",
+            )
+            return
+        if key.added_block > anchor.event.block_number:
+            checks.failed(CheckName.SIGNATURE, Code.KEY_UNKNOWN, "key was registered after the anchor")
+            return
+        if key.revoked_block is not None and key.revoked_block <= anchor.event.block_number:
+            checks.failed(
+                CheckName.SIGNATURE, Code.KEY_REVOKED, f"key was revoked in block {key.revoked_block}"
+            )
+            return
+    if key.algorithm.label != receipt.signature.algorithm:
+        checks.failed(
+            CheckName.SIGNATURE, Code.SIGNATURE_INVALID, "algorithm differs from the registered key's"
+        )
+        return
+    try:
+        good = verify_digest(
+            PublicKeyInfo(key.algorithm, key.public_key), digest, base64.b64decode(receipt.signature.value)
+        )
+    except SigningError:
+        good = False
+    if not good:
+        checks.failed(CheckName.SIGNATURE, Code.SIGNATURE_INVALID, "signature does not verify under the key")
+    elif anchor is None:
+        checks.skipped(
+            CheckName.SIGNATURE, "signature verifies, but the key's status at anchor time is unknown"
+        )
+    else:
+        checks.passed(CheckName.SIGNATURE, f"{key.algorithm.label} key registered in block {key.added_block}")
+
+
+def _revocation_evidence(scope: Literal["leaf", "root"], fact: RevocationFact) -> RevocationEvidence:
+    e = fact.event
+    return RevocationEvidence(
+        scope, fact.reason, e.tx_hash, e.block_number, e.block_hash, e.log_index, _iso(fact.timestamp)
+    )
+
+
+def _check_revocation(
+    facts: ChainFacts, root: bytes, leaf: bytes, checks: _Checks
+) -> RevocationEvidence | None:
+    of_root = facts.revocation(root, None)
+    if of_root is not None:
+        checks.failed(CheckName.REVOCATION, Code.ROOT_REVOKED, f"batch revoked, reason {of_root.reason}")
+        return _revocation_evidence("root", of_root)
+    of_leaf = facts.revocation(root, leaf)
+    if of_leaf is not None:
+        checks.failed(
+            CheckName.REVOCATION, Code.LEAF_REVOKED, f"certificate revoked, reason {of_leaf.reason}"
+        )
+        return _revocation_evidence("leaf", of_leaf)
+    checks.passed(CheckName.REVOCATION, "neither the certificate nor its batch is revoked")
+    return None
+
+
+def _check_finality(anchor: AnchorFact, head: ChainHead, policy: Policy, checks: _Checks) -> AnchorEvidence:
+    block = anchor.event.block_number
+    confirmations = max(0, head.number - block + 1)
+    deep_enough = confirmations >= policy.confirmations
+    tag_says = None if head.finalized is None or not policy.use_finalized_tag else block <= head.finalized
+    if head.finalized is not None and head.finalized > head.number:
+        final, why = (
+            False,
+            f"finalized block {head.finalized} is above head {head.number}: facts are inconsistent",
+        )
+    elif policy.unsafe_skip_finality:
+        final, why = True, "finality NOT checked (unsafe_skip_finality)"
+    elif not deep_enough:
+        final, why = False, f"{confirmations} of {policy.confirmations} confirmations"
+    elif tag_says is False:
+        final, why = False, f"block {block} is above the finalized block {head.finalized}"
+    else:
+        final, why = True, f"{confirmations} confirmations" + (", finalized" if tag_says else "")
+    if final:
+        checks.passed(CheckName.FINALITY, why)
+    else:
+        checks.failed(CheckName.FINALITY, Code.NOT_FINAL, why)
+    e = anchor.event
+    return AnchorEvidence(
+        "0x" + anchor.root.hex(),
+        e.tx_hash,
+        block,
+        e.block_hash,
+        e.log_index,
+        _iso(anchor.timestamp),
+        confirmations,
+        final,
+    )
+
+
+def _check_expiry(credential: Mapping[str, Any], now: datetime, checks: _Checks) -> None:
+    try:
+        until = credential.get("validUntil", credential.get("expirationDate"))
+        since = credential.get("validFrom")
+        if until is not None and now > _parse_time(until):
+            checks.failed(CheckName.EXPIRY, Code.EXPIRED, f"expired at {until}")
+        elif since is not None and now < _parse_time(since):
+            checks.failed(CheckName.EXPIRY, Code.NOT_YET_VALID, f"valid from {since}")
+        else:
+            checks.passed(CheckName.EXPIRY, f"valid until {until}" if until else "no expiry date disclosed")
+    except ValueError as exc:
+        checks.failed(CheckName.EXPIRY, Code.MALFORMED, f"unreadable validity date: {exc}")

@@ -1,0 +1,166 @@
+"""Builders shared by tests: real documents, real signatures, real trees; no fakes of our own code."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import itertools
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from chain.canonical import SaltedDocument, salt_document
+from chain.merkle import MerkleTree, leaf_hash
+from chain.receipt import Anchor, Proof, Receipt, Signature, build_receipt
+from chain.signing import PrivateKey, PublicKeyInfo, generate_private_key, public_key_info, sign_digest
+from chain.verify import AnchorFact, ChainHead, EventRef, IssuerFact, KeyFact, RevocationFact
+
+CHAIN_ID = 31337
+REGISTRY = "0x5fbdb2315678afecb367f032d93f642f64180aa3"
+ISSUER = "0x70997970c51812dc3a010c7d01b50e0d17dc79c8"
+
+
+def deterministic_bytes(seed: str) -> Callable[[int], bytes]:
+    """A reproducible stand-in for os.urandom: SHA-256 in counter mode."""
+    counter = itertools.count()
+
+    def read(n: int) -> bytes:
+        out = b""
+        while len(out) < n:
+            out += hashlib.sha256(f"{seed}/{next(counter)}".encode()).digest()
+        return out[:n]
+
+    return read
+
+
+def credential(name: str = "Ada Lovelace", **extra: Any) -> dict[str, Any]:
+    """A W3C Verifiable Credentials 2.0 shaped degree certificate."""
+    return {
+        "@context": ["https://www.w3.org/ns/credentials/v2"],
+        "type": ["VerifiableCredential", "DegreeCredential"],
+        "issuer": {"id": "did:web:uni.example", "name": "Example University"},
+        "validFrom": "2026-06-30T00:00:00Z",
+        "credentialSubject": {
+            "name": name,
+            "degree": {"type": "MasterDegree", "name": "MSc Computer Science"},
+            "grade": "A",
+            "credits": 120,
+        },
+        **extra,
+    }
+
+
+def hex32(value: bytes) -> str:
+    return "0x" + value.hex()
+
+
+@dataclass
+class Batch:
+    """Documents signed with one key and batched into one tree, with receipts once anchored."""
+
+    key: PrivateKey
+    documents: list[SaltedDocument]
+    tree: MerkleTree
+
+    @property
+    def key_info(self) -> PublicKeyInfo:
+        return public_key_info(self.key)
+
+    def receipt(
+        self,
+        index: int,
+        *,
+        tx_hash: str,
+        block_number: int,
+        chain_id: int = CHAIN_ID,
+        registry: str = REGISTRY,
+        issuer: str = ISSUER,
+    ) -> Receipt:
+        document = self.documents[index]
+        leaf = leaf_hash(document.digest)
+        algorithm = self.key_info.algorithm.label
+        return build_receipt(
+            document,
+            signature=Signature(
+                keyId=hex32(self.key_info.key_id),
+                algorithm=algorithm,  # type: ignore[arg-type]
+                value=base64.b64encode(sign_digest(self.key, document.digest)).decode(),
+            ),
+            proof=Proof(
+                leaf=hex32(leaf), path=[hex32(p) for p in self.tree.proof(leaf)], root=hex32(self.tree.root)
+            ),
+            anchor=Anchor(
+                chainId=chain_id, registry=registry, issuer=issuer, txHash=tx_hash, blockNumber=block_number
+            ),
+        )
+
+
+def make_batch(
+    size: int = 3, *, kind: str = "ed25519", key: PrivateKey | None = None, seed: str = "batch"
+) -> Batch:
+    documents = [
+        salt_document(credential(f"Student {i}"), deterministic_bytes(f"{seed}/{i}")) for i in range(size)
+    ]
+    return Batch(key or generate_private_key(kind), documents, MerkleTree([d.digest for d in documents]))  # type: ignore[arg-type]
+
+
+def event(block: int, log_index: int = 0) -> EventRef:
+    return EventRef(
+        tx_hash=hex32(hashlib.sha256(f"tx{block}/{log_index}".encode()).digest()),
+        block_number=block,
+        block_hash=hex32(hashlib.sha256(f"block{block}".encode()).digest()),
+        log_index=log_index,
+    )
+
+
+@dataclass
+class StaticFacts:
+    """ChainFacts from plain dictionaries: the facts a test decides the chain holds."""
+
+    chain_id: int = CHAIN_ID
+    registry: str = REGISTRY
+    anchors: dict[bytes, AnchorFact] = field(default_factory=dict)
+    revocations: dict[tuple[bytes, bytes | None], RevocationFact] = field(default_factory=dict)
+    issuers: dict[str, IssuerFact] = field(default_factory=dict)
+    keys: dict[bytes, KeyFact] = field(default_factory=dict)
+    chain_head: ChainHead = field(default_factory=lambda: ChainHead(200, 130))
+
+    def anchor(self, root: bytes) -> AnchorFact | None:
+        return self.anchors.get(root)
+
+    def revocation(self, root: bytes, leaf: bytes | None) -> RevocationFact | None:
+        return self.revocations.get((root, leaf))
+
+    def issuer(self, address: str) -> IssuerFact | None:
+        return self.issuers.get(address)
+
+    def key(self, key_id: bytes) -> KeyFact | None:
+        return self.keys.get(key_id)
+
+    def head(self) -> ChainHead:
+        return self.chain_head
+
+    def with_head(self, number: int, finalized: int | None) -> StaticFacts:
+        return replace(self, chain_head=ChainHead(number, finalized))
+
+
+def anchored(
+    batch: Batch, *, block: int = 100, key_added: int = 50, issuer: str = ISSUER
+) -> tuple[StaticFacts, Iterator[Receipt]]:
+    """Facts where ``batch`` is anchored in ``block`` by an active issuer with a live key."""
+    info = batch.key_info
+    anchor_event = event(block)
+    facts = StaticFacts(
+        anchors={
+            batch.tree.root: AnchorFact(
+                batch.tree.root, issuer, len(batch.documents), 1_780_000_000, anchor_event
+            )
+        },
+        issuers={issuer: IssuerFact(issuer, "Example University", "https://uni.example", True)},
+        keys={info.key_id: KeyFact(info.key_id, issuer, info.algorithm, info.der, key_added, None)},
+    )
+    receipts = (
+        batch.receipt(i, tx_hash=anchor_event.tx_hash, block_number=block, issuer=issuer)
+        for i in range(len(batch.documents))
+    )
+    return facts, receipts
