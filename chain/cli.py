@@ -12,6 +12,7 @@ import secrets
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import cached_property
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -24,16 +25,17 @@ from chain.devchain import DEV_CHAIN_ID, DevChain, wait_for_shutdown
 from chain.errors import ConfigError, FinVaultError
 from chain.registry import RegistryReader, RegistryWriter, deploy_registry
 from chain.rpc import RpcClient
+from chain.rpc_facts import RpcFacts
 from chain.settings import ChainSettings, load_settings, normalize_address
 from chain.signer import LocalSigner, Signer, require_dev_chain, write_keystore
 from chain.signing import (
-    decrypt_private_key,
     encrypt_private_key,
     generate_private_key,
     load_public_key,
     public_key_info,
 )
 from chain.tx import TxSender
+from chain.verify import Policy, Status, verify
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -341,16 +343,58 @@ def account_new(out: Path, password_file: Path | None) -> None:
     click.echo(address)
 
 
-def unlock_signing_key(key_dir: Path, passphrase_file: Path | None) -> Any:
-    """Decrypts ``key_dir/signing-key.pem`` (used by the issuer service)."""
-    passphrase = _secret(
-        "Signing key passphrase", passphrase_file, os.environ.get("FINVAULT_SIGNING_KEY_PASSPHRASE")
+VERIFY_EXIT_CODES = {Status.VALID: 0, Status.INVALID: 1, Status.REVOKED: 3, Status.PENDING: 4}
+
+
+@click.command("verify")
+@click.argument(
+    "receipts", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@registry_option
+@chain_options
+@click.option("--no-finalized-tag", is_flag=True, help="Judge finality by --confirmations depth alone.")
+@click.option("--unsafe-skip-finality", is_flag=True, help="Treat unfinalized anchors as final. Unsafe.")
+@click.option("--at", "at", type=click.DateTime(), help="Judge expiry at this UTC time instead of now.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON verdict per line.")
+def verify_command(
+    receipts: tuple[Path, ...],
+    registry: str | None,
+    no_finalized_tag: bool,
+    unsafe_skip_finality: bool,
+    at: datetime | None,
+    as_json: bool,
+    **options: Any,
+) -> None:
+    """Verify receipt files straight against the chain (no node needed).
+
+    The registry must come from you (--registry or FINVAULT_REGISTRY), never from the receipt:
+    anyone can deploy a look-alike registry. Exit status: 0 VALID, 1 INVALID, 3 REVOKED,
+    4 PENDING (the worst over all files).
+    """
+    chain = session(registry=registry, **options)
+    facts = RpcFacts(chain.reader, chain.settings.chain_id)
+    policy = Policy(
+        confirmations=chain.settings.confirmations,
+        use_finalized_tag=not no_finalized_tag,
+        unsafe_skip_finality=unsafe_skip_finality,
     )
-    return decrypt_private_key((key_dir / SIGNING_KEY_FILE).read_bytes(), passphrase)
+    now = at.replace(tzinfo=UTC) if at else datetime.now(UTC)
+    worst = 0
+    for path in receipts:
+        verdict = verify(path.read_bytes(), facts, now, policy)
+        worst = max(worst, VERIFY_EXIT_CODES[verdict.status])
+        if as_json:
+            click.echo(json.dumps({"file": str(path), **verdict.to_dict()}, sort_keys=True))
+            continue
+        click.echo(f"{path}: {verdict.status}")
+        for check in verdict.checks:
+            code = f" [{check.code}]" if check.code else ""
+            click.echo(f"  {check.outcome:4} {check.name}{code} {check.detail}")
+    sys.exit(worst)
 
 
 #: What the ``chain`` package contributes to ``finvault`` (see pyproject's entry points).
-commands = [devchain, deploy, issuer, account]
+commands = [devchain, deploy, issuer, account, verify_command]
 
 
 # -- entry point --------------------------------------------------------------------------------

@@ -144,6 +144,23 @@ class ContractAbi:
         types = [abi_type(p) for p in ctor["inputs"]] if ctor else []
         return abi_encode(types, list(args))
 
+    def decode_event(self, log: Mapping[str, Any]) -> tuple[str, dict[str, Any]] | None:
+        """Decodes one raw ``eth_getLogs`` entry of this contract; None for an unknown topic.
+
+        For the odd lookup, not for bulk sync: the indexer decodes its hot path by hand.
+        """
+        topics = [bytes.fromhex(t[2:]) for t in log["topics"]]
+        event = next((e for e in self.events.values() if topics and e.topic0 == topics[0]), None)
+        if event is None or len(topics) != len(event.indexed) + 1:
+            return None
+        values: dict[str, Any] = {
+            name: abi_decode([kind], topic)[0]
+            for (name, kind), topic in zip(event.indexed, topics[1:], strict=True)
+        }
+        data = abi_decode([kind for _, kind in event.data], bytes.fromhex(str(log["data"])[2:]))
+        values.update(zip((name for name, _ in event.data), data, strict=True))
+        return event.name, values
+
     def decode_error(self, data: bytes) -> DecodedError | None:
         """Decodes revert data into a custom error (or ``Error``/``Panic``); None if unknown."""
         error = self.errors.get(bytes(data[:4]))

@@ -9,6 +9,9 @@ multiproofs as ``@openzeppelin/merkle-tree`` (npm), and its proofs verify with O
   so the smallest leaf sits at index 2n-2;
 - node i has children 2i+1 and 2i+2; an inner node is keccak256 of its two children, sorted.
 
+A batch never holds the same digest twice (:class:`MerkleError`): with unique leaves, every proof
+and multiproof is exactly OpenZeppelin's.
+
 Pure: no I/O. Memory is the flat array of 2n-1 hashes plus the sorted leaf list; proofs are
 computed on demand, so streaming a million receipts never holds a million proofs.
 """
@@ -18,7 +21,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from itertools import pairwise
+from itertools import islice, pairwise
 
 from sha3 import keccak_256
 
@@ -56,6 +59,10 @@ class MerkleTree:
             raise MerkleError("every digest must be 32 bytes")
         k = keccak_256
         sorted_leaves = sorted([k(k(d).digest()).digest() for d in digests])
+        if any(map(bytes.__eq__, sorted_leaves, islice(sorted_leaves, 1, None))):
+            # OpenZeppelin would accept it, but a leaf's proof would then depend on which copy is
+            # asked for; salted documents never collide, so a repeat is a caller's mistake.
+            raise MerkleError("the same digest appears twice in one batch")
         n = len(sorted_leaves)
         size = 2 * n - 1
         tree: list[bytes] = [b""] * (n - 1)
