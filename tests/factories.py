@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import itertools
 from collections.abc import Callable, Iterator
@@ -10,9 +9,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from chain.canonical import SaltedDocument, salt_document
-from chain.merkle import MerkleTree, leaf_hash
-from chain.receipt import Anchor, Proof, Receipt, Signature, build_receipt
-from chain.signing import PrivateKey, PublicKeyInfo, generate_private_key, public_key_info, sign_digest
+from chain.issuance import batch_receipts, hex32, sign_document
+from chain.merkle import MerkleTree
+from chain.receipt import Anchor, Receipt
+from chain.signing import PrivateKey, PublicKeyInfo, generate_private_key, public_key_info
 from chain.verify import AnchorFact, ChainHead, EventRef, IssuerFact, KeyFact, RevocationFact
 
 CHAIN_ID = 31337
@@ -50,10 +50,6 @@ def credential(name: str = "Ada Lovelace", **extra: Any) -> dict[str, Any]:
     }
 
 
-def hex32(value: bytes) -> str:
-    return "0x" + value.hex()
-
-
 @dataclass
 class Batch:
     """Documents signed with one key and batched into one tree, with receipts once anchored."""
@@ -76,23 +72,11 @@ class Batch:
         registry: str = REGISTRY,
         issuer: str = ISSUER,
     ) -> Receipt:
-        document = self.documents[index]
-        leaf = leaf_hash(document.digest)
-        algorithm = self.key_info.algorithm.label
-        return build_receipt(
-            document,
-            signature=Signature(
-                keyId=hex32(self.key_info.key_id),
-                algorithm=algorithm,  # type: ignore[arg-type]
-                value=base64.b64encode(sign_digest(self.key, document.digest)).decode(),
-            ),
-            proof=Proof(
-                leaf=hex32(leaf), path=[hex32(p) for p in self.tree.proof(leaf)], root=hex32(self.tree.root)
-            ),
-            anchor=Anchor(
-                chainId=chain_id, registry=registry, issuer=issuer, txHash=tx_hash, blockNumber=block_number
-            ),
+        anchor = Anchor(
+            chainId=chain_id, registry=registry, issuer=issuer, txHash=tx_hash, blockNumber=block_number
         )
+        signed = sign_document(self.documents[index], self.key)
+        return next(batch_receipts(self.tree, [signed], anchor))
 
 
 def make_batch(

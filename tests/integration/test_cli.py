@@ -210,7 +210,9 @@ def test_demo_check(tmp_path: Path) -> None:
     result = run("demo", "--check", "--state-dir", str(state), "--chain-port", str(free_port()))
     assert result.returncode == 0, result.stderr
     assert "demo check passed" in result.stdout
+    assert "a tampered copy is INVALID" in result.stdout
     env = json.loads((state / "env.json").read_text())
+    assert len(list(Path(env["receipts_dir"]).glob("*.json"))) == 3
     assert env["chain_id"] == 31337
     assert env["registry"].startswith("0x")
     with pytest.raises(httpx.TransportError):

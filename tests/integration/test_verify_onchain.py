@@ -13,13 +13,14 @@ import pytest
 
 from chain.contract import Artifact
 from chain.devchain import DevChain
+from chain.issuance import hex32
 from chain.receipt import Receipt
 from chain.registry import RevocationReason
 from chain.rpc import RpcClient
 from chain.rpc_facts import RpcFacts
 from chain.signing import generate_private_key
 from chain.verify import CheckName, Code, Policy, Status, verify
-from tests.factories import Batch, hex32, make_batch
+from tests.factories import Batch, make_batch
 from tests.integration.conftest import Deployed
 
 NOW = datetime(2026, 11, 23, tzinfo=UTC)

@@ -11,18 +11,31 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
-#: The pure core: no I/O, no clock, no network or database clients.
-PURE_MODULES = ["chain/merkle.py", "chain/signing.py", "chain/accumulators.py"]
+#: The pure core: no I/O, no clock, no randomness of its own, no network or database clients.
+PURE_MODULES = [
+    "chain/accumulators.py",
+    "chain/canonical.py",
+    "chain/hashing.py",
+    "chain/merkle.py",
+    "chain/receipt.py",
+    "chain/signing.py",
+    "chain/verify.py",
+]
 IO_MODULES = {
-    "httpx",
-    "requests",
-    "socket",
-    "subprocess",
-    "sqlalchemy",
-    "aiosqlite",
-    "web3",
-    "time",
-    "datetime",
+    "httpx", "requests", "urllib", "socket", "subprocess", "sqlalchemy", "aiosqlite", "web3", "time",
+    "os", "secrets", "random", "pathlib", "chain.rpc", "chain.tx", "chain.devchain", "chain.registry",
+}  # fmt: skip
+#: Calls that read a clock, the filesystem or the OS's randomness.
+IO_CALLS = {
+    "now",
+    "utcnow",
+    "today",
+    "open",
+    "urandom",
+    "read_text",
+    "read_bytes",
+    "write_text",
+    "write_bytes",
 }
 
 
@@ -50,8 +63,16 @@ def test_imports_point_one_way(package: str, forbidden: set[str]) -> None:
 
 @pytest.mark.parametrize("module", PURE_MODULES)
 def test_pure_core_does_no_io(module: str) -> None:
-    bad = top_level(imported_modules(ROOT / module)) & IO_MODULES
+    imported = imported_modules(ROOT / module)
+    bad = (top_level(imported) | imported) & IO_MODULES
     assert not bad, f"{module} imports {sorted(bad)}"
+    tree = ast.parse((ROOT / module).read_text())
+    calls = {
+        node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+    }
+    assert not calls & IO_CALLS, f"{module} calls {sorted(calls & IO_CALLS)}"
 
 
 def test_runtime_imports_without_ape() -> None:
