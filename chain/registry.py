@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
+from eth_abi.exceptions import DecodingError
+
 from chain.contract import Artifact, hex0x, load_artifact, to_bytes32
 from chain.errors import ChainMismatch
 from chain.hashing import keccak256
@@ -94,7 +96,12 @@ class RegistryReader:
     def call(self, name: str, *args: Any, block: BlockId = "latest") -> tuple[Any, ...]:
         data = self.abi.encode_call(name, *args)
         result = self.rpc.call("eth_call", [{"to": self.address, "data": hex0x(data)}, _block_param(block)])
-        return self.abi.decode_result(name, bytes.fromhex(str(result)[2:]))
+        try:
+            return self.abi.decode_result(name, bytes.fromhex(str(result)[2:]))
+        except (DecodingError, ValueError):
+            raise ChainMismatch(
+                f"{name}() at {self.address} returned no valid answer: not a FinVaultRegistry?"
+            ) from None
 
     def check_deployment(self) -> None:
         """Refuses an address whose runtime code is not this artifact's FinVaultRegistry."""

@@ -70,6 +70,20 @@ def _retry_after_seconds(response: httpx.Response) -> float | None:
         return None
 
 
+def _result(method: str, body: Any) -> Any:
+    """The ``result`` of one JSON-RPC response object; its error object becomes :class:`RpcError`."""
+    if not isinstance(body, dict) or ("result" not in body and "error" not in body):
+        raise RpcError(f"{method}: missing or malformed response")
+    error = body.get("error")
+    if error is not None:
+        if not isinstance(error, dict):
+            raise RpcError(f"{method}: {error!r}")
+        raise RpcError(
+            f"{method}: {error.get('message', 'error')}", rpc_code=error.get("code"), data=error.get("data")
+        )
+    return body["result"]
+
+
 class RpcClient:
     """A synchronous JSON-RPC client over an ordered list of endpoints.
 
@@ -114,27 +128,45 @@ class RpcClient:
     def call(self, method: str, params: Sequence[Any] = ()) -> Any:
         """Calls ``method`` and returns its ``result``, failing over and backing off as needed."""
         payload = {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": list(params)}
+        return _result(method, self._send(payload, method))
+
+    def batch(self, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
+        """Several calls in one JSON-RPC batch request; results in call order.
+
+        An error object for any call raises :class:`RpcError`: the caller retries the batch.
+        """
+        if not calls:
+            return []
+        payload: list[dict[str, Any]] = [
+            {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": list(params)}
+            for method, params in calls
+        ]
+        answers = self._send(payload, f"batch of {len(calls)} {calls[0][0]}")
+        by_id = {a.get("id"): a for a in answers if isinstance(a, dict)}
+        return [_result(item["method"], by_id.get(item["id"])) for item in payload]
+
+    def _send(self, payload: dict[str, Any] | list[dict[str, Any]], what: str) -> Any:
         last_reason = "no attempt"
         for round_index in range(self.policy.rounds):
             retry_after: float | None = None
             for offset in range(len(self.urls)):
                 index = (self._preferred + offset) % len(self.urls)
                 try:
-                    result = self._post(self.urls[index], payload)
+                    body = self._post(self.urls[index], payload)
                 except _Retryable as exc:
                     last_reason = f"{redact_url(self.urls[index])}: {exc}"
                     retry_after = max(retry_after or 0.0, exc.retry_after or 0.0) or None
-                    log.info("rpc %s failed on %s", method, last_reason)
+                    log.info("rpc %s failed on %s", what, last_reason)
                     continue
                 self._preferred = index
-                return result
+                return body
             if round_index + 1 < self.policy.rounds:
                 self._sleep(self.policy.delay(round_index, retry_after))
         raise RpcUnavailable(
-            f"{method}: no RPC endpoint answered after {self.policy.rounds} rounds ({last_reason})"
+            f"{what}: no RPC endpoint answered after {self.policy.rounds} rounds ({last_reason})"
         )
 
-    def _post(self, url: str, payload: dict[str, Any]) -> Any:
+    def _post(self, url: str, payload: dict[str, Any] | list[dict[str, Any]]) -> Any:
         try:
             response = self._http.post(url, json=payload)
         except httpx.TimeoutException:
@@ -149,18 +181,12 @@ class RpcClient:
             body = response.json()
         except ValueError:
             raise _Retryable("invalid JSON in response") from None
-        if not isinstance(body, dict) or ("result" not in body and "error" not in body):
+        if isinstance(payload, list):
+            if not isinstance(body, list) or len(body) != len(payload):
+                raise _Retryable("malformed JSON-RPC batch response")
+        elif not isinstance(body, dict) or ("result" not in body and "error" not in body):
             raise _Retryable("malformed JSON-RPC response")
-        if body.get("error") is not None:
-            error = body["error"]
-            if not isinstance(error, dict):
-                raise RpcError(f"{payload['method']}: {error!r}")
-            raise RpcError(
-                f"{payload['method']}: {error.get('message', 'error')}",
-                rpc_code=error.get("code"),
-                data=error.get("data"),
-            )
-        return body["result"]
+        return body
 
     # -- typed helpers for the calls every part needs -------------------------------------------
 

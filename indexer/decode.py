@@ -1,0 +1,176 @@
+"""Hand decoding of FinVaultRegistry logs straight from ``eth_getLogs`` JSON.
+
+The hot path of the indexer: no per-log web3.py or eth_abi calls, only fixed-offset slicing of
+topics and data (every event has static fields plus at most two dynamic strings/bytes). Topic
+hashes come from the committed ABI, and a test checks this decoder against eth_abi on every event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from chain.contract import ContractAbi, load_artifact
+
+_ABI: ContractAbi = load_artifact().abi
+ZERO32 = bytes(32)
+
+
+def _topic(name: str) -> str:
+    return "0x" + _ABI.events[name].topic0.hex()
+
+
+T_ISSUER_REGISTERED = _topic("IssuerRegistered")
+T_ISSUER_STATUS = _topic("IssuerStatusChanged")
+T_KEY_ADDED = _topic("KeyAdded")
+T_KEY_REVOKED = _topic("KeyRevoked")
+T_ANCHORED = _topic("Anchored")
+T_ROOT_REVOKED = _topic("RootRevoked")
+T_LEAF_REVOKED = _topic("LeafRevoked")
+#: Emitted by the registry but not part of the mirror.
+IGNORED_TOPICS = frozenset({_topic("OwnershipTransferred"), _topic("OwnershipTransferStarted")})
+MIRRORED_TOPICS = (
+    T_ISSUER_REGISTERED,
+    T_ISSUER_STATUS,
+    T_KEY_ADDED,
+    T_KEY_REVOKED,
+    T_ANCHORED,
+    T_ROOT_REVOKED,
+    T_LEAF_REVOKED,
+)
+
+
+class DecodeError(ValueError):
+    pass
+
+
+def _word(data: bytes, index: int) -> int:
+    return int.from_bytes(data[32 * index : 32 * index + 32], "big")
+
+
+def _dynamic(data: bytes, head_index: int) -> bytes:
+    offset = _word(data, head_index)
+    length = int.from_bytes(data[offset : offset + 32], "big")
+    if offset + 32 + length > len(data):
+        raise DecodeError("dynamic field runs past the end of the data")
+    return data[offset + 32 : offset + 32 + length]
+
+
+def _address(topic: str) -> bytes:
+    return bytes.fromhex(topic[26:])
+
+
+def _b32(topic: str) -> bytes:
+    return bytes.fromhex(topic[2:])
+
+
+@dataclass
+class DecodedBatch:
+    """Rows per table, plus the accumulator-bearing events in chain order."""
+
+    issuers: list[dict[str, Any]] = field(default_factory=list)
+    issuer_status: list[dict[str, Any]] = field(default_factory=list)
+    keys: list[dict[str, Any]] = field(default_factory=list)
+    key_revocations: list[dict[str, Any]] = field(default_factory=list)
+    anchors: list[dict[str, Any]] = field(default_factory=list)
+    revocations: list[dict[str, Any]] = field(default_factory=list)
+    blocks: dict[int, bytes] = field(default_factory=dict)  # number -> hash, for blocks with events
+    events_per_block: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def count(self) -> int:
+        return (
+            len(self.issuers)
+            + len(self.issuer_status)
+            + len(self.keys)
+            + len(self.key_revocations)
+            + len(self.anchors)
+            + len(self.revocations)
+        )
+
+
+def decode_logs(logs: Iterable[Mapping[str, Any]], registry: str) -> DecodedBatch:
+    """Decodes raw logs (in chain order) of ``registry`` into mirror rows."""
+    out = DecodedBatch()
+    registry = registry.lower()
+    for log in logs:
+        if str(log["address"]).lower() != registry:
+            raise DecodeError(f"log from {log['address']}, not the registry")
+        if log.get("removed"):
+            raise DecodeError("a removed log reached the decoder")
+        topics = log["topics"]
+        topic0 = topics[0] if topics else ""
+        if topic0 in IGNORED_TOPICS:
+            continue
+        number = int(log["blockNumber"], 16)
+        block_hash = _b32(log["blockHash"])
+        known = out.blocks.setdefault(number, block_hash)
+        if known != block_hash:
+            raise DecodeError(f"two different hashes for block {number} in one response")
+        out.events_per_block[number] = out.events_per_block.get(number, 0) + 1
+        ref = {
+            "tx_hash": _b32(log["transactionHash"]),
+            "log_index": int(log["logIndex"], 16),
+            "block_number": number,
+            "block_hash": block_hash,
+        }
+        data = bytes.fromhex(log["data"][2:])
+        try:
+            if topic0 == T_ANCHORED:
+                out.anchors.append(
+                    {
+                        **ref,
+                        "root": _b32(topics[1]),
+                        "issuer": _address(topics[2]),
+                        "count": _word(data, 0),
+                        "timestamp": _word(data, 1),
+                        "accumulator": data[64:96],
+                        "manifest_uri": _dynamic(data, 3).decode(),
+                    }
+                )
+            elif topic0 in (T_LEAF_REVOKED, T_ROOT_REVOKED):
+                leaf_revoked = topic0 == T_LEAF_REVOKED
+                out.revocations.append(
+                    {
+                        **ref,
+                        "leaf": _b32(topics[1]) if leaf_revoked else ZERO32,
+                        "root": _b32(topics[2] if leaf_revoked else topics[1]),
+                        "issuer": _address(topics[3] if leaf_revoked else topics[2]),
+                        "reason": _word(data, 0),
+                        "timestamp": _word(data, 1),
+                        "accumulator": data[64:96],
+                    }
+                )
+            elif topic0 == T_KEY_ADDED:
+                out.keys.append(
+                    {
+                        **ref,
+                        "issuer": _address(topics[1]),
+                        "key_id": _b32(topics[2]),
+                        "algorithm": _word(data, 0),
+                        "public_key": _dynamic(data, 1),
+                    }
+                )
+            elif topic0 == T_KEY_REVOKED:
+                out.key_revocations.append({**ref, "issuer": _address(topics[1]), "key_id": _b32(topics[2])})
+            elif topic0 == T_ISSUER_REGISTERED:
+                out.issuers.append(
+                    {
+                        **ref,
+                        "address": _address(topics[1]),
+                        "name": _dynamic(data, 0).decode(),
+                        "uri": _dynamic(data, 1).decode(),
+                    }
+                )
+            elif topic0 == T_ISSUER_STATUS:
+                out.issuer_status.append(
+                    {**ref, "address": _address(topics[1]), "active": _word(data, 0) == 1}
+                )
+            else:
+                raise DecodeError(f"unknown event topic {topic0}")
+        except (IndexError, ValueError) as exc:
+            raise DecodeError(
+                f"malformed log {log['transactionHash']}#{int(log['logIndex'], 16)}: {exc}"
+            ) from None
+    return out

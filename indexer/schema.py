@@ -1,0 +1,132 @@
+"""The mirror's schema: one append-only table per registry event, plus blocks and the checkpoint.
+
+Every event row keeps its chain coordinates (tx hash, log index, block number, block hash) and is
+keyed by ``(tx_hash, log_index)``, so writes are idempotent. Because rows are only ever inserted,
+a reorg is undone by deleting every row above the fork block; current state (is an issuer active,
+is a key revoked) is derived from the events by queries. Hashes and addresses are stored as raw
+bytes: an anchor row is ~200 bytes.
+
+The same SQLAlchemy code runs on SQLite (the embedded default, WAL mode) and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Boolean, Integer, LargeBinary, String, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+#: Bumped with every Alembic migration; the checkpoint records which version wrote the mirror.
+SCHEMA_VERSION = 1
+
+Hash = LargeBinary(32)
+Address = LargeBinary(20)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class EventRow:
+    """Where a row came from: enough to find and re-check the log on any node."""
+
+    tx_hash: Mapped[bytes] = mapped_column(Hash, primary_key=True)
+    log_index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    block_number: Mapped[int] = mapped_column(BigInteger, index=True)
+    block_hash: Mapped[bytes] = mapped_column(Hash)
+
+
+class IssuerRow(EventRow, Base):
+    """IssuerRegistered."""
+
+    __tablename__ = "issuers"
+    address: Mapped[bytes] = mapped_column(Address, unique=True)
+    name: Mapped[str] = mapped_column(String)
+    uri: Mapped[str] = mapped_column(String)
+
+
+class IssuerStatusRow(EventRow, Base):
+    """IssuerStatusChanged."""
+
+    __tablename__ = "issuer_status"
+    address: Mapped[bytes] = mapped_column(Address, index=True)
+    active: Mapped[bool] = mapped_column(Boolean)
+
+
+class KeyRow(EventRow, Base):
+    """KeyAdded, with the full public key (the contract stores only what verification needs)."""
+
+    __tablename__ = "issuer_keys"
+    key_id: Mapped[bytes] = mapped_column(Hash, unique=True)
+    issuer: Mapped[bytes] = mapped_column(Address, index=True)
+    algorithm: Mapped[int] = mapped_column(Integer)
+    public_key: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class KeyRevocationRow(EventRow, Base):
+    """KeyRevoked."""
+
+    __tablename__ = "key_revocations"
+    key_id: Mapped[bytes] = mapped_column(Hash, unique=True)
+    issuer: Mapped[bytes] = mapped_column(Address)
+
+
+class AnchorRow(EventRow, Base):
+    """Anchored. ``accumulator`` is the contract's value after this anchor (checked on apply)."""
+
+    __tablename__ = "anchors"
+    root: Mapped[bytes] = mapped_column(Hash, unique=True)
+    issuer: Mapped[bytes] = mapped_column(Address)  # no index: keeps a row under 400 bytes
+    count: Mapped[int] = mapped_column(Integer)
+    timestamp: Mapped[int] = mapped_column(BigInteger)
+    accumulator: Mapped[bytes] = mapped_column(Hash)
+    manifest_uri: Mapped[str] = mapped_column(String)
+
+
+class RevocationRow(EventRow, Base):
+    """RootRevoked (``leaf`` is 32 zero bytes) and LeafRevoked."""
+
+    __tablename__ = "revocations"
+    __table_args__ = (UniqueConstraint("root", "leaf"),)
+    root: Mapped[bytes] = mapped_column(Hash)
+    leaf: Mapped[bytes] = mapped_column(Hash)
+    issuer: Mapped[bytes] = mapped_column(Address)
+    reason: Mapped[int] = mapped_column(Integer)
+    timestamp: Mapped[int] = mapped_column(BigInteger)
+    accumulator: Mapped[bytes] = mapped_column(Hash)
+
+
+class BlockRow(Base):
+    """Blocks the mirror has seen: those that carried events, and every checkpoint."""
+
+    __tablename__ = "blocks"
+    number: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    hash: Mapped[bytes] = mapped_column(Hash)
+    parent_hash: Mapped[bytes] = mapped_column(Hash)
+    timestamp: Mapped[int] = mapped_column(BigInteger)
+    event_count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class CheckpointRow(Base):
+    """The single sync state row, committed in the same transaction as the rows it covers."""
+
+    __tablename__ = "checkpoint"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    chain_id: Mapped[int] = mapped_column(BigInteger)
+    registry_address: Mapped[bytes] = mapped_column("registry", Address)
+    schema_version: Mapped[int] = mapped_column(Integer)
+    block_number: Mapped[int] = mapped_column(BigInteger)
+    block_hash: Mapped[bytes] = mapped_column(Hash)
+    finalized_block: Mapped[int] = mapped_column(BigInteger)
+    anchor_accumulator: Mapped[bytes] = mapped_column(Hash)
+    revocation_accumulator: Mapped[bytes] = mapped_column(Hash)
+    anchor_count: Mapped[int] = mapped_column(BigInteger)
+    revocation_count: Mapped[int] = mapped_column(BigInteger)
+
+
+EVENT_TABLES: tuple[type[EventRow], ...] = (
+    IssuerRow,
+    IssuerStatusRow,
+    KeyRow,
+    KeyRevocationRow,
+    AnchorRow,
+    RevocationRow,
+)

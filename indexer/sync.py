@@ -1,0 +1,467 @@
+"""The sync loop: a small state machine that keeps the mirror equal to the canonical chain.
+
+One step:
+
+1. read the head (and the chain's ``finalized`` block where the endpoint has one);
+2. fetch the registry's logs for the next range with raw ``eth_getLogs`` (the range adapts);
+3. fetch, in one batch, the headers of the checkpoint block, of every block with logs and of the
+   range's last block; if the checkpoint's hash changed, a reorg happened: find the fork point,
+   delete everything above it and start again from there;
+4. decode the logs by hand, fold them into both accumulators (checked against the values the
+   events carry), and write rows, blocks and the new checkpoint in ONE transaction.
+
+So a crash at any moment leaves the mirror at a committed checkpoint, and re-running a range is
+harmless (rows are keyed by ``(tx_hash, log_index)``). A reorg whose fork point lies below the
+mirror's finalized block is not repaired: it raises :class:`ReorgBeyondFinality`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Engine, delete, func, select
+from sqlalchemy.orm import Session
+
+from chain.accumulators import fold_anchor, fold_revocation, genesis_accumulators
+from chain.errors import ChainMismatch, FinVaultError, RpcError, RpcUnavailable
+from chain.registry import RegistryReader
+from chain.rpc import RpcClient
+from indexer.db import insert_ignore
+from indexer.decode import MIRRORED_TOPICS, DecodedBatch, DecodeError, decode_logs
+from indexer.fetch import AdaptiveRange, LogFetcher
+from indexer.schema import (
+    EVENT_TABLES,
+    SCHEMA_VERSION,
+    AnchorRow,
+    BlockRow,
+    CheckpointRow,
+    IssuerRow,
+    IssuerStatusRow,
+    KeyRevocationRow,
+    KeyRow,
+    RevocationRow,
+)
+
+log = logging.getLogger(__name__)
+
+
+class IndexerError(FinVaultError):
+    code = "indexer_error"
+
+
+class ReorgBeyondFinality(IndexerError):
+    """The chain rewrote blocks the mirror had as final. Never repaired silently."""
+
+    code = "reorg_beyond_finality"
+
+
+class MirrorDivergence(IndexerError):
+    """The events do not fold into the accumulators they carry: the mirror cannot be trusted."""
+
+    code = "mirror_divergence"
+
+
+class QuorumDisagreement(IndexerError):
+    """Two endpoints report different hashes for the same block."""
+
+    code = "quorum_disagreement"
+
+
+class ChainMoved(IndexerError):
+    """Logs and headers disagree: the chain changed between two reads. The step is retried."""
+
+    code = "chain_moved"
+
+
+@dataclass(frozen=True)
+class Header:
+    number: int
+    hash: bytes
+    parent_hash: bytes
+    timestamp: int
+
+    @classmethod
+    def from_rpc(cls, raw: dict[str, Any]) -> Header:
+        return cls(
+            int(raw["number"], 16),
+            bytes.fromhex(raw["hash"][2:]),
+            bytes.fromhex(raw["parentHash"][2:]),
+            int(raw["timestamp"], 16),
+        )
+
+
+@dataclass(frozen=True)
+class StepResult:
+    first_block: int
+    last_block: int
+    events: int
+    head: int
+    reorged_to: int | None = None
+
+    @property
+    def caught_up(self) -> bool:
+        return self.last_block >= self.head
+
+
+@dataclass
+class CircuitBreaker:
+    """Opens after ``threshold`` consecutive failures; half-opens after ``cooldown`` seconds."""
+
+    threshold: int = 5
+    cooldown: float = 30.0
+    failures: int = 0
+    opened_at: float | None = None
+    clock: Callable[[], float] = time.monotonic
+
+    @property
+    def open(self) -> bool:
+        return self.opened_at is not None and self.clock() - self.opened_at < self.cooldown
+
+    def success(self) -> None:
+        self.failures, self.opened_at = 0, None
+
+    def failure(self) -> None:
+        self.failures += 1
+        if self.failures >= self.threshold:
+            self.opened_at = self.clock()
+
+
+@dataclass
+class SyncStatus:
+    """What the node's readiness and status endpoints report."""
+
+    head: int = 0
+    indexed_block: int = 0
+    finalized_block: int = 0
+    events_indexed: int = 0
+    last_error: str | None = None
+    quorum_disagreements: int = 0
+    reorgs: list[tuple[int, int]] = field(default_factory=list)  # (from checkpoint, to fork point)
+
+    @property
+    def lag(self) -> int:
+        return max(0, self.head - self.indexed_block)
+
+
+def _hex(value: bytes) -> str:
+    return "0x" + value.hex()
+
+
+class Indexer:
+    """Follows one registry on one chain into the mirror behind ``engine``."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        rpc: RpcClient,
+        *,
+        chain_id: int,
+        registry: str,
+        start_block: int,
+        confirmations: int = 12,
+        quorum: RpcClient | None = None,
+        window: AdaptiveRange | None = None,
+        breaker: CircuitBreaker | None = None,
+    ) -> None:
+        if confirmations < 1:
+            raise ValueError("confirmations must be at least 1")
+        self.engine = engine
+        self.rpc = rpc
+        self.quorum = quorum
+        self.chain_id = chain_id
+        self.registry = registry.lower()
+        self.registry_bytes = bytes.fromhex(self.registry[2:])
+        self.start_block = max(1, start_block)
+        self.confirmations = confirmations
+        self.fetcher = LogFetcher(rpc, self.registry, MIRRORED_TOPICS, window or AdaptiveRange())
+        self.breaker = breaker or CircuitBreaker()
+        self.status = SyncStatus()
+        self._finalized_tag = True
+
+    # -- start-up ---------------------------------------------------------------------------------
+
+    def check_startup(self) -> None:
+        """Chain id, registry code hash, and that the mirror belongs to this chain and registry."""
+        self.rpc.require_chain_id(self.chain_id)
+        RegistryReader(self.rpc, self.registry).check_deployment()
+        with Session(self.engine) as session:
+            checkpoint = session.get(CheckpointRow, 1)
+            if checkpoint is not None and (
+                checkpoint.chain_id != self.chain_id or checkpoint.registry_address != self.registry_bytes
+            ):
+                raise ChainMismatch(
+                    f"this mirror follows chain {checkpoint.chain_id} registry "
+                    f"{_hex(checkpoint.registry_address)}, not chain {self.chain_id} registry {self.registry}"
+                )
+            if checkpoint is not None:
+                self.status.indexed_block = checkpoint.block_number
+                self.status.finalized_block = checkpoint.finalized_block
+
+    def _initial_checkpoint(self, session: Session) -> CheckpointRow:
+        base = self.start_block - 1
+        header = self._headers([base])[base]
+        anchor_acc, revocation_acc = genesis_accumulators(self.chain_id, self.registry_bytes)
+        checkpoint = CheckpointRow(
+            id=1,
+            chain_id=self.chain_id,
+            registry_address=self.registry_bytes,
+            schema_version=SCHEMA_VERSION,
+            block_number=base,
+            block_hash=header.hash,
+            finalized_block=0,
+            anchor_accumulator=anchor_acc,
+            revocation_accumulator=revocation_acc,
+            anchor_count=0,
+            revocation_count=0,
+        )
+        session.add(checkpoint)
+        session.merge(
+            BlockRow(
+                number=base,
+                hash=header.hash,
+                parent_hash=header.parent_hash,
+                timestamp=header.timestamp,
+                event_count=0,
+            )
+        )
+        return checkpoint
+
+    # -- chain reads ------------------------------------------------------------------------------
+
+    def _headers(self, numbers: Sequence[int], client: RpcClient | None = None) -> dict[int, Header]:
+        wanted = sorted(set(numbers))
+        raws = (client or self.rpc).batch([("eth_getBlockByNumber", [hex(n), False]) for n in wanted])
+        headers: dict[int, Header] = {}
+        for number, raw in zip(wanted, raws, strict=True):
+            if raw is None:
+                raise ChainMoved(f"block {number} is not available (yet)")
+            headers[number] = Header.from_rpc(raw)
+        return headers
+
+    def _check_quorum(self, headers: dict[int, Header]) -> None:
+        if self.quorum is None:
+            return
+        second = self._headers(list(headers), self.quorum)
+        for number, header in headers.items():
+            if second[number].hash != header.hash:
+                self.status.quorum_disagreements += 1
+                raise QuorumDisagreement(
+                    f"endpoints disagree on block {number}: "
+                    f"{_hex(header.hash)} vs {_hex(second[number].hash)}"
+                )
+
+    def _finality(self) -> tuple[int, int]:
+        """``(head, finalized block)``: by depth, and by the ``finalized`` tag where available."""
+        finalized_raw = None
+        if self._finalized_tag:
+            try:
+                head_raw, finalized_raw = self.rpc.batch(
+                    [("eth_blockNumber", []), ("eth_getBlockByNumber", ["finalized", False])]
+                )
+            except RpcError:
+                self._finalized_tag = False  # this endpoint has no such tag: depth alone decides
+        if not self._finalized_tag:
+            head_raw = self.rpc.call("eth_blockNumber")
+        head = int(head_raw, 16)
+        by_depth = max(0, head - self.confirmations + 1)
+        return head, by_depth if finalized_raw is None else min(by_depth, int(finalized_raw["number"], 16))
+
+    # -- one step ---------------------------------------------------------------------------------
+
+    def step(self, to_block: int | None = None) -> StepResult:
+        """Advances the mirror by one range (or repairs a reorg). Raises on failure."""
+        head, finalized = self._finality()
+        target_head = head if to_block is None else min(head, to_block)
+        with Session(self.engine) as session, session.begin():
+            checkpoint = session.get(CheckpointRow, 1) or self._initial_checkpoint(session)
+            first = checkpoint.block_number + 1
+            if first > target_head:
+                self._confirm_checkpoint(session, checkpoint, finalized)
+                return self._record(StepResult(first, checkpoint.block_number, 0, target_head))
+            logs, last = self.fetcher.fetch_range(first, target_head)
+            batch = decode_logs(logs, self.registry)
+            headers = self._headers([checkpoint.block_number, *batch.blocks, last])
+            if headers[checkpoint.block_number].hash != checkpoint.block_hash:
+                fork = self._rollback_to_fork(session, checkpoint)
+                return self._record(StepResult(first, fork, 0, target_head, reorged_to=fork))
+            for number, block_hash in batch.blocks.items():
+                if headers[number].hash != block_hash:
+                    raise ChainMoved(f"block {number} changed while its logs were read")
+            self._check_quorum(headers)
+            self._apply(session, checkpoint, batch, headers, last, finalized)
+            return self._record(StepResult(first, last, batch.count, target_head))
+
+    def _record(self, result: StepResult) -> StepResult:
+        self.status.head = result.head
+        self.status.indexed_block = result.last_block
+        self.status.events_indexed += result.events
+        self.status.last_error = None
+        self.breaker.success()
+        return result
+
+    def _confirm_checkpoint(self, session: Session, checkpoint: CheckpointRow, finalized: int) -> None:
+        """Nothing new to read: still make sure the checkpoint block has not been reorged away."""
+        header = self._headers([checkpoint.block_number])[checkpoint.block_number]
+        if header.hash != checkpoint.block_hash:
+            self._rollback_to_fork(session, checkpoint)
+        else:
+            checkpoint.finalized_block = max(
+                checkpoint.finalized_block, min(finalized, checkpoint.block_number)
+            )
+            self.status.finalized_block = checkpoint.finalized_block
+
+    def _apply(
+        self,
+        session: Session,
+        checkpoint: CheckpointRow,
+        batch: DecodedBatch,
+        headers: dict[int, Header],
+        last: int,
+        finalized: int,
+    ) -> None:
+        anchor_acc = checkpoint.anchor_accumulator
+        for row in batch.anchors:
+            anchor_acc = fold_anchor(
+                anchor_acc, row["root"], row["issuer"], row["count"], row["block_number"]
+            )
+            if anchor_acc != row["accumulator"]:
+                raise MirrorDivergence(
+                    f"anchor {_hex(row['root'])} does not fold into the contract's accumulator"
+                )
+        revocation_acc = checkpoint.revocation_accumulator
+        for row in batch.revocations:
+            revocation_acc = fold_revocation(
+                revocation_acc, row["root"], row["leaf"], row["issuer"], row["reason"], row["block_number"]
+            )
+            if revocation_acc != row["accumulator"]:
+                raise MirrorDivergence(
+                    f"revocation in {_hex(row['tx_hash'])} does not fold into the accumulator"
+                )
+        insert_ignore(session, IssuerRow, batch.issuers)
+        insert_ignore(session, IssuerStatusRow, batch.issuer_status)
+        insert_ignore(session, KeyRow, batch.keys)
+        insert_ignore(session, KeyRevocationRow, batch.key_revocations)
+        insert_ignore(session, AnchorRow, batch.anchors)
+        insert_ignore(session, RevocationRow, batch.revocations)
+        per_block = batch.events_per_block
+        insert_ignore(
+            session,
+            BlockRow,
+            [
+                {
+                    "number": n,
+                    "hash": h.hash,
+                    "parent_hash": h.parent_hash,
+                    "timestamp": h.timestamp,
+                    "event_count": per_block.get(n, 0),
+                }
+                for n, h in headers.items()
+                if n in per_block or n == last
+            ],
+        )
+        # Checkpoint-only blocks below finality are no longer needed for reorg detection.
+        session.execute(
+            delete(BlockRow).where(BlockRow.event_count == 0, BlockRow.number < min(finalized, last))
+        )
+        checkpoint.block_number = last
+        checkpoint.block_hash = headers[last].hash
+        checkpoint.finalized_block = max(checkpoint.finalized_block, min(finalized, last))
+        checkpoint.anchor_accumulator = anchor_acc
+        checkpoint.revocation_accumulator = revocation_acc
+        checkpoint.anchor_count += len(batch.anchors)
+        checkpoint.revocation_count += len(batch.revocations)
+        self.status.finalized_block = checkpoint.finalized_block
+
+    # -- reorgs -----------------------------------------------------------------------------------
+
+    def _rollback_to_fork(self, session: Session, checkpoint: CheckpointRow) -> int:
+        """Deletes everything above the newest stored block the chain still has; returns it."""
+        stored = session.execute(
+            select(BlockRow.number, BlockRow.hash).order_by(BlockRow.number.desc())
+        ).all()
+        fork: int | None = None
+        for start in range(0, len(stored), 64):
+            chunk = stored[start : start + 64]
+            chain = self._headers([n for n, _ in chunk])
+            match = next((n for n, h in chunk if chain[n].hash == h), None)
+            if match is not None:
+                fork = match
+                break
+        if fork is None:
+            raise ReorgBeyondFinality("no block the mirror knows is still on the chain: was the chain reset?")
+        if fork < checkpoint.finalized_block:
+            raise ReorgBeyondFinality(
+                f"the chain reorganized below block {fork + 1}, but the mirror had blocks up to "
+                f"{checkpoint.finalized_block} as final; refusing to repair this silently"
+            )
+        log.warning(
+            "reorg: rolling the mirror back from block %d to fork point %d", checkpoint.block_number, fork
+        )
+        self.status.reorgs.append((checkpoint.block_number, fork))
+        for table in EVENT_TABLES:
+            session.execute(delete(table).where(table.block_number > fork))
+        session.execute(delete(BlockRow).where(BlockRow.number > fork))
+        last_anchor = session.execute(
+            select(AnchorRow.accumulator)
+            .order_by(AnchorRow.block_number.desc(), AnchorRow.log_index.desc())
+            .limit(1)
+        ).scalar()
+        last_revocation = session.execute(
+            select(RevocationRow.accumulator)
+            .order_by(RevocationRow.block_number.desc(), RevocationRow.log_index.desc())
+            .limit(1)
+        ).scalar()
+        genesis_anchor, genesis_revocation = genesis_accumulators(self.chain_id, self.registry_bytes)
+        checkpoint.block_number = fork
+        checkpoint.block_hash = session.get_one(BlockRow, fork).hash
+        checkpoint.anchor_accumulator = last_anchor or genesis_anchor
+        checkpoint.revocation_accumulator = last_revocation or genesis_revocation
+        checkpoint.anchor_count = session.execute(select(func.count()).select_from(AnchorRow)).scalar_one()
+        checkpoint.revocation_count = session.execute(
+            select(func.count()).select_from(RevocationRow)
+        ).scalar_one()
+        return fork
+
+    # -- loops ------------------------------------------------------------------------------------
+
+    def sync(
+        self, to_block: int | None = None, on_step: Callable[[StepResult], None] | None = None
+    ) -> SyncStatus:
+        """Catches up to the head (or ``to_block``) and returns. Transient errors are retried."""
+        while True:
+            result = self._step_with_retry(to_block)
+            if on_step is not None:
+                on_step(result)
+            if result.reorged_to is None and result.caught_up:
+                return self.status
+
+    def _step_with_retry(self, to_block: int | None) -> StepResult:
+        delay = 0.2
+        while True:
+            try:
+                return self.step(to_block)
+            except (RpcUnavailable, RpcError, ChainMoved, QuorumDisagreement, DecodeError) as exc:
+                self.breaker.failure()
+                self.status.last_error = exc.diagnostics() if isinstance(exc, FinVaultError) else str(exc)
+                log.warning("sync step failed (%s); retrying in %.1fs", self.status.last_error, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    def run(self, stop: threading.Event, poll_interval: float = 2.0) -> None:
+        """The node's live loop: catch up, then poll for new heads until ``stop`` is set."""
+        while not stop.is_set():
+            try:
+                result = self.step()
+            except (RpcUnavailable, RpcError, ChainMoved, QuorumDisagreement, DecodeError) as exc:
+                self.breaker.failure()
+                self.status.last_error = exc.diagnostics() if isinstance(exc, FinVaultError) else str(exc)
+                log.warning("sync step failed: %s", self.status.last_error)
+                stop.wait(poll_interval)
+                continue
+            if result.caught_up and result.reorged_to is None:
+                stop.wait(poll_interval)
