@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -50,7 +51,10 @@ class DocumentError(FinVaultError, ValueError):
     code = "document_invalid"
 
     def __init__(self, message: str, *, pointer: str | None = None) -> None:
-        super().__init__(f"{pointer}: {message}" if pointer is not None else message)
+        if pointer is not None:  # printable even when the pointer holds a lone surrogate
+            shown = pointer.encode("utf-8", "backslashreplace").decode() or "(document)"
+            message = f"{shown}: {message}"
+        super().__init__(message)
         self.pointer = pointer
 
 
@@ -76,16 +80,53 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _parse_int(literal: str) -> int:
+    # Refuse before int() does the work: Python caps int parsing at 4,300 digits with a bare
+    # ValueError, and nothing FinVault reads needs more than 2^53.
+    if len(literal.lstrip("-")) > len(str(MAX_SAFE_INTEGER)):
+        raise DocumentError(f"integer literal {literal[:24]}... is too large")
+    return int(literal)
+
+
+def _parse_float(literal: str) -> float:
+    value = float(literal)
+    if not math.isfinite(value):
+        raise DocumentError(f"number {literal[:24]} does not fit a double")
+    return value
+
+
 def loads_strict(text: str | bytes, *, max_bytes: int = MAX_DOCUMENT_BYTES) -> Any:
-    """Parses JSON, refusing duplicate keys, NaN/Infinity and oversized input."""
-    if len(text) > max_bytes:
-        raise DocumentError(f"input is {len(text):,} bytes; the limit is {max_bytes:,}")
+    """Parses JSON: UTF-8 only; no duplicate keys, NaN/Infinity, overflowing numbers or oversized input."""
+    if isinstance(text, bytes):
+        if len(text) > max_bytes:
+            raise DocumentError(f"input is {len(text):,} bytes; the limit is {max_bytes:,}")
+        try:
+            text = text.decode("utf-8")  # strict: no UTF-16/32 sniffing, no encoded surrogates
+        except UnicodeDecodeError as exc:
+            raise DocumentError(f"input is not UTF-8 (byte {exc.start}: {exc.reason})") from None
+    elif len(text) > max_bytes or (
+        4 * len(text) > max_bytes and len(text.encode("utf-8", "replace")) > max_bytes
+    ):
+        raise DocumentError(f"input is over {max_bytes:,} bytes of UTF-8")
     try:
-        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
+        value = json.loads(
+            text,
+            object_pairs_hook=_no_duplicates,
+            parse_constant=_reject_constant,
+            parse_int=_parse_int,
+            parse_float=_parse_float,
+        )
+        # "\ud800" is valid JSON text for an invalid Unicode string; only then pay for a check.
+        if _SURROGATE_ESCAPE.search(text):
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        return value
+    except UnicodeEncodeError:
+        raise DocumentError("text is not valid Unicode (lone surrogate escape)") from None
     except RecursionError:
         raise DocumentError("JSON nested too deeply") from None
-    except UnicodeDecodeError as exc:
-        raise DocumentError(f"input is not UTF-8: {exc.reason}") from None
     except json.JSONDecodeError as exc:
         raise DocumentError(f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
 
@@ -111,13 +152,18 @@ def unescape_token(token: str) -> str:
     return token.replace("~1", "/").replace("~0", "~")
 
 
+def _check_unicode(text: str, pointer: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise DocumentError("text is not valid Unicode (lone surrogate)", pointer=pointer) from None
+
+
 def _canonical_scalar(value: JsonValue, pointer: str) -> str:
     """RFC 8785 text of one leaf value."""
     if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise DocumentError("string is not valid Unicode (lone surrogate)", pointer=pointer) from None
+        if not value.isascii():
+            _check_unicode(value, pointer)
         return _json_string(value)
     if value is True:
         return "true"
@@ -149,12 +195,12 @@ def flatten(credential: Any) -> list[tuple[str, str]]:
     def walk(node: JsonValue, pointer: str, depth: int) -> None:
         if depth > MAX_DEPTH:
             raise DocumentError(f"nested deeper than {MAX_DEPTH} levels", pointer=pointer)
-        if isinstance(node, str):  # the common leaf first
-            leaves.append((pointer, _canonical_scalar(node, pointer)))
-        elif isinstance(node, dict) and node:
+        if isinstance(node, dict) and node:
             for key, child in node.items():
                 if not isinstance(key, str):
                     raise DocumentError(f"object key {key!r} is not a string", pointer=pointer)
+                if not key.isascii():
+                    _check_unicode(key, pointer)
                 walk(child, f"{pointer}/{escape_token(key)}", depth + 1)
         elif isinstance(node, list) and node:
             for index, child in enumerate(node):
@@ -164,10 +210,8 @@ def flatten(credential: Any) -> list[tuple[str, str]]:
             if len(leaves) > MAX_FIELDS:
                 raise DocumentError(f"more than {MAX_FIELDS} fields")
 
-    for key, child in credential.items():
-        if not isinstance(key, str):
-            raise DocumentError(f"object key {key!r} is not a string")
-        walk(child, "/" + escape_token(key), 1)
+    if credential:
+        walk(credential, "", 0)
     return leaves
 
 
@@ -223,7 +267,7 @@ class SaltedDocument:
             if not matched:
                 raise DocumentError("no disclosed field at or under this pointer", pointer=target)
             hidden |= matched
-        credential = _without(self.credential, "", hidden)
+        credential = _without(self.credential, "", hidden | set(hide))
         extra = [field_hash(p, self.salts[p], leaves[p]) for p in hidden]
         return SaltedDocument(
             credential=credential if isinstance(credential, dict) else {},
@@ -237,7 +281,8 @@ _GONE = object()
 
 
 def _without(node: JsonValue, pointer: str, hidden: set[str]) -> Any:
-    """``node`` minus hidden leaves; containers left empty by hiding disappear too."""
+    """``node`` minus the ``hidden`` pointers (leaves or whole subtrees); containers left empty
+    by hiding disappear too."""
     if pointer in hidden:
         return _GONE
     if isinstance(node, dict) and node:

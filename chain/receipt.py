@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 
-from chain.canonical import DocumentError, SaltedDocument, loads_strict
+from chain.canonical import MAX_SAFE_INTEGER, DocumentError, SaltedDocument, loads_strict
 from chain.errors import FinVaultError
 
 RECEIPT_FORMAT: Literal["finvault-receipt/1"] = "finvault-receipt/1"
@@ -41,13 +41,15 @@ class ReceiptError(FinVaultError, ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class Signature(_Strict):
     key_id: Hex32 = Field(alias="keyId")
     algorithm: Algorithm
-    value: str = Field(max_length=4096, description="base64 of the signature over the 32 digest bytes")
+    value: str = Field(
+        min_length=1, max_length=4096, description="base64 of the signature over the 32 digest bytes"
+    )
 
     @field_validator("value")
     @classmethod
@@ -70,11 +72,11 @@ class Proof(_Strict):
 
 
 class Anchor(_Strict):
-    chain_id: int = Field(alias="chainId", gt=0)
+    chain_id: int = Field(alias="chainId", gt=0, le=MAX_SAFE_INTEGER)
     registry: Address
     issuer: Address
     tx_hash: Hex32 = Field(alias="txHash")
-    block_number: int = Field(alias="blockNumber", gt=0)
+    block_number: int = Field(alias="blockNumber", gt=0, le=MAX_SAFE_INTEGER)
 
 
 class Receipt(_Strict):
@@ -108,8 +110,6 @@ def _field_name(location: tuple[int | str, ...]) -> str:
 def parse_receipt(source: str | bytes | Mapping[str, Any]) -> Receipt:
     """A receipt from JSON text (or an already parsed object), strictly validated."""
     if isinstance(source, str | bytes):
-        if len(source) > MAX_RECEIPT_BYTES:
-            raise ReceiptError(f"receipt is {len(source):,} bytes; the limit is {MAX_RECEIPT_BYTES:,}")
         try:
             source = loads_strict(source, max_bytes=MAX_RECEIPT_BYTES)
         except DocumentError as exc:
