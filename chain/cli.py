@@ -86,7 +86,7 @@ def registry_option(func: F) -> F:
     return click.option("--registry", help="FinVaultRegistry address (or FINVAULT_REGISTRY).")(func)
 
 
-def _secret(prompt: str, file: Path | None, env_value: str | None, *, confirm: bool = False) -> str:
+def read_secret(prompt: str, file: Path | None, env_value: str | None, *, confirm: bool = False) -> str:
     if file is not None:
         return file.read_text().rstrip("\r\n")
     if env_value:
@@ -105,6 +105,11 @@ class ChainSession:
     dev_account: int = 0
     password_file: Path | None = None
 
+    def close(self) -> None:
+        """Closes the RPC connection if one was opened."""
+        if "rpc" in self.__dict__:
+            self.rpc.close()
+
     @cached_property
     def rpc(self) -> RpcClient:
         client = RpcClient(self.settings.rpc_urls, policy=self.settings.retry_policy)
@@ -119,7 +124,7 @@ class ChainSession:
         if self.settings.keystore is None:
             raise ConfigError("no signing account: pass --keystore FILE, or --dev on a local chain")
         stored = self.settings.keystore_password
-        password = _secret(
+        password = read_secret(
             "Keystore password", self.password_file, stored.get_secret_value() if stored else None
         )
         return LocalSigner.from_keystore(self.settings.keystore, password)
@@ -259,7 +264,7 @@ def issuer_keygen(algorithm: str, out_dir: Path, passphrase_file: Path | None) -
     target = out_dir / SIGNING_KEY_FILE
     if target.exists():
         raise ConfigError(f"{target} exists: refusing to overwrite a signing key")
-    passphrase = _secret(
+    passphrase = read_secret(
         "Signing key passphrase",
         passphrase_file,
         os.environ.get("FINVAULT_SIGNING_KEY_PASSPHRASE"),
@@ -336,7 +341,7 @@ def account_new(out: Path, password_file: Path | None) -> None:
     """Create a random account in an encrypted keystore file OUT."""
     if out.exists():
         raise ConfigError(f"{out} exists: refusing to overwrite a keystore")
-    password = _secret(
+    password = read_secret(
         "Keystore password", password_file, os.environ.get("FINVAULT_KEYSTORE_PASSWORD"), confirm=True
     )
     address = write_keystore(out, secrets.token_bytes(32), password)

@@ -234,15 +234,16 @@ class TxSender:
         self.broadcast(prepared)
         found = self.wait(prepared.tx_hash)
         if found.status != 1:
-            raise self._failed(
-                f"transaction {prepared.tx_hash}",
-                self._replay_revert(to, data, value, found.block_number),
-                prepared.tx_hash,
-            )
+            raise self.reverted(found, to, data, value)
         return found
 
-    def _replay_revert(self, to: str | None, data: bytes, value: int, block: int) -> bytes | None:
-        """Re-runs a mined, reverted call with eth_call to recover its revert data."""
+    def reverted(self, receipt: TxReceipt, to: str | None, data: bytes, value: int = 0) -> TransactionFailed:
+        """The failure of a mined, reverted transaction, with its decoded custom error."""
+        revert = self._explain_revert(to, data, value, receipt.block_number)
+        return self._failed(f"transaction {receipt.tx_hash}", revert, receipt.tx_hash)
+
+    def _explain_revert(self, to: str | None, data: bytes, value: int, block: int) -> bytes | None:
+        """Re-runs a mined, reverted call with eth_call at its block to recover the revert data."""
         try:
             self.rpc.call("eth_call", [self._call_object(to, data, value), hex(block)])
         except RpcError as exc:

@@ -45,24 +45,37 @@ class DecodeError(ValueError):
     pass
 
 
+def _word_bytes(data: bytes, index: int) -> bytes:
+    if 32 * index + 32 > len(data):
+        raise DecodeError(f"data has {len(data)} bytes, word {index} is missing")
+    return data[32 * index : 32 * index + 32]
+
+
 def _word(data: bytes, index: int) -> int:
-    return int.from_bytes(data[32 * index : 32 * index + 32], "big")
+    return int.from_bytes(_word_bytes(data, index), "big")
 
 
 def _dynamic(data: bytes, head_index: int) -> bytes:
     offset = _word(data, head_index)
+    if offset % 32 or offset + 32 > len(data):
+        raise DecodeError("dynamic field offset points outside the data")
     length = int.from_bytes(data[offset : offset + 32], "big")
     if offset + 32 + length > len(data):
         raise DecodeError("dynamic field runs past the end of the data")
     return data[offset + 32 : offset + 32 + length]
 
 
-def _address(topic: str) -> bytes:
-    return bytes.fromhex(topic[26:])
-
-
 def _b32(topic: str) -> bytes:
+    if len(topic) != 66 or not topic.startswith("0x"):
+        raise DecodeError(f"{topic!r} is not a 32-byte hex value")
     return bytes.fromhex(topic[2:])
+
+
+def _address(topic: str) -> bytes:
+    word = _b32(topic)
+    if any(word[:12]):
+        raise DecodeError(f"{topic} is not an address topic")
+    return word[12:]
 
 
 @dataclass
@@ -95,82 +108,85 @@ def decode_logs(logs: Iterable[Mapping[str, Any]], registry: str) -> DecodedBatc
     out = DecodedBatch()
     registry = registry.lower()
     for log in logs:
-        if str(log["address"]).lower() != registry:
-            raise DecodeError(f"log from {log['address']}, not the registry")
-        if log.get("removed"):
-            raise DecodeError("a removed log reached the decoder")
-        topics = log["topics"]
-        topic0 = topics[0] if topics else ""
-        if topic0 in IGNORED_TOPICS:
-            continue
-        number = int(log["blockNumber"], 16)
-        block_hash = _b32(log["blockHash"])
-        known = out.blocks.setdefault(number, block_hash)
-        if known != block_hash:
-            raise DecodeError(f"two different hashes for block {number} in one response")
-        out.events_per_block[number] = out.events_per_block.get(number, 0) + 1
-        ref = {
-            "tx_hash": _b32(log["transactionHash"]),
-            "log_index": int(log["logIndex"], 16),
-            "block_number": number,
-            "block_hash": block_hash,
-        }
-        data = bytes.fromhex(log["data"][2:])
         try:
-            if topic0 == T_ANCHORED:
-                out.anchors.append(
-                    {
-                        **ref,
-                        "root": _b32(topics[1]),
-                        "issuer": _address(topics[2]),
-                        "count": _word(data, 0),
-                        "timestamp": _word(data, 1),
-                        "accumulator": data[64:96],
-                        "manifest_uri": _dynamic(data, 3).decode(),
-                    }
-                )
-            elif topic0 in (T_LEAF_REVOKED, T_ROOT_REVOKED):
-                leaf_revoked = topic0 == T_LEAF_REVOKED
-                out.revocations.append(
-                    {
-                        **ref,
-                        "leaf": _b32(topics[1]) if leaf_revoked else ZERO32,
-                        "root": _b32(topics[2] if leaf_revoked else topics[1]),
-                        "issuer": _address(topics[3] if leaf_revoked else topics[2]),
-                        "reason": _word(data, 0),
-                        "timestamp": _word(data, 1),
-                        "accumulator": data[64:96],
-                    }
-                )
-            elif topic0 == T_KEY_ADDED:
-                out.keys.append(
-                    {
-                        **ref,
-                        "issuer": _address(topics[1]),
-                        "key_id": _b32(topics[2]),
-                        "algorithm": _word(data, 0),
-                        "public_key": _dynamic(data, 1),
-                    }
-                )
-            elif topic0 == T_KEY_REVOKED:
-                out.key_revocations.append({**ref, "issuer": _address(topics[1]), "key_id": _b32(topics[2])})
-            elif topic0 == T_ISSUER_REGISTERED:
-                out.issuers.append(
-                    {
-                        **ref,
-                        "address": _address(topics[1]),
-                        "name": _dynamic(data, 0).decode(),
-                        "uri": _dynamic(data, 1).decode(),
-                    }
-                )
-            elif topic0 == T_ISSUER_STATUS:
-                out.issuer_status.append(
-                    {**ref, "address": _address(topics[1]), "active": _word(data, 0) == 1}
-                )
-            else:
-                raise DecodeError(f"unknown event topic {topic0}")
-        except (IndexError, ValueError) as exc:
-            raise DecodeError(
-                f"malformed log {log['transactionHash']}#{int(log['logIndex'], 16)}: {exc}"
-            ) from None
+            _decode_one(log, registry, out)
+        except DecodeError:
+            raise
+        except (KeyError, IndexError, ValueError, TypeError, AttributeError, UnicodeDecodeError) as exc:
+            where = f"{log.get('transactionHash')}#{log.get('logIndex')}" if isinstance(log, Mapping) else "?"
+            raise DecodeError(f"malformed log {where}: {type(exc).__name__}: {exc}") from None
     return out
+
+
+def _decode_one(log: Mapping[str, Any], registry: str, out: DecodedBatch) -> None:
+    if str(log["address"]).lower() != registry:
+        raise DecodeError(f"log from {log['address']}, not the registry")
+    if log.get("removed"):
+        raise DecodeError("a removed log reached the decoder")
+    topics = log["topics"]
+    topic0 = topics[0] if topics else ""
+    if topic0 in IGNORED_TOPICS:
+        return
+    number = int(log["blockNumber"], 16)
+    block_hash = _b32(log["blockHash"])
+    known = out.blocks.setdefault(number, block_hash)
+    if known != block_hash:
+        raise DecodeError(f"two different hashes for block {number} in one response")
+    out.events_per_block[number] = out.events_per_block.get(number, 0) + 1
+    ref = {
+        "tx_hash": _b32(log["transactionHash"]),
+        "log_index": int(log["logIndex"], 16),
+        "block_number": number,
+        "block_hash": block_hash,
+    }
+    data = bytes.fromhex(log["data"][2:])
+    if topic0 == T_ANCHORED:
+        out.anchors.append(
+            {
+                **ref,
+                "root": _b32(topics[1]),
+                "issuer": _address(topics[2]),
+                "count": _word(data, 0),
+                "timestamp": _word(data, 1),
+                "accumulator": _word_bytes(data, 2),
+                "manifest_uri": _dynamic(data, 3).decode(),
+            }
+        )
+    elif topic0 in (T_LEAF_REVOKED, T_ROOT_REVOKED):
+        leaf_revoked = topic0 == T_LEAF_REVOKED
+        out.revocations.append(
+            {
+                **ref,
+                "leaf": _b32(topics[1]) if leaf_revoked else ZERO32,
+                "root": _b32(topics[2] if leaf_revoked else topics[1]),
+                "issuer": _address(topics[3] if leaf_revoked else topics[2]),
+                "reason": _word(data, 0),
+                "timestamp": _word(data, 1),
+                "accumulator": _word_bytes(data, 2),
+            }
+        )
+    elif topic0 == T_KEY_ADDED:
+        out.keys.append(
+            {
+                **ref,
+                "issuer": _address(topics[1]),
+                "key_id": _b32(topics[2]),
+                "algorithm": _word(data, 0),
+                "public_key": _dynamic(data, 1),
+            }
+        )
+    elif topic0 == T_KEY_REVOKED:
+        out.key_revocations.append({**ref, "issuer": _address(topics[1]), "key_id": _b32(topics[2])})
+    elif topic0 == T_ISSUER_REGISTERED:
+        out.issuers.append(
+            {
+                **ref,
+                "address": _address(topics[1]),
+                "name": _dynamic(data, 0).decode(),
+                "uri": _dynamic(data, 1).decode(),
+            }
+        )
+    elif topic0 == T_ISSUER_STATUS:
+        out.issuer_status.append({**ref, "address": _address(topics[1]), "active": _word(data, 0) == 1})
+    else:
+        raise DecodeError(f"unknown event topic {topic0}")

@@ -28,10 +28,10 @@ from sqlalchemy import Engine, delete, func, select
 from sqlalchemy.orm import Session
 
 from chain.accumulators import fold_anchor, fold_revocation, genesis_accumulators
+from chain.db import BEGIN_MODE, insert_ignore
 from chain.errors import ChainMismatch, FinVaultError, RpcError, RpcUnavailable
 from chain.registry import RegistryReader
 from chain.rpc import RpcClient
-from indexer.db import insert_ignore
 from indexer.decode import MIRRORED_TOPICS, DecodedBatch, DecodeError, decode_logs
 from indexer.fetch import AdaptiveRange, LogFetcher
 from indexer.schema import (
@@ -278,6 +278,7 @@ class Indexer:
         head, finalized = self._finality()
         target_head = head if to_block is None else min(head, to_block)
         with Session(self.engine) as session, session.begin():
+            session.connection(execution_options={BEGIN_MODE: "IMMEDIATE"})  # the one writer
             checkpoint = session.get(CheckpointRow, 1) or self._initial_checkpoint(session)
             first = checkpoint.block_number + 1
             if first > target_head:

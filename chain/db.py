@@ -1,0 +1,86 @@
+"""Database plumbing shared by the issuer store and the indexer's mirror.
+
+One SQLAlchemy URL picks the engine: a SQLite file by default, PostgreSQL for operators who
+outgrow it. On SQLite every connection gets WAL mode, foreign keys and a busy timeout, and every
+transaction opens with an explicit ``BEGIN``: ``IMMEDIATE`` takes the write lock up front (two
+writers can then never both read the same rows and collide later), ``DEFERRED`` lets readers run
+alongside a writer. Schemas are managed by Alembic, run programmatically, so an older database is
+upgraded on start.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.orm import DeclarativeBase, Session
+
+BeginMode = Literal["IMMEDIATE", "DEFERRED"]
+#: Execution option naming the BEGIN mode of one transaction on SQLite.
+BEGIN_MODE = "finvault_begin_mode"
+SQLITE_BUSY_TIMEOUT = 15.0
+#: Rows per INSERT statement: well under SQLite's 32,766 bound parameters for the widest table.
+INSERT_CHUNK = 2_000
+
+
+def database_url(value: str) -> str:
+    """A SQLAlchemy URL; a plain path means a SQLite file."""
+    return value if "://" in value else f"sqlite:///{Path(value).expanduser()}"
+
+
+def redact_db_url(url: str) -> str:
+    """The URL without its password, for messages."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<invalid database URL>"
+
+
+def make_engine(url: str, *, default_begin: BeginMode = "DEFERRED") -> Engine:
+    """An engine for ``url``; on SQLite, creates the file's directory and sets the pragmas."""
+    parsed = make_url(database_url(url))
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(parsed, pool_pre_ping=True)
+    if parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # pysqlite must not BEGIN behind our back
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        mode = connection.get_execution_options().get(BEGIN_MODE, default_begin)
+        connection.exec_driver_sql(f"BEGIN {'IMMEDIATE' if mode == 'IMMEDIATE' else 'DEFERRED'}")
+
+    return engine
+
+
+def migrate(engine: Engine, script_location: Path) -> None:
+    """Brings the schema under ``script_location`` to its newest version (creating it if empty)."""
+    config = Config()
+    config.set_main_option("script_location", str(script_location))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+
+def insert_ignore(session: Session, model: type[DeclarativeBase], rows: Sequence[Mapping[str, Any]]) -> None:
+    """INSERT ... ON CONFLICT DO NOTHING: replaying rows already stored changes nothing."""
+    if not rows:
+        return
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    for start in range(0, len(rows), INSERT_CHUNK):
+        session.execute(insert(model).on_conflict_do_nothing(), list(rows[start : start + INSERT_CHUNK]))

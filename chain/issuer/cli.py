@@ -1,0 +1,285 @@
+"""``finvault issue``, ``finvault anchor`` and ``finvault revoke``: the issuer service's commands.
+
+Chain access (``--rpc``, ``--registry``, ``--dev``/``--keystore``, ...) is the same as every other
+``finvault`` command's, through :func:`chain.cli.session`. The document-signing key is the
+passphrase-encrypted PEM that ``finvault issuer keygen`` wrote to ``--key-dir``; its passphrase
+comes from ``--passphrase-file``, ``FINVAULT_SIGNING_KEY_PASSPHRASE`` or a prompt.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager, nullcontext
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from tqdm import tqdm
+
+from chain.cli import (
+    SIGNING_KEY_FILE,
+    chain_options,
+    read_secret,
+    registry_option,
+    session,
+    signer_options,
+)
+from chain.devchain import SHUTDOWN_SIGNALS, wait_for_shutdown
+from chain.errors import ConfigError
+from chain.issuer.errors import IssuerError, UnknownCertificate
+from chain.issuer.intake import InputFormat, read_input
+from chain.issuer.revoke import Revoker
+from chain.issuer.scheduler import BatchScheduler
+from chain.issuer.service import IssuerService, ingest
+from chain.issuer.settings import IssuerSettings
+from chain.issuer.store import Batch, BatchStatus, Store
+from chain.issuer.template import load_template
+from chain.receipt import parse_receipt
+from chain.registry import RevocationReason
+from chain.settings import load_settings
+from chain.signing import PrivateKey, decrypt_private_key
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_ROOT = re.compile(r"^0x[0-9a-f]{64}$")
+
+
+def issuer_options(func: F) -> F:
+    """--db/--key-dir/--passphrase-file/--node-url/..., read on top of the FINVAULT_* environment."""
+    for option in reversed(
+        [
+            click.option("--db", help="Issuer store: SQLAlchemy URL or SQLite file (or FINVAULT_ISSUER_DB)."),
+            click.option(
+                "--key-dir",
+                type=click.Path(file_okay=False, path_type=Path),
+                help="Document-signing key directory from `finvault issuer keygen`.",
+            ),
+            click.option(
+                "--passphrase-file",
+                type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                help="File holding the signing key's passphrase (else FINVAULT_SIGNING_KEY_PASSPHRASE).",
+            ),
+            click.option("--node-url", help="Verification node URL for receipt links and QR codes."),
+            click.option("--max-batch", type=int, help="Most certificates per batch (default 10,000)."),
+            click.option("--manifest-base-uri", help="Where batch manifests will be published."),
+            click.option("--no-qr", is_flag=True, help="Write no QR code images."),
+        ]
+    ):
+        func = option(func)
+    return func
+
+
+def _issuer_settings(options: dict[str, Any]) -> IssuerSettings:
+    """Takes the issuer options out of ``options`` (what is left is chain access)."""
+    return load_settings(
+        IssuerSettings,
+        issuer_db=options.pop("db"),
+        issuer_key_dir=options.pop("key_dir"),
+        node_url=options.pop("node_url"),
+        issuer_max_batch=options.pop("max_batch"),
+        issuer_manifest_base_uri=options.pop("manifest_base_uri"),
+    )
+
+
+def _signing_key(settings: IssuerSettings, passphrase_file: Path | None) -> PrivateKey:
+    if settings.issuer_key_dir is None:
+        raise ConfigError("no document-signing key: pass --key-dir (a `finvault issuer keygen` directory)")
+    path = settings.issuer_key_dir / SIGNING_KEY_FILE
+    try:
+        pem = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read signing key {path}: {exc.strerror}") from None
+    stored = settings.signing_key_passphrase
+    passphrase = read_secret(
+        "Signing key passphrase", passphrase_file, stored.get_secret_value() if stored else None
+    )
+    return decrypt_private_key(pem, passphrase)
+
+
+@contextmanager
+def _service(
+    store: Store, settings: IssuerSettings, out_dir: Path, options: dict[str, Any]
+) -> Iterator[IssuerService]:
+    """Connects to the chain, loads the signing key and checks it is registered: before any work."""
+    passphrase_file = options.pop("passphrase_file")
+    qr_codes = not options.pop("no_qr")
+    chain = session(registry=options.pop("registry"), **options)
+    try:
+        service = IssuerService(
+            store,
+            chain.registry,
+            _signing_key(settings, passphrase_file),
+            settings.issuer_config(out_dir, qr_codes=qr_codes),
+        )
+        service.check_signing_key()
+        yield service
+    finally:
+        chain.close()
+
+
+def _report(batches: list[Batch], out_dir: Path) -> None:
+    failed = [batch for batch in batches if batch.status is BatchStatus.FAILED]
+    for batch in batches:
+        if batch.status is BatchStatus.ANCHORED:
+            click.echo(
+                f"batch {batch.root}: {batch.leaf_count} certificates anchored in block "
+                f"{batch.block_number} ({batch.tx_hash}); receipts in {out_dir}"
+            )
+        else:
+            click.echo(f"batch {batch.root}: {batch.status}: {batch.error}", err=True)
+    if not batches:
+        click.echo("nothing to anchor")
+    if failed:
+        raise IssuerError(
+            f"{len(failed)} batch(es) failed to anchor; fix the cause, then `finvault anchor --retry-failed`"
+        )
+
+
+@click.command("issue")
+@click.argument("input_path", metavar="INPUT", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--template",
+    "template_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="Credential template (JSON with {{column}} placeholders).",
+)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option(
+    "--format", "fmt", type=click.Choice([f.value for f in InputFormat]), help="Default: from the extension."
+)
+@click.option("--id-column", default="id", show_default=True, help="The column holding certificate ids.")
+@click.option("--strict", is_flag=True, help="Store nothing if any row is bad.")
+@click.option("--now", is_flag=True, help="Also seal, anchor and write receipts right away.")
+@issuer_options
+@registry_option
+@chain_options
+@signer_options
+def issue(
+    input_path: Path,
+    template_path: Path,
+    out_dir: Path,
+    fmt: str | None,
+    id_column: str,
+    strict: bool,
+    now: bool,
+    **options: Any,
+) -> None:
+    """Store the certificates of INPUT (CSV, JSON Lines or a JSON array) as pending.
+
+    Bad rows are reported with their line numbers and the good ones kept (--strict: nothing is
+    stored if any row is bad). With --now the pending certificates are also sealed into a batch,
+    anchored, and their receipts written to OUT.
+    """
+    settings = _issuer_settings(options)
+    template = load_template(template_path)
+    with Store.open(settings.issuer_db) as store, ExitStack() as stack:
+        connected = _service(store, settings, out_dir, options) if now else nullcontext()
+        service = stack.enter_context(connected)
+        results = read_input(input_path, template, fmt=InputFormat(fmt) if fmt else None, id_column=id_column)
+        with tqdm(results, desc="intake", unit=" rows", file=sys.stderr, disable=None, leave=False) as rows:
+            report = ingest(store, rows, strict=strict)
+        for rejected in report.rejected:
+            click.echo(f"{input_path}: rejected {rejected}", err=True)
+        click.echo(f"{report.accepted} accepted, {len(report.rejected)} rejected")
+        if service is not None:
+            _report(service.run_once(), out_dir)
+
+
+@click.command("anchor")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--retry-failed", is_flag=True, help="Also retry batches whose anchoring failed.")
+@click.option("--every", type=float, help="Keep running: seal and anchor every SECONDS until Ctrl-C.")
+@click.option("--when-pending", type=int, help="With --every: go early at N pending (default: a full batch).")
+@issuer_options
+@registry_option
+@chain_options
+@signer_options
+def anchor_command(
+    out_dir: Path, retry_failed: bool, every: float | None, when_pending: int | None, **options: Any
+) -> None:
+    """Finish interrupted batches, then seal and anchor every pending certificate.
+
+    With --every, keep doing so on a timer (and as soon as --when-pending certificates wait)
+    until Ctrl-C or SIGTERM; a cycle in progress is finished first.
+    """
+    settings = _issuer_settings(options)
+    with Store.open(settings.issuer_db) as store, ExitStack() as stack:
+        service = stack.enter_context(_service(store, settings, out_dir, options))
+        if every is None:
+            _report(service.run_once(retry_failed=retry_failed), out_dir)
+            return
+        if retry_failed:
+            _report(service.resume(retry_failed=True), out_dir)
+        threshold = when_pending or settings.issuer_max_batch
+        signal.pthread_sigmask(signal.SIG_BLOCK, SHUTDOWN_SIGNALS)  # the scheduler's threads inherit it
+        with BatchScheduler(service, interval=every, threshold=threshold, check_every=min(every, 5.0)):
+            click.echo(f"anchoring every {every:g}s, or at {threshold} pending; Ctrl-C stops", err=True)
+            wait_for_shutdown()
+        click.echo("stopped", err=True)
+
+
+def parse_reason(text: str) -> RevocationReason:
+    """A reason code by number (``4``) or name (``superseded``, ``key-compromise``)."""
+    key = text.strip().upper().replace("-", "_")
+    if key.isdigit() and int(key) in {int(r) for r in RevocationReason}:
+        return RevocationReason(int(key))
+    if key in RevocationReason.__members__:
+        return RevocationReason[key]
+    names = ", ".join(f"{r.name.lower().replace('_', '-')} ({int(r)})" for r in RevocationReason)
+    raise ConfigError(f"unknown revocation reason {text!r}; use one of: {names}")
+
+
+def _certificate_ids(store: Store, receipts: tuple[Path, ...]) -> list[str]:
+    ids = []
+    for path in receipts:
+        receipt = parse_receipt(path.read_bytes())
+        certificate = store.certificate_by_leaf(receipt.proof.leaf)
+        if certificate is None or certificate.batch_root != receipt.proof.root:
+            raise UnknownCertificate(f"{path}: this issuer store holds no such certificate")
+        ids.append(certificate.id)
+    return ids
+
+
+@click.command("revoke")
+@click.argument("receipts", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--batch", "batch_root", help="Revoke a whole batch by its root instead.")
+@click.option(
+    "--reason", required=True, help="RFC 5280 reason: name (superseded, key-compromise, ...) or code."
+)
+@click.option("--db", help="Issuer store: SQLAlchemy URL or SQLite file (or FINVAULT_ISSUER_DB).")
+@registry_option
+@chain_options
+@signer_options
+def revoke(
+    receipts: tuple[Path, ...], batch_root: str | None, reason: str, db: str | None, **options: Any
+) -> None:
+    """Revoke the certificates of RECEIPT files (one transaction per batch), or --batch ROOT.
+
+    Idempotent: what is already revoked on-chain is reported as such and costs no transaction.
+    """
+    if bool(receipts) == bool(batch_root):
+        raise ConfigError("pass receipt files or --batch ROOT (one of the two)")
+    if batch_root is not None and not _ROOT.match(batch_root.lower()):
+        raise ConfigError("--batch takes a root: 0x and 64 hex digits")
+    code = parse_reason(reason)
+    settings = load_settings(IssuerSettings, issuer_db=db)
+    with Store.open(settings.issuer_db) as store:
+        chain = session(registry=options.pop("registry"), **options)
+        try:
+            revoker = Revoker(store, chain.registry)
+            if batch_root is not None:
+                results = [revoker.revoke_batch(batch_root.lower(), code)]
+            else:
+                results = revoker.revoke_certificates(_certificate_ids(store, receipts), code)
+        finally:
+            chain.close()
+    for result in results:
+        click.echo(result.describe())
+
+
+#: What the issuer service contributes to ``finvault``.
+commands = [issue, anchor_command, revoke]

@@ -1,0 +1,63 @@
+"""The issuer service's errors: every one a :class:`~chain.errors.FinVaultError` with a stable code.
+
+Errors about input the operator supplied (a template, an input file, a certificate id) are also
+:class:`~chain.errors.ConfigError`, so the command line exits with status 2 for them.
+"""
+
+from __future__ import annotations
+
+from chain.errors import ConfigError, FinVaultError
+
+
+class IssuerError(FinVaultError):
+    """Base of the issuer service's own errors."""
+
+    code = "issuer_error"
+
+
+class TemplateError(IssuerError, ConfigError):
+    """A credential template that cannot be used."""
+
+    code = "template_invalid"
+
+
+class IntakeError(IssuerError, ConfigError):
+    """An input file that cannot be read as a whole (unreadable, wrong format, header lacks columns)."""
+
+    code = "intake_invalid"
+
+
+class IntakeRejected(IntakeError):
+    """Strict intake met a bad row: nothing from the input was stored."""
+
+    code = "intake_rejected"
+
+
+class StoreError(IssuerError):
+    """The issuer's database cannot be opened, or lacks something it must have."""
+
+    code = "store_error"
+
+
+class UnknownCertificate(IssuerError, ConfigError):
+    """No certificate (or batch) with that id, leaf or root in the issuer's store."""
+
+    code = "certificate_unknown"
+
+
+class NotAnchored(IssuerError):
+    """The certificate or batch has not been anchored yet, so it cannot be revoked."""
+
+    code = "not_anchored"
+
+
+class AnchorConflict(IssuerError):
+    """The batch's root is already anchored on-chain by another issuer."""
+
+    code = "anchor_conflict"
+
+
+class SigningKeyUnusable(IssuerError):
+    """The document-signing key is not registered to this issuer on-chain, or has been revoked."""
+
+    code = "signing_key_unusable"

@@ -1,0 +1,60 @@
+"""Issuer settings: one typed object from ``FINVAULT_*`` variables and command-line flags.
+
+Chain access (RPC, registry, sending account) stays in :class:`chain.settings.ChainSettings`;
+these are what only the issuer service needs. The database URL may carry a password and is
+treated as a secret in error messages.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from chain.issuer.service import MAX_BATCH_SIZE, IssuerConfig
+
+DEFAULT_DB = "sqlite:///.finvault/issuer.db"
+
+
+class IssuerSettings(BaseSettings):
+    """What the issuer service needs besides chain access (``FINVAULT_ISSUER_DB``, ...)."""
+
+    model_config = SettingsConfigDict(env_prefix="FINVAULT_", extra="ignore", frozen=True)
+
+    issuer_db: str = Field(
+        DEFAULT_DB,
+        description="SQLAlchemy URL (or a SQLite file path) of the issuer's store.",
+        json_schema_extra={"sensitive": True},
+    )
+    issuer_key_dir: Path | None = Field(None, description="Directory written by `finvault issuer keygen`.")
+    signing_key_passphrase: SecretStr | None = None
+    node_url: str | None = Field(None, description="Verification node for receipt links and QR codes.")
+    issuer_max_batch: int = Field(10_000, ge=1, le=MAX_BATCH_SIZE, description="Most certificates per batch.")
+    issuer_manifest_base_uri: str = Field(
+        "", description="Where manifests are published; the root is appended."
+    )
+    issuer_stuck_after: float = Field(
+        180.0, gt=0, description="Seconds before an unmined anchor is re-priced."
+    )
+    issuer_max_replacements: int = Field(5, ge=0, le=100, description="Fee bumps before giving up for now.")
+
+    @field_validator("node_url")
+    @classmethod
+    def _check_node_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("must be an http(s) URL")
+        return value
+
+    def issuer_config(self, out_dir: Path, *, qr_codes: bool = True) -> IssuerConfig:
+        """The service's configuration, writing receipts to ``out_dir``."""
+        return IssuerConfig(
+            out_dir=out_dir,
+            node_url=self.node_url,
+            max_batch_size=self.issuer_max_batch,
+            manifest_base_uri=self.issuer_manifest_base_uri,
+            qr_codes=qr_codes,
+            stuck_after=self.issuer_stuck_after,
+            max_replacements=self.issuer_max_replacements,
+        )

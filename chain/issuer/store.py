@@ -1,0 +1,278 @@
+"""The issuer's local store: certificates (with their PII), batches and every signed transaction.
+
+SQLAlchemy 2.0 with typed models. The default is a SQLite file in WAL mode with foreign keys on;
+any other SQLAlchemy URL works too (PostgreSQL: ``postgresql+psycopg://...``), as the code uses
+no SQLite-only SQL. Credentials and salts never leave this store except inside a holder's receipt:
+the chain only ever sees the batch root.
+
+Crash safety rests on three tables besides the certificates:
+
+- ``batches``: one row per sealed Merkle tree; ``status`` moves ``sealed`` -> ``sending`` (a signed
+  transaction is stored, maybe not yet broadcast) -> ``sent`` -> ``anchored``, or ``failed``
+  (reverted). ``tx_nonce``/``raw_tx``/``tx_hash`` are the current attempt.
+- ``anchor_attempts``: every transaction ever signed for a batch, stored *before* it is broadcast.
+  Replacements share the nonce, so at most one of a round can be mined; after a restart every
+  stored hash is looked up, so a batch whose transaction was mined is never anchored again.
+- ``revocations``: what was revoked on-chain, when and by which transaction.
+
+On SQLite every transaction starts with ``BEGIN IMMEDIATE``: pysqlite would otherwise defer the
+write lock to the first write, and two sealers could read the same pending certificates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Dialect,
+    Engine,
+    Enum,
+    ForeignKey,
+    LargeBinary,
+    String,
+    Text,
+    func,
+    select,
+)
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.types import TypeDecorator
+
+from chain.canonical import SaltedDocument
+from chain.db import BEGIN_MODE, database_url, make_engine, migrate, redact_db_url
+from chain.issuance import SignedDocument
+from chain.issuer.errors import StoreError
+from chain.issuer.intake import MAX_ID_LENGTH
+from chain.receipt import Signature
+
+HASH_LENGTH = 66  # "0x" + 64 hex digits
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+VERSION_TABLE = "issuer_alembic_version"
+#: Seconds a SQLite writer waits for another one (a long intake holds the lock while it runs).
+
+
+class CertificateStatus(StrEnum):
+    """``pending`` (stored) -> ``sealed`` (signed, in a batch) -> ``anchored`` -> maybe ``revoked``."""
+
+    PENDING = "pending"
+    SEALED = "sealed"
+    ANCHORED = "anchored"
+    REVOKED = "revoked"
+
+
+class BatchStatus(StrEnum):
+    """See the module docstring for the life of a batch."""
+
+    SEALED = "sealed"
+    SENDING = "sending"
+    SENT = "sent"
+    ANCHORED = "anchored"
+    FAILED = "failed"
+
+
+def _enum_column(cls: type[StrEnum]) -> Enum:
+    """A VARCHAR holding the enum's values (portable: no native ENUM type)."""
+    return Enum(cls, native_enum=False, length=16, values_callable=lambda e: [m.value for m in e])
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes everywhere, also on SQLite (which keeps no time zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    """The issuer store's tables."""
+
+    type_annotation_map = {  # noqa: RUF012 - SQLAlchemy's declarative configuration
+        dict[str, Any]: JSON,
+        dict[str, str]: JSON,
+        datetime: UtcDateTime,
+        bytes: LargeBinary,
+    }
+
+
+class Batch(Base):
+    """One sealed Merkle tree of certificates and the state of its ``anchor`` transaction."""
+
+    __tablename__ = "batches"
+
+    root: Mapped[str] = mapped_column(String(HASH_LENGTH), primary_key=True)
+    leaf_count: Mapped[int]
+    status: Mapped[BatchStatus] = mapped_column(_enum_column(BatchStatus), index=True)
+    key_id: Mapped[str] = mapped_column(String(HASH_LENGTH))
+    manifest_uri: Mapped[str] = mapped_column(String(2048), default="")
+    tx_nonce: Mapped[int | None] = mapped_column(BigInteger)
+    raw_tx: Mapped[bytes | None]
+    tx_hash: Mapped[str | None] = mapped_column(String(HASH_LENGTH))
+    block_number: Mapped[int | None] = mapped_column(BigInteger)
+    gas_used: Mapped[int | None] = mapped_column(BigInteger)
+    error: Mapped[str | None] = mapped_column(Text)
+    sealed_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]
+    anchored_at: Mapped[datetime | None]
+
+
+class Certificate(Base):
+    """One certificate: its credential and salts (personal data, never sent anywhere) and status."""
+
+    __tablename__ = "certificates"
+
+    id: Mapped[str] = mapped_column(String(MAX_ID_LENGTH), primary_key=True)
+    credential: Mapped[dict[str, Any]]
+    salts: Mapped[dict[str, str]]
+    digest: Mapped[str] = mapped_column(String(HASH_LENGTH), unique=True)
+    leaf: Mapped[str] = mapped_column(String(HASH_LENGTH), unique=True)
+    signature: Mapped[str | None] = mapped_column(Text)
+    key_id: Mapped[str | None] = mapped_column(String(HASH_LENGTH))
+    algorithm: Mapped[str | None] = mapped_column(String(32))
+    status: Mapped[CertificateStatus] = mapped_column(_enum_column(CertificateStatus), index=True)
+    batch_root: Mapped[str | None] = mapped_column(ForeignKey("batches.root"), index=True)
+    created_at: Mapped[datetime] = mapped_column(index=True)
+
+    @property
+    def document(self) -> SaltedDocument:
+        """The salted credential, as intake made it."""
+        return SaltedDocument(self.credential, self.salts, (), bytes.fromhex(self.digest[2:]))
+
+    def signed_document(self) -> SignedDocument:
+        """The salted credential and its signature, as sealed."""
+        if self.signature is None:
+            raise StoreError(f"certificate {self.id!r} is not sealed yet")
+        signature = {"keyId": self.key_id, "algorithm": self.algorithm, "value": self.signature}
+        return SignedDocument(self.document, Signature.model_validate(signature))
+
+
+class AnchorAttempt(Base):
+    """A signed ``anchor`` transaction, stored before it is broadcast."""
+
+    __tablename__ = "anchor_attempts"
+
+    tx_hash: Mapped[str] = mapped_column(String(HASH_LENGTH), primary_key=True)
+    batch_root: Mapped[str] = mapped_column(ForeignKey("batches.root"), index=True)
+    nonce: Mapped[int] = mapped_column(BigInteger)
+    raw_tx: Mapped[bytes]
+    gas: Mapped[int] = mapped_column(BigInteger)
+    max_fee_per_gas: Mapped[int] = mapped_column(BigInteger)
+    max_priority_fee_per_gas: Mapped[int] = mapped_column(BigInteger)
+    signed_at: Mapped[datetime]
+
+
+class Revocation(Base):
+    """A revocation seen on-chain: of one certificate, or (``certificate_id`` NULL) of a batch."""
+
+    __tablename__ = "revocations"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    batch_root: Mapped[str] = mapped_column(ForeignKey("batches.root"), index=True)
+    certificate_id: Mapped[str | None] = mapped_column(ForeignKey("certificates.id"), index=True)
+    reason: Mapped[int]
+    tx_hash: Mapped[str | None] = mapped_column(String(HASH_LENGTH))
+    block_number: Mapped[int] = mapped_column(BigInteger)
+    recorded_at: Mapped[datetime]
+
+
+class Store:
+    """Engine, schema and transactions of one issuer database."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    @classmethod
+    def open(cls, url: str) -> Store:
+        """Connects to ``url`` (see :func:`database_url`) and migrates its schema to the newest."""
+        url = database_url(url)
+        try:
+            engine = make_engine(url, default_begin="IMMEDIATE")
+            migrate(engine, MIGRATIONS)
+        except (ArgumentError, SQLAlchemyError, ImportError, OSError) as exc:
+            detail = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+            raise StoreError(f"cannot open the issuer store {redact_db_url(url)}: {detail}") from None
+        return cls(engine)
+
+    def close(self) -> None:
+        """Closes the store's connections."""
+        self.engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """A session whose work is committed at the end of the block, or rolled back on error."""
+        with self._sessions.begin() as session:
+            yield session
+
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A session for reads only: on SQLite it never waits for a writer."""
+        with self._sessions.begin() as session:
+            session.connection(execution_options={BEGIN_MODE: "DEFERRED"})
+            yield session
+
+    # -- queries more than one part needs ------------------------------------------------------
+
+    def pending_count(self) -> int:
+        """How many certificates wait to be sealed."""
+        with self.reading() as session:
+            count = (
+                select(func.count())
+                .select_from(Certificate)
+                .where(Certificate.status == CertificateStatus.PENDING)
+            )
+            return int(session.scalar(count) or 0)
+
+    def batch(self, root: str) -> Batch:
+        """The batch with ``root`` (a detached snapshot)."""
+        with self.reading() as session:
+            found = session.get(Batch, root)
+            if found is None:
+                raise StoreError(f"no batch with root {root}")
+            return found
+
+    def batch_digests(self, root: str) -> list[str]:
+        """The document digests of a batch's certificates: all it takes to rebuild its tree."""
+        with self.reading() as session:
+            return list(session.scalars(select(Certificate.digest).where(Certificate.batch_root == root)))
+
+    def certificates(self, ids: Collection[str]) -> list[Certificate]:
+        """The certificates among ``ids`` that the store holds."""
+        with self.reading() as session:
+            return list(session.scalars(select(Certificate).where(Certificate.id.in_(ids))))
+
+    def certificate_by_leaf(self, leaf: str) -> Certificate | None:
+        """The certificate whose Merkle leaf is ``leaf`` (as a receipt names it), if any."""
+        with self.reading() as session:
+            return session.scalar(select(Certificate).where(Certificate.leaf == leaf))
+
+    def batches(self, statuses: Sequence[BatchStatus]) -> list[Batch]:
+        """Batches in one of ``statuses``, oldest first (their nonces are in that order too)."""
+        with self.reading() as session:
+            query = select(Batch).where(Batch.status.in_(statuses)).order_by(Batch.sealed_at, Batch.root)
+            return list(session.scalars(query))

@@ -1,0 +1,157 @@
+"""Shared set-up for the issuer service's integration tests (this module holds no tests itself).
+
+An :class:`IssuerEnv` is a registry on the session's anvil with dev account 1 registered as an
+active issuer, an Ed25519 document-signing key registered to it, and a SQLite store in a
+temporary directory. :meth:`IssuerEnv.service` builds a new service each time, with a new
+``TxSender`` and a new database engine: what a restarted process would have.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from chain.contract import to_bytes32
+from chain.devchain import DEV_CHAIN_ID
+from chain.issuer.anchoring import Hook, Step
+from chain.issuer.intake import read_input
+from chain.issuer.service import IssuerConfig, IssuerService, ingest
+from chain.issuer.store import Store
+from chain.issuer.template import Template, load_template
+from chain.receipt import Receipt, parse_receipt
+from chain.registry import RegistryReader, RegistryWriter
+from chain.rpc import RpcClient
+from chain.rpc_facts import RpcFacts
+from chain.signing import PrivateKey, encrypt_private_key, generate_private_key, public_key_info
+from chain.verify import Status, verify
+from tests.integration.conftest import ISSUER, Deployed
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "issuer"
+TEMPLATE = FIXTURES / "degree-template.json"
+NODE_URL = "https://verify.example"
+PASSPHRASE = "correct horse battery staple"
+#: anvil reports blocks older than head - 64 as finalized.
+FINALITY_DEPTH = 64
+NOW = datetime(2026, 11, 23, tzinfo=UTC)
+
+
+class Crash(BaseException):
+    """Raised from a hook to stop the service the way a crash would (not caught by `except Exception`)."""
+
+
+def crash_at(step: Step) -> Hook:
+    def hook(seen: Step, root: str) -> None:
+        if seen is step:
+            raise Crash(f"crash after {step} of {root}")
+
+    return hook
+
+
+def write_students_csv(path: Path, count: int, *, first: int = 0) -> Path:
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "name", "degree", "grade", "credits", "issued", "expires", "graduated"])
+        for i in range(first, first + count):
+            writer.writerow(
+                [
+                    f"cert-{i:05d}",
+                    f"Student {i}",
+                    "MSc Data Science",
+                    "A",
+                    120,
+                    "2026-07-01",
+                    "",
+                    "2026-06-30",
+                ]
+            )
+    return path
+
+
+@dataclass
+class IssuerEnv:
+    deployed: Deployed
+    rpc: RpcClient
+    tmp: Path
+    key: PrivateKey = field(default_factory=lambda: generate_private_key("ed25519"))
+
+    def __post_init__(self) -> None:
+        self.out = self.tmp / "receipts"
+        self.db_url = f"sqlite:///{self.tmp / 'issuer.db'}"
+        self.key_dir = self.tmp / "key"
+        self.key_dir.mkdir()
+        (self.key_dir / "signing-key.pem").write_bytes(encrypt_private_key(self.key, PASSPHRASE))
+        info = public_key_info(self.key)
+        issuer = self.deployed.issuer
+        self.deployed.owner.register_issuer(
+            issuer.sender.signer.address, "Example University", "https://uni.example"
+        )
+        issuer.add_key(info.key_id, int(info.algorithm), info.der)
+        self.store = Store.open(self.db_url)
+        self.template: Template = load_template(TEMPLATE)
+
+    @property
+    def address(self) -> str:
+        return self.deployed.issuer.sender.signer.address
+
+    def writer(self) -> RegistryWriter:
+        """A new binding with a new TxSender (no nonce cache), as after a restart."""
+        return self.deployed.as_account(ISSUER)
+
+    def service(self, *, store: Store | None = None, **config: Any) -> IssuerService:
+        options: dict[str, Any] = {k: config.pop(k) for k in ("hook", "sleep", "clock") if k in config}
+        return IssuerService(
+            store or Store.open(self.db_url),
+            self.writer(),
+            self.key,
+            IssuerConfig(out_dir=self.out, node_url=NODE_URL, **config),
+            **options,
+        )
+
+    def ingest_csv(self, count: int, *, first: int = 0) -> None:
+        path = write_students_csv(self.tmp / f"students-{first}.csv", count, first=first)
+        report = ingest(self.store, read_input(path, self.template))
+        assert report.accepted == count, report.rejected
+
+    def facts(self) -> RpcFacts:
+        return RpcFacts(RegistryReader(self.rpc, self.deployed.address), DEV_CHAIN_ID)
+
+    def anchor_count(self) -> int:
+        return self.deployed.owner.counts()[0]
+
+    def anchored_logs(self, root: str) -> list[dict[str, Any]]:
+        topic0 = self.deployed.owner.abi.events["Anchored"].topic0
+        return list(
+            self.rpc.call(
+                "eth_getLogs",
+                [
+                    {
+                        "address": self.deployed.address,
+                        "fromBlock": "0x0",
+                        "toBlock": "latest",
+                        "topics": ["0x" + topic0.hex(), "0x" + to_bytes32(root).hex()],
+                    }
+                ],
+            )
+        )
+
+    def nonce(self) -> int:
+        return int(self.rpc.call("eth_getTransactionCount", [self.address, "latest"]), 16)
+
+    def receipts(self) -> Iterator[Receipt]:
+        for path in sorted(self.out.glob("*.json")):
+            yield parse_receipt(path.read_bytes())
+
+    def assert_all_valid(self) -> int:
+        """Mines past finality and verifies every receipt in the output directory through RPC facts."""
+        self.rpc.call("anvil_mine", [hex(FINALITY_DEPTH)])
+        facts = self.facts()
+        checked = 0
+        for receipt in self.receipts():
+            verdict = verify(receipt, facts, NOW)
+            assert verdict.status is Status.VALID, verdict.to_dict()
+            checked += 1
+        return checked

@@ -1,0 +1,253 @@
+"""``finvault issue``, ``anchor`` and ``revoke`` against anvil, a SQLite file and real files."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+from sqlalchemy import func, select
+
+from chain.devchain import DevChain
+from chain.errors import ConfigError, KeystoreError
+from chain.issuer.cli import anchor_command, issue, revoke
+from chain.issuer.errors import IntakeRejected, SigningKeyUnusable
+from chain.issuer.outputs import MANIFEST_FORMAT
+from chain.issuer.store import Certificate, CertificateStatus
+from chain.rpc import RpcClient
+from chain.signing import encrypt_private_key, generate_private_key
+from tests.integration.conftest import Deployed
+from tests.integration.issuer_fixtures import (
+    FIXTURES,
+    NODE_URL,
+    PASSPHRASE,
+    TEMPLATE,
+    IssuerEnv,
+    write_students_csv,
+)
+
+ROOT_DIR = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def env(registry: Deployed, rpc: RpcClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> IssuerEnv:
+    for name in list(os.environ):
+        if name.startswith("FINVAULT_"):
+            monkeypatch.delenv(name)
+    return IssuerEnv(registry, rpc, tmp_path)
+
+
+def chain_access(env: IssuerEnv, anvil: DevChain) -> list[str]:
+    return [
+        "--db",
+        env.db_url,
+        "--rpc",
+        anvil.rpc_url,
+        "--registry",
+        env.deployed.address,
+        "--dev",
+        "--dev-account",
+        "1",
+    ]
+
+
+def chain_args(
+    env: IssuerEnv, anvil: DevChain, *, key_dir: Path | None = None, passphrase: str | None = PASSPHRASE
+) -> list[str]:
+    """Everything `issue --now` and `anchor` need: store, signing key, node URL, chain access.
+
+    ``passphrase=None`` leaves the passphrase to the environment."""
+    args = ["--key-dir", str(key_dir or env.key_dir), "--node-url", NODE_URL, *chain_access(env, anvil)]
+    if passphrase is not None:
+        passphrase_file = env.tmp / "passphrase"
+        passphrase_file.write_text(passphrase + "\n")
+        args += ["--passphrase-file", str(passphrase_file)]
+    return args
+
+
+def run(command: object, *args: str) -> Result:
+    return CliRunner(mix_stderr=False).invoke(command, list(args))  # type: ignore[arg-type]
+
+
+def count(env: IssuerEnv, status: CertificateStatus | None = None) -> int:
+    with env.store.transaction() as session:
+        query = select(func.count()).select_from(Certificate)
+        if status is not None:
+            query = query.where(Certificate.status == status)
+        return int(session.scalar(query) or 0)
+
+
+def test_issue_now_anchors_200_certificates_in_one_transaction(env: IssuerEnv, anvil: DevChain) -> None:
+    students = write_students_csv(env.tmp / "students.csv", 200)
+    nonce = env.nonce()
+    result = run(
+        issue,
+        str(students),
+        "--template",
+        str(TEMPLATE),
+        "--out",
+        str(env.out),
+        "--now",
+        *chain_args(env, anvil),
+    )
+    assert result.exit_code == 0, result.stderr or result.exception
+    assert "200 accepted, 0 rejected" in result.stdout
+    assert "200 certificates anchored in block" in result.stdout
+    assert env.nonce() == nonce + 1
+    assert env.anchor_count() == 1
+    assert count(env, CertificateStatus.ANCHORED) == 200
+
+    receipts = list(env.receipts())
+    assert len(receipts) == 200
+    assert len(list(env.out.glob("*.png"))) == 200
+    root = receipts[0].proof.root
+    assert len(env.anchored_logs(root)) == 1
+    assert all(r.link is not None and r.link.startswith(f"{NODE_URL}/v/0x") for r in receipts)
+    manifest = json.loads((env.out / "manifests" / f"{root}.json").read_text())
+    assert manifest["format"] == MANIFEST_FORMAT
+    assert manifest["count"] == 200
+    assert manifest["leaves"] == sorted(r.proof.leaf for r in receipts)
+    assert "Student" not in json.dumps(manifest)  # hashes only, no personal data
+    assert env.assert_all_valid() == 200
+
+
+def test_issue_stores_pending_then_anchor_command_finishes(
+    env: IssuerEnv, anvil: DevChain, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    csv_input = FIXTURES / "students.csv"
+    stored = run(
+        issue, str(csv_input), "--template", str(TEMPLATE), "--out", str(env.out), "--db", env.db_url
+    )
+    assert stored.exit_code == 0, stored.exception
+    assert "3 accepted, 0 rejected" in stored.stdout
+    assert count(env, CertificateStatus.PENDING) == 3
+    assert env.anchor_count() == 0
+
+    monkeypatch.setenv("FINVAULT_SIGNING_KEY_PASSPHRASE", PASSPHRASE)
+    anchored = run(anchor_command, "--out", str(env.out), *chain_args(env, anvil, passphrase=None))
+    assert anchored.exit_code == 0, anchored.exception
+    assert "3 certificates anchored" in anchored.stdout
+    assert {p.name for p in env.out.glob("*.json")} == {"cert-0001.json", "cert-0002.json", "cert-0003.json"}
+    assert env.assert_all_valid() == 3
+
+    again = run(anchor_command, "--out", str(env.out), *chain_args(env, anvil))
+    assert again.stdout.strip() == "nothing to anchor"
+
+
+def test_bad_rows_are_reported_and_good_rows_kept(env: IssuerEnv) -> None:
+    bad = FIXTURES / "bad-rows.csv"
+    result = run(issue, str(bad), "--template", str(TEMPLATE), "--out", str(env.out), "--db", env.db_url)
+    assert result.exit_code == 0, result.exception
+    assert "3 accepted, 5 rejected" in result.stdout
+    assert result.stderr.splitlines()[:-1] == [
+        f"{bad}: rejected line 3: missing column 'name'",
+        f"{bad}: rejected line 4: column 'issued': '2026-13-01' is not an ISO 8601 date-time",
+        f"{bad}: rejected line 5: duplicate certificate id 'cert-1' (also on line 2)",
+        f"{bad}: rejected line 6: column 'name': byte 0xe9 is not UTF-8",
+    ]
+    assert result.stderr.splitlines()[-1].startswith(f"{bad}: rejected line 9: /credentialSubject/credits: ")
+    assert count(env) == 3
+
+    twice = run(issue, str(bad), "--template", str(TEMPLATE), "--out", str(env.out), "--db", env.db_url)
+    assert "0 accepted, 8 rejected" in twice.stdout
+    assert "rejected line 2: certificate id 'cert-1' is already in the store" in twice.stderr
+
+
+def test_strict_stores_nothing(env: IssuerEnv) -> None:
+    result = run(
+        issue,
+        str(FIXTURES / "bad-rows.csv"),
+        "--template",
+        str(TEMPLATE),
+        "--out",
+        str(env.out),
+        "--db",
+        env.db_url,
+        "--strict",
+    )
+    assert isinstance(result.exception, IntakeRejected)
+    assert result.exception.code == "intake_rejected"
+    assert "line 3: missing column 'name'" in result.exception.message
+    assert count(env) == 0
+
+
+def test_now_checks_key_and_passphrase_before_storing(env: IssuerEnv, anvil: DevChain) -> None:
+    students = str(FIXTURES / "students.jsonl")
+    head = [students, "--template", str(TEMPLATE), "--out", str(env.out), "--now"]
+    wrong = run(issue, *head, *chain_args(env, anvil, passphrase="not the passphrase"))
+    assert isinstance(wrong.exception, KeystoreError)
+    assert "not the passphrase" not in str(wrong.exception)
+
+    unregistered = env.tmp / "other-key"
+    unregistered.mkdir()
+    other = generate_private_key("ed25519")
+    (unregistered / "signing-key.pem").write_bytes(encrypt_private_key(other, PASSPHRASE))
+    result = run(issue, *head, *chain_args(env, anvil, key_dir=unregistered))
+    assert isinstance(result.exception, SigningKeyUnusable)
+    assert count(env) == 0
+
+
+def test_revoke_command(env: IssuerEnv, anvil: DevChain) -> None:
+    students = write_students_csv(env.tmp / "students.csv", 4)
+    args = chain_args(env, anvil)
+    assert (
+        run(
+            issue, str(students), "--template", str(TEMPLATE), "--out", str(env.out), "--now", *args
+        ).exit_code
+        == 0
+    )
+    receipts = [env.out / "cert-00000.json", env.out / "cert-00001.json"]
+    chain_only = chain_access(env, anvil)
+
+    revoked = run(revoke, *map(str, receipts), "--reason", "affiliation-changed", *chain_only)
+    assert revoked.exit_code == 0, revoked.exception
+    assert revoked.stdout.count("revoked (affiliation_changed) in block") == 2
+    again = run(revoke, str(receipts[0]), "--reason", "4", *chain_only)
+    assert again.stdout.startswith("cert-00000: already revoked (affiliation_changed")
+
+    root = next(env.receipts()).proof.root
+    whole = run(revoke, "--batch", root, "--reason", "key_compromise", *chain_only)
+    assert whole.stdout.startswith(f"{root}: revoked (key_compromise)")
+
+    for bad_args, message in [
+        (["--reason", "superseded"], "pass receipt files or --batch"),
+        ([str(receipts[0]), "--reason", "because"], "unknown revocation reason"),
+        (["--batch", "0x12", "--reason", "0"], "--batch takes a root"),
+    ]:
+        failed = run(revoke, *bad_args, *chain_only)
+        assert isinstance(failed.exception, ConfigError)
+        assert message in failed.exception.message
+
+
+def test_anchor_every_runs_until_interrupted(env: IssuerEnv, anvil: DevChain) -> None:
+    env.ingest_csv(3)
+    command = "from chain.issuer.cli import anchor_command; anchor_command(prog_name='finvault anchor')"
+    args = ["--out", str(env.out), "--every", "0.2", *chain_args(env, anvil, passphrase=None)]
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("FINVAULT_")}
+    environment["FINVAULT_SIGNING_KEY_PASSPHRASE"] = PASSPHRASE
+    daemon = subprocess.Popen(
+        [sys.executable, "-c", command, *args],
+        cwd=ROOT_DIR,
+        env=environment,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60  # a bound on a hang, not a measurement
+        while count(env, CertificateStatus.ANCHORED) < 3:
+            assert daemon.poll() is None, daemon.communicate()[1]
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        daemon.send_signal(signal.SIGINT)
+        _, stderr = daemon.communicate(timeout=60)
+    assert daemon.returncode == 0, stderr
+    assert "anchoring every 0.2s, or at 10000 pending" in stderr
+    assert stderr.rstrip().endswith("stopped")
+    assert env.anchor_count() == 1

@@ -1,0 +1,159 @@
+"""The issuer store on real SQLite files: pragmas, migrations, intake transactions; PostgreSQL DDL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import func, inspect, select
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.schema import CreateIndex, CreateTable
+
+import chain.db
+from chain.canonical import recompute_digest
+from chain.db import database_url
+from chain.issuer import service
+from chain.issuer.errors import IntakeRejected, StoreError
+from chain.issuer.intake import read_input
+from chain.issuer.service import ingest
+from chain.issuer.store import VERSION_TABLE, Base, Certificate, CertificateStatus, Store
+from chain.issuer.template import load_template
+from chain.merkle import leaf_hash
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "issuer"
+TEMPLATE = load_template(FIXTURES / "degree-template.json")
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return Store.open(str(tmp_path / "nested" / "issuer.db"))
+
+
+def certificates(store: Store) -> list[Certificate]:
+    with store.transaction() as session:
+        return list(session.scalars(select(Certificate).order_by(Certificate.id)))
+
+
+def test_sqlite_file_uses_wal_and_foreign_keys(store: Store, tmp_path: Path) -> None:
+    assert (tmp_path / "nested" / "issuer.db").is_file()
+    with store.engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    with pytest.raises(IntegrityError), store.transaction() as session:
+        session.add(
+            Certificate(
+                id="orphan",
+                credential={"a": 1},
+                salts={},
+                digest="0x01",
+                leaf="0x02",
+                status=CertificateStatus.SEALED,
+                batch_root="0x" + "00" * 32,
+                created_at=datetime.now(UTC),
+            )
+        )
+
+
+def test_migrations_match_the_models_and_reopening_is_a_no_op(store: Store, tmp_path: Path) -> None:
+    with store.engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
+        assert compare_metadata(context, Base.metadata) == []
+        tables = set(inspect(connection).get_table_names())
+    assert tables == {"certificates", "batches", "anchor_attempts", "revocations", VERSION_TABLE}
+    Store.open(str(tmp_path / "nested" / "issuer.db")).close()
+
+
+def test_ingest_stores_pending_certificates(store: Store) -> None:
+    moment = datetime(2026, 11, 23, 12, 0, tzinfo=timezone(timedelta(hours=2)))
+    report = ingest(store, read_input(FIXTURES / "students.csv", TEMPLATE), now=lambda: moment)
+    assert (report.accepted, report.rejected) == (3, ())
+    stored = certificates(store)
+    assert [c.id for c in stored] == ["cert-0001", "cert-0002", "cert-0003"]
+    for certificate in stored:
+        assert certificate.status is CertificateStatus.PENDING
+        digest = recompute_digest(certificate.credential, certificate.salts, ())
+        assert certificate.digest == "0x" + digest.hex()
+        assert certificate.leaf == "0x" + leaf_hash(digest).hex()
+        assert certificate.created_at == moment
+        assert certificate.created_at.tzinfo is UTC
+        assert certificate.signature is None
+        assert certificate.batch_root is None
+    assert store.pending_count() == 3
+
+
+def test_ids_already_stored_are_rejected(store: Store) -> None:
+    ingest(store, read_input(FIXTURES / "students.csv", TEMPLATE))
+    again = ingest(store, read_input(FIXTURES / "students.csv", TEMPLATE))
+    assert again.accepted == 0
+    assert [str(r) for r in again.rejected] == [
+        f"line {n}: certificate id 'cert-000{n - 1}' is already in the store" for n in (2, 3, 4)
+    ]
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 500])
+def test_strict_stores_nothing_even_after_earlier_chunks(
+    store: Store, monkeypatch: pytest.MonkeyPatch, chunk: int
+) -> None:
+    monkeypatch.setattr(service, "INGEST_CHUNK", chunk)
+    with pytest.raises(IntakeRejected, match="line 3: missing column 'name'"):
+        ingest(store, read_input(FIXTURES / "bad-rows.csv", TEMPLATE), strict=True)
+    assert certificates(store) == []
+    lenient = ingest(store, read_input(FIXTURES / "bad-rows.csv", TEMPLATE))
+    assert (lenient.accepted, len(lenient.rejected)) == (3, 5)
+    assert [r.line for r in lenient.rejected] == [3, 4, 5, 6, 9]
+
+
+def test_schema_compiles_for_postgresql() -> None:
+    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
+    for table in Base.metadata.sorted_tables:
+        ddl = str(CreateTable(table).compile(dialect=dialect))
+        assert "CREATE TABLE" in ddl
+        for index in table.indexes:
+            assert "CREATE INDEX" in str(CreateIndex(index).compile(dialect=dialect))
+    pending = (
+        select(Certificate.id)
+        .where(Certificate.status == CertificateStatus.PENDING)
+        .limit(10)
+        .with_for_update(skip_locked=True)
+    )
+    assert "FOR UPDATE SKIP LOCKED" in str(pending.compile(dialect=dialect))
+    assert "BYTEA" in str(CreateTable(Base.metadata.tables["anchor_attempts"]).compile(dialect=dialect))
+
+
+def test_unreachable_database_is_one_error_without_its_password() -> None:
+    with pytest.raises(StoreError) as caught:
+        Store.open("postgresql://issuer:s3cret-pw@127.0.0.1:1/issuer")
+    assert "s3cret-pw" not in caught.value.message
+    assert "issuer:***@127.0.0.1:1/issuer" in caught.value.message
+
+
+def test_database_url_accepts_a_path() -> None:
+    assert database_url("issuer.db") == "sqlite:///issuer.db"
+    assert database_url("postgresql+psycopg://h/db") == "postgresql+psycopg://h/db"
+
+
+def test_pending_count_and_batches_on_an_empty_store(store: Store) -> None:
+    assert store.pending_count() == 0
+    assert store.batches(["sealed"]) == []  # type: ignore[list-item]
+    with store.transaction() as session:
+        assert session.scalar(select(func.count()).select_from(Certificate)) == 0
+    with pytest.raises(StoreError, match="no batch"):
+        store.batch("0x" + "00" * 32)
+
+
+def test_writers_take_the_lock_up_front_and_readers_never_wait(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(chain.db, "SQLITE_BUSY_TIMEOUT", 0.1)
+    other = Store.open(str(tmp_path / "nested" / "issuer.db"))
+    with store.transaction() as first:
+        first.execute(select(1))  # BEGIN IMMEDIATE: the write lock, before anything is written
+        assert other.pending_count() == 0  # a reader does not wait
+        with pytest.raises(OperationalError, match="database is locked"), other.transaction() as second:
+            second.execute(select(1))  # a second writer waits (here: gives up after 0.1 s)
+    with other.transaction() as second:
+        second.execute(select(1))  # free again
