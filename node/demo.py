@@ -1,15 +1,16 @@
 """The end-to-end demo behind ``./scripts/demo``: a throwaway dev chain with FinVault on it.
 
 Each run starts from scratch (anvil keeps its state in memory): deploy the registry, register a
-demo issuer and its signing key, issue and anchor a batch of certificates, write their receipts,
-and verify every receipt straight against the chain. ``.finvault/demo/env.json`` is written once
+demo issuer and its signing key, issue ~50 certificates through the issuer service (one anchor
+transaction), index the chain into a SQLite mirror, and verify every receipt against both the
+mirror and the chain. ``.finvault/demo/env.json`` is written once
 everything is ready, so other tools can attach.
 """
 
 from __future__ import annotations
 
+import csv
 import json
-import os
 import secrets
 import shutil
 import socket
@@ -18,19 +19,23 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from chain.canonical import salt_document
 from chain.contract import hex0x, load_artifact
 from chain.devchain import DEV_CHAIN_ID, DevChain, free_port, wait_for_shutdown
 from chain.errors import FinVaultError
-from chain.issuance import batch_receipts, seal_batch, sign_document
-from chain.receipt import Anchor
+from chain.issuer.intake import read_input
+from chain.issuer.service import IssuerConfig, IssuerService, ingest
+from chain.issuer.store import Store
+from chain.issuer.template import load_template
 from chain.registry import RegistryReader, RegistryWriter, deploy_registry
 from chain.rpc import RpcClient
 from chain.rpc_facts import RpcFacts
 from chain.signer import LocalSigner
 from chain.signing import encrypt_private_key, generate_private_key, public_key_info
 from chain.tx import TxSender
-from chain.verify import Status, verify
+from chain.verify import ChainFacts, Status, verify
+from indexer.db import open_mirror
+from indexer.facts import MirrorFacts
+from indexer.sync import Indexer
 
 DEMO_ISSUER_NAME = "FinVault Demo University"
 DEMO_ISSUER_URI = "https://demo-university.example/finvault"
@@ -38,11 +43,39 @@ OWNER_ACCOUNT = 0
 ISSUER_ACCOUNT = 1
 #: anvil reports blocks older than head - 64 as finalized; mining past that makes anchors final.
 ANVIL_FINALITY_DEPTH = 64
-DEMO_STUDENTS = [
-    ("cert-0001", "Ada Lovelace", "MSc Mathematics", "Distinction"),
-    ("cert-0002", "Alan Turing", "PhD Computer Science", "Pass"),
-    ("cert-0003", "Grace Hopper", "BSc Physics", "First Class"),
-]
+DEMO_CERTIFICATES = 50
+#: Receipts link here; the verification node will serve it.
+DEMO_NODE_URL = "http://127.0.0.1:8000"
+DEMO_TEMPLATE = {
+    "@context": ["https://www.w3.org/ns/credentials/v2"],
+    "type": ["VerifiableCredential", "DegreeCredential"],
+    "id": "urn:demo-university:certificate:{{id}}",
+    "issuer": {"id": "did:web:demo-university.example", "name": DEMO_ISSUER_NAME},
+    "validFrom": {"$datetime": "issued"},
+    "credentialSubject": {
+        "name": "{{name}}",
+        "degree": {"type": "BachelorDegree", "name": "{{degree}}"},
+        "grade": "{{grade}}",
+        "credits": {"$int": "credits"},
+    },
+}
+_FIRST = ["Ada", "Alan", "Grace", "Edsger", "Barbara", "Donald", "Frances", "John", "Radia", "Tim"]
+_LAST = ["Lovelace", "Turing", "Hopper", "Dijkstra", "Liskov"]
+_DEGREES = ["BSc Computer Science", "BSc Mathematics", "BA Philosophy", "BEng Electronics", "BSc Physics"]
+_GRADES = ["First Class", "Upper Second", "Lower Second", "Pass"]
+
+
+def write_demo_students(path: Path, count: int) -> Path:
+    """A CSV of ``count`` made-up graduates, one row per certificate."""
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "name", "degree", "grade", "credits", "issued"])
+        for i in range(count):
+            name = f"{_FIRST[i % len(_FIRST)]} {_LAST[i // len(_FIRST) % len(_LAST)]}"
+            writer.writerow(
+                [f"demo-{i + 1:04d}", name, _DEGREES[i % 5], _GRADES[i % 4], 180 + 60 * (i % 2), "2026-07-01"]
+            )
+    return path
 
 
 @dataclass(frozen=True)
@@ -53,16 +86,6 @@ class DemoResult:
     issuer: str
     key_id: str
     receipts_dir: Path
-
-
-def demo_credential(name: str, degree: str, grade: str) -> dict[str, object]:
-    return {
-        "@context": ["https://www.w3.org/ns/credentials/v2"],
-        "type": ["VerifiableCredential", "DegreeCredential"],
-        "issuer": {"id": "did:web:demo-university.example", "name": DEMO_ISSUER_NAME},
-        "validFrom": "2026-07-01T00:00:00Z",
-        "credentialSubject": {"name": name, "degree": degree, "grade": grade},
-    }
 
 
 def _port_or_free(preferred: int) -> int:
@@ -120,36 +143,45 @@ def run_demo(
         issuer_registry.add_key(info.key_id, int(info.algorithm), info.der)
         say(f"issuer key: {hex0x(info.key_id)} ({info.algorithm.label}) registered on-chain")
 
-        signed = [
-            sign_document(salt_document(demo_credential(name, degree, grade), os.urandom), key)
-            for _, name, degree, grade in DEMO_STUDENTS
-        ]
-        tree = seal_batch(signed)
-        anchored = issuer_registry.anchor(tree.root, len(signed))
-        say(
-            f"batch: {len(signed)} certificates anchored, root {hex0x(tree.root)} ({anchored.gas_used:,} gas)"
+        store = Store.open(f"sqlite:///{state_dir / 'issuer.db'}")
+        template_path = state_dir / "degree-template.json"
+        template_path.write_text(json.dumps(DEMO_TEMPLATE, indent=2) + "\n")
+        students = write_demo_students(state_dir / "students.csv", DEMO_CERTIFICATES)
+        report = ingest(store, read_input(students, load_template(template_path)))
+        say(f"intake: {report.accepted} certificates from {students.name} stored in the issuer store")
+        service = IssuerService(
+            store, issuer_registry, key, IssuerConfig(out_dir=receipts_dir, node_url=DEMO_NODE_URL)
         )
-        anchor = Anchor(
-            chainId=DEV_CHAIN_ID,
-            registry=registry,
-            issuer=issuer,
-            txHash=anchored.tx_hash,
-            blockNumber=anchored.block_number,
-        )
-        for (cert_id, *_), receipt in zip(DEMO_STUDENTS, batch_receipts(tree, signed, anchor), strict=True):
-            (receipts_dir / f"{cert_id}.json").write_text(receipt.to_json())
-        say(f"receipts: {len(signed)} written to {receipts_dir}")
+        for batch in service.run_once():
+            say(f"batch: {batch.leaf_count} certificates anchored in block {batch.block_number}")
+        receipts = sorted(receipts_dir.glob("*.json"))
+        say(f"receipts: {len(receipts)} written to {receipts_dir}, with QR codes")
 
         rpc.call("anvil_mine", [hex(ANVIL_FINALITY_DEPTH)])
-        facts = RpcFacts(RegistryReader(rpc, registry, artifact), DEV_CHAIN_ID)
+        mirror_url = f"sqlite:///{state_dir / 'mirror.db'}"
+        indexer = Indexer(
+            open_mirror(mirror_url),
+            rpc,
+            chain_id=DEV_CHAIN_ID,
+            registry=registry,
+            start_block=deployed.block_number,
+        )
+        indexer.check_startup()
+        synced = indexer.sync()
+        say(f"mirror: {synced.events_indexed} events indexed into {state_dir / 'mirror.db'}")
+
         now = datetime.now(UTC)
-        for path in sorted(receipts_dir.glob("*.json")):
-            verdict = verify(path.read_bytes(), facts, now)
-            if verdict.status is not Status.VALID:
-                raise FinVaultError(f"demo check failed: {path.name} is {verdict.status} {verdict.reasons}")
-            say(f"check: {path.name} {verdict.status} through RPC facts")
-        forged = (receipts_dir / "cert-0001.json").read_text().replace("Distinction", "Pass")
-        if verify(forged, facts, now).status is not Status.INVALID:
+        sources: dict[str, ChainFacts] = {
+            "mirror": MirrorFacts(indexer.engine, DEV_CHAIN_ID, registry),
+            "chain": RpcFacts(RegistryReader(rpc, registry, artifact), DEV_CHAIN_ID),
+        }
+        for source, facts in sources.items():
+            statuses = {verify(path.read_bytes(), facts, now).status for path in receipts}
+            if statuses != {Status.VALID}:
+                raise FinVaultError(f"demo check failed: receipts from the {source} are {sorted(statuses)}")
+            say(f"check: all {len(receipts)} receipts VALID against the {source}")
+        forged = receipts[0].read_text().replace('"grade": "', '"grade": "A+ ', 1)
+        if verify(forged, sources["mirror"], now).status is not Status.INVALID:
             raise FinVaultError("demo check failed: a tampered receipt was not rejected")
         say("check: a tampered copy is INVALID (DIGEST_MISMATCH)")
 
@@ -159,6 +191,8 @@ def run_demo(
             "chain_id": result.chain_id,
             "registry": result.registry,
             "receipts_dir": str(receipts_dir.resolve()),
+            "mirror_db": f"sqlite:///{(state_dir / 'mirror.db').resolve()}",
+            "issuer_db": f"sqlite:///{(state_dir / 'issuer.db').resolve()}",
         }
         (state_dir / "env.json").write_text(json.dumps(env, indent=2) + "\n")
         say(f"ready: {state_dir / 'env.json'}")

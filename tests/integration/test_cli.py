@@ -212,7 +212,9 @@ def test_demo_check(tmp_path: Path) -> None:
     assert "demo check passed" in result.stdout
     assert "a tampered copy is INVALID" in result.stdout
     env = json.loads((state / "env.json").read_text())
-    assert len(list(Path(env["receipts_dir"]).glob("*.json"))) == 3
+    assert len(list(Path(env["receipts_dir"]).glob("*.json"))) == 50
+    assert env["mirror_db"].startswith("sqlite:///")
+    assert env["issuer_db"].startswith("sqlite:///")
     assert env["chain_id"] == 31337
     assert env["registry"].startswith("0x")
     with pytest.raises(httpx.TransportError):
