@@ -82,5 +82,10 @@ def insert_ignore(session: Session, model: type[DeclarativeBase], rows: Sequence
     if not rows:
         return
     insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    # Through the Core table, not the ORM class: a plain executemany, without the ORM's per-row
+    # bookkeeping (several times faster on the indexer's hot path).
+    statement = insert(model.__table__).on_conflict_do_nothing()  # type: ignore[arg-type]
+    session.flush()  # pending ORM objects first, so the two paths never collide
+    connection = session.connection()
     for start in range(0, len(rows), INSERT_CHUNK):
-        session.execute(insert(model).on_conflict_do_nothing(), list(rows[start : start + INSERT_CHUNK]))
+        connection.execute(statement, list(rows[start : start + INSERT_CHUNK]))

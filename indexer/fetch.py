@@ -34,17 +34,28 @@ TOO_MUCH_CODES = frozenset({-32005, -32602, -32614})
 
 @dataclass
 class AdaptiveRange:
-    size: int = 2_000
+    """Blocks per ``eth_getLogs`` call: starts small, doubles while answers stay light, shrinks
+    when a provider refuses or an answer carries more than ``target_logs`` (which bounds the
+    memory one step needs, whatever the provider allows)."""
+
+    size: int = 16
     minimum: int = 1
     maximum: int = 50_000
-    grow_after: int = 3
+    grow_after: int = 1
+    target_logs: int = 10_000
     successes: int = 0
 
     def shrink(self) -> None:
         self.size = max(self.minimum, self.size // 2)
         self.successes = 0
 
-    def succeeded(self) -> None:
+    def succeeded(self, logs: int = 0) -> None:
+        if logs > self.target_logs:
+            self.size = max(self.minimum, self.size * self.target_logs // logs)
+            self.successes = 0
+            return
+        if logs > self.target_logs // 2:
+            return  # about right: stay
         self.successes += 1
         if self.successes >= self.grow_after:
             self.size = min(self.maximum, self.size * 2)
@@ -96,5 +107,5 @@ class LogFetcher:
                     "eth_getLogs %d-%d refused (%s); range now %d", first, end, exc.message, self.window.size
                 )
                 continue
-            self.window.succeeded()
+            self.window.succeeded(len(logs))
             return logs, end

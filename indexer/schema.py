@@ -11,14 +11,25 @@ The same SQLAlchemy code runs on SQLite (the embedded default, WAL mode) and Pos
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, Integer, LargeBinary, String, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, Dialect, Integer, LargeBinary, String, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 #: Bumped with every Alembic migration; the checkpoint records which version wrote the mirror.
 SCHEMA_VERSION = 1
 
-Hash = LargeBinary(32)
-Address = LargeBinary(20)
+
+class RawBytes(LargeBinary):
+    """BLOB/BYTEA without SQLAlchemy's per-value wrapping: both sqlite3 and psycopg take ``bytes``
+    as they are, and skipping the wrapper is ~25% of the indexer's insert time."""
+
+    cache_ok = True
+
+    def bind_processor(self, dialect: Dialect) -> None:
+        return None
+
+
+Hash = RawBytes(32)
+Address = RawBytes(20)
 
 
 class Base(DeclarativeBase):
@@ -58,7 +69,7 @@ class KeyRow(EventRow, Base):
     key_id: Mapped[bytes] = mapped_column(Hash, unique=True)
     issuer: Mapped[bytes] = mapped_column(Address, index=True)
     algorithm: Mapped[int] = mapped_column(Integer)
-    public_key: Mapped[bytes] = mapped_column(LargeBinary)
+    public_key: Mapped[bytes] = mapped_column(RawBytes)
 
 
 class KeyRevocationRow(EventRow, Base):

@@ -233,12 +233,18 @@ class Indexer:
 
     # -- chain reads ------------------------------------------------------------------------------
 
-    def _headers(self, numbers: Sequence[int], client: RpcClient | None = None) -> dict[int, Header]:
+    def _headers(
+        self, numbers: Sequence[int], client: RpcClient | None = None, *, allow_missing: bool = False
+    ) -> dict[int, Header]:
+        """Headers by number in one batch; a block the chain does not have is :class:`ChainMoved`,
+        or left out with ``allow_missing`` (a reorg to a shorter chain)."""
         wanted = sorted(set(numbers))
         raws = (client or self.rpc).batch([("eth_getBlockByNumber", [hex(n), False]) for n in wanted])
         headers: dict[int, Header] = {}
         for number, raw in zip(wanted, raws, strict=True):
             if raw is None:
+                if allow_missing:
+                    continue
                 raise ChainMoved(f"block {number} is not available (yet)")
             headers[number] = Header.from_rpc(raw)
         return headers
@@ -282,11 +288,16 @@ class Indexer:
             checkpoint = session.get(CheckpointRow, 1) or self._initial_checkpoint(session)
             first = checkpoint.block_number + 1
             if first > target_head:
-                self._confirm_checkpoint(session, checkpoint, finalized)
-                return self._record(StepResult(first, checkpoint.block_number, 0, target_head))
+                fork = self._confirm_checkpoint(session, checkpoint, finalized)
+                return self._record(
+                    StepResult(first, checkpoint.block_number, 0, target_head, reorged_to=fork)
+                )
             logs, last = self.fetcher.fetch_range(first, target_head)
             batch = decode_logs(logs, self.registry)
-            headers = self._headers([checkpoint.block_number, *batch.blocks, last])
+            # The newest final block of the range is kept too: a fork point no reorg can go below.
+            newest_final = min(finalized, last)
+            keep = [newest_final] if newest_final >= first else []
+            headers = self._headers([checkpoint.block_number, *batch.blocks, last, *keep])
             if headers[checkpoint.block_number].hash != checkpoint.block_hash:
                 fork = self._rollback_to_fork(session, checkpoint)
                 return self._record(StepResult(first, fork, 0, target_head, reorged_to=fork))
@@ -305,16 +316,15 @@ class Indexer:
         self.breaker.success()
         return result
 
-    def _confirm_checkpoint(self, session: Session, checkpoint: CheckpointRow, finalized: int) -> None:
-        """Nothing new to read: still make sure the checkpoint block has not been reorged away."""
-        header = self._headers([checkpoint.block_number])[checkpoint.block_number]
-        if header.hash != checkpoint.block_hash:
-            self._rollback_to_fork(session, checkpoint)
-        else:
-            checkpoint.finalized_block = max(
-                checkpoint.finalized_block, min(finalized, checkpoint.block_number)
-            )
-            self.status.finalized_block = checkpoint.finalized_block
+    def _confirm_checkpoint(self, session: Session, checkpoint: CheckpointRow, finalized: int) -> int | None:
+        """Nothing new to read: make sure the checkpoint block is still on the chain (it may be
+        gone altogether after a reorg to a shorter chain). Returns the fork point if it is not."""
+        header = self._headers([checkpoint.block_number], allow_missing=True).get(checkpoint.block_number)
+        if header is None or header.hash != checkpoint.block_hash:
+            return self._rollback_to_fork(session, checkpoint)
+        checkpoint.finalized_block = max(checkpoint.finalized_block, min(finalized, checkpoint.block_number))
+        self.status.finalized_block = checkpoint.finalized_block
+        return None
 
     def _apply(
         self,
@@ -362,7 +372,7 @@ class Indexer:
                     "event_count": per_block.get(n, 0),
                 }
                 for n, h in headers.items()
-                if n in per_block or n == last
+                if n in per_block or n == last or n == min(finalized, last)
             ],
         )
         # Checkpoint-only blocks below finality are no longer needed for reorg detection.
@@ -388,8 +398,8 @@ class Indexer:
         fork: int | None = None
         for start in range(0, len(stored), 64):
             chunk = stored[start : start + 64]
-            chain = self._headers([n for n, _ in chunk])
-            match = next((n for n, h in chunk if chain[n].hash == h), None)
+            chain = self._headers([n for n, _ in chunk], allow_missing=True)
+            match = next((n for n, h in chunk if n in chain and chain[n].hash == h), None)
             if match is not None:
                 fork = match
                 break
@@ -449,6 +459,8 @@ class Indexer:
             except (RpcUnavailable, RpcError, ChainMoved, QuorumDisagreement, DecodeError) as exc:
                 self.breaker.failure()
                 self.status.last_error = exc.diagnostics() if isinstance(exc, FinVaultError) else str(exc)
+                if self.breaker.open:
+                    raise  # N failures in a row: report, rather than retry forever
                 log.warning("sync step failed (%s); retrying in %.1fs", self.status.last_error, delay)
                 time.sleep(delay)
                 delay = min(delay * 2, 10.0)
@@ -462,7 +474,7 @@ class Indexer:
                 self.breaker.failure()
                 self.status.last_error = exc.diagnostics() if isinstance(exc, FinVaultError) else str(exc)
                 log.warning("sync step failed: %s", self.status.last_error)
-                stop.wait(poll_interval)
+                stop.wait(self.breaker.cooldown if self.breaker.open else poll_interval)
                 continue
             if result.caught_up and result.reorged_to is None:
                 stop.wait(poll_interval)
