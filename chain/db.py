@@ -81,11 +81,22 @@ def insert_ignore(session: Session, model: type[DeclarativeBase], rows: Sequence
     """INSERT ... ON CONFLICT DO NOTHING: replaying rows already stored changes nothing."""
     if not rows:
         return
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    # Through the Core table, not the ORM class: a plain executemany, without the ORM's per-row
-    # bookkeeping (several times faster on the indexer's hot path).
+    dialect = session.get_bind().dialect
+    insert = postgresql.insert if dialect.name == "postgresql" else sqlite.insert
     statement = insert(model.__table__).on_conflict_do_nothing()  # type: ignore[arg-type]
     session.flush()  # pending ORM objects first, so the two paths never collide
     connection = session.connection()
-    for start in range(0, len(rows), INSERT_CHUNK):
-        connection.execute(statement, list(rows[start : start + INSERT_CHUNK]))
+    if dialect.name != "sqlite":
+        for start in range(0, len(rows), INSERT_CHUNK):
+            connection.execute(statement, list(rows[start : start + INSERT_CHUNK]))
+        return
+    # The indexer's hot path: SQLAlchemy compiles the statement once, and the rows go to sqlite3's
+    # executemany as plain tuples (values are already bytes/int/str), skipping per-value
+    # processing that costs more than SQLite itself.
+    compiled = statement.compile(dialect=dialect, column_keys=list(rows[0]))
+    keys = compiled.positiontup or []
+    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.executemany(compiled.string, [tuple(row[k] for k in keys) for row in rows])
+    finally:
+        cursor.close()

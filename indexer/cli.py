@@ -90,7 +90,10 @@ def sync(
             )
             bar.refresh()
 
-        status = indexer.sync(to_block, on_step=progress)
+        try:
+            status = indexer.sync(to_block, on_step=progress)
+        finally:
+            indexer.close()
     elapsed = time.monotonic() - started
     click.echo(
         f"synced to block {status.indexed_block} (head {status.head}, final {status.finalized_block}): "

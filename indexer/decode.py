@@ -66,9 +66,10 @@ def _dynamic(data: bytes, head_index: int) -> bytes:
 
 
 def _b32(topic: str) -> bytes:
-    if len(topic) != 66 or not topic.startswith("0x"):
+    raw = bytes.fromhex(topic[2:])
+    if len(raw) != 32 or topic[:2] != "0x":
         raise DecodeError(f"{topic!r} is not a 32-byte hex value")
-    return bytes.fromhex(topic[2:])
+    return raw
 
 
 def _address(topic: str) -> bytes:
@@ -90,6 +91,8 @@ class DecodedBatch:
     revocations: list[dict[str, Any]] = field(default_factory=list)
     blocks: dict[int, bytes] = field(default_factory=dict)  # number -> hash, for blocks with events
     events_per_block: dict[int, int] = field(default_factory=dict)
+    #: Block and transaction hashes repeat across logs: decode each hex string once.
+    hashes: dict[str, bytes] = field(default_factory=dict, repr=False)
 
     @property
     def count(self) -> int:
@@ -128,13 +131,16 @@ def _decode_one(log: Mapping[str, Any], registry: str, out: DecodedBatch) -> Non
     if topic0 in IGNORED_TOPICS:
         return
     number = int(log["blockNumber"], 16)
-    block_hash = _b32(log["blockHash"])
+    block_hash = out.hashes.get(log["blockHash"]) or out.hashes.setdefault(
+        log["blockHash"], _b32(log["blockHash"])
+    )
     known = out.blocks.setdefault(number, block_hash)
     if known != block_hash:
         raise DecodeError(f"two different hashes for block {number} in one response")
     out.events_per_block[number] = out.events_per_block.get(number, 0) + 1
+    tx = log["transactionHash"]
     ref = {
-        "tx_hash": _b32(log["transactionHash"]),
+        "tx_hash": out.hashes.get(tx) or out.hashes.setdefault(tx, _b32(tx)),
         "log_index": int(log["logIndex"], 16),
         "block_number": number,
         "block_hash": block_hash,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,16 +68,52 @@ def _asks_for_less(error: RpcError) -> bool:
     return error.rpc_code in TOO_MUCH_CODES or any(fragment in message for fragment in TOO_MUCH)
 
 
-class LogFetcher:
-    """Fetches the registry's logs for the topics the mirror follows."""
+@dataclass(frozen=True)
+class LogRange:
+    """The logs of blocks ``first..last``, and the hash block ``last`` had *before* they were read.
 
-    def __init__(self, rpc: RpcClient, registry: str, topics: Sequence[str], window: AdaptiveRange) -> None:
+    A reorg below ``last`` changes ``last``'s hash, so comparing it with a header read after the
+    logs proves the logs came from one chain, even for blocks that carried no logs.
+    """
+
+    first: int
+    last: int
+    last_hash_before: bytes
+    logs: list[dict[str, Any]]
+
+
+class LogFetcher:
+    """Fetches the registry's logs for the topics the mirror follows.
+
+    While the caller applies one range, the next one is already being fetched in a background
+    thread (I/O overlaps decoding and database writes); a prefetched range is used only if it
+    starts where the caller continues.
+    """
+
+    def __init__(
+        self,
+        rpc: RpcClient,
+        registry: str,
+        topics: Sequence[str],
+        window: AdaptiveRange,
+        *,
+        prefetch: bool = True,
+    ) -> None:
         self.rpc = rpc
         self.registry = registry
         self.topics = list(topics)
         self.window = window
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="logs") if prefetch else None
+        self._ahead: tuple[int, int, Future[LogRange]] | None = None
 
-    def fetch(self, first: int, last: int) -> list[dict[str, Any]]:
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def fetch(self, first: int, last: int) -> LogRange:
+        header = self.rpc.call("eth_getBlockByNumber", [hex(last), False])
+        if header is None:
+            raise RpcError(f"block {last} is not available (yet)")
         logs = self.rpc.call(
             "eth_getLogs",
             [
@@ -90,14 +127,14 @@ class LogFetcher:
         )
         if not isinstance(logs, list):
             raise RpcError("eth_getLogs: result is not a list")
-        return logs
+        return LogRange(first, last, bytes.fromhex(header["hash"][2:]), logs)
 
-    def fetch_range(self, first: int, last: int) -> tuple[list[dict[str, Any]], int]:
-        """Logs from ``first`` up to at most ``last``; returns them and the last block covered."""
+    def fetch_range(self, first: int, last: int) -> LogRange:
+        """Logs from ``first`` up to at most ``last`` (fewer blocks if the window is smaller)."""
         while True:
             end = min(last, first + self.window.size - 1)
             try:
-                logs = self.fetch(first, end)
+                fetched = self._prefetched(first, last) or self.fetch(first, end)
             except (RpcError, RpcUnavailable) as exc:
                 too_much = isinstance(exc, RpcUnavailable) or _asks_for_less(exc)
                 if not too_much or self.window.size <= self.window.minimum:
@@ -107,5 +144,22 @@ class LogFetcher:
                     "eth_getLogs %d-%d refused (%s); range now %d", first, end, exc.message, self.window.size
                 )
                 continue
-            self.window.succeeded(len(logs))
-            return logs, end
+            self.window.succeeded(len(fetched.logs))
+            self._prefetch(fetched.last + 1, last)
+            return fetched
+
+    def _prefetch(self, first: int, last: int) -> None:
+        if self._pool is None or first > last:
+            return
+        end = min(last, first + self.window.size - 1)
+        self._ahead = (first, end, self._pool.submit(self.fetch, first, end))
+
+    def _prefetched(self, first: int, last: int) -> LogRange | None:
+        ahead, self._ahead = self._ahead, None
+        if ahead is None:
+            return None
+        ahead_first, ahead_last, future = ahead
+        if ahead_first != first or ahead_last > last:
+            future.cancel()
+            return None
+        return future.result()  # its errors are handled like a direct fetch's

@@ -167,6 +167,7 @@ class Indexer:
         quorum: RpcClient | None = None,
         window: AdaptiveRange | None = None,
         breaker: CircuitBreaker | None = None,
+        prefetch: bool = True,
     ) -> None:
         if confirmations < 1:
             raise ValueError("confirmations must be at least 1")
@@ -178,10 +179,16 @@ class Indexer:
         self.registry_bytes = bytes.fromhex(self.registry[2:])
         self.start_block = max(1, start_block)
         self.confirmations = confirmations
-        self.fetcher = LogFetcher(rpc, self.registry, MIRRORED_TOPICS, window or AdaptiveRange())
+        self.fetcher = LogFetcher(
+            rpc, self.registry, MIRRORED_TOPICS, window or AdaptiveRange(), prefetch=prefetch
+        )
         self.breaker = breaker or CircuitBreaker()
         self.status = SyncStatus()
         self._finalized_tag = True
+
+    def close(self) -> None:
+        """Stops the background log prefetch."""
+        self.fetcher.close()
 
     # -- start-up ---------------------------------------------------------------------------------
 
@@ -292,8 +299,9 @@ class Indexer:
                 return self._record(
                     StepResult(first, checkpoint.block_number, 0, target_head, reorged_to=fork)
                 )
-            logs, last = self.fetcher.fetch_range(first, target_head)
-            batch = decode_logs(logs, self.registry)
+            fetched = self.fetcher.fetch_range(first, target_head)
+            last = fetched.last
+            batch = decode_logs(fetched.logs, self.registry)
             # The newest final block of the range is kept too: a fork point no reorg can go below.
             newest_final = min(finalized, last)
             keep = [newest_final] if newest_final >= first else []
@@ -301,6 +309,8 @@ class Indexer:
             if headers[checkpoint.block_number].hash != checkpoint.block_hash:
                 fork = self._rollback_to_fork(session, checkpoint)
                 return self._record(StepResult(first, fork, 0, target_head, reorged_to=fork))
+            if headers[last].hash != fetched.last_hash_before:
+                raise ChainMoved(f"block {last} changed while the logs below it were read")
             for number, block_hash in batch.blocks.items():
                 if headers[number].hash != block_hash:
                     raise ChainMoved(f"block {number} changed while its logs were read")

@@ -168,6 +168,7 @@ def run_demo(
         )
         indexer.check_startup()
         synced = indexer.sync()
+        indexer.close()
         say(f"mirror: {synced.events_indexed} events indexed into {state_dir / 'mirror.db'}")
 
         now = datetime.now(UTC)
