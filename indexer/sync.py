@@ -78,6 +78,10 @@ class ChainMoved(IndexerError):
     code = "chain_moved"
 
 
+#: Failures a later step may not meet again: retried (with backoff) until the breaker opens.
+TRANSIENT_ERRORS = (RpcUnavailable, RpcError, ChainMoved, QuorumDisagreement, DecodeError)
+
+
 @dataclass(frozen=True)
 class Header:
     number: int
@@ -318,6 +322,10 @@ class Indexer:
             self._apply(session, checkpoint, batch, headers, last, finalized)
             return self._record(StepResult(first, last, batch.count, target_head))
 
+    def _failed(self, error: Exception) -> None:
+        self.breaker.failure()
+        self.status.last_error = error.diagnostics() if isinstance(error, FinVaultError) else str(error)
+
     def _record(self, result: StepResult) -> StepResult:
         self.status.head = result.head
         self.status.indexed_block = result.last_block
@@ -466,9 +474,8 @@ class Indexer:
         while True:
             try:
                 return self.step(to_block)
-            except (RpcUnavailable, RpcError, ChainMoved, QuorumDisagreement, DecodeError) as exc:
-                self.breaker.failure()
-                self.status.last_error = exc.diagnostics() if isinstance(exc, FinVaultError) else str(exc)
+            except TRANSIENT_ERRORS as exc:
+                self._failed(exc)
                 if self.breaker.open:
                     raise  # N failures in a row: report, rather than retry forever
                 log.warning("sync step failed (%s); retrying in %.1fs", self.status.last_error, delay)
@@ -480,9 +487,8 @@ class Indexer:
         while not stop.is_set():
             try:
                 result = self.step()
-            except (RpcUnavailable, RpcError, ChainMoved, QuorumDisagreement, DecodeError) as exc:
-                self.breaker.failure()
-                self.status.last_error = exc.diagnostics() if isinstance(exc, FinVaultError) else str(exc)
+            except TRANSIENT_ERRORS as exc:
+                self._failed(exc)
                 log.warning("sync step failed: %s", self.status.last_error)
                 stop.wait(self.breaker.cooldown if self.breaker.open else poll_interval)
                 continue
