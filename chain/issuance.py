@@ -12,13 +12,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from chain.canonical import SaltedDocument
+from chain.contract import hex0x
 from chain.merkle import MerkleTree, leaf_hash
 from chain.receipt import Anchor, Proof, Receipt, Signature, build_receipt
 from chain.signing import PrivateKey, public_key_info, sign_digest
-
-
-def hex32(value: bytes) -> str:
-    return "0x" + value.hex()
 
 
 @dataclass(frozen=True)
@@ -34,7 +31,7 @@ class SignedDocument:
 def sign_document(document: SaltedDocument, key: PrivateKey) -> SignedDocument:
     info = public_key_info(key)
     signature = Signature(
-        keyId=hex32(info.key_id),
+        keyId=hex0x(info.key_id),
         algorithm=info.algorithm.label,  # type: ignore[arg-type]  # KeyAlgorithm.label is one of the two
         value=base64.b64encode(sign_digest(key, document.digest)).decode(),
     )
@@ -47,20 +44,20 @@ def seal_batch(signed: Sequence[SignedDocument]) -> MerkleTree:
 
 def verification_link(node_url: str, leaf: bytes) -> str:
     """The short link a QR code carries: the node's page for this leaf."""
-    return f"{node_url.rstrip('/')}/v/{hex32(leaf)}"
+    return f"{node_url.rstrip('/')}/v/{hex0x(leaf)}"
 
 
 def batch_receipts(
     tree: MerkleTree, signed: Sequence[SignedDocument], anchor: Anchor, node_url: str | None = None
 ) -> Iterator[Receipt]:
     """One receipt per document of an anchored batch, in the order given."""
-    root = hex32(tree.root)
+    root = hex0x(tree.root)
     for item in signed:
         leaf = item.leaf
         yield build_receipt(
             item.document,
             signature=item.signature,
-            proof=Proof(leaf=hex32(leaf), path=[hex32(p) for p in tree.proof(leaf)], root=root),
+            proof=Proof(leaf=hex0x(leaf), path=[hex0x(p) for p in tree.proof(leaf)], root=root),
             anchor=anchor,
             link=verification_link(node_url, leaf) if node_url else None,
         )

@@ -28,6 +28,7 @@ from sqlalchemy import Engine, delete, func, select
 from sqlalchemy.orm import Session
 
 from chain.accumulators import fold_anchor, fold_revocation, genesis_accumulators
+from chain.contract import hex0x
 from chain.db import BEGIN_MODE, insert_ignore
 from chain.errors import ChainMismatch, FinVaultError, RpcError, RpcUnavailable
 from chain.registry import RegistryReader
@@ -152,10 +153,6 @@ class SyncStatus:
         return max(0, self.head - self.indexed_block)
 
 
-def _hex(value: bytes) -> str:
-    return "0x" + value.hex()
-
-
 class Indexer:
     """Follows one registry on one chain into the mirror behind ``engine``."""
 
@@ -207,7 +204,8 @@ class Indexer:
             ):
                 raise ChainMismatch(
                     f"this mirror follows chain {checkpoint.chain_id} registry "
-                    f"{_hex(checkpoint.registry_address)}, not chain {self.chain_id} registry {self.registry}"
+                    f"{hex0x(checkpoint.registry_address)}, "
+                    f"not chain {self.chain_id} registry {self.registry}"
                 )
             if checkpoint is not None:
                 self.status.indexed_block = checkpoint.block_number
@@ -269,7 +267,7 @@ class Indexer:
                 self.status.quorum_disagreements += 1
                 raise QuorumDisagreement(
                     f"endpoints disagree on block {number}: "
-                    f"{_hex(header.hash)} vs {_hex(second[number].hash)}"
+                    f"{hex0x(header.hash)} vs {hex0x(second[number].hash)}"
                 )
 
     def _finality(self) -> tuple[int, int]:
@@ -360,7 +358,7 @@ class Indexer:
             )
             if anchor_acc != row["accumulator"]:
                 raise MirrorDivergence(
-                    f"anchor {_hex(row['root'])} does not fold into the contract's accumulator"
+                    f"anchor {hex0x(row['root'])} does not fold into the contract's accumulator"
                 )
         revocation_acc = checkpoint.revocation_accumulator
         for row in batch.revocations:
@@ -369,7 +367,7 @@ class Indexer:
             )
             if revocation_acc != row["accumulator"]:
                 raise MirrorDivergence(
-                    f"revocation in {_hex(row['tx_hash'])} does not fold into the accumulator"
+                    f"revocation in {hex0x(row['tx_hash'])} does not fold into the accumulator"
                 )
         insert_ignore(session, IssuerRow, batch.issuers)
         insert_ignore(session, IssuerStatusRow, batch.issuer_status)

@@ -9,7 +9,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from chain.canonical import SaltedDocument, salt_document
-from chain.issuance import batch_receipts, hex32, sign_document
+from chain.contract import hex0x
+from chain.issuance import batch_receipts, sign_document
 from chain.merkle import MerkleTree
 from chain.receipt import Anchor, Receipt
 from chain.signing import PrivateKey, PublicKeyInfo, generate_private_key, public_key_info
@@ -90,9 +91,9 @@ def make_batch(
 
 def event(block: int, log_index: int = 0) -> EventRef:
     return EventRef(
-        tx_hash=hex32(hashlib.sha256(f"tx{block}/{log_index}".encode()).digest()),
+        tx_hash=hex0x(hashlib.sha256(f"tx{block}/{log_index}".encode()).digest()),
         block_number=block,
-        block_hash=hex32(hashlib.sha256(f"block{block}".encode()).digest()),
+        block_hash=hex0x(hashlib.sha256(f"block{block}".encode()).digest()),
         log_index=log_index,
     )
 

@@ -28,7 +28,7 @@ from pathlib import Path
 import qrcode  # type: ignore[import-untyped]  # qrcode ships no type information
 from qrcode.image.pure import PyPNGImage  # type: ignore[import-untyped]
 
-from chain.issuance import hex32
+from chain.contract import hex0x
 from chain.merkle import MerkleTree
 from chain.receipt import Receipt
 
@@ -91,14 +91,14 @@ def write_receipt(out_dir: Path, certificate_id: str, receipt: Receipt, *, qr_co
 
 def manifest(tree: MerkleTree) -> dict[str, object]:
     """The public manifest of a batch: its root and leaf hashes in tree order."""
-    leaves = [hex32(leaf) for leaf in tree.leaves]
-    return {"format": MANIFEST_FORMAT, "root": hex32(tree.root), "count": len(leaves), "leaves": leaves}
+    leaves = [hex0x(leaf) for leaf in tree.leaves]
+    return {"format": MANIFEST_FORMAT, "root": hex0x(tree.root), "count": len(leaves), "leaves": leaves}
 
 
 def write_manifest(out_dir: Path, tree: MerkleTree) -> Path:
     """Writes ``manifests/<root>.json`` under ``out_dir``; returns its path."""
     directory = out_dir / MANIFEST_DIR
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{hex32(tree.root)}.json"
+    path = directory / f"{hex0x(tree.root)}.json"
     write_atomic(path, (json.dumps(manifest(tree), indent=2) + "\n").encode())
     return path

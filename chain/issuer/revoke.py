@@ -19,8 +19,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import select, update
 
-from chain.contract import to_bytes32
-from chain.issuance import hex32
+from chain.contract import hex0x, to_bytes32
 from chain.issuer.errors import NotAnchored, UnknownCertificate
 from chain.issuer.store import Batch, BatchStatus, Certificate, CertificateStatus, Revocation, Store
 from chain.merkle import MerkleTree
@@ -128,7 +127,7 @@ class Revoker:
 
     def _send(self, root: str, leaves: list[bytes], reason: RevocationReason) -> TxReceipt:
         tree = MerkleTree([bytes.fromhex(d[2:]) for d in self.store.batch_digests(root)])
-        if hex32(tree.root) != root:
+        if hex0x(tree.root) != root:
             raise UnknownCertificate(f"batch {root}: the stored certificates make another root")
         if len(leaves) == 1:
             return self.registry.revoke_leaf(leaves[0], tree.root, tree.proof(leaves[0]), int(reason))

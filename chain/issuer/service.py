@@ -26,8 +26,9 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from chain.canonical import recompute_digest
+from chain.contract import hex0x
 from chain.errors import TransactionFailed
-from chain.issuance import SignedDocument, batch_receipts, hex32, seal_batch, sign_document
+from chain.issuance import SignedDocument, batch_receipts, seal_batch, sign_document
 from chain.issuer.anchoring import Anchorer, Hook, Step
 from chain.issuer.errors import AnchorConflict, IntakeRejected, SigningKeyUnusable, StoreError
 from chain.issuer.intake import Accepted, IntakeResult, Rejected
@@ -82,8 +83,8 @@ def _certificate_row(result: Accepted, created_at: datetime) -> dict[str, Any]:
         "id": result.certificate_id,
         "credential": dict(document.credential),
         "salts": dict(document.salts),
-        "digest": hex32(document.digest),
-        "leaf": hex32(leaf_hash(document.digest)),
+        "digest": hex0x(document.digest),
+        "leaf": hex0x(leaf_hash(document.digest)),
         "status": CertificateStatus.PENDING,
         "created_at": created_at,
     }
@@ -198,11 +199,11 @@ class IssuerService:
         info = self.registry.key_of(key_id)
         if not info.exists or info.issuer != self.issuer:
             raise SigningKeyUnusable(
-                f"signing key {hex32(key_id)} is not registered to issuer {self.issuer} "
+                f"signing key {hex0x(key_id)} is not registered to issuer {self.issuer} "
                 "(register it with `finvault issuer add-key`)"
             )
         if info.revoked_block:
-            raise SigningKeyUnusable(f"signing key {hex32(key_id)} was revoked in block {info.revoked_block}")
+            raise SigningKeyUnusable(f"signing key {hex0x(key_id)} was revoked in block {info.revoked_block}")
 
     def seal(self) -> str | None:
         """Signs and batches pending certificates in one transaction; returns the root, or None."""
@@ -227,7 +228,7 @@ class IssuerService:
                 signed.append(sign_document(document, self.signing_key))
             if not signed:
                 return None  # another sealer took them
-            root = hex32(seal_batch(signed).root)
+            root = hex0x(seal_batch(signed).root)
             session.add(
                 Batch(
                     root=root,
@@ -284,8 +285,8 @@ class IssuerService:
     def write_outputs(self, root: str, anchored: TxReceipt) -> None:
         """Writes the manifest, then a receipt (and QR code) per certificate of an anchored batch."""
         tree = MerkleTree([bytes.fromhex(d[2:]) for d in self.store.batch_digests(root)])
-        if hex32(tree.root) != root:
-            raise StoreError(f"batch {root}: its certificates make root {hex32(tree.root)}")
+        if hex0x(tree.root) != root:
+            raise StoreError(f"batch {root}: its certificates make root {hex0x(tree.root)}")
         out_dir = self.config.out_dir
         out_dir.mkdir(parents=True, exist_ok=True)
         write_manifest(out_dir, tree)

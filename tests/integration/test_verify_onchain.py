@@ -11,9 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from chain.contract import Artifact
+from chain.contract import Artifact, hex0x
 from chain.devchain import DevChain
-from chain.issuance import hex32
 from chain.receipt import Receipt
 from chain.registry import RevocationReason
 from chain.rpc import RpcClient
@@ -122,7 +121,7 @@ def test_agrees_with_the_contracts_is_valid(issued: Issued, rpc: RpcClient) -> N
 
 def test_unknown_root_and_foreign_registry(issued: Issued, registry: Deployed) -> None:
     stranger = make_batch(1, seed="never anchored")
-    receipt = stranger.receipt(0, tx_hash=hex32(bytes(32)), block_number=1, registry=registry.address)
+    receipt = stranger.receipt(0, tx_hash=hex0x(bytes(32)), block_number=1, registry=registry.address)
     assert Code.NOT_ANCHORED in verify(receipt, issued.facts, NOW).reasons
     elsewhere = issued.receipts[0].to_json_dict()
     elsewhere["anchor"]["registry"] = "0x" + "12" * 20

@@ -191,7 +191,7 @@ json_values = st.recursive(
     max_leaves=24,
 )
 credentials = st.dictionaries(keys, json_values, min_size=1, max_size=6)
-hex32 = st.binary(min_size=32, max_size=32).map(lambda b: "0x" + b.hex())
+hex0x = st.binary(min_size=32, max_size=32).map(lambda b: "0x" + b.hex())
 seeds = st.binary(max_size=8)
 
 EDGE_CASES: list[dict[str, Any]] = [
@@ -415,7 +415,7 @@ def test_changing_a_value_or_salt_changes_the_digest(
     set_at(changed, path, new)
     assert outcome(changed, dict(doc.salts)) not in (doc.digest, DocumentError)
 
-    salt = data.draw(hex32.filter(lambda s: s != doc.salts[pointer]), label="new salt")
+    salt = data.draw(hex0x.filter(lambda s: s != doc.salts[pointer]), label="new salt")
     assert outcome(credential, {**doc.salts, pointer: salt}) not in (doc.digest, DocumentError)
 
 
@@ -451,7 +451,7 @@ def test_adding_a_field_changes_the_digest(data: Any, credential: dict[str, Any]
     get_at(added, parent_path)[key] = data.draw(scalars)
     new_pointer = ref_pointer((*parent_path, key))
     assert outcome(added, dict(doc.salts)) is DisclosureMismatch  # an unsalted field never rides along
-    salt = data.draw(hex32)
+    salt = data.draw(hex0x)
     result = outcome(added, {**doc.salts, new_pointer: salt})
     if parent or not parent_path:
         assert result not in (doc.digest, DocumentError, DisclosureMismatch)

@@ -10,7 +10,7 @@ import png  # type: ignore[import-untyped]
 import pytest
 import qrcode  # type: ignore[import-untyped]
 
-from chain.issuance import hex32
+from chain.contract import hex0x
 from chain.issuer import outputs
 from chain.issuer.outputs import (
     MANIFEST_FORMAT,
@@ -94,13 +94,13 @@ def test_qr_png_encodes_the_link() -> None:
 
 def test_write_receipt_with_and_without_qr_code(tmp_path: Path) -> None:
     batch = make_batch(2, seed="outputs")
-    receipt = batch.receipt(0, tx_hash=hex32(bytes(32)), block_number=7).model_copy(update={"link": LINK})
+    receipt = batch.receipt(0, tx_hash=hex0x(bytes(32)), block_number=7).model_copy(update={"link": LINK})
     path = write_receipt(tmp_path, "cert/1", receipt)
     assert path.name == f"{receipt_stem('cert/1')}.json"
     assert parse_receipt(path.read_bytes()) == receipt
     assert path.with_suffix(".png").read_bytes() == qr_png(LINK)
 
-    no_link = batch.receipt(1, tx_hash=hex32(bytes(32)), block_number=7)
+    no_link = batch.receipt(1, tx_hash=hex0x(bytes(32)), block_number=7)
     write_receipt(tmp_path, "cert-2", no_link)
     write_receipt(tmp_path, "cert-3", receipt, qr_code=False)
     assert sorted(p.name for p in tmp_path.glob("*.png")) == [path.with_suffix(".png").name]
@@ -111,10 +111,10 @@ def test_manifest_holds_the_leaves_in_tree_order(tmp_path: Path) -> None:
     content = manifest(tree)
     assert content == {
         "format": MANIFEST_FORMAT,
-        "root": hex32(tree.root),
+        "root": hex0x(tree.root),
         "count": 5,
-        "leaves": [hex32(leaf) for leaf in tree.leaves],
+        "leaves": [hex0x(leaf) for leaf in tree.leaves],
     }
     path = write_manifest(tmp_path, tree)
-    assert path == tmp_path / outputs.MANIFEST_DIR / f"{hex32(tree.root)}.json"
+    assert path == tmp_path / outputs.MANIFEST_DIR / f"{hex0x(tree.root)}.json"
     assert json.loads(path.read_text()) == content
