@@ -66,7 +66,7 @@ def solcx_binary_path() -> Path:
     return Path(os.environ.get("SOLCX_BINARY_PATH", REPO_ROOT / ".venv" / "solcx"))
 
 
-def install_solc_launcher() -> Path:
+def write_solc_launcher() -> Path:
     """Writes ``solc-v<version>`` into :func:`solcx_binary_path` and exports that directory.
 
     The launcher holds absolute paths because py-solc-x copies installed binaries around.
@@ -90,7 +90,7 @@ def compile_registry() -> dict[str, Any]:
     """Compiles FinVaultRegistry with the pinned solc-js and returns the artifact dictionary."""
     import solcx  # dev dependency: imported here so the runtime never needs it
 
-    launcher = install_solc_launcher()
+    launcher = write_solc_launcher()
     source = (REPO_ROOT / CONTRACT_SOURCE).read_text()
     standard_input = {
         "language": "Solidity",
@@ -127,7 +127,7 @@ def main(argv: list[str]) -> int:
     """``python -m chain.toolchain install-solc | compile [--check]`` (used by scripts/setup)."""
     command = argv[0] if argv else ""
     if command == "install-solc":
-        print(install_solc_launcher())
+        print(write_solc_launcher())
         return 0
     if command == "compile":
         artifact = compile_registry()

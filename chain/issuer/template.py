@@ -45,6 +45,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -157,9 +158,10 @@ CONVERSIONS: dict[str, Callable[[Any], Any]] = {
 _OMIT = object()
 
 
-class _Node:
+class _Node(ABC):
+    @abstractmethod
     def fill(self, row: Row, problems: list[str]) -> Any:
-        raise NotImplementedError
+        """The filled-in value, or :data:`_OMIT`; problems are appended, not raised."""
 
     def required(self) -> set[str]:
         """Columns that every record must have."""

@@ -23,8 +23,8 @@ from chain.toolchain import (
     COMPILER_SETTINGS,
     CONTRACT_NAME,
     REPO_ROOT,
-    install_solc_launcher,
     node_modules,
+    write_solc_launcher,
 )
 
 COMPILE_TIMEOUT_SECONDS = 300
@@ -51,7 +51,7 @@ def _load_json(path: Path) -> dict[str, Any]:
 
 @pytest.mark.slow
 def test_ape_compile_builds_registry_offline(tmp_path: Path) -> None:
-    launcher = install_solc_launcher()
+    launcher = write_solc_launcher()
     modules = node_modules()
     ape = _ape_executable()
 

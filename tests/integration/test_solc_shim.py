@@ -9,7 +9,7 @@ import pytest
 import solcx
 from packaging.version import Version
 
-from chain.toolchain import REPO_ROOT, install_solc_launcher, solc_version
+from chain.toolchain import REPO_ROOT, solc_version, write_solc_launcher
 
 SOURCE = """
 // SPDX-License-Identifier: MIT
@@ -25,7 +25,7 @@ contract Probe {
 
 @pytest.fixture(scope="module")
 def launcher() -> Path:
-    return install_solc_launcher()
+    return write_solc_launcher()
 
 
 def test_launcher_is_where_py_solc_x_looks(launcher: Path) -> None:
