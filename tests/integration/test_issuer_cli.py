@@ -83,8 +83,12 @@ def count(env: IssuerEnv, status: CertificateStatus | None = None) -> int:
         return int(session.scalar(query) or 0)
 
 
-def test_issue_now_anchors_200_certificates_in_one_transaction(env: IssuerEnv, anvil: DevChain) -> None:
-    students = write_students_csv(env.tmp / "students.csv", 200)
+#: The issue's acceptance batch: one CSV, one anchor transaction.
+BATCH = 1_000
+
+
+def test_issue_now_anchors_1000_certificates_in_one_transaction(env: IssuerEnv, anvil: DevChain) -> None:
+    students = write_students_csv(env.tmp / "students.csv", BATCH)
     nonce = env.nonce()
     result = run(
         issue,
@@ -97,24 +101,27 @@ def test_issue_now_anchors_200_certificates_in_one_transaction(env: IssuerEnv, a
         *chain_args(env, anvil),
     )
     assert result.exit_code == 0, result.stderr or result.exception
-    assert "200 accepted, 0 rejected" in result.stdout
-    assert "200 certificates anchored in block" in result.stdout
+    assert f"{BATCH} accepted, 0 rejected" in result.stdout
+    assert f"{BATCH} certificates anchored in block" in result.stdout
     assert env.nonce() == nonce + 1
     assert env.anchor_count() == 1
-    assert count(env, CertificateStatus.ANCHORED) == 200
+    assert count(env, CertificateStatus.ANCHORED) == BATCH
 
     receipts = list(env.receipts())
-    assert len(receipts) == 200
-    assert len(list(env.out.glob("*.png"))) == 200
+    assert len(receipts) == BATCH
+    assert len(list(env.out.glob("*.png"))) == BATCH
     root = receipts[0].proof.root
     assert len(env.anchored_logs(root)) == 1
+    gas = int(env.rpc.call("eth_getTransactionReceipt", [receipts[0].anchor.tx_hash])["gasUsed"], 16)
+    print(f"one anchor transaction for {BATCH} certificates: {gas:,} gas")
+    assert gas <= 80_000
     assert all(r.link is not None and r.link.startswith(f"{NODE_URL}/v/0x") for r in receipts)
     manifest = json.loads((env.out / "manifests" / f"{root}.json").read_text())
     assert manifest["format"] == MANIFEST_FORMAT
-    assert manifest["count"] == 200
+    assert manifest["count"] == BATCH
     assert manifest["leaves"] == sorted(r.proof.leaf for r in receipts)
     assert "Student" not in json.dumps(manifest)  # hashes only, no personal data
-    assert env.assert_all_valid() == 200
+    assert env.assert_all_valid() == BATCH
 
 
 def test_issue_stores_pending_then_anchor_command_finishes(
