@@ -20,6 +20,7 @@ from enum import StrEnum
 from typing import Any, Literal, Protocol
 
 from chain.canonical import DisclosureMismatch, DocumentError, recompute_digest
+from chain.contract import to_bytes32
 from chain.hashing import keccak256
 from chain.merkle import leaf_hash, process_proof
 from chain.receipt import Receipt, ReceiptError, parse_receipt
@@ -254,10 +255,6 @@ def _parse_time(value: Any) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def _b32(hex_value: str) -> bytes:
-    return bytes.fromhex(hex_value[2:])
-
-
 class _Checks:
     def __init__(self) -> None:
         self.items: dict[CheckName, Check] = {}
@@ -304,8 +301,8 @@ def verify(
         return Verdict(Status.INVALID, checks.ordered())
     checks.passed(CheckName.WELL_FORMED, "finvault-receipt/1")
 
-    digest = _b32(parsed.digest)
-    leaf, root = _b32(parsed.proof.leaf), _b32(parsed.proof.root)
+    digest = to_bytes32(parsed.digest)
+    leaf, root = to_bytes32(parsed.proof.leaf), to_bytes32(parsed.proof.root)
     evidence: dict[str, Any] = {
         "digest": parsed.digest,
         "leaf": parsed.proof.leaf,
@@ -394,7 +391,7 @@ def _check_digest(receipt: Receipt, digest: bytes, checks: _Checks) -> None:
 def _check_proof(receipt: Receipt, digest: bytes, leaf: bytes, root: bytes, checks: _Checks) -> None:
     if leaf_hash(digest) != leaf:
         checks.failed(CheckName.PROOF, Code.PROOF_INVALID, "proof.leaf is not the leaf of this digest")
-    elif process_proof(leaf, [_b32(p) for p in receipt.proof.path]) != root:
+    elif process_proof(leaf, [to_bytes32(p) for p in receipt.proof.path]) != root:
         checks.failed(CheckName.PROOF, Code.PROOF_INVALID, "proof.path does not lead to proof.root")
     else:
         checks.passed(CheckName.PROOF, f"{len(receipt.proof.path)} steps to the root")
@@ -403,7 +400,7 @@ def _check_proof(receipt: Receipt, digest: bytes, leaf: bytes, root: bytes, chec
 def _check_signature(
     receipt: Receipt, digest: bytes, anchor: AnchorFact | None, facts: ChainFacts, checks: _Checks
 ) -> None:
-    key_id = _b32(receipt.signature.key_id)
+    key_id = to_bytes32(receipt.signature.key_id)
     key = facts.key(key_id)
     if key is None or keccak256(key.public_key) != key_id:
         checks.failed(CheckName.SIGNATURE, Code.KEY_UNKNOWN, "key id is not registered in this registry")

@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 
 from sqlalchemy import select
@@ -36,7 +36,7 @@ from sqlalchemy import select
 from chain.contract import to_bytes32
 from chain.errors import ChainMismatch, RpcError, TransactionFailed
 from chain.issuer.errors import AnchorConflict
-from chain.issuer.store import AnchorAttempt, Batch, BatchStatus, Store
+from chain.issuer.store import AnchorAttempt, Batch, BatchStatus, Store, utcnow
 from chain.registry import RegistryWriter
 from chain.rpc_facts import RpcFacts
 from chain.tx import PreparedTx, TransactionTimeout, TxReceipt
@@ -63,10 +63,6 @@ def bump_fee(fee: int) -> int:
     return fee + max(1, -(-fee // FEE_BUMP_DIVISOR))
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 def _prepared(attempt: AnchorAttempt) -> PreparedTx:
     return PreparedTx(
         attempt.nonce,
@@ -91,7 +87,7 @@ class Anchorer:
         max_replacements: int = 5,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
-        now: Callable[[], datetime] = _utcnow,
+        now: Callable[[], datetime] = utcnow,
     ) -> None:
         self.store = store
         self.registry = registry

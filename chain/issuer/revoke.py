@@ -15,20 +15,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import select, update
 
-from chain.contract import hex0x, to_bytes32
+from chain.contract import to_bytes32
 from chain.issuer.errors import NotAnchored, UnknownCertificate
-from chain.issuer.store import Batch, BatchStatus, Certificate, CertificateStatus, Revocation, Store
-from chain.merkle import MerkleTree
+from chain.issuer.store import Batch, BatchStatus, Certificate, CertificateStatus, Revocation, Store, utcnow
 from chain.registry import RegistryWriter, RevocationInfo, RevocationReason, leaf_revocation_id
 from chain.tx import TxReceipt
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -56,7 +51,7 @@ class Revoker:
     """Revokes anchored certificates and batches of one issuer."""
 
     def __init__(
-        self, store: Store, registry: RegistryWriter, *, now: Callable[[], datetime] = _utcnow
+        self, store: Store, registry: RegistryWriter, *, now: Callable[[], datetime] = utcnow
     ) -> None:
         self.store = store
         self.registry = registry
@@ -126,9 +121,7 @@ class Revoker:
         return results
 
     def _send(self, root: str, leaves: list[bytes], reason: RevocationReason) -> TxReceipt:
-        tree = MerkleTree([bytes.fromhex(d[2:]) for d in self.store.batch_digests(root)])
-        if hex0x(tree.root) != root:
-            raise UnknownCertificate(f"batch {root}: the stored certificates make another root")
+        tree = self.store.batch_tree(root)
         if len(leaves) == 1:
             return self.registry.revoke_leaf(leaves[0], tree.root, tree.proof(leaves[0]), int(reason))
         multi = tree.multiproof(leaves)

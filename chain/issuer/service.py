@@ -17,7 +17,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from itertools import islice
 from pathlib import Path
 from typing import Any, TypeVar
@@ -33,8 +33,8 @@ from chain.issuer.anchoring import Anchorer, Hook, Step
 from chain.issuer.errors import AnchorConflict, IntakeRejected, SigningKeyUnusable, StoreError
 from chain.issuer.intake import Accepted, IntakeResult, Rejected
 from chain.issuer.outputs import write_manifest, write_receipt
-from chain.issuer.store import Batch, BatchStatus, Certificate, CertificateStatus, Store
-from chain.merkle import MerkleTree, leaf_hash
+from chain.issuer.store import Batch, BatchStatus, Certificate, CertificateStatus, Store, utcnow
+from chain.merkle import leaf_hash
 from chain.receipt import Anchor
 from chain.registry import RegistryWriter
 from chain.signing import PrivateKey, public_key_info
@@ -50,10 +50,6 @@ INGEST_CHUNK = 500
 RECEIPT_CHUNK = 500
 #: The contract packs a batch's count into 24 bits.
 MAX_BATCH_SIZE = 2**24 - 1
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def _no_hook(step: Step, root: str) -> None:
@@ -95,7 +91,7 @@ def ingest(
     results: Iterable[IntakeResult],
     *,
     strict: bool = False,
-    now: Callable[[], datetime] = _utcnow,
+    now: Callable[[], datetime] = utcnow,
 ) -> IntakeReport:
     """Stores the accepted certificates of one input, all in one transaction.
 
@@ -169,7 +165,7 @@ class IssuerService:
     hook: Hook = _no_hook
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic
-    now: Callable[[], datetime] = _utcnow
+    now: Callable[[], datetime] = utcnow
     anchorer: Anchorer = field(init=False)
 
     def __post_init__(self) -> None:
@@ -284,9 +280,7 @@ class IssuerService:
 
     def write_outputs(self, root: str, anchored: TxReceipt) -> None:
         """Writes the manifest, then a receipt (and QR code) per certificate of an anchored batch."""
-        tree = MerkleTree([bytes.fromhex(d[2:]) for d in self.store.batch_digests(root)])
-        if hex0x(tree.root) != root:
-            raise StoreError(f"batch {root}: its certificates make root {hex0x(tree.root)}")
+        tree = self.store.batch_tree(root)
         out_dir = self.config.out_dir
         out_dir.mkdir(parents=True, exist_ok=True)
         write_manifest(out_dir, tree)

@@ -47,16 +47,23 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sess
 from sqlalchemy.types import TypeDecorator
 
 from chain.canonical import SaltedDocument
+from chain.contract import hex0x, to_bytes32
 from chain.db import BEGIN_MODE, database_url, make_engine, migrate, redact_db_url
 from chain.issuance import SignedDocument
 from chain.issuer.errors import StoreError
 from chain.issuer.intake import MAX_ID_LENGTH
+from chain.merkle import MerkleTree
 from chain.receipt import Signature
 
 HASH_LENGTH = 66  # "0x" + 64 hex digits
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 VERSION_TABLE = "issuer_alembic_version"
 #: Seconds a SQLite writer waits for another one (a long intake holds the lock while it runs).
+
+
+def utcnow() -> datetime:
+    """The store's clock for row timestamps (services take it as a parameter for tests)."""
+    return datetime.now(UTC)
 
 
 class CertificateStatus(StrEnum):
@@ -256,10 +263,14 @@ class Store:
                 raise StoreError(f"no batch with root {root}")
             return found
 
-    def batch_digests(self, root: str) -> list[str]:
-        """The document digests of a batch's certificates: all it takes to rebuild its tree."""
+    def batch_tree(self, root: str) -> MerkleTree:
+        """A batch's Merkle tree, rebuilt from its certificates' digests and checked against ``root``."""
         with self.reading() as session:
-            return list(session.scalars(select(Certificate.digest).where(Certificate.batch_root == root)))
+            digests = session.scalars(select(Certificate.digest).where(Certificate.batch_root == root))
+            tree = MerkleTree([to_bytes32(d) for d in digests])
+        if hex0x(tree.root) != root:
+            raise StoreError(f"batch {root}: its stored certificates make root {hex0x(tree.root)}")
+        return tree
 
     def certificates(self, ids: Collection[str]) -> list[Certificate]:
         """The certificates among ``ids`` that the store holds."""

@@ -45,6 +45,7 @@ from chain.canonical import (
     salt_document,
     unescape_token,
 )
+from tests.strategies import json_values, keys, scalars
 
 VECTORS_PATH = Path(__file__).resolve().parents[1] / "vectors" / "document-digest.json"
 
@@ -176,20 +177,6 @@ def exact_number(text: str) -> int | float:
 
 # --- strategies ---------------------------------------------------------------------------------
 
-unicode_text = st.text(st.characters(exclude_categories=["Cs"]), max_size=12)
-keys = st.one_of(unicode_text, st.text(st.sampled_from("~/01a"), max_size=5))
-scalars = st.one_of(
-    st.none(),
-    st.booleans(),
-    st.integers(-MAX_SAFE_INTEGER, MAX_SAFE_INTEGER),
-    st.floats(allow_nan=False, allow_infinity=False),
-    unicode_text,
-)
-json_values = st.recursive(
-    scalars,
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(keys, children, max_size=4),
-    max_leaves=24,
-)
 credentials = st.dictionaries(keys, json_values, min_size=1, max_size=6)
 hex0x = st.binary(min_size=32, max_size=32).map(lambda b: "0x" + b.hex())
 seeds = st.binary(max_size=8)

@@ -30,6 +30,7 @@ from chain.receipt import (
     parse_receipt,
 )
 from chain.signing import PublicKeyInfo, generate_private_key, public_key_info, sign_digest, verify_digest
+from tests.strategies import json_values, unicode_text
 
 CREDENTIAL: dict[str, Any] = {
     "@context": ["https://www.w3.org/ns/credentials/v2"],
@@ -169,19 +170,7 @@ def test_rsa_algorithm_is_accepted() -> None:
 
 hex32 = st.binary(min_size=32, max_size=32).map(lambda b: "0x" + b.hex())
 addresses = st.binary(min_size=20, max_size=20).map(lambda b: "0x" + b.hex())
-text = st.text(st.characters(exclude_categories=["Cs"]), max_size=16)
-json_scalars = st.one_of(
-    st.none(),
-    st.booleans(),
-    st.integers(-MAX_SAFE_INTEGER, MAX_SAFE_INTEGER),
-    st.floats(allow_nan=False, allow_infinity=False),
-    text,
-)
-json_values = st.recursive(
-    json_scalars,
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(text, children, max_size=4),
-    max_leaves=20,
-)
+text = unicode_text
 json_objects = st.dictionaries(text, json_values, max_size=6)
 
 signatures = st.builds(
