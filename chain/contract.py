@@ -126,6 +126,10 @@ class ContractAbi:
         object.__setattr__(self, "errors", errors)
         object.__setattr__(self, "events", events)
 
+    @cached_property
+    def events_by_topic(self) -> dict[bytes, AbiEvent]:
+        return {event.topic0: event for event in self.events.values()}
+
     def function(self, name: str) -> AbiFunction:
         try:
             return self.functions[name]
@@ -150,7 +154,7 @@ class ContractAbi:
         For the odd lookup, not for bulk sync: the indexer decodes its hot path by hand.
         """
         topics = [bytes.fromhex(t[2:]) for t in log["topics"]]
-        event = next((e for e in self.events.values() if topics and e.topic0 == topics[0]), None)
+        event = self.events_by_topic.get(topics[0]) if topics else None
         if event is None or len(topics) != len(event.indexed) + 1:
             return None
         values: dict[str, Any] = {
