@@ -29,18 +29,20 @@ from chain.cli import (
 )
 from chain.devchain import SHUTDOWN_SIGNALS, wait_for_shutdown
 from chain.errors import ConfigError
+from chain.issuer.api import SCOPES, IssuerApi, create_api_key, create_app, list_api_keys, revoke_api_key
 from chain.issuer.errors import IssuerError, UnknownCertificate
 from chain.issuer.intake import InputFormat, read_input
-from chain.issuer.revoke import Revoker
+from chain.issuer.revoke import Revoker, parse_reason
 from chain.issuer.scheduler import BatchScheduler
 from chain.issuer.service import IssuerService, ingest
-from chain.issuer.settings import IssuerSettings
+from chain.issuer.settings import IssuerApiSettings, IssuerSettings
 from chain.issuer.store import Batch, BatchStatus, Store
 from chain.issuer.template import load_template
+from chain.issuer.webhooks import WebhookDispatcher, WebhookPolicy
 from chain.receipt import parse_receipt
-from chain.registry import RevocationReason
 from chain.settings import load_settings
 from chain.signing import PrivateKey, decrypt_private_key
+from chain.web import RateLimiter, serve
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -222,17 +224,6 @@ def anchor_command(
         click.echo("stopped", err=True)
 
 
-def parse_reason(text: str) -> RevocationReason:
-    """A reason code by number (``4``) or name (``superseded``, ``key-compromise``)."""
-    key = text.strip().upper().replace("-", "_")
-    if key.isdigit() and int(key) in {int(r) for r in RevocationReason}:
-        return RevocationReason(int(key))
-    if key in RevocationReason.__members__:
-        return RevocationReason[key]
-    names = ", ".join(f"{r.name.lower().replace('_', '-')} ({int(r)})" for r in RevocationReason)
-    raise ConfigError(f"unknown revocation reason {text!r}; use one of: {names}")
-
-
 def _certificate_ids(store: Store, receipts: tuple[Path, ...]) -> list[str]:
     ids = []
     for path in receipts:
@@ -281,5 +272,137 @@ def revoke(
         click.echo(result.describe())
 
 
+# -- the issuer HTTP API -----------------------------------------------------------------------
+
+
+@click.group("issuer-api")
+def issuer_api() -> None:
+    """Run the issuer HTTP API and manage its API keys."""
+
+
+@issuer_api.command("serve")
+@click.option(
+    "--template",
+    "template_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="Credential template the submitted records fill.",
+)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--host", help="Interface to bind (default 127.0.0.1, or FINVAULT_ISSUER_API_HOST).")
+@click.option("--port", type=int, help="Port (default 8100, or FINVAULT_ISSUER_API_PORT).")
+@click.option(
+    "--id-column", default="id", show_default=True, help="The record field holding certificate ids."
+)
+@click.option(
+    "--every", type=float, help="Seconds between batches (default 60, or FINVAULT_ISSUER_BATCH_INTERVAL)."
+)
+@click.option("--when-pending", type=int, help="Seal early at N pending (default: a full batch).")
+@issuer_options
+@registry_option
+@chain_options
+@signer_options
+def issuer_api_serve(
+    template_path: Path,
+    out_dir: Path,
+    host: str | None,
+    port: int | None,
+    id_column: str,
+    every: float | None,
+    when_pending: int | None,
+    **options: Any,
+) -> None:
+    """Serve the issuer API, sealing and anchoring submitted certificates on a timer.
+
+    Certificates POSTed to /certificates wait as pending; every --every seconds (or at
+    --when-pending) they are sealed, anchored and their receipts written to OUT.
+    """
+    issuer = _issuer_settings(options)
+    settings = load_settings(
+        IssuerApiSettings,
+        **issuer.model_dump(exclude_unset=True),
+        issuer_api_host=host,
+        issuer_api_port=port,
+        issuer_batch_interval=every,
+        issuer_batch_threshold=when_pending,
+    )
+    template = load_template(template_path)
+    with Store.open(settings.issuer_db) as store, _service(store, settings, out_dir, options) as service:
+        scheduler = BatchScheduler(
+            service,
+            interval=settings.issuer_batch_interval,
+            threshold=settings.issuer_batch_threshold or settings.issuer_max_batch,
+            check_every=min(settings.issuer_batch_interval, 5.0),
+        )
+        secret = settings.webhook_secret.get_secret_value().encode() if settings.webhook_secret else b""
+        api = IssuerApi(
+            store,
+            template,
+            out_dir,
+            service=service,
+            scheduler=scheduler,
+            webhooks=WebhookDispatcher(
+                store,
+                settings.webhook_urls,
+                secret,
+                policy=WebhookPolicy(max_attempts=settings.webhook_max_attempts),
+            ),
+            id_column=id_column,
+            chain_lock=scheduler.lock,
+        )
+        limiter = (
+            RateLimiter(settings.issuer_api_rate, settings.issuer_api_burst)
+            if settings.issuer_api_rate
+            else None
+        )
+        app = create_app(api, max_body_bytes=settings.issuer_api_max_body, limiter=limiter)
+        click.echo(
+            f"issuer API on http://{settings.issuer_api_host}:{settings.issuer_api_port} "
+            f"(batches every {settings.issuer_batch_interval:g}s); Ctrl-C stops",
+            err=True,
+        )
+        serve(app, host=settings.issuer_api_host, port=settings.issuer_api_port, log_level="warning")
+
+
+@issuer_api.group("key")
+def issuer_api_key() -> None:
+    """Create, list and revoke API keys (stored hashed in the issuer store)."""
+
+
+@issuer_api_key.command("create")
+@click.option("--name", required=True, help="Who or what uses the key.")
+@click.option(
+    "--scope", "scopes", multiple=True, required=True, type=click.Choice(SCOPES), help="Repeat for several."
+)
+@click.option("--db", help="Issuer store: SQLAlchemy URL or SQLite file (or FINVAULT_ISSUER_DB).")
+def issuer_api_key_create(name: str, scopes: tuple[str, ...], db: str | None) -> None:
+    """Create an API key and print its token (once: only its hash is kept)."""
+    settings = load_settings(IssuerSettings, issuer_db=db)
+    with Store.open(settings.issuer_db) as store:
+        click.echo(create_api_key(store, name, scopes))
+
+
+@issuer_api_key.command("list")
+@click.option("--db", help="Issuer store: SQLAlchemy URL or SQLite file (or FINVAULT_ISSUER_DB).")
+def issuer_api_key_list(db: str | None) -> None:
+    """List API keys: id, scopes, name, created, revoked."""
+    settings = load_settings(IssuerSettings, issuer_db=db)
+    with Store.open(settings.issuer_db) as store:
+        for key in list_api_keys(store):
+            revoked = f"revoked {key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "active"
+            click.echo(f"{key.id}  {key.scopes:<18} {key.created_at:%Y-%m-%d %H:%M}  {revoked}  {key.name}")
+
+
+@issuer_api_key.command("revoke")
+@click.argument("key_id")
+@click.option("--db", help="Issuer store: SQLAlchemy URL or SQLite file (or FINVAULT_ISSUER_DB).")
+def issuer_api_key_revoke(key_id: str, db: str | None) -> None:
+    """Disable the API key KEY_ID at once."""
+    settings = load_settings(IssuerSettings, issuer_db=db)
+    with Store.open(settings.issuer_db) as store:
+        revoke_api_key(store, key_id)
+    click.echo(f"API key {key_id} revoked")
+
+
 #: What the issuer service contributes to ``finvault``.
-commands = [issue, anchor_command, revoke]
+commands = [issue, anchor_command, revoke, issuer_api]

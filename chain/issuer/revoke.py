@@ -20,10 +20,40 @@ from datetime import datetime
 from sqlalchemy import select, update
 
 from chain.contract import to_bytes32
+from chain.errors import ConfigError
 from chain.issuer.errors import NotAnchored, UnknownCertificate
-from chain.issuer.store import Batch, BatchStatus, Certificate, CertificateStatus, Revocation, Store, utcnow
+from chain.issuer.store import (
+    Batch,
+    BatchStatus,
+    Certificate,
+    CertificateStatus,
+    EventType,
+    Revocation,
+    Store,
+    add_events,
+    utcnow,
+)
 from chain.registry import RegistryWriter, RevocationInfo, RevocationReason, leaf_revocation_id
 from chain.tx import TxReceipt
+
+
+def parse_reason(text: str) -> RevocationReason:
+    """A reason code by number (``4``) or name (``superseded``, ``key-compromise``)."""
+    key = text.strip().upper().replace("-", "_")
+    if key.isdigit() and int(key) in {int(r) for r in RevocationReason}:
+        return RevocationReason(int(key))
+    if key in RevocationReason.__members__:
+        return RevocationReason[key]
+    names = ", ".join(f"{r.name.lower().replace('_', '-')} ({int(r)})" for r in RevocationReason)
+    raise ConfigError(f"unknown revocation reason {text!r}; use one of: {names}")
+
+
+def reason_name(code: int) -> str:
+    """``superseded``, ``key-compromise``, ...; the number itself for a code this build does not know."""
+    try:
+        return RevocationReason(code).name.lower().replace("_", "-")
+    except ValueError:
+        return str(code)
 
 
 @dataclass(frozen=True)
@@ -38,10 +68,7 @@ class RevocationResult:
 
     def describe(self) -> str:
         """One line for people: what happened, with the reason's name, block and transaction."""
-        try:
-            reason = RevocationReason(self.reason).name.lower()
-        except ValueError:  # a code this build does not know
-            reason = str(self.reason)
+        reason = reason_name(self.reason)
         if self.already_revoked:
             return f"{self.target}: already revoked ({reason}, block {self.block_number})"
         return f"{self.target}: revoked ({reason}) in block {self.block_number} ({self.tx_hash})"
@@ -155,7 +182,17 @@ class Revoker:
                             recorded_at=self._now(),
                         )
                     )
-            scope = Certificate.batch_root == root
+            scope = (Certificate.batch_root == root) & (Certificate.status != CertificateStatus.REVOKED)
             if certificate_ids is not None:
                 scope = scope & Certificate.id.in_(certificate_ids)
+            ids = list(session.scalars(select(Certificate.id).where(scope).order_by(Certificate.id)))
             session.execute(update(Certificate).where(scope).values(status=CertificateStatus.REVOKED))
+            data = {
+                "batch": root,
+                "whole_batch": certificate_ids is None,
+                "reason": reason_name(reason),
+                "reason_code": reason,
+                "tx_hash": tx_hash,
+                "block_number": block_number,
+            }
+            add_events(session, EventType.CERTIFICATE_REVOKED, data, ids, self._now())

@@ -35,7 +35,8 @@ class BatchScheduler:
         self.check_every = check_every
         self.cycles = 0
         self.last_error: FinVaultError | None = None
-        self._lock = threading.Lock()
+        #: Held for a whole cycle; others sending from the same account take it too.
+        self.lock = threading.Lock()
         self._scheduler = BackgroundScheduler(
             timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1}
         )
@@ -65,7 +66,7 @@ class BatchScheduler:
 
     def run_cycle(self) -> None:
         """One cycle, unless one is already running."""
-        if not self._lock.acquire(blocking=False):
+        if not self.lock.acquire(blocking=False):
             return
         try:
             self.service.run_once()
@@ -75,4 +76,4 @@ class BatchScheduler:
             self.last_error = exc
         finally:
             self.cycles += 1
-            self._lock.release()
+            self.lock.release()

@@ -33,7 +33,16 @@ from chain.issuer.anchoring import Anchorer, Hook, Step
 from chain.issuer.errors import AnchorConflict, IntakeRejected, SigningKeyUnusable, StoreError
 from chain.issuer.intake import Accepted, IntakeResult, Rejected
 from chain.issuer.outputs import write_manifest, write_receipt
-from chain.issuer.store import Batch, BatchStatus, Certificate, CertificateStatus, Store, utcnow
+from chain.issuer.store import (
+    Batch,
+    BatchStatus,
+    Certificate,
+    CertificateStatus,
+    EventType,
+    Store,
+    add_events,
+    utcnow,
+)
 from chain.merkle import leaf_hash
 from chain.receipt import Anchor
 from chain.registry import RegistryWriter
@@ -270,11 +279,11 @@ class IssuerService:
             stored.gas_used = confirmed.gas_used
             stored.anchored_at = self.now()
             stored.error = None
-            session.execute(
-                update(Certificate)
-                .where(Certificate.batch_root == root, Certificate.status == CertificateStatus.SEALED)
-                .values(status=CertificateStatus.ANCHORED)
-            )
+            sealed = (Certificate.batch_root == root) & (Certificate.status == CertificateStatus.SEALED)
+            ids = list(session.scalars(select(Certificate.id).where(sealed).order_by(Certificate.id)))
+            session.execute(update(Certificate).where(sealed).values(status=CertificateStatus.ANCHORED))
+            data = {"batch": root, "tx_hash": confirmed.tx_hash, "block_number": confirmed.block_number}
+            add_events(session, EventType.CERTIFICATE_ANCHORED, data, ids, stored.anchored_at)
         log.info("batch %s anchored in block %d (%s)", root, confirmed.block_number, confirmed.tx_hash)
         return self.store.batch(root)
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from chain.issuer.service import MAX_BATCH_SIZE, IssuerConfig
 
@@ -58,3 +59,47 @@ class IssuerSettings(BaseSettings):
             stuck_after=self.issuer_stuck_after,
             max_replacements=self.issuer_max_replacements,
         )
+
+
+class IssuerApiSettings(IssuerSettings):
+    """The issuer HTTP API's own settings (``FINVAULT_ISSUER_API_*``, ``FINVAULT_WEBHOOK_*``)."""
+
+    issuer_api_host: str = Field("127.0.0.1", description="Interface to bind; loopback by default.")
+    issuer_api_port: int = Field(8100, ge=1, le=65535)
+    issuer_api_max_body: int = Field(
+        4 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024, description="Largest request body, in bytes."
+    )
+    issuer_api_rate: float = Field(0, ge=0, description="Requests/s per client (0: no limit).")
+    issuer_api_burst: int = Field(50, ge=1)
+    issuer_batch_interval: float = Field(60.0, gt=0, description="Seconds between batches.")
+    issuer_batch_threshold: int | None = Field(
+        None, ge=1, le=MAX_BATCH_SIZE, description="Seal early at this many pending (default: a full batch)."
+    )
+    webhook_urls: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated URLs that receive certificate.anchored/certificate.revoked.",
+        json_schema_extra={"sensitive": True},
+    )
+    webhook_secret: SecretStr | None = Field(
+        None, description="HMAC key for webhook signatures (≥ 16 bytes)."
+    )
+    webhook_max_attempts: int = Field(8, ge=1, le=100, description="Attempts before a delivery is dead.")
+
+    @field_validator("webhook_urls", mode="before")
+    @classmethod
+    def _split_urls(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        for url in value or []:
+            if not re.match(r"^https?://[^/\s]+", url):
+                raise ValueError("webhook URLs must be http(s) URLs")
+        return value
+
+    @model_validator(mode="after")
+    def _secret_with_urls(self) -> IssuerApiSettings:
+        secret = self.webhook_secret.get_secret_value() if self.webhook_secret else ""
+        if self.webhook_urls and len(secret.encode()) < 16:
+            raise ValueError(
+                "webhook_urls need a webhook_secret of at least 16 bytes (FINVAULT_WEBHOOK_SECRET)"
+            )
+        return self

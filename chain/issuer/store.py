@@ -15,6 +15,11 @@ Crash safety rests on three tables besides the certificates:
   stored hash is looked up, so a batch whose transaction was mined is never anchored again.
 - ``revocations``: what was revoked on-chain, when and by which transaction.
 
+The issuer API adds ``events`` (an outbox: ``certificate.anchored`` and ``certificate.revoked``,
+written in the same transaction as the state change they report), ``webhook_deliveries`` and
+``webhook_cursors`` (one delivery per event and endpoint, retried, then dead-lettered),
+``api_keys`` (hashed) and ``idempotency_keys`` (stored responses for replays).
+
 On SQLite every transaction starts with ``BEGIN IMMEDIATE``: pysqlite would otherwise defer the
 write lock to the first write, and two sealers could read the same pending certificates.
 """
@@ -36,6 +41,7 @@ from sqlalchemy import (
     Engine,
     Enum,
     ForeignKey,
+    Integer,
     LargeBinary,
     String,
     Text,
@@ -58,7 +64,6 @@ from chain.receipt import Signature
 HASH_LENGTH = 66  # "0x" + 64 hex digits
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 VERSION_TABLE = "issuer_alembic_version"
-#: Seconds a SQLite writer waits for another one (a long intake holds the lock while it runs).
 
 
 def utcnow() -> datetime:
@@ -199,6 +204,92 @@ class Revocation(Base):
     tx_hash: Mapped[str | None] = mapped_column(String(HASH_LENGTH))
     block_number: Mapped[int] = mapped_column(BigInteger)
     recorded_at: Mapped[datetime]
+
+
+class Event(Base):
+    """An outbox entry: something webhooks report, written with the change it describes."""
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    type: Mapped[str] = mapped_column(String(64))
+    data: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime]
+
+
+class EventType(StrEnum):
+    CERTIFICATE_ANCHORED = "certificate.anchored"
+    CERTIFICATE_REVOKED = "certificate.revoked"
+
+
+#: Certificate ids per event: a batch of 100,000 makes 100 events, not one 4 MB body.
+EVENT_IDS = 1_000
+
+
+def add_events(
+    session: Session, type_: EventType, data: dict[str, Any], certificate_ids: Sequence[str], now: datetime
+) -> None:
+    """Writes the outbox entries for ``certificate_ids`` (in chunks) in the caller's transaction."""
+    for start in range(0, len(certificate_ids), EVENT_IDS):
+        chunk = list(certificate_ids[start : start + EVENT_IDS])
+        session.add(Event(type=str(type_), data={**data, "certificate_ids": chunk}, created_at=now))
+
+
+class DeliveryStatus(StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    DEAD = "dead"  # gave up after the last attempt: the dead letters
+
+
+class WebhookDelivery(Base):
+    """One event to one webhook endpoint."""
+
+    __tablename__ = "webhook_deliveries"
+
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id"), primary_key=True)
+    url: Mapped[str] = mapped_column(String(2048), primary_key=True)
+    status: Mapped[DeliveryStatus] = mapped_column(_enum_column(DeliveryStatus), index=True)
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(index=True)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    delivered_at: Mapped[datetime | None]
+
+
+class WebhookCursor(Base):
+    """The last event queued for an endpoint: a new endpoint starts at the present, not at history."""
+
+    __tablename__ = "webhook_cursors"
+
+    url: Mapped[str] = mapped_column(String(2048), primary_key=True)
+    last_event_id: Mapped[int] = mapped_column(BigInteger)
+
+
+class ApiKey(Base):
+    """An issuer API key: only its SHA-256 is stored; ``id`` is the public part of the token."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    key_hash: Mapped[str] = mapped_column(String(64))
+    scopes: Mapped[str] = mapped_column(String(200))  # space-separated
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+
+
+class IdempotencyKey(Base):
+    """A request made with an ``Idempotency-Key``; ``status_code`` is NULL while it runs."""
+
+    __tablename__ = "idempotency_keys"
+
+    api_key_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int | None]
+    response: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(index=True)
 
 
 class Store:

@@ -214,13 +214,13 @@ def test_revoke_command(env: IssuerEnv, anvil: DevChain) -> None:
 
     revoked = run(revoke, *map(str, receipts), "--reason", "affiliation-changed", *chain_only)
     assert revoked.exit_code == 0, revoked.exception
-    assert revoked.stdout.count("revoked (affiliation_changed) in block") == 2
+    assert revoked.stdout.count("revoked (affiliation-changed) in block") == 2
     again = run(revoke, str(receipts[0]), "--reason", "4", *chain_only)
-    assert again.stdout.startswith("cert-00000: already revoked (affiliation_changed")
+    assert again.stdout.startswith("cert-00000: already revoked (affiliation-changed")
 
     root = next(env.receipts()).proof.root
     whole = run(revoke, "--batch", root, "--reason", "key_compromise", *chain_only)
-    assert whole.stdout.startswith(f"{root}: revoked (key_compromise)")
+    assert whole.stdout.startswith(f"{root}: revoked (key-compromise)")
 
     for bad_args, message in [
         (["--reason", "superseded"], "pass receipt files or --batch"),

@@ -1,0 +1,660 @@
+"""The issuer HTTP API: submit certificates, read receipts and batches, revoke. Loopback by default.
+
+It is a thin edge over the same service as the CLI: ``POST /certificates`` is :func:`ingest`
+(the certificates wait as ``pending``), the :class:`BatchScheduler` seals and anchors them on its
+timer, ``GET /certificates/{id}`` returns the receipt once the batch is anchored, and
+``POST /revocations`` is the :class:`Revoker`.
+
+- Authentication: ``Authorization: Bearer fvk_<id>_<secret>``. Keys carry scopes (``issue``,
+  ``revoke``, ``read``); only their SHA-256 is stored, and the comparison is constant-time.
+- ``Idempotency-Key`` on POSTs: the same key with the same body replays the stored response
+  (``Idempotent-Replayed: true``); with another body it is a 409. Keys are kept 24 hours.
+- Errors all have one shape, ``{"error": {"code", "message", "correlation_id"}}`` (see
+  :mod:`chain.web`), and request bodies are capped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import secrets
+import threading
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from sqlalchemy import delete, select
+
+from chain.contract import hex0x
+from chain.errors import ChainMismatch, ConfigError, FinVaultError, RpcUnavailable, TransactionFailed
+from chain.issuer.errors import IntakeRejected, NotAnchored, StoreError, UnknownCertificate
+from chain.issuer.intake import Accepted, Record, validate
+from chain.issuer.outputs import receipt_stem
+from chain.issuer.revoke import RevocationResult, Revoker, parse_reason, reason_name
+from chain.issuer.scheduler import BatchScheduler
+from chain.issuer.service import IssuerService, ingest
+from chain.issuer.store import (
+    ApiKey,
+    Batch,
+    Certificate,
+    DeliveryStatus,
+    IdempotencyKey,
+    Revocation,
+    Store,
+    WebhookDelivery,
+    utcnow,
+)
+from chain.issuer.template import Template
+from chain.issuer.webhooks import WebhookDispatcher, delivery_view
+from chain.merkle import leaf_hash
+from chain.web import (
+    BadRequest,
+    Conflict,
+    EdgeMiddleware,
+    Forbidden,
+    HttpError,
+    NotFound,
+    RateLimiter,
+    Unauthorized,
+    bearer_token,
+    digest_matches,
+    error_response,
+    error_schema,
+    install_error_handlers,
+    json_body_openapi,
+    read_json,
+    token_digest,
+)
+
+Scope = Literal["issue", "revoke", "read"]
+SCOPES: tuple[Scope, ...] = ("issue", "revoke", "read")
+#: Records per ``POST /certificates``; bigger inputs go through ``finvault issue``.
+MAX_CERTIFICATES_PER_REQUEST = 1_000
+MAX_REVOCATIONS_PER_REQUEST = 1_000
+IDEMPOTENCY_TTL = timedelta(hours=24)
+_TOKEN = re.compile(r"^fvk_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
+_ROOT = re.compile(r"^0x[0-9a-f]{64}$")
+_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+_DUMMY_DIGEST = token_digest("fvk_000000000000_" + "A" * 43)
+
+
+# -- API keys ----------------------------------------------------------------------------------
+
+
+def create_api_key(
+    store: Store, name: str, scopes: Sequence[str], *, now: Callable[[], datetime] = utcnow
+) -> str:
+    """Creates a key and returns its token: shown once, stored only as a SHA-256."""
+    unknown = sorted(set(scopes) - set(SCOPES))
+    if unknown or not scopes:
+        raise ConfigError(f"scopes must be among {', '.join(SCOPES)} (got {', '.join(unknown) or 'none'})")
+    if not name.strip() or len(name) > 200:
+        raise ConfigError("an API key needs a name of 1 to 200 characters")
+    key_id = secrets.token_hex(6)
+    token = f"fvk_{key_id}_{secrets.token_urlsafe(32)}"
+    with store.transaction() as session:
+        session.add(
+            ApiKey(
+                id=key_id,
+                name=name.strip(),
+                key_hash=token_digest(token),
+                scopes=" ".join(s for s in SCOPES if s in scopes),
+                created_at=now(),
+            )
+        )
+    return token
+
+
+def revoke_api_key(store: Store, key_id: str, *, now: Callable[[], datetime] = utcnow) -> None:
+    """Disables a key at once (its rows stay, for the audit trail)."""
+    with store.transaction() as session:
+        key = session.get(ApiKey, key_id)
+        if key is None:
+            raise UnknownCertificate(f"no API key {key_id!r}", code="api_key_unknown")
+        key.revoked_at = key.revoked_at or now()
+
+
+def list_api_keys(store: Store) -> list[ApiKey]:
+    """Every key, oldest first (hashes included: they are not secrets)."""
+    with store.reading() as session:
+        return list(session.scalars(select(ApiKey).order_by(ApiKey.created_at, ApiKey.id)))
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The caller, once its token checked out."""
+
+    key_id: str
+    scopes: frozenset[str]
+
+
+def authenticate(store: Store, token: str | None) -> Principal:
+    """The key a bearer token belongs to; the same 401 whatever is wrong with it."""
+    match = _TOKEN.match(token or "")
+    key = None
+    if match is not None:
+        with store.reading() as session:
+            key = session.get(ApiKey, match.group(1))
+    # Compare even when there is no such key, so timing tells nothing about which ids exist.
+    valid = digest_matches(token or "", key.key_hash if key else _DUMMY_DIGEST)
+    if key is None or not valid or key.revoked_at is not None:
+        raise Unauthorized("a valid API key is required (Authorization: Bearer fvk_...)")
+    return Principal(key.id, frozenset(key.scopes.split()))
+
+
+# -- request and response models ----------------------------------------------------------------
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RejectedRecord(_Model):
+    index: int = Field(description="1-based position in the request.")
+    id: str | None
+    reason: str
+
+
+class AcceptedCertificate(_Model):
+    id: str
+    status: str
+    leaf: str
+
+
+class IntakeResponse(_Model):
+    accepted: list[AcceptedCertificate]
+    rejected: list[RejectedRecord]
+
+
+class RevocationRequest(_Model):
+    certificate_ids: list[Annotated[str, Field(min_length=1, max_length=200)]] | None = Field(
+        None, min_length=1, max_length=MAX_REVOCATIONS_PER_REQUEST
+    )
+    batch: Annotated[str, Field(pattern=_ROOT.pattern)] | None = None
+    reason: str | int = Field(
+        description="RFC 5280 reason: a name (superseded, key-compromise, ...) or code."
+    )
+
+
+class RevocationOutcome(_Model):
+    target: str
+    already_revoked: bool
+    reason: str
+    reason_code: int
+    block_number: int
+    tx_hash: str | None
+
+
+class RevocationResponse(_Model):
+    results: list[RevocationOutcome]
+
+
+class RevocationView(_Model):
+    reason: str
+    reason_code: int
+    block_number: int
+    tx_hash: str | None
+    whole_batch: bool
+
+
+class CertificateView(_Model):
+    id: str
+    status: str
+    leaf: str
+    digest: str
+    batch: str | None
+    created_at: datetime
+    receipt: dict[str, Any] | None = Field(description="The finvault-receipt/1, once anchored.")
+    revocation: RevocationView | None
+
+
+class BatchView(_Model):
+    root: str
+    status: str
+    leaf_count: int
+    key_id: str
+    manifest_uri: str
+    tx_hash: str | None
+    block_number: int | None
+    gas_used: int | None
+    error: str | None
+    sealed_at: datetime
+    anchored_at: datetime | None
+    revocation: RevocationView | None
+
+
+class DeliveryView(_Model):
+    event_id: str
+    url: str
+    status: str
+    attempts: int
+    next_attempt_at: str
+    last_error: str | None
+    delivered_at: str | None
+
+
+_RECORDS: TypeAdapter[dict[str, Any] | list[dict[str, Any]]] = TypeAdapter(
+    dict[str, Any] | list[dict[str, Any]]
+)
+_CERTIFICATES_BODY = {
+    "oneOf": [
+        {"type": "object", "description": "One record: the template's columns."},
+        {
+            "type": "array",
+            "items": {"type": "object"},
+            "minItems": 1,
+            "maxItems": MAX_CERTIFICATES_PER_REQUEST,
+        },
+    ]
+}
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"description": description, "content": {"application/json": {"schema": error_schema()}}}
+    for status, description in {
+        400: "Malformed request",
+        401: "No valid API key",
+        403: "The key lacks the scope",
+        404: "Not found",
+        409: "Idempotency-Key conflict, or state conflict",
+        413: "Body too large",
+        415: "Not application/json",
+        422: "Invalid request",
+        429: "Rate limited",
+        503: "Chain unreachable",
+    }.items()
+}
+
+#: One place where errors become HTTP statuses.
+STATUSES: dict[type[FinVaultError], int] = {
+    UnknownCertificate: 404,
+    NotAnchored: 409,
+    IntakeRejected: 422,
+    ConfigError: 422,
+    StoreError: 409,
+    TransactionFailed: 409,
+    RpcUnavailable: 503,
+    ChainMismatch: 503,
+}
+
+
+def _revocation_view(row: Revocation) -> RevocationView:
+    return RevocationView(
+        reason=reason_name(row.reason),
+        reason_code=row.reason,
+        block_number=row.block_number,
+        tx_hash=row.tx_hash,
+        whole_batch=row.certificate_id is None,
+    )
+
+
+def _outcome(result: RevocationResult) -> RevocationOutcome:
+    return RevocationOutcome(
+        target=result.target,
+        already_revoked=result.already_revoked,
+        reason=reason_name(result.reason),
+        reason_code=result.reason,
+        block_number=result.block_number,
+        tx_hash=result.tx_hash,
+    )
+
+
+# -- the app -----------------------------------------------------------------------------------
+
+
+@dataclass
+class IssuerApi:
+    """Everything the routes need: the store, the template, and (for revocations) the chain."""
+
+    store: Store
+    template: Template
+    out_dir: Path
+    service: IssuerService | None = None
+    scheduler: BatchScheduler | None = None
+    webhooks: WebhookDispatcher | None = None
+    id_column: str = "id"
+    now: Callable[[], datetime] = utcnow
+    #: Serialises transactions from this account: the scheduler's anchors and our revocations.
+    chain_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    # -- idempotency ---------------------------------------------------------------------------
+
+    def _begin(self, principal: Principal, key: str, fingerprint: str) -> IdempotencyKey | None:
+        with self.store.transaction() as session:
+            session.execute(
+                delete(IdempotencyKey).where(IdempotencyKey.created_at < self.now() - IDEMPOTENCY_TTL)
+            )
+            row = session.get(IdempotencyKey, (principal.key_id, key))
+            if row is None:
+                session.add(
+                    IdempotencyKey(
+                        api_key_id=principal.key_id, key=key, fingerprint=fingerprint, created_at=self.now()
+                    )
+                )
+                return None
+        if row.fingerprint != fingerprint:
+            raise Conflict(
+                "this Idempotency-Key was used with another request", code="idempotency_key_reused"
+            )
+        if row.status_code is None:
+            raise Conflict(
+                "a request with this Idempotency-Key is in progress", code="idempotency_in_progress"
+            )
+        return row
+
+    def _finish(self, principal: Principal, key: str, response: JSONResponse | None) -> None:
+        with self.store.transaction() as session:
+            row = session.get_one(IdempotencyKey, (principal.key_id, key))
+            if response is None or response.status_code >= 500:
+                session.delete(row)  # not a final answer: the client may retry with the same key
+                return
+            row.status_code = response.status_code
+            row.response = bytes(response.body).decode("utf-8")
+
+    def idempotent(
+        self,
+        principal: Principal,
+        key: str | None,
+        request_id: str,
+        body: bytes,
+        work: Callable[[], JSONResponse],
+    ) -> JSONResponse:
+        """Runs ``work`` once per (API key, Idempotency-Key); replays its response afterwards."""
+        if key is None:
+            return work()
+        if not _IDEMPOTENCY_KEY.match(key):
+            raise BadRequest("Idempotency-Key must be 1 to 255 printable ASCII characters")
+        fingerprint = hashlib.sha256(request_id.encode() + b"\n" + body).hexdigest()
+        stored = self._begin(principal, key, fingerprint)
+        if stored is not None:
+            assert stored.status_code is not None
+            assert stored.response is not None
+            return JSONResponse(
+                json.loads(stored.response),
+                status_code=stored.status_code,
+                headers={"Idempotent-Replayed": "true"},
+            )
+        response = None
+        try:
+            response = work()
+            return response
+        except FinVaultError as exc:
+            response = _error_for_replay(exc)
+            raise
+        finally:
+            self._finish(principal, key, response)
+
+    # -- operations ----------------------------------------------------------------------------
+
+    def submit(self, records: dict[str, Any] | list[dict[str, Any]], strict: bool) -> JSONResponse:
+        items = records if isinstance(records, list) else [records]
+        if not items or len(items) > MAX_CERTIFICATES_PER_REQUEST:
+            raise BadRequest(f"send 1 to {MAX_CERTIFICATES_PER_REQUEST:,} certificates per request")
+        rows = (Record(index, item) for index, item in enumerate(items, 1))
+        results = list(validate(rows, self.template, id_column=self.id_column))
+        report = ingest(self.store, results, strict=strict, now=self.now)
+        rejected = [
+            RejectedRecord(index=r.line, id=r.certificate_id, reason=r.reason) for r in report.rejected
+        ]
+        refused = {r.index for r in rejected}
+        stored = [r for r in results if isinstance(r, Accepted) and r.line not in refused]
+        if not stored:
+            reasons = "; ".join(f"#{r.index}: {r.reason}" for r in rejected[:3])
+            raise BadRequest(f"no certificate accepted ({reasons})", code="certificates_rejected", status=422)
+        body = IntakeResponse(
+            accepted=[
+                AcceptedCertificate(id=r.certificate_id, status="pending", leaf=_leaf(r)) for r in stored
+            ],
+            rejected=rejected,
+        )
+        return JSONResponse(body.model_dump(mode="json"), status_code=202)
+
+    def certificate(self, certificate_id: str) -> CertificateView:
+        with self.store.reading() as session:
+            found = session.get(Certificate, certificate_id)
+            if found is None:
+                raise NotFound(f"no certificate {certificate_id!r}")
+            revocation = (
+                session.scalar(
+                    select(Revocation)
+                    .where(
+                        Revocation.batch_root == found.batch_root,
+                        (Revocation.certificate_id == certificate_id) | Revocation.certificate_id.is_(None),
+                    )
+                    .order_by(Revocation.block_number)
+                    .limit(1)
+                )
+                if found.batch_root
+                else None
+            )
+        receipt = None
+        if found.status in ("anchored", "revoked"):
+            path = self.out_dir / f"{receipt_stem(certificate_id)}.json"
+            try:
+                receipt = json.loads(path.read_bytes())
+            except OSError:
+                raise StoreError(
+                    f"the receipt of {certificate_id!r} is missing from {self.out_dir}"
+                ) from None
+        return CertificateView(
+            id=found.id,
+            status=str(found.status),
+            leaf=found.leaf,
+            digest=found.digest,
+            batch=found.batch_root,
+            created_at=found.created_at,
+            receipt=receipt,
+            revocation=_revocation_view(revocation) if revocation else None,
+        )
+
+    def batch(self, root: str) -> BatchView:
+        if not _ROOT.match(root):
+            raise BadRequest("a batch root is 0x and 64 lowercase hex digits")
+        with self.store.reading() as session:
+            found = session.get(Batch, root)
+            if found is None:
+                raise NotFound(f"no batch {root}")
+            revocation = session.scalar(
+                select(Revocation).where(Revocation.batch_root == root, Revocation.certificate_id.is_(None))
+            )
+        return BatchView(
+            root=found.root,
+            status=str(found.status),
+            leaf_count=found.leaf_count,
+            key_id=found.key_id,
+            manifest_uri=found.manifest_uri,
+            tx_hash=found.tx_hash,
+            block_number=found.block_number,
+            gas_used=found.gas_used,
+            error=found.error,
+            sealed_at=found.sealed_at,
+            anchored_at=found.anchored_at,
+            revocation=_revocation_view(revocation) if revocation else None,
+        )
+
+    def revoke(self, request: RevocationRequest) -> JSONResponse:
+        if (request.certificate_ids is None) == (request.batch is None):
+            raise BadRequest(
+                "name certificate_ids or batch (one of the two)", code="invalid_request", status=422
+            )
+        if self.service is None:
+            raise Conflict("this issuer API runs without chain access: it cannot revoke", code="read_only")
+        reason = parse_reason(str(request.reason))
+        revoker = Revoker(self.store, self.service.registry, now=self.now)
+        with self.chain_lock:
+            if request.batch is not None:
+                results = [revoker.revoke_batch(request.batch, reason)]
+            else:
+                results = revoker.revoke_certificates(request.certificate_ids or [], reason)
+        body = RevocationResponse(results=[_outcome(result) for result in results])
+        return JSONResponse(body.model_dump(mode="json"), status_code=200)
+
+    def deliveries(self, status: DeliveryStatus, limit: int) -> list[DeliveryView]:
+        with self.store.reading() as session:
+            rows = session.scalars(
+                select(WebhookDelivery)
+                .where(WebhookDelivery.status == status)
+                .order_by(WebhookDelivery.next_attempt_at.desc(), WebhookDelivery.event_id.desc())
+                .limit(limit)
+            ).all()
+        return [DeliveryView(**delivery_view(row)) for row in rows]
+
+
+def _leaf(accepted: Accepted) -> str:
+    return hex0x(leaf_hash(accepted.document.digest))
+
+
+def _error_for_replay(exc: FinVaultError) -> JSONResponse | None:
+    """The stored answer for a request that failed with a client error; None for anything else."""
+    if isinstance(exc, HttpError):
+        return error_response(exc.status, exc.code, exc.message) if exc.status < 500 else None
+    status = next((STATUSES[cls] for cls in type(exc).__mro__ if cls in STATUSES), 500)
+    return error_response(status, exc.code, exc.message) if status < 500 else None
+
+
+def _scope(scope: Scope) -> Any:
+    async def check(request: Request) -> Principal:
+        api: IssuerApi = request.app.state.issuer_api
+        principal = await run_in_threadpool(authenticate, api.store, bearer_token(request))
+        if scope not in principal.scopes:
+            raise Forbidden(f"this API key lacks the {scope!r} scope")
+        return principal
+
+    return Depends(check)
+
+
+IssueKey = Annotated[Principal, _scope("issue")]
+RevokeKey = Annotated[Principal, _scope("revoke")]
+ReadKey = Annotated[Principal, _scope("read")]
+IdempotencyHeader = Annotated[
+    str | None, Header(alias="Idempotency-Key", description="Replays the first response for this key.")
+]
+
+
+def create_app(
+    api: IssuerApi,
+    *,
+    max_body_bytes: int = 4 * 1024 * 1024,
+    limiter: RateLimiter | None = None,
+) -> FastAPI:
+    """The issuer API over ``api``; the lifespan starts and stops its scheduler and webhooks."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if api.scheduler is not None:
+            api.scheduler.start()
+        if api.webhooks is not None:
+            api.webhooks.start()
+        try:
+            yield
+        finally:
+            if api.scheduler is not None:
+                api.scheduler.shutdown()
+            if api.webhooks is not None:
+                api.webhooks.shutdown()
+
+    app = FastAPI(
+        title="FinVault issuer API",
+        version="1",
+        description="Submit certificates, fetch receipts and batches, revoke. Bearer API keys with scopes.",
+        lifespan=lifespan,
+        responses=_ERRORS,
+    )
+    app.add_middleware(
+        EdgeMiddleware, max_body_bytes=max_body_bytes, limiter=limiter, unlimited_paths=("/health",)
+    )
+    install_error_handlers(app, STATUSES)
+    app.state.issuer_api = api
+
+    @app.get("/health", tags=["ops"])
+    async def health() -> dict[str, str]:
+        """Liveness: the process answers."""
+        return {"status": "ok"}
+
+    @app.post(
+        "/certificates",
+        status_code=202,
+        response_model=IntakeResponse,
+        tags=["certificates"],
+        openapi_extra=json_body_openapi(_CERTIFICATES_BODY),
+    )
+    async def submit_certificates(
+        request: Request,
+        principal: IssueKey,
+        idempotency_key: IdempotencyHeader = None,
+        strict: Annotated[bool, Query(description="Store nothing if any record is bad.")] = False,
+    ) -> JSONResponse:
+        """Stores one record (an object) or several (an array) as pending certificates.
+
+        The records are the template's columns. Bad records are listed with their 1-based index and
+        the good ones kept (``strict``: nothing is stored if any is bad). The certificates are
+        anchored with the next batch; ``GET /certificates/{id}`` then returns the receipt.
+        """
+        payload = await read_json(request, max_bytes=max_body_bytes)
+        raw = await request.body()
+        try:
+            records = _RECORDS.validate_python(payload)
+        except ValidationError:
+            raise BadRequest(
+                "send a record object or an array of them", code="invalid_request", status=422
+            ) from None
+        fingerprint = f"POST /certificates?strict={strict}"
+        return await run_in_threadpool(
+            api.idempotent, principal, idempotency_key, fingerprint, raw, lambda: api.submit(records, strict)
+        )
+
+    @app.get("/certificates/{certificate_id}", response_model=CertificateView, tags=["certificates"])
+    def get_certificate(
+        certificate_id: str, principal: ReadKey
+    ) -> CertificateView:
+        """A certificate's status, with its receipt once anchored and its revocation if any."""
+        return api.certificate(certificate_id)
+
+    @app.get("/batches/{root}", response_model=BatchView, tags=["batches"])
+    def get_batch(root: str, principal: ReadKey) -> BatchView:
+        """A batch: size, anchoring transaction and block, revocation."""
+        return api.batch(root.lower())
+
+    @app.post(
+        "/revocations",
+        response_model=RevocationResponse,
+        tags=["revocations"],
+        openapi_extra=json_body_openapi(RevocationRequest.model_json_schema()),
+    )
+    async def revoke(
+        request: Request,
+        principal: RevokeKey,
+        idempotency_key: IdempotencyHeader = None,
+    ) -> JSONResponse:
+        """Revokes certificates (one transaction per batch, multiproofs) or a whole batch.
+
+        Idempotent on-chain too: what is already revoked is reported as such, with no transaction.
+        """
+        payload = await read_json(request, max_bytes=max_body_bytes)
+        raw = await request.body()
+        try:
+            parsed = RevocationRequest.model_validate(payload)
+        except ValidationError as exc:
+            problem = exc.errors()[0]
+            where = ".".join(str(part) for part in problem["loc"]) or "body"
+            raise BadRequest(f"{where}: {problem['msg']}", code="invalid_request", status=422) from None
+        return await run_in_threadpool(
+            api.idempotent, principal, idempotency_key, "POST /revocations", raw, lambda: api.revoke(parsed)
+        )
+
+    @app.get("/webhooks/deliveries", response_model=list[DeliveryView], tags=["webhooks"])
+    def webhook_deliveries(
+        principal: ReadKey,
+        status: DeliveryStatus = DeliveryStatus.DEAD,
+        limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    ) -> list[DeliveryView]:
+        """Webhook deliveries by status, newest first; ``dead`` ones are the dead letters."""
+        return api.deliveries(status, limit)
+
+    return app

@@ -1,0 +1,423 @@
+"""HTTP plumbing shared by the issuer API and the verification node.
+
+Both apps are built by a factory (``create_app(...)``) and get the same behaviour at the edge:
+
+- a correlation id on every response (``X-Correlation-ID``; a well-formed inbound ``X-Request-ID``
+  or ``X-Correlation-ID`` is kept so that logs join up across services);
+- a body-size limit enforced while the body streams in (413), not after it is buffered;
+- optional per-client rate limits (429 with ``Retry-After``);
+- one error shape, ``{"error": {"code", "message", "correlation_id"}}``, for every 4xx and 5xx,
+  produced by one set of exception handlers, and never a stack trace;
+- strict JSON request bodies: ``application/json`` only, UTF-8 only, no duplicate keys, no
+  NaN, bounded nesting and number size (:func:`chain.canonical.loads_strict`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import ipaddress
+import logging
+import math
+import re
+import signal
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping, MutableMapping
+from contextvars import ContextVar
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from chain.canonical import DocumentError, loads_strict
+from chain.errors import FinVaultError
+
+log = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+CORRELATION_HEADER = "X-Correlation-ID"
+_INBOUND_IDS = (b"x-correlation-id", b"x-request-id")
+_SAFE_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,64}$")
+#: Headers every API response carries (a page that needs others sets its own).
+SECURITY_HEADERS = {
+    "x-content-type-options": "nosniff",
+    "x-frame-options": "DENY",
+    "referrer-policy": "no-referrer",
+}
+
+correlation_id: ContextVar[str] = ContextVar("correlation_id", default="-")
+
+
+# -- errors -------------------------------------------------------------------------------------
+
+
+class HttpError(FinVaultError):
+    """A request-level error with its HTTP status (and extra headers, e.g. ``Retry-After``)."""
+
+    code = "bad_request"
+    status = 400
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        status: int | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message, code=code)
+        if status is not None:
+            self.status = status
+        self.headers = dict(headers or {})
+
+
+class BadRequest(HttpError):
+    code, status = "bad_request", 400
+
+
+class Unauthorized(HttpError):
+    code, status = "unauthorized", 401
+
+    def __init__(self, message: str = "a valid bearer token is required") -> None:
+        super().__init__(message, headers={"WWW-Authenticate": "Bearer"})
+
+
+class Forbidden(HttpError):
+    code, status = "forbidden", 403
+
+
+class NotFound(HttpError):
+    code, status = "not_found", 404
+
+
+class Conflict(HttpError):
+    code, status = "conflict", 409
+
+
+class PayloadTooLarge(HttpError):
+    code, status = "payload_too_large", 413
+
+
+class UnsupportedMediaType(HttpError):
+    code, status = "unsupported_media_type", 415
+
+
+class RateLimited(HttpError):
+    code, status = "rate_limited", 429
+
+    def __init__(self, retry_after: float) -> None:
+        seconds = max(1, math.ceil(retry_after))
+        super().__init__(f"too many requests; retry in {seconds} s", headers={"Retry-After": str(seconds)})
+
+
+def error_response(
+    status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    """The one error shape of both APIs."""
+    body = {"error": {"code": code, "message": message, "correlation_id": correlation_id.get()}}
+    return JSONResponse(body, status_code=status, headers=dict(headers or {}))
+
+
+def error_schema() -> dict[str, Any]:
+    """The OpenAPI schema of :func:`error_response` bodies (for ``responses=`` declarations)."""
+    return {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["code", "message", "correlation_id"],
+                "properties": {
+                    "code": {"type": "string"},
+                    "message": {"type": "string"},
+                    "correlation_id": {"type": "string"},
+                },
+            }
+        },
+    }
+
+
+_HTTP_CODES = {
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
+
+
+def install_error_handlers(app: FastAPI, statuses: Mapping[type[FinVaultError], int]) -> None:
+    """Maps every exception to the error shape, in one place.
+
+    ``statuses`` maps the app's :class:`FinVaultError` classes to HTTP statuses; the most specific
+    class in an error's MRO wins, and an unmapped one is a 500 (its message is still shown: our
+    errors carry no secrets). Anything else is a 500 with a generic message, logged with the
+    correlation id so an operator can find the trace.
+    """
+
+    async def on_finvault_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, FinVaultError)
+        if isinstance(exc, HttpError):
+            return error_response(exc.status, exc.code, exc.message, exc.headers)
+        status = next((statuses[cls] for cls in type(exc).__mro__ if cls in statuses), 500)
+        if status >= 500:
+            log.error("request failed: %s", exc.diagnostics())
+        return error_response(status, exc.code, exc.message)
+
+    async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        problems = [
+            f"{'.'.join(str(part) for part in error.get('loc', ()))}: {error.get('msg', 'invalid')}"
+            for error in exc.errors()[:5]
+        ]
+        return error_response(422, "invalid_request", "; ".join(problems) or "invalid request")
+
+    async def on_http_exception(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        code = _HTTP_CODES.get(exc.status_code, "http_error")
+        return error_response(exc.status_code, code, str(exc.detail), exc.headers)
+
+    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error (correlation id %s)", correlation_id.get())
+        return error_response(
+            500, "internal_error", "internal error; quote the correlation id to the operator"
+        )
+
+    app.add_exception_handler(FinVaultError, on_finvault_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_exception)
+    app.add_exception_handler(Exception, on_unexpected)
+
+
+# -- request bodies -----------------------------------------------------------------------------
+
+
+def _is_json(content_type: str) -> bool:
+    media_type, _, params = content_type.partition(";")
+    media_type = media_type.strip().lower()
+    charset = re.search(r"charset\s*=\s*\"?([\w-]+)", params, re.IGNORECASE)
+    if charset and charset.group(1).lower() not in ("utf-8", "utf8"):
+        return False
+    return media_type == "application/json" or (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    )
+
+
+async def read_json(request: Request, *, max_bytes: int) -> Any:
+    """The request's JSON body, strictly parsed; 415 for another content type, 400 for bad JSON."""
+    if not _is_json(request.headers.get("content-type", "")):
+        raise UnsupportedMediaType("the request body must be application/json (UTF-8)")
+    body = await request.body()
+    if not body.strip():
+        raise BadRequest("the request body is empty", code="invalid_json")
+    try:
+        return loads_strict(body, max_bytes=max_bytes)
+    except DocumentError as exc:
+        if len(body) > max_bytes:
+            raise PayloadTooLarge(exc.message) from None
+        raise BadRequest(exc.message, code="invalid_json") from None
+
+
+def json_body_openapi(schema: Mapping[str, Any]) -> dict[str, Any]:
+    """``openapi_extra`` for a route that reads its body with :func:`read_json`."""
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": dict(schema)}}}}
+
+
+# -- authentication -----------------------------------------------------------------------------
+
+
+def bearer_token(request: Request) -> str | None:
+    """The token of an ``Authorization: Bearer`` header, if any."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
+def token_digest(token: str) -> str:
+    """How tokens are stored: SHA-256, hex. Tokens are random (≥ 128 bits), so no salt or KDF."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def digest_matches(token: str, digest: str) -> bool:
+    """Constant-time comparison of a presented token against a stored digest."""
+    return hmac.compare_digest(token_digest(token).encode("ascii"), digest.encode("ascii"))
+
+
+def is_loopback(host: str | None) -> bool:
+    """Whether a peer address is loopback (127.0.0.0/8, ::1)."""
+    if not host:
+        return False
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+# -- middleware ---------------------------------------------------------------------------------
+
+
+class RateLimiter:
+    """Token buckets per client: ``rate`` requests per second, bursts up to ``burst``.
+
+    Bounded memory: the least recently seen clients are forgotten beyond ``max_clients`` (a
+    forgotten client starts again with a full bucket, which only errs towards allowing).
+    """
+
+    def __init__(
+        self,
+        rate: float,
+        burst: int,
+        *,
+        max_clients: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if rate <= 0 or burst < 1:
+            raise ValueError("rate must be positive and burst at least 1")
+        self.rate = rate
+        self.burst = burst
+        self.max_clients = max_clients
+        self._clock = clock
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+
+    def wait_time(self, client: str) -> float:
+        """Takes a token for ``client``: 0.0 if allowed, else the seconds until one is available."""
+        now = self._clock()
+        tokens, stamp = self._buckets.pop(client, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - stamp) * self.rate)
+        wait = 0.0
+        if tokens >= 1.0:
+            tokens -= 1.0
+        else:
+            wait = (1.0 - tokens) / self.rate
+        self._buckets[client] = (tokens, now)
+        while len(self._buckets) > self.max_clients:
+            self._buckets.popitem(last=False)
+        return wait
+
+
+class EdgeMiddleware:
+    """Correlation ids, security headers, the body limit and rate limits, as plain ASGI.
+
+    It sits outside the app's exception handlers, so the responses it makes itself (413 on a
+    declared ``Content-Length``, 429) are built here in the same error shape; a body that grows
+    past the limit while streaming raises :class:`PayloadTooLarge` inside the app instead.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        limiter: RateLimiter | None = None,
+        limit_loopback: bool = False,
+        unlimited_paths: Collection[str] = (),
+    ) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.limiter = limiter
+        self.limit_loopback = limit_loopback
+        self.unlimited_paths = frozenset(unlimited_paths)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        inbound = next((headers[name] for name in _INBOUND_IDS if name in headers), b"")
+        cid = inbound.decode("ascii") if _SAFE_ID.match(inbound) else uuid.uuid4().hex
+        token = correlation_id.set(cid)
+        try:
+            await self._handle(scope, receive, send, headers, cid)
+        finally:
+            correlation_id.reset(token)
+
+    async def _handle(
+        self, scope: Scope, receive: Receive, send: Send, headers: dict[bytes, bytes], cid: str
+    ) -> None:
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                extra = [(k.encode(), v.encode()) for k, v in SECURITY_HEADERS.items()]
+                raw = [
+                    (k, v) for k, v in message.get("headers", []) if k.lower() not in {k for k, _ in extra}
+                ]
+                message["headers"] = [*raw, *extra, (CORRELATION_HEADER.lower().encode(), cid.encode())]
+            await send(message)
+
+        rejection = self._reject_early(scope, headers)
+        if rejection is not None:
+            await rejection(scope, receive, send_with_headers)
+            return
+
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    raise PayloadTooLarge(f"request body over {self.max_body_bytes:,} bytes")
+            return message
+
+        await self.app(scope, limited_receive, send_with_headers)
+
+    def _reject_early(self, scope: Scope, headers: dict[bytes, bytes]) -> JSONResponse | None:
+        declared = headers.get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.max_body_bytes:
+            return error_response(
+                413, PayloadTooLarge.code, f"request body over {self.max_body_bytes:,} bytes"
+            )
+        if self.limiter is None or scope.get("path") in self.unlimited_paths:
+            return None
+        client = (scope.get("client") or ("", 0))[0]
+        if not self.limit_loopback and is_loopback(client):
+            return None
+        wait = self.limiter.wait_time(client or "unknown")
+        if wait > 0:
+            limited = RateLimited(wait)
+            return error_response(limited.status, limited.code, limited.message, limited.headers)
+        return None
+
+
+def serve(app: FastAPI, *, host: str, port: int, log_level: str = "info") -> None:
+    """Runs ``app`` under uvicorn until SIGINT/SIGTERM, then returns after a graceful shutdown.
+
+    No server header, no trust in proxy headers. Unlike plain uvicorn, the signal is not re-raised
+    once the server stopped: a daemon asked to stop that stops cleanly exits 0.
+    """
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        server_header=False,
+        proxy_headers=False,
+        access_log=False,
+        lifespan="on",
+    )
+    Server(config).run()
