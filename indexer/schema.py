@@ -11,11 +11,23 @@ The same SQLAlchemy code runs on SQLite (the embedded default, WAL mode) and Pos
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, Dialect, Integer, LargeBinary, String, UniqueConstraint
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Dialect,
+    Float,
+    Integer,
+    LargeBinary,
+    String,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 #: Bumped with every Alembic migration; the checkpoint records which version wrote the mirror.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class RawBytes(LargeBinary):
@@ -114,6 +126,9 @@ class BlockRow(Base):
     parent_hash: Mapped[bytes] = mapped_column(Hash)
     timestamp: Mapped[int] = mapped_column(BigInteger)
     event_count: Mapped[int] = mapped_column(Integer, default=0)
+    #: Rolling digest of the mirror's events up to this block (blocks with events only): see
+    #: :mod:`indexer.digests`. Two mirrors of one registry agree on it block by block.
+    digest: Mapped[bytes | None] = mapped_column(Hash, nullable=True)
 
 
 class CheckpointRow(Base):
@@ -131,6 +146,33 @@ class CheckpointRow(Base):
     revocation_accumulator: Mapped[bytes] = mapped_column(Hash)
     anchor_count: Mapped[int] = mapped_column(BigInteger)
     revocation_count: Mapped[int] = mapped_column(BigInteger)
+
+
+class ReconciliationRunRow(Base):
+    """One reconciliation of the mirror against the chain (the node's scheduled runs)."""
+
+    __tablename__ = "reconciliation_runs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    started_at: Mapped[int] = mapped_column(BigInteger)  # unix seconds
+    first_block: Mapped[int] = mapped_column(BigInteger)
+    last_block: Mapped[int] = mapped_column(BigInteger)
+    quick: Mapped[bool] = mapped_column(Boolean)
+    chain_events: Mapped[int] = mapped_column(Integer)
+    mirror_events: Mapped[int] = mapped_column(Integer)
+    drift_count: Mapped[int] = mapped_column(Integer)
+    drift_by_kind: Mapped[dict[str, int]] = mapped_column(JSON)
+    seconds: Mapped[float] = mapped_column(Float)
+    error: Mapped[str | None] = mapped_column(String, nullable=True)
+
+
+class AuditLogRow(Base):
+    """What an operator did to the mirror by hand (``finvault resync``), for the audit trail."""
+
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[int] = mapped_column(BigInteger)  # unix seconds
+    action: Mapped[str] = mapped_column(String)
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON)
 
 
 EVENT_TABLES: tuple[type[EventRow], ...] = (
