@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import click
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 from tqdm import tqdm
 
 from chain.cli import chain_options, registry_option
+from chain.errors import ConfigError, FinVaultError
 from chain.registry import RegistryReader
 from chain.rpc import RpcClient
 from chain.settings import load_settings
 from indexer.db import open_mirror
+from indexer.reconcile import Reconciler, drifts_csv
+from indexer.reconcile import resync as repair
+from indexer.schema import CheckpointRow
 from indexer.settings import IndexerSettings
 from indexer.sync import Indexer, StepResult
 
@@ -101,4 +109,126 @@ def sync(
     )
 
 
-commands = [sync]
+def _mirror_settings(
+    database_url: str | None, registry: str | None, rpc_urls: tuple[str, ...], options: dict[str, Any]
+) -> IndexerSettings:
+    return load_settings(
+        IndexerSettings,
+        database_url=database_url,
+        registry=registry,
+        rpc_urls=list(rpc_urls) or None,
+        **options,
+    )
+
+
+@click.command()
+@click.option("--db", "database_url", help="Mirror database URL (default sqlite:///.finvault/mirror.db).")
+@click.option(
+    "--from", "first_block", type=int, help="First block (default: the registry's deployment block)."
+)
+@click.option("--to", "last_block", type=int, help="Last block (default: the mirror's checkpoint).")
+@click.option("--quick", is_flag=True, help="Only compare the accumulators at --to: one call pair.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option(
+    "--csv",
+    "csv_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the drifts to a CSV file.",
+)
+@registry_option
+@chain_options
+def reconcile(
+    database_url: str | None,
+    first_block: int | None,
+    last_block: int | None,
+    quick: bool,
+    as_json: bool,
+    csv_path: Path | None,
+    registry: str | None,
+    rpc_urls: tuple[str, ...],
+    **options: Any,
+) -> None:
+    """Compare the mirror with the chain, row by row, and report every drift.
+
+    The chain side is read afresh (eth_getLogs and headers); the mirror's own state is not trusted.
+    Exit status: 0 no drift, 1 drift, 2 bad usage or the chain or mirror could not be read.
+    """
+    try:
+        settings = _mirror_settings(database_url, registry, rpc_urls, options)
+        address = settings.require_registry()
+        rpc = RpcClient(settings.rpc_urls, policy=settings.retry_policy)
+        rpc.require_chain_id(settings.chain_id)
+        reader = RegistryReader(rpc, address)
+        reader.check_deployment()
+        engine = open_mirror(settings.database_url)
+        with Session(engine) as session:
+            checkpoint = session.get(CheckpointRow, 1)
+        if checkpoint is None:
+            raise ConfigError("the mirror is empty: run `finvault sync` first")
+        first = reader.deployment_block() if first_block is None else first_block
+        last = checkpoint.block_number if last_block is None else last_block
+        if not 0 <= first <= last:
+            raise ConfigError(f"--from {first} --to {last} is not a block range")
+        if last > checkpoint.block_number:
+            raise ConfigError(
+                f"the mirror only reaches block {checkpoint.block_number}; pass --to up to that"
+            )
+        with tqdm(
+            total=last - first + 1, unit="blk", disable=quick or not sys.stderr.isatty(), file=sys.stderr
+        ) as bar:
+
+            def progress(done: int, total: int) -> None:
+                bar.n = done
+                bar.refresh()
+
+            report = Reconciler(engine, rpc, address, settings.chain_id, progress).run(
+                first, last, quick=quick
+            )
+    except (FinVaultError, SQLAlchemyError) as exc:
+        message = (
+            exc.diagnostics() if isinstance(exc, FinVaultError) else f"mirror: {str(exc).splitlines()[0]}"
+        )
+        click.echo(f"finvault: error: {message}", err=True)
+        sys.exit(2)
+    if csv_path is not None:
+        csv_path.write_text(drifts_csv(report.drifts), encoding="utf-8")
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), sort_keys=True))
+    else:
+        for drift in report.drifts:
+            click.echo(drift.describe())
+        what = (
+            "accumulators"
+            if quick
+            else f"{report.chain_events:,} chain events, {report.mirror_events:,} mirror rows"
+        )
+        verdict = "no drift" if report.clean else f"{len(report.drifts)} drift(s)"
+        click.echo(f"blocks {first}..{last}: {what}: {verdict} ({report.seconds:.2f}s)")
+    sys.exit(0 if report.clean else 1)
+
+
+@click.command()
+@click.option("--from", "from_block", type=int, required=True, help="First block to re-read from the chain.")
+@click.option("--db", "database_url", help="Mirror database URL (default sqlite:///.finvault/mirror.db).")
+@registry_option
+@chain_options
+def resync(
+    from_block: int, database_url: str | None, registry: str | None, rpc_urls: tuple[str, ...], **options: Any
+) -> None:
+    """Repair a drifted mirror: delete everything from block --from up and re-read it from the chain.
+
+    The deletion and an audit-log entry commit in one transaction; the re-read is an ordinary,
+    crash-safe sync back up to where the mirror was. Run `finvault reconcile` afterwards.
+    """
+    indexer = build_indexer(_mirror_settings(database_url, registry, rpc_urls, options))
+    try:
+        done = repair(indexer, from_block, now=int(time.time()))
+    finally:
+        indexer.close()
+    click.echo(
+        f"resynced blocks {done.from_block}..{done.indexed_block}: {done.deleted_rows:,} rows deleted, "
+        f"{done.events_indexed:,} events re-read from the chain"
+    )
+
+
+commands = [sync, reconcile, resync]
