@@ -19,6 +19,7 @@ from chain.registry import RegistryReader
 from chain.rpc import RpcClient
 from chain.settings import load_settings
 from indexer.db import open_mirror
+from indexer.digests import update_digests
 from indexer.reconcile import Reconciler, drifts_csv
 from indexer.reconcile import resync as repair
 from indexer.schema import CheckpointRow
@@ -100,6 +101,7 @@ def sync(
 
         try:
             status = indexer.sync(to_block, on_step=progress)
+            update_digests(indexer.engine)
         finally:
             indexer.close()
     elapsed = time.monotonic() - started

@@ -168,3 +168,33 @@ def test_usage_and_connectivity_errors_exit_2(chain: PopulatedChain, mirror: Pat
     )
     assert unreachable.returncode == 2
     assert "rpc_unavailable" in unreachable.stderr
+
+
+def test_digests_find_the_first_divergent_block(chain: PopulatedChain, mirror: Path, tmp_path: Path) -> None:
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import Session
+
+    from indexer.digests import digest_as_of, first_divergence, update_digests
+
+    other = tmp_path / "other" / "m.db"
+    other.parent.mkdir()
+    shutil.copy(mirror, other)
+    with sqlite3.connect(other) as db:
+        blocks = [n for (n,) in db.execute("SELECT number FROM blocks WHERE event_count > 0 ORDER BY number")]
+        revoked = [n for (n,) in db.execute("SELECT DISTINCT block_number FROM revocations ORDER BY 1")]
+        target = revoked[len(revoked) // 2]
+        db.execute("UPDATE revocations SET reason = (reason + 1) % 10 WHERE block_number = ?", (target,))
+    engines = [create_engine(sqlite_url(path.parent)) for path in (mirror, other)]
+    assert update_digests(engines[0]) == update_digests(engines[1]) == len(blocks)
+    assert update_digests(engines[0]) == 0  # already done: nothing to fill
+
+    def as_of(engine: Any) -> Any:
+        def lookup(block: int) -> str:
+            with Session(engine) as session:
+                return digest_as_of(session, block)
+
+        return lookup
+
+    assert first_divergence(as_of(engines[0]), as_of(engines[0]), chain.head) is None
+    assert first_divergence(as_of(engines[0]), as_of(engines[1]), chain.head) == target
+    assert first_divergence(as_of(engines[0]), as_of(engines[1]), target - 1) is None
