@@ -610,9 +610,7 @@ def create_app(
         )
 
     @app.get("/certificates/{certificate_id}", response_model=CertificateView, tags=["certificates"])
-    def get_certificate(
-        certificate_id: str, principal: ReadKey
-    ) -> CertificateView:
+    def get_certificate(certificate_id: str, principal: ReadKey) -> CertificateView:
         """A certificate's status, with its receipt once anchored and its revocation if any."""
         return api.certificate(certificate_id)
 

@@ -167,7 +167,7 @@ def test_issue_anchor_fetch_revoke_and_webhooks_over_http(
         assert submitted.headers["x-correlation-id"]
 
         def anchored() -> bool:
-            return http.get("/certificates/api-002", headers=registrar).json()["status"] == "anchored"
+            return bool(http.get("/certificates/api-002", headers=registrar).json()["status"] == "anchored")
 
         wait_for(anchored)
         replay = http.post(
