@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import click
+import httpx
+from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 from tqdm import tqdm
@@ -19,10 +21,10 @@ from chain.registry import RegistryReader
 from chain.rpc import RpcClient
 from chain.settings import load_settings
 from indexer.db import open_mirror
-from indexer.digests import update_digests
+from indexer.digests import block_events, digest_as_of, event_view, first_divergence, update_digests
 from indexer.reconcile import Reconciler, drifts_csv
 from indexer.reconcile import resync as repair
-from indexer.schema import CheckpointRow
+from indexer.schema import BlockRow, CheckpointRow
 from indexer.settings import IndexerSettings
 from indexer.sync import Indexer, StepResult
 
@@ -137,6 +139,7 @@ def _mirror_settings(
     type=click.Path(dir_okay=False, path_type=Path),
     help="Also write the drifts to a CSV file.",
 )
+@click.option("--against", "other_node", help="Compare with another node's digests instead of the chain.")
 @registry_option
 @chain_options
 def reconcile(
@@ -146,6 +149,7 @@ def reconcile(
     quick: bool,
     as_json: bool,
     csv_path: Path | None,
+    other_node: str | None,
     registry: str | None,
     rpc_urls: tuple[str, ...],
     **options: Any,
@@ -153,8 +157,15 @@ def reconcile(
     """Compare the mirror with the chain, row by row, and report every drift.
 
     The chain side is read afresh (eth_getLogs and headers); the mirror's own state is not trusted.
+    With --against URL, compare the mirror's per-block digests with another node's instead, find
+    the first block where they diverge (bisection) and name the events that differ there.
     Exit status: 0 no drift, 1 drift, 2 bad usage or the chain or mirror could not be read.
     """
+    if other_node is not None:
+        code = _against_node(
+            _mirror_settings(database_url, registry, rpc_urls, options), other_node, last_block
+        )
+        sys.exit(code)
     try:
         settings = _mirror_settings(database_url, registry, rpc_urls, options)
         address = settings.require_registry()
@@ -207,6 +218,61 @@ def reconcile(
         verdict = "no drift" if report.clean else f"{len(report.drifts)} drift(s)"
         click.echo(f"blocks {first}..{last}: {what}: {verdict} ({report.seconds:.2f}s)")
     sys.exit(0 if report.clean else 1)
+
+
+def _against_node(settings: IndexerSettings, url: str, last_block: int | None) -> int:
+    """``reconcile --against``: this mirror's digests against another node's; an exit status."""
+    try:
+        engine = open_mirror(settings.database_url)
+        update_digests(engine)
+        with httpx.Client(base_url=url.rstrip("/"), timeout=30.0, follow_redirects=False) as http:
+
+            def remote(block: int) -> dict[str, Any]:
+                response = http.get(
+                    "/digests", params={"from": max(block, 0), "to": max(block, 0), "limit": 0}
+                )
+                response.raise_for_status()
+                return dict(response.json())
+
+            with Session(engine) as session:
+                local_last = session.scalar(
+                    select(func.max(BlockRow.number)).where(BlockRow.digest.is_not(None))
+                )
+            last = (
+                min(local_last or 0, remote(2**62)["last_block"] or 0) if last_block is None else last_block
+            )
+
+            def local_digest(block: int) -> str:
+                with Session(engine) as session:
+                    return digest_as_of(session, block)
+
+            first = first_divergence(local_digest, lambda block: str(remote(block)["as_of"]), last)
+            if first is None:
+                click.echo(f"mirrors agree up to block {last} (digest {local_digest(last)})")
+                return 0
+            response = http.get(f"/blocks/{first}/events")
+            response.raise_for_status()
+            theirs = {(e["table"], e["tx_hash"], e["log_index"]): e for e in response.json()["events"]}
+    except (FinVaultError, SQLAlchemyError, httpx.HTTPError, ValueError, KeyError) as exc:
+        click.echo(f"finvault: error: cannot compare with {url}: {type(exc).__name__}: {exc}", err=True)
+        return 2
+    with Session(engine) as session:
+        ours = {
+            (view["table"], view["tx_hash"], view["log_index"]): view
+            for _, table, row in block_events(session, first, first).get(first, [])
+            for view in [event_view(table, row)]
+        }
+    click.echo(f"mirrors diverge first at block {first}")
+    for key in sorted(ours.keys() | theirs.keys(), key=lambda k: (k[2], k[0])):
+        table, tx_hash, log_index = key
+        if key not in theirs:
+            click.echo(f"  only here:  {table} tx {tx_hash} log {log_index}")
+        elif key not in ours:
+            click.echo(f"  only there: {table} tx {tx_hash} log {log_index}")
+        elif ours[key] != theirs[key]:
+            fields = sorted(name for name in ours[key] if ours[key][name] != theirs[key].get(name))
+            click.echo(f"  differs:    {table} tx {tx_hash} log {log_index}: {', '.join(fields)}")
+    return 1
 
 
 @click.command()
