@@ -72,11 +72,13 @@ def _reject_constant(name: str) -> Any:
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise DocumentError(f"duplicate key {key!r}")
-        result[key] = value
+    result = dict(pairs)  # in C; a duplicate shows as a shorter dict, then the loop names it
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise DocumentError(f"duplicate key {key!r}")
+            seen.add(key)
     return result
 
 
@@ -233,12 +235,17 @@ def document_digest(field_hashes: Iterable[str]) -> bytes:
     return hashlib.sha256(("[" + ",".join(f'"{h}"' for h in ordered) + "]").encode()).digest()
 
 
+# Character classes spelled out, not \d: a Unicode digit must not pass for a hex digit.
+_HEX32 = re.compile(rf"0x[0-9a-f]{{{2 * SALT_BYTES}}}")
+_LOWER_HEX = re.compile(r"0x[0-9a-f]*")
+
+
 def _is_hex32(value: Any) -> bool:
-    return isinstance(value, str) and len(value) == 2 + 2 * SALT_BYTES and _is_lower_hex(value)
+    return isinstance(value, str) and _HEX32.fullmatch(value) is not None
 
 
 def _is_lower_hex(value: str) -> bool:
-    return value.startswith("0x") and all(c in "0123456789abcdef" for c in value[2:])
+    return _LOWER_HEX.fullmatch(value) is not None
 
 
 # -- salted documents and disclosure -----------------------------------------------------------

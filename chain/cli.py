@@ -10,7 +10,7 @@ import json
 import os
 import secrets
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
@@ -19,12 +19,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+import httpx
 
 from chain.contract import hex0x, load_artifact
 from chain.devchain import DEV_CHAIN_ID, DevChain, wait_for_shutdown
 from chain.errors import ConfigError, FinVaultError
 from chain.registry import RegistryReader, RegistryWriter, deploy_registry
-from chain.rpc import RpcClient
+from chain.rpc import RpcClient, redact_url
 from chain.rpc_facts import RpcFacts
 from chain.settings import ChainSettings, load_settings, normalize_address
 from chain.signer import LocalSigner, Signer, require_dev_chain, write_keystore
@@ -348,12 +349,18 @@ def account_new(out: Path, password_file: Path | None) -> None:
     click.echo(address)
 
 
-VERIFY_EXIT_CODES = {Status.VALID: 0, Status.INVALID: 1, Status.REVOKED: 3, Status.PENDING: 4}
+#: `finvault verify` exits 0 only when every receipt is VALID, 1 otherwise, 2 on usage errors.
+VERIFY_ALL_VALID, VERIFY_NOT_ALL_VALID = 0, 1
+#: Seconds to wait for a node's answer to one receipt.
+NODE_TIMEOUT = 30.0
 
 
 @click.command("verify")
 @click.argument(
     "receipts", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@click.option(
+    "--node", "node_url", help="Ask this verification node (POST /verify) instead of an RPC endpoint."
 )
 @registry_option
 @chain_options
@@ -363,6 +370,7 @@ VERIFY_EXIT_CODES = {Status.VALID: 0, Status.INVALID: 1, Status.REVOKED: 3, Stat
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON verdict per line.")
 def verify_command(
     receipts: tuple[Path, ...],
+    node_url: str | None,
     registry: str | None,
     no_finalized_tag: bool,
     unsafe_skip_finality: bool,
@@ -370,12 +378,58 @@ def verify_command(
     as_json: bool,
     **options: Any,
 ) -> None:
-    """Verify receipt files straight against the chain (no node needed).
+    """Verify receipt files against a node (--node URL) or straight against the chain.
 
-    The registry must come from you (--registry or FINVAULT_REGISTRY), never from the receipt:
-    anyone can deploy a look-alike registry. Exit status: 0 VALID, 1 INVALID, 3 REVOKED,
-    4 PENDING (the worst over all files).
+    Straight against the chain (--rpc URL --registry ADDR, or FINVAULT_RPC_URLS and
+    FINVAULT_REGISTRY) needs no node and no mirror: facts come from the registry's views. The
+    registry must come from you, never from the receipt: anyone can deploy a look-alike registry.
+    With --node, the node's own chain, registry and finality policy decide.
+
+    Exit status: 0 when every receipt is VALID, 1 otherwise (INVALID, REVOKED, PENDING, or the
+    node refused it), 2 on usage errors.
     """
+    if node_url is not None:
+        rpc_only = {
+            "--rpc": options.get("rpc_urls"),
+            "--registry": registry,
+            "--chain-id": options.get("chain_id"),
+            "--confirmations": options.get("confirmations"),
+            "--no-finalized-tag": no_finalized_tag,
+            "--unsafe-skip-finality": unsafe_skip_finality,
+            "--at": at,
+        }
+        clashing = [flag for flag, value in rpc_only.items() if value]
+        if clashing:
+            raise click.UsageError(
+                f"--node decides chain, registry and policy itself: drop {', '.join(clashing)}"
+            )
+        verdicts = _verdicts_from_node(node_url, receipts)
+    else:
+        verdicts = _verdicts_from_rpc(receipts, registry, no_finalized_tag, unsafe_skip_finality, at, options)
+    all_valid = True
+    for path, verdict in verdicts:
+        all_valid = all_valid and verdict.get("status") == str(Status.VALID)
+        if as_json:
+            click.echo(json.dumps({"file": str(path), **verdict}, sort_keys=True))
+            continue
+        click.echo(f"{path}: {verdict.get('status')}")
+        if "error" in verdict:
+            error = verdict["error"]
+            click.echo(f"  the node refused it: {error.get('code')}: {error.get('message')}")
+        for check in verdict.get("checks", []):
+            code = f" [{check['code']}]" if check.get("code") else ""
+            click.echo(f"  {check['outcome']:4} {check['name']}{code} {check['detail']}")
+    sys.exit(VERIFY_ALL_VALID if all_valid else VERIFY_NOT_ALL_VALID)
+
+
+def _verdicts_from_rpc(
+    receipts: tuple[Path, ...],
+    registry: str | None,
+    no_finalized_tag: bool,
+    unsafe_skip_finality: bool,
+    at: datetime | None,
+    options: dict[str, Any],
+) -> Iterator[tuple[Path, dict[str, Any]]]:
     chain = session(registry=registry, **options)
     facts = RpcFacts(chain.reader, chain.settings.chain_id)
     policy = Policy(
@@ -384,18 +438,39 @@ def verify_command(
         unsafe_skip_finality=unsafe_skip_finality,
     )
     now = at.replace(tzinfo=UTC) if at else datetime.now(UTC)
-    worst = 0
     for path in receipts:
-        verdict = verify(path.read_bytes(), facts, now, policy)
-        worst = max(worst, VERIFY_EXIT_CODES[verdict.status])
-        if as_json:
-            click.echo(json.dumps({"file": str(path), **verdict.to_dict()}, sort_keys=True))
-            continue
-        click.echo(f"{path}: {verdict.status}")
-        for check in verdict.checks:
-            code = f" [{check.code}]" if check.code else ""
-            click.echo(f"  {check.outcome:4} {check.name}{code} {check.detail}")
-    sys.exit(worst)
+        yield path, verify(path.read_bytes(), facts, now, policy).to_dict()
+
+
+def _verdicts_from_node(node_url: str, receipts: tuple[Path, ...]) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """POST /verify per file, the file's bytes as they are (the node parses them strictly)."""
+    if not node_url.startswith(("http://", "https://")):
+        raise click.UsageError(f"--node must be an http(s) URL, not {node_url[:60]!r}")
+    endpoint = node_url.rstrip("/") + "/verify"
+    with httpx.Client(timeout=NODE_TIMEOUT) as client:
+        for path in receipts:
+            try:
+                response = client.post(
+                    endpoint, content=path.read_bytes(), headers={"Content-Type": "application/json"}
+                )
+            except httpx.HTTPError as exc:
+                raise FinVaultError(
+                    f"node {redact_url(node_url)}: {type(exc).__name__}", code="node_unavailable"
+                ) from None
+            try:
+                body = response.json()
+            except ValueError:
+                body = None
+            if (
+                not isinstance(body, dict)
+                or (response.status_code >= 500)
+                or (response.status_code == 200 and "status" not in body)
+            ):
+                raise FinVaultError(
+                    f"node {redact_url(node_url)} answered HTTP {response.status_code} to {path}",
+                    code="node_error",
+                )
+            yield path, body  # a verdict, or {"error": {...}} when the node refused this file
 
 
 #: What the ``chain`` package contributes to ``finvault`` (see pyproject's entry points).

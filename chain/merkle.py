@@ -35,7 +35,7 @@ class MerkleError(ValueError):
 def leaf_hash(digest: bytes) -> bytes:
     if len(digest) != 32:
         raise MerkleError(f"a digest is 32 bytes, got {len(digest)}")
-    return keccak256(keccak256(digest))
+    return bytes(keccak_256(keccak_256(digest).digest()).digest())
 
 
 def hash_pair(a: bytes, b: bytes) -> bytes:
@@ -167,8 +167,9 @@ class MerkleTree:
 def process_proof(leaf: bytes, proof: Sequence[bytes]) -> bytes:
     """The root ``proof`` leads to from ``leaf`` (OpenZeppelin ``MerkleProof.processProof``)."""
     computed = leaf
+    k = keccak_256  # hash_pair, inlined: this loop runs ~log2(n) times for every verification
     for sibling in proof:
-        computed = hash_pair(computed, sibling)
+        computed = k(computed + sibling).digest() if computed < sibling else k(sibling + computed).digest()
     return computed
 
 

@@ -7,6 +7,7 @@ as PKCS#8 PEM encrypted with a passphrase.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Literal
@@ -14,6 +15,7 @@ from typing import Literal
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 from chain.errors import FinVaultError, KeystoreError
 from chain.hashing import keccak256
@@ -122,9 +124,21 @@ def sign_digest(key: PrivateKey, digest: bytes) -> bytes:
     return key.sign(digest, padding.PKCS1v15(), hashes.SHA256())
 
 
+#: Parsed keys kept by :func:`_parsed_public_key`: a registry holds few keys, and each is used for
+#: every receipt its issuer signed.
+PARSED_KEY_CACHE_SIZE = 256
+
+
+@functools.lru_cache(maxsize=PARSED_KEY_CACHE_SIZE)
+def _parsed_public_key(der: bytes) -> PublicKeyTypes:
+    """DER SubjectPublicKeyInfo to a key object, once per key (they are immutable and thread-safe).
+    A DER that does not parse raises ValueError, which is not cached."""
+    return serialization.load_der_public_key(der)
+
+
 def verify_digest(info: PublicKeyInfo, digest: bytes, signature: bytes) -> bool:
     try:
-        key = serialization.load_der_public_key(info.der)
+        key = _parsed_public_key(bytes(info.der))
         if info.algorithm is KeyAlgorithm.ED25519 and isinstance(key, ed25519.Ed25519PublicKey):
             key.verify(signature, digest)
             return True

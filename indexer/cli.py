@@ -224,7 +224,7 @@ def _against_node(settings: IndexerSettings, url: str, last_block: int | None) -
     """``reconcile --against``: this mirror's digests against another node's; an exit status."""
     try:
         engine = open_mirror(settings.database_url)
-        update_digests(engine)
+        update_digests(engine, rebuild=True)  # from the rows as they are, not as they were digested
         with httpx.Client(base_url=url.rstrip("/"), timeout=30.0, follow_redirects=False) as http:
 
             def remote(block: int) -> dict[str, Any]:

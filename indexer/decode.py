@@ -3,11 +3,16 @@
 The hot path of the indexer: no per-log web3.py or eth_abi calls, only fixed-offset slicing of
 topics and data (every event has static fields plus at most two dynamic strings/bytes). Topic
 hashes come from the committed ABI, and a test checks this decoder against eth_abi on every event.
+
+Per-log Python work bounds the indexer's rate, so the loop keeps it small: LeafRevoked (the bulk of
+a registry's events) is decoded inline and the other events by a builder picked by topic; the block
+and transaction of the previous log are reused (logs arrive in chain order, hundreds to a
+transaction), and topics that repeat (roots, issuers) become bytes once per batch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,18 +50,19 @@ class DecodeError(ValueError):
     pass
 
 
-def _word_bytes(data: bytes, index: int) -> bytes:
-    if 32 * index + 32 > len(data):
-        raise DecodeError(f"data has {len(data)} bytes, word {index} is missing")
-    return data[32 * index : 32 * index + 32]
+def _words(data: bytes, count: int) -> bytes:
+    """``data``, checked to hold at least ``count`` head words."""
+    if len(data) < 32 * count:
+        raise DecodeError(f"data has {len(data)} bytes, word {len(data) // 32} is missing")
+    return data
 
 
-def _word(data: bytes, index: int) -> int:
-    return int.from_bytes(_word_bytes(data, index), "big")
+def _uint(data: bytes, index: int) -> int:
+    return int.from_bytes(data[32 * index : 32 * index + 32], "big")
 
 
 def _dynamic(data: bytes, head_index: int) -> bytes:
-    offset = _word(data, head_index)
+    offset = _uint(data, head_index)
     if offset % 32 or offset + 32 > len(data):
         raise DecodeError("dynamic field offset points outside the data")
     length = int.from_bytes(data[offset : offset + 32], "big")
@@ -79,6 +85,18 @@ def _address(topic: str) -> bytes:
     return word[12:]
 
 
+class _Decoded(dict[str, bytes]):
+    """Hex topic -> bytes, decoded on first sight: for values that repeat within a batch."""
+
+    def __init__(self, decode: Callable[[str], bytes]) -> None:
+        super().__init__()
+        self._decode = decode
+
+    def __missing__(self, topic: str) -> bytes:
+        value = self[topic] = self._decode(topic)
+        return value
+
+
 @dataclass
 class DecodedBatch:
     """Rows per table, plus the accumulator-bearing events in chain order."""
@@ -91,8 +109,6 @@ class DecodedBatch:
     revocations: list[dict[str, Any]] = field(default_factory=list)
     blocks: dict[int, bytes] = field(default_factory=dict)  # number -> hash, for blocks with events
     events_per_block: dict[int, int] = field(default_factory=dict)
-    #: Block and transaction hashes repeat across logs: decode each hex string once.
-    hashes: dict[str, bytes] = field(default_factory=dict, repr=False)
 
     @property
     def count(self) -> int:
@@ -106,93 +122,152 @@ class DecodedBatch:
         )
 
 
+class _Topics:
+    """Per-batch caches of topics that repeat: roots and hashes, and issuer addresses."""
+
+    def __init__(self) -> None:
+        self.b32 = _Decoded(_b32)
+        self.address = _Decoded(_address)
+
+
+#: One row builder per mirrored event: (out, chain coordinates, topics, data bytes, caches).
+_Builder = Callable[[DecodedBatch, dict[str, Any], list[str], bytes, _Topics], None]
+
+
+def _root_revoked(out: DecodedBatch, row: dict[str, Any], topics: list[str], data: bytes, t: _Topics) -> None:
+    _words(data, 3)
+    row["leaf"] = ZERO32
+    row["root"] = t.b32[topics[1]]
+    row["issuer"] = t.address[topics[2]]
+    row["reason"] = int.from_bytes(data[:32], "big")
+    row["timestamp"] = int.from_bytes(data[32:64], "big")
+    row["accumulator"] = data[64:96]
+    out.revocations.append(row)
+
+
+def _anchored(out: DecodedBatch, row: dict[str, Any], topics: list[str], data: bytes, t: _Topics) -> None:
+    _words(data, 4)
+    row["root"] = _b32(topics[1])
+    row["issuer"] = t.address[topics[2]]
+    row["count"] = int.from_bytes(data[:32], "big")
+    row["timestamp"] = int.from_bytes(data[32:64], "big")
+    row["accumulator"] = data[64:96]
+    row["manifest_uri"] = _dynamic(data, 3).decode()
+    out.anchors.append(row)
+
+
+def _key_added(out: DecodedBatch, row: dict[str, Any], topics: list[str], data: bytes, t: _Topics) -> None:
+    _words(data, 2)
+    row["issuer"] = t.address[topics[1]]
+    row["key_id"] = _b32(topics[2])
+    row["algorithm"] = _uint(data, 0)
+    row["public_key"] = _dynamic(data, 1)
+    out.keys.append(row)
+
+
+def _key_revoked(out: DecodedBatch, row: dict[str, Any], topics: list[str], data: bytes, t: _Topics) -> None:
+    row["issuer"] = t.address[topics[1]]
+    row["key_id"] = _b32(topics[2])
+    out.key_revocations.append(row)
+
+
+def _issuer_registered(
+    out: DecodedBatch, row: dict[str, Any], topics: list[str], data: bytes, t: _Topics
+) -> None:
+    _words(data, 2)
+    row["address"] = t.address[topics[1]]
+    row["name"] = _dynamic(data, 0).decode()
+    row["uri"] = _dynamic(data, 1).decode()
+    out.issuers.append(row)
+
+
+def _issuer_status(
+    out: DecodedBatch, row: dict[str, Any], topics: list[str], data: bytes, t: _Topics
+) -> None:
+    _words(data, 1)
+    row["address"] = t.address[topics[1]]
+    row["active"] = _uint(data, 0) == 1
+    out.issuer_status.append(row)
+
+
+#: LeafRevoked, the bulk of a registry's events, is decoded inline in :func:`decode_logs`.
+_BUILDERS: dict[str, _Builder] = {
+    T_ROOT_REVOKED: _root_revoked,
+    T_ANCHORED: _anchored,
+    T_KEY_ADDED: _key_added,
+    T_KEY_REVOKED: _key_revoked,
+    T_ISSUER_REGISTERED: _issuer_registered,
+    T_ISSUER_STATUS: _issuer_status,
+}
+_MIRRORED = frozenset(MIRRORED_TOPICS)
+_NOT_SEEN = object()
+
+
 def decode_logs(logs: Iterable[Mapping[str, Any]], registry: str) -> DecodedBatch:
     """Decodes raw logs (in chain order) of ``registry`` into mirror rows."""
     out = DecodedBatch()
     registry = registry.lower()
-    for log in logs:
-        try:
-            _decode_one(log, registry, out)
-        except DecodeError:
-            raise
-        except (KeyError, IndexError, ValueError, TypeError, AttributeError, UnicodeDecodeError) as exc:
-            where = f"{log.get('transactionHash')}#{log.get('logIndex')}" if isinstance(log, Mapping) else "?"
-            raise DecodeError(f"malformed log {where}: {type(exc).__name__}: {exc}") from None
+    topics_cache = _Topics()
+    roots, addresses, revocations = topics_cache.b32, topics_cache.address, out.revocations
+    fromhex, from_bytes = bytes.fromhex, int.from_bytes
+    blocks, per_block = out.blocks, out.events_per_block
+    seen_block: tuple[Any, Any] = (_NOT_SEEN, _NOT_SEEN)  # the previous log's (number, hash) strings
+    seen_tx: Any = _NOT_SEEN
+    number, block_hash, tx_hash = 0, ZERO32, ZERO32
+    log: Any = None
+    try:
+        for log in logs:
+            address = log["address"]
+            if address != registry and str(address).lower() != registry:
+                raise DecodeError(f"log from {address}, not the registry")
+            if log.get("removed"):
+                raise DecodeError("a removed log reached the decoder")
+            topics = log["topics"]
+            topic0 = topics[0] if topics else ""
+            if topic0 not in _MIRRORED:
+                if topic0 in IGNORED_TOPICS:
+                    continue
+                raise DecodeError(f"unknown event topic {topic0}")
+            block = (log["blockNumber"], log["blockHash"])
+            if block != seen_block:
+                number, fresh = int(block[0], 16), _b32(block[1])
+                block_hash = blocks.setdefault(number, fresh)  # one bytes object per block
+                if block_hash != fresh:
+                    raise DecodeError(f"two different hashes for block {number} in one response")
+                seen_block = block
+            per_block[number] = per_block.get(number, 0) + 1
+            if log["transactionHash"] != seen_tx:
+                seen_tx = log["transactionHash"]
+                tx_hash = _b32(seen_tx)
+            data = fromhex(log["data"][2:])
+            if topic0 == T_LEAF_REVOKED:
+                if len(data) < 96:
+                    raise DecodeError(f"data has {len(data)} bytes, LeafRevoked needs 96")
+                revocations.append(
+                    {
+                        "tx_hash": tx_hash,
+                        "log_index": int(log["logIndex"], 16),
+                        "block_number": number,
+                        "block_hash": block_hash,
+                        "leaf": _b32(topics[1]),
+                        "root": roots[topics[2]],
+                        "issuer": addresses[topics[3]],
+                        "reason": from_bytes(data[:32], "big"),
+                        "timestamp": from_bytes(data[32:64], "big"),
+                        "accumulator": data[64:96],
+                    }
+                )
+                continue
+            row = {
+                "tx_hash": tx_hash,
+                "log_index": int(log["logIndex"], 16),
+                "block_number": number,
+                "block_hash": block_hash,
+            }
+            _BUILDERS[topic0](out, row, topics, data, topics_cache)
+    except DecodeError:
+        raise
+    except (KeyError, IndexError, ValueError, TypeError, AttributeError, UnicodeDecodeError) as exc:
+        where = f"{log.get('transactionHash')}#{log.get('logIndex')}" if isinstance(log, Mapping) else "?"
+        raise DecodeError(f"malformed log {where}: {type(exc).__name__}: {exc}") from None
     return out
-
-
-def _decode_one(log: Mapping[str, Any], registry: str, out: DecodedBatch) -> None:
-    if str(log["address"]).lower() != registry:
-        raise DecodeError(f"log from {log['address']}, not the registry")
-    if log.get("removed"):
-        raise DecodeError("a removed log reached the decoder")
-    topics = log["topics"]
-    topic0 = topics[0] if topics else ""
-    if topic0 in IGNORED_TOPICS:
-        return
-    number = int(log["blockNumber"], 16)
-    block_hash = out.hashes.get(log["blockHash"]) or out.hashes.setdefault(
-        log["blockHash"], _b32(log["blockHash"])
-    )
-    known = out.blocks.setdefault(number, block_hash)
-    if known != block_hash:
-        raise DecodeError(f"two different hashes for block {number} in one response")
-    out.events_per_block[number] = out.events_per_block.get(number, 0) + 1
-    tx = log["transactionHash"]
-    ref = {
-        "tx_hash": out.hashes.get(tx) or out.hashes.setdefault(tx, _b32(tx)),
-        "log_index": int(log["logIndex"], 16),
-        "block_number": number,
-        "block_hash": block_hash,
-    }
-    data = bytes.fromhex(log["data"][2:])
-    if topic0 == T_ANCHORED:
-        out.anchors.append(
-            {
-                **ref,
-                "root": _b32(topics[1]),
-                "issuer": _address(topics[2]),
-                "count": _word(data, 0),
-                "timestamp": _word(data, 1),
-                "accumulator": _word_bytes(data, 2),
-                "manifest_uri": _dynamic(data, 3).decode(),
-            }
-        )
-    elif topic0 in (T_LEAF_REVOKED, T_ROOT_REVOKED):
-        leaf_revoked = topic0 == T_LEAF_REVOKED
-        out.revocations.append(
-            {
-                **ref,
-                "leaf": _b32(topics[1]) if leaf_revoked else ZERO32,
-                "root": _b32(topics[2] if leaf_revoked else topics[1]),
-                "issuer": _address(topics[3] if leaf_revoked else topics[2]),
-                "reason": _word(data, 0),
-                "timestamp": _word(data, 1),
-                "accumulator": _word_bytes(data, 2),
-            }
-        )
-    elif topic0 == T_KEY_ADDED:
-        out.keys.append(
-            {
-                **ref,
-                "issuer": _address(topics[1]),
-                "key_id": _b32(topics[2]),
-                "algorithm": _word(data, 0),
-                "public_key": _dynamic(data, 1),
-            }
-        )
-    elif topic0 == T_KEY_REVOKED:
-        out.key_revocations.append({**ref, "issuer": _address(topics[1]), "key_id": _b32(topics[2])})
-    elif topic0 == T_ISSUER_REGISTERED:
-        out.issuers.append(
-            {
-                **ref,
-                "address": _address(topics[1]),
-                "name": _dynamic(data, 0).decode(),
-                "uri": _dynamic(data, 1).decode(),
-            }
-        )
-    elif topic0 == T_ISSUER_STATUS:
-        out.issuer_status.append({**ref, "address": _address(topics[1]), "active": _word(data, 0) == 1})
-    else:
-        raise DecodeError(f"unknown event topic {topic0}")

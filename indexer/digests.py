@@ -81,9 +81,16 @@ def block_events(session: Session, first: int, last: int) -> dict[int, list[tupl
     return events
 
 
-def update_digests(engine: Engine) -> int:
-    """Fills in the digest of every event block that lacks one, oldest first; returns how many."""
+def update_digests(engine: Engine, *, rebuild: bool = False) -> int:
+    """Fills in the digest of every event block that lacks one, oldest first; returns how many.
+
+    ``rebuild`` first forgets every stored digest, so they are recomputed from the rows as they
+    are now: what an auditor does before comparing a mirror it does not trust with another node.
+    """
     done = 0
+    if rebuild:
+        with Session(engine) as session, session.begin():
+            session.execute(update(BlockRow).values(digest=None))
     while True:
         with Session(engine) as session, session.begin():
             pending = session.execute(

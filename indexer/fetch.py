@@ -3,18 +3,23 @@
 Providers refuse big ranges in many dialects ("query returned more than 10000 results", "block
 range is too wide", -32005, timeouts). Any of those halves the range and tries again; a run of
 successes doubles it back, up to a ceiling.
+
+A range is read whole in the background while the sync loop writes the previous one: header of its
+last block, logs, decoding, then the headers the step checks. JSON parsing and decoding are Python
+work that holds the GIL, but SQLite releases it while it writes, so the two threads overlap.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from chain.errors import RpcError, RpcUnavailable
 from chain.rpc import RpcClient
+from indexer.decode import DecodedBatch, decode_logs
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +74,34 @@ def _asks_for_less(error: RpcError) -> bool:
 
 
 @dataclass(frozen=True)
+class Header:
+    number: int
+    hash: bytes
+    parent_hash: bytes
+    timestamp: int
+
+    @classmethod
+    def from_rpc(cls, raw: dict[str, Any]) -> Header:
+        return cls(
+            int(raw["number"], 16),
+            bytes.fromhex(raw["hash"][2:]),
+            bytes.fromhex(raw["parentHash"][2:]),
+            int(raw["timestamp"], 16),
+        )
+
+
+def read_headers(rpc: RpcClient, numbers: Iterable[int]) -> dict[int, Header]:
+    """Headers by number in one batch; a block the chain does not have is left out."""
+    wanted = sorted(set(numbers))
+    raws = rpc.batch([("eth_getBlockByNumber", [hex(n), False]) for n in wanted])
+    return {n: Header.from_rpc(raw) for n, raw in zip(wanted, raws, strict=True) if raw is not None}
+
+
+@dataclass(frozen=True)
 class LogRange:
-    """The logs of blocks ``first..last``, and the hash block ``last`` had *before* they were read.
+    """The decoded logs of blocks ``first..last``, the hash block ``last`` had *before* they were
+    read, and headers read *after* them: of the block before ``first``, of every block with logs,
+    and of ``last`` (a block the chain no longer has is missing).
 
     A reorg below ``last`` changes ``last``'s hash, so comparing it with a header read after the
     logs proves the logs came from one chain, even for blocks that carried no logs.
@@ -79,15 +110,16 @@ class LogRange:
     first: int
     last: int
     last_hash_before: bytes
-    logs: list[dict[str, Any]]
+    log_count: int
+    batch: DecodedBatch
+    headers: dict[int, Header]
 
 
 class LogFetcher:
-    """Fetches the registry's logs for the topics the mirror follows.
+    """Fetches and decodes the registry's logs for the topics the mirror follows.
 
-    While the caller applies one range, the next one is already being fetched in a background
-    thread (I/O overlaps decoding and database writes); a prefetched range is used only if it
-    starts where the caller continues.
+    While the caller applies one range, the next one is already being read in a background
+    thread; a prefetched range is used only if it starts where the caller continues.
     """
 
     def __init__(
@@ -127,7 +159,9 @@ class LogFetcher:
         )
         if not isinstance(logs, list):
             raise RpcError("eth_getLogs: result is not a list")
-        return LogRange(first, last, bytes.fromhex(header["hash"][2:]), logs)
+        batch = decode_logs(logs, self.registry)
+        headers = read_headers(self.rpc, [first - 1, *batch.blocks, last])
+        return LogRange(first, last, bytes.fromhex(header["hash"][2:]), len(logs), batch, headers)
 
     def fetch_range(self, first: int, last: int) -> LogRange:
         """Logs from ``first`` up to at most ``last`` (fewer blocks if the window is smaller)."""
@@ -144,7 +178,7 @@ class LogFetcher:
                     "eth_getLogs %d-%d refused (%s); range now %d", first, end, exc.message, self.window.size
                 )
                 continue
-            self.window.succeeded(len(fetched.logs))
+            self.window.succeeded(fetched.log_count)
             self._prefetch(fetched.last + 1, last)
             return fetched
 

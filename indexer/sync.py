@@ -3,12 +3,13 @@
 One step:
 
 1. read the head (and the chain's ``finalized`` block where the endpoint has one);
-2. fetch the registry's logs for the next range with raw ``eth_getLogs`` (the range adapts);
-3. fetch, in one batch, the headers of the checkpoint block, of every block with logs and of the
-   range's last block; if the checkpoint's hash changed, a reorg happened: find the fork point,
-   delete everything above it and start again from there;
-4. decode the logs by hand, fold them into both accumulators (checked against the values the
-   events carry), and write rows, blocks and the new checkpoint in ONE transaction.
+2. read the next range (its size adapts; usually read in the background while the previous step
+   wrote): the registry's logs by raw ``eth_getLogs``, decoded by hand, then in one batch the
+   headers of the checkpoint block, of every block with logs and of the range's last block;
+3. if the checkpoint's hash changed, a reorg happened: find the fork point, delete everything
+   above it and start again from there;
+4. fold the rows into both accumulators (checked against the values the events carry), and write
+   rows, blocks and the new checkpoint in ONE transaction.
 
 So a crash at any moment leaves the mirror at a committed checkpoint, and re-running a range is
 harmless (rows are keyed by ``(tx_hash, log_index)``). A reorg whose fork point lies below the
@@ -17,24 +18,25 @@ mirror's finalized block is not repaired: it raises :class:`ReorgBeyondFinality`
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from sqlalchemy import Engine, delete, func, select
 from sqlalchemy.orm import Session
 
 from chain.accumulators import fold_anchor, fold_revocation, genesis_accumulators
 from chain.contract import hex0x
-from chain.db import BEGIN_MODE, insert_ignore
+from chain.db import BEGIN_MODE
 from chain.errors import ChainMismatch, FinVaultError, RpcError, RpcUnavailable
 from chain.registry import RegistryReader
 from chain.rpc import RpcClient
-from indexer.decode import MIRRORED_TOPICS, DecodedBatch, DecodeError, decode_logs
-from indexer.fetch import AdaptiveRange, LogFetcher
+from indexer.db import insert_rows
+from indexer.decode import MIRRORED_TOPICS, DecodedBatch, DecodeError
+from indexer.fetch import AdaptiveRange, Header, LogFetcher, read_headers
 from indexer.schema import (
     EVENT_TABLES,
     SCHEMA_VERSION,
@@ -81,23 +83,6 @@ class ChainMoved(IndexerError):
 
 #: Failures a later step may not meet again: retried (with backoff) until the breaker opens.
 TRANSIENT_ERRORS = (RpcUnavailable, RpcError, ChainMoved, QuorumDisagreement, DecodeError)
-
-
-@dataclass(frozen=True)
-class Header:
-    number: int
-    hash: bytes
-    parent_hash: bytes
-    timestamp: int
-
-    @classmethod
-    def from_rpc(cls, raw: dict[str, Any]) -> Header:
-        return cls(
-            int(raw["number"], 16),
-            bytes.fromhex(raw["hash"][2:]),
-            bytes.fromhex(raw["parentHash"][2:]),
-            int(raw["timestamp"], 16),
-        )
 
 
 @dataclass(frozen=True)
@@ -247,16 +232,16 @@ class Indexer:
     ) -> dict[int, Header]:
         """Headers by number in one batch; a block the chain does not have is :class:`ChainMoved`,
         or left out with ``allow_missing`` (a reorg to a shorter chain)."""
-        wanted = sorted(set(numbers))
-        raws = (client or self.rpc).batch([("eth_getBlockByNumber", [hex(n), False]) for n in wanted])
-        headers: dict[int, Header] = {}
-        for number, raw in zip(wanted, raws, strict=True):
-            if raw is None:
-                if allow_missing:
-                    continue
-                raise ChainMoved(f"block {number} is not available (yet)")
-            headers[number] = Header.from_rpc(raw)
+        headers = read_headers(client or self.rpc, numbers)
+        if not allow_missing:
+            self._require(headers, numbers)
         return headers
+
+    @staticmethod
+    def _require(headers: dict[int, Header], numbers: Iterable[int]) -> None:
+        missing = sorted(set(numbers) - headers.keys())
+        if missing:
+            raise ChainMoved(f"block {missing[0]} is not available (yet)")
 
     def _check_quorum(self, headers: dict[int, Header]) -> None:
         if self.quorum is None:
@@ -302,12 +287,12 @@ class Indexer:
                     StepResult(first, checkpoint.block_number, 0, target_head, reorged_to=fork)
                 )
             fetched = self.fetcher.fetch_range(first, target_head)
-            last = fetched.last
-            batch = decode_logs(fetched.logs, self.registry)
+            last, batch, headers = fetched.last, fetched.batch, dict(fetched.headers)
+            self._require(headers, [checkpoint.block_number, *batch.blocks, last])
             # The newest final block of the range is kept too: a fork point no reorg can go below.
             newest_final = min(finalized, last)
-            keep = [newest_final] if newest_final >= first else []
-            headers = self._headers([checkpoint.block_number, *batch.blocks, last, *keep])
+            if first <= newest_final and newest_final not in headers:
+                headers.update(self._headers([newest_final]))
             if headers[checkpoint.block_number].hash != checkpoint.block_hash:
                 fork = self._rollback_to_fork(session, checkpoint)
                 return self._record(StepResult(first, fork, 0, target_head, reorged_to=fork))
@@ -369,14 +354,14 @@ class Indexer:
                 raise MirrorDivergence(
                     f"revocation in {hex0x(row['tx_hash'])} does not fold into the accumulator"
                 )
-        insert_ignore(session, IssuerRow, batch.issuers)
-        insert_ignore(session, IssuerStatusRow, batch.issuer_status)
-        insert_ignore(session, KeyRow, batch.keys)
-        insert_ignore(session, KeyRevocationRow, batch.key_revocations)
-        insert_ignore(session, AnchorRow, batch.anchors)
-        insert_ignore(session, RevocationRow, batch.revocations)
+        insert_rows(session, IssuerRow, batch.issuers)
+        insert_rows(session, IssuerStatusRow, batch.issuer_status)
+        insert_rows(session, KeyRow, batch.keys)
+        insert_rows(session, KeyRevocationRow, batch.key_revocations)
+        insert_rows(session, AnchorRow, batch.anchors)
+        insert_rows(session, RevocationRow, batch.revocations)
         per_block = batch.events_per_block
-        insert_ignore(
+        insert_rows(
             session,
             BlockRow,
             [
@@ -459,13 +444,22 @@ class Indexer:
     def sync(
         self, to_block: int | None = None, on_step: Callable[[StepResult], None] | None = None
     ) -> SyncStatus:
-        """Catches up to the head (or ``to_block``) and returns. Transient errors are retried."""
-        while True:
-            result = self._step_with_retry(to_block)
-            if on_step is not None:
-                on_step(result)
-            if result.reorged_to is None and result.caught_up:
-                return self.status
+        """Catches up to the head (or ``to_block``) and returns. Transient errors are retried.
+
+        Meanwhile the objects that already exist are frozen out of the cyclic garbage collector:
+        a catch-up parses millions of short-lived JSON containers, and each full collection would
+        otherwise walk the whole program's long-lived objects again (a sixth of the sync's time).
+        """
+        gc.freeze()
+        try:
+            while True:
+                result = self._step_with_retry(to_block)
+                if on_step is not None:
+                    on_step(result)
+                if result.reorged_to is None and result.caught_up:
+                    return self.status
+        finally:
+            gc.unfreeze()
 
     def _step_with_retry(self, to_block: int | None) -> StepResult:
         delay = 0.2

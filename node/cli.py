@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
+from chain.cli import chain_options, registry_option
+from chain.settings import load_settings
 from node.demo import run_demo
+from node.settings import NodeSettings
 
 
 @click.command()
@@ -25,4 +29,53 @@ def demo(check: bool, state_dir: Path, chain_port: int) -> None:
         click.echo("demo check passed")
 
 
-commands = [demo]
+@click.command("node")
+@click.option("--host", help="Address to listen on (default 127.0.0.1).")
+@click.option("--port", type=int, help="Port to listen on (default 8000; 0 picks a free one).")
+@click.option("--db", "database_url", help="Mirror database URL (default sqlite:///.finvault/mirror.db).")
+@click.option(
+    "--sync-confirmations", type=int, help="Depth at which mirror rows count as final (default 12)."
+)
+@click.option(
+    "--start-block", type=int, help="First block to read (default: the registry's deployment block)."
+)
+@click.option(
+    "--quorum-rpc", "quorum_rpc_urls", multiple=True, help="Second endpoint that must agree on hashes."
+)
+@click.option("--cors-origin", "cors_origins", multiple=True, help="Browser origin allowed to call the API.")
+@click.option("--log-level", help="uvicorn log level (default info).")
+@registry_option
+@chain_options
+def node(
+    rpc_urls: tuple[str, ...],
+    quorum_rpc_urls: tuple[str, ...],
+    cors_origins: tuple[str, ...],
+    **options: Any,
+) -> None:
+    """Run a verification node: follow the registry into the mirror and serve the HTTP API.
+
+    Prints the node's URL on stdout once it accepts connections, and serves until Ctrl-C or
+    SIGTERM. It holds no key and sends no transaction. Everything else is set with FINVAULT_*
+    variables (see the README's "Verification node" section).
+    """
+    settings = load_settings(
+        NodeSettings,
+        rpc_urls=list(rpc_urls) or None,
+        quorum_rpc_urls=list(quorum_rpc_urls) or None,
+        cors_origins=list(cors_origins) or None,
+        **options,
+    )
+    from node.server import serve_node  # uvicorn and the app only when serving
+
+    def ready(url: str) -> None:
+        click.echo(url)
+        click.echo(
+            f"finvault node: serving {url} (chain {settings.chain_id}, registry {settings.registry}); "
+            "Ctrl-C stops it",
+            err=True,
+        )
+
+    serve_node(settings, on_ready=ready)
+
+
+commands = [demo, node]

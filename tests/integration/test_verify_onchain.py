@@ -146,7 +146,7 @@ def test_finvault_verify_command(issued: Issued, anvil: DevChain, rpc: RpcClient
     tree = issued.batch.tree
     issued.registry.issuer.revoke_root(tree.root, RevocationReason.PRIVILEGE_WITHDRAWN)
     revoked = subprocess.run(base, capture_output=True, text=True, check=False, timeout=60)
-    assert revoked.returncode == 3
+    assert revoked.returncode == 1  # anything but VALID
     assert "REVOKED" in revoked.stdout
     assert "[ROOT_REVOKED]" in revoked.stdout
 

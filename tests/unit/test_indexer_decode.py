@@ -150,6 +150,20 @@ def anchored_log() -> dict[str, Any]:
     return synthesize("Anchored", {**EDGE_VALUES["Anchored"], "count": 5, "manifestUri": "ipfs://m"})
 
 
+def leaf_revoked_log() -> dict[str, Any]:
+    return synthesize(
+        "LeafRevoked",
+        {
+            "leaf": b"\x01" * 32,
+            "root": b"\x02" * 32,
+            "issuer": b"\x03" * 20,
+            "reason": 1,
+            "timestamp": 9,
+            "accumulator": b"\x04" * 32,
+        },
+    )
+
+
 def with_data(log: dict[str, Any], data: bytes) -> dict[str, Any]:
     return {**log, "data": "0x" + data.hex()}
 
@@ -191,6 +205,13 @@ MALFORMED = {
     "misaligned string offset": lambda: with_data(anchored_log(), _misaligned_offset()),
     "invalid UTF-8": _invalid_utf8,
     "data cut after two words (Anchored)": lambda: with_data(anchored_log(), _anchored_data()[:64]),
+    "data cut after two words (LeafRevoked, decoded inline)": lambda: with_data(
+        leaf_revoked_log(), bytes.fromhex(leaf_revoked_log()["data"][2:])[:64]
+    ),
+    "missing indexed topic (LeafRevoked)": lambda: {
+        **leaf_revoked_log(),
+        "topics": leaf_revoked_log()["topics"][:3],
+    },
     "empty data (IssuerStatusChanged)": lambda: with_data(
         synthesize("IssuerStatusChanged", {"issuer": b"\x01" * 20, "active": True}), b""
     ),

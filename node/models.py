@@ -1,0 +1,236 @@
+"""The node API's response shapes, for /openapi.json (and for schema-conformance tests).
+
+The hot routes (``POST /verify``, ``/verify/bulk``) serialize :meth:`chain.verify.Verdict.to_dict`
+themselves; these models document that shape and are checked against it by the tests.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from chain.receipt import Receipt
+from chain.web import error_schema
+
+Hex32 = Field(pattern=r"^0x[0-9a-f]{64}$")
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CheckOut(_Out):
+    name: Literal[
+        "well_formed",
+        "digest",
+        "signature",
+        "proof",
+        "chain",
+        "anchor",
+        "issuer",
+        "revocation",
+        "finality",
+        "expiry",
+    ]
+    outcome: Literal["pass", "fail", "skip"]
+    code: str | None = Field(description="Stable reason code when the check failed (e.g. DIGEST_MISMATCH).")
+    detail: str
+
+
+class IssuerOut(_Out):
+    address: str
+    name: str
+    uri: str
+    active: bool
+
+
+class AnchorEvidenceOut(_Out):
+    root: str
+    tx_hash: str
+    block_number: int
+    block_hash: str
+    log_index: int
+    anchored_at: str = Field(description="Block time of the anchor, ISO 8601 UTC.")
+    confirmations: int
+    final: bool = Field(description="Deep enough and at or below the chain's finalized block.")
+
+
+class RevocationEvidenceOut(_Out):
+    scope: Literal["leaf", "root"]
+    reason: int = Field(description="RFC 5280 CRL reason code (11: issuedInError).")
+    tx_hash: str
+    block_number: int
+    block_hash: str
+    log_index: int
+    revoked_at: str
+
+
+class VerdictOut(_Out):
+    status: Literal["VALID", "REVOKED", "INVALID", "PENDING"]
+    valid: bool
+    reasons: list[str] = Field(description="Reason codes of the failed checks.")
+    checks: list[CheckOut]
+    issuer: IssuerOut | None
+    anchor: AnchorEvidenceOut | None
+    revocation: RevocationEvidenceOut | None
+    evidence: dict[str, Any] = Field(description="What a third party needs to re-check the verdict.")
+    checked_at: str = Field(description="The time expiry was judged at, ISO 8601 UTC.")
+
+
+class BulkOut(_Out):
+    count: int
+    summary: dict[str, int] = Field(description="How many verdicts of each status.")
+    results: list[VerdictOut] = Field(description="One verdict per receipt, in request order.")
+
+
+class EventOut(_Out):
+    tx_hash: str
+    block_number: int
+    block_hash: str
+    log_index: int
+
+
+class AnchorRevocationOut(_Out):
+    reason: int
+    timestamp: int
+    event: EventOut
+
+
+class AnchorOut(_Out):
+    root: str
+    issuer: str
+    count: int = Field(description="Certificates in the batch.")
+    timestamp: int
+    anchored_at: str
+    manifest_uri: str
+    event: EventOut
+    confirmations: int
+    final: bool
+    revocation: AnchorRevocationOut | None = Field(description="Set when the whole batch is revoked.")
+
+
+class KeyOut(_Out):
+    key_id: str
+    algorithm: Literal["ed25519", "rsa-pkcs1v15-sha256"]
+    public_key: str = Field(description="DER SubjectPublicKeyInfo, hex.")
+    added_block: int
+    revoked_block: int | None
+    active: bool
+
+
+class IssuerDetailOut(_Out):
+    address: str
+    name: str
+    uri: str
+    active: bool
+    registered: EventOut
+    keys: list[KeyOut]
+
+
+class IssuersOut(_Out):
+    issuers: list[IssuerDetailOut]
+
+
+class RevocationOut(_Out):
+    scope: Literal["leaf", "root"]
+    root: str
+    leaf: str | None
+    issuer: str
+    reason: int
+    timestamp: int
+    revoked_at: str
+    event: EventOut
+
+
+class RevocationsPage(_Out):
+    revocations: list[RevocationOut]
+    next_cursor: str | None = Field(description="Pass as ?cursor= for the next page; null on the last.")
+
+
+class HealthOut(_Out):
+    status: Literal["ok"]
+
+
+class ErrorBody(_Out):
+    code: str
+    message: str
+    correlation_id: str
+
+
+class ReadyOut(_Out):
+    ready: bool
+    reasons: list[str]
+    error: ErrorBody | None = None
+
+
+class AccumulatorsOut(_Out):
+    block_number: int
+    anchor_accumulator: str | None = None
+    revocation_accumulator: str | None = None
+    anchors: int | None = None
+    revocations: int | None = None
+    error: str | None = None
+
+
+class CountsOut(_Out):
+    anchors: int
+    revocations: int
+    issuers: int
+    keys: int
+
+
+class StatusOut(_Out):
+    chain_id: int
+    registry: str
+    head: int
+    indexed_block: int
+    finalized_block: int
+    lag: int
+    events_indexed: int = Field(description="Events this process has indexed since it started.")
+    counts: CountsOut
+    mirror: AccumulatorsOut
+    contract: AccumulatorsOut | None = Field(description="The contract's values at the mirror's block.")
+    accumulators_match: bool | None
+    confirmations: int
+    sync_confirmations: int
+    reorgs_repaired: int
+    last_error: str | None
+    ready: bool
+
+
+def _inline_refs(schema: Any, definitions: dict[str, Any]) -> Any:
+    if isinstance(schema, dict):
+        if "$ref" in schema:
+            return _inline_refs(definitions[schema["$ref"].rsplit("/", 1)[-1]], definitions)
+        return {key: _inline_refs(value, definitions) for key, value in schema.items() if key != "$defs"}
+    if isinstance(schema, list):
+        return [_inline_refs(item, definitions) for item in schema]
+    return schema
+
+
+def receipt_schema() -> dict[str, Any]:
+    """The ``finvault-receipt/1`` JSON schema, self-contained (no ``$ref``), for request bodies."""
+    schema = Receipt.model_json_schema(by_alias=True)
+    inlined: dict[str, Any] = _inline_refs(schema, schema.get("$defs", {}))
+    inlined["description"] = (
+        "A finvault-receipt/1 receipt. Anything else that is JSON still gets a verdict "
+        "(INVALID, MALFORMED), not an error."
+    )
+    return inlined
+
+
+def bulk_schema(limit: int) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["receipts"],
+        "additionalProperties": False,
+        "properties": {
+            "receipts": {"type": "array", "minItems": 1, "maxItems": limit, "items": receipt_schema()}
+        },
+    }
+
+
+def error_response_doc(description: str) -> dict[str, Any]:
+    """A ``responses=`` entry for the one error shape."""
+    return {"description": description, "content": {"application/json": {"schema": error_schema()}}}

@@ -1,0 +1,352 @@
+"""The node's moving parts: the live sync loop in a background thread, and what it reports.
+
+:meth:`NodeRuntime.open` does every start-up check before anything binds a port: settings, chain
+id, the registry's code hash, the mirror's schema and that the mirror belongs to this chain and
+registry. The loop then keeps the mirror at the head: transient failures back off (the breaker
+shows in ``/ready``); a reorg below finality or a mirror that no longer folds into the contract's
+accumulators stops the loop for good, and the node reports it instead of serving on as if ready.
+
+With several worker processes (``FINVAULT_WORKERS``), the loop runs once, in the supervisor, and
+publishes what it knows through :class:`node.shared.SharedState`; each worker serves from a
+:class:`FollowerRuntime` that reads it. The app sees the same interface either way.
+
+The node holds no private key and sends no transaction: it only reads the chain.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from chain.db import make_engine
+from chain.errors import ChainMismatch, FinVaultError, RpcError, RpcUnavailable
+from chain.registry import RegistryReader
+from chain.rpc import RetryPolicy, RpcClient
+from chain.verify import ChainHead, Policy
+from indexer.cli import build_indexer
+from indexer.digests import update_digests
+from indexer.sync import TRANSIENT_ERRORS, Indexer
+from node.audit import ReconciliationJob, drift_alert
+from node.mirror import MirrorView
+from node.settings import NodeSettings
+from node.shared import SharedState, SyncSnapshot
+
+log = logging.getLogger(__name__)
+
+#: How often the loop re-checks that the endpoint still serves the configured chain.
+CHAIN_ID_CHECK_SECONDS = 30.0
+#: How long shutdown waits for a sync step in flight (it commits or rolls back as a whole).
+STOP_TIMEOUT = 30.0
+
+
+def not_ready(snapshot: SyncSnapshot, settings: NodeSettings, now: float | None = None) -> list[str]:
+    """Why a node in this state should not take traffic; empty when it is ready."""
+    now = time.monotonic() if now is None else now
+    reasons = []
+    if snapshot.fatal:
+        reasons.append(f"sync stopped: {snapshot.fatal}")
+    elif not snapshot.running:
+        reasons.append("sync loop is not running")
+    if snapshot.chain_mismatch:
+        reasons.append(f"chain id mismatch: {snapshot.chain_mismatch}")
+    if snapshot.breaker_open:
+        reasons.append(f"RPC circuit breaker open: {snapshot.last_error}")
+    if snapshot.last_success is None:
+        reasons.append("no sync step has completed yet")
+    elif now - snapshot.last_success > settings.ready_max_stale_seconds:
+        reasons.append(
+            f"no successful sync step for {now - snapshot.last_success:.0f}s: {snapshot.last_error}"
+        )
+    if snapshot.lag > settings.ready_max_lag_blocks:
+        reasons.append(f"mirror lags the head by {snapshot.lag} blocks (max {settings.ready_max_lag_blocks})")
+    return reasons
+
+
+class Runtime(ABC):
+    """What the app needs: settings, the mirror view, the sync state, and the contract's view."""
+
+    def __init__(self, settings: NodeSettings, read_engine: Engine, cursor_key: bytes) -> None:
+        self.settings = settings
+        self.registry = settings.require_registry()
+        self.read_engine = read_engine
+        self.policy = Policy(confirmations=settings.confirmations)
+        self.cursor_key = cursor_key
+        # The API's own client for GET /status: one quick try, never the loop's retries.
+        self._status_rpc = RpcClient(
+            settings.rpc_urls, policy=RetryPolicy(rounds=1, timeout=min(settings.rpc_timeout, 5.0))
+        )
+        self._status_reader = RegistryReader(self._status_rpc, self.registry)
+        self._contract_cache: tuple[int, dict[str, Any]] | None = None
+        self.view = MirrorView(read_engine, settings.chain_id, self.registry, self.head, self._generation)
+
+    @abstractmethod
+    def snapshot(self) -> SyncSnapshot:
+        """The sync loop's state now."""
+
+    @abstractmethod
+    def _generation(self) -> int: ...
+
+    @abstractmethod
+    def start(self) -> None:
+        """Called when the app starts serving."""
+
+    @abstractmethod
+    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+        """Called when the app stops serving."""
+
+    def close(self) -> None:
+        """Releases connections (after :meth:`stop`)."""
+        self._status_rpc.close()
+        self.read_engine.dispose()
+
+    def head(self) -> ChainHead:
+        """The chain as the loop last saw it; verification judges finality against this."""
+        snapshot = self.snapshot()
+        return ChainHead(max(snapshot.head, snapshot.indexed_block), snapshot.finalized_block)
+
+    def not_ready(self) -> list[str]:
+        reasons = not_ready(self.snapshot(), self.settings)
+        with Session(self.read_engine) as session:
+            drift = drift_alert(session, self.settings.reconcile_drift_threshold)
+        return [*reasons, drift] if drift else reasons
+
+    def contract_accumulators(self, block: int) -> dict[str, Any]:
+        """The contract's accumulators and counts at ``block`` (cached per block), or an error."""
+        cached = self._contract_cache
+        if cached is not None and cached[0] == block:
+            return cached[1]
+        try:
+            anchor_acc, revocation_acc = self._status_reader.accumulators(block)
+            anchors, revocations = self._status_reader.counts(block)
+        except FinVaultError as exc:
+            return {"block_number": block, "error": exc.diagnostics()}
+        answer: dict[str, Any] = {
+            "block_number": block,
+            "anchor_accumulator": "0x" + anchor_acc.hex(),
+            "revocation_accumulator": "0x" + revocation_acc.hex(),
+            "anchors": anchors,
+            "revocations": revocations,
+        }
+        self._contract_cache = (block, answer)
+        return answer
+
+
+@dataclass
+class LoopHealth:
+    """What the sync loop knows about itself, beyond the indexer's :class:`SyncStatus`."""
+
+    last_success: float | None = None
+    steps: int = 0
+    rpc_errors: int = 0
+    failures: int = 0
+    fatal: str | None = None
+    chain_mismatch: str | None = None
+    running: bool = False
+
+
+class NodeRuntime(Runtime):
+    """The indexer, a read view of its mirror, and the loop that keeps them current."""
+
+    def __init__(
+        self, settings: NodeSettings, indexer: Indexer, read_engine: Engine, shared: SharedState | None = None
+    ) -> None:
+        self.indexer = indexer
+        self.health = LoopHealth()
+        self.shared = shared
+        self._generation_counter = 0
+        secret = settings.cursor_secret
+        super().__init__(
+            settings, read_engine, secret.get_secret_value().encode() if secret else secrets.token_bytes(32)
+        )
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_chain_check = time.monotonic()
+        self._caught_up = False
+        self.reconciliation = ReconciliationJob(
+            indexer.engine,
+            indexer.rpc,
+            indexer.registry,
+            settings.chain_id,
+            indexer.start_block,
+            window=settings.reconcile_window_blocks,
+            interval=settings.reconcile_interval,
+        )
+
+    @classmethod
+    def open(cls, settings: NodeSettings, shared_state: Path | None = None) -> NodeRuntime:
+        """Connects and checks everything; raises :class:`FinVaultError` on anything wrong."""
+        indexer = build_indexer(settings)
+        try:
+            shared = None if shared_state is None else SharedState(shared_state, create=True)
+            runtime = cls(settings, indexer, make_engine(settings.database_url), shared)
+        except BaseException:
+            indexer.close()
+            raise
+        runtime.publish()
+        return runtime
+
+    def _generation(self) -> int:
+        return self._generation_counter
+
+    def snapshot(self) -> SyncSnapshot:
+        status, health = self.indexer.status, self.health
+        return SyncSnapshot(
+            generation=self._generation_counter,
+            head=status.head,
+            indexed_block=status.indexed_block,
+            finalized_block=status.finalized_block,
+            events_indexed=status.events_indexed,
+            rpc_errors=health.rpc_errors,
+            failures=health.failures,
+            reorgs=len(status.reorgs),
+            last_success=health.last_success,
+            breaker_open=self.indexer.breaker.open,
+            running=health.running,
+            last_error=status.last_error,
+            fatal=health.fatal,
+            chain_mismatch=health.chain_mismatch,
+        )
+
+    def publish(self) -> None:
+        """Hands the current state to worker processes, if there are any."""
+        if self.shared is not None:
+            self.shared.write(self.snapshot())
+
+    # -- the loop -------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Starts the sync loop in a daemon thread (idempotent)."""
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self.health.running = True
+        self._thread = threading.Thread(target=self._run, name="finvault-sync", daemon=True)
+        self._thread.start()
+        self.reconciliation.start()
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+        """Stops the loop after the step in flight (each step commits its own checkpoint)."""
+        self.reconciliation.stop()
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.warning("the sync loop did not stop within %.0fs", timeout)
+            self._thread = None
+
+    def close(self) -> None:
+        """Stops the loop and releases connections."""
+        self.stop()
+        self.indexer.close()
+        self.indexer.rpc.close()
+        self.indexer.engine.dispose()
+        if self.shared is not None:
+            self.shared.close()
+        super().close()
+
+    def _run(self) -> None:
+        poll = self.settings.poll_interval
+        try:
+            while not self._stop.is_set():
+                succeeded = self._step()
+                self.publish()
+                if not succeeded:
+                    breaker = self.indexer.breaker
+                    self._stop.wait(breaker.cooldown if breaker.open else poll)
+                elif self._caught_up:
+                    self._stop.wait(poll)
+        finally:
+            self.health.running = False
+            self.publish()
+            log.info("sync loop stopped at block %d", self.indexer.status.indexed_block)
+
+    def _step(self) -> bool:
+        """One sync step; False after a failure (the caller backs off)."""
+        indexer = self.indexer
+        try:
+            self._check_chain_id()
+            result = indexer.step()
+        except TRANSIENT_ERRORS as exc:
+            self._failed(exc)
+            log.warning("sync step failed: %s", indexer.status.last_error)
+            return False
+        except FinVaultError as exc:
+            # Reorg below finality, mirror divergence: repairing these silently would hide them.
+            self._failed(exc)
+            self.health.fatal = exc.diagnostics()
+            log.error("sync loop stopped: %s", self.health.fatal)
+            self._stop.set()
+            return False
+        except Exception as exc:
+            self._failed(exc)
+            log.exception("sync step failed unexpectedly")
+            return False
+        self.health.steps += 1
+        self.health.last_success = time.monotonic()
+        if result.events or result.reorged_to is not None:
+            self._generation_counter += 1  # after the step's commit: cached facts are now stale
+            try:
+                update_digests(indexer.engine)  # derived data: a failure is retried after the next step
+            except SQLAlchemyError as exc:
+                log.warning("could not update the mirror digests: %s", exc)
+        self._caught_up = result.caught_up and result.reorged_to is None
+        return True
+
+    def _failed(self, exc: Exception) -> None:
+        self.health.failures += 1
+        if isinstance(exc, RpcUnavailable | RpcError):
+            self.health.rpc_errors += 1
+        self.indexer.breaker.failure()
+        status = self.indexer.status
+        status.last_error = exc.diagnostics() if isinstance(exc, FinVaultError) else type(exc).__name__
+
+    def _check_chain_id(self) -> None:
+        """Every so often: an endpoint behind a load balancer can start serving another chain."""
+        if time.monotonic() - self._last_chain_check < CHAIN_ID_CHECK_SECONDS:
+            return
+        self._last_chain_check = time.monotonic()
+        try:
+            self.indexer.rpc.require_chain_id(self.settings.chain_id)
+        except ChainMismatch as exc:
+            self.health.chain_mismatch = exc.message
+            raise RpcError(exc.message) from None  # transient: the endpoint may come back
+        self.health.chain_mismatch = None
+
+
+class FollowerRuntime(Runtime):
+    """A worker process's runtime: its own mirror reader, the loop's state from shared memory."""
+
+    def __init__(self, settings: NodeSettings, shared: SharedState, on_start: Path | None = None) -> None:
+        secret = settings.cursor_secret
+        if secret is None:
+            raise ValueError("workers need the supervisor's cursor secret")
+        self.shared = shared
+        self._on_start = on_start
+        super().__init__(settings, make_engine(settings.database_url), secret.get_secret_value().encode())
+
+    def _generation(self) -> int:
+        return self.shared.read().generation
+
+    def snapshot(self) -> SyncSnapshot:
+        return self.shared.read()
+
+    def start(self) -> None:
+        if self._on_start is not None:
+            self._on_start.touch()  # tells the supervisor this worker serves
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+        pass
+
+    def close(self) -> None:
+        self.shared.close()
+        super().close()

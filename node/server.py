@@ -1,0 +1,351 @@
+"""Running the node: under uvicorn in this process (blocking or in a thread), or as a subprocess.
+
+- :func:`serve_node` is what ``finvault node`` runs: checks, binds, serves until SIGINT/SIGTERM,
+  stops the sync loop after its step in flight, exits 0.
+- :func:`start_node_thread` runs the same node in a background thread of the calling process and
+  returns once it accepts connections (for the demo and in-process tests).
+- :class:`NodeProcess` starts ``python -m node`` as a child (dies with its parent), waits for the
+  URL line and stops it by PID.
+
+The socket is bound before the server starts, so a port in use is a one-line error, and port 0
+means "any free port" (the URL line then names the real one).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Generator, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import IO
+
+import uvicorn
+from pydantic import SecretStr
+
+from chain.errors import ConfigError, FinVaultError
+from node.app import create_app
+from node.runtime import NodeRuntime
+from node.settings import NodeSettings
+from node.worker import (
+    READY_PREFIX,
+    STATE_FILE,
+    STOP_SIGNALS,
+    WORKER_DIR_ENV,
+    die_with_parent,
+    write_worker_settings,
+)
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening-ready TCP socket on ``host:port``; :class:`ConfigError` if it cannot be had."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def node_url(host: str, sock: socket.socket) -> str:
+    port = sock.getsockname()[1]
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}"
+
+
+class _Server(uvicorn.Server):
+    """uvicorn that reports when it accepts connections, and treats SIGINT/SIGTERM as "stop, exit 0"
+    (stock uvicorn re-raises the signal after shutdown, which would kill us before cleanup)."""
+
+    def __init__(self, config: uvicorn.Config, on_ready: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._on_ready = on_ready
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if not self.should_exit:
+            self._on_ready()
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        original = {sig: signal.signal(sig, self.handle_exit) for sig in STOP_SIGNALS}
+        try:
+            yield
+        finally:
+            for sig, handler in original.items():
+                signal.signal(sig, handler)
+
+
+def _server(runtime: NodeRuntime, on_ready: Callable[[], None]) -> _Server:
+    config = uvicorn.Config(
+        create_app(runtime),
+        log_level=runtime.settings.log_level,
+        server_header=False,
+        proxy_headers=False,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=10,
+    )
+    return _Server(config, on_ready)
+
+
+def serve_node(settings: NodeSettings, on_ready: Callable[[str], None] = print) -> None:
+    """Checks, binds and serves until SIGINT/SIGTERM. Raises :class:`FinVaultError` before binding
+    if anything is wrong (chain id, registry code, mirror), so a bad start is one line."""
+    if settings.workers > 1:
+        _serve_with_workers(settings, on_ready)
+        return
+    runtime = NodeRuntime.open(settings)
+    try:
+        sock = bind_socket(settings.host, settings.port)
+        url = node_url(settings.host, sock)
+        server = _server(runtime, lambda: on_ready(url))
+        with sock:
+            server.run(sockets=[sock])
+        if not server.started:
+            raise FinVaultError("the node did not start (see the log above)", code="startup_failed")
+    finally:
+        runtime.close()
+
+
+def _serve_with_workers(settings: NodeSettings, on_ready: Callable[[str], None]) -> None:
+    """The sync loop here, HTTP in ``settings.workers`` spawned uvicorn workers (uvicorn's own
+    supervisor: it restarts a worker that dies and stops them all on SIGINT/SIGTERM)."""
+    from uvicorn.supervisors import Multiprocess
+
+    if settings.cursor_secret is None:  # every worker must sign and check cursors alike
+        settings = settings.model_copy(update={"cursor_secret": SecretStr(secrets.token_hex(32))})
+    with tempfile.TemporaryDirectory(prefix="finvault-node-") as tmp:
+        directory = Path(tmp)
+        runtime = NodeRuntime.open(settings, shared_state=directory / STATE_FILE)
+        try:
+            sock = bind_socket(settings.host, settings.port)
+            url = node_url(settings.host, sock)
+            write_worker_settings(settings, directory)
+            os.environ[WORKER_DIR_ENV] = str(directory)  # inherited by the spawned workers
+            config = uvicorn.Config(
+                "node.worker:create_worker_app",
+                factory=True,
+                workers=settings.workers,
+                log_level=settings.log_level,
+                server_header=False,
+                proxy_headers=False,
+                access_log=False,
+                lifespan="on",
+                timeout_graceful_shutdown=10,
+            )
+            runtime.start()
+            supervisor = Multiprocess(config, sockets=[sock])
+            served = threading.Event()
+
+            def announce() -> None:
+                while not supervisor.should_exit.wait(0.1):
+                    if len(list(directory.glob(f"{READY_PREFIX}*"))) >= settings.workers:
+                        served.set()
+                        on_ready(url)
+                        return
+
+            threading.Thread(target=announce, name="finvault-announce", daemon=True).start()
+            with sock:
+                supervisor.run()
+            if not served.is_set():
+                raise FinVaultError(
+                    "the node's workers did not start (see the log above)", code="startup_failed"
+                )
+        finally:
+            runtime.close()
+
+
+class RunningNode:
+    """A node served from a background thread of this process (:func:`start_node_thread`)."""
+
+    def __init__(self, runtime: NodeRuntime, server: _Server, thread: threading.Thread, url: str) -> None:
+        self.runtime = runtime
+        self.server = server
+        self.thread = thread
+        self.url = url
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Graceful shutdown: stop accepting, finish requests, stop the sync loop, close."""
+        self.server.should_exit = True
+        self.thread.join(timeout)
+        self.runtime.close()
+
+    def __enter__(self) -> RunningNode:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+def start_node_thread(settings: NodeSettings, ready_timeout: float = 60.0) -> RunningNode:
+    """Starts the node in a daemon thread and returns once it accepts connections."""
+    runtime = NodeRuntime.open(settings)
+    try:
+        sock = bind_socket(settings.host, settings.port)
+    except BaseException:
+        runtime.close()
+        raise
+    url = node_url(settings.host, sock)
+    started = threading.Event()
+    server = _server(runtime, started.set)
+
+    def run() -> None:
+        with sock:
+            server.run(sockets=[sock])
+        started.set()  # also when startup failed: the caller must not wait for ever
+
+    thread = threading.Thread(target=run, name="finvault-node", daemon=True)
+    thread.start()
+    if not started.wait(ready_timeout) or not server.started:
+        server.should_exit = True
+        thread.join(10)
+        runtime.close()
+        raise FinVaultError(f"the node did not start within {ready_timeout:.0f}s", code="startup_failed")
+    return RunningNode(runtime, server, thread, url)
+
+
+# -- as a subprocess -----------------------------------------------------------------------------------
+
+
+class NodeProcess:
+    """``python -m node ...`` as a child process: started, waited for, stopped by PID.
+
+    ``env`` is the child's whole ``FINVAULT_*`` configuration (the parent's ``FINVAULT_*``
+    variables are not inherited); ``args`` are extra ``finvault node`` flags. stderr (uvicorn's
+    and the sync loop's log) goes to ``log_path`` (a temporary file by default).
+    """
+
+    def __init__(
+        self,
+        *,
+        rpc_url: str,
+        registry: str,
+        database_url: str,
+        port: int = 0,
+        host: str = "127.0.0.1",
+        env: Mapping[str, str] | None = None,
+        args: Sequence[str] = (),
+        log_path: Path | None = None,
+    ) -> None:
+        self.command = [
+            sys.executable,
+            "-m",
+            "node",
+            "--rpc",
+            rpc_url,
+            "--registry",
+            registry,
+            "--db",
+            database_url,
+            "--host",
+            host,
+            "--port",
+            str(port),
+            *args,
+        ]
+        base = {k: v for k, v in os.environ.items() if not k.startswith("FINVAULT_")}
+        self.env = {**base, **(env or {})}
+        self.log_path = log_path
+        self.process: subprocess.Popen[str] | None = None
+        self.url = ""
+        self._log_file: tempfile._TemporaryFileWrapper[str] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    def start(self, ready_timeout: float = 60.0) -> NodeProcess:
+        """Starts the node; returns once it printed its URL. Raises with the log's tail if it exits."""
+        log: IO[str]
+        if self.log_path is not None:
+            log = self.log_path.open("w")
+        else:
+            self._log_file = tempfile.NamedTemporaryFile("w+", prefix="finvault-node-", suffix=".log")  # noqa: SIM115
+            log = self._log_file
+        self.process = subprocess.Popen(
+            self.command,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+            env=self.env,
+            preexec_fn=die_with_parent,
+        )
+        if self.log_path is not None:
+            log.close()
+        assert self.process.stdout is not None
+        deadline = time.monotonic() + ready_timeout
+        with selectors.DefaultSelector() as selector:
+            selector.register(self.process.stdout, selectors.EVENT_READ)
+            while time.monotonic() < deadline:
+                if selector.select(timeout=min(0.5, max(0.0, deadline - time.monotonic()))):
+                    line = self.process.stdout.readline()
+                    if line.startswith("http://"):
+                        self.url = line.strip()
+                        return self
+                    if not line:  # EOF: the node exited
+                        break
+                elif self.process.poll() is not None:
+                    break
+        code = self.stop()
+        raise FinVaultError(f"the node did not start (exit {code}): {self.log_tail()}", code="startup_failed")
+
+    def log(self) -> str:
+        """What the node wrote on stderr so far."""
+        if self.log_path is not None:
+            return self.log_path.read_text() if self.log_path.exists() else ""
+        if self._log_file is None:
+            return ""
+        with open(self._log_file.name) as handle:
+            return handle.read()
+
+    def log_tail(self, lines: int = 5) -> str:
+        return " | ".join(self.log().strip().splitlines()[-lines:])
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        """SIGTERM, then SIGKILL after ``timeout``; returns the exit status."""
+        process = self.process
+        if process is None:
+            return None
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(10)
+        if process.stdout is not None:
+            process.stdout.close()
+        return process.returncode
+
+    def close(self) -> None:
+        self.stop()
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+
+    def __enter__(self) -> NodeProcess:
+        return self.start() if self.process is None else self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

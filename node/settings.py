@@ -1,0 +1,134 @@
+"""Node settings: the indexer's settings plus where the node listens and how it guards its edge.
+
+Everything is validated before the node connects to anything or binds a port; secrets (the
+metrics token, the cursor secret, RPC and database URLs) are never echoed in errors.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Annotated, Any
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import NoDecode
+
+from indexer.settings import IndexerSettings
+
+#: Most receipts one POST /verify/bulk may carry.
+MAX_BULK = 1_000
+#: Default request body limit: 1,000 typical receipts (~3 KiB each) with room to spare.
+DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
+_ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$|^https?://\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$")
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9-]{1,63})*$")
+#: Secrets shorter than this are refused: they could be guessed.
+MIN_SECRET_LENGTH = 16
+
+
+class NodeSettings(IndexerSettings):
+    """``finvault node``: one process that follows the chain into the mirror and serves the API."""
+
+    host: str = Field("127.0.0.1", description="Address to listen on (loopback by default).")
+    port: int = Field(8000, ge=0, le=65_535, description="Port to listen on (0: any free port).")
+    workers: int = Field(
+        1, ge=1, le=32, description="HTTP worker processes; above 1, the sync loop runs in a supervisor."
+    )
+    max_body_bytes: int = Field(
+        DEFAULT_MAX_BODY_BYTES, ge=1024, le=256 * 1024 * 1024, description="Largest request body accepted."
+    )
+    bulk_limit: int = Field(MAX_BULK, ge=1, le=MAX_BULK, description="Most receipts per POST /verify/bulk.")
+    rate_limit: float = Field(
+        0.0, ge=0, le=1_000_000, description="Requests per second per client address; 0 turns limits off."
+    )
+    rate_limit_burst: int = Field(
+        0, ge=0, le=1_000_000, description="Bucket size per client; 0 means twice the rate (at least 1)."
+    )
+    rate_limit_loopback: bool = Field(
+        False, description="Rate-limit loopback clients too (off: a local operator is never limited)."
+    )
+    ready_max_lag_blocks: int = Field(
+        64, ge=0, le=1_000_000, description="GET /ready fails when the mirror is further behind the head."
+    )
+    ready_max_stale_seconds: float = Field(
+        120.0, gt=0, le=86_400, description="GET /ready fails when no sync step succeeded for this long."
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Browser origins allowed to call the API (comma-separated); none by default.",
+    )
+    metrics_token: SecretStr | None = Field(
+        None, description="Bearer token for GET /metrics from non-loopback clients."
+    )
+    cursor_secret: SecretStr | None = Field(
+        None, description="HMAC key of pagination cursors (default: random per start)."
+    )
+    log_level: str = Field("info", description="uvicorn's log level.")
+    admin_token: SecretStr | None = Field(
+        None, description="Bearer token for admin routes (GET /reconciliation/runs); unset: they answer 401."
+    )
+    reconcile_interval: float = Field(
+        3600.0, ge=0, le=7 * 86_400, description="Seconds between scheduled reconciliations (0: off)."
+    )
+    reconcile_window_blocks: int = Field(
+        10_000, ge=1, le=100_000_000, description="How many of the newest mirrored blocks each run re-reads."
+    )
+    reconcile_drift_threshold: int = Field(
+        0, ge=0, description="Drifts a run may find before the node turns not ready (until a resync)."
+    )
+
+    @field_validator("host")
+    @classmethod
+    def _check_host(cls, value: str) -> str:
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            if not _HOSTNAME.match(value):
+                raise ValueError("must be an IP address or a host name") from None
+        return value
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _check_origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if origin == "*":
+                raise ValueError("'*' is not allowed: list the origins that may call the node")
+            if not _ORIGIN.match(origin):
+                raise ValueError(f"not an origin (scheme://host[:port], no path): {origin[:60]!r}")
+        return [origin.lower() for origin in value]
+
+    @field_validator("metrics_token", "cursor_secret", "admin_token")
+    @classmethod
+    def _check_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < MIN_SECRET_LENGTH:
+            raise ValueError(f"must be at least {MIN_SECRET_LENGTH} characters")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_log_level(cls, value: str) -> str:
+        levels = ("critical", "error", "warning", "info", "debug", "trace")
+        if value.lower() not in levels:
+            raise ValueError(f"must be one of {', '.join(levels)}")
+        return value.lower()
+
+    @model_validator(mode="after")
+    def _require_registry(self) -> NodeSettings:
+        if self.registry is None:
+            raise ValueError("registry: a node needs the registry address (--registry or FINVAULT_REGISTRY)")
+        return self
+
+    @property
+    def burst(self) -> int:
+        return self.rate_limit_burst or max(1, int(2 * self.rate_limit))
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"

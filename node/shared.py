@@ -1,0 +1,127 @@
+"""The sync loop's state, shared with worker processes through one page of shared memory.
+
+With ``FINVAULT_WORKERS`` > 1 the sync loop runs in the supervising process and HTTP is served by
+worker processes. They need what the loop knows (head, finalized block, the mirror's generation
+for cache invalidation, readiness) and read it from a memory-mapped file that only the loop
+writes. A sequence lock keeps reads consistent: the writer makes the counter odd, writes, makes
+it even again; a reader retries while the counter is odd or changed under it.
+"""
+
+from __future__ import annotations
+
+import math
+import mmap
+import struct
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+PAGE = 4096
+_SEQ = struct.Struct("<Q")
+_NUMBERS = struct.Struct("<qqqqqqqqdBBB")
+_TEXT_AT = (256, 1280, 2304)  # last_error, fatal, chain_mismatch
+_TEXT_MAX = 1000
+_LENGTH = struct.Struct("<H")
+
+
+@dataclass(frozen=True)
+class SyncSnapshot:
+    """What the sync loop knows, at one moment."""
+
+    generation: int = 0
+    head: int = 0
+    indexed_block: int = 0
+    finalized_block: int = 0
+    events_indexed: int = 0
+    rpc_errors: int = 0
+    failures: int = 0
+    reorgs: int = 0
+    last_success: float | None = None  # time.monotonic() (system-wide on Linux)
+    breaker_open: bool = False
+    running: bool = False
+    last_error: str | None = None
+    fatal: str | None = None
+    chain_mismatch: str | None = None
+
+    @property
+    def lag(self) -> int:
+        return max(0, self.head - self.indexed_block)
+
+
+class SharedState:
+    """One page in a file, mapped shared: :meth:`write` from the loop, :meth:`read` anywhere."""
+
+    def __init__(self, path: Path, *, create: bool = False) -> None:
+        if create:
+            path.write_bytes(bytes(PAGE))
+            path.chmod(0o600)
+        with path.open("r+b") as handle:
+            self._map = mmap.mmap(handle.fileno(), PAGE)
+
+    def close(self) -> None:
+        self._map.close()
+
+    def write(self, snapshot: SyncSnapshot) -> None:
+        memory = self._map
+        (seq,) = _SEQ.unpack_from(memory, 0)
+        _SEQ.pack_into(memory, 0, seq + 1)
+        _NUMBERS.pack_into(
+            memory,
+            8,
+            snapshot.generation,
+            snapshot.head,
+            snapshot.indexed_block,
+            snapshot.finalized_block,
+            snapshot.events_indexed,
+            snapshot.rpc_errors,
+            snapshot.failures,
+            snapshot.reorgs,
+            math.nan if snapshot.last_success is None else snapshot.last_success,
+            snapshot.breaker_open,
+            snapshot.running,
+            1,  # written at least once
+        )
+        for offset, text in zip(
+            _TEXT_AT, (snapshot.last_error, snapshot.fatal, snapshot.chain_mismatch), strict=True
+        ):
+            raw = b"" if text is None else text.encode("utf-8")[:_TEXT_MAX]
+            _LENGTH.pack_into(memory, offset, 0 if text is None else len(raw) + 1)
+            memory[offset + 2 : offset + 2 + len(raw)] = raw
+        _SEQ.pack_into(memory, 0, seq + 2)
+
+    def read(self) -> SyncSnapshot:
+        memory = self._map
+        for _ in range(10_000):
+            (before,) = _SEQ.unpack_from(memory, 0)
+            if before & 1:
+                time.sleep(0)
+                continue
+            numbers = _NUMBERS.unpack_from(memory, 8)
+            texts: list[str | None] = []
+            for offset in _TEXT_AT:
+                (length,) = _LENGTH.unpack_from(memory, offset)
+                raw = bytes(memory[offset + 2 : offset + 1 + length]) if length else b""
+                texts.append(raw.decode("utf-8", "replace") if length else None)
+            (after,) = _SEQ.unpack_from(memory, 0)
+            if before == after:
+                break
+        generation, head, indexed, finalized, events, rpc_errors, failures, reorgs = numbers[:8]
+        last_success, breaker_open, running, written = numbers[8:]
+        if not written:
+            return SyncSnapshot()
+        return SyncSnapshot(
+            generation,
+            head,
+            indexed,
+            finalized,
+            events,
+            rpc_errors,
+            failures,
+            reorgs,
+            last_success=None if math.isnan(last_success) else last_success,
+            breaker_open=bool(breaker_open),
+            running=bool(running),
+            last_error=texts[0],
+            fatal=texts[1],
+            chain_mismatch=texts[2],
+        )

@@ -1,0 +1,539 @@
+// The node's web page: read a finvault-receipt/1 file, POST it to /verify, show the verdict.
+//
+// Everything from a receipt or a verdict is written with textContent, never parsed as HTML: a
+// receipt is untrusted input, and the page's Content-Security-Policy forbids inline script anyway.
+"use strict";
+
+(function () {
+  // Same bound as the node (chain.receipt.MAX_RECEIPT_BYTES): refuse before reading a huge file.
+  var MAX_RECEIPT_BYTES = 512 * 1024;
+  var REQUEST_TIMEOUT_MS = 30000;
+  var LINK_PATH = /^\/v\/(0x[0-9a-fA-F]{64})\/?$/;
+  // RFC 5280 CRL reasons the registry accepts, plus issuedInError (11).
+  var REASONS = {
+    0: "unspecified",
+    1: "key compromise",
+    3: "affiliation changed",
+    4: "superseded",
+    5: "cessation of operation",
+    9: "privilege withdrawn",
+    11: "issued in error",
+  };
+  var STATUS_CLASS = {
+    VALID: "banner-valid",
+    PENDING: "banner-pending",
+    REVOKED: "banner-revoked",
+    INVALID: "banner-invalid",
+    ERROR: "banner-error",
+    WORKING: "banner-idle",
+    idle: "banner-idle",
+  };
+  var OUTCOME_LABEL = { pass: "\u2713 pass", fail: "\u2717 fail", skip: "\u2013 skipped" };
+
+  var $ = function (id) {
+    return document.getElementById(id);
+  };
+  var linkMatch = LINK_PATH.exec(window.location.pathname);
+  var linkLeaf = linkMatch ? linkMatch[1].toLowerCase() : null;
+  var requestSeq = 0;
+
+  // -- small DOM helpers ------------------------------------------------------------------------
+
+  function el(tag, text, className) {
+    var node = document.createElement(tag);
+    if (text !== undefined && text !== null) node.textContent = String(text);
+    if (className) node.className = className;
+    return node;
+  }
+
+  function clear(node) {
+    while (node.firstChild) node.removeChild(node.firstChild);
+  }
+
+  // rows: [label, value, options]; value is text or a Node; options.mono for hashes and addresses.
+  function setFacts(dl, rows) {
+    clear(dl);
+    rows.forEach(function (row) {
+      var dt = el("dt", row[0]);
+      var dd = document.createElement("dd");
+      var options = row[2] || {};
+      if (row[1] instanceof Node) dd.appendChild(row[1]);
+      else dd.textContent = row[1] === undefined || row[1] === null ? "\u2014" : String(row[1]);
+      if (options.mono) dd.classList.add("hash");
+      if (options.className) dd.classList.add(options.className);
+      if (options.key) dd.setAttribute("data-fact", options.key);
+      dl.appendChild(dt);
+      dl.appendChild(dd);
+    });
+  }
+
+  function isObject(value) {
+    return value !== null && typeof value === "object" && !Array.isArray(value);
+  }
+
+  function yesNo(value) {
+    return value ? "yes" : "no";
+  }
+
+  function reasonName(code) {
+    var name = Object.prototype.hasOwnProperty.call(REASONS, code) ? REASONS[code] : "reason";
+    return name + " (code " + code + ")";
+  }
+
+  // -- the credential: flattened to RFC 6901 pointers, as chain.canonical.flatten does --------------
+
+  function escapeToken(token) {
+    return token.replace(/~/g, "~0").replace(/\//g, "~1");
+  }
+
+  function flatten(node, pointer, out) {
+    if (Array.isArray(node) && node.length) {
+      node.forEach(function (child, index) {
+        flatten(child, pointer + "/" + index, out);
+      });
+    } else if (isObject(node) && Object.keys(node).length) {
+      Object.keys(node).forEach(function (key) {
+        flatten(node[key], pointer + "/" + escapeToken(key), out);
+      });
+    } else {
+      out.push([pointer, typeof node === "string" ? node : JSON.stringify(node)]);
+    }
+    return out;
+  }
+
+  // -- the banner -------------------------------------------------------------------------------
+
+  function setBanner(status, headline, summary) {
+    var banner = $("banner");
+    banner.className = "banner " + (STATUS_CLASS[status] || "banner-error");
+    banner.setAttribute("data-status", status);
+    $("banner-status").textContent = headline;
+    $("banner-summary").textContent = summary;
+  }
+
+  function failing(verdict) {
+    return (verdict.checks || []).filter(function (check) {
+      return check.outcome === "fail";
+    });
+  }
+
+  function checkNamed(verdict, name) {
+    return (verdict.checks || []).filter(function (check) {
+      return check.name === name;
+    })[0];
+  }
+
+  function showVerdictBanner(verdict) {
+    var issuer = verdict.issuer ? verdict.issuer.name : "the issuer";
+    var anchor = verdict.anchor;
+    var revocation = verdict.revocation;
+    if (verdict.status === "VALID") {
+      setBanner(
+        "VALID",
+        "VALID",
+        "Genuine: issued by " + issuer + ", anchored on the chain with " +
+          (anchor ? anchor.confirmations : "?") + " confirmations (final), and not revoked."
+      );
+    } else if (verdict.status === "PENDING") {
+      var finality = checkNamed(verdict, "finality");
+      setBanner(
+        "PENDING",
+        "PENDING",
+        "Anchored by " + issuer + " but not final yet" +
+          (finality && finality.detail ? ": " + finality.detail : "") + ". Check again later."
+      );
+    } else if (verdict.status === "REVOKED") {
+      var what = revocation && revocation.scope === "root" ? "its whole batch" : "this certificate";
+      setBanner(
+        "REVOKED",
+        "REVOKED",
+        revocation
+          ? "Revoked: " + reasonName(revocation.reason) + ". " + issuer + " revoked " + what +
+              " in block " + revocation.block_number + " at " + revocation.revoked_at + "."
+          : "Revoked."
+      );
+    } else if (verdict.status === "INVALID") {
+      var failed = failing(verdict);
+      var first = failed[0];
+      setBanner(
+        "INVALID",
+        "INVALID",
+        "Not genuine: " + (verdict.reasons || []).join(", ") +
+          (first && first.detail ? " \u2014 " + first.detail : "") + "."
+      );
+    } else {
+      setBanner("ERROR", "ERROR", "The node answered with an unknown status.");
+    }
+  }
+
+  // -- the details ------------------------------------------------------------------------------
+
+  function renderIssuer(verdict, receipt) {
+    var issuer = verdict.issuer;
+    if (issuer) {
+      setFacts($("issuer"), [
+        ["Name", issuer.name, { key: "issuer-name" }],
+        ["Address", issuer.address, { mono: true, key: "issuer-address" }],
+        ["Web site", issuer.uri || "\u2014", { key: "issuer-uri" }],
+        ["Active", yesNo(issuer.active), { key: "issuer-active" }],
+      ]);
+      return;
+    }
+    var claimed = receipt && isObject(receipt.anchor) ? receipt.anchor.issuer : null;
+    setFacts($("issuer"), [
+      ["Confirmed", "no: the node could not confirm an issuer for this receipt", {
+        className: "bad", key: "issuer-name" }],
+      ["Claimed address", claimed, { mono: true, key: "issuer-address" }],
+    ]);
+  }
+
+  function renderDates(verdict, credential) {
+    var c = isObject(credential) ? credential : {};
+    var until = c.validUntil !== undefined ? c.validUntil : c.expirationDate;
+    var expiry = checkNamed(verdict, "expiry");
+    setFacts($("dates"), [
+      ["Valid from", c.validFrom !== undefined ? c.validFrom : "not disclosed", { key: "valid-from" }],
+      ["Valid until", until !== undefined ? until : "no expiry disclosed", { key: "valid-until" }],
+      ["Expiry check", expiry ? expiry.outcome + (expiry.detail ? ": " + expiry.detail : "") : null, {
+        key: "expiry" }],
+      ["Judged at", verdict.checked_at, { key: "checked-at" }],
+    ]);
+  }
+
+  function renderAnchor(verdict, receipt) {
+    var anchor = verdict.anchor;
+    var evidence = verdict.evidence || {};
+    if (anchor) {
+      var finality = checkNamed(verdict, "finality");
+      setFacts($("anchor"), [
+        ["Transaction", anchor.tx_hash, { mono: true, key: "tx-hash" }],
+        ["Block", anchor.block_number, { key: "block-number" }],
+        ["Block hash", anchor.block_hash, { mono: true, key: "block-hash" }],
+        ["Log index", anchor.log_index, { key: "log-index" }],
+        ["Anchored at", anchor.anchored_at, { key: "anchored-at" }],
+        ["Confirmations", anchor.confirmations, { key: "confirmations" }],
+        ["Finality", (anchor.final ? "final" : "not final yet") +
+          (finality && finality.detail ? " (" + finality.detail + ")" : ""), {
+          className: anchor.final ? "good" : "warn", key: "finality" }],
+        ["Chain", evidence.chainId, { key: "chain-id" }],
+        ["Registry", evidence.registry, { mono: true, key: "registry" }],
+      ]);
+      return;
+    }
+    var claimed = receipt && isObject(receipt.anchor) ? receipt.anchor : {};
+    setFacts($("anchor"), [
+      ["Confirmed", "no: this node does not hold this anchor", { className: "bad", key: "finality" }],
+      ["Claimed transaction", claimed.txHash, { mono: true, key: "tx-hash" }],
+      ["Claimed block", claimed.blockNumber, { key: "block-number" }],
+      ["Claimed chain", claimed.chainId, { key: "chain-id" }],
+      ["Claimed registry", claimed.registry, { mono: true, key: "registry" }],
+    ]);
+  }
+
+  function renderRevocation(verdict) {
+    var revocation = verdict.revocation;
+    if (revocation) {
+      setFacts($("revocation"), [
+        ["Status", "revoked", { className: "bad", key: "revoked" }],
+        ["Reason", reasonName(revocation.reason), { key: "revocation-reason" }],
+        ["Scope", revocation.scope === "root" ? "the whole batch" : "this certificate", {
+          key: "revocation-scope" }],
+        ["Block", revocation.block_number, { key: "revocation-block" }],
+        ["Revoked at", revocation.revoked_at, { key: "revoked-at" }],
+        ["Transaction", revocation.tx_hash, { mono: true, key: "revocation-tx" }],
+      ]);
+      return;
+    }
+    var check = checkNamed(verdict, "revocation");
+    var passed = check && check.outcome === "pass";
+    setFacts($("revocation"), [
+      ["Status", passed ? "not revoked" : "not checked", { className: passed ? "good" : "warn",
+        key: "revoked" }],
+      ["Detail", check ? check.detail : null, { key: "revocation-detail" }],
+    ]);
+  }
+
+  function renderChecks(verdict) {
+    var body = $("checks").tBodies[0];
+    clear(body);
+    (verdict.checks || []).forEach(function (check) {
+      var row = document.createElement("tr");
+      row.className = "outcome-" + check.outcome;
+      row.setAttribute("data-check", check.name);
+      row.setAttribute("data-outcome", check.outcome);
+      row.appendChild(el("th", check.name)).setAttribute("scope", "row");
+      row.appendChild(el("td", OUTCOME_LABEL[check.outcome] || check.outcome, "outcome"));
+      row.appendChild(el("td", check.code || "\u2014", "code"));
+      row.appendChild(el("td", check.detail || ""));
+      body.appendChild(row);
+    });
+  }
+
+  function renderFields(verdict, receipt) {
+    var body = $("fields").tBodies[0];
+    clear(body);
+    var credential = receipt && isObject(receipt.credential) ? receipt.credential : null;
+    var note = $("fields-note");
+    var digest = checkNamed(verdict, "digest");
+    var signature = checkNamed(verdict, "signature");
+    if (!credential) {
+      note.textContent = "The receipt has no readable credential.";
+      note.className = "bad";
+      return;
+    }
+    if (digest && digest.outcome === "pass" && signature && signature.outcome === "pass") {
+      note.textContent = "Every value below matches the digest the issuer signed.";
+      note.className = "good";
+    } else if (digest && digest.outcome === "pass") {
+      note.textContent = "These values match the receipt's digest, but its signature was not confirmed.";
+      note.className = "warn";
+    } else {
+      note.textContent = "These values do NOT match what the issuer signed: do not rely on them.";
+      note.className = "bad";
+    }
+    flatten(credential, "", []).forEach(function (pair) {
+      var row = document.createElement("tr");
+      row.setAttribute("data-pointer", pair[0]);
+      row.appendChild(el("th", pair[0] || "(document)", "pointer")).setAttribute("scope", "row");
+      row.appendChild(el("td", pair[1], "value"));
+      body.appendChild(row);
+    });
+  }
+
+  function renderHidden(receipt) {
+    var hidden = receipt && Array.isArray(receipt.obfuscated) ? receipt.obfuscated : [];
+    var list = $("hidden-list");
+    clear(list);
+    var summary = $("hidden-summary");
+    summary.setAttribute("data-count", String(hidden.length));
+    if (!hidden.length) {
+      summary.textContent = "No field is hidden: the whole certificate is disclosed.";
+      return;
+    }
+    summary.textContent =
+      hidden.length + (hidden.length === 1 ? " field is" : " fields are") +
+      " hidden by the holder. The receipt carries only their salted hashes, which still count" +
+      " towards the signed digest; their names and values are not shown to anyone.";
+    hidden.forEach(function (hash) {
+      list.appendChild(el("li", hash, "hash"));
+    });
+  }
+
+  function renderEvidence(verdict) {
+    var e = verdict.evidence || {};
+    setFacts($("evidence"), [
+      ["Digest", e.digest, { mono: true }],
+      ["Leaf", e.leaf, { mono: true }],
+      ["Root", e.root, { mono: true }],
+      ["Proof steps", Array.isArray(e.proof) ? e.proof.length : null],
+      ["Key id", e.keyId, { mono: true }],
+      ["Chain id", e.chainId],
+      ["Registry", e.registry, { mono: true }],
+    ]);
+  }
+
+  function renderLeafWarning(receipt) {
+    var warning = $("leaf-warning");
+    var leaf = receipt && isObject(receipt.proof) && typeof receipt.proof.leaf === "string"
+      ? receipt.proof.leaf.toLowerCase() : null;
+    if (linkLeaf && leaf !== linkLeaf) {
+      warning.textContent =
+        "This receipt is for certificate " + (leaf || "(unknown)") + ", not " + linkLeaf +
+        " from the link you opened. The verdict below is about the receipt, not the link.";
+      warning.hidden = false;
+    } else {
+      warning.hidden = true;
+      warning.textContent = "";
+    }
+  }
+
+  function renderNote(verdict) {
+    var note = $("result-note");
+    var trusted = verdict.issuer || verdict.anchor;
+    note.hidden = !(verdict.status === "INVALID" && trusted);
+    note.textContent = note.hidden
+      ? ""
+      : "The issuer and anchor below are what the chain records for the batch this receipt points to." +
+        " The receipt itself failed its checks, so it is not proof of that certificate.";
+  }
+
+  function showVerdict(verdict, receipt) {
+    showVerdictBanner(verdict);
+    renderNote(verdict);
+    renderLeafWarning(receipt);
+    renderIssuer(verdict, receipt);
+    renderDates(verdict, receipt ? receipt.credential : null);
+    renderAnchor(verdict, receipt);
+    renderRevocation(verdict);
+    renderChecks(verdict);
+    renderFields(verdict, receipt);
+    renderHidden(receipt);
+    renderEvidence(verdict);
+    $("result").hidden = false;
+  }
+
+  function showError(message) {
+    $("result").hidden = true;
+    $("leaf-warning").hidden = true;
+    setBanner("ERROR", "ERROR", message);
+  }
+
+  // -- talking to the node ----------------------------------------------------------------------
+
+  function errorMessage(response, body) {
+    var error = body && isObject(body.error) ? body.error : null;
+    var text = error
+      ? error.message + " (" + error.code + ", HTTP " + response.status + ")"
+      : "the node answered HTTP " + response.status;
+    var retry = response.headers.get("Retry-After");
+    return "Could not verify: " + text + (retry ? "; retry in " + retry + " s" : "") + ".";
+  }
+
+  function verifyText(text, source) {
+    if (!text || !text.trim()) {
+      showError("Nothing to verify: the " + source + " is empty.");
+      return;
+    }
+    var receipt = null;
+    try {
+      receipt = JSON.parse(text);
+    } catch (ignored) {
+      receipt = null; // the node judges the exact text; it explains what is wrong with it
+    }
+    var seq = ++requestSeq;
+    var controller = new AbortController();
+    var timer = window.setTimeout(function () {
+      controller.abort();
+    }, REQUEST_TIMEOUT_MS);
+    setBanner("WORKING", "Checking\u2026", "Asking this node about the receipt from the " + source + ".");
+    window
+      .fetch("/verify", {
+        method: "POST",
+        headers: { "Content-Type": "application/json", Accept: "application/json" },
+        body: text,
+        cache: "no-store",
+        credentials: "same-origin",
+        signal: controller.signal,
+      })
+      .then(function (response) {
+        return response.json().then(
+          function (body) {
+            return { response: response, body: body };
+          },
+          function () {
+            return { response: response, body: null };
+          }
+        );
+      })
+      .then(function (answer) {
+        if (seq !== requestSeq) return; // a newer receipt was loaded meanwhile
+        if (answer.response.ok && answer.body && typeof answer.body.status === "string") {
+          showVerdict(answer.body, isObject(receipt) ? receipt : null);
+        } else {
+          showError(errorMessage(answer.response, answer.body));
+        }
+      })
+      .catch(function (error) {
+        if (seq !== requestSeq) return;
+        showError(
+          error && error.name === "AbortError"
+            ? "Could not verify: the node did not answer within " + REQUEST_TIMEOUT_MS / 1000 + " s."
+            : "Could not verify: the node could not be reached."
+        );
+      })
+      .finally(function () {
+        window.clearTimeout(timer);
+      });
+  }
+
+  function verifyFile(file) {
+    if (!file) return;
+    if (file.size > MAX_RECEIPT_BYTES) {
+      showError(
+        "Could not verify: " + file.name + " is " + file.size + " bytes; a receipt is at most " +
+          MAX_RECEIPT_BYTES + "."
+      );
+      return;
+    }
+    file.text().then(
+      function (text) {
+        verifyText(text, "file " + file.name);
+      },
+      function () {
+        showError("Could not read " + file.name + ".");
+      }
+    );
+  }
+
+  // -- wiring -----------------------------------------------------------------------------------
+
+  function init() {
+    var dropzone = $("dropzone");
+    var fileInput = $("file-input");
+    var paste = $("paste");
+
+    if (linkLeaf) {
+      $("link-leaf").textContent = linkLeaf;
+      $("link-prompt").hidden = false;
+      document.title = "FinVault: verify certificate " + linkLeaf.slice(0, 10) + "\u2026";
+    }
+
+    fileInput.addEventListener("change", function () {
+      verifyFile(fileInput.files && fileInput.files[0]);
+      fileInput.value = ""; // choosing the same file again verifies it again
+    });
+
+    dropzone.addEventListener("click", function () {
+      fileInput.click();
+    });
+    dropzone.addEventListener("keydown", function (event) {
+      if (event.key === "Enter" || event.key === " ") {
+        event.preventDefault();
+        fileInput.click();
+      }
+    });
+
+    // A file dropped anywhere on the page is taken (the browser would otherwise navigate to it).
+    var depth = 0;
+    document.addEventListener("dragenter", function (event) {
+      event.preventDefault();
+      depth += 1;
+      dropzone.classList.add("dragging");
+    });
+    document.addEventListener("dragleave", function () {
+      depth = Math.max(0, depth - 1);
+      if (!depth) dropzone.classList.remove("dragging");
+    });
+    document.addEventListener("dragover", function (event) {
+      event.preventDefault();
+      if (event.dataTransfer) event.dataTransfer.dropEffect = "copy";
+    });
+    document.addEventListener("drop", function (event) {
+      event.preventDefault();
+      depth = 0;
+      dropzone.classList.remove("dragging");
+      var data = event.dataTransfer;
+      if (data && data.files && data.files.length) verifyFile(data.files[0]);
+      else if (data && data.getData("text")) verifyText(data.getData("text"), "dropped text");
+    });
+
+    $("verify-paste").addEventListener("click", function () {
+      verifyText(paste.value, "pasted text");
+    });
+    paste.addEventListener("keydown", function (event) {
+      if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
+        event.preventDefault();
+        verifyText(paste.value, "pasted text");
+      }
+    });
+    paste.addEventListener("paste", function () {
+      window.setTimeout(function () {
+        verifyText(paste.value, "pasted text");
+      }, 0);
+    });
+    document.documentElement.setAttribute("data-ready", "true");
+  }
+
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);
+  else init();
+})();

@@ -1,0 +1,173 @@
+"""Shared set-up for the verification node's tests (this module holds no tests itself).
+
+- :func:`issue` registers dev account 1 as an issuer on a registry, registers an Ed25519 key and
+  anchors a batch of real signed certificates: the receipts a holder would have.
+- :func:`start_node` runs a real ``finvault node`` (``python -m node``: uvicorn, the sync loop,
+  a SQLite mirror file) as a subprocess on a free port, and stops it by PID.
+- :func:`wait_for` polls the node until an answer looks as expected (the loop polls every 0.1 s).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+
+from chain.contract import hex0x
+from chain.devchain import free_port
+from chain.receipt import Receipt
+from chain.registry import RegistryWriter
+from chain.signing import generate_private_key
+from node.server import NodeProcess
+from tests.factories import Batch, make_batch
+
+T = TypeVar("T")
+#: anvil reports blocks at head - 64 as finalized: mining this many makes an anchor final.
+FINALITY_DEPTH = 64
+#: Every node these tests start: fast polling, quiet logs, dev chain.
+BASE_ENV = {
+    "FINVAULT_CHAIN_ID": "31337",
+    "FINVAULT_POLL_INTERVAL": "0.1",
+    "FINVAULT_LOG_LEVEL": "warning",
+}
+
+
+@dataclass
+class Issued:
+    """An anchored batch: its receipts, and the issuer's binding to revoke them."""
+
+    writer: RegistryWriter
+    batch: Batch
+    receipts: list[Receipt]
+    block: int
+    tx_hash: str
+
+    @property
+    def registry(self) -> str:
+        return self.writer.address
+
+    @property
+    def issuer(self) -> str:
+        return self.writer.sender.signer.address
+
+    @property
+    def root(self) -> str:
+        return hex0x(self.batch.tree.root)
+
+    def leaf(self, index: int) -> bytes:
+        return bytes.fromhex(self.receipts[index].proof.leaf[2:])
+
+
+def register_issuer(owner: RegistryWriter, issuer: RegistryWriter) -> None:
+    owner.register_issuer(issuer.sender.signer.address, "Example University", "https://uni.example")
+
+
+def issue(
+    owner: RegistryWriter, issuer: RegistryWriter, *, size: int = 4, seed: str = "node", register: bool = True
+) -> Issued:
+    """A batch of ``size`` certificates signed by a fresh Ed25519 key, anchored by ``issuer``."""
+    if register:
+        register_issuer(owner, issuer)
+    batch = make_batch(size, key=generate_private_key("ed25519"), seed=seed)
+    info = batch.key_info
+    issuer.add_key(info.key_id, int(info.algorithm), info.der)
+    anchored = issuer.anchor(batch.tree.root, len(batch.documents), f"ipfs://{seed}")
+    receipts = [
+        batch.receipt(
+            i,
+            tx_hash=anchored.tx_hash,
+            block_number=anchored.block_number,
+            registry=issuer.address,
+            issuer=issuer.sender.signer.address,
+        )
+        for i in range(len(batch.documents))
+    ]
+    return Issued(issuer, batch, receipts, anchored.block_number, anchored.tx_hash)
+
+
+@contextmanager
+def start_node(
+    rpc_url: str,
+    registry: str,
+    tmp_path: Path,
+    *,
+    args: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
+) -> Iterator[NodeProcess]:
+    """A running ``finvault node`` on a free port; stopped (and checked stopped) on exit."""
+    process = NodeProcess(
+        rpc_url=rpc_url,
+        registry=registry,
+        database_url=f"sqlite:///{tmp_path / 'mirror.db'}",
+        port=free_port(),
+        env={**BASE_ENV, **(env or {})},
+        args=args,
+        log_path=tmp_path / "node.log",
+    )
+    try:
+        process.start(ready_timeout=60)
+        yield process
+    finally:
+        code = process.stop()
+        assert code == 0, f"the node exited {code}: {process.log_tail()}"
+        process.close()
+
+
+def wait_for(
+    probe: Callable[[], T], done: Callable[[T], bool], *, timeout: float = 30.0, what: str = ""
+) -> T:
+    """Calls ``probe`` until ``done`` accepts its answer; fails with the last answer after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = probe()
+        if done(answer):
+            return answer
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or 'the node'}; last answer: {answer!r}")
+        time.sleep(0.1)
+
+
+def post_receipt(client: httpx.Client, receipt: Receipt | dict[str, Any] | str) -> dict[str, Any]:
+    """POST /verify; asserts HTTP 200 and returns the verdict."""
+    if isinstance(receipt, Receipt):
+        content = receipt.to_json()
+    elif isinstance(receipt, dict):
+        content = json.dumps(receipt)
+    else:
+        content = receipt
+    response = client.post("/verify", content=content, headers={"Content-Type": "application/json"})
+    assert response.status_code == 200, response.text
+    assert response.headers["x-correlation-id"]
+    verdict: dict[str, Any] = response.json()
+    return verdict
+
+
+def verdict_when(
+    client: httpx.Client, receipt: Receipt, status: str, timeout: float = 30.0
+) -> dict[str, Any]:
+    """The receipt's verdict once the node's mirror has caught up enough to give ``status``."""
+    return wait_for(
+        lambda: post_receipt(client, receipt),
+        lambda verdict: verdict["status"] == status,
+        timeout=timeout,
+        what=f"a {status} verdict",
+    )
+
+
+def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    """The one error shape, with the correlation id both in the body and the header."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    body: dict[str, Any] = response.json()
+    error = body["error"]
+    assert error["code"] == code, body
+    assert error["message"]
+    assert "Traceback" not in response.text
+    assert error["correlation_id"] == response.headers["x-correlation-id"]
+    return body

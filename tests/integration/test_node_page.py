@@ -1,0 +1,364 @@
+"""The node's web page in a real headless Chromium, against a real ``finvault node`` on anvil.
+
+The browser is Debian's ``/usr/bin/chromium`` driven by Playwright (never a downloaded one). Each
+test loads receipts the way a person would (file chooser, paste, drag and drop, verification
+link), waits for the verdict banner, checks what the page says in the DOM, and keeps a screenshot
+in ``tmp_path``. Every page also runs under the node's Content-Security-Policy, and a test fails if
+the browser reports a violation or a script error.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
+
+from chain.devchain import DevChain
+from chain.receipt import Receipt, build_receipt
+from chain.registry import RevocationReason
+from chain.rpc import RpcClient
+from chain.verify import CheckName
+from node.server import NodeProcess
+from tests.integration.conftest import Deployed
+from tests.integration.node_fixtures import FINALITY_DEPTH, Issued, issue, start_node, verdict_when
+
+pytestmark = pytest.mark.timeout(240)
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+STATIC = Path(__file__).resolve().parents[2] / "node" / "static"
+#: Long enough for a loaded CI machine, short enough that a hung page fails the test quickly.
+BROWSER_TIMEOUT_MS = 20_000
+#: A full-page PNG of the verdict is tens of kilobytes; a blank or broken one is far smaller.
+MIN_SCREENSHOT_BYTES = 15_000
+HIDDEN_POINTER = "/credentialSubject/grade"
+#: Banner backgrounds from style.css: proof that the stylesheet loaded under the CSP.
+GREEN, AMBER, RED = "rgb(218, 251, 225)", "rgb(255, 244, 209)", "rgb(255, 227, 227)"
+
+
+# -- fixtures ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not CHROMIUM.is_file():
+        pytest.fail(
+            f"{CHROMIUM} is missing: the page tests need Debian's chromium package "
+            "(apt-get install chromium); they are not skipped without it"
+        )
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, timeout=BROWSER_TIMEOUT_MS
+        )
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@dataclass
+class Scene:
+    """A node that holds a final batch (receipt 1 revoked, the rest valid) and a batch anchored
+    since, which is not final yet."""
+
+    node: NodeProcess
+    issued: Issued
+    revoked_in: int
+    pending: Receipt
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return self.node.url
+
+
+@pytest.fixture
+def scene(anvil: DevChain, registry: Deployed, rpc: RpcClient, tmp_path: Path) -> Iterator[Scene]:
+    issued = issue(registry.owner, registry.issuer, seed="page")
+    tree = issued.batch.tree
+    revoked = issued.writer.revoke_leaf(
+        issued.leaf(1), tree.root, tree.proof(issued.leaf(1)), RevocationReason.SUPERSEDED
+    )
+    rpc.call("anvil_mine", [hex(FINALITY_DEPTH)])
+    pending = issue(registry.owner, registry.issuer, size=1, seed="page-later", register=False).receipts[0]
+    with start_node(anvil.rpc_url, issued.registry, tmp_path) as node:
+        with httpx.Client(base_url=node.url, timeout=30) as client:
+            # The page is tested once the mirror holds the facts, so a verdict never races the sync.
+            verdict_when(client, issued.receipts[0], "VALID")
+            verdict_when(client, issued.receipts[1], "REVOKED")
+            verdict_when(client, pending, "PENDING")
+        yield Scene(node, issued, revoked.block_number, pending)
+
+
+@pytest.fixture
+def page(browser: Browser, scene: Scene) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=scene.url)
+    context.set_default_timeout(BROWSER_TIMEOUT_MS)
+    opened = context.new_page()
+
+    def on_console(message: ConsoleMessage) -> None:
+        if message.type == "error":  # CSP violations are reported here
+            scene.problems.append(message.text)
+
+    opened.on("console", on_console)
+    opened.on("pageerror", lambda error: scene.problems.append(f"script error: {error}"))
+    try:
+        yield opened
+    finally:
+        context.close()
+
+
+# -- helpers ----------------------------------------------------------------------------------------
+
+
+def hide(receipt: Receipt, *pointers: str) -> Receipt:
+    """The same receipt with ``pointers`` hidden by the holder (selective disclosure)."""
+    return build_receipt(
+        receipt.document.disclose(pointers),
+        signature=receipt.signature,
+        proof=receipt.proof,
+        anchor=receipt.anchor,
+        link=receipt.link,
+    )
+
+
+def open_page(page: Page, path: str = "/") -> None:
+    response = page.goto(path)
+    assert response is not None
+    assert response.status == 200
+    expect(page.locator("html")).to_have_attribute("data-ready", "true")
+
+
+def choose_file(page: Page, path: Path) -> None:
+    page.locator("#file-input").set_input_files(str(path))
+
+
+def paste(page: Page, text: str) -> None:
+    page.locator("#paste").fill(text)
+    page.get_by_role("button", name="Verify pasted receipt").click()
+
+
+def drop(page: Page, name: str, text: str) -> None:
+    """A real drop event carrying a file, as a file manager's drag would deliver it."""
+    transfer = page.evaluate_handle(
+        """([name, text]) => {
+            const transfer = new DataTransfer();
+            transfer.items.add(new File([text], name, { type: "application/json" }));
+            return transfer;
+        }""",
+        [name, text],
+    )
+    page.locator("#dropzone").dispatch_event("drop", {"dataTransfer": transfer})
+
+
+def banner_says(page: Page, status: str) -> None:
+    banner = page.get_by_role("status")
+    expect(banner).to_have_attribute("data-status", status)
+    expect(page.locator("#banner-status")).to_have_text(status)
+
+
+def fact(page: Page, key: str) -> str:
+    return page.locator(f'dd[data-fact="{key}"]').inner_text()
+
+
+def check_row(page: Page, name: CheckName) -> dict[str, str]:
+    row = page.locator(f'#checks tr[data-check="{name}"]')
+    cells = row.locator("th, td").all_inner_texts()
+    return {"outcome": row.get_attribute("data-outcome") or "", "code": cells[2], "detail": cells[3]}
+
+
+def background(page: Page, selector: str) -> str:
+    value: str = page.locator(selector).evaluate("node => getComputedStyle(node).backgroundColor")
+    return value
+
+
+def screenshot(page: Page, path: Path) -> Path:
+    page.screenshot(path=str(path), full_page=True)
+    data = path.read_bytes()
+    assert data.startswith(b"\x89PNG\r\n\x1a\n")
+    assert len(data) > MIN_SCREENSHOT_BYTES, f"{path.name} is only {len(data)} bytes"
+    return path
+
+
+def assert_no_problems(scene: Scene, *, expected: str | None = None) -> None:
+    """No CSP violation, script error or failed load, except one ``expected`` failed request."""
+    problems = [p for p in scene.problems if expected is None or expected not in p]
+    assert problems == [], "the browser reported errors (CSP violations?)"
+
+
+# -- tests ------------------------------------------------------------------------------------------
+
+
+def test_valid_receipt_from_the_file_chooser(page: Page, scene: Scene, tmp_path: Path) -> None:
+    receipt = hide(scene.issued.receipts[0], HIDDEN_POINTER)
+    path = tmp_path / "certificate.json"
+    path.write_text(receipt.to_json())
+
+    open_page(page)
+    expect(page.locator("#link-prompt")).to_be_hidden()
+    expect(page.get_by_label("Choose a receipt file")).to_be_attached()
+    expect(page.get_by_label("Or paste the receipt's JSON")).to_be_visible()
+    choose_file(page, path)
+
+    banner_says(page, "VALID")
+    expect(page.locator("#banner-summary")).to_contain_text("issued by Example University")
+    assert background(page, "#banner") == GREEN
+    assert fact(page, "issuer-name") == "Example University"
+    assert fact(page, "issuer-address") == scene.issued.issuer
+    assert fact(page, "issuer-active") == "yes"
+    assert fact(page, "valid-from") == "2026-06-30T00:00:00Z"
+    assert fact(page, "tx-hash") == scene.issued.tx_hash
+    assert fact(page, "block-number") == str(scene.issued.block)
+    assert int(fact(page, "confirmations")) >= FINALITY_DEPTH
+    assert fact(page, "finality").startswith("final")
+    assert fact(page, "revoked") == "not revoked"
+    assert page.locator("#checks tbody tr").count() == len(CheckName)
+    for name in CheckName:
+        assert check_row(page, name)["outcome"] == "pass", name
+
+    disclosed = page.locator('#fields tr[data-pointer="/credentialSubject/name"] td')
+    expect(disclosed).to_have_text("Student 0")
+    expect(page.locator('#fields tr[data-pointer="/credentialSubject/credits"] td')).to_have_text("120")
+    expect(page.locator(f'#fields tr[data-pointer="{HIDDEN_POINTER}"]')).to_have_count(0)
+    expect(page.locator("#fields-note")).to_contain_text("matches the digest the issuer signed")
+    expect(page.locator("#result-note")).to_be_hidden()
+    expect(page.locator("#hidden-summary")).to_have_attribute("data-count", "1")
+    expect(page.locator("#hidden-list li")).to_have_text(list(receipt.obfuscated))
+
+    screenshot(page, tmp_path / "valid.png")
+    assert_no_problems(scene)
+
+
+def test_revoked_receipt_pasted(page: Page, scene: Scene, tmp_path: Path) -> None:
+    open_page(page)
+    paste(page, scene.issued.receipts[1].to_json())
+
+    banner_says(page, "REVOKED")
+    expect(page.locator("#banner-summary")).to_contain_text("Revoked: superseded (code 4)")
+    assert background(page, "#banner") == RED
+    assert fact(page, "revoked") == "revoked"
+    assert fact(page, "revocation-reason") == "superseded (code 4)"
+    assert fact(page, "revocation-scope") == "this certificate"
+    assert fact(page, "revocation-block") == str(scene.revoked_in)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", fact(page, "revoked-at"))
+    assert check_row(page, CheckName.REVOCATION) == {
+        "outcome": "fail",
+        "code": "LEAF_REVOKED",
+        "detail": "certificate revoked, reason 4",
+    }
+    assert fact(page, "issuer-name") == "Example University"
+
+    screenshot(page, tmp_path / "revoked.png")
+    assert_no_problems(scene)
+
+
+def test_pending_receipt_is_amber(page: Page, scene: Scene, tmp_path: Path) -> None:
+    open_page(page)
+    drop(page, "new.json", scene.pending.to_json())
+
+    banner_says(page, "PENDING")
+    expect(page.locator("#banner-summary")).to_contain_text("not final yet")
+    assert background(page, "#banner") == AMBER
+    assert fact(page, "finality").startswith("not final yet")
+    finality = check_row(page, CheckName.FINALITY)
+    assert (finality["outcome"], finality["code"]) == ("fail", "NOT_FINAL")
+    screenshot(page, tmp_path / "pending.png")
+    assert_no_problems(scene)
+
+
+def test_tampered_receipt_dropped(page: Page, scene: Scene, tmp_path: Path) -> None:
+    genuine = scene.issued.receipts[2].to_json()
+    tampered = genuine.replace('"Student 2"', '"Student 9"')
+    assert tampered != genuine
+
+    open_page(page)
+    drop(page, "tampered.json", tampered)
+
+    banner_says(page, "INVALID")
+    expect(page.locator("#banner-summary")).to_contain_text("DIGEST_MISMATCH")
+    assert background(page, "#banner") == RED
+    digest = check_row(page, CheckName.DIGEST)
+    assert (digest["outcome"], digest["code"]) == ("fail", "DIGEST_MISMATCH")
+    expect(page.locator("#checks")).to_contain_text("DIGEST_MISMATCH")
+    # The forged value is shown (it is what the file says) under a warning not to trust it.
+    expect(page.locator('#fields tr[data-pointer="/credentialSubject/name"] td')).to_have_text("Student 9")
+    expect(page.locator("#fields-note")).to_contain_text("do NOT match")
+    expect(page.locator("#result-note")).to_contain_text("not proof of that certificate")
+    screenshot(page, tmp_path / "tampered.png")
+
+    paste(page, "this is not a receipt")  # the node refuses unreadable JSON: a red error, no details
+    banner_says(page, "ERROR")
+    expect(page.locator("#banner-summary")).to_contain_text("Could not verify")
+    expect(page.locator("#result")).to_be_hidden()
+    assert background(page, "#banner") == RED
+    assert_no_problems(scene, expected="status of 400")
+
+
+def test_verification_link_asks_for_its_receipt(page: Page, scene: Scene, tmp_path: Path) -> None:
+    linked, other = scene.issued.receipts[0], scene.issued.receipts[3]
+    leaf = linked.proof.leaf
+
+    open_page(page, f"/v/{leaf}")
+    expect(page.locator("#link-prompt")).to_be_visible()
+    expect(page.locator("#link-prompt")).to_have_text(
+        re.compile(rf"Drop the receipt for certificate\s+{leaf}")
+    )
+    expect(page.get_by_role("status")).to_have_attribute("data-status", "idle")
+    screenshot(page, tmp_path / "link.png")
+
+    paste(page, other.to_json())  # the wrong certificate: verified, with a warning about the link
+    banner_says(page, "VALID")
+    warning = page.get_by_role("alert")
+    expect(warning).to_be_visible()
+    expect(warning).to_contain_text(f"This receipt is for certificate {other.proof.leaf}, not {leaf}")
+    screenshot(page, tmp_path / "link-mismatch.png")
+
+    paste(page, linked.to_json())
+    banner_says(page, "VALID")
+    expect(page.locator("#leaf-warning")).to_be_hidden()
+    assert_no_problems(scene)
+
+
+def test_page_is_served_with_a_strict_policy(scene: Scene) -> None:
+    leaf = scene.issued.receipts[0].proof.leaf
+    with httpx.Client(base_url=scene.url, timeout=30) as client:
+        for path in ("/", f"/v/{leaf}", "/static/index.html", "/static/app.js", "/static/style.css"):
+            response = client.get(path)
+            assert response.status_code == 200, path
+            policy = response.headers["content-security-policy"]
+            assert "default-src 'self'" in policy
+            assert "script-src 'self'" in policy
+            assert "unsafe-inline" not in policy
+            assert "unsafe-eval" not in policy
+            assert response.headers["x-content-type-options"] == "nosniff"
+        assert client.get("/").headers["content-type"].startswith("text/html")
+        assert client.get("/v/not-a-leaf").status_code == 422
+
+
+def test_page_files_are_self_contained() -> None:
+    html = (STATIC / "index.html").read_text()
+    assert not re.search(r"<script(?![^>]*\bsrc=)", html), "inline script"
+    assert not re.search(r"\sstyle=|<style", html), "inline style"
+    assert not re.search(r"\son[a-z]+=", html), "inline event handler"
+    for name in ("index.html", "app.js", "style.css"):
+        text = (STATIC / name).read_text()
+        assert not re.search(r"https?://|//[a-z0-9.-]+\.[a-z]{2,}/", text), f"{name} refers to another origin"
+        assert "@import" not in text, name
+        assert "url(" not in text, name
+    script = (STATIC / "app.js").read_text()
+    for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "Function("):
+        assert sink not in script, f"app.js uses {sink}"
