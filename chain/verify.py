@@ -255,6 +255,10 @@ def _parse_time(value: Any) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+#: Iterating an Enum class runs a generator each time; the verdict's order is fixed.
+_CHECK_ORDER = tuple(CheckName)
+
+
 class _Checks:
     def __init__(self) -> None:
         self.items: dict[CheckName, Check] = {}
@@ -266,18 +270,20 @@ class _Checks:
         self.items[name] = Check(name, "fail", code, detail)
 
     def skipped(self, name: CheckName, detail: str) -> None:
-        self.items.setdefault(name, Check(name, "skip", None, detail))
+        if name not in self.items:  # not setdefault: a Check is only built when it is kept
+            self.items[name] = Check(name, "skip", None, detail)
 
     def ok(self, name: CheckName) -> bool:
-        return self.items.get(name, Check(name, "skip")).outcome == "pass"
+        check = self.items.get(name)
+        return check is not None and check.outcome == "pass"
 
     def failing(self, *names: CheckName) -> bool:
         return any(self.items[n].outcome == "fail" for n in names if n in self.items)
 
     def ordered(self) -> tuple[Check, ...]:
-        for name in CheckName:
+        for name in _CHECK_ORDER:
             self.skipped(name, "not reached")
-        return tuple(self.items[name] for name in CheckName)
+        return tuple(self.items[name] for name in _CHECK_ORDER)
 
 
 # -- the function ------------------------------------------------------------------------------

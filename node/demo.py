@@ -3,8 +3,9 @@
 Each run starts from scratch (anvil keeps its state in memory): deploy the registry, register a
 demo issuer and its signing key, issue ~50 certificates through the issuer service (one anchor
 transaction), index the chain into a SQLite mirror, and verify every receipt against both the
-mirror and the chain. ``.finvault/demo/env.json`` is written once
-everything is ready, so other tools can attach.
+mirror and the chain, then start the verification node on 127.0.0.1:8000 and verify through its
+HTTP API. ``.finvault/demo/env.json`` is written once everything is ready, so other tools can
+attach.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
+
 from chain.contract import hex0x, load_artifact
 from chain.devchain import DEV_CHAIN_ID, DevChain, free_port, wait_for_shutdown
 from chain.errors import FinVaultError
@@ -29,6 +32,7 @@ from chain.issuer.template import load_template
 from chain.registry import RegistryReader, RegistryWriter, deploy_registry
 from chain.rpc import RpcClient
 from chain.rpc_facts import RpcFacts
+from chain.settings import load_settings
 from chain.signer import LocalSigner
 from chain.signing import encrypt_private_key, generate_private_key, public_key_info
 from chain.tx import TxSender
@@ -36,6 +40,8 @@ from chain.verify import ChainFacts, Status, verify
 from indexer.db import open_mirror
 from indexer.facts import MirrorFacts
 from indexer.sync import Indexer
+from node.server import start_node_thread
+from node.settings import NodeSettings
 
 DEMO_ISSUER_NAME = "FinVault Demo University"
 DEMO_ISSUER_URI = "https://demo-university.example/finvault"
@@ -44,8 +50,9 @@ ISSUER_ACCOUNT = 1
 #: anvil reports blocks older than head - 64 as finalized; mining past that makes anchors final.
 ANVIL_FINALITY_DEPTH = 64
 DEMO_CERTIFICATES = 50
-#: Receipts link here; the verification node will serve it.
-DEMO_NODE_URL = "http://127.0.0.1:8000"
+#: Receipts link here; the demo's verification node serves it.
+DEMO_NODE_PORT = 8000
+DEMO_NODE_URL = f"http://127.0.0.1:{DEMO_NODE_PORT}"
 DEMO_TEMPLATE = {
     "@context": ["https://www.w3.org/ns/credentials/v2"],
     "type": ["VerifiableCredential", "DegreeCredential"],
@@ -186,20 +193,53 @@ def run_demo(
             raise FinVaultError("demo check failed: a tampered receipt was not rejected")
         say("check: a tampered copy is INVALID (DIGEST_MISMATCH)")
 
-        result = DemoResult(chain.rpc_url, DEV_CHAIN_ID, registry, issuer, hex0x(info.key_id), receipts_dir)
-        env = {
-            "rpc_url": result.rpc_url,
-            "chain_id": result.chain_id,
-            "registry": result.registry,
-            "receipts_dir": str(receipts_dir.resolve()),
-            "mirror_db": f"sqlite:///{(state_dir / 'mirror.db').resolve()}",
-            "issuer_db": f"sqlite:///{(state_dir / 'issuer.db').resolve()}",
-        }
-        (state_dir / "env.json").write_text(json.dumps(env, indent=2) + "\n")
-        say(f"ready: {state_dir / 'env.json'}")
-        if not check:
-            say(f"try: .venv/bin/finvault verify {receipts_dir}/*.json --rpc {chain.rpc_url} \\")
-            say(f"       --registry {registry}")
-            say("serving until Ctrl-C")
-            wait_for_shutdown()
+        node_port = _port_or_free(DEMO_NODE_PORT)
+        node_settings = load_settings(
+            NodeSettings,
+            rpc_urls=[chain.rpc_url],
+            chain_id=DEV_CHAIN_ID,
+            registry=registry,
+            database_url=mirror_url,
+            start_block=deployed.block_number,
+            port=node_port,
+            reconcile_interval=0,
+            log_level="warning",
+        )
+        with start_node_thread(node_settings) as node:
+            say(f"node: serving {node.url} (API docs at {node.url}/docs)")
+            if node_port != DEMO_NODE_PORT:
+                say(f"note: port {DEMO_NODE_PORT} was busy; receipts' links name {DEMO_NODE_URL}")
+            _check_over_http(node.url, receipts[0], forged, say)
+            result = DemoResult(
+                chain.rpc_url, DEV_CHAIN_ID, registry, issuer, hex0x(info.key_id), receipts_dir
+            )
+            env = {
+                "rpc_url": result.rpc_url,
+                "chain_id": result.chain_id,
+                "registry": result.registry,
+                "node_url": node.url,
+                "receipts_dir": str(receipts_dir.resolve()),
+                "mirror_db": f"sqlite:///{(state_dir / 'mirror.db').resolve()}",
+                "issuer_db": f"sqlite:///{(state_dir / 'issuer.db').resolve()}",
+            }
+            (state_dir / "env.json").write_text(json.dumps(env, indent=2) + "\n")
+            say(f"ready: {state_dir / 'env.json'}")
+            if not check:
+                leaf = json.loads(receipts[0].read_bytes())["proof"]["leaf"]
+                say(f"open:  {node.url}/v/{leaf}  (then drop {receipts[0]})")
+                curl = f"curl -sS -H 'Content-Type: application/json' --data-binary @{receipts[0]}"
+                say(f"curl:  {curl} {node.url}/verify")
+                say("serving until Ctrl-C")
+                wait_for_shutdown()
         return result
+
+
+def _check_over_http(url: str, receipt: Path, forged: str, say: Callable[[str], None]) -> None:
+    """The demo's end-to-end check: the node's HTTP API says VALID, and INVALID for a forgery."""
+    with httpx.Client(base_url=url, timeout=30.0) as http:
+        for body, expected in ((receipt.read_bytes(), "VALID"), (forged.encode(), "INVALID")):
+            response = http.post("/verify", content=body, headers={"Content-Type": "application/json"})
+            status = response.json().get("status") if response.status_code == 200 else response.status_code
+            if status != expected:
+                raise FinVaultError(f"demo check failed: POST /verify answered {status}, expected {expected}")
+    say(f"check: POST {url}/verify says VALID for {receipt.name}, INVALID for the tampered copy")

@@ -211,7 +211,9 @@ def test_demo_check(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "demo check passed" in result.stdout
     assert "a tampered copy is INVALID" in result.stdout
+    assert "/verify says VALID" in result.stdout  # through the node's HTTP API
     env = json.loads((state / "env.json").read_text())
+    assert env["node_url"].startswith("http://127.0.0.1:")
     assert len(list(Path(env["receipts_dir"]).glob("*.json"))) == 50
     assert env["mirror_db"].startswith("sqlite:///")
     assert env["issuer_db"].startswith("sqlite:///")
@@ -219,3 +221,5 @@ def test_demo_check(tmp_path: Path) -> None:
     assert env["registry"].startswith("0x")
     with pytest.raises(httpx.TransportError):
         httpx.post(env["rpc_url"], json={}, timeout=2)  # the demo's chain is gone
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"{env['node_url']}/health", timeout=2)  # and so is its node
