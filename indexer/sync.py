@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import Engine, delete, func, select
+from sqlalchemy import Engine, delete, select
 from sqlalchemy.orm import Session
 
 from chain.accumulators import fold_anchor, fold_revocation, genesis_accumulators
@@ -37,8 +37,8 @@ from chain.rpc import RpcClient
 from indexer.db import insert_rows
 from indexer.decode import MIRRORED_TOPICS, DecodedBatch, DecodeError
 from indexer.fetch import AdaptiveRange, Header, LogFetcher, read_headers
+from indexer.rewind import rewind
 from indexer.schema import (
-    EVENT_TABLES,
     SCHEMA_VERSION,
     AnchorRow,
     BlockRow,
@@ -415,28 +415,7 @@ class Indexer:
             "reorg: rolling the mirror back from block %d to fork point %d", checkpoint.block_number, fork
         )
         self.status.reorgs.append((checkpoint.block_number, fork))
-        for table in EVENT_TABLES:
-            session.execute(delete(table).where(table.block_number > fork))
-        session.execute(delete(BlockRow).where(BlockRow.number > fork))
-        last_anchor = session.execute(
-            select(AnchorRow.accumulator)
-            .order_by(AnchorRow.block_number.desc(), AnchorRow.log_index.desc())
-            .limit(1)
-        ).scalar()
-        last_revocation = session.execute(
-            select(RevocationRow.accumulator)
-            .order_by(RevocationRow.block_number.desc(), RevocationRow.log_index.desc())
-            .limit(1)
-        ).scalar()
-        genesis_anchor, genesis_revocation = genesis_accumulators(self.chain_id, self.registry_bytes)
-        checkpoint.block_number = fork
-        checkpoint.block_hash = session.get_one(BlockRow, fork).hash
-        checkpoint.anchor_accumulator = last_anchor or genesis_anchor
-        checkpoint.revocation_accumulator = last_revocation or genesis_revocation
-        checkpoint.anchor_count = session.execute(select(func.count()).select_from(AnchorRow)).scalar_one()
-        checkpoint.revocation_count = session.execute(
-            select(func.count()).select_from(RevocationRow)
-        ).scalar_one()
+        rewind(session, checkpoint, fork)
         return fork
 
     # -- loops ------------------------------------------------------------------------------------

@@ -237,7 +237,7 @@ def audit_router(
     )
     def get_digests(
         request: Request,
-        first: Annotated[int, Query(alias="from", ge=0)] = 0,
+        first: Annotated[int, Query(alias="from", ge=0, le=2**63 - 1)] = 0,
         last: Annotated[int, Query(alias="to", ge=0, le=2**63 - 1)] = 2**63 - 1,
         limit: Annotated[int, Query(ge=0, le=MAX_DIGESTS)] = 1_000,
     ) -> DigestsOut:

@@ -24,6 +24,7 @@ from tests.integration.conftest import Deployed
 from tests.integration.node_fixtures import FINALITY_DEPTH, issue, start_node, verdict_when
 
 SCHEMATHESIS = str(Path(sys.executable).with_name("schemathesis"))
+ADMIN_TOKEN = "schema-test-admin-token"
 CONFORMANCE = (
     "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
 )
@@ -37,7 +38,8 @@ def node(anvil: DevChain, registry: Deployed, rpc: RpcClient, tmp_path: Path) ->
         issued.leaf(1), tree.root, tree.proof(issued.leaf(1)), RevocationReason.SUPERSEDED
     )
     rpc.call("anvil_mine", [hex(FINALITY_DEPTH)])
-    with start_node(anvil.rpc_url, registry.address, tmp_path) as process:
+    env = {"FINVAULT_ADMIN_TOKEN": ADMIN_TOKEN, "FINVAULT_RECONCILE_INTERVAL": "2"}
+    with start_node(anvil.rpc_url, registry.address, tmp_path, env=env) as process:
         with httpx.Client(base_url=process.url) as client:
             verdict_when(client, issued.receipts[0], "VALID")
         yield process
@@ -54,6 +56,7 @@ def schemathesis(node: NodeProcess, tmp_path: Path, *args: str) -> subprocess.Co
             "--request-timeout=20",
             "--generation-database=none",
             "--no-color",
+            f"--header=Authorization: Bearer {ADMIN_TOKEN}",  # the admin route too, not just its 401
             f"--report-dir={tmp_path / 'schemathesis'}",
             *args,
         ],
