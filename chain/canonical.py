@@ -100,6 +100,16 @@ def _parse_float(literal: str) -> float:
     return value
 
 
+#: Built once: json.loads() with hooks builds a decoder (and its scanner) on every call. Sharing
+#: one across threads is what json.loads() itself does; the scanner's key memo is only a cache.
+_STRICT_DECODER = json.JSONDecoder(
+    object_pairs_hook=_no_duplicates,
+    parse_constant=_reject_constant,
+    parse_int=_parse_int,
+    parse_float=_parse_float,
+)
+
+
 def loads_strict(text: str | bytes, *, max_bytes: int = MAX_DOCUMENT_BYTES) -> Any:
     """Parses JSON: UTF-8 only; no duplicate keys, NaN/Infinity, overflowing numbers or oversized input."""
     if isinstance(text, bytes):
@@ -114,13 +124,9 @@ def loads_strict(text: str | bytes, *, max_bytes: int = MAX_DOCUMENT_BYTES) -> A
     ):
         raise DocumentError(f"input is over {max_bytes:,} bytes of UTF-8")
     try:
-        value = json.loads(
-            text,
-            object_pairs_hook=_no_duplicates,
-            parse_constant=_reject_constant,
-            parse_int=_parse_int,
-            parse_float=_parse_float,
-        )
+        if text.startswith("\ufeff"):  # what json.loads() says before it decodes
+            raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+        value = _STRICT_DECODER.decode(text)
         # "\ud800" is valid JSON text for an invalid Unicode string; only then pay for a check.
         if _SURROGATE_ESCAPE.search(text):
             json.dumps(value, ensure_ascii=False).encode("utf-8")

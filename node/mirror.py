@@ -50,6 +50,12 @@ from indexer.schema import (
 CACHE_ENTRIES = 100_000
 #: A verification is re-run at most this often when the mirror changes under it.
 CONSISTENCY_RETRIES = 3
+#: A root with at most this many revocations has them all read at its first lookup, so a receipt
+#: of that batch whose leaf is not among them needs no query of its own (most leaves are new to
+#: the node: each receipt is usually verified once). Roots with more are looked up leaf by leaf.
+PRELOAD_REVOCATIONS = 64
+#: Preloaded revoked leaves, across roots, before that cache is emptied (bounded memory).
+PRELOAD_BUDGET = 100_000
 
 _anchors = AnchorRow.__table__
 _revocations = RevocationRow.__table__
@@ -66,6 +72,9 @@ ANCHOR_BY_ROOT = select(
 ).where(_anchors.c.root == bindparam("root"))
 REVOCATION_BY_KEY = select(*(_revocations.c[name] for name in ("reason", "timestamp", *_EVENT))).where(
     _revocations.c.root == bindparam("root"), _revocations.c.leaf == bindparam("leaf")
+)
+REVOKED_LEAVES_OF_ROOT = (
+    select(_revocations.c.leaf).where(_revocations.c.root == bindparam("root")).limit(PRELOAD_REVOCATIONS + 1)
 )
 ISSUER_BY_ADDRESS = select(_issuers).where(_issuers.c.address == bindparam("address"))
 ISSUER_LATEST_STATUS = (
@@ -93,6 +102,9 @@ class _Cache:
     generation: int
     anchors: dict[bytes, AnchorFact | None] = field(default_factory=dict)
     revocations: dict[tuple[bytes, bytes], RevocationFact | None] = field(default_factory=dict)
+    #: Every revoked leaf of a root (NO_LEAF for the root itself), or None: too many to preload.
+    revoked_leaves: dict[bytes, frozenset[bytes] | None] = field(default_factory=dict)
+    preloaded: int = 0
     issuers: dict[str, IssuerFact | None] = field(default_factory=dict)
     keys: dict[bytes, KeyFact | None] = field(default_factory=dict)
 
@@ -137,10 +149,27 @@ class _SnapshotFacts:
         cached = self._cache.revocations.get(key, False)
         if cached is not False:
             return cached  # type: ignore[return-value]
+        revoked = self._revoked_leaves(root)
+        if revoked is not None and key[1] not in revoked:
+            return None
         row = self._connection().execute(REVOCATION_BY_KEY, {"root": key[0], "leaf": key[1]}).first()
         fact = None if row is None else RevocationFact(row.reason, row.timestamp, _ref(row))
         _remember(self._cache.revocations, key, fact)
         return fact
+
+    def _revoked_leaves(self, root: bytes) -> frozenset[bytes] | None:
+        cache = self._cache
+        leaves = cache.revoked_leaves.get(root, False)
+        if leaves is not False:
+            return leaves  # type: ignore[return-value]  # False only marks a miss
+        found = self._connection().execute(REVOKED_LEAVES_OF_ROOT, {"root": root}).scalars().all()
+        leaves = frozenset(found) if len(found) <= PRELOAD_REVOCATIONS else None
+        if cache.preloaded + len(found) > PRELOAD_BUDGET or len(cache.revoked_leaves) >= CACHE_ENTRIES:
+            cache.revoked_leaves.clear()
+            cache.preloaded = 0
+        cache.revoked_leaves[root] = leaves
+        cache.preloaded += len(found)
+        return leaves
 
     def issuer(self, address: str) -> IssuerFact | None:
         address = address.lower()

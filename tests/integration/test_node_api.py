@@ -421,6 +421,7 @@ def test_worker_processes_share_the_sync_state(
         assert node.pid is not None
         workers = [int(pid) for pid in Path(f"/proc/{node.pid}/task/{node.pid}/children").read_text().split()]
         assert len(workers) >= 2
+        started = {pid: _start_time(pid) for pid in workers}
         with httpx.Client(base_url=node.url) as client:
             verdict_when(client, issued.receipts[0], "VALID")
             for _ in range(6):  # fresh connections: the kernel spreads them over both workers
@@ -444,5 +445,14 @@ def test_worker_processes_share_the_sync_state(
             assert status["counts"]["revocations"] == 3
             assert status["events_indexed"] > 0
             assert status["ready"] is True
-    for pid in workers:
-        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
+    for pid in workers:  # gone (a live process with the same pid but another start time is a reuse)
+        assert _start_time(pid) != started[pid] or "zombie" in Path(f"/proc/{pid}/status").read_text()
+
+
+def _start_time(pid: int) -> str | None:
+    """A process's start time in clock ticks since boot (field 22 of /proc/PID/stat), or None."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
