@@ -35,6 +35,7 @@ from chain.errors import ConfigError
 from chain.registry import RegistryReader
 from chain.rpc import RpcClient
 from indexer.decode import MIRRORED_TOPICS, DecodedBatch
+from indexer.digests import block_events
 from indexer.fetch import AdaptiveRange, LogFetcher, read_headers
 from indexer.rewind import rewind
 from indexer.schema import (
@@ -159,21 +160,13 @@ def drifts_csv(drifts: Sequence[Drift]) -> str:
 # -- the two sides ------------------------------------------------------------------------------
 
 
-def _columns(model: type[EventRow]) -> tuple[str, ...]:
-    return tuple(column.key for column in model.__table__.columns)  # type: ignore[attr-defined]
-
-
 def mirror_rows(session: Session, first: int, last: int) -> dict[RowKey, dict[str, Any]]:
     """Every event row of blocks ``first..last`` in the mirror, keyed by (table, tx, log index)."""
-    rows: dict[RowKey, dict[str, Any]] = {}
-    for model in TABLES.values():
-        table = model.__table__  # type: ignore[attr-defined]
-        columns = _columns(model)
-        query = select(table).where(table.c.block_number >= first, table.c.block_number <= last)
-        for found in session.execute(query).mappings():
-            row = {name: found[name] for name in columns}
-            rows[(table.name, bytes(row["tx_hash"]), int(row["log_index"]))] = row
-    return rows
+    return {
+        (table, bytes(row["tx_hash"]), int(row["log_index"])): row
+        for rows in block_events(session, first, last).values()
+        for _, table, row in rows
+    }
 
 
 def chain_rows(batch: DecodedBatch) -> dict[RowKey, dict[str, Any]]:
