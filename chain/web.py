@@ -30,6 +30,7 @@ from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping, 
 from contextvars import ContextVar
 from typing import Any
 
+import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -389,27 +390,28 @@ class EdgeMiddleware:
         return None
 
 
-def serve(app: FastAPI, *, host: str, port: int, log_level: str = "info") -> None:
-    """Runs ``app`` under uvicorn until SIGINT/SIGTERM, then returns after a graceful shutdown.
+class GracefulServer(uvicorn.Server):
+    """uvicorn that treats SIGINT/SIGTERM as "stop gracefully, then return".
 
-    No server header, no trust in proxy headers. Unlike plain uvicorn, the signal is not re-raised
-    once the server stopped: a daemon asked to stop that stops cleanly exits 0.
+    Stock uvicorn re-raises the signal once it has shut down, which kills the process before the
+    caller's cleanup runs; a daemon asked to stop that stops cleanly should exit 0.
     """
-    import uvicorn
 
-    class Server(uvicorn.Server):
-        @contextlib.contextmanager
-        def capture_signals(self) -> Iterator[None]:
-            if threading.current_thread() is not threading.main_thread():
-                yield
-                return
-            previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
-            try:
-                yield
-            finally:
-                for sig, handler in previous.items():
-                    signal.signal(sig, handler)
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
+
+def serve(app: FastAPI, *, host: str, port: int, log_level: str = "info") -> None:
+    """Runs ``app`` under uvicorn until SIGINT/SIGTERM: no server header, no proxy-header trust."""
     config = uvicorn.Config(
         app,
         host=host,
@@ -420,4 +422,4 @@ def serve(app: FastAPI, *, host: str, port: int, log_level: str = "info") -> Non
         access_log=False,
         lifespan="on",
     )
-    Server(config).run()
+    GracefulServer(config).run()

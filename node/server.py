@@ -14,7 +14,6 @@ means "any free port" (the URL line then names the real one).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import os
 import secrets
@@ -26,7 +25,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, cast
@@ -36,13 +35,13 @@ from pydantic import SecretStr
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from chain.errors import ConfigError, FinVaultError
+from chain.web import GracefulServer
 from node.app import create_app
 from node.runtime import NodeRuntime
 from node.settings import NodeSettings
 from node.worker import (
     READY_PREFIX,
     STATE_FILE,
-    STOP_SIGNALS,
     WORKER_DIR_ENV,
     die_with_parent,
     write_worker_settings,
@@ -69,9 +68,8 @@ def node_url(host: str, sock: socket.socket) -> str:
     return f"http://{shown}:{port}"
 
 
-class _Server(uvicorn.Server):
-    """uvicorn that reports when it accepts connections, and treats SIGINT/SIGTERM as "stop, exit 0"
-    (stock uvicorn re-raises the signal after shutdown, which would kill us before cleanup)."""
+class _Server(GracefulServer):
+    """uvicorn that reports when it accepts connections, and exits 0 on SIGINT/SIGTERM."""
 
     def __init__(self, config: uvicorn.Config, on_ready: Callable[[], None]) -> None:
         super().__init__(config)
@@ -81,18 +79,6 @@ class _Server(uvicorn.Server):
         await super().startup(sockets)
         if not self.should_exit:
             self._on_ready()
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-        original = {sig: signal.signal(sig, self.handle_exit) for sig in STOP_SIGNALS}
-        try:
-            yield
-        finally:
-            for sig, handler in original.items():
-                signal.signal(sig, handler)
 
 
 class _CoalescingTransport:
