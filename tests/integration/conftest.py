@@ -7,8 +7,11 @@ see the same starting chain (same block numbers, same addresses) whatever ran be
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -96,4 +99,23 @@ def registry(sender: Callable[[int], TxSender], artifact: Artifact) -> Deployed:
         other_issuer=as_account(OTHER_ISSUER),
         stranger=as_account(STRANGER),
         as_account=as_account,
+    )
+
+
+#: The installed command, as users run it.
+FINVAULT = str(Path(sys.executable).with_name("finvault"))
+
+
+def run_finvault(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """``finvault ARGS`` in a subprocess, with no FINVAULT_* settings but ``env``."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("FINVAULT_")}
+    return subprocess.run(
+        [FINVAULT, *args],
+        capture_output=True,
+        text=True,
+        env={**base, **(env or {})},
+        timeout=timeout,
+        check=False,
     )

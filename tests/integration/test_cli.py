@@ -7,10 +7,8 @@ give one line on stderr and a non-zero exit, never a traceback.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -19,23 +17,9 @@ import pytest
 from chain.devchain import DevChain, free_port
 from chain.rpc import RpcClient
 from chain.signer import LocalSigner, write_keystore
+from tests.integration.conftest import FINVAULT, run_finvault
 
-FINVAULT = str(Path(sys.executable).with_name("finvault"))
 ISSUER = LocalSigner.dev(1).address
-
-
-def run(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("FINVAULT_")}
-    return subprocess.run(
-        [FINVAULT, *args],
-        capture_output=True,
-        text=True,
-        env={**base, **(env or {})},
-        timeout=timeout,
-        check=False,
-    )
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
@@ -48,13 +32,13 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: 
 
 
 def deploy(anvil: DevChain) -> str:
-    result = run("deploy", "--rpc", anvil.rpc_url, "--dev", "--json")
+    result = run_finvault("deploy", "--rpc", anvil.rpc_url, "--dev", "--json")
     assert result.returncode == 0, result.stderr
     return str(json.loads(result.stdout)["registry"])
 
 
 def test_deploy_json(anvil: DevChain, rpc: RpcClient, clean_chain: None) -> None:
-    result = run("deploy", "--rpc", anvil.rpc_url, "--dev", "--json")
+    result = run_finvault("deploy", "--rpc", anvil.rpc_url, "--dev", "--json")
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
     assert out["chainId"] == 31337
@@ -65,24 +49,24 @@ def test_deploy_json(anvil: DevChain, rpc: RpcClient, clean_chain: None) -> None
 
 def test_issuer_lifecycle_through_the_cli(anvil: DevChain, tmp_path: Path, clean_chain: None) -> None:
     env = {"FINVAULT_RPC_URLS": anvil.rpc_url, "FINVAULT_REGISTRY": deploy(anvil)}
-    registered = run(
+    registered = run_finvault(
         "issuer", "register", ISSUER, "--name", "Uni", "--uri", "https://uni.example", "--dev", env=env
     )
     assert registered.returncode == 0, registered.stderr
     assert (
-        run("issuer", "status", ISSUER, env=env).stdout.strip()
+        run_finvault("issuer", "status", ISSUER, env=env).stdout.strip()
         == f"{ISSUER}: active (Uni, https://uni.example)"
     )
 
-    suspended = run("issuer", "status", ISSUER, "--inactive", "--dev", env=env)
+    suspended = run_finvault("issuer", "status", ISSUER, "--inactive", "--dev", env=env)
     assert suspended.returncode == 0, suspended.stderr
-    assert run("issuer", "status", ISSUER, env=env).stdout.startswith(f"{ISSUER}: inactive")
-    assert run("issuer", "status", ISSUER, "--active", "--dev", env=env).returncode == 0
+    assert run_finvault("issuer", "status", ISSUER, env=env).stdout.startswith(f"{ISSUER}: inactive")
+    assert run_finvault("issuer", "status", ISSUER, "--active", "--dev", env=env).returncode == 0
 
     passphrase = tmp_path / "passphrase"
     passphrase.write_text("a long enough passphrase\n")
     keys = tmp_path / "keys"
-    made = run(
+    made = run_finvault(
         "issuer",
         "keygen",
         "--algorithm",
@@ -98,35 +82,35 @@ def test_issuer_lifecycle_through_the_cli(anvil: DevChain, tmp_path: Path, clean
     assert (keys / "signing-key.pem").stat().st_mode & 0o077 == 0
     assert b"ENCRYPTED" in (keys / "signing-key.pem").read_bytes()
 
-    again = run("issuer", "keygen", "--out", str(keys), "--passphrase-file", str(passphrase))
+    again = run_finvault("issuer", "keygen", "--out", str(keys), "--passphrase-file", str(passphrase))
     assert_one_line_error(again, "refusing to overwrite")
 
-    added = run("issuer", "add-key", str(keys), "--dev", "--dev-account", "1", env=env)
+    added = run_finvault("issuer", "add-key", str(keys), "--dev", "--dev-account", "1", env=env)
     assert added.returncode == 0, added.stderr
     assert info["keyId"] in added.stdout
 
-    revoked = run("issuer", "revoke-key", info["keyId"], "--dev", "--dev-account", "1", env=env)
+    revoked = run_finvault("issuer", "revoke-key", info["keyId"], "--dev", "--dev-account", "1", env=env)
     assert revoked.returncode == 0, revoked.stderr
-    twice = run("issuer", "revoke-key", info["keyId"], "--dev", "--dev-account", "1", env=env)
+    twice = run_finvault("issuer", "revoke-key", info["keyId"], "--dev", "--dev-account", "1", env=env)
     assert_one_line_error(twice, "KeyAlreadyRevoked")
 
 
 def test_non_owner_registration_reports_the_custom_error(anvil: DevChain, clean_chain: None) -> None:
     env = {"FINVAULT_RPC_URLS": anvil.rpc_url, "FINVAULT_REGISTRY": deploy(anvil)}
-    result = run(
+    result = run_finvault(
         "issuer", "register", ISSUER, "--name", "X", "--uri", "u", "--dev", "--dev-account", "2", env=env
     )
     assert_one_line_error(result, "transaction_failed", "OwnableUnauthorizedAccount")
 
 
 def test_wrong_chain_id_is_one_line(anvil: DevChain) -> None:
-    result = run("deploy", "--rpc", anvil.rpc_url, "--chain-id", "137", "--dev")
+    result = run_finvault("deploy", "--rpc", anvil.rpc_url, "--chain-id", "137", "--dev")
     assert_one_line_error(result, "chain_mismatch", "chain id 31337", "137")
 
 
 def test_unreachable_rpc_is_one_line() -> None:
     url = f"http://127.0.0.1:{free_port()}/v3/SECRET"
-    result = run("deploy", "--rpc", url, "--dev", env={"FINVAULT_RPC_ROUNDS": "2"})
+    result = run_finvault("deploy", "--rpc", url, "--dev", env={"FINVAULT_RPC_ROUNDS": "2"})
     assert_one_line_error(result, "rpc_unavailable")
     assert "SECRET" not in result.stderr
 
@@ -135,7 +119,7 @@ def test_wrong_keystore_password_is_one_line(anvil: DevChain, tmp_path: Path) ->
     keystore = tmp_path / "owner.json"
     write_keystore(keystore, bytes([0x11]) * 32, "the right password")
     env = {"FINVAULT_KEYSTORE_PASSWORD": "the wrong password"}
-    result = run("deploy", "--rpc", anvil.rpc_url, "--keystore", str(keystore), env=env)
+    result = run_finvault("deploy", "--rpc", anvil.rpc_url, "--keystore", str(keystore), env=env)
     assert_one_line_error(result, "keystore_error", "wrong password")
     assert "the wrong password" not in result.stderr
 
@@ -144,12 +128,12 @@ def test_keystore_account_deploys(anvil: DevChain, rpc: RpcClient, tmp_path: Pat
     password = tmp_path / "password"
     password.write_text("keystore password\n")
     keystore = tmp_path / "owner.json"
-    created = run("account", "new", "--out", str(keystore), "--password-file", str(password))
+    created = run_finvault("account", "new", "--out", str(keystore), "--password-file", str(password))
     assert created.returncode == 0, created.stderr
     address = created.stdout.strip()
     assert keystore.stat().st_mode & 0o077 == 0
     rpc.call("anvil_setBalance", [address, hex(10**18)])
-    result = run(
+    result = run_finvault(
         "deploy",
         "--rpc",
         anvil.rpc_url,
@@ -172,19 +156,19 @@ def test_keystore_account_deploys(anvil: DevChain, rpc: RpcClient, tmp_path: Pat
     ],
 )
 def test_bad_settings_fail_before_connecting(env: dict[str, str], fragment: str) -> None:
-    result = run("deploy", "--dev", env=env)
+    result = run_finvault("deploy", "--dev", env=env)
     assert_one_line_error(result, "config_error", "invalid settings", fragment)
     assert result.returncode == 2
 
 
 def test_dev_accounts_refused_on_a_public_chain_id() -> None:
     with DevChain(chain_id=137) as polygon_like:
-        result = run("deploy", "--rpc", polygon_like.rpc_url, "--chain-id", "137", "--dev")
+        result = run_finvault("deploy", "--rpc", polygon_like.rpc_url, "--chain-id", "137", "--dev")
     assert_one_line_error(result, "public test keys")
 
 
 def test_missing_signer_is_one_line(anvil: DevChain) -> None:
-    assert_one_line_error(run("deploy", "--rpc", anvil.rpc_url), "--keystore")
+    assert_one_line_error(run_finvault("deploy", "--rpc", anvil.rpc_url), "--keystore")
 
 
 def test_devchain_command_serves_until_interrupted() -> None:
@@ -207,7 +191,7 @@ def test_devchain_command_serves_until_interrupted() -> None:
 
 def test_demo_check(tmp_path: Path) -> None:
     state = tmp_path / "demo"
-    result = run("demo", "--check", "--state-dir", str(state), "--chain-port", str(free_port()))
+    result = run_finvault("demo", "--check", "--state-dir", str(state), "--chain-port", str(free_port()))
     assert result.returncode == 0, result.stderr
     assert "demo check passed" in result.stdout
     assert "a tampered copy is INVALID" in result.stdout

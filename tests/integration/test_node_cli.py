@@ -12,7 +12,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -22,24 +21,8 @@ from sqlalchemy import create_engine, text
 from chain.devchain import DevChain, free_port
 from chain.registry import RevocationReason
 from chain.rpc import RpcClient
-from tests.integration.conftest import Deployed
+from tests.integration.conftest import FINVAULT, Deployed, run_finvault
 from tests.integration.node_fixtures import BASE_ENV, FINALITY_DEPTH, Issued, issue, start_node, verdict_when
-
-FINVAULT = str(Path(sys.executable).with_name("finvault"))
-
-
-def run(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("FINVAULT_")}
-    return subprocess.run(
-        [FINVAULT, *args],
-        capture_output=True,
-        text=True,
-        env={**base, **(env or {})},
-        timeout=timeout,
-        check=False,
-    )
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess[str], exit_code: int, *fragments: str) -> str:
@@ -57,13 +40,13 @@ def test_start_refusals(anvil: DevChain, registry: Deployed, tmp_path: Path) -> 
     db = f"sqlite:///{tmp_path / 'mirror.db'}"
     common = ["node", "--rpc", anvil.rpc_url, "--db", db, "--port", str(free_port())]
 
-    wrong_chain = run(*common, "--registry", registry.address, "--chain-id", "137")
+    wrong_chain = run_finvault(*common, "--registry", registry.address, "--chain-id", "137")
     assert_one_line_error(wrong_chain, 1, "chain_mismatch", "31337", "137")
 
-    nothing_there = run(*common, "--registry", "0x" + "12" * 20)
+    nothing_there = run_finvault(*common, "--registry", "0x" + "12" * 20)
     assert_one_line_error(nothing_there, 1, "chain_mismatch", "no contract")
 
-    no_registry = run(*common)
+    no_registry = run_finvault(*common)
     assert_one_line_error(no_registry, 2, "config_error", "registry")
 
     secret = "too-short"
@@ -77,7 +60,7 @@ def test_start_refusals(anvil: DevChain, registry: Deployed, tmp_path: Path) -> 
         ({"FINVAULT_BULK_LIMIT": "5000"}, "bulk_limit"),
         ({"FINVAULT_LOG_LEVEL": "loud"}, "log_level"),
     ]:
-        refused = run(*common, "--registry", registry.address, env=env)
+        refused = run_finvault(*common, "--registry", registry.address, env=env)
         line = assert_one_line_error(refused, 2, "config_error", "invalid settings", fragment)
         assert secret not in line
 
@@ -85,7 +68,7 @@ def test_start_refusals(anvil: DevChain, registry: Deployed, tmp_path: Path) -> 
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        busy = run(
+        busy = run_finvault(
             "node", "--rpc", anvil.rpc_url, "--db", db, "--registry", registry.address, "--port", str(port)
         )
     assert_one_line_error(busy, 2, "config_error", "cannot listen", str(port))
@@ -151,7 +134,7 @@ def test_verify_command_exit_codes(anvil: DevChain, issued: Issued, rpc: RpcClie
     )
     direct = ["--rpc", anvil.rpc_url, "--registry", issued.registry]
 
-    pending = run("verify", good[0], *direct)
+    pending = run_finvault("verify", good[0], *direct)
     assert pending.returncode == 1, pending.stderr  # PENDING is not VALID
     assert "PENDING" in pending.stdout
 
@@ -160,30 +143,31 @@ def test_verify_command_exit_codes(anvil: DevChain, issued: Issued, rpc: RpcClie
         with httpx.Client(base_url=node.url) as client:
             verdict_when(client, issued.receipts[0], "VALID")
         for source in (["--node", node.url], direct):
-            ok = run("verify", *good, *source, "--json")
+            ok = run_finvault("verify", *good, *source, "--json")
             assert ok.returncode == 0, ok.stderr
             lines = [json.loads(line) for line in ok.stdout.splitlines()]
             assert [(line["file"], line["status"]) for line in lines] == [(g, "VALID") for g in good]
 
-            mixed = run("verify", good[0], tampered, *source)
+            mixed = run_finvault("verify", good[0], tampered, *source)
             assert mixed.returncode == 1, mixed.stderr
             assert "[DIGEST_MISMATCH]" in mixed.stdout
 
-        not_json = run("verify", write(tmp_path, "not-json.json", "{oops"), "--node", node.url)
+        not_json = run_finvault("verify", write(tmp_path, "not-json.json", "{oops"), "--node", node.url)
         assert not_json.returncode == 1
         assert "invalid_json" in not_json.stdout
 
-        clash = run("verify", good[0], "--node", node.url, "--rpc", anvil.rpc_url)
+        clash = run_finvault("verify", good[0], "--node", node.url, "--rpc", anvil.rpc_url)
         assert clash.returncode == 2
         assert "--rpc" in clash.stderr
 
     issued.writer.revoke_root(issued.batch.tree.root, RevocationReason.CESSATION_OF_OPERATION)
-    revoked = run("verify", good[0], *direct)
+    revoked = run_finvault("verify", good[0], *direct)
     assert revoked.returncode == 1
     assert "[ROOT_REVOKED]" in revoked.stdout
 
-    assert run("verify", str(tmp_path / "missing.json"), *direct).returncode == 2
-    assert run("verify", good[0], "--rpc", anvil.rpc_url).returncode == 2  # no registry: a usage error
-    assert run("verify", good[0], "--node", "ftp://example").returncode == 2
-    gone = run("verify", good[0], "--node", f"http://127.0.0.1:{free_port()}")
+    assert run_finvault("verify", str(tmp_path / "missing.json"), *direct).returncode == 2
+    no_registry = run_finvault("verify", good[0], "--rpc", anvil.rpc_url)
+    assert no_registry.returncode == 2  # a usage error
+    assert run_finvault("verify", good[0], "--node", "ftp://example").returncode == 2
+    gone = run_finvault("verify", good[0], "--node", f"http://127.0.0.1:{free_port()}")
     assert_one_line_error(gone, 1, "node_unavailable")
