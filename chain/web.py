@@ -157,6 +157,14 @@ _HTTP_CODES = {
 }
 
 
+def status_for(exc: FinVaultError, statuses: Mapping[type[FinVaultError], int]) -> int:
+    """The HTTP status of an error: its own for :class:`HttpError`, else the most specific class in
+    its MRO that ``statuses`` maps, else 500."""
+    if isinstance(exc, HttpError):
+        return exc.status
+    return next((statuses[cls] for cls in type(exc).__mro__ if cls in statuses), 500)
+
+
 def install_error_handlers(app: FastAPI, statuses: Mapping[type[FinVaultError], int]) -> None:
     """Maps every exception to the error shape, in one place.
 
@@ -170,7 +178,7 @@ def install_error_handlers(app: FastAPI, statuses: Mapping[type[FinVaultError], 
         assert isinstance(exc, FinVaultError)
         if isinstance(exc, HttpError):
             return error_response(exc.status, exc.code, exc.message, exc.headers)
-        status = next((statuses[cls] for cls in type(exc).__mro__ if cls in statuses), 500)
+        status = status_for(exc, statuses)
         if status >= 500:
             log.error("request failed: %s", exc.diagnostics())
         return error_response(status, exc.code, exc.message)

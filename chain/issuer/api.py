@@ -60,7 +60,6 @@ from chain.web import (
     Conflict,
     EdgeMiddleware,
     Forbidden,
-    HttpError,
     NotFound,
     RateLimiter,
     Unauthorized,
@@ -71,6 +70,7 @@ from chain.web import (
     install_error_handlers,
     json_body_openapi,
     read_json,
+    status_for,
     token_digest,
 )
 
@@ -512,9 +512,7 @@ def _leaf(accepted: Accepted) -> str:
 
 def _error_for_replay(exc: FinVaultError) -> JSONResponse | None:
     """The stored answer for a request that failed with a client error; None for anything else."""
-    if isinstance(exc, HttpError):
-        return error_response(exc.status, exc.code, exc.message) if exc.status < 500 else None
-    status = next((STATUSES[cls] for cls in type(exc).__mro__ if cls in STATUSES), 500)
+    status = status_for(exc, STATUSES)
     return error_response(status, exc.code, exc.message) if status < 500 else None
 
 
