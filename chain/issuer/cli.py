@@ -74,6 +74,24 @@ def issuer_options(func: F) -> F:
     return func
 
 
+def template_and_out_options(func: F) -> F:
+    """--template (the credential template records fill) and --out (where receipts go)."""
+    func = click.option(
+        "--out",
+        "out_dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        required=True,
+        help="Receipts directory.",
+    )(func)
+    return click.option(
+        "--template",
+        "template_path",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        required=True,
+        help="Credential template (JSON with {{column}} placeholders).",
+    )(func)
+
+
 def _issuer_settings(options: dict[str, Any]) -> IssuerSettings:
     """Takes the issuer options out of ``options`` (what is left is chain access)."""
     return load_settings(
@@ -142,14 +160,7 @@ def _report(batches: list[Batch], out_dir: Path) -> None:
 
 @click.command("issue")
 @click.argument("input_path", metavar="INPUT", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option(
-    "--template",
-    "template_path",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    required=True,
-    help="Credential template (JSON with {{column}} placeholders).",
-)
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
+@template_and_out_options
 @click.option(
     "--format", "fmt", type=click.Choice([f.value for f in InputFormat]), help="Default: from the extension."
 )
@@ -281,14 +292,7 @@ def issuer_api() -> None:
 
 
 @issuer_api.command("serve")
-@click.option(
-    "--template",
-    "template_path",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    required=True,
-    help="Credential template the submitted records fill.",
-)
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
+@template_and_out_options
 @click.option("--host", help="Interface to bind (default 127.0.0.1, or FINVAULT_ISSUER_API_HOST).")
 @click.option("--port", type=int, help="Port (default 8100, or FINVAULT_ISSUER_API_PORT).")
 @click.option(
