@@ -14,8 +14,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import ArgumentError
@@ -70,6 +68,9 @@ def make_engine(url: str, *, default_begin: BeginMode = "DEFERRED") -> Engine:
 
 def migrate(engine: Engine, script_location: Path) -> None:
     """Brings the schema under ``script_location`` to its newest version (creating it if empty)."""
+    from alembic import command  # lazily: read-only processes (node workers) never migrate
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(script_location))
     with engine.begin() as connection:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from eth_utils.address import to_checksum_address
 
@@ -19,7 +19,9 @@ from chain.contract import ContractAbi, DecodedError
 from chain.errors import FinVaultError, RpcError, TransactionFailed
 from chain.hashing import keccak256
 from chain.rpc import RpcClient
-from chain.signer import Signer
+
+if TYPE_CHECKING:  # eth_account is heavy; verification-only processes never sign
+    from chain.signer import Signer
 
 GWEI = 10**9
 GAS_HEADROOM = 1.2

@@ -26,35 +26,7 @@ from indexer.reconcile import Reconciler, drifts_csv
 from indexer.reconcile import resync as repair
 from indexer.schema import BlockRow, CheckpointRow
 from indexer.settings import IndexerSettings
-from indexer.sync import Indexer, StepResult
-
-
-def build_indexer(settings: IndexerSettings) -> Indexer:
-    """Connects, checks chain id and registry code, opens (and migrates) the mirror."""
-    rpc = RpcClient(settings.rpc_urls, policy=settings.retry_policy)
-    registry = settings.require_registry()
-    quorum = (
-        RpcClient(settings.quorum_rpc_urls, policy=settings.retry_policy)
-        if settings.quorum_rpc_urls
-        else None
-    )
-    start = settings.start_block
-    if start is None:
-        rpc.require_chain_id(settings.chain_id)
-        reader = RegistryReader(rpc, registry)
-        reader.check_deployment()
-        start = reader.deployment_block()
-    indexer = Indexer(
-        open_mirror(settings.database_url),
-        rpc,
-        chain_id=settings.chain_id,
-        registry=registry,
-        start_block=start,
-        confirmations=settings.sync_confirmations,
-        quorum=quorum,
-    )
-    indexer.check_startup()
-    return indexer
+from indexer.sync import StepResult, build_indexer
 
 
 @click.command()

@@ -34,7 +34,7 @@ from chain.db import BEGIN_MODE
 from chain.errors import ChainMismatch, FinVaultError, RpcError, RpcUnavailable
 from chain.registry import RegistryReader
 from chain.rpc import RpcClient
-from indexer.db import insert_rows
+from indexer.db import insert_rows, open_mirror
 from indexer.decode import MIRRORED_TOPICS, DecodedBatch, DecodeError
 from indexer.fetch import AdaptiveRange, Header, LogFetcher, read_headers
 from indexer.rewind import rewind
@@ -49,6 +49,7 @@ from indexer.schema import (
     KeyRow,
     RevocationRow,
 )
+from indexer.settings import IndexerSettings
 
 log = logging.getLogger(__name__)
 
@@ -465,3 +466,31 @@ class Indexer:
                 continue
             if result.caught_up and result.reorged_to is None:
                 stop.wait(poll_interval)
+
+
+def build_indexer(settings: IndexerSettings) -> Indexer:
+    """Connects, checks chain id and registry code, opens (and migrates) the mirror."""
+    rpc = RpcClient(settings.rpc_urls, policy=settings.retry_policy)
+    registry = settings.require_registry()
+    quorum = (
+        RpcClient(settings.quorum_rpc_urls, policy=settings.retry_policy)
+        if settings.quorum_rpc_urls
+        else None
+    )
+    start = settings.start_block
+    if start is None:
+        rpc.require_chain_id(settings.chain_id)
+        reader = RegistryReader(rpc, registry)
+        reader.check_deployment()
+        start = reader.deployment_block()
+    indexer = Indexer(
+        open_mirror(settings.database_url),
+        rpc,
+        chain_id=settings.chain_id,
+        registry=registry,
+        start_block=start,
+        confirmations=settings.sync_confirmations,
+        quorum=quorum,
+    )
+    indexer.check_startup()
+    return indexer

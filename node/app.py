@@ -202,6 +202,10 @@ class _SyncCollector(Collector):
             "finvault_node_rpc_errors": ("Sync steps that failed on an RPC error.", sync.rpc_errors),
             "finvault_node_sync_failures": ("Sync steps that failed, for any reason.", sync.failures),
             "finvault_node_reorgs_repaired": ("Reorgs rolled back since the node started.", sync.reorgs),
+            "finvault_node_quorum_disagreements": (
+                "Sync steps refused because the quorum endpoint disagreed on a block hash.",
+                sync.quorum_disagreements,
+            ),
         }
         for name, (doc, value) in counters.items():
             yield CounterMetricFamily(name, doc, value=value)
@@ -492,6 +496,7 @@ def create_app(runtime: Runtime, *, static_dir: Path | None = STATIC_DIR) -> Fas
             "confirmations": runtime.policy.confirmations,
             "sync_confirmations": runtime.settings.sync_confirmations,
             "reorgs_repaired": sync.reorgs,
+            "quorum_disagreements": sync.quorum_disagreements,
             "last_error": sync.last_error,
             "ready": not not_ready(sync, runtime.settings),
         }

@@ -195,6 +195,10 @@ class StatusOut(_Out):
     confirmations: int
     sync_confirmations: int
     reorgs_repaired: int
+    quorum_disagreements: int = Field(
+        description="Sync steps refused since the node started because the --quorum-rpc endpoint "
+        "disagreed with the primary on a block hash (nothing from such a step is committed)."
+    )
     last_error: str | None
     ready: bool
 

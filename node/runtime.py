@@ -33,9 +33,8 @@ from chain.errors import ChainMismatch, FinVaultError, RpcError, RpcUnavailable
 from chain.registry import RegistryReader
 from chain.rpc import RetryPolicy, RpcClient
 from chain.verify import ChainHead, Policy
-from indexer.cli import build_indexer
 from indexer.digests import update_digests
-from indexer.sync import TRANSIENT_ERRORS, Indexer
+from indexer.sync import TRANSIENT_ERRORS, Indexer, build_indexer
 from node.audit import ReconciliationJob, drift_alert
 from node.mirror import MirrorView
 from node.settings import NodeSettings
@@ -209,6 +208,7 @@ class NodeRuntime(Runtime):
             rpc_errors=health.rpc_errors,
             failures=health.failures,
             reorgs=len(status.reorgs),
+            quorum_disagreements=status.quorum_disagreements,
             last_success=health.last_success,
             breaker_open=self.indexer.breaker.open,
             running=health.running,

@@ -18,7 +18,7 @@ from pathlib import Path
 
 PAGE = 4096
 _SEQ = struct.Struct("<Q")
-_NUMBERS = struct.Struct("<qqqqqqqqdBBB")
+_NUMBERS = struct.Struct("<qqqqqqqqqdBBB")
 _TEXT_AT = (256, 1280, 2304)  # last_error, fatal, chain_mismatch
 _TEXT_MAX = 1000
 _LENGTH = struct.Struct("<H")
@@ -36,6 +36,7 @@ class SyncSnapshot:
     rpc_errors: int = 0
     failures: int = 0
     reorgs: int = 0
+    quorum_disagreements: int = 0
     last_success: float | None = None  # time.monotonic() (system-wide on Linux)
     breaker_open: bool = False
     running: bool = False
@@ -76,6 +77,7 @@ class SharedState:
             snapshot.rpc_errors,
             snapshot.failures,
             snapshot.reorgs,
+            snapshot.quorum_disagreements,
             math.nan if snapshot.last_success is None else snapshot.last_success,
             snapshot.breaker_open,
             snapshot.running,
@@ -105,8 +107,10 @@ class SharedState:
             (after,) = _SEQ.unpack_from(memory, 0)
             if before == after:
                 break
-        generation, head, indexed, finalized, events, rpc_errors, failures, reorgs = numbers[:8]
-        last_success, breaker_open, running, written = numbers[8:]
+        generation, head, indexed, finalized, events, rpc_errors, failures, reorgs, disagreements = numbers[
+            :9
+        ]
+        last_success, breaker_open, running, written = numbers[9:]
         if not written:
             return SyncSnapshot()
         return SyncSnapshot(
@@ -118,6 +122,7 @@ class SharedState:
             rpc_errors,
             failures,
             reorgs,
+            disagreements,
             last_success=None if math.isnan(last_success) else last_success,
             breaker_open=bool(breaker_open),
             running=bool(running),

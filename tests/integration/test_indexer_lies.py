@@ -1,7 +1,9 @@
 """Endpoints that lie: a second endpoint in quorum, and what the accumulators catch on their own.
 
 The liar is the fault-injecting proxy in front of the same anvil, so the honest answers are real.
-Nothing a lie touches may be committed: the mirror stays at its last checkpoint (or empty).
+Nothing a lie touches may be committed: the mirror stays at its last checkpoint (or empty). A
+*consistent* liar (every block hash faked, in headers and logs alike) passes a lone indexer's own
+checks; quorum refuses it, and without quorum a reconciliation against an honest endpoint names it.
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session
 
-from chain.devchain import DevChain
+from chain.devchain import DEV_CHAIN_ID, DevChain
 from chain.rpc import RpcClient
+from indexer.reconcile import Reconciler
 from indexer.schema import CheckpointRow
 from indexer.sync import ChainMoved, Indexer, MirrorDivergence, QuorumDisagreement
 from tests.integration.conftest import Deployed
@@ -133,3 +136,42 @@ def test_a_stale_head_only_delays_the_mirror(scene: Scene) -> None:
     scene.proxy.stale_head = 0
     assert indexer.sync().indexed_block == head
     scene.assert_mirror_equals_the_chain(indexer, head)
+
+
+def lie_consistently(proxy: RpcProxy) -> None:
+    proxy.lie_block_hashes = proxy.consistent_lies = True
+
+
+@pytest.mark.parametrize("liar_is", ["primary", "quorum"])
+def test_quorum_keeps_the_mirror_correct_against_a_consistent_liar(scene: Scene, liar_is: str) -> None:
+    lie_consistently(scene.proxy)
+    primary, second = (scene.liar, scene.rpc) if liar_is == "primary" else (scene.rpc, scene.liar)
+    indexer = scene.indexer(primary, quorum=second)
+    with pytest.raises(QuorumDisagreement):
+        indexer.step()
+    assert indexer.status.quorum_disagreements == 1  # reported (the node shows it in /status, /metrics)
+    assert committed_block(indexer) is None
+
+    scene.proxy.behave()
+    head = indexer.sync().indexed_block
+    scene.assert_mirror_equals_the_chain(indexer, head)
+
+
+def test_without_quorum_a_consistent_liar_is_caught_by_reconciliation(scene: Scene) -> None:
+    lie_consistently(scene.proxy)
+    indexer = scene.indexer(scene.liar)
+    head = indexer.sync().indexed_block  # every check a lone indexer can make passes
+    assert scene.proxy.injected[Lie.BLOCK_HASH] > 0
+
+    lied = Reconciler(indexer.engine, scene.liar, scene.registry.address, DEV_CHAIN_ID).run(
+        scene.registry.block, head
+    )
+    assert lied.clean  # the liar agrees with itself
+    report = Reconciler(indexer.engine, scene.rpc, scene.registry.address, DEV_CHAIN_ID).run(
+        scene.registry.block, head
+    )
+    assert not report.clean
+    blocks = {drift.block_number for drift in report.drifts if drift.kind == "block_hash"}
+    assert len(blocks) >= 7  # the issuers' registration block and six anchoring blocks, at least
+    rows = [drift for drift in report.drifts if drift.kind != "block_hash"]
+    assert rows and {(drift.kind, drift.field) for drift in rows} == {("mismatch", "block_hash")}

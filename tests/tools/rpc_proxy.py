@@ -11,7 +11,10 @@ and decide, per JSON-RPC method and at run time, how the "provider" misbehaves:
 - provider limits: ``eth_getLogs`` over more than ``max_log_range`` blocks answers the JSON-RPC
   error real providers send ("query returned more than 10000 results");
 - lies: a stale head (``eth_blockNumber`` N blocks behind), other block hashes in
-  ``eth_getBlockByNumber`` results, logs left out of ``eth_getLogs`` results.
+  ``eth_getBlockByNumber`` results, logs left out of ``eth_getLogs`` results. A *consistent* liar
+  (``lie_block_hashes = consistent_lies = True``) fakes every block hash it serves, in headers
+  (``hash`` and ``parentHash``) and in logs (``blockHash``) alike, so its answers check out against
+  each other: only a second endpoint or a reconciliation against an honest one can tell.
 
 Batch requests (list bodies) are handled item by item for limits and lies; a transport fault
 hits the whole HTTP exchange. :attr:`RpcProxy.injected` counts every fault and lie served.
@@ -116,6 +119,7 @@ class RpcProxy:
         self.rng = random.Random(seed)
         self.stale_head = 0  # eth_blockNumber answers this many blocks behind
         self.lie_block_hashes = False
+        self.consistent_lies = False  # with lie_block_hashes: parentHash and logs' blockHash too
         self.omit_logs_every: int | None = None  # leave out every Nth log served
         self.max_log_range: int | None = None  # refuse wider eth_getLogs ranges
         self.calls: Counter[str] = Counter()  # per JSON-RPC method (batch items count one each)
@@ -175,6 +179,7 @@ class RpcProxy:
             self._latency.clear()
             self.stale_head = 0
             self.lie_block_hashes = False
+            self.consistent_lies = False
             self.omit_logs_every = None
             self.max_log_range = None
 
@@ -264,6 +269,7 @@ class RpcProxy:
             (self.stale_head > 0 and "eth_blockNumber" in methods)
             or (self.lie_block_hashes and "eth_getBlockByNumber" in methods)
             or (self.omit_logs_every is not None and "eth_getLogs" in methods)
+            or (self.lie_block_hashes and self.consistent_lies and "eth_getLogs" in methods)
         )
 
     def _answer(self, raw: bytes, body: Any, items: list[dict[str, Any]], refused: set[int]) -> bytes:
@@ -321,7 +327,19 @@ class RpcProxy:
                 return {**answer, "result": hex(max(0, int(result, 16) - self.stale_head))}
             if method == "eth_getBlockByNumber" and self.lie_block_hashes and isinstance(result, dict):
                 self.injected[Lie.BLOCK_HASH] += 1
-                return {**answer, "result": {**result, "hash": fake_hash(result["hash"])}}
+                faked = {**result, "hash": fake_hash(result["hash"])}
+                if self.consistent_lies:
+                    faked["parentHash"] = fake_hash(result["parentHash"])
+                return {**answer, "result": faked}
+            if (
+                method == "eth_getLogs"
+                and self.lie_block_hashes
+                and self.consistent_lies
+                and isinstance(result, list)
+            ):
+                self.injected[Lie.BLOCK_HASH] += len(result)
+                result = [{**log, "blockHash": fake_hash(log["blockHash"])} for log in result]
+                answer = {**answer, "result": result}
             if method == "eth_getLogs" and self.omit_logs_every and isinstance(result, list):
                 kept = []
                 for log in result:
