@@ -24,6 +24,7 @@ import httpx
 from chain.contract import hex0x, load_artifact
 from chain.devchain import DEV_CHAIN_ID, DevChain, wait_for_shutdown
 from chain.errors import ConfigError, FinVaultError
+from chain.networks import NETWORKS
 from chain.registry import RegistryReader, RegistryWriter, deploy_registry
 from chain.rpc import RpcClient, redact_url
 from chain.rpc_facts import RpcFacts
@@ -49,12 +50,24 @@ SIGNING_KEY_INFO_FILE = "signing-key.json"
 
 
 def chain_options(func: F) -> F:
-    """--rpc/--chain-id/--confirmations, read on top of the FINVAULT_* environment."""
+    """--network/--rpc/--chain-id/--confirmations, read on top of the FINVAULT_* environment.
+
+    Every command that reaches the chain takes these, and they all end in
+    :class:`chain.settings.ChainSettings`, which applies the network preset: one place for all.
+    """
     for option in reversed(
         [
+            click.option(
+                "--network",
+                metavar="|".join(NETWORKS),
+                help="Preset for chain id, confirmations, tip floor and RPC URL (default local); "
+                "the other flags and FINVAULT_* variables win over it.",
+            ),
             click.option("--rpc", "rpc_urls", multiple=True, help="JSON-RPC URL (repeat for failover)."),
-            click.option("--chain-id", type=int, help="Expected chain id (default 31337)."),
-            click.option("--confirmations", type=int, help="Blocks to wait after inclusion."),
+            click.option("--chain-id", type=int, help="Expected chain id (default: the network's)."),
+            click.option(
+                "--confirmations", type=int, help="Blocks to wait after inclusion (default: the network's)."
+            ),
         ]
     ):
         func = option(func)
@@ -390,6 +403,7 @@ def verify_command(
     """
     if node_url is not None:
         rpc_only = {
+            "--network": options.get("network"),
             "--rpc": options.get("rpc_urls"),
             "--registry": registry,
             "--chain-id": options.get("chain_id"),

@@ -10,20 +10,20 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from chain.errors import ConfigError
+from chain.networks import DEFAULT_NETWORK, NETWORKS, NetworkPreset, network_for_chain_id, network_names
 from chain.rpc import RetryPolicy, redact_url
 from chain.tx import GWEI, FeePolicy
 
 S = TypeVar("S", bound=BaseSettings)
 
 ADDRESS_RE = re.compile(r"^0x[0-9a-fA-F]{40}$")
-
-#: Polygon PoS (137) and Amoy (80002) reject tips below 30 gwei.
-MIN_PRIORITY_FEE_GWEI_BY_CHAIN: dict[int, Decimal] = {137: Decimal(30), 80002: Decimal(30)}
+#: Field defaults are the default network's preset, so naming no network changes nothing.
+LOCAL = NETWORKS[DEFAULT_NETWORK]
 
 
 def normalize_address(value: str) -> str:
@@ -33,25 +33,67 @@ def normalize_address(value: str) -> str:
 
 
 class ChainSettings(BaseSettings):
-    """Where the chain is and how to talk to it."""
+    """Where the chain is and how to talk to it.
+
+    ``network`` names a preset (:mod:`chain.networks`) that fills chain id, confirmation depths,
+    tip floor and RPC URL; any of these given by flag or ``FINVAULT_*`` variable wins. Without a
+    network the field defaults below are the ``local`` preset's, and a known chain id still
+    brings its tip floor.
+    """
 
     model_config = SettingsConfigDict(env_prefix="FINVAULT_", extra="ignore", frozen=True)
 
+    network: str | None = Field(
+        None, description=f"Preset: {network_names()} (default {DEFAULT_NETWORK}); explicit settings win."
+    )
     rpc_urls: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: ["http://127.0.0.1:8545"],
+        default_factory=lambda: [LOCAL.rpc_url],
         description="JSON-RPC endpoints in order of preference (comma-separated in the environment).",
         json_schema_extra={"sensitive": True},  # provider URLs often embed API keys
     )
-    chain_id: int = Field(31337, gt=0, description="The chain the endpoints must serve.")
+    chain_id: int = Field(LOCAL.chain_id, gt=0, description="The chain the endpoints must serve.")
     registry: str | None = Field(None, description="FinVaultRegistry address.")
-    confirmations: int = Field(1, ge=1, le=10_000, description="Blocks a transaction must be buried under.")
+    confirmations: int = Field(
+        LOCAL.confirmations, ge=1, le=10_000, description="Blocks a transaction must be buried under."
+    )
     min_priority_fee_gwei: Decimal | None = Field(
-        None, ge=0, description="Tip floor; defaults to 30 on Polygon and Amoy, 0 elsewhere."
+        None, ge=0, description="Tip floor; default: the chain's preset (30 on Polygon and Amoy), else 0."
     )
     rpc_timeout: float = Field(10.0, gt=0, le=300)
     rpc_rounds: int = Field(4, ge=1, le=100, description="Passes over all endpoints before giving up.")
     keystore: Path | None = Field(None, description="eth-account keystore JSON of the sending account.")
     keystore_password: SecretStr | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_from_network(cls, data: Any) -> Any:
+        """Environment and flags are merged by now: fill only what neither of them gave."""
+        if not isinstance(data, dict) or not isinstance(data.get("network"), str):
+            return data
+        preset = NETWORKS.get(data["network"].strip().lower())
+        if preset is None:
+            return data  # the field validator names the choices
+        defaults = {k: v for k, v in preset.settings_defaults().items() if k in cls.model_fields}
+        return {**defaults, **data}
+
+    @field_validator("network")
+    @classmethod
+    def _check_network(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        name = value.strip().lower()
+        if name not in NETWORKS:
+            raise ValueError(f"must be {network_names()}")
+        return name
+
+    @model_validator(mode="after")
+    def _chain_id_matches_network(self) -> ChainSettings:
+        if self.network is not None and NETWORKS[self.network].chain_id != self.chain_id:
+            raise ValueError(
+                f"chain_id: network {self.network} is chain {NETWORKS[self.network].chain_id}, "
+                f"not {self.chain_id}; drop --chain-id (FINVAULT_CHAIN_ID) or pick the matching network"
+            )
+        return self
 
     @field_validator("rpc_urls", mode="before")
     @classmethod
@@ -76,10 +118,15 @@ class ChainSettings(BaseSettings):
         return None if value is None else normalize_address(value)
 
     @property
+    def preset(self) -> NetworkPreset | None:
+        """The preset of this chain id (a named network's always matches); None for a custom chain."""
+        return network_for_chain_id(self.chain_id)
+
+    @property
     def fee_policy(self) -> FeePolicy:
         floor = self.min_priority_fee_gwei
         if floor is None:
-            floor = MIN_PRIORITY_FEE_GWEI_BY_CHAIN.get(self.chain_id, Decimal(0))
+            floor = self.preset.min_priority_fee_gwei if self.preset else Decimal(0)
         return FeePolicy(min_priority_fee_wei=int(floor * GWEI))
 
     @property
@@ -103,8 +150,9 @@ def describe_validation_error(error: ValidationError, secret_fields: frozenset[s
     """One line per problem, naming the setting; values of secret fields are never shown."""
     problems = []
     for item in error.errors():
-        field = ".".join(str(part) for part in item["loc"]) or "settings"
-        problem = f"{field}: {item['msg']}"
+        message = item["msg"].removeprefix("Value error, ")
+        # A whole-model check has no location; its message names the fields itself.
+        problem = f"{'.'.join(str(part) for part in item['loc'])}: {message}" if item["loc"] else message
         if item["loc"] and item["loc"][0] not in secret_fields and item.get("input") is not None:
             shown = repr(item["input"])
             problem += f" (got {shown[:60]}{'...' if len(shown) > 60 else ''})"

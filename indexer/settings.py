@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
 
-from chain.settings import ChainSettings
+from chain.settings import LOCAL, ChainSettings
 from indexer.db import DEFAULT_MIRROR_URL
 
 
@@ -19,7 +19,7 @@ class IndexerSettings(ChainSettings):
     )
     start_block: int | None = Field(None, ge=0, description="Default: the registry's deploymentBlock().")
     sync_confirmations: int = Field(
-        12, ge=1, le=10_000, description="Depth at which mirror rows count as final."
+        LOCAL.sync_confirmations, ge=1, le=10_000, description="Depth at which mirror rows count as final."
     )
     quorum_rpc_urls: Annotated[list[str], NoDecode] = Field(
         default_factory=list,

@@ -34,7 +34,9 @@ def demo(check: bool, state_dir: Path, chain_port: int) -> None:
 @click.option("--port", type=int, help="Port to listen on (default 8000; 0 picks a free one).")
 @click.option("--db", "database_url", help="Mirror database URL (default sqlite:///.finvault/mirror.db).")
 @click.option(
-    "--sync-confirmations", type=int, help="Depth at which mirror rows count as final (default 12)."
+    "--sync-confirmations",
+    type=int,
+    help="Depth at which mirror rows count as final (default: the network's; 12 on local).",
 )
 @click.option(
     "--start-block", type=int, help="First block to read (default: the registry's deployment block)."

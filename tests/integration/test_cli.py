@@ -153,6 +153,8 @@ def test_keystore_account_deploys(anvil: DevChain, rpc: RpcClient, tmp_path: Pat
         ({"FINVAULT_CHAIN_ID": "polygon"}, "chain_id"),
         ({"FINVAULT_CONFIRMATIONS": "0"}, "confirmations"),
         ({"FINVAULT_RPC_URLS": "ftp://example"}, "rpc_urls"),
+        ({"FINVAULT_NETWORK": "mainnet"}, "network: must be local, amoy or polygon"),
+        ({"FINVAULT_NETWORK": "amoy", "FINVAULT_CHAIN_ID": "31337"}, "network amoy is chain 80002"),
     ],
 )
 def test_bad_settings_fail_before_connecting(env: dict[str, str], fragment: str) -> None:
@@ -165,6 +167,54 @@ def test_dev_accounts_refused_on_a_public_chain_id() -> None:
     with DevChain(chain_id=137) as polygon_like:
         result = run_finvault("deploy", "--rpc", polygon_like.rpc_url, "--chain-id", "137", "--dev")
     assert_one_line_error(result, "public test keys")
+
+
+#: For commands given a public --network: anything that still tried the public endpoint would
+#: go through this proxy, where nothing listens, instead of leaving the machine.
+NO_PUBLIC_NETWORK = {
+    "HTTP_PROXY": "http://127.0.0.1:9",
+    "HTTPS_PROXY": "http://127.0.0.1:9",
+    "NO_PROXY": "127.0.0.1,localhost",
+    "no_proxy": "127.0.0.1,localhost",
+}
+
+
+def test_network_preset_chain_id_is_checked_against_the_endpoint(anvil: DevChain) -> None:
+    result = run_finvault(
+        "deploy", "--network", "amoy", "--rpc", anvil.rpc_url, "--dev", env=NO_PUBLIC_NETWORK
+    )
+    assert_one_line_error(result, "chain_mismatch", "chain id 31337", "chain id 80002 is configured")
+
+
+def test_network_polygon_on_a_local_polygon_like_chain(tmp_path: Path) -> None:
+    """--network polygon against a local chain with id 137: the preset's 30 gwei tip floor is what
+    the deployment pays, and --confirmations 1 overrides the preset's 64 (anvil mines on demand)."""
+    password = tmp_path / "password"
+    password.write_text("keystore password\n")
+    keystore = tmp_path / "owner.json"
+    address = write_keystore(keystore, bytes([0x22]) * 32, "keystore password")
+    with DevChain(chain_id=137) as polygon_like, RpcClient([polygon_like.rpc_url]) as rpc:
+        rpc.call("anvil_setBalance", [address, hex(10**18)])
+        common = ("--network", "polygon", "--rpc", polygon_like.rpc_url)
+        refused = run_finvault("deploy", *common, "--dev", env=NO_PUBLIC_NETWORK)
+        assert_one_line_error(refused, "public test keys")
+        result = run_finvault(
+            "deploy",
+            *common,
+            "--confirmations",
+            "1",
+            "--keystore",
+            str(keystore),
+            "--password-file",
+            str(password),
+            "--json",
+            env=NO_PUBLIC_NETWORK,
+        )
+        assert result.returncode == 0, result.stderr
+        out = json.loads(result.stdout)
+        assert out["chainId"] == 137
+        tx = rpc.call("eth_getTransactionByHash", [out["txHash"]])
+    assert int(tx["maxPriorityFeePerGas"], 16) >= 30 * 10**9
 
 
 def test_missing_signer_is_one_line(anvil: DevChain) -> None:
