@@ -83,6 +83,8 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+#: A surrogate code point in text given as ``str`` (bytes cannot hold one: strict UTF-8 refuses it).
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _parse_int(literal: str) -> int:
@@ -123,6 +125,8 @@ def loads_strict(text: str | bytes, *, max_bytes: int = MAX_DOCUMENT_BYTES) -> A
         4 * len(text) > max_bytes and len(text.encode("utf-8", "replace")) > max_bytes
     ):
         raise DocumentError(f"input is over {max_bytes:,} bytes of UTF-8")
+    elif not text.isascii() and _SURROGATE.search(text):
+        raise DocumentError("text is not valid Unicode (lone surrogate)")
     try:
         if text.startswith("\ufeff"):  # what json.loads() says before it decodes
             raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)

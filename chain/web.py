@@ -398,6 +398,23 @@ class EdgeMiddleware:
         return None
 
 
+class EdgeFastAPI(FastAPI):
+    """FastAPI with :class:`EdgeMiddleware` outside everything, its error pages included.
+
+    ``add_middleware`` would put the edge inside Starlette's ``ServerErrorMiddleware``: a 500 would
+    then leave without ``X-Correlation-ID`` or the security headers, and with ``"-"`` as the
+    correlation id in its body, which is exactly the answer an operator needs to trace.
+    """
+
+    def __init__(self, *, edge: Mapping[str, Any], **kwargs: Any) -> None:
+        self.edge = dict(edge)
+        super().__init__(**kwargs)
+
+    def build_middleware_stack(self) -> ASGIApp:
+        inner: ASGIApp = super().build_middleware_stack()
+        return EdgeMiddleware(inner, **self.edge)
+
+
 class GracefulServer(uvicorn.Server):
     """uvicorn that treats SIGINT/SIGTERM as "stop gracefully, then return".
 

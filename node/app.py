@@ -41,7 +41,7 @@ from chain.receipt import MAX_RECEIPT_BYTES
 from chain.verify import Status, Verdict
 from chain.web import (
     ASGIApp,
-    EdgeMiddleware,
+    EdgeFastAPI,
     Forbidden,
     HttpError,
     Message,
@@ -246,16 +246,6 @@ class _Timing:
             child.observe(time.perf_counter() - started)
 
 
-class _NodeAPI(FastAPI):
-    """FastAPI with :class:`EdgeMiddleware` outside everything, error pages included."""
-
-    edge: dict[str, Any]
-
-    def build_middleware_stack(self) -> ASGIApp:
-        inner: ASGIApp = super().build_middleware_stack()
-        return EdgeMiddleware(inner, **self.edge)
-
-
 def create_app(runtime: Runtime, *, static_dir: Path | None = STATIC_DIR) -> FastAPI:
     """The node's app over ``runtime``; its lifespan runs the sync loop (the caller closes the runtime)."""
     settings = runtime.settings
@@ -273,7 +263,13 @@ def create_app(runtime: Runtime, *, static_dir: Path | None = STATIC_DIR) -> Fas
         finally:
             await run_in_threadpool(runtime.stop)
 
-    app = _NodeAPI(
+    app = EdgeFastAPI(
+        edge={
+            "max_body_bytes": settings.max_body_bytes,
+            "limiter": RateLimiter(settings.rate_limit, settings.burst) if settings.rate_limit > 0 else None,
+            "limit_loopback": settings.rate_limit_loopback,
+            "unlimited_paths": UNLIMITED_PATHS,
+        },
         title="FinVault verification node",
         version=_package_version(),
         description=(
@@ -284,12 +280,6 @@ def create_app(runtime: Runtime, *, static_dir: Path | None = STATIC_DIR) -> Fas
         lifespan=lifespan,
         redoc_url=None,
     )
-    app.edge = {
-        "max_body_bytes": settings.max_body_bytes,
-        "limiter": RateLimiter(settings.rate_limit, settings.burst) if settings.rate_limit > 0 else None,
-        "limit_loopback": settings.rate_limit_loopback,
-        "unlimited_paths": UNLIMITED_PATHS,
-    }
     app.state.runtime = runtime
     admin_digest = token_digest(settings.admin_token.get_secret_value()) if settings.admin_token else None
     app.include_router(audit_router(lambda request: runtime.read_engine, lambda request: admin_digest))

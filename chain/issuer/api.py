@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
@@ -58,7 +59,7 @@ from chain.merkle import leaf_hash
 from chain.web import (
     BadRequest,
     Conflict,
-    EdgeMiddleware,
+    EdgeFastAPI,
     Forbidden,
     NotFound,
     RateLimiter,
@@ -530,6 +531,14 @@ def _scope(scope: Scope) -> Any:
 IssueKey = Annotated[Principal, _scope("issue")]
 RevokeKey = Annotated[Principal, _scope("revoke")]
 ReadKey = Annotated[Principal, _scope("read")]
+#: Documented, not enforced by FastAPI: a malformed root is the API's own 400, in any case of hex.
+BatchRoot = Annotated[
+    str,
+    PathParam(
+        description="The batch's Merkle root: 0x and 64 hex digits.",
+        json_schema_extra={"pattern": r"^0x[0-9a-fA-F]{64}$"},
+    ),
+]
 IdempotencyHeader = Annotated[
     str | None, Header(alias="Idempotency-Key", description="Replays the first response for this key.")
 ]
@@ -557,15 +566,13 @@ def create_app(
             if api.webhooks is not None:
                 api.webhooks.shutdown()
 
-    app = FastAPI(
+    app = EdgeFastAPI(
+        edge={"max_body_bytes": max_body_bytes, "limiter": limiter, "unlimited_paths": ("/health",)},
         title="FinVault issuer API",
         version="1",
         description="Submit certificates, fetch receipts and batches, revoke. Bearer API keys with scopes.",
         lifespan=lifespan,
         responses=_ERRORS,
-    )
-    app.add_middleware(
-        EdgeMiddleware, max_body_bytes=max_body_bytes, limiter=limiter, unlimited_paths=("/health",)
     )
     install_error_handlers(app, STATUSES)
     app.state.issuer_api = api
@@ -613,7 +620,7 @@ def create_app(
         return api.certificate(certificate_id)
 
     @app.get("/batches/{root}", response_model=BatchView, tags=["batches"])
-    def get_batch(root: str, principal: ReadKey) -> BatchView:
+    def get_batch(root: BatchRoot, principal: ReadKey) -> BatchView:
         """A batch: size, anchoring transaction and block, revocation."""
         return api.batch(root.lower())
 

@@ -195,7 +195,9 @@ class _JsonArrayReader:
 
     def __init__(self, text: io.TextIOWrapper) -> None:
         self._text = text
-        self._decoder = json.JSONDecoder()
+        # Only the end of each value is wanted (loads_strict() parses the element text): literals stay
+        # text, so a 5,000-digit number is that record's rejection rather than int()'s ValueError.
+        self._decoder = json.JSONDecoder(parse_int=str, parse_float=str, parse_constant=str)
         self._buffer = ""
         self._pos = 0
         self._eof = False
@@ -240,6 +242,8 @@ class _JsonArrayReader:
         while True:
             try:
                 _, end = self._decoder.raw_decode(self._buffer, self._pos)
+            except RecursionError:  # where the element ends is unknown, so nothing after it is readable
+                raise IntakeError(f"line {self.line}: JSON nested too deeply") from None
             except json.JSONDecodeError as exc:
                 if len(self._buffer) - self._pos > MAX_RECORD_BYTES:
                     too_large = f"record larger than {MAX_RECORD_BYTES:,} bytes"

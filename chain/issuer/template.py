@@ -141,7 +141,10 @@ def _as_datetime(value: Any) -> str:
         parsed = parsed.replace(tzinfo=UTC)
     if parsed.tzinfo is None:
         raise ValueError(f"{_shown(text)} has no UTC offset (add Z or +hh:mm)")
-    return parsed.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    try:
+        return parsed.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    except OverflowError:  # the offset moves it past year 1 or 9999
+        raise ValueError(f"{_shown(text)} is outside the years 1 to 9999 in UTC") from None
 
 
 CONVERSIONS: dict[str, Callable[[Any], Any]] = {

@@ -4,16 +4,25 @@ An :class:`IssuerEnv` is a registry on the session's anvil with dev account 1 re
 active issuer, an Ed25519 document-signing key registered to it, and a SQLite store in a
 temporary directory. :meth:`IssuerEnv.service` builds a new service each time, with a new
 ``TxSender`` and a new database engine: what a restarted process would have.
+
+:func:`serve_in_thread` runs an app (the issuer API built by ``create_app``) under a real uvicorn
+on a free loopback port in a background thread: the cheapest real HTTP server.
 """
 
 from __future__ import annotations
 
 import csv
+import threading
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+import uvicorn
+from fastapi import FastAPI
 
 from chain.contract import to_bytes32
 from chain.devchain import DEV_CHAIN_ID
@@ -28,6 +37,8 @@ from chain.rpc import RpcClient
 from chain.rpc_facts import RpcFacts
 from chain.signing import PrivateKey, encrypt_private_key, generate_private_key, public_key_info
 from chain.verify import Status, verify
+from chain.web import GracefulServer
+from node.server import bind_socket, node_url
 from tests.integration.conftest import ISSUER, Deployed
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "issuer"
@@ -155,3 +166,28 @@ class IssuerEnv:
             assert verdict.status is Status.VALID, verdict.to_dict()
             checked += 1
         return checked
+
+
+@contextmanager
+def serve_in_thread(app: FastAPI, *, ready_timeout: float = 30.0) -> Iterator[str]:
+    """``app`` under uvicorn (as :func:`chain.web.serve` configures it) on a free loopback port, in a
+    daemon thread; yields its URL once it accepts connections, and stops it gracefully on exit."""
+    sock = bind_socket("127.0.0.1", 0)
+    config = uvicorn.Config(
+        app, log_level="warning", server_header=False, proxy_headers=False, access_log=False, lifespan="on"
+    )
+    server = GracefulServer(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="issuer-api", daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + ready_timeout
+        while not server.started:
+            assert thread.is_alive(), "the server thread exited during startup"
+            assert time.monotonic() < deadline, f"the server did not start within {ready_timeout:.0f}s"
+            time.sleep(0.02)
+        yield node_url("127.0.0.1", sock)
+    finally:
+        server.should_exit = True
+        thread.join(30)
+        sock.close()
+        assert not thread.is_alive(), "the server thread did not stop"

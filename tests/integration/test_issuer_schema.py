@@ -1,0 +1,140 @@
+"""Schemathesis against the /openapi.json of a running issuer API: no 5xx, and every response
+(status, content type, body) conforms to what the schema declares.
+
+The API runs with chain access (anvil), a real API key holding every scope, and a store with an
+anchored batch, one certificate of it revoked: so that revocations reach the chain, and the views
+of anchored and revoked certificates, which generated ids cannot find, are checked by name.
+Positive mode checks conformance; negative mode (malformed bodies, parameters of the wrong type)
+checks that nothing is a server error. Modeled on tests/integration/test_node_schema.py.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import schemathesis
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from chain.issuer.api import SCOPES, IssuerApi, create_api_key, create_app
+from chain.rpc import RpcClient
+from tests.integration.conftest import Deployed
+from tests.integration.issuer_fixtures import IssuerEnv, serve_in_thread
+
+SCHEMATHESIS = str(Path(sys.executable).with_name("schemathesis"))
+CONFORMANCE = (
+    "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
+)
+
+
+@dataclass(frozen=True)
+class RunningApi:
+    url: str
+    token: str
+    root: str
+
+
+@pytest.fixture
+def issuer_api(registry: Deployed, rpc: RpcClient, tmp_path: Path) -> Iterator[RunningApi]:
+    env = IssuerEnv(registry, rpc, tmp_path)
+    env.ingest_csv(4)
+    [batch] = env.service(store=env.store).run_once()
+    token = create_api_key(env.store, "schemathesis", SCOPES)
+    api = IssuerApi(env.store, env.template, env.out, service=env.service(store=env.store))
+    with serve_in_thread(create_app(api, max_body_bytes=64 * 1024)) as url:
+        revoked = httpx.post(
+            f"{url}/revocations",
+            json={"certificate_ids": ["cert-00001"], "reason": "superseded"},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=30,
+        )
+        assert revoked.status_code == 200, revoked.text
+        yield RunningApi(url, token, batch.root)
+
+
+def schemathesis_run(api: RunningApi, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            SCHEMATHESIS,
+            "run",
+            f"{api.url}/openapi.json",
+            "--seed=20261123",
+            "--workers=1",
+            "--request-timeout=20",
+            "--generation-database=none",
+            "--no-color",
+            f"--header=Authorization: Bearer {api.token}",
+            f"--report-dir={tmp_path / 'schemathesis'}",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        cwd=tmp_path,
+    )
+
+
+def test_schema_conformance(issuer_api: RunningApi, tmp_path: Path) -> None:
+    positive = schemathesis_run(
+        issuer_api,
+        tmp_path,
+        "--mode=positive",
+        f"--checks={CONFORMANCE}",
+        "--max-examples=40",
+        "--phases=examples,coverage,fuzzing",
+    )
+    assert positive.returncode == 0, positive.stdout[-6000:] + positive.stderr[-2000:]
+    negative = schemathesis_run(
+        issuer_api,
+        tmp_path,
+        "--mode=negative",
+        "--checks=not_a_server_error",
+        "--max-examples=25",
+        "--phases=coverage,fuzzing",
+    )
+    assert negative.returncode == 0, negative.stdout[-6000:] + negative.stderr[-2000:]
+
+    # What generated values never reach: the views of an anchored, a revoked and a pending
+    # certificate, a batch with a revocation in it, and a revocation that is already done.
+    schema = schemathesis.openapi.from_url(f"{issuer_api.url}/openapi.json")
+    auth = {"Authorization": f"Bearer {issuer_api.token}"}
+    checks = [
+        not_a_server_error,
+        status_code_conformance,
+        content_type_conformance,
+        response_schema_conformance,
+    ]
+    certificate = schema["/certificates/{certificate_id}"]["GET"]
+    for certificate_id in ("cert-00000", "cert-00001"):
+        case = certificate.Case(path_parameters={"certificate_id": certificate_id}, headers=auth)
+        assert case.call_and_validate(checks=checks).json()["receipt"]["format"] == "finvault-receipt/1"
+    batch = schema["/batches/{root}"]["GET"].Case(path_parameters={"root": issuer_api.root}, headers=auth)
+    assert batch.call_and_validate(checks=checks).json()["status"] == "anchored"
+    again = schema["/revocations"]["POST"].Case(
+        body={"certificate_ids": ["cert-00001"], "reason": "superseded"}, headers=auth
+    )
+    assert again.call_and_validate(checks=checks).json()["results"][0]["already_revoked"] is True
+    submitted = schema["/certificates"]["POST"].Case(
+        body={
+            "id": "cert-new",
+            "name": "Ada",
+            "degree": "MSc",
+            "grade": "A",
+            "credits": 120,
+            "issued": "2026-07-01",
+            "graduated": "2026-06-30",
+        },
+        headers=auth,
+    )
+    assert submitted.call_and_validate(checks=checks).status_code == 202
