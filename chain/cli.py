@@ -35,6 +35,7 @@ from chain.signing import (
     generate_private_key,
     load_public_key,
     public_key_info,
+    write_secret_file,
 )
 from chain.tx import TxSender
 from chain.verify import Policy, Status, verify
@@ -288,8 +289,7 @@ def issuer_keygen(algorithm: str, out_dir: Path, passphrase_file: Path | None) -
     info = public_key_info(key)
     pem = encrypt_private_key(key, passphrase)
     out_dir.mkdir(parents=True, exist_ok=True)
-    target.touch(mode=0o600)
-    target.write_bytes(pem)
+    write_secret_file(target, pem)
     public_pem = load_pem_public(info.der)
     (out_dir / SIGNING_PUBLIC_KEY_FILE).write_bytes(public_pem)
     (out_dir / SIGNING_KEY_INFO_FILE).write_text(

@@ -5,7 +5,8 @@ has failed in a round, the client sleeps with exponential backoff and jitter (ho
 ``Retry-After``) and tries again. A JSON-RPC error object is an answer, not an outage: it is raised
 at once as :class:`~chain.errors.RpcError` with the raw ``code`` and ``data`` kept.
 
-Endpoint URLs often embed API keys, so only :func:`redact_url` forms ever reach messages.
+Endpoint URLs often embed API keys, so only :func:`redact_url` forms ever reach messages and
+logs (httpx's own request log included).
 """
 
 from __future__ import annotations
@@ -35,6 +36,19 @@ def redact_url(url: str) -> str:
     port = f":{parts.port}" if parts.port else ""
     hidden = "/***" if (parts.path not in ("", "/") or parts.query or parts.username) else ""
     return f"{parts.scheme}://{host}{port}{hidden}"
+
+
+class _RedactRequestUrls(logging.Filter):
+    """httpx logs every request's full URL at INFO (``HTTP Request: POST https://...``), which
+    anyone who turns logging up would see: its records carry :func:`redact_url` forms instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact_url(str(a)) if isinstance(a, httpx.URL) else a for a in record.args)
+        return True
+
+
+logging.getLogger("httpx").addFilter(_RedactRequestUrls())
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
 from chain.errors import ConfigError, KeystoreError
+from chain.signing import write_secret_file
 
 #: anvil's well-known development mnemonic. Its keys are public: never use them on a real network.
 DEV_MNEMONIC = "test test test test test test test test test test test junk"
@@ -73,8 +74,7 @@ class LocalSigner:
 def write_keystore(path: Path, private_key: bytes, password: str) -> str:
     """Encrypts ``private_key`` into an eth-account keystore file (scrypt); returns the address."""
     keystore = Account.encrypt(private_key, password)
-    path.write_text(json.dumps(keystore))
-    path.chmod(0o600)
+    write_secret_file(path, json.dumps(keystore).encode())
     return "0x" + str(keystore["address"]).lower().removeprefix("0x")
 
 

@@ -34,7 +34,7 @@ from chain.rpc import RpcClient
 from chain.rpc_facts import RpcFacts
 from chain.settings import load_settings
 from chain.signer import LocalSigner
-from chain.signing import encrypt_private_key, generate_private_key, public_key_info
+from chain.signing import encrypt_private_key, generate_private_key, public_key_info, write_secret_file
 from chain.tx import TxSender
 from chain.verify import ChainFacts, Status, verify
 from indexer.db import open_mirror
@@ -105,11 +105,6 @@ def _port_or_free(preferred: int) -> int:
         return free_port()
 
 
-def _write_secret(path: Path, data: bytes) -> None:
-    path.touch(mode=0o600)
-    path.write_bytes(data)
-
-
 def run_demo(
     state_dir: Path, *, chain_port: int = 8545, check: bool = False, say: Callable[[str], None] = print
 ) -> DemoResult:
@@ -144,8 +139,8 @@ def run_demo(
 
         key = generate_private_key("ed25519")
         passphrase = secrets.token_urlsafe(24)
-        _write_secret(key_dir / "passphrase", passphrase.encode() + b"\n")
-        _write_secret(key_dir / "signing-key.pem", encrypt_private_key(key, passphrase))
+        write_secret_file(key_dir / "passphrase", passphrase.encode() + b"\n")
+        write_secret_file(key_dir / "signing-key.pem", encrypt_private_key(key, passphrase))
         info = public_key_info(key)
         issuer_registry.add_key(info.key_id, int(info.algorithm), info.der)
         say(f"issuer key: {hex0x(info.key_id)} ({info.algorithm.label}) registered on-chain")

@@ -19,6 +19,7 @@ from typing import Any
 from fastapi import FastAPI
 from pydantic import SecretStr
 
+from chain.signing import write_secret_file
 from node.app import create_app
 from node.runtime import FollowerRuntime
 from node.settings import NodeSettings
@@ -46,9 +47,7 @@ def write_worker_settings(settings: NodeSettings, directory: Path) -> None:
     data: dict[str, Any] = {}
     for name, value in settings.model_dump().items():
         data[name] = value.get_secret_value() if isinstance(value, SecretStr) else value
-    path = directory / SETTINGS_FILE
-    path.touch(mode=0o600)
-    path.write_text(json.dumps(data, default=str))
+    write_secret_file(directory / SETTINGS_FILE, json.dumps(data, default=str).encode())
 
 
 def create_worker_app() -> FastAPI:

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import stat
+from pathlib import Path
+
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -16,6 +19,7 @@ from chain.signing import (
     public_key_info,
     sign_digest,
     verify_digest,
+    write_secret_file,
 )
 
 DIGEST = bytes(range(32))
@@ -85,3 +89,13 @@ def test_algorithm_labels_round_trip() -> None:
         assert KeyAlgorithm.from_label(algorithm.label) is algorithm
     with pytest.raises(SigningError):
         KeyAlgorithm.from_label("ecdsa")
+
+
+def test_secret_files_are_private_from_the_first_byte(tmp_path: Path) -> None:
+    loose = tmp_path / "loose"
+    loose.write_bytes(b"old")
+    loose.chmod(0o644)
+    for path in (tmp_path / "new", loose):
+        write_secret_file(path, b"secret")
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert path.read_bytes() == b"secret"
