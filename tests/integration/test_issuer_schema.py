@@ -5,13 +5,11 @@ The API runs with chain access (anvil), a real API key holding every scope, and 
 anchored batch, one certificate of it revoked: so that revocations reach the chain, and the views
 of anchored and revoked certificates, which generated ids cannot find, are checked by name.
 Positive mode checks conformance; negative mode (malformed bodies, parameters of the wrong type)
-checks that nothing is a server error. Modeled on tests/integration/test_node_schema.py.
+checks that nothing is a server error (tests/tools/schemathesis_cli.py, as for the node).
 """
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,11 +28,7 @@ from chain.issuer.api import SCOPES, IssuerApi, create_api_key, create_app
 from chain.rpc import RpcClient
 from tests.integration.conftest import Deployed
 from tests.integration.issuer_fixtures import IssuerEnv, serve_in_thread
-
-SCHEMATHESIS = str(Path(sys.executable).with_name("schemathesis"))
-CONFORMANCE = (
-    "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
-)
+from tests.tools.schemathesis_cli import negative, output, positive
 
 
 @dataclass(frozen=True)
@@ -62,48 +56,11 @@ def issuer_api(registry: Deployed, rpc: RpcClient, tmp_path: Path) -> Iterator[R
         yield RunningApi(url, token, batch.root)
 
 
-def schemathesis_run(api: RunningApi, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            SCHEMATHESIS,
-            "run",
-            f"{api.url}/openapi.json",
-            "--seed=20261123",
-            "--workers=1",
-            "--request-timeout=20",
-            "--generation-database=none",
-            "--no-color",
-            f"--header=Authorization: Bearer {api.token}",
-            f"--report-dir={tmp_path / 'schemathesis'}",
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-        cwd=tmp_path,
-    )
-
-
 def test_schema_conformance(issuer_api: RunningApi, tmp_path: Path) -> None:
-    positive = schemathesis_run(
-        issuer_api,
-        tmp_path,
-        "--mode=positive",
-        f"--checks={CONFORMANCE}",
-        "--max-examples=40",
-        "--phases=examples,coverage,fuzzing",
-    )
-    assert positive.returncode == 0, positive.stdout[-6000:] + positive.stderr[-2000:]
-    negative = schemathesis_run(
-        issuer_api,
-        tmp_path,
-        "--mode=negative",
-        "--checks=not_a_server_error",
-        "--max-examples=25",
-        "--phases=coverage,fuzzing",
-    )
-    assert negative.returncode == 0, negative.stdout[-6000:] + negative.stderr[-2000:]
+    run = positive(issuer_api.url, issuer_api.token, tmp_path, max_examples=40)
+    assert run.returncode == 0, output(run)
+    run = negative(issuer_api.url, issuer_api.token, tmp_path, max_examples=25)
+    assert run.returncode == 0, output(run)
 
     # What generated values never reach: the views of an anchored, a revoked and a pending
     # certificate, a batch with a revocation in it, and a revocation that is already done.

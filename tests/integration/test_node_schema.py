@@ -8,8 +8,6 @@ answers a body that is JSON but not a receipt with a verdict (200), by design.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,12 +20,9 @@ from chain.rpc import RpcClient
 from node.server import NodeProcess
 from tests.integration.conftest import Deployed
 from tests.integration.node_fixtures import FINALITY_DEPTH, issue, start_node, verdict_when
+from tests.tools.schemathesis_cli import negative, output, positive
 
-SCHEMATHESIS = str(Path(sys.executable).with_name("schemathesis"))
-ADMIN_TOKEN = "schema-test-admin-token"
-CONFORMANCE = (
-    "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
-)
+ADMIN_TOKEN = "schema-test-admin-token"  # the admin route too, not just its 401
 
 
 @pytest.fixture
@@ -45,46 +40,9 @@ def node(anvil: DevChain, registry: Deployed, rpc: RpcClient, tmp_path: Path) ->
         yield process
 
 
-def schemathesis(node: NodeProcess, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            SCHEMATHESIS,
-            "run",
-            f"{node.url}/openapi.json",
-            "--seed=20261123",
-            "--workers=1",
-            "--request-timeout=20",
-            "--generation-database=none",
-            "--no-color",
-            f"--header=Authorization: Bearer {ADMIN_TOKEN}",  # the admin route too, not just its 401
-            f"--report-dir={tmp_path / 'schemathesis'}",
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=420,
-        check=False,
-        cwd=tmp_path,
-    )
-
-
 def test_schema_conformance(node: NodeProcess, tmp_path: Path) -> None:
-    positive = schemathesis(
-        node,
-        tmp_path,
-        "--mode=positive",
-        f"--checks={CONFORMANCE}",
-        "--max-examples=60",
-        "--phases=examples,coverage,fuzzing",
-    )
-    assert positive.returncode == 0, positive.stdout[-6000:] + positive.stderr[-2000:]
-    negative = schemathesis(
-        node,
-        tmp_path,
-        "--mode=negative",
-        "--checks=not_a_server_error",
-        "--max-examples=40",
-        "--phases=coverage,fuzzing",
-    )
-    assert negative.returncode == 0, negative.stdout[-6000:] + negative.stderr[-2000:]
+    run = positive(node.url, ADMIN_TOKEN, tmp_path, max_examples=60)
+    assert run.returncode == 0, output(run)
+    run = negative(node.url, ADMIN_TOKEN, tmp_path, max_examples=40)
+    assert run.returncode == 0, output(run)
     assert "Traceback" not in node.log()
