@@ -4,8 +4,10 @@ One SQLAlchemy URL picks the engine: a SQLite file by default, PostgreSQL for op
 outgrow it. On SQLite every connection gets WAL mode, foreign keys and a busy timeout, and every
 transaction opens with an explicit ``BEGIN``: ``IMMEDIATE`` takes the write lock up front (two
 writers can then never both read the same rows and collide later), ``DEFERRED`` lets readers run
-alongside a writer. Schemas are managed by Alembic, run programmatically, so an older database is
-upgraded on start.
+alongside a writer. On PostgreSQL an ``IMMEDIATE`` transaction takes a transaction-scoped advisory
+lock before anything else, so writers queue the same way (waiting at most as long as SQLite's busy
+timeout) and each reads what the one before it committed; readers never wait. Schemas are managed
+by Alembic, run programmatically, so an older database is upgraded on start.
 """
 
 from __future__ import annotations
@@ -20,9 +22,12 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import DeclarativeBase, Session
 
 BeginMode = Literal["IMMEDIATE", "DEFERRED"]
-#: Execution option naming the BEGIN mode of one transaction on SQLite.
+#: Execution option naming the BEGIN mode of one transaction (on PostgreSQL: whether it takes the
+#: write lock).
 BEGIN_MODE = "finvault_begin_mode"
 SQLITE_BUSY_TIMEOUT = 15.0
+#: The PostgreSQL advisory lock an ``IMMEDIATE`` transaction holds: ASCII "finvault".
+POSTGRES_WRITE_LOCK = 0x66696E7661756C74
 #: Rows per INSERT statement: well under SQLite's 32,766 bound parameters for the widest table.
 INSERT_CHUNK = 2_000
 
@@ -43,6 +48,8 @@ def redact_db_url(url: str) -> str:
 def make_engine(url: str, *, default_begin: BeginMode = "DEFERRED") -> Engine:
     """An engine for ``url``; on SQLite, creates the file's directory and sets the pragmas."""
     parsed = make_url(database_url(url))
+    if parsed.get_backend_name() == "postgresql":
+        return _postgres_engine(create_engine(parsed, pool_pre_ping=True), default_begin)
     if parsed.get_backend_name() != "sqlite":
         return create_engine(parsed, pool_pre_ping=True)
     if parsed.database and parsed.database != ":memory:":
@@ -62,6 +69,21 @@ def make_engine(url: str, *, default_begin: BeginMode = "DEFERRED") -> Engine:
     def _on_begin(connection: Any) -> None:
         mode = connection.get_execution_options().get(BEGIN_MODE, default_begin)
         connection.exec_driver_sql(f"BEGIN {'IMMEDIATE' if mode == 'IMMEDIATE' else 'DEFERRED'}")
+
+    return engine
+
+
+def _postgres_engine(engine: Engine, default_begin: BeginMode) -> Engine:
+    """READ COMMITTED lets two writers read the same checkpoint and both write after it: an
+    ``IMMEDIATE`` transaction first takes the one write lock, as ``BEGIN IMMEDIATE`` does on SQLite."""
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        if connection.get_execution_options().get(BEGIN_MODE, default_begin) != "IMMEDIATE":
+            return
+        timeout = f"{round(SQLITE_BUSY_TIMEOUT * 1000)}ms"
+        connection.exec_driver_sql(f"SELECT set_config('lock_timeout', '{timeout}', true)")
+        connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({POSTGRES_WRITE_LOCK})")
 
     return engine
 

@@ -26,12 +26,16 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
 from chain.contract import hex0x
+from chain.db import BEGIN_MODE
 from chain.hashing import keccak256
 from indexer.schema import EVENT_TABLES, BlockRow, EventRow
 
 ZERO = bytes(32)
 #: Blocks digested per transaction.
 DIGEST_CHUNK = 500
+#: Digests are written after reading the rows they cover: no other writer (a ``finvault resync``
+#: rewinding the mirror) may change those rows in between.
+WRITER = {BEGIN_MODE: "IMMEDIATE"}
 
 
 def _part(data: bytes) -> bytes:
@@ -90,9 +94,11 @@ def update_digests(engine: Engine, *, rebuild: bool = False) -> int:
     done = 0
     if rebuild:
         with Session(engine) as session, session.begin():
+            session.connection(execution_options=WRITER)
             session.execute(update(BlockRow).values(digest=None))
     while True:
         with Session(engine) as session, session.begin():
+            session.connection(execution_options=WRITER)
             pending = session.execute(
                 select(BlockRow.number, BlockRow.hash)
                 .where(BlockRow.event_count > 0, BlockRow.digest.is_(None))

@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 
 from chain.accumulators import genesis_accumulators
 from chain.contract import hex0x
+from chain.db import BEGIN_MODE
 from chain.errors import ConfigError
 from chain.registry import RegistryReader
 from chain.rpc import RpcClient
@@ -372,6 +373,8 @@ def resync(indexer: Indexer, from_block: int, *, now: int) -> Resync:
     if header is None:
         raise ConfigError(f"the chain has no block {base}")
     with Session(indexer.engine) as session, session.begin():
+        # The node's sync loop may be writing this mirror: queue behind it, as its steps do.
+        session.connection(execution_options={BEGIN_MODE: "IMMEDIATE"})
         checkpoint = session.get(CheckpointRow, 1)
         if checkpoint is None:
             raise ConfigError("the mirror is empty: run `finvault sync` instead")

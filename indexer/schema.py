@@ -11,6 +11,7 @@ The same SQLAlchemy code runs on SQLite (the embedded default, WAL mode) and Pos
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from sqlalchemy import (
@@ -22,6 +23,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     String,
+    TypeDecorator,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -43,6 +45,29 @@ class RawBytes(LargeBinary):
 Hash = RawBytes(32)
 Address = RawBytes(20)
 
+_NUL, _ESCAPE = "\x00", "\uffff"
+_ESCAPED = re.compile(_ESCAPE + "(.)", re.DOTALL)
+
+
+class NulSafeString(TypeDecorator[str]):
+    """Text as the chain (or a provider) gave it, NUL characters included. PostgreSQL text cannot
+    hold NUL, and any active issuer can put one in a manifest URI: there NUL is stored as U+FFFF
+    "0" and U+FFFF as itself twice, so the value reads back exactly (rows, digests and reconciliation
+    agree with SQLite) instead of the sync halting at that event."""
+
+    impl = String
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
+        if value is None or dialect.name != "postgresql" or (_NUL not in value and _ESCAPE not in value):
+            return value
+        return value.replace(_ESCAPE, _ESCAPE * 2).replace(_NUL, _ESCAPE + "0")
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> str | None:
+        if value is None or dialect.name != "postgresql" or _ESCAPE not in value:
+            return value
+        return _ESCAPED.sub(lambda found: _ESCAPE if found[1] == _ESCAPE else _NUL, value)
+
 
 class Base(DeclarativeBase):
     pass
@@ -62,8 +87,8 @@ class IssuerRow(EventRow, Base):
 
     __tablename__ = "issuers"
     address: Mapped[bytes] = mapped_column(Address, unique=True)
-    name: Mapped[str] = mapped_column(String)
-    uri: Mapped[str] = mapped_column(String)
+    name: Mapped[str] = mapped_column(NulSafeString)
+    uri: Mapped[str] = mapped_column(NulSafeString)
 
 
 class IssuerStatusRow(EventRow, Base):
@@ -101,7 +126,7 @@ class AnchorRow(EventRow, Base):
     count: Mapped[int] = mapped_column(Integer)
     timestamp: Mapped[int] = mapped_column(BigInteger)
     accumulator: Mapped[bytes] = mapped_column(Hash)
-    manifest_uri: Mapped[str] = mapped_column(String)
+    manifest_uri: Mapped[str] = mapped_column(NulSafeString)
 
 
 class RevocationRow(EventRow, Base):
@@ -162,7 +187,7 @@ class ReconciliationRunRow(Base):
     drift_count: Mapped[int] = mapped_column(Integer)
     drift_by_kind: Mapped[dict[str, int]] = mapped_column(JSON)
     seconds: Mapped[float] = mapped_column(Float)
-    error: Mapped[str | None] = mapped_column(String, nullable=True)
+    error: Mapped[str | None] = mapped_column(NulSafeString, nullable=True)  # may quote a provider
 
 
 class AuditLogRow(Base):

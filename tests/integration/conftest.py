@@ -2,14 +2,21 @@
 
 Every test that touches the chain runs inside an ``evm_snapshot``/``evm_revert`` pair, so tests
 see the same starting chain (same block numbers, same addresses) whatever ran before them.
+
+Mirrors are SQLite files unless a test is marked :data:`on_both_backends`: then it runs once on
+SQLite and once on a fresh database of the PostgreSQL server whose admin URL is in
+``FINVAULT_TEST_POSTGRES_URL`` (``scripts/postgres start`` prints one; ``./scripts/test`` sets it).
+Without a server those cases are skipped, except under ``CI=true``, where they fail.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,8 +28,14 @@ from chain.registry import RegistryWriter, deploy_registry
 from chain.rpc import RpcClient
 from chain.signer import LocalSigner
 from chain.tx import TxSender
+from tests.integration.indexer_fixtures import postgres_database, sqlite_url
 
 OWNER, ISSUER, OTHER_ISSUER, STRANGER = 0, 1, 2, 3
+#: The admin URL of a PostgreSQL server the suite may create and drop databases on.
+POSTGRES_URL_ENV = "FINVAULT_TEST_POSTGRES_URL"
+MIRROR_BACKENDS = ("sqlite", "postgresql")
+#: Runs a test once per mirror backend (through the ``mirror_backend`` fixture it depends on).
+on_both_backends = pytest.mark.parametrize("mirror_backend", MIRROR_BACKENDS, indirect=True)
 
 
 @pytest.fixture(scope="session")
@@ -119,3 +132,53 @@ def run_finvault(
         timeout=timeout,
         check=False,
     )
+
+
+# -- mirror databases -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url() -> str:
+    url = os.environ.get(POSTGRES_URL_ENV, "")
+    if url:
+        return url
+    why = f"no PostgreSQL server: {POSTGRES_URL_ENV} is unset (`scripts/postgres start` prints a URL)"
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{why}; CI must run the PostgreSQL cases", pytrace=False)
+    pytest.skip(why)
+
+
+@dataclass(frozen=True)
+class MirrorBackend:
+    """Where a test's mirror lives: a SQLite file, or a database of its own on PostgreSQL."""
+
+    name: str
+    postgres_admin_url: str | None = None
+
+    @contextmanager
+    def database(self, directory: Path, *, copy_of: str | None = None) -> Iterator[str]:
+        """A new mirror database (empty, or a copy of the one at URL ``copy_of``); yields its URL."""
+        if self.postgres_admin_url is not None:
+            with postgres_database(self.postgres_admin_url, template=copy_of) as url:
+                yield url
+            return
+        url = sqlite_url(directory)
+        if copy_of is not None:
+            shutil.copy(copy_of.removeprefix("sqlite:///"), url.removeprefix("sqlite:///"))
+        yield url
+
+
+@pytest.fixture(scope="module")
+def mirror_backend(request: pytest.FixtureRequest) -> MirrorBackend:
+    """SQLite, or the backend :data:`on_both_backends` names."""
+    name = getattr(request, "param", "sqlite")
+    if name == "sqlite":
+        return MirrorBackend(name)
+    return MirrorBackend(name, request.getfixturevalue("postgres_admin_url"))
+
+
+@pytest.fixture
+def mirror_url(mirror_backend: MirrorBackend, tmp_path: Path) -> Iterator[str]:
+    """The URL of a new, empty mirror database for one test."""
+    with mirror_backend.database(tmp_path) as url:
+        yield url

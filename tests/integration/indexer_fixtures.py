@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import uuid
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -24,7 +25,8 @@ from itertools import cycle
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, create_engine, make_url, select
+from sqlalchemy.pool import NullPool
 
 from chain.contract import Artifact, ContractAbi, hex0x
 from chain.devchain import DEV_CHAIN_ID
@@ -400,3 +402,22 @@ def populated_chain(rpc: RpcClient, url: str, artifact: Artifact, **plan: Any) -
 
 def sqlite_url(directory: Path, name: str = "m.db") -> str:
     return f"sqlite:///{directory / name}"
+
+
+@contextmanager
+def postgres_database(admin_url: str, *, template: str | None = None) -> Iterator[str]:
+    """A new database on the PostgreSQL server behind ``admin_url`` (a copy of the database at URL
+    ``template``, or empty); yields its URL, then drops it, disconnecting whatever still uses it."""
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    name = f"finvault_test_{uuid.uuid4().hex[:16]}"
+    source = "" if template is None else f' TEMPLATE "{make_url(template).database}"'
+    try:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'CREATE DATABASE "{name}"{source}')
+        try:
+            yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+        finally:
+            with admin.connect() as connection:
+                connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        admin.dispose()

@@ -3,13 +3,13 @@
 Each orphaned and each replacement block carries its own anchor, so the two branches differ in
 every block. After the repair the mirror must equal an independent read of the new chain, and
 its accumulators the contract's; a reorg below the mirror's finalized block must be refused.
+Every test runs on a SQLite and on a PostgreSQL mirror.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from chain.rpc import RpcClient
 from indexer.schema import AnchorRow
 from indexer.sync import Indexer, ReorgBeyondFinality
-from tests.integration.conftest import Deployed
+from tests.integration.conftest import Deployed, on_both_backends
 from tests.integration.indexer_fixtures import (
     ISSUER_A,
     OWNER,
@@ -32,8 +32,9 @@ from tests.integration.indexer_fixtures import (
     mirror_state,
     new_indexer,
     reference_rows,
-    sqlite_url,
 )
+
+pytestmark = on_both_backends
 
 #: anvil reports `finalized` at head - 64; a small depth makes that tag the binding one.
 CONFIRMATIONS = 2
@@ -78,14 +79,17 @@ class Fork:
 
 
 @pytest.fixture
-def fork(rpc: RpcClient, registry: Deployed, tmp_path: Path) -> Iterator[Fork]:
+def fork(rpc: RpcClient, registry: Deployed, mirror_url: str) -> Iterator[Fork]:
     with manual_mining(rpc):
         builder = BlockBuilder(rpc, registry.address, registry.owner.abi)
         builder.send(OWNER, "registerIssuer", builder.address(ISSUER_A), "Example University", "https://u")
         builder.mine()
-        path = sqlite_url(tmp_path)
-        indexer = new_indexer(path, rpc, registry.address, registry.block, confirmations=CONFIRMATIONS)
-        yield Fork(rpc, registry, indexer, builder)
+        indexer = new_indexer(mirror_url, rpc, registry.address, registry.block, confirmations=CONFIRMATIONS)
+        try:
+            yield Fork(rpc, registry, indexer, builder)
+        finally:
+            indexer.close()
+            indexer.engine.dispose()
 
 
 @pytest.mark.parametrize(

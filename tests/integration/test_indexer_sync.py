@@ -1,10 +1,10 @@
 """The indexer against a real chain with 10,000+ events of every kind, read back independently.
 
 One history is written per module (:func:`populated_chain`) and synced once, uninterrupted, into a
-reference mirror. The reference is checked row by row against raw ``eth_getLogs`` decoded by
-eth_abi, and against the contract's own accumulators and counts; then every other way of syncing
-(through injected faults, with a refusing provider, killed with SIGKILL and restarted) must end
-in exactly the reference.
+reference mirror (SQLite) and into a PostgreSQL mirror. Each is checked row by row against raw
+``eth_getLogs`` decoded by eth_abi, and against the contract's own accumulators and counts; then
+every other way of syncing (through injected faults, with a refusing provider, killed with SIGKILL
+and restarted, on either backend) must end in exactly the reference.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
+from sqlalchemy.exc import ProgrammingError
 
 from chain.contract import Artifact
 from chain.db import make_engine
@@ -32,7 +33,8 @@ from chain.rpc import RpcClient
 from chain.rpc_facts import RpcFacts
 from indexer.facts import MirrorFacts
 from indexer.fetch import AdaptiveRange
-from indexer.schema import SCHEMA_VERSION
+from indexer.schema import SCHEMA_VERSION, CheckpointRow
+from tests.integration.conftest import MirrorBackend, on_both_backends
 from tests.integration.indexer_fixtures import (
     FAST_RETRY,
     PopulatedChain,
@@ -59,15 +61,38 @@ def chain(anvil: DevChain, rpc: RpcClient, artifact: Artifact) -> Iterator[Popul
         yield populated
 
 
-@pytest.fixture(scope="module")
-def reference(chain: PopulatedChain, tmp_path_factory: pytest.TempPathFactory) -> Engine:
-    """The mirror of one uninterrupted sync, straight from anvil."""
-    indexer = chain.indexer(sqlite_url(tmp_path_factory.mktemp("reference")))
+def synced_mirror(chain: PopulatedChain, url: str) -> Engine:
+    """The mirror at ``url`` after one uninterrupted sync, straight from anvil."""
+    indexer = chain.indexer(url)
     indexer.check_startup()
     status = indexer.sync(chain.head)
+    indexer.close()
     assert status.indexed_block == chain.head
     assert status.events_indexed == chain.population.event_count
     return indexer.engine
+
+
+@pytest.fixture(scope="module")
+def reference(chain: PopulatedChain, tmp_path_factory: pytest.TempPathFactory) -> Engine:
+    """The mirror of one uninterrupted sync into SQLite: what every other way must end in."""
+    return synced_mirror(chain, sqlite_url(tmp_path_factory.mktemp("reference")))
+
+
+@pytest.fixture(scope="module")
+def synced(
+    chain: PopulatedChain,
+    reference: Engine,
+    mirror_backend: MirrorBackend,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Engine]:
+    """The mirror of one uninterrupted sync on the backend under test (on SQLite, the reference)."""
+    if mirror_backend.name == "sqlite":
+        yield reference
+        return
+    with mirror_backend.database(tmp_path_factory.mktemp("mirror")) as url:
+        engine = synced_mirror(chain, url)
+        yield engine
+        engine.dispose()
 
 
 @pytest.fixture
@@ -79,12 +104,13 @@ def proxy(anvil: DevChain) -> Iterator[RpcProxy]:
 # -- the reference against the chain ------------------------------------------------------------------
 
 
+@on_both_backends
 def test_mirror_equals_an_independent_read_of_the_chain(
-    chain: PopulatedChain, reference: Engine, rpc: RpcClient, artifact: Artifact
+    chain: PopulatedChain, synced: Engine, rpc: RpcClient, artifact: Artifact
 ) -> None:
     logs = chain_logs(rpc, chain.registry, chain.deployment_block, chain.head)
     expected = reference_rows(artifact.abi, logs)
-    mirrored = mirror_rows(reference)
+    mirrored = mirror_rows(synced)
     assert {t: len(rows) for t, rows in mirrored.items()} == {t: len(rows) for t, rows in expected.items()}
     for table in expected:
         assert mirrored[table] == expected[table], table
@@ -94,19 +120,18 @@ def test_mirror_equals_an_independent_read_of_the_chain(
     assert all(emitted[kind] > 0 for kind in EVENT_KINDS)
     assert sum(len(rows) for rows in mirrored.values()) >= 10_000
 
-    state = checkpoint(reference)
+    state = checkpoint(synced)
     assert state["block_number"] == chain.head
     assert state["schema_version"] == SCHEMA_VERSION
     assert state["chain_id"] == DEV_CHAIN_ID
     assert state["registry"] == bytes.fromhex(chain.registry[2:])
-    assert_accumulators_match_the_contract(rpc, chain.registry, reference)
+    assert_accumulators_match_the_contract(rpc, chain.registry, synced)
 
 
-def test_mirror_blocks_are_the_chains_headers(
-    chain: PopulatedChain, reference: Engine, rpc: RpcClient
-) -> None:
-    blocks = mirror_state(reference)["blocks"]
-    rows = [row for table in mirror_rows(reference).values() for row in table]
+@on_both_backends
+def test_mirror_blocks_are_the_chains_headers(chain: PopulatedChain, synced: Engine, rpc: RpcClient) -> None:
+    blocks = mirror_state(synced)["blocks"]
+    rows = [row for table in mirror_rows(synced).values() for row in table]
     per_block = Counter(row["block_number"] for row in rows)
     headers = rpc.batch([("eth_getBlockByNumber", [hex(b["number"]), False]) for b in blocks])
     for block, header in zip(blocks, headers, strict=True):
@@ -117,10 +142,11 @@ def test_mirror_blocks_are_the_chains_headers(
     assert {b["number"] for b in blocks} == {*per_block, chain.head}
 
 
-def test_mirror_facts_answer_like_rpc_facts(chain: PopulatedChain, reference: Engine, rpc: RpcClient) -> None:
+@on_both_backends
+def test_mirror_facts_answer_like_rpc_facts(chain: PopulatedChain, synced: Engine, rpc: RpcClient) -> None:
     population = chain.population
     assert population.leaf_tree is not None
-    mirror = MirrorFacts(reference, DEV_CHAIN_ID, chain.registry)
+    mirror = MirrorFacts(synced, DEV_CHAIN_ID, chain.registry)
     direct = RpcFacts(RegistryReader(rpc, chain.registry), DEV_CHAIN_ID)
     assert (mirror.chain_id, mirror.registry) == (direct.chain_id, direct.registry)
 
@@ -229,16 +255,24 @@ def test_range_shrinks_on_too_many_results_and_grows_back(
 # -- crashes ------------------------------------------------------------------------------------------------
 
 
-def checkpoint_block(path: Path) -> int | None:
-    """The crashed process's committed checkpoint, read without migrating or locking anything."""
-    if not path.exists():
-        return None
+def checkpoint_block(url: str, engine: Engine) -> int | None:
+    """The crashed process's committed checkpoint, read without migrating or locking anything (on
+    SQLite through a read-only connection, on PostgreSQL through ``engine``)."""
+    if url.startswith("sqlite:///"):
+        path = Path(url.removeprefix("sqlite:///"))
+        if not path.exists():
+            return None
+        try:
+            with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5.0)) as db:
+                row = db.execute("SELECT block_number FROM checkpoint").fetchone()
+        except sqlite3.OperationalError:  # not migrated yet
+            return None
+        return None if row is None else int(row[0])
     try:
-        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5.0)) as db:
-            row = db.execute("SELECT block_number FROM checkpoint").fetchone()
-    except sqlite3.OperationalError:  # not migrated yet
+        with engine.connect() as connection:
+            return connection.scalar(select(CheckpointRow.block_number))
+    except ProgrammingError:  # not migrated yet
         return None
-    return None if row is None else int(row[0])
 
 
 def assert_prefix_of_reference(chain: PopulatedChain, engine: Engine, reference: Engine) -> None:
@@ -252,44 +286,46 @@ def assert_prefix_of_reference(chain: PopulatedChain, engine: Engine, reference:
     assert_accumulators_match_the_contract(chain.rpc, chain.registry, engine)
 
 
-def wait_for_progress(process: subprocess.Popen[bytes], path: Path, since: int | None) -> None:
+def wait_for_progress(process: subprocess.Popen[bytes], url: str, engine: Engine, since: int | None) -> None:
     deadline = time.monotonic() + 120.0
     while process.poll() is None and time.monotonic() < deadline:
-        now = checkpoint_block(path)
+        now = checkpoint_block(url, engine)
         if now is not None and (since is None or now > since):
             return
         time.sleep(0.005)
 
 
 @pytest.mark.slow
+@on_both_backends
 def test_sigkill_at_random_moments_then_resume_equals_the_reference(
-    chain: PopulatedChain, reference: Engine, proxy: RpcProxy, tmp_path: Path
+    chain: PopulatedChain, reference: Engine, proxy: RpcProxy, mirror_url: str
 ) -> None:
     proxy.max_log_range = 2  # many small steps: kills land between and inside them
     proxy.set_latency("eth_getLogs", 0.03)
-    path = tmp_path / "crashed.db"
-    command = [FINVAULT, "sync", "--rpc", proxy.url, "--registry", chain.registry, "--db", f"sqlite:///{path}",
+    url = mirror_url
+    command = [FINVAULT, "sync", "--rpc", proxy.url, "--registry", chain.registry, "--db", url,
                "--chain-id", str(DEV_CHAIN_ID), "--to", str(chain.head)]  # fmt: skip
     env = {k: v for k, v in os.environ.items() if not k.startswith("FINVAULT_")}
     rng = random.Random(20261123)
-    engine = make_engine(f"sqlite:///{path}")
+    engine = make_engine(url)
     kills = 0
     while kills < 5:
-        since = checkpoint_block(path)
+        since = checkpoint_block(url, engine)
         process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        wait_for_progress(process, path, since)
+        wait_for_progress(process, url, engine, since)
         time.sleep(rng.uniform(0.0, 0.12))
         if process.poll() is None:
             process.send_signal(signal.SIGKILL)
             kills += 1
         process.communicate(timeout=30)
         assert process.returncode in (0, -signal.SIGKILL)
-        if checkpoint_block(path) is not None:
+        if checkpoint_block(url, engine) is not None:
             assert_prefix_of_reference(chain, engine, reference)
-    assert (checkpoint_block(path) or 0) < chain.head  # the kills did interrupt the sync
+    assert (checkpoint_block(url, engine) or 0) < chain.head  # the kills did interrupt the sync
 
     finished = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=False)
     assert finished.returncode == 0, finished.stderr
     assert f"synced to block {chain.head}" in finished.stdout
     assert mirror_state(engine) == mirror_state(reference)
     assert_accumulators_match_the_contract(chain.rpc, chain.registry, engine)
+    engine.dispose()

@@ -1,5 +1,6 @@
-"""``finvault node`` end to end: a real node process (uvicorn, live sync loop, SQLite mirror)
-against the session's anvil, checked over HTTP.
+"""``finvault node`` end to end: a real node process (uvicorn, live sync loop, SQLite mirror; a
+PostgreSQL mirror too for the tests marked :data:`on_both_backends`) against the session's anvil,
+checked over HTTP.
 
 Verdicts: valid, tampered, revoked (leaf and batch), another registry's root, wrong chain,
 malformed, pending until final, and an anchor dropped by a reorg. Then the listings (anchors,
@@ -22,7 +23,7 @@ from chain.rpc import RpcClient
 from chain.verify import CheckName
 from node.server import NodeProcess
 from tests.factories import make_batch
-from tests.integration.conftest import Deployed
+from tests.integration.conftest import Deployed, on_both_backends
 from tests.integration.node_fixtures import (
     FINALITY_DEPTH,
     Issued,
@@ -42,8 +43,9 @@ def issued(registry: Deployed) -> Issued:
 
 
 @pytest.fixture
-def node(anvil: DevChain, issued: Issued, tmp_path: Path) -> Iterator[NodeProcess]:
-    with start_node(anvil.rpc_url, issued.registry, tmp_path, env={"FINVAULT_BULK_LIMIT": "8"}) as process:
+def node(anvil: DevChain, issued: Issued, tmp_path: Path, mirror_url: str) -> Iterator[NodeProcess]:
+    env = {"FINVAULT_BULK_LIMIT": "8"}
+    with start_node(anvil.rpc_url, issued.registry, tmp_path, env=env, database_url=mirror_url) as process:
         yield process
 
 
@@ -53,6 +55,7 @@ def client(node: NodeProcess) -> Iterator[httpx.Client]:
         yield http
 
 
+@on_both_backends
 def test_pending_until_final_then_valid_with_evidence(
     issued: Issued, client: httpx.Client, rpc: RpcClient
 ) -> None:
@@ -110,6 +113,7 @@ def test_tampered_wrong_chain_and_malformed_get_verdicts(issued: Issued, client:
         assert verdict["reasons"] == ["MALFORMED"], malformed
 
 
+@on_both_backends
 def test_revoked_leaf_and_revoked_batch(issued: Issued, client: httpx.Client, rpc: RpcClient) -> None:
     rpc.call("anvil_mine", [hex(FINALITY_DEPTH)])
     verdict_when(client, issued.receipts[0], "VALID")
@@ -165,12 +169,13 @@ def test_root_from_another_registry_is_invalid(
     assert "NOT_ANCHORED" in post_receipt(client, never)["reasons"]
 
 
+@on_both_backends
 def test_reorg_that_drops_the_anchor(
-    anvil: DevChain, registry: Deployed, rpc: RpcClient, tmp_path: Path
+    anvil: DevChain, registry: Deployed, rpc: RpcClient, tmp_path: Path, mirror_url: str
 ) -> None:
     register_issuer(registry.owner, registry.issuer)
     with (
-        start_node(anvil.rpc_url, registry.address, tmp_path) as node,
+        start_node(anvil.rpc_url, registry.address, tmp_path, database_url=mirror_url) as node,
         httpx.Client(base_url=node.url) as client,
     ):
         before = rpc.call("evm_snapshot")
@@ -215,6 +220,7 @@ def test_bulk_verdicts_in_order(issued: Issued, client: httpx.Client, rpc: RpcCl
         assert_error(client.post("/verify/bulk", json=shape), 422, "invalid_request")
 
 
+@on_both_backends
 def test_listings(issued: Issued, client: httpx.Client, rpc: RpcClient) -> None:
     rpc.call("anvil_mine", [hex(FINALITY_DEPTH)])
     verdict_when(client, issued.receipts[0], "VALID")
@@ -432,7 +438,7 @@ def test_worker_processes_share_the_sync_state(
             for index in (0, 1, 2):
                 leaf = issued.leaf(index)
                 issued.writer.revoke_leaf(leaf, tree.root, tree.proof(leaf), RevocationReason.SUPERSEDED)
-            verdict_when(client, issued.receipts[0], "REVOKED")
+            verdict_when(client, issued.receipts[2], "REVOKED")  # the last of the three indexed
             for _ in range(6):
                 with httpx.Client(base_url=node.url) as fresh:
                     assert post_receipt(fresh, issued.receipts[0])["reasons"] == ["LEAF_REVOKED"]
@@ -445,8 +451,16 @@ def test_worker_processes_share_the_sync_state(
             assert status["counts"]["revocations"] == 3
             assert status["events_indexed"] > 0
             assert status["ready"] is True
-    for pid in workers:  # gone (a live process with the same pid but another start time is a reuse)
-        assert _start_time(pid) != started[pid] or "zombie" in Path(f"/proc/{pid}/status").read_text()
+    # Gone soon (a live process with the same pid but another start time is a reuse).
+    wait_for(lambda: [p for p in workers if _alive(p, started[p])], lambda alive: not alive, timeout=10)
+
+
+def _alive(pid: int, started: str | None) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return _start_time(pid) == started and "zombie" not in status
 
 
 def _start_time(pid: int) -> str | None:

@@ -1,11 +1,10 @@
-"""`finvault reconcile` and `finvault resync` against a synced mirror tampered with directly in SQLite."""
+"""`finvault reconcile` and `finvault resync` against a synced mirror tampered with directly in its
+database: SQLite, and PostgreSQL for the tests marked :data:`on_both_backends`."""
 
 from __future__ import annotations
 
 import csv
 import json
-import shutil
-import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -13,11 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import create_engine, delete, func, insert, select, update
 
 from chain.contract import Artifact
 from chain.devchain import DevChain
 from chain.rpc import RpcClient
-from tests.integration.indexer_fixtures import PopulatedChain, populated_chain, sqlite_url
+from indexer.schema import Base
+from tests.integration.conftest import MirrorBackend, on_both_backends
+from tests.integration.indexer_fixtures import PopulatedChain, populated_chain
 
 FINVAULT = str(Path(sys.executable).with_name("finvault"))
 
@@ -29,30 +31,37 @@ def chain(anvil: DevChain, rpc: RpcClient, artifact: Artifact) -> Iterator[Popul
 
 
 @pytest.fixture(scope="module")
-def synced(chain: PopulatedChain, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A mirror synced to the chain's head, kept as a pristine copy for each test."""
-    directory = tmp_path_factory.mktemp("synced")
-    indexer = chain.indexer(sqlite_url(directory))
-    indexer.check_startup()
-    indexer.sync(chain.head)
-    indexer.close()
-    indexer.engine.dispose()
-    return directory / "m.db"
+def synced(
+    chain: PopulatedChain, mirror_backend: MirrorBackend, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A mirror synced to the chain's head, kept as a pristine copy for each test; its URL."""
+    with mirror_backend.database(tmp_path_factory.mktemp("synced")) as url:
+        indexer = chain.indexer(url)
+        indexer.check_startup()
+        indexer.sync(chain.head)
+        indexer.close()
+        indexer.engine.dispose()
+        yield url
 
 
 @pytest.fixture
-def mirror(synced: Path, tmp_path: Path) -> Path:
-    copy = tmp_path / "m.db"
-    shutil.copy(synced, copy)
-    return copy
+def mirror(synced: str, mirror_backend: MirrorBackend, tmp_path: Path) -> Iterator[str]:
+    """A copy of the pristine mirror for one test; its URL."""
+    with mirror_backend.database(tmp_path, copy_of=synced) as url:
+        yield url
 
 
-def finvault(chain: PopulatedChain, mirror: Path, *args: str) -> subprocess.CompletedProcess[str]:
+ANCHORS, REVOCATIONS, BLOCKS, AUDIT_LOG = (
+    Base.metadata.tables[name] for name in ("anchors", "revocations", "blocks", "audit_log")
+)
+
+
+def finvault(chain: PopulatedChain, mirror: str, *args: str) -> subprocess.CompletedProcess[str]:
     command = [
         FINVAULT,
         *args,
         "--db",
-        sqlite_url(mirror.parent),
+        mirror,
         "--rpc",
         chain.url,
         "--registry",
@@ -61,13 +70,14 @@ def finvault(chain: PopulatedChain, mirror: Path, *args: str) -> subprocess.Comp
     return subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
 
 
-def reconcile_json(chain: PopulatedChain, mirror: Path, *args: str) -> tuple[int, dict[str, Any]]:
+def reconcile_json(chain: PopulatedChain, mirror: str, *args: str) -> tuple[int, dict[str, Any]]:
     done = finvault(chain, mirror, "reconcile", "--json", *args)
     assert done.returncode in (0, 1), done.stderr
     return done.returncode, json.loads(done.stdout)
 
 
-def test_a_faithful_mirror_has_no_drift(chain: PopulatedChain, mirror: Path) -> None:
+@on_both_backends
+def test_a_faithful_mirror_has_no_drift(chain: PopulatedChain, mirror: str) -> None:
     code, report = reconcile_json(chain, mirror)
     assert code == 0
     assert report["clean"] is True
@@ -78,32 +88,35 @@ def test_a_faithful_mirror_has_no_drift(chain: PopulatedChain, mirror: Path) -> 
     assert quick["quick"] is True
 
 
+@on_both_backends
 def test_each_tampering_is_named_and_resync_repairs_it(
-    chain: PopulatedChain, mirror: Path, tmp_path: Path
+    chain: PopulatedChain, mirror: str, tmp_path: Path
 ) -> None:
-    with sqlite3.connect(mirror) as db:
+    engine = create_engine(mirror)
+    with engine.begin() as db:
+        a, r = ANCHORS.c, REVOCATIONS.c
         deleted = db.execute(
-            "SELECT tx_hash, log_index, block_number FROM anchors ORDER BY block_number DESC LIMIT 1"
-        ).fetchone()
-        db.execute("DELETE FROM anchors WHERE tx_hash = ? AND log_index = ?", deleted[:2])
+            select(a.tx_hash, a.log_index, a.block_number).order_by(a.block_number.desc()).limit(1)
+        ).one()
+        db.execute(delete(ANCHORS).where(a.tx_hash == deleted[0], a.log_index == deleted[1]))
         changed = db.execute(
-            "SELECT tx_hash, log_index, block_number, reason FROM revocations ORDER BY block_number LIMIT 1"
-        ).fetchone()
+            select(r.tx_hash, r.log_index, r.block_number, r.reason).order_by(r.block_number).limit(1)
+        ).one()
         db.execute(
-            "UPDATE revocations SET reason = ? WHERE tx_hash = ? AND log_index = ?",
-            ((changed[3] + 1) % 10, changed[0], changed[1]),
+            update(REVOCATIONS)
+            .where(r.tx_hash == changed[0], r.log_index == changed[1])
+            .values(reason=(changed[3] + 1) % 10)
         )
-        fake = db.execute("SELECT * FROM anchors ORDER BY block_number LIMIT 1").fetchone()
-        columns = [c[1] for c in db.execute("PRAGMA table_info(anchors)")]
-        row = dict(zip(columns, fake, strict=True)) | {"tx_hash": b"\xee" * 32, "root": b"\xfa" * 32}
-        db.execute(
-            f"INSERT INTO anchors ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",  # noqa: S608 - test-owned names
-            [row[c] for c in columns],
-        )
+        fake = db.execute(select(ANCHORS).order_by(a.block_number).limit(1)).mappings().one()
+        db.execute(insert(ANCHORS).values({**fake, "tx_hash": b"\xee" * 32, "root": b"\xfa" * 32}))
         block = db.execute(
-            "SELECT number, hash FROM blocks WHERE event_count > 0 ORDER BY number LIMIT 1 OFFSET 2"
-        ).fetchone()
-        db.execute("UPDATE blocks SET hash = ? WHERE number = ?", (b"\x0b" * 32, block[0]))
+            select(BLOCKS.c.number, BLOCKS.c.hash)
+            .where(BLOCKS.c.event_count > 0)
+            .order_by(BLOCKS.c.number)
+            .limit(1)
+            .offset(2)
+        ).one()
+        db.execute(update(BLOCKS).where(BLOCKS.c.number == block[0]).values(hash=b"\x0b" * 32))
 
     csv_path = tmp_path / "drift.csv"
     code, report = reconcile_json(chain, mirror, "--csv", str(csv_path))
@@ -132,8 +145,9 @@ def test_each_tampering_is_named_and_resync_repairs_it(
     assert repaired.returncode == 0, repaired.stderr
     code, after = reconcile_json(chain, mirror)
     assert code == 0, after["drifts"]
-    with sqlite3.connect(mirror) as db:
-        (entries,) = db.execute("SELECT count(*) FROM audit_log WHERE action = 'resync'").fetchone()
+    with engine.connect() as db:
+        entries = db.scalar(select(func.count()).select_from(AUDIT_LOG).where(AUDIT_LOG.c.action == "resync"))
+    engine.dispose()
     assert entries == 1
 
 
@@ -147,7 +161,7 @@ def test_csv_cells_cannot_start_formulas() -> None:
     assert row["tx_hash"] == "0xab"
 
 
-def test_usage_and_connectivity_errors_exit_2(chain: PopulatedChain, mirror: Path) -> None:
+def test_usage_and_connectivity_errors_exit_2(chain: PopulatedChain, mirror: str) -> None:
     assert finvault(chain, mirror, "reconcile", "--from", "10", "--to", "5").returncode == 2
     assert finvault(chain, mirror, "reconcile", "--to", str(chain.head + 1000)).returncode == 2
     unreachable = subprocess.run(
@@ -155,7 +169,7 @@ def test_usage_and_connectivity_errors_exit_2(chain: PopulatedChain, mirror: Pat
             FINVAULT,
             "reconcile",
             "--db",
-            sqlite_url(mirror.parent),
+            mirror,
             "--rpc",
             "http://127.0.0.1:9",
             "--registry",
@@ -170,21 +184,27 @@ def test_usage_and_connectivity_errors_exit_2(chain: PopulatedChain, mirror: Pat
     assert "rpc_unavailable" in unreachable.stderr
 
 
-def test_digests_find_the_first_divergent_block(chain: PopulatedChain, mirror: Path, tmp_path: Path) -> None:
-    from sqlalchemy import create_engine
+@pytest.fixture
+def other(mirror: str, mirror_backend: MirrorBackend, tmp_path: Path) -> Iterator[str]:
+    """A second copy of the pristine mirror."""
+    (tmp_path / "other").mkdir()
+    with mirror_backend.database(tmp_path / "other", copy_of=mirror) as url:
+        yield url
+
+
+@on_both_backends
+def test_digests_find_the_first_divergent_block(chain: PopulatedChain, mirror: str, other: str) -> None:
     from sqlalchemy.orm import Session
 
     from indexer.digests import digest_as_of, first_divergence, update_digests
 
-    other = tmp_path / "other" / "m.db"
-    other.parent.mkdir()
-    shutil.copy(mirror, other)
-    with sqlite3.connect(other) as db:
-        blocks = [n for (n,) in db.execute("SELECT number FROM blocks WHERE event_count > 0 ORDER BY number")]
-        revoked = [n for (n,) in db.execute("SELECT DISTINCT block_number FROM revocations ORDER BY 1")]
+    engines = [create_engine(url) for url in (mirror, other)]
+    with engines[1].begin() as db:
+        r = REVOCATIONS.c
+        blocks = db.scalars(select(BLOCKS.c.number).where(BLOCKS.c.event_count > 0)).all()
+        revoked = db.scalars(select(r.block_number).distinct().order_by(r.block_number)).all()
         target = revoked[len(revoked) // 2]
-        db.execute("UPDATE revocations SET reason = (reason + 1) % 10 WHERE block_number = ?", (target,))
-    engines = [create_engine(sqlite_url(path.parent)) for path in (mirror, other)]
+        db.execute(update(REVOCATIONS).where(r.block_number == target).values(reason=(r.reason + 1) % 10))
     assert update_digests(engines[0]) == update_digests(engines[1]) == len(blocks)
     assert update_digests(engines[0]) == 0  # already done: nothing to fill
 
@@ -198,3 +218,5 @@ def test_digests_find_the_first_divergent_block(chain: PopulatedChain, mirror: P
     assert first_divergence(as_of(engines[0]), as_of(engines[0]), chain.head) is None
     assert first_divergence(as_of(engines[0]), as_of(engines[1]), chain.head) == target
     assert first_divergence(as_of(engines[0]), as_of(engines[1]), target - 1) is None
+    for engine in engines:
+        engine.dispose()
