@@ -24,6 +24,7 @@ import httpx
 from chain.contract import hex0x, load_artifact
 from chain.devchain import DEV_CHAIN_ID, DevChain, wait_for_shutdown
 from chain.errors import ConfigError, FinVaultError
+from chain.files import write_secret_file
 from chain.networks import NETWORKS
 from chain.registry import RegistryReader, RegistryWriter, deploy_registry
 from chain.rpc import RpcClient, redact_url
@@ -35,7 +36,6 @@ from chain.signing import (
     generate_private_key,
     load_public_key,
     public_key_info,
-    write_secret_file,
 )
 from chain.tx import TxSender
 from chain.verify import Policy, Status, verify

@@ -8,10 +8,8 @@ as PKCS#8 PEM encrypted with a passphrase.
 from __future__ import annotations
 
 import functools
-import os
 from dataclasses import dataclass
 from enum import IntEnum
-from pathlib import Path
 from typing import Literal
 
 from cryptography.exceptions import InvalidSignature
@@ -78,15 +76,6 @@ def public_key_info(key: PrivateKey | PublicKey) -> PublicKeyInfo:
     if public.key_size < MIN_RSA_BITS:
         raise SigningError(f"RSA keys need at least {MIN_RSA_BITS} bits, got {public.key_size}")
     return PublicKeyInfo(KeyAlgorithm.RSA_PKCS1V15_SHA256, der)
-
-
-def write_secret_file(path: Path, data: bytes) -> None:
-    """Writes ``data`` to a file only its owner can read or write, from its first byte on (an
-    existing file is truncated and its mode tightened before anything is written)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        os.fchmod(fd, 0o600)
-        handle.write(data)
 
 
 def encrypt_private_key(key: PrivateKey, passphrase: str) -> bytes:

@@ -25,6 +25,7 @@ import httpx
 from chain.contract import hex0x, load_artifact
 from chain.devchain import DEV_CHAIN_ID, DevChain, free_port, wait_for_shutdown
 from chain.errors import FinVaultError
+from chain.files import write_secret_file
 from chain.issuer.intake import read_input
 from chain.issuer.service import IssuerConfig, IssuerService, ingest
 from chain.issuer.store import Store
@@ -34,7 +35,7 @@ from chain.rpc import RpcClient
 from chain.rpc_facts import RpcFacts
 from chain.settings import load_settings
 from chain.signer import LocalSigner
-from chain.signing import encrypt_private_key, generate_private_key, public_key_info, write_secret_file
+from chain.signing import encrypt_private_key, generate_private_key, public_key_info
 from chain.tx import TxSender
 from chain.verify import ChainFacts, Status, verify
 from indexer.db import open_mirror

@@ -9,6 +9,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from eth_hash.auto import keccak
 
 from chain.errors import KeystoreError
+from chain.files import write_secret_file
 from chain.signing import (
     KeyAlgorithm,
     SigningError,
@@ -19,7 +20,6 @@ from chain.signing import (
     public_key_info,
     sign_digest,
     verify_digest,
-    write_secret_file,
 )
 
 DIGEST = bytes(range(32))
