@@ -387,10 +387,11 @@ def soak(minutes: float, rate: float, connections: int, warmup: float) -> dict[s
     }
 
 
-def metric(text: str, name: str) -> float | None:
+def metric(text: str, name: str) -> int | None:
+    """A counter's value from Prometheus text, or None when it is not there."""
     for line in text.splitlines():
         if line.startswith(name + " "):
-            return float(line.split()[1])
+            return int(float(line.split()[1]))
     return None
 
 
