@@ -81,9 +81,9 @@ def _postgres_engine(engine: Engine, default_begin: BeginMode) -> Engine:
     def _on_begin(connection: Any) -> None:
         if connection.get_execution_options().get(BEGIN_MODE, default_begin) != "IMMEDIATE":
             return
-        timeout = f"{round(SQLITE_BUSY_TIMEOUT * 1000)}ms"
-        connection.exec_driver_sql(f"SELECT set_config('lock_timeout', '{timeout}', true)")
-        connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({POSTGRES_WRITE_LOCK})")
+        timeout = {"timeout": f"{round(SQLITE_BUSY_TIMEOUT * 1000)}ms"}
+        connection.exec_driver_sql("SELECT set_config('lock_timeout', %(timeout)s, true)", timeout)
+        connection.exec_driver_sql("SELECT pg_advisory_xact_lock(%(key)s)", {"key": POSTGRES_WRITE_LOCK})
 
     return engine
 
