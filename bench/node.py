@@ -56,6 +56,7 @@ from indexer.db import open_mirror
 from indexer.schema import AnchorRow
 from indexer.sync import Indexer
 from node.server import NodeProcess
+from tests.tools.memory import tree_memory
 
 TARGET_RATE = 2_000
 TARGET_P99_MS = 25.0
@@ -320,29 +321,6 @@ def bulk(url: str, bodies: list[bytes], per_request: int = 1_000) -> tuple[int, 
         return sum(len(c) for c in chunks), time.perf_counter() - started
 
 
-def rss_mb(pid: int) -> tuple[float, float, float]:
-    """(current, peak, proportional) memory in MB of ``pid`` and its children (the workers), summed.
-
-    Summed RSS counts a page shared by several processes (libpython, extension modules) once per
-    process; PSS splits each shared page between its sharers, so its sum is what they occupy."""
-    current = peak = proportional = 0.0
-    pids = [pid]
-    while pids:
-        process = pids.pop()
-        fields = {}
-        for line in Path(f"/proc/{process}/status").read_text().splitlines():
-            name, _, value = line.partition(":")
-            fields[name] = value.strip()
-        current += int(fields["VmRSS"].split()[0]) / 1024
-        peak += int(fields["VmHWM"].split()[0]) / 1024
-        for line in Path(f"/proc/{process}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                proportional += int(line.split()[1]) / 1024
-        for task in Path(f"/proc/{process}/task").iterdir():
-            pids += [int(child) for child in (task / "children").read_text().split()]
-    return current, peak, proportional
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -393,11 +371,11 @@ def main() -> None:
                 assert client.get("/status").json()["accumulators_match"] is True
             print(
                 f"node: {node.url}, {args.workers} worker process(es), "
-                f"RSS {rss_mb(node.pid)[0]:.0f} MB after start (all its processes)"
+                f"RSS {tree_memory(node.pid).rss:.0f} MB after start (all its processes)"
             )
             load_args = (node.url, bodies, args.connections, args.seconds, args.warmup)
             load = run_wrk(*load_args) if args.client == "wrk" else pool.apply(run_load, load_args)
-            current_rss, peak_rss, pss = rss_mb(node.pid)
+            memory = tree_memory(node.pid)
             bulk_count, bulk_seconds = bulk(node.url, bodies)
         rpc_count, rpc_seconds = direct_rpc(chain.rpc_url, registry, bodies, args.rpc_seconds)
 
@@ -423,8 +401,8 @@ def main() -> None:
     against("verifications/s", rate, ">=", TARGET_RATE)
     against("p99 latency (ms)", p99, "<=", TARGET_P99_MS)
     against("node / direct RPC", rate / rpc_rate, ">=", TARGET_RPC_RATIO)
-    note = f"sum of peaks; {current_rss:.0f} MB after the load; PSS {pss:.0f} MB (shared pages split)"
-    against("node RSS (MB)", peak_rss, "<=", TARGET_RSS_MB, note)
+    note = f"sum of peaks; {memory.rss:.0f} MB after the load; PSS {memory.pss:.0f} MB (shared pages split)"
+    against("node RSS (MB)", memory.peak_rss, "<=", TARGET_RSS_MB, note)
 
 
 def against(label: str, value: float, relation: str, target: float, note: str = "") -> None:

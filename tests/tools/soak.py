@@ -51,6 +51,7 @@ from chain.tx import TxSender
 from indexer.reconcile import Reconciler
 from node.server import NodeProcess
 from tests.integration.node_fixtures import FINALITY_DEPTH, issue
+from tests.tools.memory import tree_memory
 from tests.tools.rpc_proxy import Fault, FaultKind, RpcProxy
 
 OWNER, ISSUER, DRIVER = 0, 1, 2
@@ -221,19 +222,6 @@ def run_load(url: str, bodies: list[bytes], rate: float, connections: int, secon
 # -- observing the node ---------------------------------------------------------------------------
 
 
-def rss_mb(pid: int) -> float:
-    """Resident set size of ``pid`` and its children (workers), summed, in MB."""
-    total, pids = 0.0, [pid]
-    while pids:
-        process = pids.pop()
-        for line in Path(f"/proc/{process}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                total += int(line.split()[1]) / 1024
-        for task in Path(f"/proc/{process}/task").iterdir():
-            pids += [int(child) for child in (task / "children").read_text().split()]
-    return total
-
-
 def check_verdicts(client: httpx.Client, fixed: FixedSet) -> list[str]:
     """The fixed set through POST /verify/bulk: a line per wrong verdict (none when all are right)."""
     payload = b'{"receipts":[' + b",".join(fixed.bodies) + b"]}"
@@ -312,12 +300,12 @@ def soak(minutes: float, rate: float, connections: int, warmup: float) -> dict[s
 
             samples: list[float] = []
             checker = every(10.0, stop, check)
-            sampler = every(5.0, stop, lambda: samples.append(rss_mb(node.pid or 0)))
+            sampler = every(5.0, stop, lambda: samples.append(tree_memory(node.pid or 0).rss))
             time.sleep(warmup)
-            rss_start = rss_mb(node.pid)
+            rss_start = tree_memory(node.pid).rss
             say(f"RSS after {warmup:g}s of load: {rss_start:.0f} MB")
             loaded = load.get(timeout=seconds + 120)
-            rss_end = rss_mb(node.pid)
+            rss_end = tree_memory(node.pid).rss
             stop.set()
             driver.stop.set()
             drive.join(timeout=30)
