@@ -472,8 +472,8 @@ def _check_revocation(
     return None
 
 
-def _check_finality(anchor: AnchorFact, head: ChainHead, policy: Policy, checks: _Checks) -> AnchorEvidence:
-    block = anchor.event.block_number
+def finality(block: int, head: ChainHead, policy: Policy) -> tuple[int, bool, str]:
+    """``(confirmations, final, why)`` for something included in ``block``, under ``policy``."""
     confirmations = max(0, head.number - block + 1)
     deep_enough = confirmations >= policy.confirmations
     tag_says = None if head.finalized is None or not policy.use_finalized_tag else block <= head.finalized
@@ -490,6 +490,11 @@ def _check_finality(anchor: AnchorFact, head: ChainHead, policy: Policy, checks:
         final, why = False, f"block {block} is above the finalized block {head.finalized}"
     else:
         final, why = True, f"{confirmations} confirmations" + (", finalized" if tag_says else "")
+    return confirmations, final, why
+
+
+def _check_finality(anchor: AnchorFact, head: ChainHead, policy: Policy, checks: _Checks) -> AnchorEvidence:
+    confirmations, final, why = finality(anchor.event.block_number, head, policy)
     if final:
         checks.passed(CheckName.FINALITY, why)
     else:
@@ -498,7 +503,7 @@ def _check_finality(anchor: AnchorFact, head: ChainHead, policy: Policy, checks:
     return AnchorEvidence(
         "0x" + anchor.root.hex(),
         e.tx_hash,
-        block,
+        e.block_number,
         e.block_hash,
         e.log_index,
         _iso(anchor.timestamp),

@@ -38,7 +38,7 @@ from starlette.routing import Route
 from chain.canonical import MAX_SAFE_INTEGER
 from chain.errors import ChainMismatch, ConfigError, FinVaultError, RpcError, RpcUnavailable
 from chain.receipt import MAX_RECEIPT_BYTES
-from chain.verify import Status, Verdict
+from chain.verify import Status, Verdict, finality
 from chain.web import (
     ASGIApp,
     EdgeFastAPI,
@@ -367,12 +367,7 @@ def create_app(runtime: Runtime, *, static_dir: Path | None = STATIC_DIR) -> Fas
             raise NotFound(
                 f"root {root.lower()} is not anchored in this registry (as far as this mirror knows)"
             )
-        head = runtime.head()
-        block = anchor["event"]["block_number"]
-        confirmations = max(0, head.number - block + 1)
-        final = confirmations >= runtime.policy.confirmations and (
-            head.finalized is None or block <= head.finalized
-        )
+        confirmations, final, _ = finality(anchor["event"]["block_number"], runtime.head(), runtime.policy)
         return {
             **anchor,
             "anchored_at": _iso(anchor["timestamp"]),
