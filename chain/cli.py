@@ -362,8 +362,9 @@ def account_new(out: Path, password_file: Path | None) -> None:
     click.echo(address)
 
 
-#: `finvault verify` exits 0 only when every receipt is VALID, 1 otherwise, 2 on usage errors.
-VERIFY_ALL_VALID, VERIFY_NOT_ALL_VALID = 0, 1
+#: `finvault verify` exits 0 only when every receipt is VALID, 1 otherwise, 2 on usage errors, and
+#: 3 when the node could not vouch for its mirror (no verdict: ask again later, or use --rpc).
+VERIFY_ALL_VALID, VERIFY_NOT_ALL_VALID, VERIFY_NODE_CANNOT_VOUCH = 0, 1, 3
 #: Seconds to wait for a node's answer to one receipt.
 NODE_TIMEOUT = 30.0
 
@@ -398,8 +399,11 @@ def verify_command(
     registry must come from you, never from the receipt: anyone can deploy a look-alike registry.
     With --node, the node's own chain, registry and finality policy decide.
 
+    A node answers only while its mirror can vouch (synced, not halted, no divergence or drift, not
+    stale); every verdict says which block it was judged at (as_of).
+
     Exit status: 0 when every receipt is VALID, 1 otherwise (INVALID, REVOKED, PENDING, or the
-    node refused it), 2 on usage errors.
+    node refused it), 2 on usage errors, 3 when the node could not vouch for its mirror.
     """
     if node_url is not None:
         rpc_only = {
@@ -420,20 +424,40 @@ def verify_command(
         verdicts = _verdicts_from_node(node_url, receipts)
     else:
         verdicts = _verdicts_from_rpc(receipts, registry, no_finalized_tag, unsafe_skip_finality, at, options)
-    all_valid = True
+    all_valid, unvouched = True, False
     for path, verdict in verdicts:
         all_valid = all_valid and verdict.get("status") == str(Status.VALID)
+        error: dict[str, Any] = verdict["error"] if isinstance(verdict.get("error"), dict) else {}
+        cannot_vouch = str(error.get("code")).startswith("mirror_")
+        unvouched = unvouched or cannot_vouch
         if as_json:
             click.echo(json.dumps({"file": str(path), **verdict}, sort_keys=True))
             continue
-        click.echo(f"{path}: {verdict.get('status')}")
-        if "error" in verdict:
-            error = verdict["error"]
-            click.echo(f"  the node refused it: {error.get('code')}: {error.get('message')}")
-        for check in verdict.get("checks", []):
+        if cannot_vouch:
+            click.echo(f"{path}: no verdict: the node cannot vouch for its mirror right now")
+            click.echo(
+                f"  {error.get('code')}: {error.get('message')} (retry in {verdict.get('retry_after')} s)"
+            )
+        else:
+            click.echo(f"{path}: {verdict.get('status')}")
+            if error:
+                click.echo(f"  the node refused it: {error.get('code')}: {error.get('message')}")
+        if isinstance(verdict.get("as_of"), dict):
+            click.echo(f"  {_describe_as_of(verdict['as_of'], vouched=not cannot_vouch)}")
+        for check in verdict.get("checks", verdict.get("document_checks", [])):
             code = f" [{check['code']}]" if check.get("code") else ""
             click.echo(f"  {check['outcome']:4} {check['name']}{code} {check['detail']}")
+    if unvouched:
+        sys.exit(VERIFY_NODE_CANNOT_VOUCH)
     sys.exit(VERIFY_ALL_VALID if all_valid else VERIFY_NOT_ALL_VALID)
+
+
+def _describe_as_of(state: dict[str, Any], *, vouched: bool) -> str:
+    """``as_of`` for people: "checked against block N (0xabcd…), 2.1 s behind the chain"."""
+    lag = state.get("lag_seconds")
+    behind = "not yet at the chain head" if lag is None else f"{lag:g} s behind the chain"
+    what = "checked against" if vouched else "the node's mirror is at"
+    return f"{what} block {state.get('block_number')} ({state.get('block_hash')}), {behind}"
 
 
 def _verdicts_from_rpc(
@@ -475,7 +499,12 @@ def _verdicts_from_node(node_url: str, receipts: tuple[Path, ...]) -> Iterator[t
                 body = response.json()
             except ValueError:
                 body = None
-            if (
+            refusal = (
+                response.status_code == 503
+                and isinstance(body, dict)
+                and str(body.get("error", {}).get("code", "")).startswith("mirror_")
+            )
+            if not refusal and (
                 not isinstance(body, dict)
                 or (response.status_code >= 500)
                 or (response.status_code == 200 and "status" not in body)
@@ -484,7 +513,8 @@ def _verdicts_from_node(node_url: str, receipts: tuple[Path, ...]) -> Iterator[t
                     f"node {redact_url(node_url)} answered HTTP {response.status_code} to {path}",
                     code="node_error",
                 )
-            yield path, body  # a verdict, or {"error": {...}} when the node refused this file
+            yield path, body  # a verdict, or {"error": {...}} when the node refused this file or
+            # could not vouch for its mirror
 
 
 #: What the ``chain`` package contributes to ``finvault`` (see pyproject's entry points).

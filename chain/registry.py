@@ -19,7 +19,8 @@ from chain.hashing import keccak256
 from chain.rpc import RpcClient
 from chain.tx import TxReceipt, TxSender
 
-BlockId = int | str
+#: A block number, a tag ("latest"), or an EIP-1898 object (``{"blockHash": ..., "requireCanonical": true}``).
+BlockId = int | str | dict[str, Any]
 
 
 class RevocationReason(IntEnum):
@@ -80,7 +81,7 @@ def leaf_revocation_id(root: bytes, leaf: bytes) -> bytes:
     return keccak256(to_bytes32(root) + to_bytes32(leaf))
 
 
-def _block_param(block: BlockId) -> str:
+def _block_param(block: BlockId) -> str | dict[str, Any]:
     return hex(block) if isinstance(block, int) else block
 
 

@@ -67,6 +67,10 @@ class CheckName(StrEnum):
     EXPIRY = "expiry"
 
 
+#: The checks that depend on the receipt alone, not on any chain fact: what a node that cannot vouch
+#: for its mirror may still report.
+DOCUMENT_CHECKS = frozenset((CheckName.WELL_FORMED, CheckName.DIGEST, CheckName.PROOF))
+
 Outcome = Literal["pass", "fail", "skip"]
 #: Failing any of these makes a receipt INVALID outright.
 _INTEGRITY = (

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -29,14 +30,14 @@ from typing import Any, Literal
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from chain.accumulators import genesis_accumulators
+from chain.accumulators import fold_anchor, fold_revocation, genesis_accumulators
 from chain.contract import hex0x
 from chain.db import BEGIN_MODE
 from chain.errors import ConfigError
-from chain.registry import RegistryReader
+from chain.registry import BlockId, RegistryReader
 from chain.rpc import RpcClient
 from indexer.decode import MIRRORED_TOPICS, DecodedBatch
-from indexer.digests import block_events
+from indexer.digests import block_events, event_view
 from indexer.fetch import AdaptiveRange, LogFetcher, read_headers
 from indexer.rewind import rewind
 from indexer.schema import (
@@ -80,9 +81,21 @@ def render(value: Any) -> str:
     return str(value)
 
 
+#: Event coordinates: where a row is, not what it says (reports name them apart).
+_COORDINATES = frozenset(("table", "tx_hash", "block_number", "block_hash", "log_index"))
+#: Left out of the one-line text (the JSON report has everything): long and derived.
+_TEXT_OMITS = frozenset(("accumulator", "timestamp", "public_key"))
+
+
 @dataclass(frozen=True)
 class Drift:
-    """One difference between the mirror and the chain."""
+    """One difference between the mirror and the chain, with both sides where they exist.
+
+    ``chain_event`` is the chain's decoded event (``missing`` and ``mismatch``), ``mirror_row`` the
+    mirror's row (``extra`` and ``mismatch``), both with bytes as 0x-hex. For a ``mismatch``,
+    ``field``, ``chain`` and ``mirror`` name the one field that differs; for ``block_hash`` and
+    ``accumulator`` drifts, ``chain`` and ``mirror`` are the two values.
+    """
 
     kind: DriftKind
     table: str
@@ -92,6 +105,8 @@ class Drift:
     field: str | None = None
     chain: str | None = None
     mirror: str | None = None
+    chain_event: Mapping[str, Any] | None = None
+    mirror_row: Mapping[str, Any] | None = None
 
     def describe(self) -> str:
         """One line for people."""
@@ -99,10 +114,23 @@ class Drift:
         if self.tx_hash is not None:
             where += f" tx {self.tx_hash} log {self.log_index}"
         if self.kind == "missing":
-            return f"missing: {where} is on chain but not in the mirror"
+            return f"missing: {where} is on chain but not in the mirror: {_what(self.chain_event)}"
         if self.kind == "extra":
-            return f"extra: {where} is in the mirror but not on chain"
-        return f"{self.kind}: {where} {self.field}: chain {self.chain}, mirror {self.mirror}"
+            return f"extra: {where} is in the mirror but not on chain: {_what(self.mirror_row)}"
+        line = f"{self.kind}: {where} {self.field}: chain {self.chain}, mirror {self.mirror}"
+        return f"{line} (chain: {_what(self.chain_event)})" if self.chain_event is not None else line
+
+
+def _what(view: Mapping[str, Any] | None) -> str:
+    """What an event says, as ``name=value`` pairs (its coordinates are in the line already)."""
+    if view is None:
+        return "(nothing)"
+    shown = (
+        f"{name}={value!r}" if isinstance(value, str) and not value.startswith("0x") else f"{name}={value}"
+        for name, value in view.items()
+        if name not in _COORDINATES and name not in _TEXT_OMITS
+    )
+    return " ".join(shown)
 
 
 @dataclass(frozen=True)
@@ -138,7 +166,18 @@ class Report:
         }
 
 
-CSV_COLUMNS = ("kind", "table", "block_number", "tx_hash", "log_index", "field", "chain", "mirror")
+CSV_COLUMNS = (
+    "kind",
+    "table",
+    "block_number",
+    "tx_hash",
+    "log_index",
+    "field",
+    "chain",
+    "mirror",
+    "chain_event",
+    "mirror_row",
+)
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "|", "%")
 
 
@@ -148,13 +187,18 @@ def _csv_cell(value: Any) -> str:
     return "'" + text if text.startswith(_FORMULA_START) else text
 
 
+def _csv_value(value: Any) -> Any:
+    """A cell's value: an event (a mapping) as compact JSON, anything else as it is."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":")) if isinstance(value, Mapping) else value
+
+
 def drifts_csv(drifts: Sequence[Drift]) -> str:
     """The drifts as CSV, safe against formula injection (values come from the chain: untrusted)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     for drift in drifts:
-        writer.writerow([_csv_cell(getattr(drift, column)) for column in CSV_COLUMNS])
+        writer.writerow([_csv_cell(_csv_value(getattr(drift, column))) for column in CSV_COLUMNS])
     return out.getvalue()
 
 
@@ -189,11 +233,17 @@ def compare_rows(
         table, tx_hash, log_index = key
         on_chain, in_mirror = chain.get(key), mirror.get(key)
         where = {"table": table, "tx_hash": hex0x(tx_hash), "log_index": log_index}
+        chain_event = None if on_chain is None else event_view(table, on_chain)
+        mirror_row = None if in_mirror is None else event_view(table, in_mirror)
         if in_mirror is None:
             assert on_chain is not None
-            drifts.append(Drift("missing", block_number=on_chain["block_number"], **where))  # type: ignore[arg-type]
+            drifts.append(
+                Drift("missing", block_number=on_chain["block_number"], chain_event=chain_event, **where)  # type: ignore[arg-type]
+            )
         elif on_chain is None:
-            drifts.append(Drift("extra", block_number=in_mirror["block_number"], **where))  # type: ignore[arg-type]
+            drifts.append(
+                Drift("extra", block_number=in_mirror["block_number"], mirror_row=mirror_row, **where)  # type: ignore[arg-type]
+            )
         else:
             for name, value in on_chain.items():
                 stored = in_mirror.get(name)
@@ -205,6 +255,8 @@ def compare_rows(
                             field=name,
                             chain=render(value),
                             mirror=render(stored),
+                            chain_event=chain_event,
+                            mirror_row=mirror_row,
                             **where,  # type: ignore[arg-type]
                         )
                     )
@@ -224,27 +276,52 @@ def _normal(value: Any) -> Any:
 # -- accumulators -------------------------------------------------------------------------------
 
 
+#: Rows read per round trip while folding the mirror's accumulators.
+FOLD_BATCH = 5_000
+
+
 def mirror_accumulators(session: Session, chain_id: int, registry: str, block: int) -> tuple[bytes, bytes]:
-    """The mirror's (anchor, revocation) accumulators as of the end of ``block``."""
-    genesis_anchor, genesis_revocation = genesis_accumulators(chain_id, registry)
-    anchor = session.scalar(
-        select(AnchorRow.accumulator)
+    """The mirror's (anchor, revocation) accumulators as of the end of ``block``, folded from its
+    rows in chain order. Not read from the accumulator values the rows carry: a deleted, added or
+    altered row changes the fold, so the check against the contract catches it."""
+    anchor_acc, revocation_acc = genesis_accumulators(chain_id, registry)
+    anchors = (
+        select(AnchorRow.root, AnchorRow.issuer, AnchorRow.count, AnchorRow.block_number)
         .where(AnchorRow.block_number <= block)
-        .order_by(AnchorRow.block_number.desc(), AnchorRow.log_index.desc())
-        .limit(1)
+        .order_by(AnchorRow.block_number, AnchorRow.log_index)
+        .execution_options(yield_per=FOLD_BATCH)
     )
-    revocation = session.scalar(
-        select(RevocationRow.accumulator)
+    for root, issuer, count, number in session.execute(anchors):
+        anchor_acc = fold_anchor(anchor_acc, bytes(root), bytes(issuer), count, number)
+    revocations = (
+        select(
+            RevocationRow.root,
+            RevocationRow.leaf,
+            RevocationRow.issuer,
+            RevocationRow.reason,
+            RevocationRow.block_number,
+        )
         .where(RevocationRow.block_number <= block)
-        .order_by(RevocationRow.block_number.desc(), RevocationRow.log_index.desc())
-        .limit(1)
+        .order_by(RevocationRow.block_number, RevocationRow.log_index)
+        .execution_options(yield_per=FOLD_BATCH)
     )
-    return bytes(anchor or genesis_anchor), bytes(revocation or genesis_revocation)
+    for root, leaf, issuer, reason, number in session.execute(revocations):
+        revocation_acc = fold_revocation(
+            revocation_acc, bytes(root), bytes(leaf), bytes(issuer), reason, number
+        )
+    return anchor_acc, revocation_acc
 
 
-def accumulator_drifts(session: Session, reader: RegistryReader, chain_id: int, block: int) -> list[Drift]:
-    """The accumulator check at ``block``: the contract's values against the mirror's."""
-    on_chain = reader.accumulators(block)
+def accumulator_drifts(
+    session: Session, reader: RegistryReader, chain_id: int, block: int, *, block_hash: bytes | None = None
+) -> list[Drift]:
+    """The accumulator check at ``block``: the contract's values against the mirror's fold.
+
+    With ``block_hash``, the contract is read at exactly that block (EIP-1898), so a reorg since
+    cannot pass for a divergence: the read fails instead.
+    """
+    at: BlockId = block if block_hash is None else {"blockHash": hex0x(block_hash), "requireCanonical": True}
+    on_chain = reader.accumulators(at)
     in_mirror = mirror_accumulators(session, chain_id, reader.address, block)
     return [
         Drift("accumulator", table, block, field=name, chain=hex0x(c), mirror=hex0x(m))

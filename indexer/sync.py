@@ -59,9 +59,14 @@ class IndexerError(FinVaultError):
 
 
 class ReorgBeyondFinality(IndexerError):
-    """The chain rewrote blocks the mirror had as final. Never repaired silently."""
+    """The chain rewrote blocks the mirror had as final. Never repaired silently: an operator
+    re-reads the mirror from ``resync_from`` (``finvault resync --from``)."""
 
     code = "reorg_beyond_finality"
+
+    def __init__(self, message: str, *, resync_from: int) -> None:
+        super().__init__(message)
+        self.resync_from = resync_from
 
 
 class MirrorDivergence(IndexerError):
@@ -406,11 +411,15 @@ class Indexer:
                 fork = match
                 break
         if fork is None:
-            raise ReorgBeyondFinality("no block the mirror knows is still on the chain: was the chain reset?")
+            raise ReorgBeyondFinality(
+                "no block the mirror knows is still on the chain: was the chain reset?",
+                resync_from=self.start_block,
+            )
         if fork < checkpoint.finalized_block:
             raise ReorgBeyondFinality(
                 f"the chain reorganized below block {fork + 1}, but the mirror had blocks up to "
-                f"{checkpoint.finalized_block} as final; refusing to repair this silently"
+                f"{checkpoint.finalized_block} as final; refusing to repair this silently",
+                resync_from=fork + 1,
             )
         log.warning(
             "reorg: rolling the mirror back from block %d to fork point %d", checkpoint.block_number, fork

@@ -1,10 +1,12 @@
 """The verification node's HTTP API, built by a factory: ``create_app(runtime)``.
 
 Every answer comes from the mirror through the same pure :func:`chain.verify.verify` that
-``finvault verify --rpc`` uses. A receipt that is tampered with, revoked, unknown, for another
-chain or not a receipt at all gets a verdict (HTTP 200); only a request the node cannot read
-(wrong content type, broken JSON, too large, too many) gets an error, in the one shape
-``{"error": {"code", "message", "correlation_id"}}`` of :mod:`chain.web`.
+``finvault verify --rpc`` uses, and names the mirror state it was judged at (``as_of``). A receipt
+that is tampered with, revoked, unknown, for another chain or not a receipt at all gets a verdict
+(HTTP 200); a request the node cannot read (wrong content type, broken JSON, too large, too many)
+gets an error, in the one shape ``{"error": {"code", "message", "correlation_id"}}`` of
+:mod:`chain.web`. While the mirror cannot vouch (:mod:`node.health`), verification answers 503
+with the condition's code, ``Retry-After``, and only the checks that depend on the document alone.
 
 At the edge (:class:`chain.web.EdgeMiddleware`, outermost, so even a 500 carries it): a
 correlation id on every response, the body limit, per-client rate limits. CORS is off unless
@@ -38,7 +40,7 @@ from starlette.routing import Route
 from chain.canonical import MAX_SAFE_INTEGER
 from chain.errors import ChainMismatch, ConfigError, FinVaultError, RpcError, RpcUnavailable
 from chain.receipt import MAX_RECEIPT_BYTES
-from chain.verify import Status, Verdict, finality
+from chain.verify import DOCUMENT_CHECKS, Check, Status, Verdict, finality
 from chain.web import (
     ASGIApp,
     EdgeFastAPI,
@@ -52,6 +54,7 @@ from chain.web import (
     Send,
     Unauthorized,
     bearer_token,
+    correlation_id,
     digest_matches,
     error_response,
     install_error_handlers,
@@ -63,13 +66,17 @@ from chain.web import (
 from indexer.sync import IndexerError
 from node.audit import AuditCollector, audit_router
 from node.cursor import Position, decode_cursor, encode_cursor
+from node.health import CannotVouch, as_of
+from node.mirror import MirrorBusy
 from node.models import (
+    REFUSAL_DOC,
     AnchorOut,
     BulkOut,
     HealthOut,
     IssuerDetailOut,
     IssuersOut,
     ReadyOut,
+    RefusalOut,
     RevocationsPage,
     StatusOut,
     VerdictOut,
@@ -78,6 +85,7 @@ from node.models import (
     receipt_schema,
 )
 from node.runtime import Runtime, not_ready
+from node.shared import SyncSnapshot
 
 #: The web page (built separately): served from here when the directory exists.
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -107,6 +115,10 @@ class InvalidRequest(HttpError):
     code, status = "invalid_request", 422
 
 
+#: The 503 a verification gets while the mirror is written without a pause (practically never).
+BUSY_RETRY_AFTER = 1
+
+
 def _package_version() -> str:
     try:
         return version("finvault")
@@ -118,9 +130,9 @@ def _iso(timestamp: int) -> str:
     return datetime.fromtimestamp(timestamp, UTC).isoformat().replace("+00:00", "Z")
 
 
-def _json(data: Any, status: int = 200) -> Response:
+def _json(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
     body = json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
-    return Response(body, status_code=status, media_type="application/json")
+    return Response(body, status_code=status, media_type="application/json", headers=headers)
 
 
 def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -151,6 +163,12 @@ class NodeMetrics:
         )
         self.verifications = Counter(
             "finvault_node_verifications", "Verdicts given, by status.", ["status"], registry=self.registry
+        )
+        self.refusals = Counter(
+            "finvault_node_verification_refusals",
+            "Verifications answered 503 because the mirror could not vouch, by code.",
+            ["code"],
+            registry=self.registry,
         )
         self.registry.register(_SyncCollector(runtime))
         self.registry.register(
@@ -190,6 +208,10 @@ class _SyncCollector(Collector):
             "finvault_node_ready": (
                 "1 when GET /ready would answer 200.",
                 int(not not_ready(sync, self.runtime.settings)),
+            ),
+            "finvault_node_vouching": (
+                "1 while the mirror can vouch for verdicts (verification answers 200).",
+                int(self.runtime.cannot_vouch(sync) is None),
             ),
         }
         for name, (doc, value) in gauges.items():
@@ -303,8 +325,28 @@ def create_app(runtime: Runtime, *, static_dir: Path | None = STATIC_DIR) -> Fas
             max_age=600,
         )
 
-    def verify_many(receipts: list[Any], now: datetime) -> list[Verdict]:
-        return [runtime.view.verify(_as_receipt(r), now, runtime.policy) for r in receipts]
+    def judged(receipt: Any, now: datetime) -> tuple[Verdict, SyncSnapshot]:
+        try:
+            return runtime.view.verify(_as_receipt(receipt), now, runtime.policy)
+        except MirrorBusy as exc:
+            raise HttpError(
+                exc.message, code=exc.code, status=503, headers={"Retry-After": str(BUSY_RETRY_AFTER)}
+            ) from None
+
+    def refused(problem: CannotVouch, state: SyncSnapshot, verdict: Verdict | None) -> Response:
+        metrics.refusals.labels(problem.code).inc()
+        body = {
+            "error": {
+                "code": problem.code,
+                "message": problem.reason,
+                "correlation_id": correlation_id.get(),
+            },
+            "as_of": as_of(state),
+            "retry_after": problem.retry_after,
+        }
+        if verdict is not None:
+            body["document_checks"] = [_check_dict(c) for c in verdict.checks if c.name in DOCUMENT_CHECKS]
+        return _json(body, status=503, headers={"Retry-After": str(problem.retry_after)})
 
     # -- verification ---------------------------------------------------------------------------------
 
@@ -312,7 +354,11 @@ def create_app(runtime: Runtime, *, static_dir: Path | None = STATIC_DIR) -> Fas
         "/verify",
         response_model=None,
         summary="Verify one receipt",
-        responses={200: {"model": VerdictOut, "description": "The verdict."}, **_errors(400, 413, 415, 429)},
+        responses={
+            200: {"model": VerdictOut, "description": "The verdict, and the mirror state it was judged at."},
+            **_errors(400, 413, 415, 429),
+            503: {"model": RefusalOut, "description": REFUSAL_DOC},
+        },
         openapi_extra=json_body_openapi(receipt_schema()),
     )
     async def verify_receipt(request: Request) -> Response:
@@ -320,9 +366,12 @@ def create_app(runtime: Runtime, *, static_dir: Path | None = STATIC_DIR) -> Fas
         now = datetime.now(UTC)
         # Done on the event loop: a verification is CPU work of well under a millisecond, and the
         # mirror lookups are cached; a thread hop measured ~0.8 ms a request against ~0.45 ms here.
-        verdict = runtime.view.verify(_as_receipt(body), now, runtime.policy)
+        verdict, state = judged(body, now)
+        problem = runtime.cannot_vouch(state)
+        if problem is not None:
+            return refused(problem, state, verdict)
         metrics.verified(verdict.status)
-        return _json(verdict_dict(verdict, _iso_now(now)))
+        return _json(verdict_dict(verdict, _iso_now(now), as_of(state)))
 
     # The hot path skips FastAPI's per-request dependency solving (the endpoint takes only the
     # request): a plain Starlette route, matched first; the APIRoute above documents it.
@@ -335,6 +384,7 @@ def create_app(runtime: Runtime, *, static_dir: Path | None = STATIC_DIR) -> Fas
         responses={
             200: {"model": BulkOut, "description": "Verdicts, in request order."},
             **_errors(400, 413, 415, 422, 429),
+            503: {"model": RefusalOut, "description": REFUSAL_DOC},
         },
         openapi_extra=json_body_openapi(bulk_schema(settings.bulk_limit)),
     )
@@ -346,11 +396,18 @@ def create_app(runtime: Runtime, *, static_dir: Path | None = STATIC_DIR) -> Fas
         if len(receipts) > settings.bulk_limit:
             raise TooManyReceipts(f"{len(receipts):,} receipts; at most {settings.bulk_limit:,} per request")
         now = datetime.now(UTC)
-        verdicts = await run_in_threadpool(verify_many, receipts, now)
+        problem = runtime.cannot_vouch()
+        if problem is not None:  # before the work: a refusal reports no per-receipt checks
+            return refused(problem, runtime.snapshot(), None)
+        judgements = await run_in_threadpool(lambda: [judged(receipt, now) for receipt in receipts])
+        for _, state in judgements:
+            problem = runtime.cannot_vouch(state)
+            if problem is not None:
+                return refused(problem, state, None)
         checked_at = _iso_now(now)
-        metrics.count(verdicts)
-        results = [verdict_dict(v, checked_at) for v in verdicts]
-        summary = dict(Tally(str(v.status) for v in verdicts))
+        metrics.count(verdict for verdict, _ in judgements)
+        results = [verdict_dict(verdict, checked_at, as_of(state)) for verdict, state in judgements]
+        summary = dict(Tally(str(verdict.status) for verdict, _ in judgements))
         return _json({"count": len(results), "summary": summary, "results": results})
 
     # -- the mirror's contents ------------------------------------------------------------------------
@@ -449,6 +506,7 @@ def create_app(runtime: Runtime, *, static_dir: Path | None = STATIC_DIR) -> Fas
     )
     def status() -> dict[str, Any]:
         sync = runtime.snapshot()
+        problem = runtime.cannot_vouch(sync)
         checkpoint = runtime.view.checkpoint()
         counts = {"anchors": 0, "revocations": 0, "issuers": 0, "keys": 0}
         mirror: dict[str, Any] = {"block_number": 0}
@@ -484,6 +542,9 @@ def create_app(runtime: Runtime, *, static_dir: Path | None = STATIC_DIR) -> Fas
             "quorum_disagreements": sync.quorum_disagreements,
             "last_error": sync.last_error,
             "ready": not not_ready(sync, runtime.settings),
+            "vouching": problem is None,
+            "cannot_vouch": None if problem is None else {"code": problem.code, "reason": problem.reason},
+            "as_of": as_of(sync),
         }
 
     @app.get(
@@ -573,18 +634,16 @@ def _mount_page(app: FastAPI, directory: Path) -> None:
     app.mount("/static", _PagePolicy(StaticFiles(directory=directory)), name="static")
 
 
-def verdict_dict(verdict: Verdict, checked_at: str) -> dict[str, Any]:
-    """:meth:`Verdict.to_dict` plus ``checked_at``, built by hand: ``dataclasses.asdict`` deep-copies
-    every field, which was a tenth of a verification's cost. A unit test holds the two equal."""
+def verdict_dict(verdict: Verdict, checked_at: str, state: dict[str, Any]) -> dict[str, Any]:
+    """:meth:`Verdict.to_dict` plus ``checked_at`` and ``as_of`` (``state``), built by hand:
+    ``dataclasses.asdict`` deep-copies every field, which was a tenth of a verification's cost. A
+    unit test holds the two equal."""
     issuer, anchor, revocation = verdict.issuer, verdict.anchor, verdict.revocation
     return {
         "status": str(verdict.status),
         "valid": verdict.valid,
         "reasons": [str(code) for code in verdict.reasons],
-        "checks": [
-            {"name": str(c.name), "outcome": c.outcome, "code": c.code and str(c.code), "detail": c.detail}
-            for c in verdict.checks
-        ],
+        "checks": [_check_dict(c) for c in verdict.checks],
         "issuer": None
         if issuer is None
         else {"address": issuer.address, "name": issuer.name, "uri": issuer.uri, "active": issuer.active},
@@ -613,7 +672,12 @@ def verdict_dict(verdict: Verdict, checked_at: str) -> dict[str, Any]:
         },
         "evidence": dict(verdict.evidence),
         "checked_at": checked_at,
+        "as_of": state,
     }
+
+
+def _check_dict(c: Check) -> dict[str, Any]:
+    return {"name": str(c.name), "outcome": c.outcome, "code": c.code and str(c.code), "detail": c.detail}
 
 
 def _iso_now(now: datetime) -> str:

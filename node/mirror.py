@@ -1,11 +1,12 @@
 """What the node reads from its mirror: verification facts (cached) and the API's listings.
 
-The node's own sync loop is the mirror's only writer, so it knows exactly when the mirror changes:
-after every step that wrote events or rolled back a reorg it bumps :attr:`MirrorView.generation`.
-Facts are cached per generation, and a verification that saw the generation change while it ran
-is run again, so one verdict never mixes facts from before and after a write. (A cache is only
-filled by verifications that started in its generation, and a generation is bumped only after
-the commit, so a stale read can never be stored under the new generation.)
+The node's own sync loop is the mirror's only writer, so it knows exactly when the mirror changes.
+Its published state (:class:`node.shared.SyncSnapshot`) carries a generation, bumped after every
+step that wrote events or rolled back a reorg, and a ``writing`` flag, raised from the moment a
+step starts to commit until its new generation and block are published. Facts are cached per
+generation. A verification reads the state, then its facts, then the state again, and counts only
+if both readings show the same generation and no write: then every fact it used belongs to the
+mirror state it reports (``as_of``), and no verdict mixes facts from before and after a write.
 
 Lookups go through SQLAlchemy Core by unique keys (root, ``(root, leaf)``, address, key id), on
 the same code for SQLite and PostgreSQL.
@@ -14,6 +15,7 @@ the same code for SQLite and PostgreSQL.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -24,6 +26,7 @@ from sqlalchemy import Connection, Engine, and_, bindparam, func, or_, select
 
 from chain.accumulators import NO_LEAF
 from chain.contract import hex0x
+from chain.errors import FinVaultError
 from chain.signing import KeyAlgorithm
 from chain.verify import (
     AnchorFact,
@@ -45,11 +48,14 @@ from indexer.schema import (
     KeyRow,
     RevocationRow,
 )
+from node.shared import SyncSnapshot
 
 #: Entries per cache before it is emptied (bounded memory; a refill costs one query an entry).
 CACHE_ENTRIES = 100_000
-#: A verification is re-run at most this often when the mirror changes under it.
-CONSISTENCY_RETRIES = 3
+#: A verification is tried at most this often when the mirror changes under it ...
+CONSISTENCY_RETRIES = 50
+#: ... waiting this long between tries while a sync step commits (a commit takes milliseconds).
+WRITE_WAIT_SECONDS = 0.002
 #: A root with at most this many revocations has them all read at its first lookup, so a receipt
 #: of that batch whose leaf is not among them needs no query of its own (most leaves are new to
 #: the node: each receipt is usually verified once). Roots with more are looked up leaf by leaf.
@@ -89,6 +95,18 @@ KEY_REVOKED_BLOCK = select(_key_revocations.c.block_number).where(
 )
 
 
+class MirrorBusy(FinVaultError):
+    """No consistent reading of the mirror in :data:`CONSISTENCY_RETRIES` tries: it is being
+    written without a pause. Worth retrying a moment later."""
+
+    code = "mirror_busy"
+
+
+def head_of(snapshot: SyncSnapshot) -> ChainHead:
+    """The chain as the sync loop last saw it: what verification judges finality against."""
+    return ChainHead(max(snapshot.head, snapshot.indexed_block), snapshot.finalized_block)
+
+
 def _ref(row: Any) -> EventRef:
     return EventRef(hex0x(row.tx_hash), row.block_number, hex0x(row.block_hash), row.log_index)
 
@@ -118,10 +136,13 @@ def _remember(cache: dict[Any, Any], key: Any, value: Any) -> None:
 class _SnapshotFacts:
     """:class:`chain.verify.ChainFacts` for one verification: one connection, one cache generation."""
 
-    def __init__(self, view: MirrorView, cache: _Cache, connection: Callable[[], Connection]) -> None:
+    def __init__(
+        self, view: MirrorView, cache: _Cache, connection: Callable[[], Connection], head: ChainHead
+    ) -> None:
         self._view = view
         self._cache = cache
         self._connection = connection
+        self._head = head
 
     @property
     def chain_id(self) -> int:
@@ -201,35 +222,25 @@ class _SnapshotFacts:
         return fact
 
     def head(self) -> ChainHead:
-        return self._view.head()
+        return self._head
 
 
 class MirrorView:
     """Read access to the mirror behind ``engine`` for one chain and registry.
 
-    ``generation`` tells which version of the mirror is current: the sync loop bumps it after
-    every commit that changed events; cached facts belong to one generation.
+    ``state()`` is the sync loop's published state: its generation tells which version of the
+    mirror is current (cached facts belong to one generation), its block what a verdict is as of.
     """
 
     def __init__(
-        self,
-        engine: Engine,
-        chain_id: int,
-        registry: str,
-        head: Callable[[], ChainHead],
-        generation: Callable[[], int],
+        self, engine: Engine, chain_id: int, registry: str, state: Callable[[], SyncSnapshot]
     ) -> None:
         self.engine = engine
         self.chain_id = chain_id
         self.registry = registry.lower()
-        self.head = head
-        self._generation = generation
+        self._state = state
         self._lock = threading.Lock()
-        self._cache = _Cache(generation())
-
-    @property
-    def generation(self) -> int:
-        return self._generation()
+        self._cache = _Cache(state().generation)
 
     def _current_cache(self, generation: int) -> _Cache:
         cache = self._cache
@@ -243,8 +254,8 @@ class MirrorView:
     # -- verification ---------------------------------------------------------------------------------
 
     @contextmanager
-    def facts(self, generation: int) -> Iterator[_SnapshotFacts]:
-        """ChainFacts for one verification; the connection is opened only on a cache miss."""
+    def facts(self, state: SyncSnapshot) -> Iterator[_SnapshotFacts]:
+        """ChainFacts for one verification in ``state``; a connection is opened only on a cache miss."""
         opened: list[Connection] = []
 
         def connection() -> Connection:
@@ -253,20 +264,26 @@ class MirrorView:
             return opened[0]
 
         try:
-            yield _SnapshotFacts(self, self._current_cache(generation), connection)
+            yield _SnapshotFacts(self, self._current_cache(state.generation), connection, head_of(state))
         finally:
             for conn in opened:
                 conn.close()
 
-    def verify(self, receipt: Any, now: datetime, policy: Policy) -> Verdict:
-        """:func:`chain.verify.verify` over the mirror, all facts from one mirror generation."""
+    def verify(self, receipt: Any, now: datetime, policy: Policy) -> tuple[Verdict, SyncSnapshot]:
+        """:func:`chain.verify.verify` over the mirror, and the state it was judged at: every fact
+        from the generation that state shows. Raises :class:`MirrorBusy` if no try was consistent."""
         for _ in range(CONSISTENCY_RETRIES):
-            generation = self.generation
-            with self.facts(generation) as facts:
-                verdict = verify(receipt, facts, now, policy)
-            if self.generation == generation:
-                return verdict
-        return verdict  # the mirror is being written continuously: the last run is as good as any
+            before = self._state()
+            if not before.writing:
+                with self.facts(before) as facts:
+                    verdict = verify(receipt, facts, now, policy)
+                after = self._state()
+                if after.generation == before.generation and not after.writing:
+                    return verdict, after
+                if not after.writing:
+                    continue  # a write finished meanwhile: the next try reads its outcome
+            time.sleep(WRITE_WAIT_SECONDS)
+        raise MirrorBusy("the mirror is being written without a pause; retry in a moment")
 
     # -- listings -------------------------------------------------------------------------------------
 

@@ -66,6 +66,19 @@ class RevocationEvidenceOut(_Out):
     revoked_at: str
 
 
+class AsOfOut(_Out):
+    block_number: int = Field(description="The mirror's newest block: the state the verdict was judged at.")
+    block_hash: str = Field(
+        description="That block's hash as the mirror holds it (the chain's own, unless a reorg since).",
+        pattern=r"^0x[0-9a-f]{64}$",
+    )
+    block_time: str = Field(description="That block's timestamp, ISO 8601 UTC.")
+    lag_seconds: float | None = Field(
+        description="Seconds since the mirror last reached the chain head (null: not yet since the "
+        "node started). The node stops vouching beyond its max_staleness."
+    )
+
+
 class VerdictOut(_Out):
     status: Literal["VALID", "REVOKED", "INVALID", "PENDING"]
     valid: bool
@@ -76,6 +89,7 @@ class VerdictOut(_Out):
     revocation: RevocationEvidenceOut | None
     evidence: dict[str, Any] = Field(description="What a third party needs to re-check the verdict.")
     checked_at: str = Field(description="The time expiry was judged at, ISO 8601 UTC.")
+    as_of: AsOfOut = Field(description="The mirror state the verdict was judged at.")
 
 
 class BulkOut(_Out):
@@ -158,6 +172,31 @@ class ErrorBody(_Out):
     correlation_id: str
 
 
+REFUSAL_DOC = (
+    "The mirror cannot vouch for verdicts right now; no verdict is given. `error.code` says why: "
+    "`mirror_halted` (sync halted: an operator must run `finvault resync`), `mirror_diverged` (the "
+    "mirror's rows do not fold into the contract's accumulators), `mirror_drift` (a reconciliation "
+    "found unrepaired drift), `mirror_stale` (the mirror has not reached the chain head within "
+    "max_staleness), or `mirror_busy` (written without a pause; retry at once). Retry after "
+    "`Retry-After` seconds."
+)
+
+
+class RefusalOut(_Out):
+    error: ErrorBody
+    as_of: AsOfOut | None = Field(None, description="The mirror state the node holds (not vouched for).")
+    retry_after: int | None = Field(None, description="Seconds to wait, as in the Retry-After header.")
+    document_checks: list[CheckOut] | None = Field(
+        None,
+        description="The checks that depend on the receipt alone (well_formed, digest, proof); no status.",
+    )
+
+
+class CannotVouchOut(_Out):
+    code: Literal["mirror_halted", "mirror_diverged", "mirror_drift", "mirror_stale"]
+    reason: str
+
+
 class ReadyOut(_Out):
     ready: bool
     reasons: list[str]
@@ -201,6 +240,9 @@ class StatusOut(_Out):
     )
     last_error: str | None
     ready: bool
+    vouching: bool = Field(description="Whether verification answers verdicts (200) rather than 503.")
+    cannot_vouch: CannotVouchOut | None = Field(description="Why not, while `vouching` is false.")
+    as_of: AsOfOut = Field(description="The mirror state verdicts are judged at now.")
 
 
 def _inline_refs(schema: Any, definitions: dict[str, Any]) -> Any:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event, func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -34,9 +34,12 @@ from chain.registry import RegistryReader
 from chain.rpc import RetryPolicy, RpcClient
 from chain.verify import ChainHead, Policy
 from indexer.digests import update_digests
-from indexer.sync import TRANSIENT_ERRORS, Indexer, build_indexer
+from indexer.reconcile import accumulator_drifts
+from indexer.schema import AuditLogRow, BlockRow, CheckpointRow
+from indexer.sync import TRANSIENT_ERRORS, Indexer, ReorgBeyondFinality, build_indexer
 from node.audit import ReconciliationJob, drift_alert
-from node.mirror import MirrorView
+from node.health import CannotVouch, cannot_vouch
+from node.mirror import MirrorView, head_of
 from node.settings import NodeSettings
 from node.shared import SharedState, SyncSnapshot
 
@@ -49,23 +52,21 @@ STOP_TIMEOUT = 30.0
 
 
 def not_ready(snapshot: SyncSnapshot, settings: NodeSettings, now: float | None = None) -> list[str]:
-    """Why a node in this state should not take traffic; empty when it is ready."""
-    now = time.monotonic() if now is None else now
+    """Why a node in this state should not take traffic; empty when it is ready.
+
+    The first reason, when there is one, is :func:`node.health.cannot_vouch`'s: readiness and
+    verdicts follow one judgement. The others tell an operator what else is wrong.
+    """
     reasons = []
-    if snapshot.fatal:
-        reasons.append(f"sync stopped: {snapshot.fatal}")
-    elif not snapshot.running:
+    problem = cannot_vouch(snapshot, settings.max_staleness, now)
+    if problem is not None:
+        reasons.append(f"{problem.code}: {problem.reason}")
+    if not snapshot.running:
         reasons.append("sync loop is not running")
     if snapshot.chain_mismatch:
         reasons.append(f"chain id mismatch: {snapshot.chain_mismatch}")
     if snapshot.breaker_open:
         reasons.append(f"RPC circuit breaker open: {snapshot.last_error}")
-    if snapshot.last_success is None:
-        reasons.append("no sync step has completed yet")
-    elif now - snapshot.last_success > settings.ready_max_stale_seconds:
-        reasons.append(
-            f"no successful sync step for {now - snapshot.last_success:.0f}s: {snapshot.last_error}"
-        )
     if snapshot.lag > settings.ready_max_lag_blocks:
         reasons.append(f"mirror lags the head by {snapshot.lag} blocks (max {settings.ready_max_lag_blocks})")
     return reasons
@@ -86,14 +87,11 @@ class Runtime(ABC):
         )
         self._status_reader = RegistryReader(self._status_rpc, self.registry)
         self._contract_cache: tuple[int, dict[str, Any]] | None = None
-        self.view = MirrorView(read_engine, settings.chain_id, self.registry, self.head, self._generation)
+        self.view = MirrorView(read_engine, settings.chain_id, self.registry, self.snapshot)
 
     @abstractmethod
     def snapshot(self) -> SyncSnapshot:
         """The sync loop's state now."""
-
-    @abstractmethod
-    def _generation(self) -> int: ...
 
     @abstractmethod
     def start(self) -> None:
@@ -110,14 +108,15 @@ class Runtime(ABC):
 
     def head(self) -> ChainHead:
         """The chain as the loop last saw it; verification judges finality against this."""
-        snapshot = self.snapshot()
-        return ChainHead(max(snapshot.head, snapshot.indexed_block), snapshot.finalized_block)
+        return head_of(self.snapshot())
 
     def not_ready(self) -> list[str]:
-        reasons = not_ready(self.snapshot(), self.settings)
-        with Session(self.read_engine) as session:
-            drift = drift_alert(session, self.settings.reconcile_drift_threshold)
-        return [*reasons, drift] if drift else reasons
+        """Why the node should not take traffic now (empty when ready)."""
+        return not_ready(self.snapshot(), self.settings)
+
+    def cannot_vouch(self, snapshot: SyncSnapshot | None = None) -> CannotVouch | None:
+        """Why the mirror cannot vouch for verdicts now (judged on ``snapshot``, or on the state now)."""
+        return cannot_vouch(snapshot or self.snapshot(), self.settings.max_staleness)
 
     def contract_accumulators(self, block: int) -> dict[str, Any]:
         """The contract's accumulators and counts at ``block`` (cached per block), or an error."""
@@ -142,7 +141,7 @@ class Runtime(ABC):
 
 @dataclass
 class LoopHealth:
-    """What the sync loop knows about itself, beyond the indexer's :class:`SyncStatus`."""
+    """What the sync loop knows about itself and its mirror, beyond the indexer's :class:`SyncStatus`."""
 
     last_success: float | None = None
     steps: int = 0
@@ -151,10 +150,24 @@ class LoopHealth:
     fatal: str | None = None
     chain_mismatch: str | None = None
     running: bool = False
+    diverged: str | None = None
+    drift: str | None = None
+    caught_up_at: float | None = None
+    writing: bool = False
+    #: The mirror's newest block as (number, hash, time): swapped whole, so it is never read torn.
+    position: tuple[int, bytes, int] = (0, bytes(32), 0)
+    accumulators_checked: float | None = None  # time.monotonic() of the last conclusive check
 
 
 class NodeRuntime(Runtime):
-    """The indexer, a read view of its mirror, and the loop that keeps them current."""
+    """The indexer, a read view of its mirror, and the loop that keeps them current.
+
+    Besides syncing, the loop keeps the node's judgement of its own mirror current (see
+    :mod:`node.health`): after every step it reads the newest reconciliation verdict and the audit
+    log, and every ``accumulator_check_interval`` it folds the mirror into the contract's
+    accumulators. A halt (reorg beyond finality, divergence while syncing) keeps the loop alive,
+    waiting for an operator's ``finvault resync``; once one is logged, syncing resumes by itself.
+    """
 
     def __init__(
         self, settings: NodeSettings, indexer: Indexer, read_engine: Engine, shared: SharedState | None = None
@@ -171,6 +184,8 @@ class NodeRuntime(Runtime):
         self._thread: threading.Thread | None = None
         self._last_chain_check = time.monotonic()
         self._caught_up = False
+        self._in_step = False
+        self._reader = RegistryReader(indexer.rpc, indexer.registry)
         self.reconciliation = ReconciliationJob(
             indexer.engine,
             indexer.rpc,
@@ -180,6 +195,9 @@ class NodeRuntime(Runtime):
             window=settings.reconcile_window_blocks,
             interval=settings.reconcile_interval,
         )
+        self._last_resync = self._newest_resync()
+        self._read_position()
+        event.listen(indexer.engine, "commit", self._on_commit)
 
     @classmethod
     def open(cls, settings: NodeSettings, shared_state: Path | None = None) -> NodeRuntime:
@@ -194,15 +212,17 @@ class NodeRuntime(Runtime):
         runtime.publish()
         return runtime
 
-    def _generation(self) -> int:
-        return self._generation_counter
-
     def snapshot(self) -> SyncSnapshot:
         status, health = self.indexer.status, self.health
+        # `writing` before `generation`: the loop bumps the generation, then clears `writing`, so a
+        # reader that sees `writing` clear and the old generation read facts no commit had changed.
+        writing = health.writing
+        number, block_hash, block_time = health.position
         return SyncSnapshot(
+            writing=writing,
             generation=self._generation_counter,
             head=status.head,
-            indexed_block=status.indexed_block,
+            indexed_block=number,
             finalized_block=status.finalized_block,
             events_indexed=status.events_indexed,
             rpc_errors=health.rpc_errors,
@@ -215,6 +235,11 @@ class NodeRuntime(Runtime):
             last_error=status.last_error,
             fatal=health.fatal,
             chain_mismatch=health.chain_mismatch,
+            diverged=health.diverged,
+            drift=health.drift,
+            block_hash=block_hash,
+            block_time=block_time,
+            caught_up_at=health.caught_up_at,
         )
 
     def publish(self) -> None:
@@ -247,6 +272,7 @@ class NodeRuntime(Runtime):
     def close(self) -> None:
         """Stops the loop and releases connections."""
         self.stop()
+        event.remove(self.indexer.engine, "commit", self._on_commit)
         self.indexer.close()
         self.indexer.rpc.close()
         self.indexer.engine.dispose()
@@ -258,7 +284,14 @@ class NodeRuntime(Runtime):
         poll = self.settings.poll_interval
         try:
             while not self._stop.is_set():
+                self._notice_repairs()
+                if self.health.fatal is not None:
+                    self.publish()
+                    self._stop.wait(poll)  # halted: only an operator's resync moves it on
+                    continue
                 succeeded = self._step()
+                if succeeded:
+                    self._audit()
                 self.publish()
                 if not succeeded:
                     breaker = self.indexer.breaker
@@ -273,9 +306,14 @@ class NodeRuntime(Runtime):
     def _step(self) -> bool:
         """One sync step; False after a failure (the caller backs off)."""
         indexer = self.indexer
+        started = time.monotonic()  # the head the step reads is the chain as of (about) now
         try:
             self._check_chain_id()
-            result = indexer.step()
+            self._in_step = True
+            try:
+                result = indexer.step()
+            finally:
+                self._in_step = False
         except TRANSIENT_ERRORS as exc:
             self._failed(exc)
             log.warning("sync step failed: %s", indexer.status.last_error)
@@ -283,9 +321,7 @@ class NodeRuntime(Runtime):
         except FinVaultError as exc:
             # Reorg below finality, mirror divergence: repairing these silently would hide them.
             self._failed(exc)
-            self.health.fatal = exc.diagnostics()
-            log.error("sync loop stopped: %s", self.health.fatal)
-            self._stop.set()
+            self._halt(exc)
             return False
         except Exception as exc:
             self._failed(exc)
@@ -293,16 +329,45 @@ class NodeRuntime(Runtime):
             return False
         self.health.steps += 1
         self.health.last_success = time.monotonic()
-        if result.events or result.reorged_to is not None:
+        self._caught_up = result.caught_up and result.reorged_to is None
+        if self._caught_up:
+            self.health.caught_up_at = started
+        self._read_position()
+        changed = bool(result.events) or result.reorged_to is not None
+        if changed:
             self._generation_counter += 1  # after the step's commit: cached facts are now stale
+        self._end_write()  # only now: the new generation and position are what readers see next
+        if changed:
             try:
                 update_digests(indexer.engine)  # derived data: a failure is retried after the next step
             except SQLAlchemyError as exc:
                 log.warning("could not update the mirror digests: %s", exc)
-        self._caught_up = result.caught_up and result.reorged_to is None
         return True
 
+    def _end_write(self) -> None:
+        if self.health.writing:
+            self.health.writing = False
+            self.publish()
+
+    def _on_commit(self, connection: Any) -> None:
+        """The indexer's engine is about to commit a sync step: facts read from now on may be newer
+        than the published state, so verifications wait until the step's outcome is published."""
+        if self._in_step:
+            self.health.writing = True
+            self.publish()
+
+    def _halt(self, exc: FinVaultError) -> None:
+        if isinstance(exc, ReorgBeyondFinality):
+            remedy = f"`finvault resync --from {exc.resync_from}`"
+        else:
+            remedy = (
+                "`finvault reconcile` to find the first drift, then `finvault resync --from BLOCK` below it"
+            )
+        self.health.fatal = f"{exc.diagnostics()}. To repair: {remedy}; the node resumes by itself"
+        log.error("sync halted: %s", self.health.fatal)
+
     def _failed(self, exc: Exception) -> None:
+        self._end_write()  # a commit that failed rolled back: nothing changed
         self.health.failures += 1
         if isinstance(exc, RpcUnavailable | RpcError):
             self.health.rpc_errors += 1
@@ -321,6 +386,87 @@ class NodeRuntime(Runtime):
             self.health.chain_mismatch = exc.message
             raise RpcError(exc.message) from None  # transient: the endpoint may come back
         self.health.chain_mismatch = None
+
+    # -- what the node knows about its own mirror ---------------------------------------------------
+
+    def _read_position(self) -> None:
+        """The mirror's newest block, its hash and time, as the mirror holds them (``as_of``)."""
+        try:
+            with Session(self.indexer.engine) as session:
+                found = session.execute(
+                    select(CheckpointRow.block_number, CheckpointRow.block_hash, BlockRow.timestamp).join(
+                        BlockRow, BlockRow.number == CheckpointRow.block_number, isouter=True
+                    )
+                ).first()
+        except SQLAlchemyError as exc:
+            log.warning("could not read the mirror's checkpoint: %s", exc)
+            return
+        if found is not None:
+            number, block_hash, timestamp = found
+            self.indexer.status.indexed_block = number
+            self.health.position = (number, bytes(block_hash), timestamp or 0)
+
+    def _newest_resync(self) -> int:
+        with Session(self.indexer.engine) as session:
+            newest = session.scalar(select(func.max(AuditLogRow.id)).where(AuditLogRow.action == "resync"))
+        return newest or 0
+
+    def _notice_repairs(self) -> None:
+        """An operator's ``finvault resync`` (another process) rewrote the mirror: forget cached
+        facts, re-read the position, clear a halt, and check the accumulators at once."""
+        try:
+            newest = self._newest_resync()
+        except SQLAlchemyError as exc:
+            log.warning("could not read the audit log: %s", exc)
+            return
+        if newest == self._last_resync:
+            return
+        self._last_resync = newest
+        self._generation_counter += 1
+        self._read_position()
+        self.health.accumulators_checked = None
+        if self.health.fatal is not None:
+            log.warning("resync logged: the sync loop resumes (it was halted: %s)", self.health.fatal)
+            self.health.fatal = None
+            self.indexer.breaker.success()
+
+    def _audit(self) -> None:
+        """After a successful step: the newest reconciliation verdict, and the accumulator check
+        when it is due."""
+        try:
+            with Session(self.indexer.engine) as session:
+                self.health.drift = drift_alert(session, self.settings.reconcile_drift_threshold)
+        except SQLAlchemyError as exc:
+            log.warning("could not read the reconciliation runs: %s", exc)
+        interval = self.settings.accumulator_check_interval
+        checked = self.health.accumulators_checked
+        if interval > 0 and (checked is None or time.monotonic() - checked >= interval):
+            self.check_accumulators()
+
+    def check_accumulators(self) -> None:
+        """Folds the mirror's rows and compares them with the contract's accumulators at the
+        mirror's block (read by that block's hash). An RPC failure leaves the verdict as it was."""
+        block, block_hash, _ = self.health.position
+        try:
+            with Session(self.indexer.engine) as session:
+                drifts = accumulator_drifts(
+                    session, self._reader, self.settings.chain_id, block, block_hash=block_hash
+                )
+        except (FinVaultError, SQLAlchemyError) as exc:
+            log.warning("accumulator check at block %d could not run: %s", block, exc)
+            return
+        self.health.accumulators_checked = time.monotonic()
+        if not drifts:
+            if self.health.diverged is not None:
+                log.warning("accumulator check at block %d passes again", block)
+            self.health.diverged = None
+            return
+        sides = "; ".join(f"{d.table}: contract {d.chain}, mirror {d.mirror}" for d in drifts)
+        self.health.diverged = (
+            f"at block {block} the mirror's rows do not fold into the contract's accumulators ({sides}); "
+            "find the drift with `finvault reconcile` and repair it with `finvault resync --from BLOCK`"
+        )
+        log.error("accumulator check: %s", self.health.diverged)
 
 
 class FollowerRuntime(Runtime):

@@ -49,8 +49,23 @@ class NodeSettings(IndexerSettings):
     ready_max_lag_blocks: int = Field(
         64, ge=0, le=1_000_000, description="GET /ready fails when the mirror is further behind the head."
     )
-    ready_max_stale_seconds: float = Field(
-        120.0, gt=0, le=86_400, description="GET /ready fails when no sync step succeeded for this long."
+    max_staleness: float = Field(
+        120.0,
+        gt=0,
+        le=86_400,
+        description=(
+            "Seconds since the mirror last reached the chain head after which the node stops vouching "
+            "(verification answers 503 mirror_stale, GET /ready fails). 120 s is 60 Polygon blocks."
+        ),
+    )
+    accumulator_check_interval: float = Field(
+        60.0,
+        ge=0,
+        le=7 * 86_400,
+        description=(
+            "Seconds between checks that the mirror's rows fold into the contract's accumulators "
+            "(0: off). A failed check stops the node vouching (mirror_diverged) until one passes."
+        ),
     )
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list,

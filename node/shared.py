@@ -1,4 +1,4 @@
-"""The sync loop's state, shared with worker processes through one page of shared memory.
+"""The sync loop's state, shared with worker processes through a few KiB of shared memory.
 
 With ``FINVAULT_WORKERS`` > 1 the sync loop runs in the supervising process and HTTP is served by
 worker processes. They need what the loop knows (head, finalized block, the mirror's generation
@@ -16,11 +16,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-PAGE = 4096
 _SEQ = struct.Struct("<Q")
-_NUMBERS = struct.Struct("<qqqqqqqqqdBBB")
-_TEXT_AT = (256, 1280, 2304)  # last_error, fatal, chain_mismatch
+_NUMBERS = struct.Struct("<qqqqqqqqqdBBBqdB32s")
 _TEXT_MAX = 1000
+_TEXT_SLOT = 1024
+_TEXTS = ("last_error", "fatal", "chain_mismatch", "diverged", "drift")
+_TEXT_AT = tuple(256 + i * _TEXT_SLOT for i in range(len(_TEXTS)))
+PAGE = 256 + len(_TEXTS) * _TEXT_SLOT
 _LENGTH = struct.Struct("<H")
 
 
@@ -41,8 +43,17 @@ class SyncSnapshot:
     breaker_open: bool = False
     running: bool = False
     last_error: str | None = None
-    fatal: str | None = None
+    fatal: str | None = None  # the sync loop halted: why, and what the operator should run
     chain_mismatch: str | None = None
+    diverged: str | None = None  # the last accumulator check found the mirror unlike the contract
+    drift: str | None = None  # a reconciliation found drift that no resync has repaired yet
+    #: The mirror's newest block, as the mirror holds it: what a verdict is judged at (``as_of``).
+    block_hash: bytes = bytes(32)
+    block_time: int = 0
+    #: When (time.monotonic()) the mirror last reached the chain head a sync step had just read.
+    caught_up_at: float | None = None
+    #: True while the sync loop commits a step: facts read now may be newer than this snapshot.
+    writing: bool = False
 
     @property
     def lag(self) -> int:
@@ -50,7 +61,7 @@ class SyncSnapshot:
 
 
 class SharedState:
-    """One page in a file, mapped shared: :meth:`write` from the loop, :meth:`read` anywhere."""
+    """A small file, mapped shared: :meth:`write` from the loop, :meth:`read` anywhere."""
 
     def __init__(self, path: Path, *, create: bool = False) -> None:
         if create:
@@ -82,10 +93,13 @@ class SharedState:
             snapshot.breaker_open,
             snapshot.running,
             1,  # written at least once
+            snapshot.block_time,
+            math.nan if snapshot.caught_up_at is None else snapshot.caught_up_at,
+            snapshot.writing,
+            snapshot.block_hash,
         )
-        for offset, text in zip(
-            _TEXT_AT, (snapshot.last_error, snapshot.fatal, snapshot.chain_mismatch), strict=True
-        ):
+        for offset, name in zip(_TEXT_AT, _TEXTS, strict=True):
+            text = getattr(snapshot, name)
             raw = b"" if text is None else text.encode("utf-8")[:_TEXT_MAX]
             _LENGTH.pack_into(memory, offset, 0 if text is None else len(raw) + 1)
             memory[offset + 2 : offset + 2 + len(raw)] = raw
@@ -110,7 +124,9 @@ class SharedState:
         generation, head, indexed, finalized, events, rpc_errors, failures, reorgs, disagreements = numbers[
             :9
         ]
-        last_success, breaker_open, running, written = numbers[9:]
+        last_success, breaker_open, running, written, block_time, caught_up_at, writing, block_hash = numbers[
+            9:
+        ]
         if not written:
             return SyncSnapshot()
         return SyncSnapshot(
@@ -126,7 +142,9 @@ class SharedState:
             last_success=None if math.isnan(last_success) else last_success,
             breaker_open=bool(breaker_open),
             running=bool(running),
-            last_error=texts[0],
-            fatal=texts[1],
-            chain_mismatch=texts[2],
+            **dict(zip(_TEXTS, texts, strict=True)),
+            block_hash=block_hash,
+            block_time=block_time,
+            caught_up_at=None if math.isnan(caught_up_at) else caught_up_at,
+            writing=bool(writing),
         )

@@ -25,6 +25,7 @@
     REVOKED: "banner-revoked",
     INVALID: "banner-invalid",
     ERROR: "banner-error",
+    UNVOUCHED: "banner-unvouched",
     WORKING: "banner-idle",
     idle: "banner-idle",
   };
@@ -103,12 +104,25 @@
 
   // -- the banner -------------------------------------------------------------------------------
 
-  function setBanner(status, headline, summary) {
+  function setBanner(status, headline, summary, asOf) {
     var banner = $("banner");
     banner.className = "banner " + (STATUS_CLASS[status] || "banner-error");
     banner.setAttribute("data-status", status);
     $("banner-status").textContent = headline;
     $("banner-summary").textContent = summary;
+    var line = $("banner-as-of");
+    line.textContent = asOf || "";
+    line.hidden = !asOf;
+  }
+
+  // The mirror state a verdict was judged at (as_of), in words.
+  function describeAsOf(asOf, vouched) {
+    if (!isObject(asOf)) return "";
+    var lag = typeof asOf.lag_seconds === "number"
+      ? Math.round(asOf.lag_seconds) + " s behind the chain"
+      : "not yet at the chain head";
+    return (vouched ? "Checked against block " : "This node's mirror is at block ") + asOf.block_number +
+      " (" + asOf.block_hash + ", " + asOf.block_time + "), " + lag + ".";
   }
 
   function failing(verdict) {
@@ -359,6 +373,9 @@
 
   function showVerdict(verdict, receipt) {
     showVerdictBanner(verdict);
+    var line = $("banner-as-of");
+    line.textContent = describeAsOf(verdict.as_of, true);
+    line.hidden = !line.textContent;
     renderNote(verdict);
     renderLeafWarning(receipt);
     renderIssuer(verdict, receipt);
@@ -376,6 +393,25 @@
     $("result").hidden = true;
     $("leaf-warning").hidden = true;
     setBanner("ERROR", "ERROR", message);
+  }
+
+  // HTTP 503 with a mirror_* code: the node cannot vouch for its mirror, so there is no verdict.
+  function showCannotVouch(response, body) {
+    $("result").hidden = true;
+    $("leaf-warning").hidden = true;
+    var retry = response.headers.get("Retry-After");
+    setBanner(
+      "UNVOUCHED",
+      "This node cannot vouch right now",
+      body.error.message + " (" + body.error.code + "). No verdict is given" +
+        (retry ? "; try again in " + retry + " s." : "."),
+      describeAsOf(body.as_of, false)
+    );
+  }
+
+  function cannotVouch(answer) {
+    var error = answer.body && isObject(answer.body.error) ? answer.body.error : null;
+    return answer.response.status === 503 && error !== null && /^mirror_/.test(String(error.code));
   }
 
   // -- talking to the node ----------------------------------------------------------------------
@@ -429,6 +465,8 @@
         if (seq !== requestSeq) return; // a newer receipt was loaded meanwhile
         if (answer.response.ok && answer.body && typeof answer.body.status === "string") {
           showVerdict(answer.body, isObject(receipt) ? receipt : null);
+        } else if (cannotVouch(answer)) {
+          showCannotVouch(answer.response, answer.body);
         } else {
           showError(errorMessage(answer.response, answer.body));
         }

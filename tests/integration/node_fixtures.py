@@ -137,15 +137,20 @@ def wait_for(
         time.sleep(0.1)
 
 
-def post_receipt(client: httpx.Client, receipt: Receipt | dict[str, Any] | str) -> dict[str, Any]:
-    """POST /verify; asserts HTTP 200 and returns the verdict."""
+def verify_response(client: httpx.Client, receipt: Receipt | dict[str, Any] | str) -> httpx.Response:
+    """POST /verify with a receipt (an object, a dict, or the exact text)."""
     if isinstance(receipt, Receipt):
         content = receipt.to_json()
     elif isinstance(receipt, dict):
         content = json.dumps(receipt)
     else:
         content = receipt
-    response = client.post("/verify", content=content, headers={"Content-Type": "application/json"})
+    return client.post("/verify", content=content, headers={"Content-Type": "application/json"})
+
+
+def post_receipt(client: httpx.Client, receipt: Receipt | dict[str, Any] | str) -> dict[str, Any]:
+    """POST /verify; asserts HTTP 200 and returns the verdict."""
+    response = verify_response(client, receipt)
     assert response.status_code == 200, response.text
     assert response.headers["x-correlation-id"]
     verdict: dict[str, Any] = response.json()
@@ -155,12 +160,21 @@ def post_receipt(client: httpx.Client, receipt: Receipt | dict[str, Any] | str) 
 def verdict_when(
     client: httpx.Client, receipt: Receipt, status: str, timeout: float = 30.0
 ) -> dict[str, Any]:
-    """The receipt's verdict once the node's mirror has caught up enough to give ``status``."""
+    """The receipt's verdict once the node's mirror has caught up enough to give ``status``.
+
+    Until the node first reaches the chain head it answers 503 ``mirror_stale``: waited out too.
+    """
+
+    def answer() -> dict[str, Any]:
+        response = verify_response(client, receipt)
+        if response.status_code == 503 and response.json()["error"]["code"] == "mirror_stale":
+            return {"status": None, "refused": response.json()}
+        assert response.status_code == 200, response.text
+        verdict: dict[str, Any] = response.json()
+        return verdict
+
     return wait_for(
-        lambda: post_receipt(client, receipt),
-        lambda verdict: verdict["status"] == status,
-        timeout=timeout,
-        what=f"a {status} verdict",
+        answer, lambda verdict: verdict["status"] == status, timeout=timeout, what=f"a {status} verdict"
     )
 
 

@@ -96,7 +96,9 @@ def test_each_tampering_is_named_and_resync_repairs_it(
     with engine.begin() as db:
         a, r = ANCHORS.c, REVOCATIONS.c
         deleted = db.execute(
-            select(a.tx_hash, a.log_index, a.block_number).order_by(a.block_number.desc()).limit(1)
+            select(a.tx_hash, a.log_index, a.block_number, a.root, a.issuer, a.count)
+            .order_by(a.block_number.desc())
+            .limit(1)
         ).one()
         db.execute(delete(ANCHORS).where(a.tx_hash == deleted[0], a.log_index == deleted[1]))
         changed = db.execute(
@@ -126,15 +128,40 @@ def test_each_tampering_is_named_and_resync_repairs_it(
     assert ("mismatch", "revocations", "0x" + changed[0].hex(), "reason") in found
     assert ("extra", "anchors", "0x" + "ee" * 32, None) in found
     assert ("block_hash", "blocks", None, "hash") in found
-    # The deleted anchor also leaves the mirror's anchor accumulator short at the head.
+    # The mirror's rows, folded, no longer give the contract's accumulators at the head.
     assert ("accumulator", "anchors", None, "accumulator") in found
-    assert len(report["drifts"]) == 5, report["drifts"]
+    assert ("accumulator", "revocations", None, "revocationAccumulator") in found
+    assert len(report["drifts"]) == 6, report["drifts"]
     by_kind = {d["kind"]: d for d in report["drifts"]}
     assert by_kind["mismatch"]["chain"] == str(changed[3])
     assert by_kind["block_hash"]["block_number"] == block[0]
     assert by_kind["block_hash"]["mirror"] == "0x" + "0b" * 32
+    # Both sides are named: the missing root with its issuer and count, the extra row, and a
+    # changed row as the chain has it and as the mirror has it.
+    root, issuer, count = "0x" + deleted[3].hex(), "0x" + deleted[4].hex(), deleted[5]
+    missing = by_kind["missing"]
+    assert missing["mirror_row"] is None
+    assert (missing["chain_event"]["root"], missing["chain_event"]["issuer"]) == (root, issuer)
+    assert missing["chain_event"]["count"] == count
+    extra = by_kind["extra"]
+    assert extra["chain_event"] is None
+    assert extra["mirror_row"]["root"] == "0x" + "fa" * 32
+    mismatch = by_kind["mismatch"]
+    assert mismatch["chain_event"]["reason"] == changed[3]
+    assert mismatch["mirror_row"]["reason"] == (changed[3] + 1) % 10
     with csv_path.open() as handle:
-        assert len(list(csv.DictReader(handle))) == 5
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 6
+    assert any(json.loads(row["chain_event"] or "null") == missing["chain_event"] for row in rows)
+    text = finvault(chain, mirror, "reconcile")
+    assert text.returncode == 1
+    missing_line = next(line for line in text.stdout.splitlines() if line.startswith("missing:"))
+    assert f"root={root}" in missing_line
+    assert f"issuer={issuer}" in missing_line
+    assert f"count={count}" in missing_line
+    assert "root=0x" + "fa" * 32 in next(
+        line for line in text.stdout.splitlines() if line.startswith("extra:")
+    )
 
     quick = finvault(chain, mirror, "reconcile", "--quick")
     assert quick.returncode == 1

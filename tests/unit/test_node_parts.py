@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from chain.settings import load_settings
 from chain.verify import RevocationFact, verify
 from node.app import verdict_dict
 from node.cursor import InvalidCursor, Position, decode_cursor, encode_cursor
+from node.health import RETRY_AFTER, as_of, cannot_vouch
 from node.models import VerdictOut, bulk_schema, receipt_schema
 from node.runtime import not_ready
 from node.settings import NodeSettings
@@ -119,15 +121,17 @@ def test_every_kind_of_verdict_fits_the_declared_model() -> None:
         "REVOKED": revoked,
         "PENDING": valid,
     }
+    state = as_of(SyncSnapshot(indexed_block=200, block_hash=b"\xab" * 32, block_time=1_780_000_000))
+    extra = {"checked_at": "2026-11-23T00:00:00Z", "as_of": state}
     for status, receipt in cases.items():
         source = facts.with_head(100, 50) if status == "PENDING" else facts
         verdict = verify(receipt, source, NOW).to_dict()
         assert verdict["status"] == status
-        VerdictOut.model_validate({**verdict, "checked_at": "2026-11-23T00:00:00Z"})
-        fast = verdict_dict(verify(receipt, source, NOW), "2026-11-23T00:00:00Z")
-        assert fast == {**verdict, "checked_at": "2026-11-23T00:00:00Z"}
+        VerdictOut.model_validate({**verdict, **extra})
+        fast = verdict_dict(verify(receipt, source, NOW), "2026-11-23T00:00:00Z", state)
+        assert fast == {**verdict, **extra}
     malformed = verify(b"null", facts, NOW).to_dict()
-    VerdictOut.model_validate({**json.loads(json.dumps(malformed)), "checked_at": "2026-11-23T00:00:00Z"})
+    VerdictOut.model_validate({**json.loads(json.dumps(malformed)), **extra})
 
 
 def test_shared_state_round_trip(tmp_path: Path) -> None:
@@ -149,6 +153,12 @@ def test_shared_state_round_trip(tmp_path: Path) -> None:
         last_error="rpc_unavailable: Université ✓",
         fatal=None,
         chain_mismatch="",
+        diverged="at block 9: anchors differ",
+        drift="run 3 found 2 drifts",
+        block_hash=bytes(range(32)),
+        block_time=1_780_000_123,
+        caught_up_at=12_340.5,
+        writing=True,
     )
     writer.write(snapshot)
     assert reader.read() == snapshot
@@ -159,26 +169,58 @@ def test_shared_state_round_trip(tmp_path: Path) -> None:
 
 
 def test_readiness_rules() -> None:
-    settings = load_settings(
-        NodeSettings, registry=REGISTRY, ready_max_lag_blocks=10, ready_max_stale_seconds=60
+    settings = load_settings(NodeSettings, registry=REGISTRY, ready_max_lag_blocks=10, max_staleness=60)
+    healthy = SyncSnapshot(
+        head=100, indexed_block=95, last_success=1_000.0, caught_up_at=1_000.0, running=True
     )
-    healthy = SyncSnapshot(head=100, indexed_block=95, last_success=1_000.0, running=True)
     assert not_ready(healthy, settings, now=1_030.0) == []
     cases = {
-        "no sync step has completed yet": SyncSnapshot(head=100, indexed_block=100, running=True),
+        "mirror_stale: the mirror has not reached the chain head yet": SyncSnapshot(
+            head=100, indexed_block=100, running=True
+        ),
         "lags the head by 11 blocks": SyncSnapshot(
-            head=111, indexed_block=100, last_success=1_000.0, running=True
+            head=111, indexed_block=100, caught_up_at=1_000.0, running=True
         ),
-        "no successful sync step for 61s": SyncSnapshot(
-            last_success=969.0, running=True, last_error="rpc_error"
+        "mirror_stale: the mirror last reached the chain head 61 s ago": SyncSnapshot(
+            caught_up_at=969.0, running=True, last_error="rpc_error"
         ),
-        "circuit breaker open": SyncSnapshot(last_success=1_000.0, running=True, breaker_open=True),
-        "sync stopped: reorg_beyond_finality": SyncSnapshot(
-            last_success=1_000.0, fatal="reorg_beyond_finality: x"
+        "circuit breaker open": SyncSnapshot(caught_up_at=1_000.0, running=True, breaker_open=True),
+        "mirror_halted: sync halted: reorg_beyond_finality": SyncSnapshot(
+            caught_up_at=1_000.0, running=True, fatal="reorg_beyond_finality: x"
         ),
-        "sync loop is not running": SyncSnapshot(last_success=1_000.0),
-        "chain id mismatch": SyncSnapshot(last_success=1_000.0, running=True, chain_mismatch="serves 1"),
+        "mirror_diverged: at block 9": SyncSnapshot(
+            caught_up_at=1_000.0, running=True, diverged="at block 9"
+        ),
+        "mirror_drift: run 3": SyncSnapshot(caught_up_at=1_000.0, running=True, drift="run 3"),
+        "sync loop is not running": SyncSnapshot(caught_up_at=1_000.0),
+        "chain id mismatch": SyncSnapshot(caught_up_at=1_000.0, running=True, chain_mismatch="serves 1"),
     }
     for fragment, snapshot in cases.items():
         reasons = not_ready(snapshot, settings, now=1_030.0)
         assert any(fragment in reason for reason in reasons), (fragment, reasons)
+
+
+def test_cannot_vouch_names_the_gravest_condition_and_as_of_the_state() -> None:
+    clears: dict[str, dict[str, Any]] = {
+        "mirror_halted": {"fatal": None},
+        "mirror_diverged": {"diverged": None},
+        "mirror_drift": {"drift": None},
+        "mirror_stale": {"caught_up_at": 1_000.0},
+    }
+    snapshot = SyncSnapshot(fatal="halt", diverged="diverged", drift="drift", caught_up_at=None)
+    order = []
+    while (problem := cannot_vouch(snapshot, 120.0, now=1_000.0)) is not None:
+        order.append(problem.code)
+        snapshot = replace(snapshot, **clears[problem.code])
+    assert order == ["mirror_halted", "mirror_diverged", "mirror_drift", "mirror_stale"]
+    assert [RETRY_AFTER[code] > 0 for code in order] == [True] * 4
+    fresh = SyncSnapshot(indexed_block=7, block_hash=b"\x01" * 32, block_time=0, caught_up_at=990.0)
+    assert cannot_vouch(fresh, 120.0, now=1_000.0) is None
+    assert cannot_vouch(fresh, 9.0, now=1_000.0) is not None  # 10 s behind, 9 s allowed
+    assert as_of(fresh, now=1_000.0) == {
+        "block_number": 7,
+        "block_hash": "0x" + "01" * 32,
+        "block_time": "1970-01-01T00:00:00Z",
+        "lag_seconds": 10.0,
+    }
+    assert as_of(SyncSnapshot(), now=1_000.0)["lag_seconds"] is None
