@@ -453,11 +453,14 @@ def verify_command(
 
 
 def _describe_as_of(state: dict[str, Any], *, vouched: bool) -> str:
-    """``as_of`` for people: "checked against block N (0xabcd…), 2.1 s behind the chain"."""
+    """``as_of`` for people: "checked against block N (0x…), 2.1 s behind the chain"; without a
+    verdict, only where the node's mirror stands."""
+    where = f"block {state.get('block_number')} ({state.get('block_hash')})"
+    if not vouched:
+        return f"the node's mirror is at {where}"
     lag = state.get("lag_seconds")
     behind = "not yet at the chain head" if lag is None else f"{lag:g} s behind the chain"
-    what = "checked against" if vouched else "the node's mirror is at"
-    return f"{what} block {state.get('block_number')} ({state.get('block_hash')}), {behind}"
+    return f"checked against {where}, {behind}"
 
 
 def _verdicts_from_rpc(

@@ -60,12 +60,17 @@ class DevChain:
         block_time: float | None = None,
         accounts: int = 10,
         log_path: Path | None = None,
+        states_in_memory: int | None = None,
     ) -> None:
+        """``states_in_memory``: keep this many blocks' states in memory, none on disk. anvil moves
+        older states to disk, and ``anvil_reorg`` back to a block whose state is there finds an
+        empty state (contracts gone): a chain reorganised many times needs them all in memory."""
         self.port = port or free_port()
         self.chain_id = chain_id
         self.block_time = block_time
         self.accounts = accounts
         self.log_path = log_path
+        self.states_in_memory = states_in_memory
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -82,6 +87,8 @@ class DevChain:
         ]  # fmt: skip
         if self.block_time is not None:
             command += ["--block-time", str(self.block_time)]
+        if self.states_in_memory is not None:
+            command += ["--prune-history", str(self.states_in_memory)]
         log = open(self.log_path, "ab") if self.log_path else tempfile.TemporaryFile()  # noqa: SIM115
         with log:
             self.process = subprocess.Popen(

@@ -115,14 +115,16 @@
     line.hidden = !asOf;
   }
 
-  // The mirror state a verdict was judged at (as_of), in words.
+  // The mirror state a verdict was judged at (as_of), in words. Without a verdict, only where the
+  // mirror stands: how far behind the chain it is means nothing while it cannot vouch.
   function describeAsOf(asOf, vouched) {
     if (!isObject(asOf)) return "";
+    var where = " " + asOf.block_number + " (" + asOf.block_hash + ", " + asOf.block_time + ")";
+    if (!vouched) return "This node's mirror is at block" + where + ".";
     var lag = typeof asOf.lag_seconds === "number"
       ? Math.round(asOf.lag_seconds) + " s behind the chain"
       : "not yet at the chain head";
-    return (vouched ? "Checked against block " : "This node's mirror is at block ") + asOf.block_number +
-      " (" + asOf.block_hash + ", " + asOf.block_time + "), " + lag + ".";
+    return "Checked against block" + where + ", " + lag + ".";
   }
 
   function failing(verdict) {

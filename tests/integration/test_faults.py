@@ -126,12 +126,11 @@ def test_a_node_with_quorum_refuses_a_lying_endpoint_and_reports_it(
             what="quorum disagreements in /status",
         )
         assert status["indexed_block"] < issued.block  # nothing the endpoints disagree on is committed
-        assert (
-            client.post(
-                "/verify", content=issued.receipts[0].to_json(), headers={"Content-Type": "application/json"}
-            ).json()["status"]
-            != "VALID"
+        refused = client.post(
+            "/verify", content=issued.receipts[0].to_json(), headers={"Content-Type": "application/json"}
         )
+        assert refused.status_code == 503  # the mirror never reached the head: no verdict at all
+        assert refused.json()["error"]["code"] == "mirror_stale"
         metrics = client.get("/metrics").text
         assert "finvault_node_quorum_disagreements_total" in metrics
         assert proxy.injected[Lie.BLOCK_HASH] > 0

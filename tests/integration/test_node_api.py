@@ -383,7 +383,7 @@ def test_ready_fails_when_the_rpc_goes_away(tmp_path: Path) -> None:
     from chain.tx import TxSender
 
     env = {
-        "FINVAULT_READY_MAX_STALE_SECONDS": "2",
+        "FINVAULT_MAX_STALENESS": "2",
         "FINVAULT_RPC_ROUNDS": "1",
         "FINVAULT_RPC_TIMEOUT": "1",
     }
@@ -406,7 +406,7 @@ def test_ready_fails_when_the_rpc_goes_away(tmp_path: Path) -> None:
             body = assert_error(not_ready, 503, "not_ready")
             assert body["ready"] is False
             assert any(
-                "no successful sync step" in reason or "circuit breaker open" in reason
+                reason.startswith("mirror_stale") or "circuit breaker open" in reason
                 for reason in body["reasons"]
             ), body
             assert "rpc_unavailable" in body["error"]["message"]

@@ -25,7 +25,15 @@ from chain.rpc import RpcClient
 from chain.verify import CheckName
 from node.server import NodeProcess
 from tests.integration.conftest import Deployed
-from tests.integration.node_fixtures import FINALITY_DEPTH, Issued, issue, start_node, verdict_when
+from tests.integration.node_fixtures import (
+    FINALITY_DEPTH,
+    Issued,
+    issue,
+    register_issuer,
+    start_node,
+    verdict_when,
+    wait_for,
+)
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -331,6 +339,54 @@ def test_verification_link_asks_for_its_receipt(page: Page, scene: Scene, tmp_pa
     banner_says(page, "VALID")
     expect(page.locator("#leaf-warning")).to_be_hidden()
     assert_no_problems(scene)
+
+
+def test_a_node_that_cannot_vouch_says_so_and_never_shows_a_verdict(
+    browser: Browser, anvil: DevChain, registry: Deployed, rpc: RpcClient, tmp_path: Path
+) -> None:
+    """A reorg past finality removes the anchor: the node halts, and the page (at the receipt's own
+    verification link) shows why, with no green tick and no verdict details."""
+    register_issuer(registry.owner, registry.issuer)
+    before = rpc.call("evm_snapshot")
+    issued = issue(registry.owner, registry.issuer, register=False, seed="page-halt")
+    rpc.call("anvil_mine", [hex(FINALITY_DEPTH + 36)])
+    receipt = issued.receipts[0]
+    with start_node(anvil.rpc_url, registry.address, tmp_path) as node:
+        with httpx.Client(base_url=node.url, timeout=30) as client:
+            verdict = verdict_when(client, receipt, "VALID")
+        context = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=node.url)
+        context.set_default_timeout(BROWSER_TIMEOUT_MS)
+        try:
+            page = context.new_page()
+            open_page(page, f"/v/{receipt.proof.leaf}")
+            paste(page, receipt.to_json())
+            banner_says(page, "VALID")
+            expect(page.locator("#banner-as-of")).to_have_text(
+                re.compile(rf"^Checked against block {verdict['as_of']['block_number']} \(0x[0-9a-f]{{64}}, ")
+            )
+
+            assert rpc.call("evm_revert", [before]) is True
+            rpc.call("anvil_mine", [hex(FINALITY_DEPTH + 60)])
+            with httpx.Client(base_url=node.url, timeout=30) as client:
+                wait_for(
+                    lambda: client.get("/status").json()["cannot_vouch"],
+                    lambda problem: problem is not None and problem["code"] == "mirror_halted",
+                    what="the node halted",
+                )
+            paste(page, receipt.to_json())
+            banner = page.get_by_role("status")
+            expect(banner).to_have_attribute("data-status", "UNVOUCHED")
+            expect(page.locator("#banner-status")).to_have_text("This node cannot vouch right now")
+            expect(page.locator("#banner-summary")).to_contain_text("reorg_beyond_finality")
+            expect(page.locator("#banner-summary")).to_contain_text("mirror_halted")
+            expect(page.locator("#banner-summary")).to_contain_text("finvault resync --from")
+            expect(page.locator("#banner-as-of")).to_contain_text("This node's mirror is at block")
+            expect(page.locator("#result")).to_be_hidden()  # no checks, no issuer, no tick
+            assert background(page, "#banner") == AMBER
+            assert "VALID" not in page.locator("#banner").inner_text()
+            screenshot(page, tmp_path / "cannot-vouch.png")
+        finally:
+            context.close()
 
 
 def test_page_is_served_with_a_strict_policy(scene: Scene) -> None:

@@ -16,9 +16,12 @@ Everything runs on 127.0.0.1 and stops by itself after ``--minutes``:
 - every 10 s the whole fixed set through ``POST /verify/bulk``, compared with the expected verdicts.
 
 Then the faults stop, the node catches up, and the mirror is reconciled against anvil directly.
+Last, ``--oracle-minutes`` of :mod:`tests.tools.oracle`: a node under deep and shallow reorgs,
+RPC faults and mirror tampering, every answer re-checked on the chain at the block it names.
 The report: requests, answers by HTTP status, p50/p99 latency, the node's RSS after warm-up and at
-the end, the reconciliation, and the fixed verdicts. Exit 0 only when there was no 5xx, RSS grew
-less than 15%, the mirror equals the chain and every fixed verdict was right.
+the end, the reconciliation, the fixed verdicts and the oracle's counts. Exit 0 only when there
+was no 5xx, RSS grew less than 15%, the mirror equals the chain, every fixed verdict was right and
+the oracle found no wrong answer.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ from indexer.reconcile import Reconciler
 from node.server import NodeProcess
 from tests.integration.node_fixtures import FINALITY_DEPTH, issue
 from tests.tools.memory import tree_memory
+from tests.tools.oracle import run as run_oracle
 from tests.tools.rpc_proxy import Fault, FaultKind, RpcProxy
 
 OWNER, ISSUER, DRIVER = 0, 1, 2
@@ -415,6 +419,8 @@ def render(result: dict[str, Any]) -> str:
         f"  fixed verdicts       {result['fixed_checks']} checks of the fixed set, "
         f"{len(result['fixed_wrong'])} wrong; {result['wrong_load_verdicts']} wrong under load",
     ]
+    if "oracle" in result:
+        lines.append(f"  {result['oracle']}")
     lines += [f"  {'PASS' if ok else 'FAIL'}  {name}" for name, ok in result["passed"].items()]
     return "\n".join(lines)
 
@@ -429,11 +435,19 @@ def main() -> None:
     parser.add_argument(
         "--warmup", type=float, default=30.0, help="seconds of load before the first RSS reading"
     )
+    parser.add_argument("--oracle-minutes", type=float, default=3.0, help="0 skips the oracle phase")
     parser.add_argument("--report", type=Path, default=Path(".finvault/soak/report.json"))
     args = parser.parse_args()
     if not 0 < args.warmup < args.minutes * 60:
         parser.error("--warmup must be shorter than the soak")
     result = soak(args.minutes, args.rate, args.connections, args.warmup)
+    if args.oracle_minutes > 0:
+        seed = secrets.randbelow(2**32)
+        say(f"oracle for {args.oracle_minutes:g} min (seed {seed})")
+        tally = run_oracle(args.oracle_minutes * 60, seed)
+        result["oracle"] = tally.render()
+        result["oracle_tally"] = {"seed": seed, **tally.to_dict()}
+        result["passed"]["oracle: every answer agrees with the chain"] = not tally.violations
     args.report.parent.mkdir(parents=True, exist_ok=True)
     args.report.write_text(json.dumps(result, indent=2, default=str))
     print(render(result))
