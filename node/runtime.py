@@ -49,6 +49,9 @@ log = logging.getLogger(__name__)
 CHAIN_ID_CHECK_SECONDS = 30.0
 #: How long shutdown waits for a sync step in flight (it commits or rolls back as a whole).
 STOP_TIMEOUT = 30.0
+#: How long another writer (``finvault resync``) must leave the mirror alone before the loop
+#: takes over again (at least three poll intervals).
+REPAIR_QUIET_SECONDS = 5.0
 
 
 def not_ready(snapshot: SyncSnapshot, settings: NodeSettings, now: float | None = None) -> list[str]:
@@ -148,6 +151,7 @@ class LoopHealth:
     rpc_errors: int = 0
     failures: int = 0
     fatal: str | None = None
+    repairing: str | None = None  # another process is rewriting the mirror: the loop waits
     chain_mismatch: str | None = None
     running: bool = False
     diverged: str | None = None
@@ -166,7 +170,7 @@ class NodeRuntime(Runtime):
     :mod:`node.health`): after every step it reads the newest reconciliation verdict and the audit
     log, and every ``accumulator_check_interval`` it folds the mirror into the contract's
     accumulators. A halt (reorg beyond finality, divergence while syncing) keeps the loop alive,
-    waiting for an operator's ``finvault resync``; once one is logged, syncing resumes by itself.
+    waiting for an operator's ``finvault resync``; once the resync is done, syncing resumes by itself.
     """
 
     def __init__(
@@ -196,6 +200,7 @@ class NodeRuntime(Runtime):
             interval=settings.reconcile_interval,
         )
         self._last_resync = self._newest_resync()
+        self._other_write_at = 0.0
         self._read_position()
         event.listen(indexer.engine, "commit", self._on_commit)
 
@@ -234,6 +239,7 @@ class NodeRuntime(Runtime):
             running=health.running,
             last_error=status.last_error,
             fatal=health.fatal,
+            repairing=health.repairing,
             chain_mismatch=health.chain_mismatch,
             diverged=health.diverged,
             drift=health.drift,
@@ -284,10 +290,9 @@ class NodeRuntime(Runtime):
         poll = self.settings.poll_interval
         try:
             while not self._stop.is_set():
-                self._notice_repairs()
-                if self.health.fatal is not None:
+                if self._notice_other_writers() or self.health.fatal is not None:
                     self.publish()
-                    self._stop.wait(poll)  # halted: only an operator's resync moves it on
+                    self._stop.wait(poll)  # halted, or being repaired: only an operator moves it on
                     continue
                 succeeded = self._step()
                 if succeeded:
@@ -389,46 +394,81 @@ class NodeRuntime(Runtime):
 
     # -- what the node knows about its own mirror ---------------------------------------------------
 
+    def _mirror_position(self) -> tuple[int, bytes, int] | None:
+        """The mirror's checkpoint block, its hash and time as the mirror holds them."""
+        with Session(self.indexer.engine) as session:
+            found = session.execute(
+                select(CheckpointRow.block_number, CheckpointRow.block_hash, BlockRow.timestamp).join(
+                    BlockRow, BlockRow.number == CheckpointRow.block_number, isouter=True
+                )
+            ).first()
+        if found is None:
+            return None
+        number, block_hash, timestamp = found
+        return number, bytes(block_hash), timestamp or 0
+
     def _read_position(self) -> None:
-        """The mirror's newest block, its hash and time, as the mirror holds them (``as_of``)."""
+        """Where the mirror stands now: what verdicts are judged at (``as_of``)."""
         try:
-            with Session(self.indexer.engine) as session:
-                found = session.execute(
-                    select(CheckpointRow.block_number, CheckpointRow.block_hash, BlockRow.timestamp).join(
-                        BlockRow, BlockRow.number == CheckpointRow.block_number, isouter=True
-                    )
-                ).first()
+            position = self._mirror_position()
         except SQLAlchemyError as exc:
             log.warning("could not read the mirror's checkpoint: %s", exc)
             return
-        if found is not None:
-            number, block_hash, timestamp = found
-            self.indexer.status.indexed_block = number
-            self.health.position = (number, bytes(block_hash), timestamp or 0)
+        if position is not None:
+            self.indexer.status.indexed_block = position[0]
+            self.health.position = position
 
     def _newest_resync(self) -> int:
         with Session(self.indexer.engine) as session:
             newest = session.scalar(select(func.max(AuditLogRow.id)).where(AuditLogRow.action == "resync"))
         return newest or 0
 
-    def _notice_repairs(self) -> None:
-        """An operator's ``finvault resync`` (another process) rewrote the mirror: forget cached
-        facts, re-read the position, clear a halt, and check the accumulators at once."""
+    def _notice_other_writers(self) -> bool:
+        """Whether another process (an operator's ``finvault resync``) is rewriting the mirror.
+
+        Its writes show as a resync logged since, or a checkpoint this loop did not write. Either
+        way cached facts are forgotten, the position is re-read, a halt is cleared and the
+        accumulators are checked again. Until the other writer has left the checkpoint alone for
+        :meth:`_quiet_seconds`, this loop does not step and the node does not vouch: facts it
+        would read could be newer than any position it could name.
+        """
         try:
             newest = self._newest_resync()
+            position = self._mirror_position()
         except SQLAlchemyError as exc:
-            log.warning("could not read the audit log: %s", exc)
-            return
-        if newest == self._last_resync:
-            return
-        self._last_resync = newest
-        self._generation_counter += 1
-        self._read_position()
-        self.health.accumulators_checked = None
-        if self.health.fatal is not None:
-            log.warning("resync logged: the sync loop resumes (it was halted: %s)", self.health.fatal)
-            self.health.fatal = None
-            self.indexer.breaker.success()
+            log.warning("could not read the audit log and checkpoint: %s", exc)
+            return self.health.repairing is not None
+        moved = position is not None and position[:2] != self.health.position[:2]
+        if newest != self._last_resync or moved:
+            self._last_resync = newest
+            self._generation_counter += 1
+            if position is not None:
+                self.indexer.status.indexed_block = position[0]
+                self.health.position = position
+            self.health.accumulators_checked = None
+            self._other_write_at = time.monotonic()
+            self.health.repairing = (
+                "sync paused: another process (finvault resync) is rewriting the mirror; verdicts "
+                f"resume once it has left the mirror alone for {self._quiet_seconds():g} s"
+            )
+            if self.health.fatal is not None:
+                log.warning("the mirror is being repaired: the halt is cleared (%s)", self.health.fatal)
+                self.health.fatal = None
+                self.indexer.breaker.success()
+            return True
+        if (
+            self.health.repairing is not None
+            and time.monotonic() - self._other_write_at >= self._quiet_seconds()
+        ):
+            log.warning(
+                "the repair of the mirror looks done: the sync loop resumes at block %d",
+                position and position[0],
+            )
+            self.health.repairing = None
+        return self.health.repairing is not None
+
+    def _quiet_seconds(self) -> float:
+        return max(REPAIR_QUIET_SECONDS, 3 * self.settings.poll_interval)
 
     def _audit(self) -> None:
         """After a successful step: the newest reconciliation verdict, and the accumulator check

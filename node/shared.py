@@ -20,7 +20,7 @@ _SEQ = struct.Struct("<Q")
 _NUMBERS = struct.Struct("<qqqqqqqqqdBBBqdB32s")
 _TEXT_MAX = 1000
 _TEXT_SLOT = 1024
-_TEXTS = ("last_error", "fatal", "chain_mismatch", "diverged", "drift")
+_TEXTS = ("last_error", "fatal", "chain_mismatch", "diverged", "drift", "repairing")
 _TEXT_AT = tuple(256 + i * _TEXT_SLOT for i in range(len(_TEXTS)))
 PAGE = 256 + len(_TEXTS) * _TEXT_SLOT
 _LENGTH = struct.Struct("<H")
@@ -44,6 +44,7 @@ class SyncSnapshot:
     running: bool = False
     last_error: str | None = None
     fatal: str | None = None  # the sync loop halted: why, and what the operator should run
+    repairing: str | None = None  # another process (finvault resync) is rewriting the mirror
     chain_mismatch: str | None = None
     diverged: str | None = None  # the last accumulator check found the mirror unlike the contract
     drift: str | None = None  # a reconciliation found drift that no resync has repaired yet

@@ -162,12 +162,13 @@ def verdict_when(
 ) -> dict[str, Any]:
     """The receipt's verdict once the node's mirror has caught up enough to give ``status``.
 
-    Until the node first reaches the chain head it answers 503 ``mirror_stale``: waited out too.
+    While the node cannot vouch (503 ``mirror_*``: until it first reaches the chain head, while a
+    resync rewrites its mirror) it is waited for too.
     """
 
     def answer() -> dict[str, Any]:
         response = verify_response(client, receipt)
-        if response.status_code == 503 and response.json()["error"]["code"] == "mirror_stale":
+        if response.status_code == 503 and response.json()["error"]["code"].startswith("mirror_"):
             return {"status": None, "refused": response.json()}
         assert response.status_code == 200, response.text
         verdict: dict[str, Any] = response.json()

@@ -155,6 +155,7 @@ def test_shared_state_round_trip(tmp_path: Path) -> None:
         chain_mismatch="",
         diverged="at block 9: anchors differ",
         drift="run 3 found 2 drifts",
+        repairing="another process is rewriting the mirror",
         block_hash=bytes(range(32)),
         block_time=1_780_000_123,
         caught_up_at=12_340.5,
@@ -187,6 +188,9 @@ def test_readiness_rules() -> None:
         "circuit breaker open": SyncSnapshot(caught_up_at=1_000.0, running=True, breaker_open=True),
         "mirror_halted: sync halted: reorg_beyond_finality": SyncSnapshot(
             caught_up_at=1_000.0, running=True, fatal="reorg_beyond_finality: x"
+        ),
+        "mirror_halted: sync paused": SyncSnapshot(
+            caught_up_at=1_000.0, running=True, repairing="sync paused"
         ),
         "mirror_diverged: at block 9": SyncSnapshot(
             caught_up_at=1_000.0, running=True, diverged="at block 9"
