@@ -295,9 +295,11 @@ class Indexer:
             fetched = self.fetcher.fetch_range(first, target_head)
             last, batch, headers = fetched.last, fetched.batch, dict(fetched.headers)
             self._require(headers, [checkpoint.block_number, *batch.blocks, last])
-            # The newest final block of the range is kept too: a fork point no reorg can go below.
+            # The newest final block is kept too, whenever finality moves: the fork point no
+            # repairable reorg goes below. Without it, after steps of many blocks (a catch-up) the
+            # stored blocks are sparse, and a shallow reorg would find its fork below finality.
             newest_final = min(finalized, last)
-            if first <= newest_final and newest_final not in headers:
+            if newest_final > checkpoint.finalized_block and newest_final not in headers:
                 headers.update(self._headers([newest_final]))
             if headers[checkpoint.block_number].hash != checkpoint.block_hash:
                 fork = self._rollback_to_fork(session, checkpoint)
@@ -326,10 +328,27 @@ class Indexer:
     def _confirm_checkpoint(self, session: Session, checkpoint: CheckpointRow, finalized: int) -> int | None:
         """Nothing new to read: make sure the checkpoint block is still on the chain (it may be
         gone altogether after a reorg to a shorter chain). Returns the fork point if it is not."""
-        header = self._headers([checkpoint.block_number], allow_missing=True).get(checkpoint.block_number)
+        newest_final = min(finalized, checkpoint.block_number)
+        wanted = [checkpoint.block_number]
+        if newest_final > checkpoint.finalized_block:
+            wanted.append(newest_final)  # kept as a fork point, as in every step
+        headers = self._headers(wanted, allow_missing=True)
+        header = headers.get(checkpoint.block_number)
         if header is None or header.hash != checkpoint.block_hash:
             return self._rollback_to_fork(session, checkpoint)
-        checkpoint.finalized_block = max(checkpoint.finalized_block, min(finalized, checkpoint.block_number))
+        final = headers.get(newest_final)
+        if final is not None and newest_final > checkpoint.finalized_block:
+            if session.get(BlockRow, newest_final) is None:
+                session.add(
+                    BlockRow(
+                        number=newest_final,
+                        hash=final.hash,
+                        parent_hash=final.parent_hash,
+                        timestamp=final.timestamp,
+                        event_count=0,
+                    )
+                )
+            checkpoint.finalized_block = newest_final
         self.status.finalized_block = checkpoint.finalized_block
         return None
 

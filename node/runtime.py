@@ -461,8 +461,7 @@ class NodeRuntime(Runtime):
             and time.monotonic() - self._other_write_at >= self._quiet_seconds()
         ):
             log.warning(
-                "the repair of the mirror looks done: the sync loop resumes at block %d",
-                position and position[0],
+                "the mirror's repair looks done: syncing resumes at block %d", self.health.position[0]
             )
             self.health.repairing = None
         return self.health.repairing is not None
@@ -472,7 +471,7 @@ class NodeRuntime(Runtime):
 
     def _audit(self) -> None:
         """After a successful step: the newest reconciliation verdict, and the accumulator check
-        when it is due."""
+        when it is due (at the chain head: a catch-up would only fold the same rows again)."""
         try:
             with Session(self.indexer.engine) as session:
                 self.health.drift = drift_alert(session, self.settings.reconcile_drift_threshold)
@@ -480,7 +479,8 @@ class NodeRuntime(Runtime):
             log.warning("could not read the reconciliation runs: %s", exc)
         interval = self.settings.accumulator_check_interval
         checked = self.health.accumulators_checked
-        if interval > 0 and (checked is None or time.monotonic() - checked >= interval):
+        due = checked is None or time.monotonic() - checked >= interval
+        if interval > 0 and due and self._caught_up:  # while catching up the node is stale anyway
             self.check_accumulators()
 
     def check_accumulators(self) -> None:

@@ -162,6 +162,32 @@ def test_a_shallow_reorg_right_after_a_long_catch_up_is_repaired(fork: Fork) -> 
     fork.assert_mirror_equals_the_chain()
 
 
+def test_a_shallow_reorg_after_short_steps_is_repaired_not_refused(fork: Fork) -> None:
+    """After a long step (a catch-up), short steps move finality on. A reorg above the finalized
+    block but below every block those short steps stored must still be repaired, not refused as
+    one beyond finality: each step keeps the block at the new finalized height as a fork point."""
+    common = fork.anchors(1, "common")
+    fork.rpc.call("anvil_mine", [hex(190)])
+    snapshot = fork.snapshot()
+    fork_point = fork.rpc.block_number()
+    fork.rpc.call("anvil_mine", [hex(10)])
+    fork.indexer.sync()  # one long step
+    for _ in range(3):
+        fork.rpc.call("anvil_mine", [hex(10)])
+        fork.indexer.sync()  # short steps: finality moves on past the long step's final block
+    state = checkpoint(fork.indexer.engine)
+    assert state["finalized_block"] < fork_point < state["block_number"] - 30
+    fork.revert(snapshot)
+    canonical = fork.anchors(1, "canonical")  # a block unlike the orphaned one, then more
+    fork.rpc.call("anvil_mine", [hex(45)])
+    fork.indexer.sync()
+    [(orphaned_tip, repaired_from)] = fork.indexer.status.reorgs
+    assert orphaned_tip == state["block_number"]
+    assert state["finalized_block"] <= repaired_from <= fork_point
+    assert fork.mirrored_roots() == common + canonical
+    fork.assert_mirror_equals_the_chain()
+
+
 def shorter_chain(fork: Fork) -> tuple[int, list[bytes]]:
     """Orphans three mirrored blocks and replaces them with one: the head is below the checkpoint."""
     common = fork.anchors(2, "common")

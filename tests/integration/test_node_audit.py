@@ -20,7 +20,14 @@ from chain.devchain import DevChain
 from chain.registry import RevocationReason
 from chain.rpc import RpcClient
 from tests.integration.conftest import Deployed
-from tests.integration.node_fixtures import FINALITY_DEPTH, Issued, issue, start_node, wait_for
+from tests.integration.node_fixtures import (
+    FINALITY_DEPTH,
+    Issued,
+    issue,
+    start_node,
+    verify_response,
+    wait_for,
+)
 
 FINVAULT = str(Path(sys.executable).with_name("finvault"))
 ADMIN = "admin-token-for-the-audit-tests"
@@ -113,7 +120,11 @@ def test_scheduled_reconciliation_drift_turns_the_node_not_ready_until_resync(
         with sqlite3.connect(tmp_path / "mirror.db") as db:
             db.execute("UPDATE revocations SET reason = 1 WHERE block_number = ?", (revoked_block,))
         not_ready = wait_for(lambda: http.get("/ready"), lambda r: r.status_code == 503, what="not ready")
-        assert any("drift" in reason for reason in not_ready.json()["reasons"])
+        assert not_ready.json()["reasons"][0].startswith("mirror_drift: reconciliation run")
+        refused = verify_response(http, issued.receipts[0])  # and no verdict while it lasts
+        assert refused.status_code == 503
+        assert refused.json()["error"]["code"] == "mirror_drift"
+        assert "finvault resync" in refused.json()["error"]["message"]
         latest = http.get("/reconciliation/runs", params={"limit": 1}, headers=admin).json()
         # The changed row, and the revocation accumulator its fold no longer matches.
         assert latest["runs"][0]["drift_by_kind"] == {"mismatch": 1, "accumulator": 1}
@@ -128,3 +139,4 @@ def test_scheduled_reconciliation_drift_turns_the_node_not_ready_until_resync(
         assert repaired.returncode == 0, repaired.stderr
         wait_for(lambda: http.get("/ready").status_code, lambda code: code == 200, what="ready again")
         assert "finvault_reconciliation_drift_alert 0.0" in http.get("/metrics").text
+        assert verify_response(http, issued.receipts[0]).status_code == 200

@@ -118,6 +118,7 @@ def test_a_reorg_past_finality_halts_verdicts_until_an_operator_resyncs(
         first_refusal, code, body = answers[-1]
         assert code == 503, body
         assert body["error"]["code"] == "mirror_halted", body
+        print(f"mirror_halted {first_refusal:.2f} s after the reorg; {len(answers) - 1} answers before it")
         assert first_refusal < 5.0  # the node polls every 0.1 s
         for _, _, early in answers[:-1]:  # answered before the node's next poll: honest about it
             assert early["as_of"]["block_hash"] != block_hash(rpc, early["as_of"]["block_number"])

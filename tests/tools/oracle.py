@@ -53,7 +53,6 @@ from chain.registry import (
     RegistryReader,
     RegistryWriter,
     RevocationReason,
-    deploy_registry,
     leaf_revocation_id,
 )
 from chain.rpc import RetryPolicy, RpcClient
@@ -64,11 +63,10 @@ from indexer.reconcile import resync
 from indexer.schema import AnchorRow
 from indexer.settings import IndexerSettings
 from indexer.sync import build_indexer
-from node.server import NodeProcess
 from tests.integration.node_fixtures import FINALITY_DEPTH, issue, register_issuer
+from tests.tools.devnet import ISSUER, OWNER, deploy, node_process
 from tests.tools.rpc_proxy import Fault, FaultKind, RpcProxy
 
-OWNER, ISSUER = 0, 1
 ZERO_ADDRESS = "0x" + "00" * 20
 #: The codes a node may answer 503 with (docs/operations.md): anything else is a failure.
 DOCUMENTED_REFUSALS = frozenset(
@@ -146,14 +144,27 @@ class Oracle:
     tally: Tally = field(default_factory=Tally)
     last_reorg: float = -math.inf
 
-    def judge(self, receipt: Receipt, status_code: int, body: Any, headers: httpx.Headers) -> None:
-        """One answer: a verdict (200), or a refusal (503)."""
+    def judge(
+        self,
+        receipt: Receipt,
+        status_code: int,
+        body: Any,
+        headers: httpx.Headers,
+        refusing: str | None = None,
+    ) -> None:
+        """One answer: a verdict (200), or a refusal (503). With ``refusing``, the node has said
+        (in ``/status``) that it cannot vouch for that reason: only a 503 with that code is right."""
         self.tally.answers += 1
         if status_code == 503:
             code = body.get("error", {}).get("code") if isinstance(body, dict) else None
             if code not in DOCUMENTED_REFUSALS or "retry-after" not in headers:
                 self._wrong(f"503 without a documented code and Retry-After: {body!r:.300}")
+            elif refusing is not None and code != refusing:
+                self._wrong(f"503 {code} from a node that reports {refusing}")
             self.tally.refusals[str(code)] += 1
+            return
+        if refusing is not None:
+            self._wrong(f"HTTP {status_code} from a node that reports {refusing}: {body!r:.300}")
             return
         if status_code != 200:
             self._wrong(f"HTTP {status_code}: {body!r:.300}")
@@ -261,6 +272,7 @@ class Driver:
             self.ask(4)  # answers in the window before the node notices: judged by the oracle too
             status = self.client.get("/status").json()
             if status["cannot_vouch"] and status["cannot_vouch"]["code"] == "mirror_halted":
+                self.ask(4, refusing="mirror_halted")  # it said it halted: it must not answer
                 self.repair(status["cannot_vouch"]["reason"], "halts")
                 return
             if status["vouching"] and status["as_of"]["block_hash"] == head:
@@ -269,7 +281,7 @@ class Driver:
 
     def tamper(self) -> None:
         """Deletes or alters an anchor row in the live mirror, waits until the node stops vouching
-        (asking nothing meanwhile), and repairs the mirror."""
+        (asking nothing meanwhile), checks that it refuses, and repairs the mirror."""
         engine = create_engine(self.database_url, poolclass=NullPool)
         try:
             with engine.begin() as db:
@@ -289,6 +301,7 @@ class Driver:
         status = self.wait(
             lambda s: bool(s["cannot_vouch"]) and s["cannot_vouch"]["code"] == "mirror_diverged"
         )
+        self.ask(4, refusing="mirror_diverged")  # until repaired, it must not answer
         self.repair(status["cannot_vouch"]["reason"], "divergences repaired", from_block=block)
 
     def repair(self, reason: str, what: str, from_block: int | None = None) -> None:
@@ -325,31 +338,40 @@ class Driver:
 
     # -- questions ----------------------------------------------------------------------------------
 
-    def ask(self, sample: int = 6) -> None:
-        """A sample of every receipt issued so far, one by one, then a bulk request of more."""
+    def ask(self, sample: int = 6, refusing: str | None = None) -> None:
+        """A sample of every receipt issued so far, one by one, then a bulk request of more.
+        ``refusing``: the code the node reports in ``/status``, which every answer must carry."""
         if not self.receipts:
             return
         for receipt in self.rng.sample(self.receipts, min(sample, len(self.receipts))):
             response = self.client.post(
                 "/verify", content=receipt.to_json(indent=None), headers={"Content-Type": "application/json"}
             )
-            self.oracle.judge(receipt, response.status_code, _json(response), response.headers)
+            self.oracle.judge(receipt, response.status_code, _json(response), response.headers, refusing)
         batch = self.rng.sample(self.receipts, min(4 * sample, len(self.receipts)))
         payload = '{"receipts":[' + ",".join(r.to_json(indent=None) for r in batch) + "]}"
         response = self.client.post(
             "/verify/bulk", content=payload, headers={"Content-Type": "application/json"}
         )
         body = _json(response)
-        if response.status_code == 200:
+        if response.status_code == 200 and refusing is None:
             for receipt, verdict in zip(batch, body["results"], strict=True):
                 self.oracle.tally.answers += 1
                 self.oracle.check_verdict(receipt, verdict)
         else:
-            self.oracle.judge(batch[0], response.status_code, body, response.headers)
+            self.oracle.judge(batch[0], response.status_code, body, response.headers, refusing)
 
     def step(self, number: int) -> None:
-        """One step: the schedule forces a deep reorg and a tampering early; the rest is random."""
+        """One step: the schedule forces a halting reorg and a tampering early; the rest is random.
+
+        A random deep reorg halts the node only if its mirror already holds the replaced blocks as
+        final (it may not have polled since the blocks were mined): either outcome is checked."""
         if number == 4:
+            # A reorg the node must refuse to repair: below blocks its mirror holds as final, which
+            # takes the mirror at the head of a chain at least that deep first.
+            self.rpc.call("anvil_mine", [hex(MAX_REORG_DEPTH)])
+            head = int(self.rpc.call("eth_blockNumber"), 16)
+            self.wait(lambda s: bool(s["vouching"]) and s["as_of"]["block_number"] >= head)
             self.reorg(self.rng.randint(FINALITY_DEPTH + 6, MAX_REORG_DEPTH))
         elif number == 8:
             self.tamper()
@@ -385,21 +407,10 @@ def run(seconds: float, seed: int) -> Tally:
         TemporaryDirectory() as tmp,
         RpcProxy(chain.rpc_url, seed=seed) as proxy,
     ):
-        sender = TxSender(
-            rpc, LocalSigner.dev(OWNER), chain_id=DEV_CHAIN_ID, abi=artifact.abi, poll_interval=0.01
-        )
-        deployed = deploy_registry(sender, artifact=artifact)
-        assert deployed.contract_address is not None
-        registry = deployed.contract_address.lower()
+        registry, _ = deploy(rpc, artifact)
         oracle = Oracle(rpc, RegistryReader(rpc, registry, artifact), MAX_STALENESS)
+        node = node_process(proxy.url, registry, Path(tmp), NODE_ENV)
         database_url = f"sqlite:///{tmp}/mirror.db"
-        node = NodeProcess(
-            rpc_url=proxy.url,
-            registry=registry,
-            database_url=database_url,
-            env=NODE_ENV,
-            log_path=Path(tmp) / "node.log",
-        )
         with node, httpx.Client(base_url=node.url, timeout=30.0) as client:
             driver = Driver(rpc, artifact, registry, database_url, client, oracle, random.Random(seed))
             register_issuer(driver.writer(OWNER), driver.writer(ISSUER))

@@ -47,18 +47,17 @@ import httpx
 from chain.contract import Artifact, load_artifact
 from chain.db import make_engine
 from chain.devchain import DEV_CHAIN_ID, DevChain
-from chain.registry import RegistryWriter, RevocationReason, deploy_registry
+from chain.registry import RegistryWriter, RevocationReason
 from chain.rpc import RetryPolicy, RpcClient
 from chain.signer import LocalSigner
-from chain.tx import TxSender
 from indexer.reconcile import Reconciler
-from node.server import NodeProcess
 from tests.integration.node_fixtures import FINALITY_DEPTH, issue
+from tests.tools.devnet import ISSUER, OWNER, deploy, node_process, writer
 from tests.tools.memory import tree_memory
 from tests.tools.oracle import run as run_oracle
 from tests.tools.rpc_proxy import Fault, FaultKind, RpcProxy
 
-OWNER, ISSUER, DRIVER = 0, 1, 2
+DRIVER = 2
 RSS_GROWTH_LIMIT = 0.15
 #: Transport faults on every method, as a fraction of calls each.
 FAULTS = (
@@ -83,17 +82,6 @@ def say(message: str) -> None:
 
 
 # -- the chain ------------------------------------------------------------------------------------
-
-
-def sender(rpc: RpcClient, artifact: Artifact, account: int) -> TxSender:
-    return TxSender(
-        rpc, LocalSigner.dev(account), chain_id=DEV_CHAIN_ID, abi=artifact.abi, poll_interval=0.01
-    )
-
-
-def writer(rpc: RpcClient, artifact: Artifact, registry: str, account: int) -> RegistryWriter:
-    """A new binding (no cached nonce: after a revert the chain's nonce is lower than any cache)."""
-    return RegistryWriter(sender(rpc, artifact, account), registry, artifact)
 
 
 @dataclass
@@ -267,22 +255,13 @@ def soak(minutes: float, rate: float, connections: int, warmup: float) -> dict[s
         TemporaryDirectory() as tmp,
         RpcProxy(chain.rpc_url, seed=int.from_bytes(os.urandom(4))) as proxy,
     ):
-        deployed = deploy_registry(sender(rpc, artifact, OWNER), artifact=artifact)
-        assert deployed.contract_address is not None
-        registry = deployed.contract_address.lower()
+        registry, deployed_in = deploy(rpc, artifact)
         owner = writer(rpc, artifact, registry, OWNER)
         fixed = FixedSet.build(owner, writer(rpc, artifact, registry, ISSUER), rpc)
         owner.register_issuer(LocalSigner.dev(DRIVER).address, "Soak driver", "")
         say(f"registry {registry}; fixed set of {len(fixed.bodies)} receipts anchored and final")
 
-        database_url = f"sqlite:///{tmp}/mirror.db"
-        node = NodeProcess(
-            rpc_url=proxy.url,
-            registry=registry,
-            database_url=database_url,
-            env=NODE_ENV,
-            log_path=Path(tmp) / "node.log",
-        )
+        node = node_process(proxy.url, registry, Path(tmp), NODE_ENV)
         with node, httpx.Client(base_url=node.url, timeout=30.0) as client:
             assert node.pid is not None
             wait_until(lambda: client.get("/ready").status_code == 200, 60, "the node ready")
@@ -328,11 +307,9 @@ def soak(minutes: float, rate: float, connections: int, warmup: float) -> dict[s
             final_wrong = check_verdicts(client, fixed)
             node_metrics = client.get("/metrics").text
 
-        engine = make_engine(database_url)
+        engine = make_engine(f"sqlite:///{tmp}/mirror.db")
         try:
-            report = Reconciler(engine, rpc, registry, DEV_CHAIN_ID).run(
-                deployed.block_number, status["indexed_block"]
-            )
+            report = Reconciler(engine, rpc, registry, DEV_CHAIN_ID).run(deployed_in, status["indexed_block"])
         finally:
             engine.dispose()
         injected = dict(proxy.injected)
