@@ -123,10 +123,11 @@ class Tally:
     def render(self) -> str:
         """The tally for people."""
         return (
-            f"oracle: {self.answers:,} answers; {self.checked:,} verdicts re-checked on the chain at their "
-            f"as_of block ({_counts(self.verdicts)}); {self.superseded:,} judged at a block a reorg "
-            f"replaced since, within max_staleness; refusals {_counts(self.refusals) or 'none'}; "
-            f"driver {_counts(self.actions)}; {len(self.violations)} violation(s)"
+            f"oracle: {self.answers:,} answers, verdicts {_counts(self.verdicts)}; {self.checked:,} "
+            f"verdicts re-checked on the chain at their as_of block, {self.superseded:,} judged at a "
+            f"block a reorg replaced since (within max_staleness); refusals "
+            f"{_counts(self.refusals) or 'none'}; driver {_counts(self.actions)}; "
+            f"{len(self.violations)} violation(s)"
         )
 
 
