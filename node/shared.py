@@ -22,7 +22,7 @@ _TEXT_MAX = 1000
 _TEXT_SLOT = 1024
 _TEXTS = ("last_error", "fatal", "chain_mismatch", "diverged", "drift", "repairing")
 _TEXT_AT = tuple(256 + i * _TEXT_SLOT for i in range(len(_TEXTS)))
-PAGE = 256 + len(_TEXTS) * _TEXT_SLOT
+SIZE = 256 + len(_TEXTS) * _TEXT_SLOT
 _LENGTH = struct.Struct("<H")
 
 
@@ -66,10 +66,10 @@ class SharedState:
 
     def __init__(self, path: Path, *, create: bool = False) -> None:
         if create:
-            path.write_bytes(bytes(PAGE))
+            path.write_bytes(bytes(SIZE))
             path.chmod(0o600)
         with path.open("r+b") as handle:
-            self._map = mmap.mmap(handle.fileno(), PAGE)
+            self._map = mmap.mmap(handle.fileno(), SIZE)
 
     def close(self) -> None:
         self._map.close()

@@ -68,6 +68,8 @@ from tests.tools.devnet import ISSUER, OWNER, deploy, node_process
 from tests.tools.rpc_proxy import Fault, FaultKind, RpcProxy
 
 ZERO_ADDRESS = "0x" + "00" * 20
+#: A dev account nothing else uses: its transfers make replacement blocks differ.
+BYSTANDER = LocalSigner.dev(5).address
 #: The codes a node may answer 503 with (docs/operations.md): anything else is a failure.
 DOCUMENTED_REFUSALS = frozenset(
     ("mirror_halted", "mirror_diverged", "mirror_drift", "mirror_stale", "mirror_busy")
@@ -263,8 +265,11 @@ class Driver:
         self.rpc.call("anvil_mine", [hex(self.rng.randint(1, FINALITY_DEPTH + 6))])
 
     def reorg(self, depth: int) -> None:
-        """Replaces the newest ``depth`` blocks with empty ones; asks the node meanwhile."""
-        self.rpc.call("anvil_reorg", [depth, []])
+        """Replaces the newest ``depth`` blocks; asks the node meanwhile. The new first block
+        carries a transfer: empty blocks re-mined within the same second could come out identical
+        to the ones they replace, and then nothing was reorganised."""
+        transfer = {"from": BYSTANDER, "to": BYSTANDER, "value": "0x1"}
+        self.rpc.call("anvil_reorg", [depth, [[transfer, 0]]])
         self.oracle.last_reorg = time.monotonic()
         self.oracle.tally.actions["deep reorgs" if depth > FINALITY_DEPTH else "reorgs"] += 1
         head = self.rpc.call("eth_getBlockByNumber", ["latest", False])["hash"]
