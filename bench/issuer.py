@@ -22,15 +22,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the test fixture
 
 from chain.contract import load_artifact
 from chain.devchain import DEV_CHAIN_ID, DevChain
-from chain.issuer.intake import read_input
-from chain.issuer.service import IssuerConfig, IssuerService, ingest
-from chain.issuer.store import Store
-from chain.issuer.template import load_template
 from chain.registry import RegistryWriter, deploy_registry
 from chain.rpc import RpcClient
 from chain.signer import LocalSigner
 from chain.signing import generate_private_key, public_key_info
 from chain.tx import TxSender
+from issuer.intake import read_input
+from issuer.service import IssuerConfig, IssuerService, ingest
+from issuer.store import Store
+from issuer.template import load_template
 from tests.integration.issuer_fixtures import TEMPLATE, write_students_csv
 
 

@@ -2,31 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import click
 
 from chain.cli import chain_options, registry_option
 from chain.settings import load_settings
-from node.demo import run_demo
 from node.settings import NodeSettings
-
-
-@click.command()
-@click.option("--check", is_flag=True, help="Run the flow non-interactively and exit 0 only if it verified.")
-@click.option(
-    "--state-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path(".finvault/demo"),
-    show_default=True,
-)
-@click.option("--chain-port", type=int, default=8545, show_default=True)
-def demo(check: bool, state_dir: Path, chain_port: int) -> None:
-    """Start a dev chain, deploy the registry, register a demo issuer and its key."""
-    run_demo(state_dir, chain_port=chain_port, check=check, say=click.echo)
-    if check:
-        click.echo("demo check passed")
 
 
 @click.command("node")
@@ -80,4 +62,4 @@ def node(
     serve_node(settings, on_ready=ready)
 
 
-commands = [demo, node]
+commands = [node]

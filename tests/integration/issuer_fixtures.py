@@ -26,11 +26,6 @@ from fastapi import FastAPI
 
 from chain.contract import to_bytes32
 from chain.devchain import DEV_CHAIN_ID
-from chain.issuer.anchoring import Hook, Step
-from chain.issuer.intake import read_input
-from chain.issuer.service import IssuerConfig, IssuerService, ingest
-from chain.issuer.store import Store
-from chain.issuer.template import Template, load_template
 from chain.receipt import Receipt, parse_receipt
 from chain.registry import RegistryReader, RegistryWriter
 from chain.rpc import RpcClient
@@ -38,6 +33,11 @@ from chain.rpc_facts import RpcFacts
 from chain.signing import PrivateKey, encrypt_private_key, generate_private_key, public_key_info
 from chain.verify import Status, verify
 from chain.web import GracefulServer
+from issuer.anchoring import Hook, Step
+from issuer.intake import read_input
+from issuer.service import IssuerConfig, IssuerService, ingest
+from issuer.store import Store
+from issuer.template import Template, load_template
 from node.server import bind_socket, node_url
 from tests.integration.conftest import ISSUER, Deployed
 

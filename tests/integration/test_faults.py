@@ -19,11 +19,11 @@ import pytest
 
 from chain.contract import Artifact
 from chain.devchain import DEV_CHAIN_ID, DevChain
-from chain.issuer.service import IssuerConfig, IssuerService
 from chain.registry import RegistryWriter, RevocationReason
 from chain.rpc import RpcClient
 from chain.signer import LocalSigner
 from chain.tx import TxSender
+from issuer.service import IssuerConfig, IssuerService
 from tests.integration.conftest import ISSUER, Deployed
 from tests.integration.indexer_fixtures import FAST_RETRY
 from tests.integration.issuer_fixtures import NODE_URL, IssuerEnv

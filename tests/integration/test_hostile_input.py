@@ -28,14 +28,14 @@ from fastapi.testclient import TestClient
 
 from chain.contract import Artifact
 from chain.devchain import DEV_CHAIN_ID, DevChain
-from chain.issuer.api import IssuerApi, create_api_key, create_app
-from chain.issuer.store import Store
-from chain.issuer.template import load_template
 from chain.registry import deploy_registry
 from chain.rpc import RpcClient
 from chain.settings import load_settings
 from chain.signer import LocalSigner
 from chain.tx import TxSender
+from issuer.api import IssuerApi, create_api_key, create_app
+from issuer.store import Store
+from issuer.template import load_template
 from node.server import start_node_thread
 from node.settings import NodeSettings
 from tests.integration.conftest import OWNER

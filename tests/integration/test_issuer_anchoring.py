@@ -16,15 +16,15 @@ from sqlalchemy import select
 from chain.contract import to_bytes32
 from chain.devchain import DEV_CHAIN_ID, DevChain
 from chain.errors import TransactionFailed
-from chain.issuer.anchoring import Step, bump_fee
-from chain.issuer.errors import AnchorConflict
-from chain.issuer.service import IssuerConfig, IssuerService
-from chain.issuer.store import AnchorAttempt, Batch, BatchStatus, Certificate, CertificateStatus, Store
 from chain.registry import RegistryWriter
 from chain.rpc import RpcClient
 from chain.signer import LocalSigner
 from chain.signing import decrypt_private_key
 from chain.tx import TransactionTimeout, TxSender
+from issuer.anchoring import Step, bump_fee
+from issuer.errors import AnchorConflict
+from issuer.service import IssuerConfig, IssuerService
+from issuer.store import AnchorAttempt, Batch, BatchStatus, Certificate, CertificateStatus, Store
 from tests.integration.conftest import ISSUER, Deployed
 from tests.integration.issuer_fixtures import PASSPHRASE, Crash, IssuerEnv, crash_at
 

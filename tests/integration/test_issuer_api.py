@@ -23,11 +23,11 @@ import httpx
 import pytest
 
 from chain.devchain import DevChain, free_port
-from chain.issuer.api import create_api_key
-from chain.issuer.webhooks import SIGNATURE_HEADER, verify_signature
 from chain.receipt import parse_receipt
 from chain.rpc import RpcClient
 from chain.verify import Status, verify
+from issuer.api import create_api_key
+from issuer.webhooks import SIGNATURE_HEADER, verify_signature
 from tests.integration.conftest import Deployed
 from tests.integration.issuer_fixtures import FINALITY_DEPTH, NODE_URL, NOW, PASSPHRASE, TEMPLATE, IssuerEnv
 

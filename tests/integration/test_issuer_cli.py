@@ -16,12 +16,12 @@ from sqlalchemy import func, select
 
 from chain.devchain import DevChain
 from chain.errors import ConfigError, KeystoreError
-from chain.issuer.cli import anchor_command, issue, revoke
-from chain.issuer.errors import IntakeRejected, SigningKeyUnusable
-from chain.issuer.outputs import MANIFEST_FORMAT
-from chain.issuer.store import Certificate, CertificateStatus
 from chain.rpc import RpcClient
 from chain.signing import encrypt_private_key, generate_private_key
+from issuer.cli import anchor_command, issue, revoke
+from issuer.errors import IntakeRejected, SigningKeyUnusable
+from issuer.outputs import MANIFEST_FORMAT
+from issuer.store import Certificate, CertificateStatus
 from tests.integration.conftest import Deployed
 from tests.integration.issuer_fixtures import (
     FIXTURES,
@@ -234,7 +234,7 @@ def test_revoke_command(env: IssuerEnv, anvil: DevChain) -> None:
 
 def test_anchor_every_runs_until_interrupted(env: IssuerEnv, anvil: DevChain) -> None:
     env.ingest_csv(3)
-    command = "from chain.issuer.cli import anchor_command; anchor_command(prog_name='finvault anchor')"
+    command = "from issuer.cli import anchor_command; anchor_command(prog_name='finvault anchor')"
     args = ["--out", str(env.out), "--every", "0.2", *chain_args(env, anvil, passphrase=None)]
     environment = {k: v for k, v in os.environ.items() if not k.startswith("FINVAULT_")}
     environment["FINVAULT_SIGNING_KEY_PASSPHRASE"] = PASSPHRASE

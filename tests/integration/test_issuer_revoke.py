@@ -8,13 +8,13 @@ import pytest
 from sqlalchemy import select
 
 from chain.contract import to_bytes32
-from chain.issuer.errors import NotAnchored, UnknownCertificate
-from chain.issuer.revoke import Revoker
-from chain.issuer.store import Certificate, CertificateStatus, Revocation
 from chain.receipt import Receipt
 from chain.registry import RevocationReason, leaf_revocation_id
 from chain.rpc import RpcClient
 from chain.verify import Code, Status, verify
+from issuer.errors import NotAnchored, UnknownCertificate
+from issuer.revoke import Revoker
+from issuer.store import Certificate, CertificateStatus, Revocation
 from tests.integration.conftest import Deployed
 from tests.integration.issuer_fixtures import FINALITY_DEPTH, NOW, IssuerEnv
 

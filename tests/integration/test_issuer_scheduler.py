@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from chain.issuer.scheduler import BatchScheduler
-from chain.issuer.store import BatchStatus
 from chain.rpc import RpcClient
 from chain.signing import public_key_info
+from issuer.scheduler import BatchScheduler
+from issuer.store import BatchStatus
 from tests.integration.conftest import Deployed
 from tests.integration.issuer_fixtures import IssuerEnv
 

@@ -24,8 +24,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from chain.issuer.api import SCOPES, IssuerApi, create_api_key, create_app
 from chain.rpc import RpcClient
+from issuer.api import SCOPES, IssuerApi, create_api_key, create_app
 from tests.integration.conftest import Deployed
 from tests.integration.issuer_fixtures import IssuerEnv, serve_in_thread
 from tests.tools.schemathesis_cli import negative, output, positive

@@ -17,12 +17,12 @@ from sqlalchemy.orm import Session
 
 from chain.db import BEGIN_MODE
 from chain.devchain import DEV_CHAIN_ID
-from chain.issuer import store as issuer_store
 from chain.rpc import RpcClient
 from indexer.db import open_mirror
 from indexer.digests import digest_as_of, update_digests
 from indexer.reconcile import Reconciler, resync
 from indexer.schema import AuditLogRow, Base, IssuerRow, ReconciliationRunRow
+from issuer import store as issuer_store
 from node.audit import AuditCollector, ReconciliationJob, drift_alert
 from tests.integration.conftest import Deployed, on_both_backends
 from tests.integration.indexer_fixtures import digest, mirror_rows, new_indexer, postgres_database, sqlite_url

@@ -41,11 +41,11 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from eth_account import Account
 
 from chain.devchain import DevChain, free_port
-from chain.issuer.api import create_api_key
-from chain.issuer.store import Store
-from chain.issuer.webhooks import verify_signature
 from chain.rpc import RpcClient, redact_url
 from chain.signing import decrypt_private_key
+from issuer.api import create_api_key
+from issuer.store import Store
+from issuer.webhooks import verify_signature
 from tests.integration.conftest import FINVAULT, Deployed, run_finvault
 from tests.integration.issuer_fixtures import NODE_URL, TEMPLATE, write_students_csv
 from tests.integration.node_fixtures import FINALITY_DEPTH, issue, start_node, verdict_when, wait_for

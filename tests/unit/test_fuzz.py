@@ -4,7 +4,7 @@
   survives a round trip through UTF-8 bytes;
 - canonicalization (:mod:`chain.canonical`): :class:`DocumentError` or canonical text that
   parsing and canonicalizing again leaves byte for byte the same;
-- intake (:mod:`chain.issuer.intake`): accepted records and line-numbered rejections, or one
+- intake (:mod:`issuer.intake`): accepted records and line-numbered rejections, or one
   :class:`IntakeError` for an input that is unreadable as a whole.
 
 Bounded twice: ``max_examples`` per property, and a deadline per example that catches work growing
@@ -35,10 +35,10 @@ from chain.canonical import (
     recompute_digest,
     salt_document,
 )
-from chain.issuer.errors import IntakeError
-from chain.issuer.intake import Accepted, InputFormat, IntakeResult, Record, Rejected, read_input, validate
-from chain.issuer.template import Template
 from chain.receipt import Receipt, ReceiptError, parse_receipt
+from issuer.errors import IntakeError
+from issuer.intake import Accepted, InputFormat, IntakeResult, Record, Rejected, read_input, validate
+from issuer.template import Template
 from tests.factories import deterministic_bytes, make_batch
 from tests.strategies import JSON_TOKENS, hostile_values, json_token_soup, json_values, keys, unicode_text
 

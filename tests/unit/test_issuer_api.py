@@ -14,7 +14,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from chain.issuer.api import (
+from chain.web import RateLimiter, Unauthorized, token_digest
+from issuer.api import (
     IssuerApi,
     authenticate,
     create_api_key,
@@ -22,9 +23,8 @@ from chain.issuer.api import (
     list_api_keys,
     revoke_api_key,
 )
-from chain.issuer.store import Certificate, Store
-from chain.issuer.template import load_template
-from chain.web import RateLimiter, Unauthorized, token_digest
+from issuer.store import Certificate, Store
+from issuer.template import load_template
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "fixtures" / "issuer" / "degree-template.json"
 MAX_BODY = 64 * 1024

@@ -10,10 +10,10 @@ from typing import BinaryIO
 import pytest
 
 from chain.canonical import recompute_digest
-from chain.issuer import intake
-from chain.issuer.errors import IntakeError
-from chain.issuer.intake import Accepted, InputFormat, IntakeResult, Rejected, read_input
-from chain.issuer.template import Template, load_template
+from issuer import intake
+from issuer.errors import IntakeError
+from issuer.intake import Accepted, InputFormat, IntakeResult, Rejected, read_input
+from issuer.template import Template, load_template
 from tests.factories import deterministic_bytes
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "issuer"

@@ -11,8 +11,9 @@ import pytest
 import qrcode  # type: ignore[import-untyped]
 
 from chain.contract import hex0x
-from chain.issuer import outputs
-from chain.issuer.outputs import (
+from chain.receipt import parse_receipt
+from issuer import outputs
+from issuer.outputs import (
     MANIFEST_FORMAT,
     QR_BOX_SIZE,
     manifest,
@@ -22,7 +23,6 @@ from chain.issuer.outputs import (
     write_manifest,
     write_receipt,
 )
-from chain.receipt import parse_receipt
 from tests.factories import make_batch
 
 LINK = "https://verify.example/v/0x" + "ab" * 32

@@ -16,13 +16,13 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 import chain.db
 from chain.canonical import recompute_digest
 from chain.db import database_url
-from chain.issuer import service
-from chain.issuer.errors import IntakeRejected, StoreError
-from chain.issuer.intake import read_input
-from chain.issuer.service import ingest
-from chain.issuer.store import VERSION_TABLE, Base, Certificate, CertificateStatus, Store
-from chain.issuer.template import load_template
 from chain.merkle import leaf_hash
+from issuer import service
+from issuer.errors import IntakeRejected, StoreError
+from issuer.intake import read_input
+from issuer.service import ingest
+from issuer.store import VERSION_TABLE, Base, Certificate, CertificateStatus, Store
+from issuer.template import load_template
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "issuer"
 TEMPLATE = load_template(FIXTURES / "degree-template.json")

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from chain.issuer.errors import TemplateError
-from chain.issuer.template import RowError, Template, load_template
+from issuer.errors import TemplateError
+from issuer.template import RowError, Template, load_template
 
 ROW = {
     "id": "c-1",

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from chain.issuer.store import (
+from issuer.store import (
     EVENT_IDS,
     DeliveryStatus,
     EventType,
@@ -24,7 +24,7 @@ from chain.issuer.store import (
     WebhookDelivery,
     add_events,
 )
-from chain.issuer.webhooks import (
+from issuer.webhooks import (
     EVENT_ID_HEADER,
     SIGNATURE_HEADER,
     WebhookDispatcher,

@@ -14,7 +14,7 @@ so the same code runs a fresh batch and one left behind by a crash at any point:
 4. **Wait** for a receipt. Not mined within ``stuck_after`` seconds: sign a replacement at the same
    nonce with both fee caps raised by at least 12.5% (what nodes demand to replace), store it,
    and go round again; after ``max_replacements`` give up with ``TransactionTimeout`` and leave
-   the batch for :meth:`~chain.issuer.service.IssuerService.resume`.
+   the batch for :meth:`~issuer.service.IssuerService.resume`.
 5. **Confirm.** A reverted transaction fails the batch with the decoded custom error; a successful
    one is waited on until it has the configured confirmations.
 
@@ -35,11 +35,11 @@ from sqlalchemy import select
 
 from chain.contract import to_bytes32
 from chain.errors import ChainMismatch, RpcError, TransactionFailed
-from chain.issuer.errors import AnchorConflict
-from chain.issuer.store import AnchorAttempt, Batch, BatchStatus, Store, utcnow
 from chain.registry import RegistryWriter
 from chain.rpc_facts import RpcFacts
 from chain.tx import PreparedTx, TransactionTimeout, TxReceipt
+from issuer.errors import AnchorConflict
+from issuer.store import AnchorAttempt, Batch, BatchStatus, Store, utcnow
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Webhooks: the issuer's outbox (``events``) delivered to subscriber URLs, signed, retried, dead-lettered.
 
 Events are written in the same transaction as the change they report (see
-:func:`chain.issuer.store.add_events`), so none is lost to a crash. The dispatcher then, on a
+:func:`issuer.store.add_events`), so none is lost to a crash. The dispatcher then, on a
 timer:
 
 1. queues one ``webhook_deliveries`` row per new event and configured URL (an endpoint seen for
@@ -34,8 +34,8 @@ import httpx
 from apscheduler.schedulers.background import BackgroundScheduler  # type: ignore[import-untyped]
 from sqlalchemy import func, select
 
-from chain.issuer.store import DeliveryStatus, Event, Store, WebhookCursor, WebhookDelivery, utcnow
 from chain.rpc import redact_url
+from issuer.store import DeliveryStatus, Event, Store, WebhookCursor, WebhookDelivery, utcnow
 
 log = logging.getLogger(__name__)
 

@@ -36,25 +36,6 @@ from sqlalchemy import delete, select
 
 from chain.contract import hex0x
 from chain.errors import ChainMismatch, ConfigError, FinVaultError, RpcUnavailable, TransactionFailed
-from chain.issuer.errors import IntakeRejected, NotAnchored, StoreError, UnknownCertificate
-from chain.issuer.intake import Accepted, Record, validate
-from chain.issuer.outputs import receipt_stem
-from chain.issuer.revoke import RevocationResult, Revoker, parse_reason, reason_name
-from chain.issuer.scheduler import BatchScheduler
-from chain.issuer.service import IssuerService, ingest
-from chain.issuer.store import (
-    ApiKey,
-    Batch,
-    Certificate,
-    DeliveryStatus,
-    IdempotencyKey,
-    Revocation,
-    Store,
-    WebhookDelivery,
-    utcnow,
-)
-from chain.issuer.template import Template
-from chain.issuer.webhooks import WebhookDispatcher, delivery_view
 from chain.merkle import leaf_hash
 from chain.web import (
     BadRequest,
@@ -74,6 +55,25 @@ from chain.web import (
     status_for,
     token_digest,
 )
+from issuer.errors import IntakeRejected, NotAnchored, StoreError, UnknownCertificate
+from issuer.intake import Accepted, Record, validate
+from issuer.outputs import receipt_stem
+from issuer.revoke import RevocationResult, Revoker, parse_reason, reason_name
+from issuer.scheduler import BatchScheduler
+from issuer.service import IssuerService, ingest
+from issuer.store import (
+    ApiKey,
+    Batch,
+    Certificate,
+    DeliveryStatus,
+    IdempotencyKey,
+    Revocation,
+    Store,
+    WebhookDelivery,
+    utcnow,
+)
+from issuer.template import Template
+from issuer.webhooks import WebhookDispatcher, delivery_view
 
 Scope = Literal["issue", "revoke", "read"]
 SCOPES: tuple[Scope, ...] = ("issue", "revoke", "read")

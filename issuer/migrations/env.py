@@ -1,10 +1,10 @@
-"""Alembic environment: always run with the connection ``chain.issuer.store.migrate`` passes in."""
+"""Alembic environment: always run with the connection ``issuer.store.migrate`` passes in."""
 
 from __future__ import annotations
 
 from alembic import context
 
-from chain.issuer.store import VERSION_TABLE, Base
+from issuer.store import VERSION_TABLE, Base
 
 connection = context.config.attributes["connection"]
 context.configure(

@@ -4,7 +4,7 @@ The life of a certificate: :func:`ingest` stores it ``pending`` (credential, sal
 local). :meth:`IssuerService.seal` takes the pending certificates (up to ``max_batch_size``), signs
 each digest with the document-signing key, builds one Merkle tree and records the batch and its
 membership in one transaction. :meth:`IssuerService.anchor` sends the root through the crash-safe
-:class:`~chain.issuer.anchoring.Anchorer`, writes the manifest, a receipt and a QR code per
+:class:`~issuer.anchoring.Anchorer`, writes the manifest, a receipt and a QR code per
 certificate, and only then marks the batch ``anchored``. :meth:`IssuerService.resume` picks up
 every batch that is not anchored yet; since every step is durable before the next one starts,
 a crash anywhere costs at most a repeated (idempotent) step.
@@ -29,11 +29,16 @@ from chain.canonical import recompute_digest
 from chain.contract import hex0x
 from chain.errors import TransactionFailed
 from chain.issuance import SignedDocument, batch_receipts, seal_batch, sign_document
-from chain.issuer.anchoring import Anchorer, Hook, Step
-from chain.issuer.errors import AnchorConflict, IntakeRejected, SigningKeyUnusable, StoreError
-from chain.issuer.intake import Accepted, IntakeResult, Rejected
-from chain.issuer.outputs import write_manifest, write_receipt
-from chain.issuer.store import (
+from chain.merkle import leaf_hash
+from chain.receipt import Anchor
+from chain.registry import RegistryWriter
+from chain.signing import PrivateKey, public_key_info
+from chain.tx import TransactionTimeout, TxReceipt
+from issuer.anchoring import Anchorer, Hook, Step
+from issuer.errors import AnchorConflict, IntakeRejected, SigningKeyUnusable, StoreError
+from issuer.intake import Accepted, IntakeResult, Rejected
+from issuer.outputs import write_manifest, write_receipt
+from issuer.store import (
     Batch,
     BatchStatus,
     Certificate,
@@ -43,11 +48,6 @@ from chain.issuer.store import (
     add_events,
     utcnow,
 )
-from chain.merkle import leaf_hash
-from chain.receipt import Anchor
-from chain.registry import RegistryWriter
-from chain.signing import PrivateKey, public_key_info
-from chain.tx import TransactionTimeout, TxReceipt
 
 log = logging.getLogger(__name__)
 

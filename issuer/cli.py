@@ -29,20 +29,20 @@ from chain.cli import (
 )
 from chain.devchain import SHUTDOWN_SIGNALS, wait_for_shutdown
 from chain.errors import ConfigError
-from chain.issuer.api import SCOPES, IssuerApi, create_api_key, create_app, list_api_keys, revoke_api_key
-from chain.issuer.errors import IssuerError, UnknownCertificate
-from chain.issuer.intake import InputFormat, read_input
-from chain.issuer.revoke import Revoker, parse_reason
-from chain.issuer.scheduler import BatchScheduler
-from chain.issuer.service import IssuerService, ingest
-from chain.issuer.settings import IssuerApiSettings, IssuerSettings
-from chain.issuer.store import Batch, BatchStatus, Store
-from chain.issuer.template import load_template
-from chain.issuer.webhooks import WebhookDispatcher, WebhookPolicy
 from chain.receipt import parse_receipt
 from chain.settings import load_settings
 from chain.signing import PrivateKey, decrypt_private_key
 from chain.web import RateLimiter, serve
+from issuer.api import SCOPES, IssuerApi, create_api_key, create_app, list_api_keys, revoke_api_key
+from issuer.errors import IssuerError, UnknownCertificate
+from issuer.intake import InputFormat, read_input
+from issuer.revoke import Revoker, parse_reason
+from issuer.scheduler import BatchScheduler
+from issuer.service import IssuerService, ingest
+from issuer.settings import IssuerApiSettings, IssuerSettings
+from issuer.store import Batch, BatchStatus, Store
+from issuer.template import load_template
+from issuer.webhooks import WebhookDispatcher, WebhookPolicy
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from apscheduler.schedulers.background import BackgroundScheduler  # type: ignore[import-untyped]
 
 from chain.errors import FinVaultError
-from chain.issuer.service import IssuerService
+from issuer.service import IssuerService
 
 log = logging.getLogger(__name__)
 

@@ -56,10 +56,10 @@ from chain.canonical import SaltedDocument
 from chain.contract import hex0x, to_bytes32
 from chain.db import BEGIN_MODE, database_url, make_engine, migrate, redact_db_url
 from chain.issuance import SignedDocument
-from chain.issuer.errors import StoreError
-from chain.issuer.intake import MAX_ID_LENGTH
 from chain.merkle import MerkleTree
 from chain.receipt import Signature
+from issuer.errors import StoreError
+from issuer.intake import MAX_ID_LENGTH
 
 HASH_LENGTH = 66  # "0x" + 64 hex digits
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"

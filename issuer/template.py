@@ -53,7 +53,7 @@ from pathlib import Path
 from typing import Any
 
 from chain.canonical import DocumentError, loads_strict
-from chain.issuer.errors import IssuerError, TemplateError
+from issuer.errors import IssuerError, TemplateError
 
 PLACEHOLDER = re.compile(r"\{\{\s*([^{}\s]+)\s*\}\}")
 _INTEGER = re.compile(r"[+-]?\d+")

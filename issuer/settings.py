@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from chain.issuer.service import MAX_BATCH_SIZE, IssuerConfig
+from issuer.service import MAX_BATCH_SIZE, IssuerConfig
 
 DEFAULT_DB = "sqlite:///.finvault/issuer.db"
 

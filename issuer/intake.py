@@ -3,7 +3,7 @@
 Everything streams: the readers are generators over a binary file, so a 100,000-row input is
 never in memory at once (only the set of certificate ids seen so far, to catch duplicates).
 
-Each record becomes a credential through a :class:`~chain.issuer.template.Template` and is salted
+Each record becomes a credential through a :class:`~issuer.template.Template` and is salted
 with :func:`chain.canonical.salt_document`. A record that cannot be used is *rejected* with its
 line number (the line it starts on, as an editor shows it) and a reason, and reading goes on:
 
@@ -13,9 +13,9 @@ line number (the line it starts on, as an editor shows it) and a reason, and rea
 - a certificate id seen earlier in the same input;
 - a credential that ``finvault-doc/1`` refuses (integers beyond 2^53-1, too large, ...).
 
-Only a defect in the input as a whole stops it (:class:`~chain.issuer.errors.IntakeError`): a CSV
+Only a defect in the input as a whole stops it (:class:`~issuer.errors.IntakeError`): a CSV
 header without a needed column, a JSON array that is not valid JSON, an unreadable file. Whether
-the store already holds an id is checked where the records are stored (:mod:`chain.issuer.service`).
+the store already holds an id is checked where the records are stored (:mod:`issuer.service`).
 
 Formats:
 
@@ -39,8 +39,8 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from chain.canonical import DocumentError, SaltedDocument, loads_strict, salt_document
-from chain.issuer.errors import IntakeError
-from chain.issuer.template import RowError, Template
+from issuer.errors import IntakeError
+from issuer.template import RowError, Template
 
 #: Certificate ids become primary keys and file names: keep them short.
 MAX_ID_LENGTH = 200

@@ -1,5 +1,8 @@
 """The end-to-end demo behind ``./scripts/demo``: a throwaway dev chain with FinVault on it.
 
+It wires the three roles together (issuer, indexer, node), so it lives here rather than in any of
+them: ``.venv/bin/python scripts/demo.py [--check] [--state-dir DIR] [--chain-port PORT]``.
+
 Each run starts from scratch (anvil keeps its state in memory): deploy the registry, register a
 demo issuer and its signing key, issue ~50 certificates through the issuer service (one anchor
 transaction), index the chain into a SQLite mirror, and verify every receipt against both the
@@ -15,21 +18,19 @@ import json
 import secrets
 import shutil
 import socket
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import click
 import httpx
 
 from chain.contract import hex0x, load_artifact
 from chain.devchain import DEV_CHAIN_ID, DevChain, free_port, wait_for_shutdown
-from chain.errors import FinVaultError
+from chain.errors import ConfigError, FinVaultError
 from chain.files import write_secret_file
-from chain.issuer.intake import read_input
-from chain.issuer.service import IssuerConfig, IssuerService, ingest
-from chain.issuer.store import Store
-from chain.issuer.template import load_template
 from chain.registry import RegistryReader, RegistryWriter, deploy_registry
 from chain.rpc import RpcClient
 from chain.rpc_facts import RpcFacts
@@ -41,6 +42,10 @@ from chain.verify import ChainFacts, Status, verify
 from indexer.db import open_mirror
 from indexer.facts import MirrorFacts
 from indexer.sync import Indexer
+from issuer.intake import read_input
+from issuer.service import IssuerConfig, IssuerService, ingest
+from issuer.store import Store
+from issuer.template import load_template
 from node.server import start_node_thread
 from node.settings import NodeSettings
 
@@ -239,3 +244,27 @@ def _check_over_http(url: str, receipt: Path, forged: str, say: Callable[[str], 
             if status != expected:
                 raise FinVaultError(f"demo check failed: POST /verify answered {status}, expected {expected}")
     say(f"check: POST {url}/verify says VALID for {receipt.name}, INVALID for the tampered copy")
+
+
+@click.command()
+@click.option("--check", is_flag=True, help="Run the flow non-interactively and exit 0 only if it verified.")
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path(".finvault/demo"),
+    show_default=True,
+)
+@click.option("--chain-port", type=int, default=8545, show_default=True)
+def main(check: bool, state_dir: Path, chain_port: int) -> None:
+    """Start a dev chain, deploy the registry, issue demo certificates, index and verify them."""
+    try:
+        run_demo(state_dir, chain_port=chain_port, check=check, say=click.echo)
+    except FinVaultError as exc:
+        click.echo(f"demo: error: {exc.diagnostics()}", err=True)
+        sys.exit(2 if isinstance(exc, ConfigError) else 1)
+    if check:
+        click.echo("demo check passed")
+
+
+if __name__ == "__main__":
+    main()

@@ -21,8 +21,10 @@ from sqlalchemy import select, update
 
 from chain.contract import to_bytes32
 from chain.errors import ConfigError
-from chain.issuer.errors import NotAnchored, UnknownCertificate
-from chain.issuer.store import (
+from chain.registry import RegistryWriter, RevocationInfo, RevocationReason, leaf_revocation_id
+from chain.tx import TxReceipt
+from issuer.errors import NotAnchored, UnknownCertificate
+from issuer.store import (
     Batch,
     BatchStatus,
     Certificate,
@@ -33,8 +35,6 @@ from chain.issuer.store import (
     add_events,
     utcnow,
 )
-from chain.registry import RegistryWriter, RevocationInfo, RevocationReason, leaf_revocation_id
-from chain.tx import TxReceipt
 
 
 def parse_reason(text: str) -> RevocationReason:
