@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -91,3 +92,54 @@ def test_runtime_imports_without_ape() -> None:
         "assert not any(m == 'ape' or m.startswith('ape.') for m in sys.modules if sys.modules[m])\n"
     )
     subprocess.run([sys.executable, "-c", probe], check=True, cwd=ROOT)
+
+
+#: What each package may never load, directly or through anything it imports.
+FORBIDDEN_TRANSITIVELY = {
+    "chain": {"issuer", "indexer", "node", "scripts"},
+    "issuer": {"indexer", "node", "scripts"},
+    "indexer": {"issuer", "node", "scripts"},
+    "node": {"issuer", "scripts"},
+}
+
+
+def loaded_by(modules: list[str], path: Path = ROOT) -> set[str]:
+    """The top-level packages in ``sys.modules`` of a fresh interpreter after importing ``modules``."""
+    probe = (
+        "import importlib, json, sys\n"
+        f"sys.path.insert(0, {str(path)!r})\n"
+        f"for name in {modules!r}:\n"
+        "    importlib.import_module(name)\n"
+        "print(json.dumps(sorted({name.split('.')[0] for name in sys.modules})))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, check=True)
+    return set(json.loads(done.stdout))
+
+
+def package_modules(package: str) -> list[str]:
+    """Every module of ``package``, by dotted name (migration scripts excluded: Alembic runs them)."""
+    return [
+        ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+        for path in sorted((ROOT / package).rglob("*.py"))
+        if "migrations" not in path.parts
+    ]
+
+
+@pytest.mark.parametrize("package", sorted(FORBIDDEN_TRANSITIVELY))
+def test_no_package_loads_what_it_must_not_even_indirectly(package: str) -> None:
+    loaded = loaded_by(package_modules(package))
+    assert package in loaded
+    assert not loaded & FORBIDDEN_TRANSITIVELY[package], (
+        f"{package} loads {sorted(loaded & FORBIDDEN_TRANSITIVELY[package])}"
+    )
+
+
+def test_the_transitive_check_catches_a_planted_violation(tmp_path: Path) -> None:
+    """A module that imports nothing forbidden itself, but imports one that does, is caught."""
+    (tmp_path / "planted").mkdir()
+    (tmp_path / "planted" / "__init__.py").write_text("from planted import middle\n")
+    (tmp_path / "planted" / "middle.py").write_text("import issuer.store\n")
+    assert "issuer" in loaded_by(["planted"], tmp_path)
+    assert not imported_modules(tmp_path / "planted" / "__init__.py") & {
+        "issuer"
+    }  # the direct check misses it
