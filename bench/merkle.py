@@ -1,4 +1,4 @@
-"""Merkle tree throughput: chain.merkle against a naive baseline measured in the same run.
+"""Merkle tree throughput: chain.core.merkle against a naive baseline measured in the same run.
 
     .venv/bin/python bench/merkle.py [--leaves N] [--baseline-leaves M]
 
@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from eth_hash.auto import keccak
 from eth_hash.utils import auto_choose_backend
 
-from chain.merkle import MerkleTree
+from chain.core.merkle import MerkleTree
 
 TARGET_LEAVES = 1_000_000
 TARGET_SECONDS = 5.0
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     gc.collect()
     rss_before = maxrss_bytes()
 
-    # chain.merkle first, so the baseline's allocations do not hide its peak.
+    # chain.core.merkle first, so the baseline's allocations do not hide its peak.
     start = time.perf_counter()
     tree = MerkleTree(digests)
     build_s = time.perf_counter() - start
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     naive_proofs_s = time.perf_counter() - start
     assert naive_count == m
     if naive.root != MerkleTree(naive_input).root:
-        print("WARNING: the naive baseline disagrees with chain.merkle on the root", file=sys.stderr)
+        print("WARNING: the naive baseline disagrees with chain.core.merkle on the root", file=sys.stderr)
     backend = type(auto_choose_backend()).__module__.rsplit(".", 1)[-1]
     naive_per_leaf = (naive_build_s + naive_proofs_s) / m
     ours_per_leaf = total_s / n

@@ -45,13 +45,13 @@ from sqlalchemy import func, insert, select
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from chain.contract import load_artifact
+from chain.core.verify import Status, verify
 from chain.devchain import DEV_CHAIN_ID, DevChain
 from chain.registry import RegistryReader, RegistryWriter, deploy_registry
 from chain.rpc import RetryPolicy, RpcClient
 from chain.rpc_facts import RpcFacts
 from chain.signer import LocalSigner
 from chain.tx import TxSender
-from chain.verify import Status, verify
 from indexer.db import open_mirror
 from indexer.schema import AnchorRow
 from indexer.sync import Indexer
@@ -71,8 +71,8 @@ SLOW = RetryPolicy(rounds=2, timeout=600.0)
 
 def build_chain(rpc: RpcClient, certificates: int) -> tuple[str, int, list[bytes]]:
     """Registry, issuer, key and one anchored, final batch; returns (registry, deploy block, receipts)."""
-    from chain.issuance import batch_receipts, sign_document
-    from chain.receipt import Anchor
+    from chain.core.issuance import batch_receipts, sign_document
+    from chain.core.receipt import Anchor
     from tests.factories import make_batch
 
     artifact = load_artifact()

@@ -21,7 +21,15 @@ from typing import Any, TypeVar
 import click
 import httpx
 
-from chain.contract import hex0x, load_artifact
+from chain.contract import load_artifact
+from chain.core.encoding import hex0x
+from chain.core.signing import (
+    encrypt_private_key,
+    generate_private_key,
+    load_public_key,
+    public_key_info,
+)
+from chain.core.verify import Policy, Status, verify
 from chain.devchain import DEV_CHAIN_ID, DevChain, wait_for_shutdown
 from chain.errors import ConfigError, FinVaultError
 from chain.files import write_secret_file
@@ -31,14 +39,7 @@ from chain.rpc import RpcClient, redact_url
 from chain.rpc_facts import RpcFacts
 from chain.settings import ChainSettings, load_settings, normalize_address
 from chain.signer import LocalSigner, Signer, require_dev_chain, write_keystore
-from chain.signing import (
-    encrypt_private_key,
-    generate_private_key,
-    load_public_key,
-    public_key_info,
-)
 from chain.tx import TxSender
-from chain.verify import Policy, Status, verify
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -17,8 +17,8 @@ from typing import Any
 from eth_abi.abi import decode as abi_decode
 from eth_abi.abi import encode as abi_encode
 
+from chain.core.hashing import keccak256
 from chain.errors import FinVaultError, ToolchainError
-from chain.hashing import keccak256
 
 ARTIFACT_PATH = Path(__file__).resolve().parent / "artifacts" / "FinVaultRegistry.json"
 
@@ -205,15 +205,3 @@ def load_artifact(path: Path = ARTIFACT_PATH) -> Artifact:
         )
     except (OSError, ValueError, KeyError) as exc:
         raise ToolchainError(f"cannot load contract artifact {path}: {exc}") from None
-
-
-def to_bytes32(value: bytes | str) -> bytes:
-    """Accepts 32 raw bytes or a 0x-hex string of them."""
-    raw = bytes.fromhex(value.removeprefix("0x")) if isinstance(value, str) else bytes(value)
-    if len(raw) != 32:
-        raise ValueError(f"expected 32 bytes, got {len(raw)}")
-    return raw
-
-
-def hex0x(value: bytes) -> str:
-    return "0x" + value.hex()

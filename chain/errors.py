@@ -1,4 +1,4 @@
-"""The one exception family of the ``chain`` package.
+"""The one exception family of FinVault: its base (from the pure core) and the errors of I/O.
 
 Every error a user can see carries a stable ``code`` (for programs, HTTP mappings and tests) and a
 one-line message (for people). Secrets never go into messages.
@@ -8,24 +8,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from chain.core.errors import FinVaultError, KeystoreError
 
-class FinVaultError(Exception):
-    """Base of every error FinVault raises on purpose."""
-
-    code: str = "finvault_error"
-
-    def __init__(self, message: str, *, code: str | None = None) -> None:
-        super().__init__(message)
-        if code is not None:
-            self.code = code
-
-    @property
-    def message(self) -> str:
-        return str(self.args[0]) if self.args else self.code
-
-    def diagnostics(self) -> str:
-        """A one-line description suitable for a CLI or a log line."""
-        return f"{self.code}: {self.message}"
+__all__ = [
+    "ChainMismatch",
+    "ConfigError",
+    "FinVaultError",
+    "KeystoreError",
+    "RpcError",
+    "RpcUnavailable",
+    "ToolchainError",
+    "TransactionFailed",
+]
 
 
 class ConfigError(FinVaultError, ValueError):
@@ -61,12 +55,6 @@ class ChainMismatch(FinVaultError):
     """The endpoint serves a different chain, or the registry is not what was configured."""
 
     code = "chain_mismatch"
-
-
-class KeystoreError(FinVaultError):
-    """A keystore or key file could not be read or decrypted."""
-
-    code = "keystore_error"
 
 
 class TransactionFailed(FinVaultError):

@@ -8,7 +8,7 @@ for a bare ``--chain-id 137`` comes from here too.
 Why 64 confirmations on Polygon PoS and Amoy
 --------------------------------------------
 FinVault calls an anchor final only when it is both ``confirmations`` deep *and* at or below the
-endpoint's ``finalized`` block (``chain.verify``, ``indexer.sync``). On Polygon the ``finalized``
+endpoint's ``finalized`` block (``chain.core.verify``, ``indexer.sync``). On Polygon the ``finalized``
 tag is the real guard; the depth is the safety net for an endpoint without the tag, for
 ``--no-finalized-tag``, and for a milestone outage. The history it has to cover:
 

@@ -13,9 +13,10 @@ from typing import Any
 
 from eth_abi.exceptions import DecodingError
 
-from chain.contract import Artifact, hex0x, load_artifact, to_bytes32
+from chain.contract import Artifact, load_artifact
+from chain.core.encoding import hex0x, to_bytes32
+from chain.core.hashing import keccak256
 from chain.errors import ChainMismatch
-from chain.hashing import keccak256
 from chain.rpc import RpcClient
 from chain.tx import TxReceipt, TxSender
 

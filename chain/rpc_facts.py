@@ -9,15 +9,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from chain.contract import hex0x
+from chain.core.encoding import hex0x
+from chain.core.signing import KeyAlgorithm
+from chain.core.verify import AnchorFact, ChainHead, EventRef, IssuerFact, KeyFact, RevocationFact
 from chain.errors import ChainMismatch, RpcError
 from chain.registry import RegistryReader, leaf_revocation_id
-from chain.signing import KeyAlgorithm
-from chain.verify import AnchorFact, ChainHead, EventRef, IssuerFact, KeyFact, RevocationFact
 
 
 class RpcFacts:
-    """Implements :class:`chain.verify.ChainFacts` over one registry through an RPC endpoint."""
+    """Implements :class:`chain.core.verify.ChainFacts` over one registry through an RPC endpoint."""
 
     def __init__(self, reader: RegistryReader, chain_id: int) -> None:
         self.reader = reader

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 from eth_utils.address import to_checksum_address
 
 from chain.contract import ContractAbi, DecodedError
+from chain.core.hashing import keccak256
 from chain.errors import FinVaultError, RpcError, TransactionFailed
-from chain.hashing import keccak256
 from chain.rpc import RpcClient
 
 if TYPE_CHECKING:  # eth_account is heavy; verification-only processes never sign

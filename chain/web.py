@@ -9,7 +9,7 @@ Both apps are built by a factory (``create_app(...)``) and get the same behaviou
 - one error shape, ``{"error": {"code", "message", "correlation_id"}}``, for every 4xx and 5xx,
   produced by one set of exception handlers, and never a stack trace;
 - strict JSON request bodies: ``application/json`` only, UTF-8 only, no duplicate keys, no
-  NaN, bounded nesting and number size (:func:`chain.canonical.loads_strict`).
+  NaN, bounded nesting and number size (:func:`chain.core.canonical.loads_strict`).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from chain.canonical import DocumentError, loads_strict
+from chain.core.canonical import DocumentError, loads_strict
 from chain.errors import FinVaultError
 
 log = logging.getLogger(__name__)

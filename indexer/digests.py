@@ -25,9 +25,9 @@ from typing import Any
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
-from chain.contract import hex0x
+from chain.core.encoding import hex0x
+from chain.core.hashing import keccak256
 from chain.db import BEGIN_MODE
-from chain.hashing import keccak256
 from indexer.schema import EVENT_TABLES, BlockRow, EventRow
 
 ZERO = bytes(32)

@@ -12,9 +12,9 @@ from collections.abc import Callable
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from chain.accumulators import NO_LEAF
-from chain.signing import KeyAlgorithm
-from chain.verify import AnchorFact, ChainHead, EventRef, IssuerFact, KeyFact, RevocationFact
+from chain.core.accumulators import NO_LEAF
+from chain.core.signing import KeyAlgorithm
+from chain.core.verify import AnchorFact, ChainHead, EventRef, IssuerFact, KeyFact, RevocationFact
 from indexer.schema import (
     AnchorRow,
     CheckpointRow,
@@ -36,7 +36,7 @@ def _address(value: str) -> bytes:
 
 
 class MirrorFacts:
-    """Implements :class:`chain.verify.ChainFacts` over the mirror database."""
+    """Implements :class:`chain.core.verify.ChainFacts` over the mirror database."""
 
     def __init__(
         self, engine: Engine, chain_id: int, registry: str, head: Callable[[], ChainHead] | None = None

@@ -30,8 +30,8 @@ from typing import Any, Literal
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from chain.accumulators import fold_anchor, fold_revocation, genesis_accumulators
-from chain.contract import hex0x
+from chain.core.accumulators import fold_anchor, fold_revocation, genesis_accumulators
+from chain.core.encoding import hex0x
 from chain.db import BEGIN_MODE
 from chain.errors import ConfigError
 from chain.registry import BlockId, RegistryReader

@@ -10,7 +10,7 @@ from __future__ import annotations
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from chain.accumulators import genesis_accumulators
+from chain.core.accumulators import genesis_accumulators
 from indexer.schema import EVENT_TABLES, AnchorRow, BlockRow, CheckpointRow, RevocationRow
 
 

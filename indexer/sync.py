@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine, delete, select
 from sqlalchemy.orm import Session
 
-from chain.accumulators import fold_anchor, fold_revocation, genesis_accumulators
-from chain.contract import hex0x
+from chain.core.accumulators import fold_anchor, fold_revocation, genesis_accumulators
+from chain.core.encoding import hex0x
 from chain.db import BEGIN_MODE
 from chain.errors import ChainMismatch, FinVaultError, RpcError, RpcUnavailable
 from chain.registry import RegistryReader

@@ -33,7 +33,7 @@ from enum import StrEnum
 
 from sqlalchemy import select
 
-from chain.contract import to_bytes32
+from chain.core.encoding import to_bytes32
 from chain.errors import ChainMismatch, RpcError, TransactionFailed
 from chain.registry import RegistryWriter
 from chain.rpc_facts import RpcFacts

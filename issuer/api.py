@@ -34,9 +34,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from sqlalchemy import delete, select
 
-from chain.contract import hex0x
+from chain.core.encoding import hex0x
+from chain.core.merkle import leaf_hash
 from chain.errors import ChainMismatch, ConfigError, FinVaultError, RpcUnavailable, TransactionFailed
-from chain.merkle import leaf_hash
 from chain.web import (
     BadRequest,
     Conflict,

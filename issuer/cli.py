@@ -27,11 +27,11 @@ from chain.cli import (
     session,
     signer_options,
 )
+from chain.core.receipt import parse_receipt
+from chain.core.signing import PrivateKey, decrypt_private_key
 from chain.devchain import SHUTDOWN_SIGNALS, wait_for_shutdown
 from chain.errors import ConfigError
-from chain.receipt import parse_receipt
 from chain.settings import load_settings
-from chain.signing import PrivateKey, decrypt_private_key
 from chain.web import RateLimiter, serve
 from issuer.api import SCOPES, IssuerApi, create_api_key, create_app, list_api_keys, revoke_api_key
 from issuer.errors import IssuerError, UnknownCertificate

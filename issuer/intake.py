@@ -4,7 +4,7 @@ Everything streams: the readers are generators over a binary file, so a 100,000-
 never in memory at once (only the set of certificate ids seen so far, to catch duplicates).
 
 Each record becomes a credential through a :class:`~issuer.template.Template` and is salted
-with :func:`chain.canonical.salt_document`. A record that cannot be used is *rejected* with its
+with :func:`chain.core.canonical.salt_document`. A record that cannot be used is *rejected* with its
 line number (the line it starts on, as an editor shows it) and a reason, and reading goes on:
 
 - bytes that are not UTF-8 (the line is reported, the rest of the file is still read);
@@ -38,7 +38,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from chain.canonical import DocumentError, SaltedDocument, loads_strict, salt_document
+from chain.core.canonical import DocumentError, SaltedDocument, loads_strict, salt_document
 from issuer.errors import IntakeError
 from issuer.template import RowError, Template
 

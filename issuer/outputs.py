@@ -28,9 +28,9 @@ from pathlib import Path
 import qrcode  # type: ignore[import-untyped]  # qrcode ships no type information
 from qrcode.image.pure import PyPNGImage  # type: ignore[import-untyped]
 
-from chain.contract import hex0x
-from chain.merkle import MerkleTree
-from chain.receipt import Receipt
+from chain.core.encoding import hex0x
+from chain.core.merkle import MerkleTree
+from chain.core.receipt import Receipt
 
 MANIFEST_FORMAT = "finvault-manifest/1"
 MANIFEST_DIR = "manifests"

@@ -19,7 +19,7 @@ from datetime import datetime
 
 from sqlalchemy import select, update
 
-from chain.contract import to_bytes32
+from chain.core.encoding import to_bytes32
 from chain.errors import ConfigError
 from chain.registry import RegistryWriter, RevocationInfo, RevocationReason, leaf_revocation_id
 from chain.tx import TxReceipt

@@ -25,14 +25,14 @@ from typing import Any, TypeVar
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from chain.canonical import recompute_digest
-from chain.contract import hex0x
+from chain.core.canonical import recompute_digest
+from chain.core.encoding import hex0x
+from chain.core.issuance import SignedDocument, batch_receipts, seal_batch, sign_document
+from chain.core.merkle import leaf_hash
+from chain.core.receipt import Anchor
+from chain.core.signing import PrivateKey, public_key_info
 from chain.errors import TransactionFailed
-from chain.issuance import SignedDocument, batch_receipts, seal_batch, sign_document
-from chain.merkle import leaf_hash
-from chain.receipt import Anchor
 from chain.registry import RegistryWriter
-from chain.signing import PrivateKey, public_key_info
 from chain.tx import TransactionTimeout, TxReceipt
 from issuer.anchoring import Anchorer, Hook, Step
 from issuer.errors import AnchorConflict, IntakeRejected, SigningKeyUnusable, StoreError

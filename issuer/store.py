@@ -52,12 +52,12 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
-from chain.canonical import SaltedDocument
-from chain.contract import hex0x, to_bytes32
+from chain.core.canonical import SaltedDocument
+from chain.core.encoding import hex0x, to_bytes32
+from chain.core.issuance import SignedDocument
+from chain.core.merkle import MerkleTree
+from chain.core.receipt import Signature
 from chain.db import BEGIN_MODE, database_url, make_engine, migrate, redact_db_url
-from chain.issuance import SignedDocument
-from chain.merkle import MerkleTree
-from chain.receipt import Signature
 from issuer.errors import StoreError
 from issuer.intake import MAX_ID_LENGTH
 

@@ -52,7 +52,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from chain.canonical import DocumentError, loads_strict
+from chain.core.canonical import DocumentError, loads_strict
 from issuer.errors import IssuerError, TemplateError
 
 PLACEHOLDER = re.compile(r"\{\{\s*([^{}\s]+)\s*\}\}")

@@ -1,6 +1,6 @@
 """The verification node's HTTP API, built by a factory: ``create_app(runtime)``.
 
-Every answer comes from the mirror through the same pure :func:`chain.verify.verify` that
+Every answer comes from the mirror through the same pure :func:`chain.core.verify.verify` that
 ``finvault verify --rpc`` uses, and names the mirror state it was judged at (``as_of``). A receipt
 that is tampered with, revoked, unknown, for another chain or not a receipt at all gets a verdict
 (HTTP 200); a request the node cannot read (wrong content type, broken JSON, too large, too many)
@@ -37,10 +37,10 @@ from prometheus_client.registry import Collector
 from sqlalchemy.exc import OperationalError
 from starlette.routing import Route
 
-from chain.canonical import MAX_SAFE_INTEGER
+from chain.core.canonical import MAX_SAFE_INTEGER
+from chain.core.receipt import MAX_RECEIPT_BYTES
+from chain.core.verify import DOCUMENT_CHECKS, Check, Status, Verdict, finality
 from chain.errors import ChainMismatch, ConfigError, FinVaultError, RpcError, RpcUnavailable
-from chain.receipt import MAX_RECEIPT_BYTES
-from chain.verify import DOCUMENT_CHECKS, Check, Status, Verdict, finality
 from chain.web import (
     ASGIApp,
     EdgeFastAPI,

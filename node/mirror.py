@@ -24,11 +24,10 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, bindparam, func, or_, select
 
-from chain.accumulators import NO_LEAF
-from chain.contract import hex0x
-from chain.errors import FinVaultError
-from chain.signing import KeyAlgorithm
-from chain.verify import (
+from chain.core.accumulators import NO_LEAF
+from chain.core.encoding import hex0x
+from chain.core.signing import KeyAlgorithm
+from chain.core.verify import (
     AnchorFact,
     ChainHead,
     EventRef,
@@ -39,6 +38,7 @@ from chain.verify import (
     Verdict,
     verify,
 )
+from chain.errors import FinVaultError
 from indexer.schema import (
     AnchorRow,
     CheckpointRow,
@@ -134,7 +134,7 @@ def _remember(cache: dict[Any, Any], key: Any, value: Any) -> None:
 
 
 class _SnapshotFacts:
-    """:class:`chain.verify.ChainFacts` for one verification: one connection, one cache generation."""
+    """:class:`chain.core.verify.ChainFacts` for one verification: one connection, one cache generation."""
 
     def __init__(
         self, view: MirrorView, cache: _Cache, connection: Callable[[], Connection], head: ChainHead
@@ -270,7 +270,7 @@ class MirrorView:
                 conn.close()
 
     def verify(self, receipt: Any, now: datetime, policy: Policy) -> tuple[Verdict, SyncSnapshot]:
-        """:func:`chain.verify.verify` over the mirror, and the state it was judged at: every fact
+        """:func:`chain.core.verify.verify` over the mirror, and the state it was judged at: every fact
         from the generation that state shows. Raises :class:`MirrorBusy` if no try was consistent."""
         for _ in range(CONSISTENCY_RETRIES):
             before = self._state()

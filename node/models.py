@@ -1,6 +1,6 @@
 """The node API's response shapes, for /openapi.json (and for schema-conformance tests).
 
-The hot routes (``POST /verify``, ``/verify/bulk``) serialize :meth:`chain.verify.Verdict.to_dict`
+The hot routes (``POST /verify``, ``/verify/bulk``) serialize :meth:`chain.core.verify.Verdict.to_dict`
 themselves; these models document that shape and are checked against it by the tests.
 """
 
@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from chain.receipt import Receipt
+from chain.core.receipt import Receipt
 from chain.web import error_schema
 
 Hex32 = Field(pattern=r"^0x[0-9a-f]{64}$")

@@ -28,11 +28,11 @@ from sqlalchemy import Engine, event, func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from chain.core.verify import ChainHead, Policy
 from chain.db import make_engine
 from chain.errors import ChainMismatch, FinVaultError, RpcError, RpcUnavailable
 from chain.registry import RegistryReader
 from chain.rpc import RetryPolicy, RpcClient
-from chain.verify import ChainHead, Policy
 from indexer.digests import update_digests
 from indexer.reconcile import accumulator_drifts
 from indexer.schema import AuditLogRow, BlockRow, CheckpointRow

@@ -27,7 +27,10 @@ from pathlib import Path
 import click
 import httpx
 
-from chain.contract import hex0x, load_artifact
+from chain.contract import load_artifact
+from chain.core.encoding import hex0x
+from chain.core.signing import encrypt_private_key, generate_private_key, public_key_info
+from chain.core.verify import ChainFacts, Status, verify
 from chain.devchain import DEV_CHAIN_ID, DevChain, free_port, wait_for_shutdown
 from chain.errors import ConfigError, FinVaultError
 from chain.files import write_secret_file
@@ -36,9 +39,7 @@ from chain.rpc import RpcClient
 from chain.rpc_facts import RpcFacts
 from chain.settings import load_settings
 from chain.signer import LocalSigner
-from chain.signing import encrypt_private_key, generate_private_key, public_key_info
 from chain.tx import TxSender
-from chain.verify import ChainFacts, Status, verify
 from indexer.db import open_mirror
 from indexer.facts import MirrorFacts
 from indexer.sync import Indexer

@@ -8,13 +8,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from chain.canonical import SaltedDocument, salt_document
-from chain.contract import hex0x
-from chain.issuance import batch_receipts, sign_document
-from chain.merkle import MerkleTree
-from chain.receipt import Anchor, Receipt
-from chain.signing import PrivateKey, PublicKeyInfo, generate_private_key, public_key_info
-from chain.verify import AnchorFact, ChainHead, EventRef, IssuerFact, KeyFact, RevocationFact
+from chain.core.canonical import SaltedDocument, salt_document
+from chain.core.encoding import hex0x
+from chain.core.issuance import batch_receipts, sign_document
+from chain.core.merkle import MerkleTree
+from chain.core.receipt import Anchor, Receipt
+from chain.core.signing import PrivateKey, PublicKeyInfo, generate_private_key, public_key_info
+from chain.core.verify import AnchorFact, ChainHead, EventRef, IssuerFact, KeyFact, RevocationFact
 
 CHAIN_ID = 31337
 REGISTRY = "0x5fbdb2315678afecb367f032d93f642f64180aa3"

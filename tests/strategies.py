@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
-from chain.canonical import MAX_SAFE_INTEGER
+from chain.core.canonical import MAX_SAFE_INTEGER
 
 #: Any Unicode text except lone surrogates (which canonicalization refuses).
 unicode_text = st.text(st.characters(exclude_categories=["Cs"]), max_size=16)

@@ -24,14 +24,14 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 
-from chain.contract import to_bytes32
+from chain.core.encoding import to_bytes32
+from chain.core.receipt import Receipt, parse_receipt
+from chain.core.signing import PrivateKey, encrypt_private_key, generate_private_key, public_key_info
+from chain.core.verify import Status, verify
 from chain.devchain import DEV_CHAIN_ID
-from chain.receipt import Receipt, parse_receipt
 from chain.registry import RegistryReader, RegistryWriter
 from chain.rpc import RpcClient
 from chain.rpc_facts import RpcFacts
-from chain.signing import PrivateKey, encrypt_private_key, generate_private_key, public_key_info
-from chain.verify import Status, verify
 from chain.web import GracefulServer
 from issuer.anchoring import Hook, Step
 from issuer.intake import read_input

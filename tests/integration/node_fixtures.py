@@ -19,11 +19,11 @@ from typing import Any, TypeVar
 
 import httpx
 
-from chain.contract import hex0x
+from chain.core.encoding import hex0x
+from chain.core.receipt import Receipt
+from chain.core.signing import generate_private_key
 from chain.devchain import free_port
-from chain.receipt import Receipt
 from chain.registry import RegistryWriter
-from chain.signing import generate_private_key
 from node.server import NodeProcess
 from tests.factories import Batch, make_batch
 

@@ -22,10 +22,10 @@ from typing import Any
 import httpx
 import pytest
 
+from chain.core.receipt import parse_receipt
+from chain.core.verify import Status, verify
 from chain.devchain import DevChain, free_port
-from chain.receipt import parse_receipt
 from chain.rpc import RpcClient
-from chain.verify import Status, verify
 from issuer.api import create_api_key
 from issuer.webhooks import SIGNATURE_HEADER, verify_signature
 from tests.integration.conftest import Deployed

@@ -14,10 +14,10 @@ import pytest
 from click.testing import CliRunner, Result
 from sqlalchemy import func, select
 
+from chain.core.signing import encrypt_private_key, generate_private_key
 from chain.devchain import DevChain
 from chain.errors import ConfigError, KeystoreError
 from chain.rpc import RpcClient
-from chain.signing import encrypt_private_key, generate_private_key
 from issuer.cli import anchor_command, issue, revoke
 from issuer.errors import IntakeRejected, SigningKeyUnusable
 from issuer.outputs import MANIFEST_FORMAT

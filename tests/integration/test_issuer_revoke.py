@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from chain.contract import to_bytes32
-from chain.receipt import Receipt
+from chain.core.encoding import to_bytes32
+from chain.core.receipt import Receipt
+from chain.core.verify import Code, Status, verify
 from chain.registry import RevocationReason, leaf_revocation_id
 from chain.rpc import RpcClient
-from chain.verify import Code, Status, verify
 from issuer.errors import NotAnchored, UnknownCertificate
 from issuer.revoke import Revoker
 from issuer.store import Certificate, CertificateStatus, Revocation

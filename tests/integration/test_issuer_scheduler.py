@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from chain.core.signing import public_key_info
 from chain.rpc import RpcClient
-from chain.signing import public_key_info
 from issuer.scheduler import BatchScheduler
 from issuer.store import BatchStatus
 from tests.integration.conftest import Deployed

@@ -1,4 +1,4 @@
-"""chain.merkle against the real ``@openzeppelin/merkle-tree`` (npm), through scripts/lib/oz-merkle.js.
+"""chain.core.merkle against the real ``@openzeppelin/merkle-tree`` (npm), through scripts/lib/oz-merkle.js.
 
 Random digest sets come from a seeded ``random.Random``; the seed is in every assertion message.
 Rerun a failure with ``FINVAULT_MERKLE_SEED=<seed>``. Node runs once for all sets.
@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from chain.merkle import MerkleTree, leaf_hash
+from chain.core.merkle import MerkleTree, leaf_hash
 from chain.toolchain import REPO_ROOT, node_binary, node_modules
 
 OZ_SCRIPT = REPO_ROOT / "scripts" / "lib" / "oz-merkle.js"

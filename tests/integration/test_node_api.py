@@ -16,11 +16,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from chain.contract import hex0x
+from chain.core.encoding import hex0x
+from chain.core.verify import CheckName
 from chain.devchain import DevChain
 from chain.registry import RegistryWriter, RevocationReason, deploy_registry
 from chain.rpc import RpcClient
-from chain.verify import CheckName
 from node.server import NodeProcess
 from tests.factories import make_batch
 from tests.integration.conftest import Deployed, on_both_backends

@@ -18,11 +18,11 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
 
+from chain.core.receipt import Receipt, build_receipt
+from chain.core.verify import CheckName
 from chain.devchain import DevChain
-from chain.receipt import Receipt, build_receipt
 from chain.registry import RevocationReason
 from chain.rpc import RpcClient
-from chain.verify import CheckName
 from node.server import NodeProcess
 from tests.integration.conftest import Deployed
 from tests.integration.node_fixtures import (

@@ -30,11 +30,12 @@ from eth_abi.abi import decode as abi_decode
 from eth_abi.abi import encode as abi_encode
 from eth_hash.auto import keccak
 
-from chain import accumulators
 from chain.contract import Artifact, ContractAbi
+from chain.core import accumulators
+from chain.core.merkle import MerkleTree, leaf_hash
+from chain.core.signing import PublicKeyInfo, generate_private_key, public_key_info
 from chain.devchain import DEV_CHAIN_ID
 from chain.errors import TransactionFailed
-from chain.merkle import MerkleTree, leaf_hash
 from chain.registry import (
     RegistryReader,
     RegistryWriter,
@@ -43,7 +44,6 @@ from chain.registry import (
     leaf_revocation_id,
 )
 from chain.rpc import RpcClient
-from chain.signing import PublicKeyInfo, generate_private_key, public_key_info
 from chain.tx import TxReceipt, TxSender
 from tests.integration.conftest import Deployed
 

@@ -11,14 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from chain.contract import Artifact, hex0x
+from chain.contract import Artifact
+from chain.core.encoding import hex0x
+from chain.core.receipt import Receipt
+from chain.core.signing import generate_private_key
+from chain.core.verify import CheckName, Code, Policy, Status, verify
 from chain.devchain import DevChain
-from chain.receipt import Receipt
 from chain.registry import RevocationReason
 from chain.rpc import RpcClient
 from chain.rpc_facts import RpcFacts
-from chain.signing import generate_private_key
-from chain.verify import CheckName, Code, Policy, Status, verify
 from tests.factories import Batch, make_batch
 from tests.integration.conftest import Deployed
 

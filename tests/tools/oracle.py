@@ -46,9 +46,9 @@ from sqlalchemy import create_engine, delete, select, update
 from sqlalchemy.pool import NullPool
 
 from chain.contract import Artifact, load_artifact
+from chain.core.receipt import Receipt
 from chain.devchain import DEV_CHAIN_ID, DevChain
 from chain.errors import FinVaultError
-from chain.receipt import Receipt
 from chain.registry import (
     RegistryReader,
     RegistryWriter,

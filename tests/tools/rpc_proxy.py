@@ -40,7 +40,7 @@ from typing import Any
 
 import httpx
 
-from chain.hashing import keccak256
+from chain.core.hashing import keccak256
 
 #: Larger request bodies are refused: a test proxy has no business buffering more.
 MAX_REQUEST_BYTES = 8 * 2**20

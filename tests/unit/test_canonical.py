@@ -1,6 +1,6 @@
-"""chain.canonical (finvault-doc/1) against an independent reference, pinned vectors and properties.
+"""chain.core.canonical (finvault-doc/1) against an independent reference, pinned vectors and properties.
 
-The reference below (``ref_*``) shares no code with chain.canonical: it walks the credential by the
+The reference below (``ref_*``) shares no code with chain.core.canonical: it walks the credential by the
 letter of RFC 6901, serializes every preimage with the ``rfc8785`` package and hashes with hashlib.
 tests/vectors/document-digest.json was written by this reference, not by the code under test:
 
@@ -25,7 +25,7 @@ import rfc8785
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from chain.canonical import (
+from chain.core.canonical import (
     DOC_FORMAT,
     MAX_DEPTH,
     MAX_DOCUMENT_BYTES,
@@ -886,7 +886,7 @@ def test_member_order_matters_only_through_salts() -> None:
 # --- known-answer vectors -----------------------------------------------------------------------
 
 VECTOR_DESCRIPTION = (
-    "Known-answer vectors for finvault-doc/1 (chain/canonical.py), written by the independent reference "
+    "Known-answer vectors for finvault-doc/1 (chain/core/canonical.py), written by the independent reference "
     "in tests/unit/test_canonical.py (rfc8785 + hashlib only) with "
     "`.venv/bin/python -m tests.unit.test_canonical --write-vectors`. They pin the format: never "
     "regenerate them to make a test pass. For each vector, the credential is flattened into its leaves "

@@ -4,7 +4,8 @@ import pytest
 from eth_abi.abi import encode
 from eth_hash.auto import keccak
 
-from chain.contract import Artifact, load_artifact, to_bytes32
+from chain.contract import Artifact, load_artifact
+from chain.core.encoding import to_bytes32
 
 
 @pytest.fixture(scope="module")

@@ -13,15 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 #: The pure core: no I/O, no clock, no randomness of its own, no network or database clients.
-PURE_MODULES = [
-    "chain/accumulators.py",
-    "chain/canonical.py",
-    "chain/hashing.py",
-    "chain/merkle.py",
-    "chain/receipt.py",
-    "chain/signing.py",
-    "chain/verify.py",
-]
+PURE_MODULES = sorted(str(path.relative_to(ROOT)) for path in (ROOT / "chain" / "core").glob("*.py"))
 IO_MODULES = {
     "httpx", "requests", "urllib", "socket", "subprocess", "sqlalchemy", "aiosqlite", "web3", "time",
     "os", "secrets", "random", "pathlib", "chain.rpc", "chain.tx", "chain.devchain", "chain.registry",
@@ -103,17 +95,22 @@ FORBIDDEN_TRANSITIVELY = {
 }
 
 
-def loaded_by(modules: list[str], path: Path = ROOT) -> set[str]:
-    """The top-level packages in ``sys.modules`` of a fresh interpreter after importing ``modules``."""
+def loaded_modules(modules: list[str], path: Path = ROOT) -> set[str]:
+    """Every module in ``sys.modules`` of a fresh interpreter after importing ``modules``."""
     probe = (
         "import importlib, json, sys\n"
         f"sys.path.insert(0, {str(path)!r})\n"
         f"for name in {modules!r}:\n"
         "    importlib.import_module(name)\n"
-        "print(json.dumps(sorted({name.split('.')[0] for name in sys.modules})))\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, check=True)
     return set(json.loads(done.stdout))
+
+
+def loaded_by(modules: list[str], path: Path = ROOT) -> set[str]:
+    """The top-level packages a fresh interpreter holds after importing ``modules``."""
+    return top_level(loaded_modules(modules, path))
 
 
 def package_modules(package: str) -> list[str]:
@@ -143,3 +140,19 @@ def test_the_transitive_check_catches_a_planted_violation(tmp_path: Path) -> Non
     assert not imported_modules(tmp_path / "planted" / "__init__.py") & {
         "issuer"
     }  # the direct check misses it
+
+
+#: What the pure core may never load: the rest of the project, and any HTTP, database, web, CLI,
+#: scheduler or chain-client package.
+CORE_FORBIDDEN = {
+    "issuer", "indexer", "node", "scripts", "httpx", "requests", "urllib3", "sqlalchemy", "alembic",
+    "psycopg", "fastapi", "starlette", "uvicorn", "click", "apscheduler", "web3", "ape", "tqdm",
+}  # fmt: skip
+
+
+def test_the_core_is_walled_in() -> None:
+    """``chain.core`` loads nothing of the project outside itself, and no I/O package, even indirectly."""
+    loaded = loaded_modules(package_modules("chain/core"))
+    outside = sorted(m for m in loaded if m.startswith("chain.") and not m.startswith("chain.core"))
+    assert not outside, f"chain.core loads {outside}"
+    assert not top_level(loaded) & CORE_FORBIDDEN, sorted(top_level(loaded) & CORE_FORBIDDEN)

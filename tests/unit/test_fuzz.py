@@ -1,8 +1,8 @@
 """Hostile input to the pure parsers: only their typed errors come out, never a crash or a hang.
 
-- receipts (:func:`chain.receipt.parse_receipt`): :class:`ReceiptError` or a receipt that
+- receipts (:func:`chain.core.receipt.parse_receipt`): :class:`ReceiptError` or a receipt that
   survives a round trip through UTF-8 bytes;
-- canonicalization (:mod:`chain.canonical`): :class:`DocumentError` or canonical text that
+- canonicalization (:mod:`chain.core.canonical`): :class:`DocumentError` or canonical text that
   parsing and canonicalizing again leaves byte for byte the same;
 - intake (:mod:`issuer.intake`): accepted records and line-numbered rejections, or one
   :class:`IntakeError` for an input that is unreadable as a whole.
@@ -26,7 +26,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from chain.canonical import (
+from chain.core.canonical import (
     MAX_DOCUMENT_BYTES,
     DocumentError,
     field_preimage,
@@ -35,7 +35,7 @@ from chain.canonical import (
     recompute_digest,
     salt_document,
 )
-from chain.receipt import Receipt, ReceiptError, parse_receipt
+from chain.core.receipt import Receipt, ReceiptError, parse_receipt
 from issuer.errors import IntakeError
 from issuer.intake import Accepted, InputFormat, IntakeResult, Record, Rejected, read_input, validate
 from issuer.template import Template

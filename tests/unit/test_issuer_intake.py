@@ -9,7 +9,7 @@ from typing import BinaryIO
 
 import pytest
 
-from chain.canonical import recompute_digest
+from chain.core.canonical import recompute_digest
 from issuer import intake
 from issuer.errors import IntakeError
 from issuer.intake import Accepted, InputFormat, IntakeResult, Rejected, read_input
@@ -23,7 +23,7 @@ ROW = {"id": "c-1", "name": "Ada", "credits": 120}
 
 
 class Mentions(str):
-    """Equal to any text containing it: for reasons whose wording comes from chain.canonical."""
+    """Equal to any text containing it: for reasons whose wording comes from chain.core.canonical."""
 
     __hash__ = str.__hash__
 

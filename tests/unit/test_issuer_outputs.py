@@ -10,8 +10,8 @@ import png  # type: ignore[import-untyped]
 import pytest
 import qrcode  # type: ignore[import-untyped]
 
-from chain.contract import hex0x
-from chain.receipt import parse_receipt
+from chain.core.encoding import hex0x
+from chain.core.receipt import parse_receipt
 from issuer import outputs
 from issuer.outputs import (
     MANIFEST_FORMAT,

@@ -14,9 +14,9 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.schema import CreateIndex, CreateTable
 
 import chain.db
-from chain.canonical import recompute_digest
+from chain.core.canonical import recompute_digest
+from chain.core.merkle import leaf_hash
 from chain.db import database_url
-from chain.merkle import leaf_hash
 from issuer import service
 from issuer.errors import IntakeRejected, StoreError
 from issuer.intake import read_input

@@ -1,4 +1,4 @@
-"""chain.merkle without node: pinned OpenZeppelin vectors, a straight port of OZ's core, properties.
+"""chain.core.merkle without node: pinned OpenZeppelin vectors, a straight port of OZ's core, properties.
 
 The vectors (tests/vectors/merkle-bytes32.json) were produced by @openzeppelin/merkle-tree; the
 integration test test_merkle_openzeppelin.py checks they still match the library.
@@ -16,7 +16,7 @@ from eth_hash.auto import keccak
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from chain.merkle import (
+from chain.core.merkle import (
     MerkleError,
     MerkleTree,
     MultiProof,
@@ -31,7 +31,7 @@ VECTORS: dict[str, Any] = json.loads(VECTORS_PATH.read_text())
 ZERO = bytes(32)
 
 # --- a reference, ported line by line from @openzeppelin/merkle-tree core.js and MerkleProof.sol ---
-# It hashes with eth-hash (pycryptodome), not chain.hashing, so the two share no code.
+# It hashes with eth-hash (pycryptodome), not chain.core.hashing, so the two share no code.
 
 
 def ref_leaf_hash(digest: bytes) -> bytes:

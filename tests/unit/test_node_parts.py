@@ -1,5 +1,5 @@
 """The node's pure parts: signed cursors, settings validation, and the documented response shapes
-(every verdict :func:`chain.verify.verify` can give must fit the OpenAPI model the node declares)."""
+(every verdict :func:`chain.core.verify.verify` can give must fit the OpenAPI model the node declares)."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from chain.core.verify import RevocationFact, verify
 from chain.errors import ConfigError
 from chain.registry import RevocationReason
 from chain.settings import load_settings
-from chain.verify import RevocationFact, verify
 from node.app import verdict_dict
 from node.cursor import InvalidCursor, Position, decode_cursor, encode_cursor
 from node.health import RETRY_AFTER, as_of, cannot_vouch

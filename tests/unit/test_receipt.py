@@ -1,4 +1,4 @@
-"""chain.receipt (finvault-receipt/1): round trips, strict rejection naming the field, fuzzing."""
+"""chain.core.receipt (finvault-receipt/1): round trips, strict rejection naming the field, fuzzing."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from chain.canonical import MAX_SAFE_INTEGER, recompute_digest, salt_document
-from chain.receipt import (
+from chain.core.canonical import MAX_SAFE_INTEGER, recompute_digest, salt_document
+from chain.core.receipt import (
     MAX_PROOF_LENGTH,
     MAX_RECEIPT_BYTES,
     RECEIPT_FORMAT,
@@ -29,7 +29,13 @@ from chain.receipt import (
     build_receipt,
     parse_receipt,
 )
-from chain.signing import PublicKeyInfo, generate_private_key, public_key_info, sign_digest, verify_digest
+from chain.core.signing import (
+    PublicKeyInfo,
+    generate_private_key,
+    public_key_info,
+    sign_digest,
+    verify_digest,
+)
 from tests.strategies import json_values, unicode_text
 
 CREDENTIAL: dict[str, Any] = {

@@ -8,9 +8,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from eth_hash.auto import keccak
 
-from chain.errors import KeystoreError
-from chain.files import write_secret_file
-from chain.signing import (
+from chain.core.signing import (
     KeyAlgorithm,
     SigningError,
     decrypt_private_key,
@@ -21,6 +19,8 @@ from chain.signing import (
     sign_digest,
     verify_digest,
 )
+from chain.errors import KeystoreError
+from chain.files import write_secret_file
 
 DIGEST = bytes(range(32))
 

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from chain.canonical import salt_document
-from chain.merkle import MerkleTree
-from chain.receipt import Receipt
-from chain.signing import generate_private_key, public_key_info
-from chain.verify import (
+from chain.core.canonical import salt_document
+from chain.core.merkle import MerkleTree
+from chain.core.receipt import Receipt
+from chain.core.signing import generate_private_key, public_key_info
+from chain.core.verify import (
     ChainHead,
     CheckName,
     Code,

@@ -20,7 +20,7 @@ PATH = REPO_ROOT / "tests" / "vectors" / "merkle-bytes32.json"
 SIZES = (*range(1, 10), 16, 33)
 
 DESCRIPTION = (
-    "Known-answer vectors for chain.merkle, produced by @openzeppelin/merkle-tree "
+    "Known-answer vectors for chain.core.merkle, produced by @openzeppelin/merkle-tree "
     "StandardMerkleTree.of(digests.map(d => [d]), ['bytes32']) via scripts/lib/oz-merkle.js, written by "
     "`.venv/bin/python -m tests.vectors.generate_merkle_bytes32`. For each size n, digest i (0 <= i < n) "
     "is sha256(b'finvault-merkle-vector-%d' % i), in value order. 'root' is tree.root; 'proofs[i]' is "

@@ -8,7 +8,7 @@ hundreds of thousands of events, and the contract suite checks these values agai
 
 from __future__ import annotations
 
-from chain.hashing import keccak256
+from chain.core.hashing import keccak256
 
 ANCHOR_DOMAIN = 1
 REVOCATION_DOMAIN = 2

@@ -19,12 +19,12 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal, Protocol
 
-from chain.canonical import DisclosureMismatch, DocumentError, recompute_digest
-from chain.contract import to_bytes32
-from chain.hashing import keccak256
-from chain.merkle import leaf_hash, process_proof
-from chain.receipt import Receipt, ReceiptError, parse_receipt
-from chain.signing import KeyAlgorithm, PublicKeyInfo, SigningError, verify_digest
+from chain.core.canonical import DisclosureMismatch, DocumentError, recompute_digest
+from chain.core.encoding import to_bytes32
+from chain.core.hashing import keccak256
+from chain.core.merkle import leaf_hash, process_proof
+from chain.core.receipt import Receipt, ReceiptError, parse_receipt
+from chain.core.signing import KeyAlgorithm, PublicKeyInfo, SigningError, verify_digest
 
 
 class Status(StrEnum):

@@ -17,8 +17,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
-from chain.errors import FinVaultError, KeystoreError
-from chain.hashing import keccak256
+from chain.core.errors import FinVaultError, KeystoreError
+from chain.core.hashing import keccak256
 
 PrivateKey = ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey
 PublicKey = ed25519.Ed25519PublicKey | rsa.RSAPublicKey

@@ -11,11 +11,11 @@ import base64
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from chain.canonical import SaltedDocument
-from chain.contract import hex0x
-from chain.merkle import MerkleTree, leaf_hash
-from chain.receipt import Anchor, Proof, Receipt, Signature, build_receipt
-from chain.signing import PrivateKey, public_key_info, sign_digest
+from chain.core.canonical import SaltedDocument
+from chain.core.encoding import hex0x
+from chain.core.merkle import MerkleTree, leaf_hash
+from chain.core.receipt import Anchor, Proof, Receipt, Signature, build_receipt
+from chain.core.signing import PrivateKey, public_key_info, sign_digest
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 One self-contained JSON file per certificate, which a holder can hand to any node or check with
 the CLI. Parsing is strict: unknown fields, wrong types, non-lowercase hex or malformed base64 are
 :class:`ReceiptError` naming the offending field (``signature.value``, ``proof.path.3``...).
-Whether the contents are *true* (digest, signature, proof, anchor) is for :mod:`chain.verify`.
+Whether the contents are *true* (digest, signature, proof, anchor) is for :mod:`chain.core.verify`.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 
-from chain.canonical import MAX_SAFE_INTEGER, DocumentError, SaltedDocument, loads_strict
-from chain.errors import FinVaultError
+from chain.core.canonical import MAX_SAFE_INTEGER, DocumentError, SaltedDocument, loads_strict
+from chain.core.errors import FinVaultError
 
 RECEIPT_FORMAT: Literal["finvault-receipt/1"] = "finvault-receipt/1"
 #: A receipt is a credential plus ~1 KiB of evidence; 512 KiB leaves room for large documents.

@@ -27,7 +27,7 @@ from typing import Any
 
 import rfc8785
 
-from chain.errors import FinVaultError
+from chain.core.errors import FinVaultError
 
 DOC_FORMAT = "finvault-doc/1"
 SALT_BYTES = 32

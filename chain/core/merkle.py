@@ -25,7 +25,7 @@ from itertools import islice, pairwise
 
 from sha3 import keccak_256
 
-from chain.hashing import keccak256
+from chain.core.hashing import keccak256
 
 
 class MerkleError(ValueError):
