@@ -38,6 +38,7 @@ from sqlalchemy.exc import OperationalError
 from starlette.routing import Route
 
 from chain.core.canonical import MAX_SAFE_INTEGER
+from chain.core.encoding import iso_utc
 from chain.core.receipt import MAX_RECEIPT_BYTES
 from chain.core.verify import DOCUMENT_CHECKS, Check, Status, Verdict, finality
 from chain.errors import ChainMismatch, ConfigError, FinVaultError, RpcError, RpcUnavailable
@@ -124,10 +125,6 @@ def _package_version() -> str:
         return version("finvault")
     except PackageNotFoundError:
         return "0"
-
-
-def _iso(timestamp: int) -> str:
-    return datetime.fromtimestamp(timestamp, UTC).isoformat().replace("+00:00", "Z")
 
 
 def _json(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
@@ -371,7 +368,7 @@ def create_app(runtime: Runtime, *, static_dir: Path | None = STATIC_DIR) -> Fas
         if problem is not None:
             return refused(problem, state, verdict)
         metrics.verified(verdict.status)
-        return _json(verdict_dict(verdict, _iso_now(now), as_of(state)))
+        return _json(verdict_dict(verdict, iso_utc(now), as_of(state)))
 
     # The hot path skips FastAPI's per-request dependency solving (the endpoint takes only the
     # request): a plain Starlette route, matched first; the APIRoute above documents it.
@@ -404,7 +401,7 @@ def create_app(runtime: Runtime, *, static_dir: Path | None = STATIC_DIR) -> Fas
             problem = runtime.cannot_vouch(state)
             if problem is not None:
                 return refused(problem, state, None)
-        checked_at = _iso_now(now)
+        checked_at = iso_utc(now)
         metrics.count(verdict for verdict, _ in judgements)
         results = [verdict_dict(verdict, checked_at, as_of(state)) for verdict, state in judgements]
         summary = dict(Tally(str(verdict.status) for verdict, _ in judgements))
@@ -427,7 +424,7 @@ def create_app(runtime: Runtime, *, static_dir: Path | None = STATIC_DIR) -> Fas
         confirmations, final, _ = finality(anchor["event"]["block_number"], runtime.head(), runtime.policy)
         return {
             **anchor,
-            "anchored_at": _iso(anchor["timestamp"]),
+            "anchored_at": iso_utc(anchor["timestamp"]),
             "confirmations": confirmations,
             "final": final,
         }
@@ -473,7 +470,7 @@ def create_app(runtime: Runtime, *, static_dir: Path | None = STATIC_DIR) -> Fas
             since_block, after = position.since_block, (position.block_number, position.log_index)
         rows = runtime.view.revocations(after, since_block, limit)
         for row in rows:
-            row["revoked_at"] = _iso(row["timestamp"])
+            row["revoked_at"] = iso_utc(row["timestamp"])
         next_cursor = None
         if len(rows) == limit:
             last = rows[-1]["event"]
@@ -678,10 +675,6 @@ def verdict_dict(verdict: Verdict, checked_at: str, state: dict[str, Any]) -> di
 
 def _check_dict(c: Check) -> dict[str, Any]:
     return {"name": str(c.name), "outcome": c.outcome, "code": c.code and str(c.code), "detail": c.detail}
-
-
-def _iso_now(now: datetime) -> str:
-    return now.isoformat().replace("+00:00", "Z")
 
 
 def _as_receipt(body: Any) -> Any:

@@ -21,9 +21,9 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
+from chain.core.encoding import iso_utc
 from node.shared import SyncSnapshot
 
 #: Seconds a client should wait before asking again, by code: a halt waits for an operator, a
@@ -86,6 +86,6 @@ def as_of(snapshot: SyncSnapshot, now: float | None = None) -> dict[str, Any]:
     return {
         "block_number": snapshot.indexed_block,
         "block_hash": "0x" + snapshot.block_hash.hex(),
-        "block_time": datetime.fromtimestamp(snapshot.block_time, UTC).isoformat().replace("+00:00", "Z"),
+        "block_time": iso_utc(snapshot.block_time),
         "lag_seconds": None if math.isinf(lag) else round(lag, 1),
     }

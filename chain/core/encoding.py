@@ -1,6 +1,9 @@
-"""Bytes and their JSON spelling: 0x-prefixed lowercase hex, 32-byte words."""
+"""Values and their JSON spelling: bytes as 0x-prefixed lowercase hex, 32-byte words, and times
+as ISO 8601 UTC with a ``Z``."""
 
 from __future__ import annotations
+
+from datetime import UTC, datetime
 
 
 def to_bytes32(value: bytes | str) -> bytes:
@@ -14,3 +17,10 @@ def to_bytes32(value: bytes | str) -> bytes:
 def hex0x(value: bytes) -> str:
     """``value`` as FinVault writes bytes in JSON: lowercase hex with a ``0x`` prefix."""
     return "0x" + value.hex()
+
+
+def iso_utc(moment: int | datetime) -> str:
+    """A unix timestamp (block time) or an aware datetime as ISO 8601 UTC: ``2026-12-04T21:20:44Z``."""
+    if isinstance(moment, int):
+        moment = datetime.fromtimestamp(moment, UTC)
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")

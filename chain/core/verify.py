@@ -20,7 +20,7 @@ from enum import StrEnum
 from typing import Any, Literal, Protocol
 
 from chain.core.canonical import DisclosureMismatch, DocumentError, recompute_digest
-from chain.core.encoding import to_bytes32
+from chain.core.encoding import iso_utc, to_bytes32
 from chain.core.hashing import keccak256
 from chain.core.merkle import leaf_hash, process_proof
 from chain.core.receipt import Receipt, ReceiptError, parse_receipt
@@ -248,10 +248,6 @@ class Verdict:
         }
 
 
-def _iso(timestamp: int) -> str:
-    return datetime.fromtimestamp(timestamp, UTC).isoformat().replace("+00:00", "Z")
-
-
 def _parse_time(value: Any) -> datetime:
     if not isinstance(value, str):
         raise ValueError("not a date-time string")
@@ -455,7 +451,7 @@ def _check_signature(
 def _revocation_evidence(scope: Literal["leaf", "root"], fact: RevocationFact) -> RevocationEvidence:
     e = fact.event
     return RevocationEvidence(
-        scope, fact.reason, e.tx_hash, e.block_number, e.block_hash, e.log_index, _iso(fact.timestamp)
+        scope, fact.reason, e.tx_hash, e.block_number, e.block_hash, e.log_index, iso_utc(fact.timestamp)
     )
 
 
@@ -510,7 +506,7 @@ def _check_finality(anchor: AnchorFact, head: ChainHead, policy: Policy, checks:
         e.block_number,
         e.block_hash,
         e.log_index,
-        _iso(anchor.timestamp),
+        iso_utc(anchor.timestamp),
         confirmations,
         final,
     )
