@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chain.contract import ContractAbi, load_artifact
+from chain.errors import FinVaultError
 
 _ABI: ContractAbi = load_artifact().abi
 ZERO32 = bytes(32)
@@ -46,8 +47,10 @@ MIRRORED_TOPICS = (
 )
 
 
-class DecodeError(ValueError):
-    pass
+class DecodeError(FinVaultError, ValueError):
+    """A log whose topics or data do not decode as the registry event it claims to be."""
+
+    code = "log_undecodable"
 
 
 def _words(data: bytes, count: int) -> bytes:

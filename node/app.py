@@ -563,36 +563,18 @@ def create_app(runtime: Runtime, *, static_dir: Path | None = STATIC_DIR) -> Fas
                 raise Unauthorized()
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    # -- HOOK: the web page (node/static/, built separately) ------------------------------------------
-    # Mounted only when the directory exists: index.html answers `/` and `/v/{leaf}` (the link
-    # a receipt's QR code carries); every other file in node/static/ is served under /static/.
+    # The web page, mounted only when node/static/ exists: index.html answers `/` and `/v/{leaf}`
+    # (the link a receipt's QR code carries); every other file there is served under /static/.
     if static_dir is not None and static_dir.is_dir():
         _mount_page(app, static_dir)
     return app
 
 
-# -- web page (node/static/): begin -------------------------------------------------------------------
-#: The page runs only its own files: no inline script or style, nothing from another origin, no framing.
-PAGE_CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
-    "object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-)
-PAGE_HEADERS = {"Content-Security-Policy": PAGE_CSP, "Cache-Control": "no-cache"}
-
-
-class _PageFiles(StaticFiles):
-    """node/static/ under /static/; every file carries the page's policy (index.html is there too)."""
-
-    def file_response(self, *args: Any, **kwargs: Any) -> Response:
-        response = super().file_response(*args, **kwargs)
-        response.headers.update(PAGE_HEADERS)
-        return response
-
-
-#: The page's Content-Security-Policy: its own files only, no inline code, no framing.
+#: The page's Content-Security-Policy: its own files only, no inline code, no framing, and no form
+#: submissions (the page has no form: it verifies with fetch()).
 PAGE_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
-    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    "object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
 
 

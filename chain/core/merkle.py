@@ -25,11 +25,14 @@ from itertools import islice, pairwise
 
 from sha3 import keccak_256
 
+from chain.core.errors import FinVaultError
 from chain.core.hashing import keccak256
 
 
-class MerkleError(ValueError):
-    pass
+class MerkleError(FinVaultError, ValueError):
+    """A digest, proof or tree that does not fit the ``["bytes32"]`` standard Merkle tree."""
+
+    code = "merkle_invalid"
 
 
 def leaf_hash(digest: bytes) -> bytes:
