@@ -87,6 +87,12 @@ class BadRequest(HttpError):
     code, status = "bad_request", 400
 
 
+class InvalidRequest(HttpError):
+    """A request that parses but asks for something impossible (422)."""
+
+    code, status = "invalid_request", 422
+
+
 class Unauthorized(HttpError):
     code, status = "unauthorized", 401
 

@@ -42,6 +42,7 @@ from chain.web import (
     Conflict,
     EdgeFastAPI,
     Forbidden,
+    InvalidRequest,
     NotFound,
     RateLimiter,
     Unauthorized,
@@ -55,7 +56,7 @@ from chain.web import (
     status_for,
     token_digest,
 )
-from issuer.errors import IntakeRejected, NotAnchored, StoreError, UnknownCertificate
+from issuer.errors import IntakeRejected, NotAnchored, StoreError, UnknownApiKey, UnknownCertificate
 from issuer.intake import Accepted, Record, validate
 from issuer.outputs import receipt_stem
 from issuer.revoke import RevocationResult, Revoker, parse_reason, reason_name
@@ -119,7 +120,7 @@ def revoke_api_key(store: Store, key_id: str, *, now: Callable[[], datetime] = u
     with store.transaction() as session:
         key = session.get(ApiKey, key_id)
         if key is None:
-            raise UnknownCertificate(f"no API key {key_id!r}", code="api_key_unknown")
+            raise UnknownApiKey(f"no API key {key_id!r}")
         key.revoked_at = key.revoked_at or now()
 
 
@@ -275,6 +276,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 #: One place where errors become HTTP statuses.
 STATUSES: dict[type[FinVaultError], int] = {
     UnknownCertificate: 404,
+    UnknownApiKey: 404,
     NotAnchored: 409,
     IntakeRejected: 422,
     ConfigError: 422,
@@ -407,7 +409,7 @@ class IssuerApi:
         stored = [r for r in results if isinstance(r, Accepted) and r.line not in refused]
         if not stored:
             reasons = "; ".join(f"#{r.index}: {r.reason}" for r in rejected[:3])
-            raise BadRequest(f"no certificate accepted ({reasons})", code="certificates_rejected", status=422)
+            raise InvalidRequest(f"no certificate accepted ({reasons})", code="certificates_rejected")
         body = IntakeResponse(
             accepted=[
                 AcceptedCertificate(id=r.certificate_id, status="pending", leaf=_leaf(r)) for r in stored
@@ -481,9 +483,7 @@ class IssuerApi:
 
     def revoke(self, request: RevocationRequest) -> JSONResponse:
         if (request.certificate_ids is None) == (request.batch is None):
-            raise BadRequest(
-                "name certificate_ids or batch (one of the two)", code="invalid_request", status=422
-            )
+            raise InvalidRequest("name certificate_ids or batch (one of the two)")
         if self.service is None:
             raise Conflict("this issuer API runs without chain access: it cannot revoke", code="read_only")
         reason = parse_reason(str(request.reason))
@@ -606,9 +606,7 @@ def create_app(
         try:
             records = _RECORDS.validate_python(payload)
         except ValidationError:
-            raise BadRequest(
-                "send a record object or an array of them", code="invalid_request", status=422
-            ) from None
+            raise InvalidRequest("send a record object or an array of them") from None
         fingerprint = f"POST /certificates?strict={strict}"
         return await run_in_threadpool(
             api.idempotent, principal, idempotency_key, fingerprint, raw, lambda: api.submit(records, strict)
@@ -646,7 +644,7 @@ def create_app(
         except ValidationError as exc:
             problem = exc.errors()[0]
             where = ".".join(str(part) for part in problem["loc"]) or "body"
-            raise BadRequest(f"{where}: {problem['msg']}", code="invalid_request", status=422) from None
+            raise InvalidRequest(f"{where}: {problem['msg']}") from None
         return await run_in_threadpool(
             api.idempotent, principal, idempotency_key, "POST /revocations", raw, lambda: api.revoke(parsed)
         )

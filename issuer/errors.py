@@ -45,6 +45,12 @@ class UnknownCertificate(IssuerError, ConfigError):
     code = "certificate_unknown"
 
 
+class UnknownApiKey(IssuerError, ConfigError):
+    """No API key with that id in the issuer's store."""
+
+    code = "api_key_unknown"
+
+
 class NotAnchored(IssuerError):
     """The certificate or batch has not been anchored yet, so it cannot be revoked."""
 

@@ -47,6 +47,7 @@ from chain.web import (
     EdgeFastAPI,
     Forbidden,
     HttpError,
+    InvalidRequest,
     Message,
     NotFound,
     RateLimiter,
@@ -110,10 +111,6 @@ ERROR_STATUSES: Mapping[type[FinVaultError], int] = {
 
 class TooManyReceipts(HttpError):
     code, status = "too_many_receipts", 413
-
-
-class InvalidRequest(HttpError):
-    code, status = "invalid_request", 422
 
 
 #: The 503 a verification gets while the mirror is written without a pause (practically never).
