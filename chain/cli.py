@@ -7,7 +7,6 @@ CLI follows the dependency arrows: ``chain`` knows nothing of ``indexer`` or ``n
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import sys
 from collections.abc import Callable, Iterator
@@ -22,17 +21,9 @@ import click
 import httpx
 
 from chain.contract import load_artifact
-from chain.core.encoding import hex0x
-from chain.core.signing import (
-    encrypt_private_key,
-    generate_private_key,
-    load_public_key,
-    public_key_info,
-)
 from chain.core.verify import Policy, Status, verify
 from chain.devchain import DEV_CHAIN_ID, DevChain, wait_for_shutdown
 from chain.errors import ConfigError, FinVaultError
-from chain.files import write_secret_file
 from chain.networks import NETWORKS
 from chain.registry import RegistryReader, RegistryWriter, deploy_registry
 from chain.rpc import RpcClient, redact_url
@@ -42,10 +33,6 @@ from chain.signer import LocalSigner, Signer, require_dev_chain, write_keystore
 from chain.tx import TxSender
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-SIGNING_KEY_FILE = "signing-key.pem"
-SIGNING_PUBLIC_KEY_FILE = "signing-key.pub.pem"
-SIGNING_KEY_INFO_FILE = "signing-key.json"
 
 
 # -- shared options and context -----------------------------------------------------------------
@@ -227,124 +214,6 @@ def deploy(owner: str | None, as_json: bool, **options: Any) -> None:
 
 
 @click.group()
-def issuer() -> None:
-    """Register issuers (owner) and manage their document-signing keys (issuer)."""
-
-
-@issuer.command("register")
-@click.argument("address")
-@click.option("--name", required=True)
-@click.option("--uri", required=True, help="Where the issuer describes itself (https URL).")
-@registry_option
-@chain_options
-@signer_options
-def issuer_register(address: str, name: str, uri: str, registry: str | None, **options: Any) -> None:
-    """Register ADDRESS as an active issuer (registry owner only)."""
-    chain = session(registry=registry, **options)
-    receipt = chain.registry.register_issuer(normalize_address(address), name, uri)
-    click.echo(
-        f"registered {address.lower()} as {name!r} in block {receipt.block_number} ({receipt.tx_hash})"
-    )
-
-
-@issuer.command("status")
-@click.argument("address")
-@click.option("--active/--inactive", default=None, help="Set the status (owner only); omit to show it.")
-@registry_option
-@chain_options
-@signer_options
-def issuer_status(address: str, active: bool | None, registry: str | None, **options: Any) -> None:
-    """Show or set whether ADDRESS may anchor."""
-    chain = session(registry=registry, **options)
-    address = normalize_address(address)
-    if active is not None:
-        receipt = chain.registry.set_issuer_active(address, active)
-        click.echo(f"{address} {'activated' if active else 'suspended'} in block {receipt.block_number}")
-        return
-    info = chain.reader.issuer_of(address)
-    state = "active" if info.active else "inactive" if info.registered else "not registered"
-    click.echo(f"{address}: {state}" + (f" ({info.name}, {info.uri})" if info.registered else ""))
-
-
-@issuer.command("keygen")
-@click.option(
-    "--algorithm",
-    type=click.Choice(["ed25519", "rsa-2048", "rsa-3072", "rsa-4096"]),
-    default="ed25519",
-    show_default=True,
-)
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
-@click.option("--passphrase-file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-def issuer_keygen(algorithm: str, out_dir: Path, passphrase_file: Path | None) -> None:
-    """Create a passphrase-encrypted document-signing key in OUT."""
-    target = out_dir / SIGNING_KEY_FILE
-    if target.exists():
-        raise ConfigError(f"{target} exists: refusing to overwrite a signing key")
-    passphrase = read_secret(
-        "Signing key passphrase",
-        passphrase_file,
-        os.environ.get("FINVAULT_SIGNING_KEY_PASSPHRASE"),
-        confirm=True,
-    )
-    key = generate_private_key(algorithm)  # type: ignore[arg-type]  # click.Choice guarantees it
-    info = public_key_info(key)
-    pem = encrypt_private_key(key, passphrase)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_secret_file(target, pem)
-    public_pem = load_pem_public(info.der)
-    (out_dir / SIGNING_PUBLIC_KEY_FILE).write_bytes(public_pem)
-    (out_dir / SIGNING_KEY_INFO_FILE).write_text(
-        json.dumps(
-            {"keyId": hex0x(info.key_id), "algorithm": info.algorithm.label, "publicKey": hex0x(info.der)},
-            indent=2,
-        )
-        + "\n"
-    )
-    click.echo(f"key id {hex0x(info.key_id)} ({info.algorithm.label}) written to {out_dir}")
-
-
-def load_pem_public(der: bytes) -> bytes:
-    from cryptography.hazmat.primitives import serialization
-
-    public = serialization.load_der_public_key(der)
-    return public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-
-
-def _read_public_key(path: Path) -> bytes:
-    if path.is_dir():
-        path = path / SIGNING_PUBLIC_KEY_FILE
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"cannot read public key {path}: {exc.strerror}") from None
-
-
-@issuer.command("add-key")
-@click.argument("public_key", type=click.Path(exists=True, path_type=Path))
-@registry_option
-@chain_options
-@signer_options
-def issuer_add_key(public_key: Path, registry: str | None, **options: Any) -> None:
-    """Register PUBLIC_KEY (a keygen directory or a public key PEM/DER) for the signing issuer."""
-    info = load_public_key(_read_public_key(public_key))
-    chain = session(registry=registry, **options)
-    receipt = chain.registry.add_key(info.key_id, int(info.algorithm), info.der)
-    click.echo(f"key {hex0x(info.key_id)} ({info.algorithm.label}) added in block {receipt.block_number}")
-
-
-@issuer.command("revoke-key")
-@click.argument("key_id")
-@registry_option
-@chain_options
-@signer_options
-def issuer_revoke_key(key_id: str, registry: str | None, **options: Any) -> None:
-    """Revoke one of the signing issuer's keys from the next block on."""
-    chain = session(registry=registry, **options)
-    receipt = chain.registry.revoke_key(bytes.fromhex(key_id.removeprefix("0x")))
-    click.echo(f"key {key_id.lower()} revoked in block {receipt.block_number}")
-
-
-@click.group()
 def account() -> None:
     """Manage the encrypted keystore of a sending account."""
 
@@ -356,8 +225,9 @@ def account_new(out: Path, password_file: Path | None) -> None:
     """Create a random account in an encrypted keystore file OUT."""
     if out.exists():
         raise ConfigError(f"{out} exists: refusing to overwrite a keystore")
+    stored = load_settings(ChainSettings).keystore_password
     password = read_secret(
-        "Keystore password", password_file, os.environ.get("FINVAULT_KEYSTORE_PASSWORD"), confirm=True
+        "Keystore password", password_file, stored.get_secret_value() if stored else None, confirm=True
     )
     address = write_keystore(out, secrets.token_bytes(32), password)
     click.echo(address)
@@ -522,7 +392,7 @@ def _verdicts_from_node(node_url: str, receipts: tuple[Path, ...]) -> Iterator[t
 
 
 #: What the ``chain`` package contributes to ``finvault`` (see pyproject's entry points).
-commands = [devchain, deploy, issuer, account, verify_command]
+commands = [devchain, deploy, account, verify_command]
 
 
 # -- entry point --------------------------------------------------------------------------------

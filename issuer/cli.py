@@ -19,14 +19,7 @@ from typing import Any, TypeVar
 import click
 from tqdm import tqdm
 
-from chain.cli import (
-    SIGNING_KEY_FILE,
-    chain_options,
-    read_secret,
-    registry_option,
-    session,
-    signer_options,
-)
+from chain.cli import chain_options, read_secret, registry_option, session, signer_options
 from chain.core.receipt import parse_receipt
 from chain.core.signing import PrivateKey, decrypt_private_key
 from chain.devchain import SHUTDOWN_SIGNALS, wait_for_shutdown
@@ -36,6 +29,7 @@ from chain.web import RateLimiter, serve
 from issuer.api import SCOPES, IssuerApi, create_api_key, create_app, list_api_keys, revoke_api_key
 from issuer.errors import IssuerError, UnknownCertificate
 from issuer.intake import InputFormat, read_input
+from issuer.registration import SIGNING_KEY_FILE, issuer_group
 from issuer.revoke import Revoker, parse_reason
 from issuer.scheduler import BatchScheduler
 from issuer.service import IssuerService, ingest
@@ -409,4 +403,4 @@ def issuer_api_key_revoke(key_id: str, db: str | None) -> None:
 
 
 #: What the issuer service contributes to ``finvault``.
-commands = [issue, anchor_command, revoke, issuer_api]
+commands = [issuer_group, issue, anchor_command, revoke, issuer_api]
