@@ -460,15 +460,7 @@ def resync(indexer: Indexer, from_block: int, *, now: int) -> Resync:
             raise ConfigError(f"--from {from_block} is above the mirror's checkpoint ({previous})")
         stored = session.get(BlockRow, base)
         if stored is None:
-            session.add(
-                BlockRow(
-                    number=base,
-                    hash=header.hash,
-                    parent_hash=header.parent_hash,
-                    timestamp=header.timestamp,
-                    event_count=0,
-                )
-            )
+            session.add(BlockRow.without_events(header))
         elif bytes(stored.hash) != header.hash:
             raise ConfigError(f"block {base} itself differs from the chain: resync from an earlier block")
         deleted = sum(

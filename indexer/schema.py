@@ -12,7 +12,7 @@ The same SQLAlchemy code runs on SQLite (the embedded default, WAL mode) and Pos
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     JSON,
@@ -27,6 +27,9 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+if TYPE_CHECKING:
+    from indexer.fetch import Header
 
 #: Bumped with every Alembic migration; the checkpoint records which version wrote the mirror.
 SCHEMA_VERSION = 2
@@ -154,6 +157,17 @@ class BlockRow(Base):
     #: Rolling digest of the mirror's events up to this block (blocks with events only): see
     #: :mod:`indexer.digests`. Two mirrors of one registry agree on it block by block.
     digest: Mapped[bytes | None] = mapped_column(Hash, nullable=True)
+
+    @classmethod
+    def without_events(cls, header: Header) -> BlockRow:
+        """A block kept for its hash alone: a checkpoint, or a fork point no repairable reorg goes below."""
+        return cls(
+            number=header.number,
+            hash=header.hash,
+            parent_hash=header.parent_hash,
+            timestamp=header.timestamp,
+            event_count=0,
+        )
 
 
 class CheckpointRow(Base):

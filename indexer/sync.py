@@ -220,15 +220,7 @@ class Indexer:
             revocation_count=0,
         )
         session.add(checkpoint)
-        session.merge(
-            BlockRow(
-                number=base,
-                hash=header.hash,
-                parent_hash=header.parent_hash,
-                timestamp=header.timestamp,
-                event_count=0,
-            )
-        )
+        session.merge(BlockRow.without_events(header))
         return checkpoint
 
     # -- chain reads ------------------------------------------------------------------------------
@@ -339,15 +331,7 @@ class Indexer:
         final = headers.get(newest_final)
         if final is not None and newest_final > checkpoint.finalized_block:
             if session.get(BlockRow, newest_final) is None:
-                session.add(
-                    BlockRow(
-                        number=newest_final,
-                        hash=final.hash,
-                        parent_hash=final.parent_hash,
-                        timestamp=final.timestamp,
-                        event_count=0,
-                    )
-                )
+                session.add(BlockRow.without_events(final))
             checkpoint.finalized_block = newest_final
         self.status.finalized_block = checkpoint.finalized_block
         return None
