@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/gas.py
 
-The README's gas table comes from this script. ``anchor`` must stay near 60k whatever the batch size.
+The gas table in docs/formats.md comes from this script. ``anchor`` must stay near 60k whatever
+the batch size.
 """
 
 from __future__ import annotations

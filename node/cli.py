@@ -40,7 +40,7 @@ def node(
 
     Prints the node's URL on stdout once it accepts connections, and serves until Ctrl-C or
     SIGTERM. It holds no key and sends no transaction. Everything else is set with FINVAULT_*
-    variables (see the README's "Verification node" section).
+    variables (see docs/api.md).
     """
     settings = load_settings(
         NodeSettings,

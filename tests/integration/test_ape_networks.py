@@ -1,4 +1,4 @@
-"""ape-config.yaml's Polygon networks (ape-polygon) and the README's ape deployment route.
+"""ape-config.yaml's Polygon networks (ape-polygon) and the ape deployment route of docs/usage.md.
 
 ape runs in a subprocess, as a deployer would run it, against a local anvil that calls itself
 chain 80002: ``polygon:amoy:<local URI>`` takes the repo's ``polygon.amoy`` settings without
@@ -26,7 +26,7 @@ from chain.toolchain import REPO_ROOT, node_modules
 APE_TIMEOUT_SECONDS = 300
 UNREACHABLE_PROXY = "http://127.0.0.1:9"
 
-#: The README's route, with two test-only changes: the local URI instead of `polygon:amoy:node`
+#: The route in docs/usage.md, with two test-only changes: the local URI instead of `polygon:amoy:node`
 #: and no confirmations to wait for (anvil mines only when asked).
 DEPLOY = """
 import json, sys
