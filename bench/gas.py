@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import os
 
+from chain.accounts import LocalSigner
 from chain.contract import load_artifact
 from chain.core.merkle import MerkleTree
 from chain.core.signing import generate_private_key, public_key_info
-from chain.devchain import DEV_CHAIN_ID, DevChain
+from chain.dev.devchain import DEV_CHAIN_ID, DevChain
 from chain.registry import RegistryWriter, RevocationReason, deploy_registry
 from chain.rpc import RpcClient
-from chain.signer import LocalSigner
 from chain.tx import TxSender
 
 

@@ -35,9 +35,9 @@ from sqlalchemy import text
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from chain.contract import load_artifact
-from chain.db import make_engine
-from chain.devchain import DEV_CHAIN_ID, DevChain
+from chain.dev.devchain import DEV_CHAIN_ID, DevChain
 from chain.rpc import RetryPolicy, RpcClient
+from chain.service.db import make_engine
 from indexer.db import open_mirror
 from indexer.decode import MIRRORED_TOPICS
 from indexer.sync import Indexer

@@ -20,12 +20,12 @@ from tempfile import TemporaryDirectory
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the test fixtures write the CSVs
 
+from chain.accounts import LocalSigner
 from chain.contract import load_artifact
 from chain.core.signing import generate_private_key, public_key_info
-from chain.devchain import DEV_CHAIN_ID, DevChain
+from chain.dev.devchain import DEV_CHAIN_ID, DevChain
 from chain.registry import RegistryWriter, deploy_registry
 from chain.rpc import RpcClient
-from chain.signer import LocalSigner
 from chain.tx import TxSender
 from issuer.intake import read_input
 from issuer.service import IssuerConfig, IssuerService, ingest

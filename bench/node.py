@@ -44,13 +44,13 @@ from sqlalchemy import func, insert, select
 # tests package: the repo root goes first on the path.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from chain.accounts import LocalSigner
 from chain.contract import load_artifact
 from chain.core.verify import Status, verify
-from chain.devchain import DEV_CHAIN_ID, DevChain
+from chain.dev.devchain import DEV_CHAIN_ID, DevChain
 from chain.registry import RegistryReader, RegistryWriter, deploy_registry
 from chain.rpc import RetryPolicy, RpcClient
 from chain.rpc_facts import RpcFacts
-from chain.signer import LocalSigner
 from chain.tx import TxSender
 from indexer.db import open_mirror
 from indexer.schema import AnchorRow

@@ -25,7 +25,7 @@ from tempfile import TemporaryDirectory
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from chain.contract import load_artifact
-from chain.devchain import DEV_CHAIN_ID, DevChain
+from chain.dev.devchain import DEV_CHAIN_ID, DevChain
 from chain.rpc import RetryPolicy, RpcClient
 from indexer.db import open_mirror
 from indexer.digests import update_digests

@@ -20,16 +20,16 @@ from typing import Any, TypeVar
 import click
 import httpx
 
+from chain.accounts import LocalSigner, Signer, require_dev_chain, write_keystore
 from chain.contract import load_artifact
 from chain.core.verify import Policy, Status, verify
-from chain.devchain import DEV_CHAIN_ID, DevChain, wait_for_shutdown
 from chain.errors import ConfigError, FinVaultError
-from chain.networks import NETWORKS
+from chain.networks import DEV_CHAIN_ID, NETWORKS
 from chain.registry import RegistryReader, RegistryWriter, deploy_registry
 from chain.rpc import RpcClient, redact_url
 from chain.rpc_facts import RpcFacts
-from chain.settings import ChainSettings, load_settings, normalize_address
-from chain.signer import LocalSigner, Signer, require_dev_chain, write_keystore
+from chain.service.settings import ChainSettings, load_settings, normalize_address
+from chain.service.signals import wait_for_shutdown
 from chain.tx import TxSender
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -42,7 +42,7 @@ def chain_options(func: F) -> F:
     """--network/--rpc/--chain-id/--confirmations, read on top of the FINVAULT_* environment.
 
     Every command that reaches the chain takes these, and they all end in
-    :class:`chain.settings.ChainSettings`, which applies the network preset: one place for all.
+    :class:`chain.service.settings.ChainSettings`, which applies the network preset: one place for all.
     """
     for option in reversed(
         [
@@ -186,6 +186,8 @@ def emit(data: dict[str, Any], as_json: bool) -> None:
 @click.option("--block-time", type=float, help="Seconds per block (default: mine on each transaction).")
 def devchain(port: int, chain_id: int, block_time: float | None) -> None:
     """Run a local anvil chain on 127.0.0.1 until Ctrl-C."""
+    from chain.dev.devchain import DevChain  # a development tool: no role loads it at runtime
+
     with DevChain(port=port, chain_id=chain_id, block_time=block_time) as chain:
         click.echo(chain.rpc_url)
         click.echo(f"chain id {chain_id}; dev accounts from anvil's public mnemonic", err=True)

@@ -2,7 +2,7 @@
 
 A preset supplies the chain id, confirmation depths, the EIP-1559 tip floor and a public RPC URL.
 Anything given explicitly (a flag or a ``FINVAULT_*`` variable) wins over the preset; see
-:class:`chain.settings.ChainSettings`. This is the one table of per-chain facts: the tip floor
+:class:`chain.service.settings.ChainSettings`. This is the one table of per-chain facts: the tip floor
 for a bare ``--chain-id 137`` comes from here too.
 
 Why 64 confirmations on Polygon PoS and Amoy
@@ -68,6 +68,8 @@ class NetworkPreset:
 
 #: The network used when none is named: what FinVault did before presets existed.
 DEFAULT_NETWORK = "local"
+#: anvil's chain id, the ``local`` preset's.
+DEV_CHAIN_ID = 31337
 
 #: Polygon PoS validators (Bor) refuse tips below 30 gwei on mainnet and Amoy.
 POLYGON_MIN_PRIORITY_FEE_GWEI = Decimal(30)
@@ -80,7 +82,7 @@ NETWORKS: Mapping[str, NetworkPreset] = MappingProxyType(
         for preset in (
             NetworkPreset(
                 name="local",
-                chain_id=31337,
+                chain_id=DEV_CHAIN_ID,
                 confirmations=1,
                 sync_confirmations=12,
                 min_priority_fee_gwei=Decimal(0),

@@ -21,7 +21,7 @@ from chain.errors import FinVaultError, RpcError, TransactionFailed
 from chain.rpc import RpcClient
 
 if TYPE_CHECKING:  # eth_account is heavy; verification-only processes never sign
-    from chain.signer import Signer
+    from chain.accounts import Signer
 
 GWEI = 10**9
 GAS_HEADROOM = 1.2

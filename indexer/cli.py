@@ -19,7 +19,7 @@ from chain.cli import chain_options, registry_option
 from chain.errors import ConfigError, FinVaultError
 from chain.registry import RegistryReader
 from chain.rpc import RpcClient
-from chain.settings import load_settings
+from chain.service.settings import load_settings
 from indexer.db import open_mirror
 from indexer.digests import block_events, digest_as_of, event_view, first_divergence, update_digests
 from indexer.reconcile import Reconciler, drifts_csv

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Dialect, Engine, Table
 from sqlalchemy.orm import DeclarativeBase, Session
 
-from chain.db import insert_ignore, make_engine, migrate
+from chain.service.db import insert_ignore, make_engine, migrate
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 DEFAULT_MIRROR_URL = "sqlite:///.finvault/mirror.db"
@@ -71,7 +71,7 @@ def _sqlite_insert(table: Table, dialect: Dialect, keys: tuple[str, ...]) -> _Sq
 
 
 def insert_rows(session: Session, model: type[DeclarativeBase], rows: Sequence[Mapping[str, Any]]) -> None:
-    """:func:`chain.db.insert_ignore` for the sync loop's decoded rows (all with the same keys).
+    """:func:`chain.service.db.insert_ignore` for the sync loop's decoded rows (all with the same keys).
 
     On SQLite the rows go in multi-row statements straight to sqlite3. Its ``executemany`` would
     release and re-take the GIL for every row, each time waiting for the log prefetch thread

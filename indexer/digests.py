@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from chain.core.encoding import hex0x
 from chain.core.hashing import keccak256
-from chain.db import BEGIN_MODE
+from chain.service.db import BEGIN_MODE
 from indexer.schema import EVENT_TABLES, BlockRow, EventRow
 
 ZERO = bytes(32)

@@ -32,10 +32,10 @@ from sqlalchemy.orm import Session
 
 from chain.core.accumulators import fold_anchor, fold_revocation, genesis_accumulators
 from chain.core.encoding import hex0x
-from chain.db import BEGIN_MODE
 from chain.errors import ConfigError
 from chain.registry import BlockId, RegistryReader
 from chain.rpc import RpcClient
+from chain.service.db import BEGIN_MODE
 from indexer.decode import MIRRORED_TOPICS, DecodedBatch
 from indexer.digests import block_events, event_view
 from indexer.fetch import AdaptiveRange, LogFetcher, read_headers

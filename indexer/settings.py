@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
 
-from chain.settings import LOCAL, ChainSettings
+from chain.service.settings import LOCAL, ChainSettings
 from indexer.db import DEFAULT_MIRROR_URL
 
 

@@ -30,10 +30,10 @@ from sqlalchemy.orm import Session
 
 from chain.core.accumulators import fold_anchor, fold_revocation, genesis_accumulators
 from chain.core.encoding import hex0x
-from chain.db import BEGIN_MODE
 from chain.errors import ChainMismatch, FinVaultError, RpcError, RpcUnavailable
 from chain.registry import RegistryReader
 from chain.rpc import RpcClient
+from chain.service.db import BEGIN_MODE
 from indexer.db import insert_rows, open_mirror
 from indexer.decode import MIRRORED_TOPICS, DecodedBatch, DecodeError
 from indexer.fetch import AdaptiveRange, Header, LogFetcher, read_headers

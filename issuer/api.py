@@ -10,7 +10,7 @@ timer, ``GET /certificates/{id}`` returns the receipt once the batch is anchored
 - ``Idempotency-Key`` on POSTs: the same key with the same body replays the stored response
   (``Idempotent-Replayed: true``); with another body it is a 409. Keys are kept 24 hours.
 - Errors all have one shape, ``{"error": {"code", "message", "correlation_id"}}`` (see
-  :mod:`chain.web`), and request bodies are capped.
+  :mod:`chain.service.web`), and request bodies are capped.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from sqlalchemy import delete, select
 from chain.core.encoding import hex0x
 from chain.core.merkle import leaf_hash
 from chain.errors import ChainMismatch, ConfigError, FinVaultError, RpcUnavailable, TransactionFailed
-from chain.web import (
+from chain.service.web import (
     BadRequest,
     Conflict,
     EdgeFastAPI,

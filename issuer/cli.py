@@ -22,10 +22,10 @@ from tqdm import tqdm
 from chain.cli import chain_options, read_secret, registry_option, session, signer_options
 from chain.core.receipt import parse_receipt
 from chain.core.signing import PrivateKey, decrypt_private_key
-from chain.devchain import SHUTDOWN_SIGNALS, wait_for_shutdown
 from chain.errors import ConfigError
-from chain.settings import load_settings
-from chain.web import RateLimiter, serve
+from chain.service.settings import load_settings
+from chain.service.signals import SHUTDOWN_SIGNALS, wait_for_shutdown
+from chain.service.web import RateLimiter, serve
 from issuer.api import SCOPES, IssuerApi, create_api_key, create_app, list_api_keys, revoke_api_key
 from issuer.errors import IssuerError, UnknownCertificate
 from issuer.intake import InputFormat, read_input

@@ -20,8 +20,8 @@ from chain.cli import chain_options, read_secret, registry_option, session, sign
 from chain.core.encoding import hex0x
 from chain.core.signing import encrypt_private_key, generate_private_key, load_public_key, public_key_info
 from chain.errors import ConfigError
-from chain.files import write_secret_file
-from chain.settings import load_settings, normalize_address
+from chain.service.files import write_secret_file
+from chain.service.settings import load_settings, normalize_address
 from issuer.settings import IssuerSettings
 
 SIGNING_KEY_FILE = "signing-key.pem"

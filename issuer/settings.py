@@ -1,6 +1,6 @@
 """Issuer settings: one typed object from ``FINVAULT_*`` variables and command-line flags.
 
-Chain access (RPC, registry, sending account) stays in :class:`chain.settings.ChainSettings`;
+Chain access (RPC, registry, sending account) stays in :class:`chain.service.settings.ChainSettings`;
 these are what only the issuer service needs. The database URL may carry a password and is
 treated as a secret in error messages.
 """

@@ -57,7 +57,7 @@ from chain.core.encoding import hex0x, to_bytes32
 from chain.core.issuance import SignedDocument
 from chain.core.merkle import MerkleTree
 from chain.core.receipt import Signature
-from chain.db import BEGIN_MODE, database_url, make_engine, migrate, redact_db_url
+from chain.service.db import BEGIN_MODE, database_url, make_engine, migrate, redact_db_url
 from issuer.errors import StoreError
 from issuer.intake import MAX_ID_LENGTH
 

@@ -5,10 +5,10 @@ Every answer comes from the mirror through the same pure :func:`chain.core.verif
 that is tampered with, revoked, unknown, for another chain or not a receipt at all gets a verdict
 (HTTP 200); a request the node cannot read (wrong content type, broken JSON, too large, too many)
 gets an error, in the one shape ``{"error": {"code", "message", "correlation_id"}}`` of
-:mod:`chain.web`. While the mirror cannot vouch (:mod:`node.health`), verification answers 503
+:mod:`chain.service.web`. While the mirror cannot vouch (:mod:`node.health`), verification answers 503
 with the condition's code, ``Retry-After``, and only the checks that depend on the document alone.
 
-At the edge (:class:`chain.web.EdgeMiddleware`, outermost, so even a 500 carries it): a
+At the edge (:class:`chain.service.web.EdgeMiddleware`, outermost, so even a 500 carries it): a
 correlation id on every response, the body limit, per-client rate limits. CORS is off unless
 origins are listed. ``/metrics`` is for loopback clients, or others with the bearer token.
 """
@@ -42,7 +42,7 @@ from chain.core.encoding import iso_utc
 from chain.core.receipt import MAX_RECEIPT_BYTES
 from chain.core.verify import DOCUMENT_CHECKS, Check, Status, Verdict, finality
 from chain.errors import ChainMismatch, ConfigError, FinVaultError, RpcError, RpcUnavailable
-from chain.web import (
+from chain.service.web import (
     ASGIApp,
     EdgeFastAPI,
     Forbidden,

@@ -30,7 +30,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from chain.rpc import RpcClient
-from chain.web import NotFound, Unauthorized, bearer_token, digest_matches, error_schema
+from chain.service.web import NotFound, Unauthorized, bearer_token, digest_matches, error_schema
 from indexer.digests import block_events, digest_as_of, digests, event_view
 from indexer.reconcile import Reconciler
 from indexer.schema import AuditLogRow, BlockRow, CheckpointRow, ReconciliationRunRow

@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from chain.cli import chain_options, registry_option
-from chain.settings import load_settings
+from chain.service.settings import load_settings
 from node.settings import NodeSettings
 
 

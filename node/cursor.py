@@ -13,7 +13,7 @@ import hmac
 import json
 from dataclasses import dataclass
 
-from chain.web import BadRequest
+from chain.service.web import BadRequest
 
 MAX_CURSOR_LENGTH = 256
 _MAC_BYTES = 16

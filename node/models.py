@@ -11,7 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from chain.core.receipt import Receipt
-from chain.web import error_schema
+from chain.service.web import error_schema
 
 Hex32 = Field(pattern=r"^0x[0-9a-f]{64}$")
 

@@ -29,10 +29,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from chain.core.verify import ChainHead, Policy
-from chain.db import make_engine
 from chain.errors import ChainMismatch, FinVaultError, RpcError, RpcUnavailable
 from chain.registry import RegistryReader
 from chain.rpc import RetryPolicy, RpcClient
+from chain.service.db import make_engine
 from indexer.digests import update_digests
 from indexer.reconcile import accumulator_drifts
 from indexer.schema import AuditLogRow, BlockRow, CheckpointRow

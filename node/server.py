@@ -35,7 +35,7 @@ from pydantic import SecretStr
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from chain.errors import ConfigError, FinVaultError
-from chain.web import GracefulServer
+from chain.service.web import GracefulServer
 from node.app import create_app
 from node.runtime import NodeRuntime
 from node.settings import NodeSettings

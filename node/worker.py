@@ -19,7 +19,7 @@ from typing import Any
 from fastapi import FastAPI
 from pydantic import SecretStr
 
-from chain.files import write_secret_file
+from chain.service.files import write_secret_file
 from node.app import create_app
 from node.runtime import FollowerRuntime
 from node.settings import NodeSettings

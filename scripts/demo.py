@@ -27,18 +27,19 @@ from pathlib import Path
 import click
 import httpx
 
+from chain.accounts import LocalSigner
 from chain.contract import load_artifact
 from chain.core.encoding import hex0x
 from chain.core.signing import encrypt_private_key, generate_private_key, public_key_info
 from chain.core.verify import ChainFacts, Status, verify
-from chain.devchain import DEV_CHAIN_ID, DevChain, free_port, wait_for_shutdown
+from chain.dev.devchain import DEV_CHAIN_ID, DevChain, free_port
 from chain.errors import ConfigError, FinVaultError
-from chain.files import write_secret_file
 from chain.registry import RegistryReader, RegistryWriter, deploy_registry
 from chain.rpc import RpcClient
 from chain.rpc_facts import RpcFacts
-from chain.settings import load_settings
-from chain.signer import LocalSigner
+from chain.service.files import write_secret_file
+from chain.service.settings import load_settings
+from chain.service.signals import wait_for_shutdown
 from chain.tx import TxSender
 from indexer.db import open_mirror
 from indexer.facts import MirrorFacts

@@ -9,7 +9,7 @@
 //
 // Every set is answered in one process, so the Python tests pay node's start-up once.
 // Works from any cwd: the library is loaded from $FINVAULT_NODE_MODULES when set (this is what
-// chain.toolchain.node_modules() honours), otherwise by normal resolution from this file, which
+// chain.dev.toolchain.node_modules() honours), otherwise by normal resolution from this file, which
 // finds the repo's node_modules (and $NODE_PATH).
 'use strict';
 

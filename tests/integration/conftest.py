@@ -22,11 +22,11 @@ from pathlib import Path
 
 import pytest
 
+from chain.accounts import LocalSigner
 from chain.contract import Artifact, load_artifact
-from chain.devchain import DEV_CHAIN_ID, DevChain
+from chain.dev.devchain import DEV_CHAIN_ID, DevChain
 from chain.registry import RegistryWriter, deploy_registry
 from chain.rpc import RpcClient
-from chain.signer import LocalSigner
 from chain.tx import TxSender
 from tests.integration.indexer_fixtures import postgres_database, sqlite_url
 

@@ -28,14 +28,14 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, make_url, select
 from sqlalchemy.pool import NullPool
 
+from chain.accounts import LocalSigner
 from chain.contract import Artifact, ContractAbi
 from chain.core.encoding import hex0x
 from chain.core.merkle import MerkleTree
 from chain.core.signing import generate_private_key, public_key_info
-from chain.devchain import DEV_CHAIN_ID
+from chain.dev.devchain import DEV_CHAIN_ID
 from chain.registry import RegistryReader, RevocationReason, deploy_registry
 from chain.rpc import RetryPolicy, RpcClient
-from chain.signer import LocalSigner
 from chain.tx import TxSender
 from indexer.db import open_mirror
 from indexer.schema import Base, BlockRow, CheckpointRow

@@ -28,11 +28,11 @@ from chain.core.encoding import to_bytes32
 from chain.core.receipt import Receipt, parse_receipt
 from chain.core.signing import PrivateKey, encrypt_private_key, generate_private_key, public_key_info
 from chain.core.verify import Status, verify
-from chain.devchain import DEV_CHAIN_ID
+from chain.dev.devchain import DEV_CHAIN_ID
 from chain.registry import RegistryReader, RegistryWriter
 from chain.rpc import RpcClient
 from chain.rpc_facts import RpcFacts
-from chain.web import GracefulServer
+from chain.service.web import GracefulServer
 from issuer.anchoring import Hook, Step
 from issuer.intake import read_input
 from issuer.service import IssuerConfig, IssuerService, ingest
@@ -170,7 +170,7 @@ class IssuerEnv:
 
 @contextmanager
 def serve_in_thread(app: FastAPI, *, ready_timeout: float = 30.0) -> Iterator[str]:
-    """``app`` under uvicorn (as :func:`chain.web.serve` configures it) on a free loopback port, in a
+    """``app`` under uvicorn (as :func:`chain.service.web.serve` configures it) on a free loopback port, in a
     daemon thread; yields its URL once it accepts connections, and stops it gracefully on exit."""
     sock = bind_socket("127.0.0.1", 0)
     config = uvicorn.Config(

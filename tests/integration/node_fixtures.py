@@ -22,7 +22,7 @@ import httpx
 from chain.core.encoding import hex0x
 from chain.core.receipt import Receipt
 from chain.core.signing import generate_private_key
-from chain.devchain import free_port
+from chain.dev.devchain import free_port
 from chain.registry import RegistryWriter
 from node.server import NodeProcess
 from tests.factories import Batch, make_batch

@@ -19,7 +19,7 @@ from typing import Any, cast
 import pytest
 
 from chain.contract import ARTIFACT_PATH
-from chain.toolchain import (
+from chain.dev.toolchain import (
     COMPILER_SETTINGS,
     CONTRACT_NAME,
     REPO_ROOT,

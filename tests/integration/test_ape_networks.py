@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 
 from chain.contract import ARTIFACT_PATH
-from chain.devchain import DevChain
+from chain.dev.devchain import DevChain
+from chain.dev.toolchain import REPO_ROOT, node_modules
 from chain.networks import NETWORKS
 from chain.registry import RegistryReader
 from chain.rpc import RpcClient
-from chain.toolchain import REPO_ROOT, node_modules
 
 APE_TIMEOUT_SECONDS = 300
 UNREACHABLE_PROXY = "http://127.0.0.1:9"

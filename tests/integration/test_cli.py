@@ -16,9 +16,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from chain.devchain import DevChain, free_port
+from chain.accounts import LocalSigner, write_keystore
+from chain.dev.devchain import DevChain, free_port
 from chain.rpc import RpcClient
-from chain.signer import LocalSigner, write_keystore
 from tests.integration.conftest import FINVAULT, run_finvault
 
 ROOT = Path(__file__).resolve().parents[2]

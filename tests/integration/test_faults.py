@@ -17,11 +17,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from chain.accounts import LocalSigner
 from chain.contract import Artifact
-from chain.devchain import DEV_CHAIN_ID, DevChain
+from chain.dev.devchain import DEV_CHAIN_ID, DevChain
 from chain.registry import RegistryWriter, RevocationReason
 from chain.rpc import RpcClient
-from chain.signer import LocalSigner
 from chain.tx import TxSender
 from issuer.service import IssuerConfig, IssuerService
 from tests.integration.conftest import ISSUER, Deployed

@@ -26,12 +26,12 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from chain.accounts import LocalSigner
 from chain.contract import Artifact
-from chain.devchain import DEV_CHAIN_ID, DevChain
+from chain.dev.devchain import DEV_CHAIN_ID, DevChain
 from chain.registry import deploy_registry
 from chain.rpc import RpcClient
-from chain.settings import load_settings
-from chain.signer import LocalSigner
+from chain.service.settings import load_settings
 from chain.tx import TxSender
 from issuer.api import IssuerApi, create_api_key, create_app
 from issuer.store import Store

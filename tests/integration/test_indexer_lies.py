@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session
 
-from chain.devchain import DEV_CHAIN_ID, DevChain
+from chain.dev.devchain import DEV_CHAIN_ID, DevChain
 from chain.rpc import RpcClient
 from indexer.reconcile import Reconciler
 from indexer.schema import CheckpointRow

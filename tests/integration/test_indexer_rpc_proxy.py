@@ -15,7 +15,7 @@ from dataclasses import replace
 import httpx
 import pytest
 
-from chain.devchain import DevChain
+from chain.dev.devchain import DevChain
 from chain.rpc import RetryPolicy, RpcClient
 from tests.integration.conftest import Deployed
 from tests.integration.indexer_fixtures import ISSUER_A, OWNER, BlockBuilder, digest, manual_mining

@@ -26,11 +26,11 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import ProgrammingError
 
 from chain.contract import Artifact
-from chain.db import make_engine
-from chain.devchain import DEV_CHAIN_ID, DevChain
+from chain.dev.devchain import DEV_CHAIN_ID, DevChain
 from chain.registry import RegistryReader
 from chain.rpc import RpcClient
 from chain.rpc_facts import RpcFacts
+from chain.service.db import make_engine
 from indexer.facts import MirrorFacts
 from indexer.fetch import AdaptiveRange
 from indexer.schema import SCHEMA_VERSION, CheckpointRow

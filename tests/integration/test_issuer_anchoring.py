@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from chain.accounts import LocalSigner
 from chain.core.encoding import to_bytes32
 from chain.core.signing import decrypt_private_key
-from chain.devchain import DEV_CHAIN_ID, DevChain
+from chain.dev.devchain import DEV_CHAIN_ID, DevChain
 from chain.errors import TransactionFailed
 from chain.registry import RegistryWriter
 from chain.rpc import RpcClient
-from chain.signer import LocalSigner
 from chain.tx import TransactionTimeout, TxSender
 from issuer.anchoring import Step, bump_fee
 from issuer.errors import AnchorConflict

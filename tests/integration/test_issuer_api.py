@@ -24,7 +24,7 @@ import pytest
 
 from chain.core.receipt import parse_receipt
 from chain.core.verify import Status, verify
-from chain.devchain import DevChain, free_port
+from chain.dev.devchain import DevChain, free_port
 from chain.rpc import RpcClient
 from issuer.api import create_api_key
 from issuer.webhooks import SIGNATURE_HEADER, verify_signature

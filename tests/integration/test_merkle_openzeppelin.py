@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from chain.core.merkle import MerkleTree, leaf_hash
-from chain.toolchain import REPO_ROOT, node_binary, node_modules
+from chain.dev.toolchain import REPO_ROOT, node_binary, node_modules
 
 OZ_SCRIPT = REPO_ROOT / "scripts" / "lib" / "oz-merkle.js"
 SIZES = (1, 2, 3, 7, 8, 9, 100, 1000)

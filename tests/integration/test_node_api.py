@@ -18,7 +18,7 @@ import pytest
 
 from chain.core.encoding import hex0x
 from chain.core.verify import CheckName
-from chain.devchain import DevChain
+from chain.dev.devchain import DevChain
 from chain.registry import RegistryWriter, RevocationReason, deploy_registry
 from chain.rpc import RpcClient
 from node.server import NodeProcess
@@ -377,9 +377,9 @@ def test_rate_limit_applies_to_loopback_when_configured(
 
 
 def test_ready_fails_when_the_rpc_goes_away(tmp_path: Path) -> None:
+    from chain.accounts import LocalSigner
     from chain.contract import load_artifact
     from chain.registry import deploy_registry
-    from chain.signer import LocalSigner
     from chain.tx import TxSender
 
     env = {

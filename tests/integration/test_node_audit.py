@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from chain.devchain import DevChain
+from chain.dev.devchain import DevChain
 from chain.registry import RevocationReason
 from chain.rpc import RpcClient
 from tests.integration.conftest import Deployed

@@ -18,7 +18,7 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
-from chain.devchain import DevChain, free_port
+from chain.dev.devchain import DevChain, free_port
 from chain.registry import RevocationReason
 from chain.rpc import RpcClient
 from tests.integration.conftest import FINVAULT, Deployed, run_finvault

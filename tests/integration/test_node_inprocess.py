@@ -15,8 +15,8 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from chain.devchain import DevChain
-from chain.settings import load_settings
+from chain.dev.devchain import DevChain
+from chain.service.settings import load_settings
 from node.app import create_app
 from node.runtime import NodeRuntime
 from node.server import start_node_thread

@@ -20,7 +20,7 @@ from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_play
 
 from chain.core.receipt import Receipt, build_receipt
 from chain.core.verify import CheckName
-from chain.devchain import DevChain
+from chain.dev.devchain import DevChain
 from chain.registry import RevocationReason
 from chain.rpc import RpcClient
 from node.server import NodeProcess

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from chain.devchain import DevChain
+from chain.dev.devchain import DevChain
 from chain.registry import RevocationReason
 from chain.rpc import RpcClient
 from node.server import NodeProcess

@@ -17,7 +17,7 @@ import httpx
 from sqlalchemy import create_engine, delete, select, update
 from sqlalchemy.pool import NullPool
 
-from chain.devchain import DevChain
+from chain.dev.devchain import DevChain
 from chain.rpc import RpcClient
 from indexer.schema import AnchorRow
 from tests.integration.conftest import Deployed, on_both_backends, run_finvault

@@ -15,9 +15,9 @@ from alembic.migration import MigrationContext
 from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session
 
-from chain.db import BEGIN_MODE
-from chain.devchain import DEV_CHAIN_ID
+from chain.dev.devchain import DEV_CHAIN_ID
 from chain.rpc import RpcClient
+from chain.service.db import BEGIN_MODE
 from indexer.db import open_mirror
 from indexer.digests import digest_as_of, update_digests
 from indexer.reconcile import Reconciler, resync

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import create_engine, delete, func, insert, select, update
 
 from chain.contract import Artifact
-from chain.devchain import DevChain
+from chain.dev.devchain import DevChain
 from chain.rpc import RpcClient
 from indexer.schema import Base
 from tests.integration.conftest import MirrorBackend, on_both_backends

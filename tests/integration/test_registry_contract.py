@@ -34,7 +34,7 @@ from chain.contract import Artifact, ContractAbi
 from chain.core import accumulators
 from chain.core.merkle import MerkleTree, leaf_hash
 from chain.core.signing import PublicKeyInfo, generate_private_key, public_key_info
-from chain.devchain import DEV_CHAIN_ID
+from chain.dev.devchain import DEV_CHAIN_ID
 from chain.errors import TransactionFailed
 from chain.registry import (
     RegistryReader,

@@ -41,7 +41,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from eth_account import Account
 
 from chain.core.signing import decrypt_private_key
-from chain.devchain import DevChain, free_port
+from chain.dev.devchain import DevChain, free_port
 from chain.rpc import RpcClient, redact_url
 from issuer.api import create_api_key
 from issuer.store import Store

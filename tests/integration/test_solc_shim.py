@@ -9,7 +9,7 @@ import pytest
 import solcx
 from packaging.version import Version
 
-from chain.toolchain import REPO_ROOT, solc_version, write_solc_launcher
+from chain.dev.toolchain import REPO_ROOT, solc_version, write_solc_launcher
 
 SOURCE = """
 // SPDX-License-Identifier: MIT

@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
+from chain.accounts import LocalSigner
 from chain.contract import Artifact
-from chain.devchain import DEV_CHAIN_ID
+from chain.dev.devchain import DEV_CHAIN_ID
 from chain.errors import TransactionFailed
 from chain.registry import RegistryWriter
 from chain.rpc import RpcClient
-from chain.signer import LocalSigner
 from chain.tx import GWEI, FeePolicy, TransactionTimeout, TxSender
 from tests.integration.conftest import Deployed
 

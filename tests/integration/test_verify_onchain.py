@@ -16,7 +16,7 @@ from chain.core.encoding import hex0x
 from chain.core.receipt import Receipt
 from chain.core.signing import generate_private_key
 from chain.core.verify import CheckName, Code, Policy, Status, verify
-from chain.devchain import DevChain
+from chain.dev.devchain import DevChain
 from chain.registry import RevocationReason
 from chain.rpc import RpcClient
 from chain.rpc_facts import RpcFacts

@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
+from chain.accounts import LocalSigner
 from chain.contract import Artifact
-from chain.devchain import DEV_CHAIN_ID
+from chain.dev.devchain import DEV_CHAIN_ID
 from chain.registry import RegistryWriter, deploy_registry
 from chain.rpc import RpcClient
-from chain.signer import LocalSigner
 from chain.tx import TxSender
 from node.server import NodeProcess
 

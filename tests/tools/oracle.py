@@ -45,9 +45,10 @@ import httpx
 from sqlalchemy import create_engine, delete, select, update
 from sqlalchemy.pool import NullPool
 
+from chain.accounts import LocalSigner
 from chain.contract import Artifact, load_artifact
 from chain.core.receipt import Receipt
-from chain.devchain import DEV_CHAIN_ID, DevChain
+from chain.dev.devchain import DEV_CHAIN_ID, DevChain
 from chain.errors import FinVaultError
 from chain.registry import (
     RegistryReader,
@@ -56,8 +57,7 @@ from chain.registry import (
     leaf_revocation_id,
 )
 from chain.rpc import RetryPolicy, RpcClient
-from chain.settings import load_settings
-from chain.signer import LocalSigner
+from chain.service.settings import load_settings
 from chain.tx import TxSender
 from indexer.reconcile import resync
 from indexer.schema import AnchorRow

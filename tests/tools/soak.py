@@ -44,12 +44,12 @@ from typing import Any
 
 import httpx
 
+from chain.accounts import LocalSigner
 from chain.contract import Artifact, load_artifact
-from chain.db import make_engine
-from chain.devchain import DEV_CHAIN_ID, DevChain
+from chain.dev.devchain import DEV_CHAIN_ID, DevChain
 from chain.registry import RegistryWriter, RevocationReason
 from chain.rpc import RetryPolicy, RpcClient
-from chain.signer import LocalSigner
+from chain.service.db import make_engine
 from indexer.reconcile import Reconciler
 from tests.integration.node_fixtures import FINALITY_DEPTH, issue
 from tests.tools.devnet import ISSUER, OWNER, deploy, node_process, writer

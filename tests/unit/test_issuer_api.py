@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from chain.web import RateLimiter, Unauthorized, token_digest
+from chain.service.web import RateLimiter, Unauthorized, token_digest
 from issuer.api import (
     IssuerApi,
     authenticate,

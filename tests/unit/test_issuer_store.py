@@ -13,10 +13,10 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.schema import CreateIndex, CreateTable
 
-import chain.db
+import chain.service.db
 from chain.core.canonical import recompute_digest
 from chain.core.merkle import leaf_hash
-from chain.db import database_url
+from chain.service.db import database_url
 from issuer import service
 from issuer.errors import IntakeRejected, StoreError
 from issuer.intake import read_input
@@ -151,7 +151,7 @@ def test_pending_count_and_batches_on_an_empty_store(store: Store) -> None:
 def test_writers_take_the_lock_up_front_and_readers_never_wait(
     store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(chain.db, "SQLITE_BUSY_TIMEOUT", 0.1)
+    monkeypatch.setattr(chain.service.db, "SQLITE_BUSY_TIMEOUT", 0.1)
     other = Store.open(str(tmp_path / "nested" / "issuer.db"))
     with store.transaction() as first:
         first.execute(select(1))  # BEGIN IMMEDIATE: the write lock, before anything is written

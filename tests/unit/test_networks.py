@@ -20,7 +20,7 @@ import pytest
 from chain.cli import build_cli, main
 from chain.errors import ConfigError
 from chain.networks import DEFAULT_NETWORK, NETWORKS, network_for_chain_id
-from chain.settings import ChainSettings, load_settings
+from chain.service.settings import ChainSettings, load_settings
 from chain.tx import GWEI
 from indexer.settings import IndexerSettings
 from node.settings import NodeSettings

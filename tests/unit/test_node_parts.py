@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from chain.core.verify import RevocationFact, verify
 from chain.errors import ConfigError
 from chain.registry import RevocationReason
-from chain.settings import load_settings
+from chain.service.settings import load_settings
 from node.app import verdict_dict
 from node.cursor import InvalidCursor, Position, decode_cursor, encode_cursor
 from node.health import RETRY_AFTER, as_of, cannot_vouch

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
+from chain.accounts import require_dev_chain
 from chain.errors import ConfigError
-from chain.settings import ChainSettings, load_settings
-from chain.signer import require_dev_chain
+from chain.service.settings import ChainSettings, load_settings
 from chain.tx import GWEI
 
 

@@ -20,7 +20,7 @@ from chain.core.signing import (
     verify_digest,
 )
 from chain.errors import KeystoreError
-from chain.files import write_secret_file
+from chain.service.files import write_secret_file
 
 DIGEST = bytes(range(32))
 

@@ -13,7 +13,7 @@ import hashlib
 import json
 from typing import Any
 
-from chain.toolchain import REPO_ROOT
+from chain.dev.toolchain import REPO_ROOT
 from tests.integration.test_merkle_openzeppelin import run_oz
 
 PATH = REPO_ROOT / "tests" / "vectors" / "merkle-bytes32.json"

@@ -19,12 +19,14 @@ from types import TracebackType
 
 import httpx
 
+from chain.dev.toolchain import anvil_binary
 from chain.errors import ToolchainError
-from chain.toolchain import anvil_binary
+from chain.networks import DEV_CHAIN_ID
+from chain.service.signals import SHUTDOWN_SIGNALS
 
-DEV_CHAIN_ID = 31337
+__all__ = ["DEV_CHAIN_ID", "DevChain", "free_port"]
+
 _PR_SET_PDEATHSIG = 1
-SHUTDOWN_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -38,15 +40,6 @@ def _child_setup() -> None:
     signal.pthread_sigmask(signal.SIG_UNBLOCK, SHUTDOWN_SIGNALS)
     with contextlib.suppress(OSError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-def wait_for_shutdown() -> signal.Signals:
-    """Blocks until SIGINT or SIGTERM arrives, then lets the caller's cleanup run."""
-    signal.pthread_sigmask(signal.SIG_BLOCK, SHUTDOWN_SIGNALS)
-    try:
-        return signal.Signals(signal.sigwait(SHUTDOWN_SIGNALS))
-    finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, SHUTDOWN_SIGNALS)
 
 
 class DevChain:

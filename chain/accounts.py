@@ -14,7 +14,7 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
 from chain.errors import ConfigError, KeystoreError
-from chain.files import write_secret_file
+from chain.service.files import write_secret_file
 
 #: anvil's well-known development mnemonic. Its keys are public: never use them on a real network.
 DEV_MNEMONIC = "test test test test test test test test test test test junk"

@@ -19,7 +19,7 @@ from typing import Any
 from chain.contract import ARTIFACT_PATH
 from chain.errors import ToolchainError
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 CONTRACT_SOURCE = "contracts/FinVaultRegistry.sol"
 CONTRACT_NAME = "FinVaultRegistry"
 SHIM_PATH = REPO_ROOT / "scripts" / "lib" / "solc-shim.js"
@@ -76,7 +76,7 @@ def write_solc_launcher() -> Path:
     launcher = directory / f"solc-v{solc_version()}"
     script = (
         "#!/bin/sh\n"
-        "# solc-js behind a native solc CLI; written by `python -m chain.toolchain install-solc`.\n"
+        "# solc-js behind a native solc CLI; written by `python -m chain.dev.toolchain install-solc`.\n"
         f'NODE_PATH="{node_modules()}" exec "{node_binary()}" "{SHIM_PATH}" "$@"\n'
     )
     if not launcher.exists() or launcher.read_text() != script:
@@ -124,7 +124,7 @@ def write_artifact(artifact: dict[str, Any], path: Path = ARTIFACT_PATH) -> None
 
 
 def main(argv: list[str]) -> int:
-    """``python -m chain.toolchain install-solc | compile [--check]`` (used by scripts/setup)."""
+    """``python -m chain.dev.toolchain install-solc | compile [--check]`` (used by scripts/setup)."""
     command = argv[0] if argv else ""
     if command == "install-solc":
         print(write_solc_launcher())
@@ -134,14 +134,14 @@ def main(argv: list[str]) -> int:
         if "--check" in argv[1:]:
             committed = json.loads(ARTIFACT_PATH.read_text())
             if committed != artifact:
-                print(f"{ARTIFACT_PATH} is stale: run python -m chain.toolchain compile", file=sys.stderr)
+                print(f"{ARTIFACT_PATH} is stale: run python -m chain.dev.toolchain compile", file=sys.stderr)
                 return 1
             print(f"{ARTIFACT_PATH} matches {CONTRACT_SOURCE}")
             return 0
         write_artifact(artifact)
         print(f"wrote {ARTIFACT_PATH}")
         return 0
-    print("usage: python -m chain.toolchain install-solc | compile [--check]", file=sys.stderr)
+    print("usage: python -m chain.dev.toolchain install-solc | compile [--check]", file=sys.stderr)
     return 2
 
 

@@ -1,0 +1,1 @@
+"""Shared service plumbing for the roles: database engine, HTTP app base, settings base, files."""
