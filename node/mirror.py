@@ -8,8 +8,8 @@ generation. A verification reads the state, then its facts, then the state again
 if both readings show the same generation and no write: then every fact it used belongs to the
 mirror state it reports (``as_of``), and no verdict mixes facts from before and after a write.
 
-Lookups go through SQLAlchemy Core by unique keys (root, ``(root, leaf)``, address, key id), on
-the same code for SQLite and PostgreSQL.
+The queries themselves, and the rule for whether an issuer is active, are the indexer's one
+mirror reader (:mod:`indexer.reader`); this module adds the cache and the consistency check.
 """
 
 from __future__ import annotations
@@ -22,15 +22,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, bindparam, func, or_, select
+from sqlalchemy import Connection, Engine
 
 from chain.core.accumulators import NO_LEAF
-from chain.core.encoding import hex0x
-from chain.core.signing import KeyAlgorithm
 from chain.core.verify import (
     AnchorFact,
     ChainHead,
-    EventRef,
     IssuerFact,
     KeyFact,
     Policy,
@@ -39,15 +36,7 @@ from chain.core.verify import (
     verify,
 )
 from chain.errors import FinVaultError
-from indexer.schema import (
-    AnchorRow,
-    CheckpointRow,
-    IssuerRow,
-    IssuerStatusRow,
-    KeyRevocationRow,
-    KeyRow,
-    RevocationRow,
-)
+from indexer import reader
 from node.shared import SyncSnapshot
 
 #: Entries per cache before it is emptied (bounded memory; a refill costs one query an entry).
@@ -63,37 +52,6 @@ PRELOAD_REVOCATIONS = 64
 #: Preloaded revoked leaves, across roots, before that cache is emptied (bounded memory).
 PRELOAD_BUDGET = 100_000
 
-_anchors = AnchorRow.__table__
-_revocations = RevocationRow.__table__
-_issuers = IssuerRow.__table__
-_issuer_status = IssuerStatusRow.__table__
-_keys = KeyRow.__table__
-_key_revocations = KeyRevocationRow.__table__
-_checkpoint = CheckpointRow.__table__
-
-_EVENT = ("tx_hash", "block_number", "block_hash", "log_index")
-ANCHOR_BY_ROOT = select(
-    _anchors.c.count.label("size"),  # `Row.count` is tuple.count
-    *(_anchors.c[name] for name in ("root", "issuer", "timestamp", "manifest_uri", *_EVENT)),
-).where(_anchors.c.root == bindparam("root"))
-REVOCATION_BY_KEY = select(*(_revocations.c[name] for name in ("reason", "timestamp", *_EVENT))).where(
-    _revocations.c.root == bindparam("root"), _revocations.c.leaf == bindparam("leaf")
-)
-REVOKED_LEAVES_OF_ROOT = (
-    select(_revocations.c.leaf).where(_revocations.c.root == bindparam("root")).limit(PRELOAD_REVOCATIONS + 1)
-)
-ISSUER_BY_ADDRESS = select(_issuers).where(_issuers.c.address == bindparam("address"))
-ISSUER_LATEST_STATUS = (
-    select(_issuer_status.c.active)
-    .where(_issuer_status.c.address == bindparam("address"))
-    .order_by(_issuer_status.c.block_number.desc(), _issuer_status.c.log_index.desc())
-    .limit(1)
-)
-KEY_BY_ID = select(_keys).where(_keys.c.key_id == bindparam("key_id"))
-KEY_REVOKED_BLOCK = select(_key_revocations.c.block_number).where(
-    _key_revocations.c.key_id == bindparam("key_id")
-)
-
 
 class MirrorBusy(FinVaultError):
     """No consistent reading of the mirror in :data:`CONSISTENCY_RETRIES` tries: it is being
@@ -105,14 +63,6 @@ class MirrorBusy(FinVaultError):
 def head_of(snapshot: SyncSnapshot) -> ChainHead:
     """The chain as the sync loop last saw it: what verification judges finality against."""
     return ChainHead(max(snapshot.head, snapshot.indexed_block), snapshot.finalized_block)
-
-
-def _ref(row: Any) -> EventRef:
-    return EventRef(hex0x(row.tx_hash), row.block_number, hex0x(row.block_hash), row.log_index)
-
-
-def _address_bytes(address: str) -> bytes:
-    return bytes.fromhex(address.removeprefix("0x"))
 
 
 @dataclass
@@ -156,12 +106,7 @@ class _SnapshotFacts:
         cached = self._cache.anchors.get(root, False)
         if cached is not False:
             return cached  # type: ignore[return-value]  # False only marks a miss
-        row = self._connection().execute(ANCHOR_BY_ROOT, {"root": root}).first()
-        fact = (
-            None
-            if row is None
-            else AnchorFact(row.root, hex0x(row.issuer), row.size, row.timestamp, _ref(row))
-        )
+        fact = reader.anchor_fact(self._connection(), root)
         _remember(self._cache.anchors, root, fact)
         return fact
 
@@ -173,8 +118,7 @@ class _SnapshotFacts:
         revoked = self._revoked_leaves(root)
         if revoked is not None and key[1] not in revoked:
             return None
-        row = self._connection().execute(REVOCATION_BY_KEY, {"root": key[0], "leaf": key[1]}).first()
-        fact = None if row is None else RevocationFact(row.reason, row.timestamp, _ref(row))
+        fact = reader.revocation_fact(self._connection(), *key)
         _remember(self._cache.revocations, key, fact)
         return fact
 
@@ -183,7 +127,7 @@ class _SnapshotFacts:
         leaves = cache.revoked_leaves.get(root, False)
         if leaves is not False:
             return leaves  # type: ignore[return-value]  # False only marks a miss
-        found = self._connection().execute(REVOKED_LEAVES_OF_ROOT, {"root": root}).scalars().all()
+        found = reader.revoked_leaves(self._connection(), root, PRELOAD_REVOCATIONS + 1)
         leaves = frozenset(found) if len(found) <= PRELOAD_REVOCATIONS else None
         if cache.preloaded + len(found) > PRELOAD_BUDGET or len(cache.revoked_leaves) >= CACHE_ENTRIES:
             cache.revoked_leaves.clear()
@@ -197,7 +141,7 @@ class _SnapshotFacts:
         cached = self._cache.issuers.get(address, False)
         if cached is not False:
             return cached  # type: ignore[return-value]
-        fact = self._view.read_issuer(self._connection(), address)
+        fact = reader.issuer_fact(self._connection(), address)
         _remember(self._cache.issuers, address, fact)
         return fact
 
@@ -205,19 +149,7 @@ class _SnapshotFacts:
         cached = self._cache.keys.get(key_id, False)
         if cached is not False:
             return cached  # type: ignore[return-value]
-        connection = self._connection()
-        row = connection.execute(KEY_BY_ID, {"key_id": key_id}).first()
-        fact = None
-        if row is not None:
-            revoked = connection.execute(KEY_REVOKED_BLOCK, {"key_id": key_id}).scalar()
-            fact = KeyFact(
-                row.key_id,
-                hex0x(row.issuer),
-                KeyAlgorithm(row.algorithm),
-                row.public_key,
-                row.block_number,
-                revoked,
-            )
+        fact = reader.key_fact(self._connection(), key_id)
         _remember(self._cache.keys, key_id, fact)
         return fact
 
@@ -287,133 +219,24 @@ class MirrorView:
 
     # -- listings -------------------------------------------------------------------------------------
 
-    def read_issuer(self, connection: Connection, address: str) -> IssuerFact | None:
-        raw = _address_bytes(address)
-        row = connection.execute(ISSUER_BY_ADDRESS, {"address": raw}).first()
-        if row is None:
-            return None
-        latest = connection.execute(ISSUER_LATEST_STATUS, {"address": raw}).scalar()
-        return IssuerFact(hex0x(raw), row.name, row.uri, True if latest is None else bool(latest))
-
     def anchor(self, root: bytes) -> dict[str, Any] | None:
-        """An anchor with its manifest URI and event coordinates, or None."""
+        """See :func:`indexer.reader.anchor_record`."""
         with self.engine.connect() as connection:
-            row = connection.execute(ANCHOR_BY_ROOT, {"root": root}).first()
-            if row is None:
-                return None
-            revoked = connection.execute(REVOCATION_BY_KEY, {"root": root, "leaf": NO_LEAF}).first()
-        return {
-            "root": hex0x(row.root),
-            "issuer": hex0x(row.issuer),
-            "count": row.size,
-            "timestamp": row.timestamp,
-            "manifest_uri": row.manifest_uri,
-            "event": _event_dict(row),
-            "revocation": None
-            if revoked is None
-            else {"reason": revoked.reason, "timestamp": revoked.timestamp, "event": _event_dict(revoked)},
-        }
+            return reader.anchor_record(connection, root)
 
     def issuers(self, address: str | None = None) -> list[dict[str, Any]]:
-        """Issuers (all, or the one at ``address``) with their status and keys, in registration order."""
-        query = select(_issuers).order_by(_issuers.c.block_number, _issuers.c.log_index)
-        if address is not None:
-            query = query.where(_issuers.c.address == _address_bytes(address))
+        """See :func:`indexer.reader.issuer_records`."""
         with self.engine.connect() as connection:
-            rows = connection.execute(query).all()
-            if not rows:
-                return []
-            wanted = [row.address for row in rows]
-            statuses: dict[bytes, bool] = {}
-            status_query = (
-                select(_issuer_status.c.address, _issuer_status.c.active)
-                .where(_issuer_status.c.address.in_(wanted))
-                .order_by(_issuer_status.c.block_number, _issuer_status.c.log_index)
-            )
-            for status in connection.execute(status_query):
-                statuses[status.address] = bool(status.active)  # the newest wins
-            keys: dict[bytes, list[dict[str, Any]]] = {raw: [] for raw in wanted}
-            key_query = (
-                select(_keys, _key_revocations.c.block_number.label("revoked_block"))
-                .outerjoin(_key_revocations, _key_revocations.c.key_id == _keys.c.key_id)
-                .where(_keys.c.issuer.in_(wanted))
-                .order_by(_keys.c.block_number, _keys.c.log_index)
-            )
-            for key in connection.execute(key_query):
-                keys[key.issuer].append(
-                    {
-                        "key_id": hex0x(key.key_id),
-                        "algorithm": KeyAlgorithm(key.algorithm).label,
-                        "public_key": hex0x(key.public_key),
-                        "added_block": key.block_number,
-                        "revoked_block": key.revoked_block,
-                        "active": key.revoked_block is None,
-                    }
-                )
-        return [
-            {
-                "address": hex0x(row.address),
-                "name": row.name,
-                "uri": row.uri,
-                "active": statuses.get(row.address, True),
-                "registered": _event_dict(row),
-                "keys": keys[row.address],
-            }
-            for row in rows
-        ]
+            return reader.issuer_records(connection, address)
 
     def revocations(
         self, after: tuple[int, int] | None, since_block: int, limit: int
     ) -> list[dict[str, Any]]:
-        """Revocations from ``since_block`` on, in chain order, after the position ``after``."""
-        r = _revocations.c
-        query = select(_revocations).where(r.block_number >= since_block)
-        if after is not None:
-            block, log_index = after
-            query = query.where(
-                or_(r.block_number > block, and_(r.block_number == block, r.log_index > log_index))
-            )
-        query = query.order_by(r.block_number, r.log_index).limit(limit)
+        """See :func:`indexer.reader.revocation_records`."""
         with self.engine.connect() as connection:
-            rows = connection.execute(query).all()
-        return [
-            {
-                "scope": "root" if row.leaf == NO_LEAF else "leaf",
-                "root": hex0x(row.root),
-                "leaf": None if row.leaf == NO_LEAF else hex0x(row.leaf),
-                "issuer": hex0x(row.issuer),
-                "reason": row.reason,
-                "timestamp": row.timestamp,
-                "event": _event_dict(row),
-            }
-            for row in rows
-        ]
+            return reader.revocation_records(connection, after, since_block, limit)
 
     def checkpoint(self) -> dict[str, Any] | None:
-        """The sync checkpoint (block, accumulators, counts), or None before the first step."""
+        """See :func:`indexer.reader.checkpoint_record`."""
         with self.engine.connect() as connection:
-            row = connection.execute(select(_checkpoint).where(_checkpoint.c.id == 1)).first()
-            if row is None:
-                return None
-            issuers = connection.execute(select(func.count()).select_from(_issuers)).scalar_one()
-            keys = connection.execute(select(func.count()).select_from(_keys)).scalar_one()
-        return {
-            "block_number": row.block_number,
-            "block_hash": hex0x(row.block_hash),
-            "finalized_block": row.finalized_block,
-            "anchor_accumulator": hex0x(row.anchor_accumulator),
-            "revocation_accumulator": hex0x(row.revocation_accumulator),
-            "anchors": row.anchor_count,
-            "revocations": row.revocation_count,
-            "issuers": issuers,
-            "keys": keys,
-        }
-
-
-def _event_dict(row: Any) -> dict[str, Any]:
-    return {
-        "tx_hash": hex0x(row.tx_hash),
-        "block_number": row.block_number,
-        "block_hash": hex0x(row.block_hash),
-        "log_index": row.log_index,
-    }
+            return reader.checkpoint_record(connection)

@@ -42,7 +42,7 @@ from chain.service.settings import load_settings
 from chain.service.signals import wait_for_shutdown
 from chain.tx import TxSender
 from indexer.db import open_mirror
-from indexer.facts import MirrorFacts
+from indexer.reader import MirrorFacts
 from indexer.sync import Indexer
 from issuer.intake import read_input
 from issuer.service import IssuerConfig, IssuerService, ingest

@@ -31,8 +31,8 @@ from chain.registry import RegistryReader
 from chain.rpc import RpcClient
 from chain.rpc_facts import RpcFacts
 from chain.service.db import make_engine
-from indexer.facts import MirrorFacts
 from indexer.fetch import AdaptiveRange
+from indexer.reader import MirrorFacts
 from indexer.schema import SCHEMA_VERSION, CheckpointRow
 from tests.integration.conftest import MirrorBackend, on_both_backends
 from tests.integration.indexer_fixtures import (
