@@ -48,7 +48,8 @@ class _RedactRequestUrls(logging.Filter):
         return True
 
 
-logging.getLogger("httpx").addFilter(_RedactRequestUrls())
+#: Installed on httpx's logger by the first :class:`RpcClient` (adding the same filter twice is a no-op).
+_REDACT_REQUEST_URLS = _RedactRequestUrls()
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,7 @@ class RpcClient:
         self._sleep = sleep
         self._preferred = 0
         self._ids = itertools.count(1)
+        logging.getLogger("httpx").addFilter(_REDACT_REQUEST_URLS)
         self._http = httpx.Client(timeout=self.policy.timeout, transport=transport)
 
     def close(self) -> None:

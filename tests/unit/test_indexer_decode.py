@@ -15,6 +15,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from chain.contract import load_artifact
+from indexer import decode
 from indexer.decode import DecodedBatch, DecodeError, decode_logs
 from tests.integration.indexer_fixtures import MIRRORED_EVENTS, reference_row
 
@@ -133,6 +134,13 @@ def _plain_values(event: str, index: int) -> dict[str, Any]:
         name: plain.get(kind, b"k" if kind == "bytes" else index)
         for name, kind in (*spec.indexed, *spec.data)
     }
+
+
+def test_the_written_out_topics_are_the_committed_abis() -> None:
+    written = {name: value for name, value in vars(decode).items() if name.startswith("T_")}
+    from_abi = {"0x" + event.topic0.hex() for event in ABI.events.values()}
+    assert set(written.values()) == from_abi
+    assert set(decode.MIRRORED_TOPICS) | decode.IGNORED_TOPICS == from_abi
 
 
 def test_events_the_mirror_does_not_keep_are_skipped() -> None:
