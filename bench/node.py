@@ -55,8 +55,8 @@ from chain.tx import TxSender
 from indexer.db import open_mirror
 from indexer.schema import AnchorRow
 from indexer.sync import Indexer
-from node.server import NodeProcess
 from tests.tools.memory import tree_memory
+from tests.tools.node_process import NodeProcess
 
 TARGET_RATE = 2_000
 TARGET_P99_MS = 25.0

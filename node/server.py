@@ -4,8 +4,6 @@
   stops the sync loop after its step in flight, exits 0.
 - :func:`start_node_thread` runs the same node in a background thread of the calling process and
   returns once it accepts connections (for the demo and in-process tests).
-- :class:`NodeProcess` starts ``python -m node`` as a child (dies with its parent), waits for the
-  URL line and stops it by PID.
 
 The socket is bound before the server starts, so a port in use is a one-line error, and port 0
 means "any free port" (the URL line then names the real one).
@@ -17,25 +15,20 @@ import asyncio
 import gc
 import os
 import secrets
-import selectors
-import signal
 import socket
-import subprocess
-import sys
 import tempfile
 import threading
-import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, cast
+from typing import Any, cast
 
 import uvicorn
 from pydantic import SecretStr
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from chain.errors import ConfigError, FinVaultError
-from chain.service.web import GracefulServer
+from chain.service.web import GracefulServer, server_config
 from node.app import create_app
 from node.runtime import NodeRuntime
 from node.settings import NodeSettings
@@ -43,7 +36,6 @@ from node.worker import (
     READY_PREFIX,
     STATE_FILE,
     WORKER_DIR_ENV,
-    die_with_parent,
     write_worker_settings,
 )
 
@@ -134,7 +126,14 @@ class _CoalescingTransport:
 
 
 class _HttpProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol over a :class:`_CoalescingTransport`."""
+    """uvicorn's httptools protocol over a :class:`_CoalescingTransport`.
+
+    uvicorn offers no supported hook around a connection's transport, so this subclasses its
+    httptools protocol (uvicorn is pinned in requirements/constraints.txt). It stays because one
+    write per small response is what lets one process keep up with the verification load
+    (docs/performance.md); tests/unit/test_node_server.py checks it against the pinned uvicorn,
+    including that stock uvicorn still writes head and body apart.
+    """
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports do not subclass asyncio.Transport; they have its methods.
@@ -143,16 +142,7 @@ class _HttpProtocol(HttpToolsProtocol):
 
 
 def _server(runtime: NodeRuntime, on_ready: Callable[[], None]) -> _Server:
-    config = uvicorn.Config(
-        create_app(runtime),
-        http=_HttpProtocol,
-        log_level=runtime.settings.log_level,
-        server_header=False,
-        proxy_headers=False,
-        access_log=False,
-        lifespan="on",
-        timeout_graceful_shutdown=10,
-    )
+    config = server_config(create_app(runtime), log_level=runtime.settings.log_level, http=_HttpProtocol)
     return _Server(config, on_ready)
 
 
@@ -203,17 +193,12 @@ def _serve_with_workers(settings: NodeSettings, on_ready: Callable[[str], None])
             url = node_url(settings.host, sock)
             write_worker_settings(settings, directory)
             os.environ[WORKER_DIR_ENV] = str(directory)  # inherited by the spawned workers
-            config = uvicorn.Config(
+            config = server_config(
                 "node.worker:create_worker_app",
+                log_level=settings.log_level,
                 factory=True,
                 http=_HttpProtocol,
                 workers=settings.workers,
-                log_level=settings.log_level,
-                server_header=False,
-                proxy_headers=False,
-                access_log=False,
-                lifespan="on",
-                timeout_graceful_shutdown=10,
             )
             runtime.start()
             supervisor = Multiprocess(config, sockets=[sock])
@@ -286,131 +271,3 @@ def start_node_thread(settings: NodeSettings, ready_timeout: float = 60.0) -> Ru
         runtime.close()
         raise FinVaultError(f"the node did not start within {ready_timeout:.0f}s", code="startup_failed")
     return RunningNode(runtime, server, thread, url)
-
-
-# -- as a subprocess -----------------------------------------------------------------------------------
-
-
-class NodeProcess:
-    """``python -m node ...`` as a child process: started, waited for, stopped by PID.
-
-    ``env`` is the child's whole ``FINVAULT_*`` configuration (the parent's ``FINVAULT_*``
-    variables are not inherited); ``args`` are extra ``finvault node`` flags. stderr (uvicorn's
-    and the sync loop's log) goes to ``log_path`` (a temporary file by default).
-    """
-
-    def __init__(
-        self,
-        *,
-        rpc_url: str,
-        registry: str,
-        database_url: str,
-        port: int = 0,
-        host: str = "127.0.0.1",
-        env: Mapping[str, str] | None = None,
-        args: Sequence[str] = (),
-        log_path: Path | None = None,
-    ) -> None:
-        self.command = [
-            sys.executable,
-            "-m",
-            "node",
-            "--rpc",
-            rpc_url,
-            "--registry",
-            registry,
-            "--db",
-            database_url,
-            "--host",
-            host,
-            "--port",
-            str(port),
-            *args,
-        ]
-        base = {k: v for k, v in os.environ.items() if not k.startswith("FINVAULT_")}
-        self.env = {**base, **(env or {})}
-        self.log_path = log_path
-        self.process: subprocess.Popen[str] | None = None
-        self.url = ""
-        self._log_file: tempfile._TemporaryFileWrapper[str] | None = None
-
-    @property
-    def pid(self) -> int | None:
-        return self.process.pid if self.process else None
-
-    def start(self, ready_timeout: float = 60.0) -> NodeProcess:
-        """Starts the node; returns once it printed its URL. Raises with the log's tail if it exits."""
-        log: IO[str]
-        if self.log_path is not None:
-            log = self.log_path.open("w")
-        else:
-            self._log_file = tempfile.NamedTemporaryFile("w+", prefix="finvault-node-", suffix=".log")  # noqa: SIM115
-            log = self._log_file
-        self.process = subprocess.Popen(
-            self.command,
-            stdout=subprocess.PIPE,
-            stderr=log,
-            text=True,
-            env=self.env,
-            preexec_fn=die_with_parent,
-        )
-        if self.log_path is not None:
-            log.close()
-        assert self.process.stdout is not None
-        deadline = time.monotonic() + ready_timeout
-        with selectors.DefaultSelector() as selector:
-            selector.register(self.process.stdout, selectors.EVENT_READ)
-            while time.monotonic() < deadline:
-                if selector.select(timeout=min(0.5, max(0.0, deadline - time.monotonic()))):
-                    line = self.process.stdout.readline()
-                    if line.startswith("http://"):
-                        self.url = line.strip()
-                        return self
-                    if not line:  # EOF: the node exited
-                        break
-                elif self.process.poll() is not None:
-                    break
-        code = self.stop()
-        raise FinVaultError(f"the node did not start (exit {code}): {self.log_tail()}", code="startup_failed")
-
-    def log(self) -> str:
-        """What the node wrote on stderr so far."""
-        if self.log_path is not None:
-            return self.log_path.read_text() if self.log_path.exists() else ""
-        if self._log_file is None:
-            return ""
-        with open(self._log_file.name) as handle:
-            return handle.read()
-
-    def log_tail(self, lines: int = 5) -> str:
-        return " | ".join(self.log().strip().splitlines()[-lines:])
-
-    def stop(self, timeout: float = 30.0) -> int | None:
-        """SIGTERM, then SIGKILL after ``timeout``; returns the exit status."""
-        process = self.process
-        if process is None:
-            return None
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)
-        if process.stdout is not None:
-            process.stdout.close()
-        return process.returncode
-
-    def close(self) -> None:
-        self.stop()
-        if self._log_file is not None:
-            self._log_file.close()
-            self._log_file = None
-
-    def __enter__(self) -> NodeProcess:
-        return self.start() if self.process is None else self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()

@@ -24,8 +24,8 @@ from chain.core.receipt import Receipt
 from chain.core.signing import generate_private_key
 from chain.dev.devchain import free_port
 from chain.registry import RegistryWriter
-from node.server import NodeProcess
 from tests.factories import Batch, make_batch
+from tests.tools.node_process import NodeProcess
 
 T = TypeVar("T")
 #: anvil reports blocks at head - 64 as finalized: mining this many makes an anchor final.

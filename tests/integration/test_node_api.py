@@ -21,7 +21,6 @@ from chain.core.verify import CheckName
 from chain.dev.devchain import DevChain
 from chain.registry import RegistryWriter, RevocationReason, deploy_registry
 from chain.rpc import RpcClient
-from node.server import NodeProcess
 from tests.factories import make_batch
 from tests.integration.conftest import Deployed, on_both_backends
 from tests.integration.node_fixtures import (
@@ -35,6 +34,7 @@ from tests.integration.node_fixtures import (
     verdict_when,
     wait_for,
 )
+from tests.tools.node_process import NodeProcess
 
 
 @pytest.fixture

@@ -23,7 +23,6 @@ from chain.core.verify import CheckName
 from chain.dev.devchain import DevChain
 from chain.registry import RevocationReason
 from chain.rpc import RpcClient
-from node.server import NodeProcess
 from tests.integration.conftest import Deployed
 from tests.integration.node_fixtures import (
     FINALITY_DEPTH,
@@ -34,6 +33,7 @@ from tests.integration.node_fixtures import (
     verdict_when,
     wait_for,
 )
+from tests.tools.node_process import NodeProcess
 
 pytestmark = pytest.mark.timeout(240)
 

@@ -17,9 +17,9 @@ import pytest
 from chain.dev.devchain import DevChain
 from chain.registry import RevocationReason
 from chain.rpc import RpcClient
-from node.server import NodeProcess
 from tests.integration.conftest import Deployed
 from tests.integration.node_fixtures import FINALITY_DEPTH, issue, start_node, verdict_when
+from tests.tools.node_process import NodeProcess
 from tests.tools.schemathesis_cli import negative, output, positive
 
 ADMIN_TOKEN = "schema-test-admin-token"  # the admin route too, not just its 401

@@ -15,7 +15,7 @@ from chain.dev.devchain import DEV_CHAIN_ID
 from chain.registry import RegistryWriter, deploy_registry
 from chain.rpc import RpcClient
 from chain.tx import TxSender
-from node.server import NodeProcess
+from tests.tools.node_process import NodeProcess
 
 OWNER, ISSUER = 0, 1
 
