@@ -7,13 +7,13 @@ treated as a secret in error messages.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from chain.service.settings import is_http_url
 from issuer.service import MAX_BATCH_SIZE, IssuerConfig
 
 DEFAULT_DB = "sqlite:///.finvault/issuer.db"
@@ -44,7 +44,7 @@ class IssuerSettings(BaseSettings):
     @field_validator("node_url")
     @classmethod
     def _check_node_url(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"^https?://[^/\s]+", value):
+        if value is not None and not is_http_url(value):
             raise ValueError("must be an http(s) URL")
         return value
 
@@ -91,7 +91,7 @@ class IssuerApiSettings(IssuerSettings):
         if isinstance(value, str):
             value = [part.strip() for part in value.split(",") if part.strip()]
         for url in value or []:
-            if not re.match(r"^https?://[^/\s]+", url):
+            if not is_http_url(url):
                 raise ValueError("webhook URLs must be http(s) URLs")
         return value
 

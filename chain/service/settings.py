@@ -26,7 +26,16 @@ ADDRESS_RE = re.compile(r"^0x[0-9a-fA-F]{40}$")
 LOCAL = NETWORKS[DEFAULT_NETWORK]
 
 
+_HTTP_URL = re.compile(r"^https?://[^/\s]+")
+
+
+def is_http_url(value: str) -> bool:
+    """Whether ``value`` is an ``http://`` or ``https://`` URL with a host (for validators)."""
+    return bool(_HTTP_URL.match(value))
+
+
 def normalize_address(value: str) -> str:
+    """``value`` lowercased if it is a ``0x``-prefixed 20-byte hex address, else ValueError (validators)."""
     if not isinstance(value, str) or not ADDRESS_RE.match(value):
         raise ValueError("must be a 0x-prefixed 20-byte hex address")
     return value.lower()
@@ -108,7 +117,7 @@ class ChainSettings(BaseSettings):
         if not value:
             raise ValueError("at least one RPC URL is required")
         for url in value:
-            if not re.match(r"^https?://[^/\s]+", url):
+            if not is_http_url(url):
                 raise ValueError(f"not an http(s) URL: {redact_url(url)}")
         return value
 
@@ -124,6 +133,7 @@ class ChainSettings(BaseSettings):
 
     @property
     def fee_policy(self) -> FeePolicy:
+        """The tip floor in wei: ``min_priority_fee_gwei`` if set, else the chain preset's, else 0."""
         floor = self.min_priority_fee_gwei
         if floor is None:
             floor = self.preset.min_priority_fee_gwei if self.preset else Decimal(0)
@@ -131,9 +141,11 @@ class ChainSettings(BaseSettings):
 
     @property
     def retry_policy(self) -> RetryPolicy:
+        """``rpc_rounds`` passes over the endpoints, each HTTP request timing out after ``rpc_timeout`` s."""
         return RetryPolicy(rounds=self.rpc_rounds, timeout=self.rpc_timeout)
 
     def require_registry(self) -> str:
+        """The registry address; :class:`ConfigError` naming ``--registry`` when none is configured."""
         if self.registry is None:
             raise ConfigError("no registry address: pass --registry or set FINVAULT_REGISTRY")
         return self.registry
