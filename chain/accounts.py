@@ -23,8 +23,12 @@ DEV_CHAIN_IDS = frozenset({31337, 1337})
 
 
 class Signer(Protocol):
+    """What a transaction sender needs of an account: its address, and signing; the key stays inside."""
+
     @property
-    def address(self) -> str: ...
+    def address(self) -> str:
+        """The account that signs, as ``0x`` hex (the transactions' ``from``)."""
+        ...
 
     def sign_transaction(self, tx: dict[str, Any]) -> bytes:
         """Returns the raw signed transaction."""
@@ -42,13 +46,16 @@ class LocalSigner:
 
     @property
     def address(self) -> str:
+        """The account's address, lowercase ``0x`` hex."""
         return str(self._account.address).lower()
 
     def sign_transaction(self, tx: dict[str, Any]) -> bytes:
+        """Returns the raw signed transaction."""
         return bytes(self._account.sign_transaction(tx).raw_transaction)
 
     @classmethod
     def from_keystore(cls, path: Path, password: str) -> LocalSigner:
+        """Decrypts the eth-account keystore at ``path``; raises :class:`KeystoreError` if it cannot."""
         try:
             keystore = json.loads(path.read_text())
         except OSError as exc:

@@ -86,10 +86,15 @@ def signer_options(func: F) -> F:
 
 
 def registry_option(func: F) -> F:
+    """--registry ADDR, else FINVAULT_REGISTRY."""
     return click.option("--registry", help="FinVaultRegistry address (or FINVAULT_REGISTRY).")(func)
 
 
 def read_secret(prompt: str, file: Path | None, env_value: str | None, *, confirm: bool = False) -> str:
+    """A secret from ``file`` (trailing newline dropped), else ``env_value``, else a hidden prompt.
+
+    Without a terminal to prompt on, raises :class:`ConfigError` rather than wait on stdin.
+    """
     if file is not None:
         return file.read_text().rstrip("\r\n")
     if env_value:
@@ -115,12 +120,14 @@ class ChainSession:
 
     @cached_property
     def rpc(self) -> RpcClient:
+        """The RPC client, checked to serve the configured chain id (else :class:`ChainMismatch`)."""
         client = RpcClient(self.settings.rpc_urls, policy=self.settings.retry_policy)
         client.require_chain_id(self.settings.chain_id)
         return client
 
     @cached_property
     def signer(self) -> Signer:
+        """The sending account: anvil's dev account (local chains only) or the decrypted keystore."""
         if self.dev:
             require_dev_chain(self.settings.chain_id)
             return LocalSigner.dev(self.dev_account)
@@ -134,6 +141,7 @@ class ChainSession:
 
     @cached_property
     def sender(self) -> TxSender:
+        """Sends from :attr:`signer` with the settings' fee policy and confirmations."""
         return TxSender(
             self.rpc,
             self.signer,
@@ -146,12 +154,14 @@ class ChainSession:
 
     @cached_property
     def reader(self) -> RegistryReader:
+        """Read-only binding to the configured registry, its deployed code checked."""
         reader = RegistryReader(self.rpc, self.settings.require_registry())
         reader.check_deployment()
         return reader
 
     @cached_property
     def registry(self) -> RegistryWriter:
+        """Binding that sends the registry's transactions from :attr:`signer`, its deployed code checked."""
         writer = RegistryWriter(self.sender, self.settings.require_registry())
         writer.check_deployment()
         return writer
@@ -165,11 +175,13 @@ def session(
     password_file: Path | None = None,
     **overrides: Any,
 ) -> ChainSession:
+    """A :class:`ChainSession` from the FINVAULT_* settings, with the command's options on top."""
     settings = load_settings(ChainSettings, rpc_urls=list(rpc_urls) or None, **overrides)
     return ChainSession(settings, dev=dev, dev_account=dev_account, password_file=password_file)
 
 
 def emit(data: dict[str, Any], as_json: bool) -> None:
+    """Prints ``data`` as one JSON object with sorted keys, or as ``key: value`` lines."""
     if as_json:
         click.echo(json.dumps(data, sort_keys=True))
     else:
@@ -401,6 +413,8 @@ commands = [devchain, deploy, account, verify_command]
 
 
 def build_cli() -> click.Group:
+    """The ``finvault`` group, with the commands of every installed package (``finvault.commands``)."""
+
     @click.group(context_settings={"help_option_names": ["-h", "--help"]})
     @click.version_option(package_name="finvault")
     def finvault() -> None:
@@ -413,6 +427,7 @@ def build_cli() -> click.Group:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Runs ``finvault``: a FinVault error prints one line and exits 1 (2 for a configuration error)."""
     cli = build_cli()
     try:
         cli.main(args=argv, prog_name="finvault", standalone_mode=False)

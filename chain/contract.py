@@ -41,6 +41,8 @@ def _signature(entry: Mapping[str, Any]) -> str:
 
 @dataclass(frozen=True)
 class AbiFunction:
+    """One ABI function: its 4-byte selector and the canonical types of its inputs and outputs."""
+
     name: str
     signature: str
     selector: bytes
@@ -51,6 +53,8 @@ class AbiFunction:
 
 @dataclass(frozen=True)
 class AbiError:
+    """One custom error (or the builtin ``Error``/``Panic``): its selector and argument types."""
+
     name: str
     selector: bytes
     input_types: tuple[str, ...]
@@ -59,6 +63,8 @@ class AbiError:
 
 @dataclass(frozen=True)
 class AbiEvent:
+    """One ABI event: ``topic0`` and its indexed (topic) and data parameters, each in order."""
+
     name: str
     topic0: bytes
     indexed: tuple[tuple[str, str], ...]  # (name, type) in topic order
@@ -67,6 +73,8 @@ class AbiEvent:
 
 @dataclass(frozen=True)
 class DecodedError:
+    """A decoded revert: the error's name and its arguments by name; ``str()`` shows bytes as hex."""
+
     name: str
     args: dict[str, Any]
 
@@ -128,22 +136,27 @@ class ContractAbi:
 
     @cached_property
     def events_by_topic(self) -> dict[bytes, AbiEvent]:
+        """The events keyed by ``topic0``."""
         return {event.topic0: event for event in self.events.values()}
 
     def function(self, name: str) -> AbiFunction:
+        """The function ``name``; raises :class:`FinVaultError` if the ABI has none."""
         try:
             return self.functions[name]
         except KeyError:
             raise FinVaultError(f"the contract ABI has no function {name!r}") from None
 
     def encode_call(self, name: str, *args: Any) -> bytes:
+        """Calldata for ``name(*args)``: the selector, then the ABI-encoded arguments."""
         fn = self.function(name)
         return fn.selector + abi_encode(list(fn.input_types), list(args))
 
     def decode_result(self, name: str, data: bytes) -> tuple[Any, ...]:
+        """The return values of function ``name`` decoded from ``eth_call`` output, in ABI order."""
         return tuple(abi_decode(list(self.function(name).output_types), data))
 
     def encode_constructor(self, *args: Any) -> bytes:
+        """The ABI-encoded constructor arguments, to append to the creation bytecode."""
         ctor = next((e for e in self.abi if e.get("type") == "constructor"), None)
         types = [abi_type(p) for p in ctor["inputs"]] if ctor else []
         return abi_encode(types, list(args))
@@ -194,6 +207,7 @@ class Artifact:
 
 
 def load_artifact(path: Path = ARTIFACT_PATH) -> Artifact:
+    """Reads the compiler artifact (the committed one by default); raises :class:`ToolchainError`."""
     try:
         raw = json.loads(path.read_text())
         return Artifact(

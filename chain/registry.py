@@ -38,6 +38,8 @@ class RevocationReason(IntEnum):
 
 @dataclass(frozen=True)
 class AnchorInfo:
+    """``anchorOf(root)``: issuer, block, block time (Unix seconds), leaf count; zeros if never anchored."""
+
     issuer: str
     block_number: int
     timestamp: int
@@ -45,11 +47,14 @@ class AnchorInfo:
 
     @property
     def exists(self) -> bool:
+        """Whether the root was anchored (an unknown root reads as block 0)."""
         return self.block_number != 0
 
 
 @dataclass(frozen=True)
 class IssuerInfo:
+    """``issuerOf(address)``: whether registered and active, the registration block, name and URI."""
+
     registered: bool
     active: bool
     registered_block: int
@@ -59,6 +64,8 @@ class IssuerInfo:
 
 @dataclass(frozen=True)
 class KeyInfo:
+    """``keyOf(keyId)``: owning issuer, algorithm code, block added, block revoked (0 while not revoked)."""
+
     issuer: str
     algorithm: int
     added_block: int
@@ -66,11 +73,14 @@ class KeyInfo:
 
     @property
     def exists(self) -> bool:
+        """Whether the key was ever added (an unknown key reads as block 0)."""
         return self.added_block != 0
 
 
 @dataclass(frozen=True)
 class RevocationInfo:
+    """``revocationOf(id)`` for a root or a :func:`leaf_revocation_id`: reason, block and block time."""
+
     revoked: bool
     reason: int
     block_number: int
@@ -96,6 +106,7 @@ class RegistryReader:
         self.abi = self.artifact.abi
 
     def call(self, name: str, *args: Any, block: BlockId = "latest") -> tuple[Any, ...]:
+        """View ``name`` at ``block``, decoded; an answer that does not decode is :class:`ChainMismatch`."""
         data = self.abi.encode_call(name, *args)
         result = self.rpc.call("eth_call", [{"to": self.address, "data": hex0x(data)}, _block_param(block)])
         try:
@@ -117,16 +128,20 @@ class RegistryReader:
             )
 
     def anchor_of(self, root: bytes, block: BlockId = "latest") -> AnchorInfo:
+        """The anchor of ``root``, issuer lowercase (zeros if never anchored)."""
         issuer, number, timestamp, count = self.call("anchorOf", to_bytes32(root), block=block)
         return AnchorInfo(issuer.lower(), number, timestamp, count)
 
     def revocation_of(self, revocation_id: bytes, block: BlockId = "latest") -> RevocationInfo:
+        """The revocation under ``revocation_id``: a root, or :func:`leaf_revocation_id` of a leaf."""
         return RevocationInfo(*self.call("revocationOf", to_bytes32(revocation_id), block=block))
 
     def issuer_of(self, issuer: str, block: BlockId = "latest") -> IssuerInfo:
+        """The registry's record of ``issuer`` (``registered`` is False when it has none)."""
         return IssuerInfo(*self.call("issuerOf", issuer, block=block))
 
     def key_of(self, key_id: bytes, block: BlockId = "latest") -> KeyInfo:
+        """The registry's record of ``key_id``; the public key itself is only in its ``KeyAdded`` event."""
         issuer, algorithm, added, revoked = self.call("keyOf", to_bytes32(key_id), block=block)
         return KeyInfo(issuer.lower(), algorithm, added, revoked)
 
@@ -149,13 +164,19 @@ class RegistryReader:
         return int(self.call("deploymentBlock")[0])
 
     def is_valid(self, leaf: bytes, root: bytes, proof: Sequence[bytes], block: BlockId = "latest") -> bool:
+        """The contract's ``isValid``: anchored by an active issuer, nothing revoked, proof good.
+
+        It knows nothing of signatures, keys or finality: :func:`chain.core.verify.verify` decides those.
+        """
         proof32 = [to_bytes32(p) for p in proof]
         return bool(self.call("isValid", to_bytes32(leaf), to_bytes32(root), proof32, block=block)[0])
 
     def owner(self) -> str:
+        """The registry owner's address, lowercase."""
         return str(self.call("owner")[0]).lower()
 
     def pending_owner(self) -> str:
+        """The address an ownership transfer waits on to accept (the zero address if none)."""
         return str(self.call("pendingOwner")[0]).lower()
 
 
@@ -167,27 +188,35 @@ class RegistryWriter(RegistryReader):
         self.sender = sender
 
     def transact(self, name: str, *args: Any) -> TxReceipt:
+        """Sends ``name(*args)`` and waits for confirmations; a revert raises with its decoded error."""
         return self.sender.transact(self.address, self.abi.encode_call(name, *args))
 
     def register_issuer(self, issuer: str, name: str, uri: str) -> TxReceipt:
+        """Registers ``issuer``, active from the start (owner only)."""
         return self.transact("registerIssuer", issuer, name, uri)
 
     def set_issuer_active(self, issuer: str, active: bool) -> TxReceipt:
+        """Activates or suspends ``issuer`` (owner only); a suspended issuer can still revoke."""
         return self.transact("setIssuerActive", issuer, active)
 
     def add_key(self, key_id: bytes, algorithm: int, public_key_der: bytes) -> TxReceipt:
+        """Registers a signing key for this account (an active issuer); ``key_id`` is keccak256 of the DER."""
         return self.transact("addKey", to_bytes32(key_id), algorithm, public_key_der)
 
     def revoke_key(self, key_id: bytes) -> TxReceipt:
+        """Revokes one of this account's keys from this block on."""
         return self.transact("revokeKey", to_bytes32(key_id))
 
     def anchor(self, root: bytes, count: int, manifest_uri: str = "") -> TxReceipt:
+        """Anchors a batch root over ``count`` certificates (active issuers only; a root only once)."""
         return self.transact("anchor", to_bytes32(root), count, manifest_uri)
 
     def revoke_root(self, root: bytes, reason: int) -> TxReceipt:
+        """Revokes a whole batch this account anchored; ``reason`` is a :class:`RevocationReason`."""
         return self.transact("revokeRoot", to_bytes32(root), reason)
 
     def revoke_leaf(self, leaf: bytes, root: bytes, proof: Sequence[bytes], reason: int) -> TxReceipt:
+        """Revokes one certificate, with the proof that ``leaf`` is in ``root`` (anchored by this account)."""
         return self.transact(
             "revokeLeaf", to_bytes32(leaf), to_bytes32(root), [to_bytes32(p) for p in proof], reason
         )
@@ -200,6 +229,10 @@ class RegistryWriter(RegistryReader):
         proof_flags: Sequence[bool],
         reason: int,
     ) -> TxReceipt:
+        """Revokes several certificates of one batch in one transaction, with an OpenZeppelin multiproof.
+
+        ``leaves``, ``proof`` and ``proof_flags`` are those of :class:`~chain.core.merkle.MultiProof`.
+        """
         return self.transact(
             "revokeLeaves",
             [to_bytes32(leaf) for leaf in leaves],
@@ -210,9 +243,11 @@ class RegistryWriter(RegistryReader):
         )
 
     def transfer_ownership(self, new_owner: str) -> TxReceipt:
+        """Offers ownership to ``new_owner`` (owner only); it passes when they :meth:`accept_ownership`."""
         return self.transact("transferOwnership", new_owner)
 
     def accept_ownership(self) -> TxReceipt:
+        """Takes the ownership offered to this account."""
         return self.transact("acceptOwnership")
 
 

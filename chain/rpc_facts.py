@@ -25,10 +25,12 @@ class RpcFacts:
 
     @property
     def chain_id(self) -> int:
+        """The configured chain id (the caller checks that the endpoint serves it)."""
         return self._chain_id
 
     @property
     def registry(self) -> str:
+        """The registry's address, lowercase."""
         return self.reader.address
 
     def _log(self, event: str, block: int, *topics: bytes) -> tuple[EventRef, dict[str, Any]]:
@@ -55,6 +57,7 @@ class RpcFacts:
         return ref, decoded[1]
 
     def anchor(self, root: bytes) -> AnchorFact | None:
+        """``anchorOf(root)``, with its ``Anchored`` log as evidence; None if never anchored."""
         info = self.reader.anchor_of(root)
         if not info.exists:
             return None
@@ -62,6 +65,7 @@ class RpcFacts:
         return AnchorFact(root, info.issuer, info.count, info.timestamp, ref)
 
     def revocation(self, root: bytes, leaf: bytes | None) -> RevocationFact | None:
+        """The revocation of ``leaf`` in ``root`` (of the root if ``leaf`` is None), with its log; or None."""
         info = self.reader.revocation_of(root if leaf is None else leaf_revocation_id(root, leaf))
         if not info.revoked:
             return None
@@ -72,12 +76,14 @@ class RpcFacts:
         return RevocationFact(info.reason, info.timestamp, ref)
 
     def issuer(self, address: str) -> IssuerFact | None:
+        """The issuer's current record from ``issuerOf``; None if it was never registered."""
         info = self.reader.issuer_of(address)
         if not info.registered:
             return None
         return IssuerFact(address.lower(), info.name, info.uri, info.active)
 
     def key(self, key_id: bytes) -> KeyFact | None:
+        """``keyOf(key_id)``, with the full public key from its ``KeyAdded`` log; None if unknown."""
         info = self.reader.key_of(key_id)
         if not info.exists:
             return None
@@ -92,6 +98,7 @@ class RpcFacts:
         )
 
     def head(self) -> ChainHead:
+        """The latest block, and the ``finalized`` one where the endpoint knows the tag."""
         number = self.reader.rpc.block_number()
         try:
             finalized = self.reader.rpc.call("eth_getBlockByNumber", ["finalized", False])

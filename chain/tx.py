@@ -30,6 +30,8 @@ ALREADY_KNOWN = ("already known", "already imported", "known transaction")
 
 
 class TransactionTimeout(TransactionFailed):
+    """A sent transaction was not confirmed within the sender's timeout; it may still be mined later."""
+
     code = "transaction_timeout"
 
 
@@ -55,6 +57,8 @@ class PreparedTx:
 
 @dataclass(frozen=True)
 class TxReceipt:
+    """A mined transaction's receipt (``status`` 1: success, 0: reverted), numbers decoded from hex."""
+
     tx_hash: str
     block_number: int
     block_hash: str
@@ -66,6 +70,7 @@ class TxReceipt:
 
     @classmethod
     def from_rpc(cls, raw: dict[str, Any]) -> TxReceipt:
+        """Parses an ``eth_getTransactionReceipt`` result."""
         return cls(
             tx_hash=raw["transactionHash"],
             block_number=int(raw["blockNumber"], 16),
@@ -144,6 +149,7 @@ class TxSender:
         return call
 
     def estimate_gas(self, to: str | None, data: bytes, value: int = 0) -> int:
+        """``eth_estimateGas`` for the call; a revert raises :class:`TransactionFailed`, error decoded."""
         try:
             return int(self.rpc.call("eth_estimateGas", [self._call_object(to, data, value)]), 16)
         except RpcError as exc:
@@ -164,6 +170,7 @@ class TxSender:
         return base_fee * self.fees.base_fee_multiplier + tip, tip
 
     def next_nonce(self) -> int:
+        """The node's pending nonce, or past it if this sender has broadcast more than the node shows yet."""
         pending = int(self.rpc.call("eth_getTransactionCount", [self.signer.address, "pending"]), 16)
         if self._next_nonce is None or pending > self._next_nonce:
             self._next_nonce = pending
@@ -201,6 +208,7 @@ class TxSender:
     # -- sending and waiting ------------------------------------------------------------------------
 
     def broadcast(self, prepared: PreparedTx) -> str:
+        """Sends the signed transaction (a node that already has it is fine); returns its hash."""
         try:
             self.rpc.call("eth_sendRawTransaction", ["0x" + prepared.raw.hex()])
         except RpcError as exc:
@@ -210,6 +218,7 @@ class TxSender:
         return prepared.tx_hash
 
     def receipt(self, tx_hash: str) -> TxReceipt | None:
+        """The receipt of ``tx_hash``, or None while it is not mined (or the node does not know it)."""
         raw = self.rpc.call("eth_getTransactionReceipt", [tx_hash])
         return TxReceipt.from_rpc(raw) if raw else None
 

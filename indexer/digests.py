@@ -124,6 +124,8 @@ def update_digests(engine: Engine, *, rebuild: bool = False) -> int:
 
 @dataclass(frozen=True)
 class BlockDigest:
+    """One event block's rolling digest, as ``GET /digests`` lists it (hashes as ``0x`` hex)."""
+
     number: int
     hash: str
     digest: str

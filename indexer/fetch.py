@@ -52,10 +52,16 @@ class AdaptiveRange:
     successes: int = 0
 
     def shrink(self) -> None:
+        """Halves the range (not below ``minimum``) after a refusal, and restarts the run of successes."""
         self.size = max(self.minimum, self.size // 2)
         self.successes = 0
 
     def succeeded(self, logs: int = 0) -> None:
+        """Records an answer of ``logs`` logs and resizes the range.
+
+        Above ``target_logs`` it shrinks in proportion; above half of it, it stays; otherwise it
+        doubles (up to ``maximum``) after ``grow_after`` such answers in a row.
+        """
         if logs > self.target_logs:
             self.size = max(self.minimum, self.size * self.target_logs // logs)
             self.successes = 0
@@ -75,6 +81,8 @@ def _asks_for_less(error: RpcError) -> bool:
 
 @dataclass(frozen=True)
 class Header:
+    """What the sync loop checks of a block: number, hash, parent hash and time (Unix seconds)."""
+
     number: int
     hash: bytes
     parent_hash: bytes
@@ -82,6 +90,7 @@ class Header:
 
     @classmethod
     def from_rpc(cls, raw: dict[str, Any]) -> Header:
+        """Parses an ``eth_getBlockByNumber`` result."""
         return cls(
             int(raw["number"], 16),
             bytes.fromhex(raw["hash"][2:]),
@@ -139,10 +148,15 @@ class LogFetcher:
         self._ahead: tuple[int, int, Future[LogRange]] | None = None
 
     def close(self) -> None:
+        """Stops the background reader: waits for a read in flight, cancels one not yet started."""
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
 
     def fetch(self, first: int, last: int) -> LogRange:
+        """Reads blocks ``first..last`` as given (no window, no prefetch); RpcError if ``last`` is missing.
+
+        ``last``'s header is read before the logs, the headers the step checks after them.
+        """
         header = self.rpc.call("eth_getBlockByNumber", [hex(last), False])
         if header is None:
             raise RpcError(f"block {last} is not available (yet)")

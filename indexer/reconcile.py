@@ -149,9 +149,11 @@ class Report:
 
     @property
     def clean(self) -> bool:
+        """Whether the mirror matched the chain over the whole range (no drift found)."""
         return not self.drifts
 
     def to_dict(self) -> dict[str, Any]:
+        """The report as JSON-ready data (seconds to the ms), as ``finvault reconcile --json`` prints it."""
         return {
             "first_block": self.first_block,
             "last_block": self.last_block,

@@ -42,6 +42,7 @@ class RawBytes(LargeBinary):
     cache_ok = True
 
     def bind_processor(self, dialect: Dialect) -> None:
+        """No processor: values go to the driver as they are."""
         return None
 
 
@@ -62,17 +63,21 @@ class NulSafeString(TypeDecorator[str]):
     cache_ok = True
 
     def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
+        """On PostgreSQL, escapes NUL and the escape character itself; elsewhere the text as it is."""
         if value is None or dialect.name != "postgresql" or (_NUL not in value and _ESCAPE not in value):
             return value
         return value.replace(_ESCAPE, _ESCAPE * 2).replace(_NUL, _ESCAPE + "0")
 
     def process_result_value(self, value: str | None, dialect: Dialect) -> str | None:
+        """Undoes :meth:`process_bind_param`'s escaping."""
         if value is None or dialect.name != "postgresql" or _ESCAPE not in value:
             return value
         return _ESCAPED.sub(lambda found: _ESCAPE if found[1] == _ESCAPE else _NUL, value)
 
 
 class Base(DeclarativeBase):
+    """The mirror's tables; its metadata is what the Alembic migrations must produce."""
+
     pass
 
 

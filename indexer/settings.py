@@ -12,6 +12,8 @@ from indexer.db import DEFAULT_MIRROR_URL
 
 
 class IndexerSettings(ChainSettings):
+    """:class:`ChainSettings` plus the mirror's database, where to start and how deep a block is final."""
+
     database_url: str = Field(
         DEFAULT_MIRROR_URL,
         description="SQLAlchemy URL of the mirror (sqlite:///path or postgresql+psycopg://...).",

@@ -55,6 +55,8 @@ log = logging.getLogger(__name__)
 
 
 class IndexerError(FinVaultError):
+    """Base of the sync loop's errors (the node answers them with HTTP 503)."""
+
     code = "indexer_error"
 
 
@@ -93,6 +95,11 @@ TRANSIENT_ERRORS = (RpcUnavailable, RpcError, ChainMoved, QuorumDisagreement, De
 
 @dataclass(frozen=True)
 class StepResult:
+    """What one :meth:`Indexer.step` did: the blocks it covered, the events it wrote, the head it aimed at.
+
+    ``reorged_to`` is the fork point when the step rolled the mirror back instead of reading on.
+    """
+
     first_block: int
     last_block: int
     events: int
@@ -101,6 +108,7 @@ class StepResult:
 
     @property
     def caught_up(self) -> bool:
+        """Whether the step reached the head it aimed at (so a loop may wait for new blocks)."""
         return self.last_block >= self.head
 
 
@@ -116,12 +124,15 @@ class CircuitBreaker:
 
     @property
     def open(self) -> bool:
+        """Whether calls should stop: opened less than ``cooldown`` seconds ago."""
         return self.opened_at is not None and self.clock() - self.opened_at < self.cooldown
 
     def success(self) -> None:
+        """Closes the breaker and clears the run of failures."""
         self.failures, self.opened_at = 0, None
 
     def failure(self) -> None:
+        """Counts a failure; from the ``threshold``-th in a row on, each one (re)opens the breaker."""
         self.failures += 1
         if self.failures >= self.threshold:
             self.opened_at = self.clock()
@@ -141,6 +152,7 @@ class SyncStatus:
 
     @property
     def lag(self) -> int:
+        """Blocks between the head and the mirror's checkpoint (never negative)."""
         return max(0, self.head - self.indexed_block)
 
 

@@ -5,8 +5,9 @@ It is a thin edge over the same service as the CLI: ``POST /certificates`` is :f
 timer, ``GET /certificates/{id}`` returns the receipt once the batch is anchored, and
 ``POST /revocations`` is the :class:`Revoker`.
 
-- Authentication: ``Authorization: Bearer fvk_<id>_<secret>``. Keys carry scopes (``issue``,
-  ``revoke``, ``read``); only their SHA-256 is stored, and the comparison is constant-time.
+- Authentication: ``Authorization: Bearer fvk_<id>_<secret>``, keys with scopes
+  (:mod:`issuer.api_keys`). Models are in :mod:`issuer.api_models`; this module holds the routes,
+  idempotency and the one mapping from errors to HTTP statuses.
 - ``Idempotency-Key`` on POSTs: the same key with the same body replays the stored response
   (``Idempotent-Replayed: true``); with another body it is a 409. Keys are kept 24 hours.
 - Errors all have one shape, ``{"error": {"code", "message", "correlation_id"}}`` (see
@@ -18,20 +19,19 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import secrets
 import threading
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import ValidationError
 from sqlalchemy import delete, select
 
 from chain.core.encoding import hex0x
@@ -45,25 +45,39 @@ from chain.service.web import (
     InvalidRequest,
     NotFound,
     RateLimiter,
-    Unauthorized,
     bearer_token,
-    digest_matches,
     error_response,
     error_schema,
     install_error_handlers,
     json_body_openapi,
     read_json,
     status_for,
-    token_digest,
+)
+from issuer.api_keys import Principal, Scope, authenticate
+from issuer.api_models import (
+    CERTIFICATES_BODY,
+    MAX_CERTIFICATES_PER_REQUEST,
+    RECORDS,
+    ROOT_PATTERN,
+    AcceptedCertificate,
+    BatchView,
+    CertificateView,
+    DeliveryView,
+    IntakeResponse,
+    RejectedRecord,
+    RevocationRequest,
+    RevocationResponse,
+    revocation_outcome,
+    revocation_view,
 )
 from issuer.errors import IntakeRejected, NotAnchored, StoreError, UnknownApiKey, UnknownCertificate
 from issuer.intake import Accepted, Record, validate
 from issuer.outputs import receipt_stem
-from issuer.revoke import RevocationResult, Revoker, parse_reason, reason_name
+from issuer.revoke import Revoker, parse_reason
 from issuer.scheduler import BatchScheduler
 from issuer.service import IssuerService, ingest
+from issuer.settings import IssuerApiSettings
 from issuer.store import (
-    ApiKey,
     Batch,
     Certificate,
     DeliveryStatus,
@@ -76,187 +90,10 @@ from issuer.store import (
 from issuer.template import Template
 from issuer.webhooks import WebhookDispatcher, delivery_view
 
-Scope = Literal["issue", "revoke", "read"]
-SCOPES: tuple[Scope, ...] = ("issue", "revoke", "read")
-#: Records per ``POST /certificates``; bigger inputs go through ``finvault issue``.
-MAX_CERTIFICATES_PER_REQUEST = 1_000
-MAX_REVOCATIONS_PER_REQUEST = 1_000
 IDEMPOTENCY_TTL = timedelta(hours=24)
-_TOKEN = re.compile(r"^fvk_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
-_ROOT = re.compile(r"^0x[0-9a-f]{64}$")
+_ROOT = re.compile(ROOT_PATTERN)
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
-_DUMMY_DIGEST = token_digest("fvk_000000000000_" + "A" * 43)
 
-
-# -- API keys ----------------------------------------------------------------------------------
-
-
-def create_api_key(
-    store: Store, name: str, scopes: Sequence[str], *, now: Callable[[], datetime] = utcnow
-) -> str:
-    """Creates a key and returns its token: shown once, stored only as a SHA-256."""
-    unknown = sorted(set(scopes) - set(SCOPES))
-    if unknown or not scopes:
-        raise ConfigError(f"scopes must be among {', '.join(SCOPES)} (got {', '.join(unknown) or 'none'})")
-    if not name.strip() or len(name) > 200:
-        raise ConfigError("an API key needs a name of 1 to 200 characters")
-    key_id = secrets.token_hex(6)
-    token = f"fvk_{key_id}_{secrets.token_urlsafe(32)}"
-    with store.transaction() as session:
-        session.add(
-            ApiKey(
-                id=key_id,
-                name=name.strip(),
-                key_hash=token_digest(token),
-                scopes=" ".join(s for s in SCOPES if s in scopes),
-                created_at=now(),
-            )
-        )
-    return token
-
-
-def revoke_api_key(store: Store, key_id: str, *, now: Callable[[], datetime] = utcnow) -> None:
-    """Disables a key at once (its rows stay, for the audit trail)."""
-    with store.transaction() as session:
-        key = session.get(ApiKey, key_id)
-        if key is None:
-            raise UnknownApiKey(f"no API key {key_id!r}")
-        key.revoked_at = key.revoked_at or now()
-
-
-def list_api_keys(store: Store) -> list[ApiKey]:
-    """Every key, oldest first (hashes included: they are not secrets)."""
-    with store.reading() as session:
-        return list(session.scalars(select(ApiKey).order_by(ApiKey.created_at, ApiKey.id)))
-
-
-@dataclass(frozen=True)
-class Principal:
-    """The caller, once its token checked out."""
-
-    key_id: str
-    scopes: frozenset[str]
-
-
-def authenticate(store: Store, token: str | None) -> Principal:
-    """The key a bearer token belongs to; the same 401 whatever is wrong with it."""
-    match = _TOKEN.match(token or "")
-    key = None
-    if match is not None:
-        with store.reading() as session:
-            key = session.get(ApiKey, match.group(1))
-    # Compare even when there is no such key, so timing tells nothing about which ids exist.
-    valid = digest_matches(token or "", key.key_hash if key else _DUMMY_DIGEST)
-    if key is None or not valid or key.revoked_at is not None:
-        raise Unauthorized("a valid API key is required (Authorization: Bearer fvk_...)")
-    return Principal(key.id, frozenset(key.scopes.split()))
-
-
-# -- request and response models ----------------------------------------------------------------
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class RejectedRecord(_Model):
-    index: int = Field(description="1-based position in the request.")
-    id: str | None
-    reason: str
-
-
-class AcceptedCertificate(_Model):
-    id: str
-    status: str
-    leaf: str
-
-
-class IntakeResponse(_Model):
-    accepted: list[AcceptedCertificate]
-    rejected: list[RejectedRecord]
-
-
-class RevocationRequest(_Model):
-    certificate_ids: list[Annotated[str, Field(min_length=1, max_length=200)]] | None = Field(
-        None, min_length=1, max_length=MAX_REVOCATIONS_PER_REQUEST
-    )
-    batch: Annotated[str, Field(pattern=_ROOT.pattern)] | None = None
-    reason: str | int = Field(
-        description="RFC 5280 reason: a name (superseded, key-compromise, ...) or code."
-    )
-
-
-class RevocationOutcome(_Model):
-    target: str
-    already_revoked: bool
-    reason: str
-    reason_code: int
-    block_number: int
-    tx_hash: str | None
-
-
-class RevocationResponse(_Model):
-    results: list[RevocationOutcome]
-
-
-class RevocationView(_Model):
-    reason: str
-    reason_code: int
-    block_number: int
-    tx_hash: str | None
-    whole_batch: bool
-
-
-class CertificateView(_Model):
-    id: str
-    status: str
-    leaf: str
-    digest: str
-    batch: str | None
-    created_at: datetime
-    receipt: dict[str, Any] | None = Field(description="The finvault-receipt/1, once anchored.")
-    revocation: RevocationView | None
-
-
-class BatchView(_Model):
-    root: str
-    status: str
-    leaf_count: int
-    key_id: str
-    manifest_uri: str
-    tx_hash: str | None
-    block_number: int | None
-    gas_used: int | None
-    error: str | None
-    sealed_at: datetime
-    anchored_at: datetime | None
-    revocation: RevocationView | None
-
-
-class DeliveryView(_Model):
-    event_id: str
-    url: str
-    status: str
-    attempts: int
-    next_attempt_at: str
-    last_error: str | None
-    delivered_at: str | None
-
-
-_RECORDS: TypeAdapter[dict[str, Any] | list[dict[str, Any]]] = TypeAdapter(
-    dict[str, Any] | list[dict[str, Any]]
-)
-_CERTIFICATES_BODY = {
-    "oneOf": [
-        {"type": "object", "description": "One record: the template's columns."},
-        {
-            "type": "array",
-            "items": {"type": "object"},
-            "minItems": 1,
-            "maxItems": MAX_CERTIFICATES_PER_REQUEST,
-        },
-    ]
-}
 _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"description": description, "content": {"application/json": {"schema": error_schema()}}}
     for status, description in {
@@ -285,27 +122,6 @@ STATUSES: dict[type[FinVaultError], int] = {
     RpcUnavailable: 503,
     ChainMismatch: 503,
 }
-
-
-def _revocation_view(row: Revocation) -> RevocationView:
-    return RevocationView(
-        reason=reason_name(row.reason),
-        reason_code=row.reason,
-        block_number=row.block_number,
-        tx_hash=row.tx_hash,
-        whole_batch=row.certificate_id is None,
-    )
-
-
-def _outcome(result: RevocationResult) -> RevocationOutcome:
-    return RevocationOutcome(
-        target=result.target,
-        already_revoked=result.already_revoked,
-        reason=reason_name(result.reason),
-        reason_code=result.reason,
-        block_number=result.block_number,
-        tx_hash=result.tx_hash,
-    )
 
 
 # -- the app -----------------------------------------------------------------------------------
@@ -453,7 +269,7 @@ class IssuerApi:
             batch=found.batch_root,
             created_at=found.created_at,
             receipt=receipt,
-            revocation=_revocation_view(revocation) if revocation else None,
+            revocation=revocation_view(revocation) if revocation else None,
         )
 
     def batch(self, root: str) -> BatchView:
@@ -478,7 +294,7 @@ class IssuerApi:
             error=found.error,
             sealed_at=found.sealed_at,
             anchored_at=found.anchored_at,
-            revocation=_revocation_view(revocation) if revocation else None,
+            revocation=revocation_view(revocation) if revocation else None,
         )
 
     def revoke(self, request: RevocationRequest) -> JSONResponse:
@@ -493,7 +309,7 @@ class IssuerApi:
                 results = [revoker.revoke_batch(request.batch, reason)]
             else:
                 results = revoker.revoke_certificates(request.certificate_ids or [], reason)
-        body = RevocationResponse(results=[_outcome(result) for result in results])
+        body = RevocationResponse(results=[revocation_outcome(result) for result in results])
         return JSONResponse(body.model_dump(mode="json"), status_code=200)
 
     def deliveries(self, status: DeliveryStatus, limit: int) -> list[DeliveryView]:
@@ -544,13 +360,13 @@ IdempotencyHeader = Annotated[
 ]
 
 
-def create_app(
-    api: IssuerApi,
-    *,
-    max_body_bytes: int = 4 * 1024 * 1024,
-    limiter: RateLimiter | None = None,
-) -> FastAPI:
-    """The issuer API over ``api``; the lifespan starts and stops its scheduler and webhooks."""
+def create_app(settings: IssuerApiSettings, api: IssuerApi) -> FastAPI:
+    """The issuer API over ``api``, as ``settings`` configure its edge (body cap, rate limit); the
+    lifespan starts and stops its scheduler and webhooks."""
+    max_body_bytes = settings.issuer_api_max_body
+    limiter = (
+        RateLimiter(settings.issuer_api_rate, settings.issuer_api_burst) if settings.issuer_api_rate else None
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -587,7 +403,7 @@ def create_app(
         status_code=202,
         response_model=IntakeResponse,
         tags=["certificates"],
-        openapi_extra=json_body_openapi(_CERTIFICATES_BODY),
+        openapi_extra=json_body_openapi(CERTIFICATES_BODY),
     )
     async def submit_certificates(
         request: Request,
@@ -604,7 +420,7 @@ def create_app(
         payload = await read_json(request, max_bytes=max_body_bytes)
         raw = await request.body()
         try:
-            records = _RECORDS.validate_python(payload)
+            records = RECORDS.validate_python(payload)
         except ValidationError:
             raise InvalidRequest("send a record object or an array of them") from None
         fingerprint = f"POST /certificates?strict={strict}"

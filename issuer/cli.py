@@ -25,8 +25,9 @@ from chain.core.signing import PrivateKey, decrypt_private_key
 from chain.errors import ConfigError
 from chain.service.settings import load_settings
 from chain.service.signals import SHUTDOWN_SIGNALS, wait_for_shutdown
-from chain.service.web import RateLimiter, serve
-from issuer.api import SCOPES, IssuerApi, create_api_key, create_app, list_api_keys, revoke_api_key
+from chain.service.web import serve
+from issuer.api import IssuerApi, create_app
+from issuer.api_keys import SCOPES, create_api_key, list_api_keys, revoke_api_key
 from issuer.errors import IssuerError, UnknownCertificate
 from issuer.intake import InputFormat, read_input
 from issuer.registration import SIGNING_KEY_FILE, issuer_group
@@ -348,12 +349,7 @@ def issuer_api_serve(
             id_column=id_column,
             chain_lock=scheduler.lock,
         )
-        limiter = (
-            RateLimiter(settings.issuer_api_rate, settings.issuer_api_burst)
-            if settings.issuer_api_rate
-            else None
-        )
-        app = create_app(api, max_body_bytes=settings.issuer_api_max_body, limiter=limiter)
+        app = create_app(settings, api)
         click.echo(
             f"issuer API on http://{settings.issuer_api_host}:{settings.issuer_api_port} "
             f"(batches every {settings.issuer_batch_interval:g}s); Ctrl-C stops",

@@ -102,6 +102,7 @@ class UtcDateTime(TypeDecorator[datetime]):
     cache_ok = True
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """The time in UTC (naive on SQLite); a naive datetime is refused with ValueError."""
         if value is None:
             return None
         if value.tzinfo is None:
@@ -110,6 +111,7 @@ class UtcDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """An aware UTC datetime, whatever the database returned."""
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
@@ -220,6 +222,8 @@ class Event(Base):
 
 
 class EventType(StrEnum):
+    """The kinds of outbox event, by the name webhook bodies carry."""
+
     CERTIFICATE_ANCHORED = "certificate.anchored"
     CERTIFICATE_REVOKED = "certificate.revoked"
 
@@ -238,6 +242,8 @@ def add_events(
 
 
 class DeliveryStatus(StrEnum):
+    """Where one webhook delivery stands: still to (re)try, delivered, or given up on."""
+
     PENDING = "pending"
     DELIVERED = "delivered"
     DEAD = "dead"  # gave up after the last attempt: the dead letters

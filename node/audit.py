@@ -105,6 +105,7 @@ class ReconciliationJob:
             self._lock.release()
 
     def start(self) -> None:
+        """Runs :meth:`run_once` every ``interval`` seconds in a background thread (never if it is 0)."""
         if self.interval <= 0:
             return
         self._scheduler = BackgroundScheduler(
@@ -114,6 +115,7 @@ class ReconciliationJob:
         self._scheduler.start()
 
     def stop(self) -> None:
+        """Stops the timer, waiting for a run in progress to finish."""
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=True)
             self._scheduler = None
@@ -153,6 +155,7 @@ class AuditCollector(Collector):
         self.threshold = threshold
 
     def collect(self) -> Iterator[Any]:
+        """The metrics, from one query over the stored runs (plus the drift alert) per scrape."""
         with Session(self.engine) as session:
             runs, drifts, alerts, failed = session.execute(
                 select(
@@ -186,6 +189,8 @@ class AuditCollector(Collector):
 
 
 class BlockDigestOut(BaseModel):
+    """One event block's rolling digest (hashes as 0x-hex)."""
+
     number: int
     hash: str
     digest: str
@@ -193,6 +198,8 @@ class BlockDigestOut(BaseModel):
 
 
 class DigestsOut(BaseModel):
+    """The digests of the event blocks from first to last, and the rolling digest as of last."""
+
     first: int
     last: int
     as_of: str  # the rolling digest covering every event up to `last`
@@ -201,11 +208,15 @@ class DigestsOut(BaseModel):
 
 
 class BlockEventsOut(BaseModel):
+    """A block's mirrored events in log order, each with its table name (bytes as 0x-hex)."""
+
     number: int
     events: list[dict[str, Any]]
 
 
 class RunOut(BaseModel):
+    """One stored reconciliation run; error is set when the run could not read the chain or the mirror."""
+
     id: int
     started_at: datetime
     first_block: int
@@ -219,6 +230,8 @@ class RunOut(BaseModel):
 
 
 class RunsOut(BaseModel):
+    """One page of reconciliation runs, newest first."""
+
     runs: list[RunOut]
     next_before: int | None  # pass as ?before= for the next (older) page
 

@@ -21,6 +21,8 @@ _VERSION = 1
 
 
 class InvalidCursor(BadRequest):
+    """A cursor this node did not make, or one that was changed (HTTP 400)."""
+
     code = "invalid_cursor"
 
 
@@ -46,6 +48,7 @@ def _mac(key: bytes, payload: bytes) -> bytes:
 
 
 def encode_cursor(key: bytes, position: Position) -> str:
+    """The opaque cursor for ``position``, MACed with ``key`` (the format is in the module docstring)."""
     payload = json.dumps(
         [_VERSION, position.since_block, position.block_number, position.log_index], separators=(",", ":")
     ).encode()

@@ -218,6 +218,7 @@ class NodeRuntime(Runtime):
         return runtime
 
     def snapshot(self) -> SyncSnapshot:
+        """The loop's state now, from the indexer and :class:`LoopHealth` in this process."""
         status, health = self.indexer.status, self.health
         # `writing` before `generation`: the loop bumps the generation, then clears `writing`, so a
         # reader that sees `writing` clear and the old generation read facts no commit had changed.
@@ -524,15 +525,19 @@ class FollowerRuntime(Runtime):
         return self.shared.read().generation
 
     def snapshot(self) -> SyncSnapshot:
+        """The state the supervisor's loop last published to shared memory."""
         return self.shared.read()
 
     def start(self) -> None:
+        """Touches the ``on_start`` file, if any, to tell the supervisor this worker serves."""
         if self._on_start is not None:
             self._on_start.touch()  # tells the supervisor this worker serves
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+        """Nothing to stop: a worker runs no loop of its own."""
         pass
 
     def close(self) -> None:
+        """Detaches from the shared memory and releases connections."""
         self.shared.close()
         super().close()

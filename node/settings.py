@@ -141,9 +141,11 @@ class NodeSettings(IndexerSettings):
 
     @property
     def burst(self) -> int:
+        """Requests per client bucket: ``rate_limit_burst``, or twice the rate (at least 1) when it is 0."""
         return self.rate_limit_burst or max(1, int(2 * self.rate_limit))
 
     @property
     def url(self) -> str:
+        """The node's base URL on its listening address (an IPv6 host in brackets)."""
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"

@@ -95,6 +95,8 @@ def write_demo_students(path: Path, count: int) -> Path:
 
 @dataclass(frozen=True)
 class DemoResult:
+    """Where a finished demo left things: its chain, registry, issuer account, signing key and receipts."""
+
     rpc_url: str
     chain_id: int
     registry: str

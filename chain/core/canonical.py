@@ -161,6 +161,7 @@ def escape_token(token: str) -> str:
 
 
 def unescape_token(token: str) -> str:
+    """The inverse of :func:`escape_token` (``~1`` first, then ``~0``, as RFC 6901 requires)."""
     return token.replace("~1", "/").replace("~0", "~")
 
 
@@ -236,6 +237,7 @@ def field_preimage(pointer: str, salt_hex: str, value_text: str) -> bytes:
 
 
 def field_hash(pointer: str, salt_hex: str, value_text: str) -> str:
+    """SHA-256 of :func:`field_preimage`, as ``0x``-lowercase-hex (the form digests sort and hash)."""
     return "0x" + hashlib.sha256(field_preimage(pointer, salt_hex, value_text)).hexdigest()
 
 

@@ -20,6 +20,7 @@ class FinVaultError(Exception):
 
     @property
     def message(self) -> str:
+        """The one-line message for people (the ``code`` when none was given)."""
         return str(self.args[0]) if self.args else self.code
 
     def diagnostics(self) -> str:

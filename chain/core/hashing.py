@@ -10,4 +10,5 @@ from sha3 import keccak_256
 
 
 def keccak256(data: bytes) -> bytes:
+    """The 32-byte keccak-256 digest of ``data`` (Ethereum's, not NIST SHA3-256)."""
     return bytes(keccak_256(data).digest())

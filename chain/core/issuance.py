@@ -20,15 +20,19 @@ from chain.core.signing import PrivateKey, public_key_info, sign_digest
 
 @dataclass(frozen=True)
 class SignedDocument:
+    """A salted document with the issuer's signature over its digest, ready to go into a batch."""
+
     document: SaltedDocument
     signature: Signature
 
     @property
     def leaf(self) -> bytes:
+        """The document's Merkle leaf hash (keccak256 twice over its digest)."""
         return leaf_hash(self.document.digest)
 
 
 def sign_document(document: SaltedDocument, key: PrivateKey) -> SignedDocument:
+    """Signs the document's digest with ``key``; the signature names the key by its on-chain key id."""
     info = public_key_info(key)
     signature = Signature(
         keyId=hex0x(info.key_id),
@@ -39,6 +43,7 @@ def sign_document(document: SaltedDocument, key: PrivateKey) -> SignedDocument:
 
 
 def seal_batch(signed: Sequence[SignedDocument]) -> MerkleTree:
+    """The batch's Merkle tree over the documents' digests (its root is what gets anchored)."""
     return MerkleTree([s.document.digest for s in signed])
 
 

@@ -36,17 +36,21 @@ class MerkleError(FinVaultError, ValueError):
 
 
 def leaf_hash(digest: bytes) -> bytes:
+    """keccak256(keccak256(digest)), the standard tree's leaf; raises :class:`MerkleError` unless 32 bytes."""
     if len(digest) != 32:
         raise MerkleError(f"a digest is 32 bytes, got {len(digest)}")
     return bytes(keccak_256(keccak_256(digest).digest()).digest())
 
 
 def hash_pair(a: bytes, b: bytes) -> bytes:
+    """An inner node: keccak256 of the two children, smaller first (so the order given does not matter)."""
     return keccak256(a + b) if a < b else keccak256(b + a)
 
 
 @dataclass(frozen=True)
 class MultiProof:
+    """One proof for several leaves at once, the arguments of OpenZeppelin's ``multiProofVerify``."""
+
     leaves: tuple[bytes, ...]  # leaf hashes, in the order MerkleProof.multiProofVerify expects
     proof: tuple[bytes, ...]
     proof_flags: tuple[bool, ...]
@@ -95,6 +99,7 @@ class MerkleTree:
 
     @property
     def root(self) -> bytes:
+        """The 32-byte root, what the batch anchors (for one leaf, the leaf itself)."""
         return self._tree[0]
 
     @property
@@ -121,6 +126,7 @@ class MerkleTree:
         return self._path(self._index_of(leaf))
 
     def proof_for_digest(self, digest: bytes) -> list[bytes]:
+        """The sibling path for a document digest (hashed into its leaf first)."""
         return self.proof(leaf_hash(digest))
 
     def proofs(self) -> Iterator[tuple[bytes, list[bytes]]]:
@@ -177,4 +183,5 @@ def process_proof(leaf: bytes, proof: Sequence[bytes]) -> bytes:
 
 
 def verify_proof(leaf: bytes, proof: Sequence[bytes], root: bytes) -> bool:
+    """Whether ``proof`` leads from the leaf hash ``leaf`` to ``root`` (``MerkleProof.verify``)."""
     return process_proof(leaf, proof) == root

@@ -45,6 +45,8 @@ class _Strict(BaseModel):
 
 
 class Signature(_Strict):
+    """The issuer's signature over the 32 digest bytes, naming its key by on-chain key id."""
+
     key_id: Hex32 = Field(alias="keyId")
     algorithm: Algorithm
     value: str = Field(
@@ -62,16 +64,21 @@ class Signature(_Strict):
 
     @property
     def raw(self) -> bytes:
+        """The signature bytes (``value`` decoded from base64)."""
         return base64.b64decode(self.value)
 
 
 class Proof(_Strict):
+    """The Merkle proof: the document's leaf hash, its sibling path and the batch root it leads to."""
+
     leaf: Hex32
     path: list[Hex32] = Field(max_length=MAX_PROOF_LENGTH)
     root: Hex32
 
 
 class Anchor(_Strict):
+    """Where the root was anchored: chain, registry, issuing account, transaction and block."""
+
     chain_id: int = Field(alias="chainId", gt=0, le=MAX_SAFE_INTEGER)
     registry: Address
     issuer: Address
@@ -80,6 +87,8 @@ class Anchor(_Strict):
 
 
 class Receipt(_Strict):
+    """One finvault-receipt/1 file: the salted credential and the evidence that it was anchored."""
+
     format: Literal["finvault-receipt/1"]
     credential: dict[str, Any]
     salts: dict[str, Hex32]
@@ -92,14 +101,17 @@ class Receipt(_Strict):
 
     @property
     def document(self) -> SaltedDocument:
+        """The salted document as the receipt states it: ``digest`` is the receipt's claim, not recomputed."""
         return SaltedDocument(
             self.credential, self.salts, tuple(self.obfuscated), bytes.fromhex(self.digest[2:])
         )
 
     def to_json_dict(self) -> dict[str, Any]:
+        """The receipt as JSON-ready data, with the format's camelCase names and no null ``link``."""
         return self.model_dump(by_alias=True, mode="json", exclude_none=True)
 
     def to_json(self, *, indent: int | None = 2) -> str:
+        """The receipt file's text: UTF-8 JSON (non-ASCII kept as is), ending in a newline."""
         return json.dumps(self.to_json_dict(), indent=indent, ensure_ascii=False) + "\n"
 
 
@@ -132,6 +144,7 @@ def build_receipt(
     anchor: Anchor,
     link: str | None = None,
 ) -> Receipt:
+    """The receipt for an anchored document: its salted credential plus signature, proof and anchor."""
     return Receipt(
         format=RECEIPT_FORMAT,
         credential=dict(document.credential),

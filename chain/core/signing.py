@@ -35,10 +35,12 @@ class KeyAlgorithm(IntEnum):
 
     @property
     def label(self) -> str:
+        """The name receipts use: ``ed25519`` or ``rsa-pkcs1v15-sha256``."""
         return "ed25519" if self is KeyAlgorithm.ED25519 else "rsa-pkcs1v15-sha256"
 
     @classmethod
     def from_label(cls, label: str) -> KeyAlgorithm:
+        """The algorithm a receipt's label names; raises :class:`SigningError` for any other label."""
         for algorithm in cls:
             if algorithm.label == label:
                 return algorithm
@@ -46,6 +48,8 @@ class KeyAlgorithm(IntEnum):
 
 
 class SigningError(FinVaultError, ValueError):
+    """A key, passphrase or algorithm that document signing does not accept."""
+
     code = "signing_error"
 
 
@@ -58,10 +62,12 @@ class PublicKeyInfo:
 
     @property
     def key_id(self) -> bytes:
+        """keccak256 of the DER SubjectPublicKeyInfo, the id ``addKey`` checks and receipts name."""
         return keccak256(self.der)
 
 
 def generate_private_key(kind: Literal["ed25519", "rsa-2048", "rsa-3072", "rsa-4096"]) -> PrivateKey:
+    """A new random document-signing key (RSA keys with public exponent 65537)."""
     if kind == "ed25519":
         return ed25519.Ed25519PrivateKey.generate()
     bits = int(kind.removeprefix("rsa-"))
@@ -69,6 +75,7 @@ def generate_private_key(kind: Literal["ed25519", "rsa-2048", "rsa-3072", "rsa-4
 
 
 def public_key_info(key: PrivateKey | PublicKey) -> PublicKeyInfo:
+    """The algorithm and DER of a key's public half; raises :class:`SigningError` for RSA under 2048 bits."""
     public = key.public_key() if isinstance(key, ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey) else key
     der = public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     if isinstance(public, ed25519.Ed25519PublicKey):
@@ -90,6 +97,11 @@ def encrypt_private_key(key: PrivateKey, passphrase: str) -> bytes:
 
 
 def decrypt_private_key(pem: bytes, passphrase: str) -> PrivateKey:
+    """The key in an encrypted PKCS#8 PEM.
+
+    Raises :class:`KeystoreError` for a wrong passphrase, a damaged file or an unsupported key type,
+    and :class:`SigningError` for an RSA key under 2048 bits.
+    """
     try:
         key = serialization.load_pem_private_key(pem, passphrase.encode())
     except (ValueError, TypeError) as exc:
@@ -137,6 +149,11 @@ def _parsed_public_key(der: bytes) -> PublicKeyTypes:
 
 
 def verify_digest(info: PublicKeyInfo, digest: bytes, signature: bytes) -> bool:
+    """Whether ``signature`` signs the 32 digest bytes under the key ``info`` describes.
+
+    False, not an exception, for a bad signature or a DER that does not parse; a key whose DER does
+    not match its stated algorithm, or an RSA key under 2048 bits, never verifies.
+    """
     try:
         key = _parsed_public_key(bytes(info.der))
         if info.algorithm is KeyAlgorithm.ED25519 and isinstance(key, ed25519.Ed25519PublicKey):

@@ -28,6 +28,8 @@ from chain.core.signing import KeyAlgorithm, PublicKeyInfo, SigningError, verify
 
 
 class Status(StrEnum):
+    """A verdict's outcome, decided in the order the module docstring gives."""
+
     VALID = "VALID"
     REVOKED = "REVOKED"
     INVALID = "INVALID"
@@ -55,6 +57,8 @@ class Code(StrEnum):
 
 
 class CheckName(StrEnum):
+    """The checks of a verdict, in the order every verdict lists them (each one always appears)."""
+
     WELL_FORMED = "well_formed"
     DIGEST = "digest"
     SIGNATURE = "signature"
@@ -86,6 +90,8 @@ _INTEGRITY = (
 
 @dataclass(frozen=True)
 class Check:
+    """One check's outcome: ``code`` is set when it failed; ``detail`` is for people."""
+
     name: CheckName
     outcome: Outcome
     code: Code | None = None
@@ -107,6 +113,8 @@ class EventRef:
 
 @dataclass(frozen=True)
 class AnchorFact:
+    """A root's anchor as the registry records it: issuer, leaf count, block time (Unix seconds)."""
+
     root: bytes
     issuer: str
     count: int
@@ -116,6 +124,8 @@ class AnchorFact:
 
 @dataclass(frozen=True)
 class RevocationFact:
+    """A revocation of a leaf or of a whole root: the reason code and block time (Unix seconds)."""
+
     reason: int
     timestamp: int
     event: EventRef
@@ -123,6 +133,8 @@ class RevocationFact:
 
 @dataclass(frozen=True)
 class IssuerFact:
+    """A registered issuer: its account, name and URI, and whether it is active now."""
+
     address: str
     name: str
     uri: str
@@ -131,6 +143,8 @@ class IssuerFact:
 
 @dataclass(frozen=True)
 class KeyFact:
+    """A registered document-signing key: issuer, algorithm, DER, and the blocks that added and revoked it."""
+
     key_id: bytes
     issuer: str
     algorithm: KeyAlgorithm
@@ -141,6 +155,8 @@ class KeyFact:
 
 @dataclass(frozen=True)
 class ChainHead:
+    """The chain's head block number and its ``finalized`` block, what finality is judged against."""
+
     number: int
     finalized: int | None  # None where the endpoint has no `finalized` tag
 
@@ -149,22 +165,34 @@ class ChainFacts(Protocol):
     """What verification needs to know about one registry on one chain."""
 
     @property
-    def chain_id(self) -> int: ...
+    def chain_id(self) -> int:
+        """The chain the facts come from."""
+        ...
 
     @property
-    def registry(self) -> str: ...
+    def registry(self) -> str:
+        """The registry's address, ``0x`` hex."""
+        ...
 
-    def anchor(self, root: bytes) -> AnchorFact | None: ...
+    def anchor(self, root: bytes) -> AnchorFact | None:
+        """The anchor of ``root``, or None if this registry never anchored it."""
+        ...
 
     def revocation(self, root: bytes, leaf: bytes | None) -> RevocationFact | None:
         """The revocation of ``leaf`` within ``root``, or of the whole root when ``leaf`` is None."""
         ...
 
-    def issuer(self, address: str) -> IssuerFact | None: ...
+    def issuer(self, address: str) -> IssuerFact | None:
+        """The issuer registered at ``address``, or None."""
+        ...
 
-    def key(self, key_id: bytes) -> KeyFact | None: ...
+    def key(self, key_id: bytes) -> KeyFact | None:
+        """The key registered under ``key_id`` (by any issuer), or None."""
+        ...
 
-    def head(self) -> ChainHead: ...
+    def head(self) -> ChainHead:
+        """Where the chain stands now, for judging finality."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -189,6 +217,8 @@ class Policy:
 
 @dataclass(frozen=True)
 class AnchorEvidence:
+    """The trusted anchor as a verdict reports it: where, when (ISO 8601 UTC) and how final."""
+
     root: str
     tx_hash: str
     block_number: int
@@ -201,6 +231,8 @@ class AnchorEvidence:
 
 @dataclass(frozen=True)
 class RevocationEvidence:
+    """The revocation of the certificate (``leaf``) or of its batch (``root``), as a verdict reports it."""
+
     scope: Literal["leaf", "root"]
     reason: int
     tx_hash: str
@@ -212,6 +244,8 @@ class RevocationEvidence:
 
 @dataclass(frozen=True)
 class Verdict:
+    """What :func:`verify` decided: the status, every check in a fixed order, and the evidence."""
+
     status: Status
     checks: tuple[Check, ...]
     issuer: IssuerFact | None = None
@@ -221,13 +255,16 @@ class Verdict:
 
     @property
     def valid(self) -> bool:
+        """True only for ``VALID``: a ``PENDING`` or ``REVOKED`` receipt is not valid."""
         return self.status is Status.VALID
 
     @property
     def reasons(self) -> tuple[Code, ...]:
+        """The codes of the failed checks, in check order."""
         return tuple(c.code for c in self.checks if c.outcome == "fail" and c.code is not None)
 
     def to_dict(self) -> dict[str, Any]:
+        """The verdict as JSON-ready data (enums as strings), as ``finvault verify --json`` prints it."""
         return {
             "status": str(self.status),
             "valid": self.valid,

@@ -30,6 +30,7 @@ _PR_SET_PDEATHSIG = 1
 
 
 def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on ``host`` right now (the OS picks it; nothing holds it until someone binds it)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
@@ -68,9 +69,11 @@ class DevChain:
 
     @property
     def rpc_url(self) -> str:
+        """The JSON-RPC URL anvil listens on."""
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, ready_timeout: float = 30.0) -> DevChain:
+        """Starts anvil and waits until it answers; :class:`ToolchainError` if it exits or stays silent."""
         command = [
             str(anvil_binary()),
             "--host", "127.0.0.1",
@@ -116,6 +119,7 @@ class DevChain:
         raise ToolchainError(f"anvil did not answer on {self.rpc_url} within {timeout:.0f}s")
 
     def stop(self, timeout: float = 10.0) -> None:
+        """Ends anvil's process group: SIGTERM, then SIGKILL after ``timeout`` seconds. Idempotent."""
         process, self.process = self.process, None
         if process is None or process.poll() is not None:
             return
@@ -130,6 +134,7 @@ class DevChain:
 
     @property
     def pid(self) -> int | None:
+        """anvil's process id, None before :meth:`start` and after :meth:`stop`."""
         return self.process.pid if self.process else None
 
     def __enter__(self) -> DevChain:

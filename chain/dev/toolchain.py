@@ -42,6 +42,7 @@ def node_modules() -> Path:
 
 
 def anvil_binary() -> Path:
+    """The anvil that npm installed (the linux-amd64 package); raises :class:`ToolchainError` if missing."""
     path = node_modules() / "@foundry-rs" / "anvil-linux-amd64" / "bin" / "anvil"
     if not path.is_file():
         raise ToolchainError(f"anvil not found at {path}: run ./scripts/setup")
@@ -49,6 +50,7 @@ def anvil_binary() -> Path:
 
 
 def node_binary() -> Path:
+    """The ``node`` on PATH, symlinks resolved; raises :class:`ToolchainError` if there is none."""
     found = shutil.which("node")
     if found is None:
         raise ToolchainError("node is not on PATH: FinVault's compiler toolchain needs Node 20")
@@ -119,6 +121,7 @@ def compile_registry() -> dict[str, Any]:
 
 
 def write_artifact(artifact: dict[str, Any], path: Path = ARTIFACT_PATH) -> None:
+    """Writes the artifact as indented JSON with sorted keys (the committed file by default)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(artifact, indent=2, sort_keys=True) + "\n")
 

@@ -33,7 +33,9 @@ from chain.registry import deploy_registry
 from chain.rpc import RpcClient
 from chain.service.settings import load_settings
 from chain.tx import TxSender
-from issuer.api import IssuerApi, create_api_key, create_app
+from issuer.api import IssuerApi, create_app
+from issuer.api_keys import create_api_key
+from issuer.settings import IssuerApiSettings
 from issuer.store import Store
 from issuer.template import load_template
 from node.server import start_node_thread
@@ -155,7 +157,10 @@ def issuer_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     tmp: Path = tmp_path_factory.mktemp("issuer")
     with Store.open(f"sqlite:///{tmp / 'issuer.db'}") as store:
         token = create_api_key(store, "hostile input", ["issue", "revoke"])
-        app = create_app(IssuerApi(store, load_template(TEMPLATE), tmp / "receipts"), max_body_bytes=LIMIT)
+        app = create_app(
+            IssuerApiSettings.model_validate({"issuer_api_max_body": LIMIT}),
+            IssuerApi(store, load_template(TEMPLATE), tmp / "receipts"),
+        )
         with serve_in_thread(app) as url:
             yield Server(url, {"Authorization": f"Bearer {token}"})
 
@@ -261,7 +266,10 @@ def test_an_unexpected_error_is_a_500_that_still_carries_the_correlation_id(tmp_
     """The issuer API's edge sits outside Starlette's last-resort handler (it used to sit inside:
     a 500 then had no X-Correlation-ID header, and "-" as the id in its body)."""
     with Store.open(f"sqlite:///{tmp_path / 'issuer.db'}") as store:
-        app = create_app(IssuerApi(store, load_template(TEMPLATE), tmp_path / "receipts"))
+        app = create_app(
+            IssuerApiSettings.model_validate({}),
+            IssuerApi(store, load_template(TEMPLATE), tmp_path / "receipts"),
+        )
 
         @app.get("/fails")
         def fails() -> None:

@@ -26,7 +26,7 @@ from chain.core.receipt import parse_receipt
 from chain.core.verify import Status, verify
 from chain.dev.devchain import DevChain, free_port
 from chain.rpc import RpcClient
-from issuer.api import create_api_key
+from issuer.api_keys import create_api_key
 from issuer.webhooks import SIGNATURE_HEADER, verify_signature
 from tests.integration.conftest import Deployed
 from tests.integration.issuer_fixtures import FINALITY_DEPTH, NODE_URL, NOW, PASSPHRASE, TEMPLATE, IssuerEnv

@@ -25,7 +25,9 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from chain.rpc import RpcClient
-from issuer.api import SCOPES, IssuerApi, create_api_key, create_app
+from issuer.api import IssuerApi, create_app
+from issuer.api_keys import SCOPES, create_api_key
+from issuer.settings import IssuerApiSettings
 from tests.integration.conftest import Deployed
 from tests.integration.issuer_fixtures import IssuerEnv, serve_in_thread
 from tests.tools.schemathesis_cli import negative, output, positive
@@ -45,7 +47,9 @@ def issuer_api(registry: Deployed, rpc: RpcClient, tmp_path: Path) -> Iterator[R
     [batch] = env.service(store=env.store).run_once()
     token = create_api_key(env.store, "schemathesis", SCOPES)
     api = IssuerApi(env.store, env.template, env.out, service=env.service(store=env.store))
-    with serve_in_thread(create_app(api, max_body_bytes=64 * 1024)) as url:
+    with serve_in_thread(
+        create_app(IssuerApiSettings.model_validate({"issuer_api_max_body": 64 * 1024}), api)
+    ) as url:
         revoked = httpx.post(
             f"{url}/revocations",
             json={"certificate_ids": ["cert-00001"], "reason": "superseded"},

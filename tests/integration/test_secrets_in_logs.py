@@ -43,7 +43,7 @@ from eth_account import Account
 from chain.core.signing import decrypt_private_key
 from chain.dev.devchain import DevChain, free_port
 from chain.rpc import RpcClient, redact_url
-from issuer.api import create_api_key
+from issuer.api_keys import create_api_key
 from issuer.store import Store
 from issuer.webhooks import verify_signature
 from tests.integration.conftest import FINVAULT, Deployed, run_finvault

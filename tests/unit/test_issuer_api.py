@@ -15,14 +15,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from chain.service.web import RateLimiter, Unauthorized, token_digest
-from issuer.api import (
-    IssuerApi,
-    authenticate,
-    create_api_key,
-    create_app,
-    list_api_keys,
-    revoke_api_key,
-)
+from issuer.api import IssuerApi, create_app
+from issuer.api_keys import authenticate, create_api_key, list_api_keys, revoke_api_key
+from issuer.settings import IssuerApiSettings
 from issuer.store import Certificate, Store
 from issuer.template import load_template
 
@@ -53,7 +48,10 @@ def store(tmp_path: Path) -> Iterator[Store]:
 @pytest.fixture
 def client(store: Store, tmp_path: Path) -> Iterator[TestClient]:
     api = IssuerApi(store, load_template(TEMPLATE), tmp_path / "receipts")
-    with TestClient(create_app(api, max_body_bytes=MAX_BODY), raise_server_exceptions=False) as test_client:
+    with TestClient(
+        create_app(IssuerApiSettings.model_validate({"issuer_api_max_body": MAX_BODY}), api),
+        raise_server_exceptions=False,
+    ) as test_client:
         yield test_client
 
 
@@ -247,7 +245,7 @@ def test_correlation_id_is_echoed_when_well_formed(client: TestClient) -> None:
 
 def test_rate_limit_answers_429_with_retry_after(store: Store, tmp_path: Path) -> None:
     api = IssuerApi(store, load_template(TEMPLATE), tmp_path)
-    app = create_app(api, limiter=RateLimiter(rate=0.5, burst=2))
+    app = create_app(IssuerApiSettings.model_validate({"issuer_api_rate": 0.5, "issuer_api_burst": 2}), api)
     with TestClient(app) as limited:  # the test client's address is not loopback
         assert [limited.get("/certificates/x").status_code for _ in range(2)] == [401, 401]
         refused = limited.get("/certificates/x")
