@@ -1,4 +1,5 @@
-"""The verification node's HTTP API, built by a factory: ``create_app(runtime)``.
+"""The verification node's HTTP API, built by a factory: ``create_app(runtime)`` (the runtime carries
+the node's settings and its mirror). Metrics are in :mod:`node.metrics`, the web page in :mod:`node.page`.
 
 Every answer comes from the mirror through the same pure :func:`chain.core.verify.verify` that
 ``finvault verify --rpc`` uses, and names the mirror state it was judged at (``as_of``). A receipt
@@ -16,9 +17,8 @@ origins are listed. ``/metrics`` is for loopback clients, or others with the bea
 from __future__ import annotations
 
 import json
-import time
 from collections import Counter as Tally
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
@@ -29,31 +29,23 @@ from fastapi import FastAPI, Query, Request
 from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import FileResponse, JSONResponse, Response
-from fastapi.staticfiles import StaticFiles
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.exc import OperationalError
 from starlette.routing import Route
 
 from chain.core.canonical import MAX_SAFE_INTEGER
 from chain.core.encoding import iso_utc
 from chain.core.receipt import MAX_RECEIPT_BYTES
-from chain.core.verify import DOCUMENT_CHECKS, Check, Status, Verdict, finality
+from chain.core.verify import DOCUMENT_CHECKS, Check, Verdict, finality
 from chain.errors import ChainMismatch, ConfigError, FinVaultError, RpcError, RpcUnavailable
 from chain.service.web import (
-    ASGIApp,
     EdgeFastAPI,
     Forbidden,
     HttpError,
     InvalidRequest,
-    Message,
     NotFound,
     RateLimiter,
-    Receive,
-    Scope,
-    Send,
     Unauthorized,
     bearer_token,
     correlation_id,
@@ -66,9 +58,10 @@ from chain.service.web import (
     token_digest,
 )
 from indexer.sync import IndexerError
-from node.audit import AuditCollector, audit_router
+from node.audit import audit_router
 from node.cursor import Position, decode_cursor, encode_cursor
 from node.health import CannotVouch, as_of
+from node.metrics import FIXED_PATHS, NodeMetrics, Timing
 from node.mirror import MirrorBusy
 from node.models import (
     REFUSAL_DOC,
@@ -86,18 +79,12 @@ from node.models import (
     error_response_doc,
     receipt_schema,
 )
+from node.page import STATIC_DIR, mount_page
 from node.runtime import Runtime, not_ready
 from node.shared import SyncSnapshot
 
-#: The web page (built separately): served from here when the directory exists.
-STATIC_DIR = Path(__file__).resolve().parent / "static"
 #: Paths never rate-limited: probes and scrapers poll them.
 UNLIMITED_PATHS = ("/health", "/ready", "/metrics")
-#: Routes without path parameters: their path is their metrics label.
-FIXED_PATHS = frozenset(
-    ("/verify", "/verify/bulk", "/issuers", "/revocations", "/health", "/ready", "/status", "/metrics", "/")
-)
-LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 MAX_PAGE = 1_000
 
 ERROR_STATUSES: Mapping[type[FinVaultError], int] = {
@@ -143,133 +130,10 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {status: error_response_doc(what[status]) for status in statuses}
 
 
-class NodeMetrics:
-    """Prometheus metrics in a registry of their own (several apps can share one process)."""
-
-    def __init__(self, runtime: Runtime) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
-        self.latency = Histogram(
-            "finvault_node_request_duration_seconds",
-            "HTTP request latency, by method, route template and status.",
-            ["method", "route", "status"],
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
-        )
-        self.verifications = Counter(
-            "finvault_node_verifications", "Verdicts given, by status.", ["status"], registry=self.registry
-        )
-        self.refusals = Counter(
-            "finvault_node_verification_refusals",
-            "Verifications answered 503 because the mirror could not vouch, by code.",
-            ["code"],
-            registry=self.registry,
-        )
-        self.registry.register(_SyncCollector(runtime))
-        self.registry.register(
-            AuditCollector(runtime.read_engine, runtime.settings.reconcile_drift_threshold)
-        )
-
-        self._by_status = {status: self.verifications.labels(str(status)) for status in Status}
-
-    def verified(self, status: Status) -> None:
-        self._by_status[status].inc()
-
-    def count(self, verdicts: Iterable[Verdict]) -> None:
-        for status, number in Tally(v.status for v in verdicts).items():
-            self._by_status[status].inc(number)
-
-
-class _SyncCollector(Collector):
-    """The sync loop's numbers, read at scrape time."""
-
-    def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
-
-    def collect(self) -> Iterable[Metric]:
-        sync = self.runtime.snapshot()
-        gauges = {
-            "finvault_node_sync_lag_blocks": ("Blocks between the chain head and the mirror.", sync.lag),
-            "finvault_node_chain_head": ("Chain head as last seen.", sync.head),
-            "finvault_node_indexed_block": ("Newest block in the mirror.", sync.indexed_block),
-            "finvault_node_finalized_block": (
-                "Newest block the mirror holds as final.",
-                sync.finalized_block,
-            ),
-            "finvault_node_rpc_breaker_open": (
-                "1 while the RPC circuit breaker is open.",
-                int(sync.breaker_open),
-            ),
-            "finvault_node_ready": (
-                "1 when GET /ready would answer 200.",
-                int(not not_ready(sync, self.runtime.settings)),
-            ),
-            "finvault_node_vouching": (
-                "1 while the mirror can vouch for verdicts (verification answers 200).",
-                int(self.runtime.cannot_vouch(sync) is None),
-            ),
-        }
-        for name, (doc, value) in gauges.items():
-            yield GaugeMetricFamily(name, doc, value=value)
-        counters = {
-            "finvault_node_events_indexed": (
-                "Registry events indexed since the node started.",
-                sync.events_indexed,
-            ),
-            "finvault_node_rpc_errors": ("Sync steps that failed on an RPC error.", sync.rpc_errors),
-            "finvault_node_sync_failures": ("Sync steps that failed, for any reason.", sync.failures),
-            "finvault_node_reorgs_repaired": ("Reorgs rolled back since the node started.", sync.reorgs),
-            "finvault_node_quorum_disagreements": (
-                "Sync steps refused because the quorum endpoint disagreed on a block hash.",
-                sync.quorum_disagreements,
-            ),
-        }
-        for name, (doc, value) in counters.items():
-            yield CounterMetricFamily(name, doc, value=value)
-
-
-class _Timing:
-    """Observes every request's latency under its route template (bounded label values)."""
-
-    def __init__(self, app: ASGIApp, histogram: Histogram, fixed_paths: frozenset[str]) -> None:
-        self.app = app
-        self.histogram = histogram
-        self.fixed_paths = fixed_paths  # routes without parameters: their path is their template
-        self._children: dict[tuple[str, str, int], Any] = {}  # labels() costs more than observe()
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-
-        async def timed_send(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, timed_send)
-        finally:
-            route = getattr(scope.get("route"), "path", None)
-            if route is None:  # plain Starlette routes are matched on a copy of the scope
-                route = scope["path"] if scope["path"] in self.fixed_paths else "unmatched"
-            key = (scope["method"], route, status)
-            child = self._children.get(key)
-            if child is None:
-                child = self._children[key] = self.histogram.labels(key[0], route, str(status))
-            child.observe(time.perf_counter() - started)
-
-
 def create_app(runtime: Runtime, *, static_dir: Path | None = STATIC_DIR) -> FastAPI:
     """The node's app over ``runtime``; its lifespan runs the sync loop (the caller closes the runtime)."""
     settings = runtime.settings
     metrics = NodeMetrics(runtime)
-    metrics_digest = (
-        token_digest(settings.metrics_token.get_secret_value()) if settings.metrics_token else None
-    )
-    single_limit = min(settings.max_body_bytes, MAX_RECEIPT_BYTES)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -308,7 +172,7 @@ def create_app(runtime: Runtime, *, static_dir: Path | None = STATIC_DIR) -> Fas
         )
 
     app.add_exception_handler(OperationalError, on_database_error)
-    app.add_middleware(_Timing, histogram=metrics.latency, fixed_paths=FIXED_PATHS)
+    app.add_middleware(Timing, histogram=metrics.latency, fixed_paths=FIXED_PATHS)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -318,6 +182,20 @@ def create_app(runtime: Runtime, *, static_dir: Path | None = STATIC_DIR) -> Fas
             expose_headers=["X-Correlation-ID", "Retry-After"],
             max_age=600,
         )
+    _verification_routes(app, runtime, metrics)
+    _mirror_routes(app, runtime)
+    _operations_routes(app, runtime, metrics)
+    # The web page, mounted only when node/static/ exists: index.html answers `/` and `/v/{leaf}`
+    # (the link a receipt's QR code carries); every other file there is served under /static/.
+    if static_dir is not None and static_dir.is_dir():
+        mount_page(app, static_dir)
+    return app
+
+
+def _verification_routes(app: FastAPI, runtime: Runtime, metrics: NodeMetrics) -> None:
+    """``POST /verify`` and ``POST /verify/bulk``: verdicts from the mirror, or 503 while it cannot vouch."""
+    settings = runtime.settings
+    single_limit = min(settings.max_body_bytes, MAX_RECEIPT_BYTES)
 
     def judged(receipt: Any, now: datetime) -> tuple[Verdict, SyncSnapshot]:
         try:
@@ -341,8 +219,6 @@ def create_app(runtime: Runtime, *, static_dir: Path | None = STATIC_DIR) -> Fas
         if verdict is not None:
             body["document_checks"] = [_check_dict(c) for c in verdict.checks if c.name in DOCUMENT_CHECKS]
         return _json(body, status=503, headers={"Retry-After": str(problem.retry_after)})
-
-    # -- verification ---------------------------------------------------------------------------------
 
     @app.post(
         "/verify",
@@ -404,7 +280,9 @@ def create_app(runtime: Runtime, *, static_dir: Path | None = STATIC_DIR) -> Fas
         summary = dict(Tally(str(verdict.status) for verdict, _ in judgements))
         return _json({"count": len(results), "summary": summary, "results": results})
 
-    # -- the mirror's contents ------------------------------------------------------------------------
+
+def _mirror_routes(app: FastAPI, runtime: Runtime) -> None:
+    """What the mirror holds: anchors, issuers and their keys, revocations (paged)."""
 
     @app.get(
         "/anchors/{root}",
@@ -476,7 +354,13 @@ def create_app(runtime: Runtime, *, static_dir: Path | None = STATIC_DIR) -> Fas
             )
         return {"revocations": rows, "next_cursor": next_cursor}
 
-    # -- operations -----------------------------------------------------------------------------------
+
+def _operations_routes(app: FastAPI, runtime: Runtime, metrics: NodeMetrics) -> None:
+    """Liveness, readiness, status (chain, mirror, accumulators) and Prometheus metrics."""
+    settings = runtime.settings
+    metrics_digest = (
+        token_digest(settings.metrics_token.get_secret_value()) if settings.metrics_token else None
+    )
 
     @app.get("/health", response_model=HealthOut, summary="Liveness: the process answers")
     async def health() -> dict[str, Any]:
@@ -559,55 +443,6 @@ def create_app(runtime: Runtime, *, static_dir: Path | None = STATIC_DIR) -> Fas
             if token is None or not digest_matches(token, metrics_digest):
                 raise Unauthorized()
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
-
-    # The web page, mounted only when node/static/ exists: index.html answers `/` and `/v/{leaf}`
-    # (the link a receipt's QR code carries); every other file there is served under /static/.
-    if static_dir is not None and static_dir.is_dir():
-        _mount_page(app, static_dir)
-    return app
-
-
-#: The page's Content-Security-Policy: its own files only, no inline code, no framing, and no form
-#: submissions (the page has no form: it verifies with fetch()).
-PAGE_POLICY = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
-    "object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-)
-
-
-class _PagePolicy:
-    """Adds :data:`PAGE_POLICY` to every response of the wrapped (static files) app."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        async def send_with_policy(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [
-                    *message.get("headers", []),
-                    (b"content-security-policy", PAGE_POLICY.encode()),
-                ]
-            await send(message)
-
-        await self.app(scope, receive, send_with_policy)
-
-
-def _mount_page(app: FastAPI, directory: Path) -> None:
-    index = directory / "index.html"
-    headers = {"Content-Security-Policy": PAGE_POLICY, "Cache-Control": "no-cache"}
-
-    @app.get("/", include_in_schema=False)
-    async def page() -> FileResponse:
-        if not index.is_file():
-            raise NotFound("no page is installed")
-        return FileResponse(index, media_type="text/html", headers=headers)
-
-    @app.get("/v/{leaf}", include_in_schema=False)
-    async def page_for_leaf(leaf: Annotated[str, PathParam(pattern=r"^0x[0-9a-fA-F]{64}$")]) -> FileResponse:
-        return await page()
-
-    app.mount("/static", _PagePolicy(StaticFiles(directory=directory)), name="static")
 
 
 def verdict_dict(verdict: Verdict, checked_at: str, state: dict[str, Any]) -> dict[str, Any]:
