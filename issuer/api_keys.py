@@ -75,7 +75,7 @@ class Principal:
 
 def authenticate(store: Store, token: str | None) -> Principal:
     """The key a bearer token belongs to; the same 401 whatever is wrong with it."""
-    match = _TOKEN.match(token or "")
+    match = _TOKEN.fullmatch(token or "")
     key = None
     if match is not None:
         with store.reading() as session:

@@ -260,7 +260,7 @@ def revoke(
     """
     if bool(receipts) == bool(batch_root):
         raise ConfigError("pass receipt files or --batch ROOT (one of the two)")
-    if batch_root is not None and not _ROOT.match(batch_root.lower()):
+    if batch_root is not None and not _ROOT.fullmatch(batch_root.lower()):
         raise ConfigError("--batch takes a root: 0x and 64 hex digits")
     code = parse_reason(reason)
     settings = load_settings(IssuerSettings, issuer_db=db)

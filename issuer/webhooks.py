@@ -56,7 +56,7 @@ def verify_signature(
     secret: bytes, header: str, body: bytes, *, now: int, tolerance: int = DEFAULT_TOLERANCE
 ) -> bool:
     """A receiver's check: the header is well formed, fresh, and its MAC matches (in constant time)."""
-    match = _SIGNATURE.match(header.strip())
+    match = _SIGNATURE.fullmatch(header.strip())
     if match is None:
         return False
     timestamp = int(match.group(1))

@@ -97,7 +97,7 @@ class NodeSettings(IndexerSettings):
         try:
             ipaddress.ip_address(value)
         except ValueError:
-            if not _HOSTNAME.match(value):
+            if not _HOSTNAME.fullmatch(value):
                 raise ValueError("must be an IP address or a host name") from None
         return value
 
@@ -114,7 +114,7 @@ class NodeSettings(IndexerSettings):
         for origin in value:
             if origin == "*":
                 raise ValueError("'*' is not allowed: list the origins that may call the node")
-            if not _ORIGIN.match(origin):
+            if not _ORIGIN.fullmatch(origin):
                 raise ValueError(f"not an origin (scheme://host[:port], no path): {origin[:60]!r}")
         return [origin.lower() for origin in value]
 

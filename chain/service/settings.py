@@ -31,12 +31,12 @@ _HTTP_URL = re.compile(r"^https?://[^/\s]+")
 
 def is_http_url(value: str) -> bool:
     """Whether ``value`` is an ``http://`` or ``https://`` URL with a host (for validators)."""
-    return bool(_HTTP_URL.match(value))
+    return bool(_HTTP_URL.match(value)) and not any(c.isspace() for c in value)
 
 
 def normalize_address(value: str) -> str:
     """``value`` lowercased if it is a ``0x``-prefixed 20-byte hex address, else ValueError (validators)."""
-    if not isinstance(value, str) or not ADDRESS_RE.match(value):
+    if not isinstance(value, str) or not ADDRESS_RE.fullmatch(value):
         raise ValueError("must be a 0x-prefixed 20-byte hex address")
     return value.lower()
 

@@ -4,7 +4,7 @@ import pytest
 
 from chain.accounts import require_dev_chain
 from chain.errors import ConfigError
-from chain.service.settings import ChainSettings, load_settings
+from chain.service.settings import ChainSettings, is_http_url, load_settings, normalize_address
 from chain.tx import GWEI
 
 
@@ -70,3 +70,18 @@ def test_dev_accounts_are_refused_off_local_chains(chain_id: int) -> None:
     with pytest.raises(ConfigError, match="public test keys"):
         require_dev_chain(chain_id)
     require_dev_chain(31337)
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["0x" + "ab" * 20 + "\n", "0x" + "ab" * 20 + " ", " 0x" + "ab" * 20, "0x" + "ab" * 19, "ab" * 21],
+)
+def test_an_address_is_the_whole_value_not_a_prefix(value: str) -> None:
+    with pytest.raises(ValueError, match="20-byte hex address"):
+        normalize_address(value)
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8545\n", "http://a b", "ftp://x", "http://"])
+def test_an_http_url_has_no_whitespace_and_a_host(url: str) -> None:
+    assert not is_http_url(url)
+    assert is_http_url("https://polygon-rpc.example/v1/key")
