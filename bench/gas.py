@@ -13,8 +13,9 @@ import os
 from chain.accounts import LocalSigner
 from chain.contract import load_artifact
 from chain.core.merkle import MerkleTree
-from chain.core.signing import generate_private_key, public_key_info
+from chain.core.signing import public_key_info
 from chain.dev.devchain import DEV_CHAIN_ID, DevChain
+from chain.keys import generate_private_key
 from chain.registry import RegistryWriter, RevocationReason, deploy_registry
 from chain.rpc import RpcClient
 from chain.tx import TxSender

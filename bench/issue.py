@@ -31,7 +31,8 @@ from typing import Any
 import rfc8785
 
 from chain.core.canonical import SALT_BYTES, salt_document
-from chain.core.signing import PrivateKey, generate_private_key, sign_digest
+from chain.core.signing import PrivateKey, sign_digest
+from chain.keys import generate_private_key
 
 TARGET_DOCS_PER_SECOND = 10_000
 NAIVE_DOCS = 10_000

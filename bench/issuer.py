@@ -22,8 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the test fixture
 
 from chain.accounts import LocalSigner
 from chain.contract import load_artifact
-from chain.core.signing import generate_private_key, public_key_info
+from chain.core.signing import public_key_info
 from chain.dev.devchain import DEV_CHAIN_ID, DevChain
+from chain.keys import generate_private_key
 from chain.registry import RegistryWriter, deploy_registry
 from chain.rpc import RpcClient
 from chain.tx import TxSender

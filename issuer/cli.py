@@ -21,8 +21,9 @@ from tqdm import tqdm
 
 from chain.cli import chain_options, read_secret, registry_option, session, signer_options
 from chain.core.receipt import parse_receipt
-from chain.core.signing import PrivateKey, decrypt_private_key
+from chain.core.signing import PrivateKey
 from chain.errors import ConfigError
+from chain.keys import decrypt_private_key
 from chain.service.settings import load_settings
 from chain.service.signals import SHUTDOWN_SIGNALS, wait_for_shutdown
 from chain.service.web import serve

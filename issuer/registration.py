@@ -18,8 +18,9 @@ from cryptography.hazmat.primitives import serialization
 
 from chain.cli import chain_options, read_secret, registry_option, session, signer_options
 from chain.core.encoding import hex0x
-from chain.core.signing import encrypt_private_key, generate_private_key, load_public_key, public_key_info
+from chain.core.signing import load_public_key, public_key_info
 from chain.errors import ConfigError
+from chain.keys import encrypt_private_key, generate_private_key
 from chain.service.files import write_secret_file
 from chain.service.settings import load_settings, normalize_address
 from issuer.settings import IssuerSettings

@@ -30,10 +30,11 @@ import httpx
 from chain.accounts import LocalSigner
 from chain.contract import load_artifact
 from chain.core.encoding import hex0x
-from chain.core.signing import encrypt_private_key, generate_private_key, public_key_info
+from chain.core.signing import public_key_info
 from chain.core.verify import ChainFacts, Status, verify
 from chain.dev.devchain import DEV_CHAIN_ID, DevChain, free_port
 from chain.errors import ConfigError, FinVaultError
+from chain.keys import encrypt_private_key, generate_private_key
 from chain.registry import RegistryReader, RegistryWriter, deploy_registry
 from chain.rpc import RpcClient
 from chain.rpc_facts import RpcFacts

@@ -13,8 +13,9 @@ from chain.core.encoding import hex0x
 from chain.core.issuance import batch_receipts, sign_document
 from chain.core.merkle import MerkleTree
 from chain.core.receipt import Anchor, Receipt
-from chain.core.signing import PrivateKey, PublicKeyInfo, generate_private_key, public_key_info
+from chain.core.signing import PrivateKey, PublicKeyInfo, public_key_info
 from chain.core.verify import AnchorFact, ChainHead, EventRef, IssuerFact, KeyFact, RevocationFact
+from chain.keys import generate_private_key
 
 CHAIN_ID = 31337
 REGISTRY = "0x5fbdb2315678afecb367f032d93f642f64180aa3"

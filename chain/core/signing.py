@@ -1,8 +1,8 @@
 """Document-signing keys: Ed25519 (default) and RSA PKCS#1 v1.5 / SHA-256 with 2048+ bits.
 
-Pure functions over bytes: no file or clock access. A key's id is keccak256 of its DER
-SubjectPublicKeyInfo, the same value FinVaultRegistry checks in ``addKey``. Private keys are kept
-as PKCS#8 PEM encrypted with a passphrase.
+Pure functions over bytes: no file or clock access, no randomness (both schemes sign
+deterministically). A key's id is keccak256 of its DER SubjectPublicKeyInfo, the same value
+FinVaultRegistry checks in ``addKey``. Making keys and keeping them at rest is :mod:`chain.keys`.
 """
 
 from __future__ import annotations
@@ -10,21 +10,19 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Literal
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
-from chain.core.errors import FinVaultError, KeystoreError
+from chain.core.errors import FinVaultError
 from chain.core.hashing import keccak256
 
 PrivateKey = ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey
 PublicKey = ed25519.Ed25519PublicKey | rsa.RSAPublicKey
 
 MIN_RSA_BITS = 2048
-MIN_PASSPHRASE_LENGTH = 8
 
 
 class KeyAlgorithm(IntEnum):
@@ -66,14 +64,6 @@ class PublicKeyInfo:
         return keccak256(self.der)
 
 
-def generate_private_key(kind: Literal["ed25519", "rsa-2048", "rsa-3072", "rsa-4096"]) -> PrivateKey:
-    """A new random document-signing key (RSA keys with public exponent 65537)."""
-    if kind == "ed25519":
-        return ed25519.Ed25519PrivateKey.generate()
-    bits = int(kind.removeprefix("rsa-"))
-    return rsa.generate_private_key(public_exponent=65537, key_size=bits)
-
-
 def public_key_info(key: PrivateKey | PublicKey) -> PublicKeyInfo:
     """The algorithm and DER of a key's public half; raises :class:`SigningError` for RSA under 2048 bits."""
     public = key.public_key() if isinstance(key, ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey) else key
@@ -83,35 +73,6 @@ def public_key_info(key: PrivateKey | PublicKey) -> PublicKeyInfo:
     if public.key_size < MIN_RSA_BITS:
         raise SigningError(f"RSA keys need at least {MIN_RSA_BITS} bits, got {public.key_size}")
     return PublicKeyInfo(KeyAlgorithm.RSA_PKCS1V15_SHA256, der)
-
-
-def encrypt_private_key(key: PrivateKey, passphrase: str) -> bytes:
-    """PKCS#8 PEM, encrypted with the best scheme ``cryptography`` offers."""
-    if len(passphrase) < MIN_PASSPHRASE_LENGTH:
-        raise SigningError(f"the passphrase must be at least {MIN_PASSPHRASE_LENGTH} characters")
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.BestAvailableEncryption(passphrase.encode()),
-    )
-
-
-def decrypt_private_key(pem: bytes, passphrase: str) -> PrivateKey:
-    """The key in an encrypted PKCS#8 PEM.
-
-    Raises :class:`KeystoreError` for a wrong passphrase, a damaged file or an unsupported key type,
-    and :class:`SigningError` for an RSA key under 2048 bits.
-    """
-    try:
-        key = serialization.load_pem_private_key(pem, passphrase.encode())
-    except (ValueError, TypeError) as exc:
-        if "password" in str(exc).lower() or "decrypt" in str(exc).lower():
-            raise KeystoreError("wrong passphrase for the signing key, or the file is damaged") from None
-        raise KeystoreError(f"not a PEM private key: {exc}") from None
-    if not isinstance(key, ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey):
-        raise KeystoreError(f"unsupported signing key type {type(key).__name__}")
-    public_key_info(key)  # enforces the RSA size floor
-    return key
 
 
 def load_public_key(data: bytes) -> PublicKeyInfo:

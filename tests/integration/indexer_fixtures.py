@@ -32,8 +32,9 @@ from chain.accounts import LocalSigner
 from chain.contract import Artifact, ContractAbi
 from chain.core.encoding import hex0x
 from chain.core.merkle import MerkleTree
-from chain.core.signing import generate_private_key, public_key_info
+from chain.core.signing import public_key_info
 from chain.dev.devchain import DEV_CHAIN_ID
+from chain.keys import generate_private_key
 from chain.registry import RegistryReader, RevocationReason, deploy_registry
 from chain.rpc import RetryPolicy, RpcClient
 from chain.tx import TxSender

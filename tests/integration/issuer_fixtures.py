@@ -26,9 +26,10 @@ from fastapi import FastAPI
 
 from chain.core.encoding import to_bytes32
 from chain.core.receipt import Receipt, parse_receipt
-from chain.core.signing import PrivateKey, encrypt_private_key, generate_private_key, public_key_info
+from chain.core.signing import PrivateKey, public_key_info
 from chain.core.verify import Status, verify
 from chain.dev.devchain import DEV_CHAIN_ID
+from chain.keys import encrypt_private_key, generate_private_key
 from chain.registry import RegistryReader, RegistryWriter
 from chain.rpc import RpcClient
 from chain.rpc_facts import RpcFacts

@@ -21,8 +21,8 @@ import httpx
 
 from chain.core.encoding import hex0x
 from chain.core.receipt import Receipt
-from chain.core.signing import generate_private_key
 from chain.dev.devchain import free_port
+from chain.keys import generate_private_key
 from chain.registry import RegistryWriter
 from tests.factories import Batch, make_batch
 from tests.tools.node_process import NodeProcess

@@ -15,9 +15,9 @@ from sqlalchemy import select
 
 from chain.accounts import LocalSigner
 from chain.core.encoding import to_bytes32
-from chain.core.signing import decrypt_private_key
 from chain.dev.devchain import DEV_CHAIN_ID, DevChain
 from chain.errors import TransactionFailed
+from chain.keys import decrypt_private_key
 from chain.registry import RegistryWriter
 from chain.rpc import RpcClient
 from chain.tx import TransactionTimeout, TxSender

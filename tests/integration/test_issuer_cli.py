@@ -14,9 +14,9 @@ import pytest
 from click.testing import CliRunner, Result
 from sqlalchemy import func, select
 
-from chain.core.signing import encrypt_private_key, generate_private_key
 from chain.dev.devchain import DevChain
 from chain.errors import ConfigError, KeystoreError
+from chain.keys import encrypt_private_key, generate_private_key
 from chain.rpc import RpcClient
 from issuer.cli import anchor_command, issue, revoke
 from issuer.errors import IntakeRejected, SigningKeyUnusable

@@ -33,9 +33,10 @@ from eth_hash.auto import keccak
 from chain.contract import Artifact, ContractAbi
 from chain.core import accumulators
 from chain.core.merkle import MerkleTree, leaf_hash
-from chain.core.signing import PublicKeyInfo, generate_private_key, public_key_info
+from chain.core.signing import PublicKeyInfo, public_key_info
 from chain.dev.devchain import DEV_CHAIN_ID
 from chain.errors import TransactionFailed
+from chain.keys import generate_private_key
 from chain.registry import (
     RegistryReader,
     RegistryWriter,

@@ -40,8 +40,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from eth_account import Account
 
-from chain.core.signing import decrypt_private_key
 from chain.dev.devchain import DevChain, free_port
+from chain.keys import decrypt_private_key
 from chain.rpc import RpcClient, redact_url
 from issuer.api_keys import create_api_key
 from issuer.store import Store

@@ -14,9 +14,9 @@ import pytest
 from chain.contract import Artifact
 from chain.core.encoding import hex0x
 from chain.core.receipt import Receipt
-from chain.core.signing import generate_private_key
 from chain.core.verify import CheckName, Code, Policy, Status, verify
 from chain.dev.devchain import DevChain
+from chain.keys import generate_private_key
 from chain.registry import RevocationReason
 from chain.rpc import RpcClient
 from chain.rpc_facts import RpcFacts

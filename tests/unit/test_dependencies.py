@@ -18,8 +18,12 @@ IO_MODULES = {
     "httpx", "requests", "urllib", "socket", "subprocess", "sqlalchemy", "aiosqlite", "web3", "time",
     "os", "secrets", "random", "pathlib", "chain.rpc", "chain.tx", "chain.dev.devchain", "chain.registry",
 }  # fmt: skip
-#: Calls that read a clock, the filesystem or the OS's randomness.
+#: Calls that read a clock, the filesystem or the OS's randomness (keys and salts included).
 IO_CALLS = {
+    "generate",
+    "generate_private_key",
+    "BestAvailableEncryption",
+    "token_bytes",
     "now",
     "utcnow",
     "today",

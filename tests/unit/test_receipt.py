@@ -29,13 +29,8 @@ from chain.core.receipt import (
     build_receipt,
     parse_receipt,
 )
-from chain.core.signing import (
-    PublicKeyInfo,
-    generate_private_key,
-    public_key_info,
-    sign_digest,
-    verify_digest,
-)
+from chain.core.signing import PublicKeyInfo, public_key_info, sign_digest, verify_digest
+from chain.keys import generate_private_key
 from tests.strategies import json_values, unicode_text
 
 CREDENTIAL: dict[str, Any] = {

@@ -11,15 +11,13 @@ from eth_hash.auto import keccak
 from chain.core.signing import (
     KeyAlgorithm,
     SigningError,
-    decrypt_private_key,
-    encrypt_private_key,
-    generate_private_key,
     load_public_key,
     public_key_info,
     sign_digest,
     verify_digest,
 )
 from chain.errors import KeystoreError
+from chain.keys import decrypt_private_key, encrypt_private_key, generate_private_key
 from chain.service.files import write_secret_file
 
 DIGEST = bytes(range(32))

@@ -12,7 +12,7 @@ import pytest
 from chain.core.canonical import salt_document
 from chain.core.merkle import MerkleTree
 from chain.core.receipt import Receipt
-from chain.core.signing import generate_private_key, public_key_info
+from chain.core.signing import public_key_info
 from chain.core.verify import (
     ChainHead,
     CheckName,
@@ -24,6 +24,7 @@ from chain.core.verify import (
     Verdict,
     verify,
 )
+from chain.keys import generate_private_key
 from tests.factories import (
     ISSUER,
     Batch,
