@@ -387,10 +387,11 @@ def _verdicts_from_node(node_url: str, receipts: tuple[Path, ...]) -> Iterator[t
                 body = response.json()
             except ValueError:
                 body = None
+            error = body.get("error") if isinstance(body, dict) else None
             refusal = (
                 response.status_code == 503
-                and isinstance(body, dict)
-                and str(body.get("error", {}).get("code", "")).startswith("mirror_")
+                and isinstance(error, dict)
+                and str(error.get("code", "")).startswith("mirror_")
             )
             if not refusal and (
                 not isinstance(body, dict)
