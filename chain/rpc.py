@@ -128,6 +128,7 @@ class RpcClient:
         self._http = httpx.Client(timeout=self.policy.timeout, transport=transport)
 
     def close(self) -> None:
+        """Closes the HTTP connection pool; no call can be made afterwards."""
         self._http.close()
 
     def __enter__(self) -> RpcClient:
@@ -207,12 +208,15 @@ class RpcClient:
     # -- typed helpers for the calls every part needs -------------------------------------------
 
     def chain_id(self) -> int:
+        """The chain id of the endpoint that answers (``eth_chainId``)."""
         return int(self.call("eth_chainId"), 16)
 
     def block_number(self) -> int:
+        """The number of the latest block (``eth_blockNumber``)."""
         return int(self.call("eth_blockNumber"), 16)
 
     def get_code(self, address: str, block: str = "latest") -> bytes:
+        """The runtime code at ``address`` as of ``block`` (``eth_getCode``); empty where no contract is."""
         return bytes.fromhex(str(self.call("eth_getCode", [address, block]))[2:])
 
     def require_chain_id(self, expected: int) -> int:

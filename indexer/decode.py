@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from chain.errors import FinVaultError
+from indexer.errors import DecodeError
 
 ZERO32 = bytes(32)
 
@@ -51,12 +51,6 @@ MIRRORED_TOPICS = (
     T_ROOT_REVOKED,
     T_LEAF_REVOKED,
 )
-
-
-class DecodeError(FinVaultError, ValueError):
-    """A log whose topics or data do not decode as the registry event it claims to be."""
-
-    code = "log_undecodable"
 
 
 def _words(data: bytes, count: int) -> bytes:
@@ -121,6 +115,7 @@ class DecodedBatch:
 
     @property
     def count(self) -> int:
+        """The rows decoded across every table: one per mirrored event."""
         return (
             len(self.issuers)
             + len(self.issuer_status)

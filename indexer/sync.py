@@ -35,7 +35,8 @@ from chain.registry import RegistryReader
 from chain.rpc import RpcClient
 from chain.service.db import BEGIN_MODE
 from indexer.db import insert_rows, open_mirror
-from indexer.decode import MIRRORED_TOPICS, DecodedBatch, DecodeError
+from indexer.decode import MIRRORED_TOPICS, DecodedBatch
+from indexer.errors import ChainMoved, DecodeError, MirrorDivergence, QuorumDisagreement, ReorgBeyondFinality
 from indexer.fetch import AdaptiveRange, Header, LogFetcher, read_headers
 from indexer.rewind import rewind
 from indexer.schema import (
@@ -52,41 +53,6 @@ from indexer.schema import (
 from indexer.settings import IndexerSettings
 
 log = logging.getLogger(__name__)
-
-
-class IndexerError(FinVaultError):
-    """Base of the sync loop's errors (the node answers them with HTTP 503)."""
-
-    code = "indexer_error"
-
-
-class ReorgBeyondFinality(IndexerError):
-    """The chain rewrote blocks the mirror had as final. Never repaired silently: an operator
-    re-reads the mirror from ``resync_from`` (``finvault resync --from``)."""
-
-    code = "reorg_beyond_finality"
-
-    def __init__(self, message: str, *, resync_from: int) -> None:
-        super().__init__(message)
-        self.resync_from = resync_from
-
-
-class MirrorDivergence(IndexerError):
-    """The events do not fold into the accumulators they carry: the mirror cannot be trusted."""
-
-    code = "mirror_divergence"
-
-
-class QuorumDisagreement(IndexerError):
-    """Two endpoints report different hashes for the same block."""
-
-    code = "quorum_disagreement"
-
-
-class ChainMoved(IndexerError):
-    """Logs and headers disagree: the chain changed between two reads. The step is retried."""
-
-    code = "chain_moved"
 
 
 #: Failures a later step may not meet again: retried (with backoff) until the breaker opens.

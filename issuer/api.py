@@ -212,6 +212,7 @@ class IssuerApi:
     # -- operations ----------------------------------------------------------------------------
 
     def submit(self, records: dict[str, Any] | list[dict[str, Any]], strict: bool) -> JSONResponse:
+        """``POST /certificates``: stores the good records as pending (202); 422 if nothing is stored."""
         items = records if isinstance(records, list) else [records]
         if not items or len(items) > MAX_CERTIFICATES_PER_REQUEST:
             raise BadRequest(f"send 1 to {MAX_CERTIFICATES_PER_REQUEST:,} certificates per request")
@@ -235,6 +236,7 @@ class IssuerApi:
         return JSONResponse(body.model_dump(mode="json"), status_code=202)
 
     def certificate(self, certificate_id: str) -> CertificateView:
+        """``GET /certificates/{id}``: status, receipt once anchored, revocation (its own or its batch's)."""
         with self.store.reading() as session:
             found = session.get(Certificate, certificate_id)
             if found is None:
@@ -273,6 +275,7 @@ class IssuerApi:
         )
 
     def batch(self, root: str) -> BatchView:
+        """``GET /batches/{root}`` (lowercase): the batch, its anchoring, and any whole-batch revocation."""
         if not _ROOT.match(root):
             raise BadRequest("a batch root is 0x and 64 lowercase hex digits")
         with self.store.reading() as session:
@@ -298,6 +301,7 @@ class IssuerApi:
         )
 
     def revoke(self, request: RevocationRequest) -> JSONResponse:
+        """``POST /revocations``: revokes on-chain under ``chain_lock``; 409 ``read_only`` without a chain."""
         if (request.certificate_ids is None) == (request.batch is None):
             raise InvalidRequest("name certificate_ids or batch (one of the two)")
         if self.service is None:
@@ -313,6 +317,7 @@ class IssuerApi:
         return JSONResponse(body.model_dump(mode="json"), status_code=200)
 
     def deliveries(self, status: DeliveryStatus, limit: int) -> list[DeliveryView]:
+        """Up to ``limit`` webhook deliveries in ``status``, the latest ``next_attempt_at`` first."""
         with self.store.reading() as session:
             rows = session.scalars(
                 select(WebhookDelivery)

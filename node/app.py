@@ -57,12 +57,11 @@ from chain.service.web import (
     read_json,
     token_digest,
 )
-from indexer.sync import IndexerError
+from indexer.errors import IndexerError
 from node.audit import audit_router
 from node.cursor import Position, decode_cursor, encode_cursor
 from node.health import CannotVouch, as_of
 from node.metrics import FIXED_PATHS, NodeMetrics, Timing
-from node.mirror import MirrorBusy
 from node.models import (
     REFUSAL_DOC,
     AnchorOut,
@@ -81,7 +80,7 @@ from node.models import (
 )
 from node.page import STATIC_DIR, mount_page
 from node.runtime import Runtime, not_ready
-from node.shared import SyncSnapshot
+from node.shared import MirrorBusy, SyncSnapshot
 
 #: Paths never rate-limited: probes and scrapers poll them.
 UNLIMITED_PATHS = ("/health", "/ready", "/metrics")
@@ -97,6 +96,8 @@ ERROR_STATUSES: Mapping[type[FinVaultError], int] = {
 
 
 class TooManyReceipts(HttpError):
+    """413: a ``POST /verify/bulk`` with more receipts than ``bulk_limit``, however small its body."""
+
     code, status = "too_many_receipts", 413
 
 

@@ -121,6 +121,7 @@ class Timing:
         self._children: dict[tuple[str, str, int], Any] = {}  # labels() costs more than observe()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """ASGI entry: times an HTTP request, observed by method, route template (or unmatched) and status."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return

@@ -35,9 +35,8 @@ from chain.core.verify import (
     Verdict,
     verify,
 )
-from chain.errors import FinVaultError
 from indexer import reader
-from node.shared import SyncSnapshot
+from node.shared import MirrorBusy, SyncSnapshot
 
 #: Entries per cache before it is emptied (bounded memory; a refill costs one query an entry).
 CACHE_ENTRIES = 100_000
@@ -51,13 +50,6 @@ WRITE_WAIT_SECONDS = 0.002
 PRELOAD_REVOCATIONS = 64
 #: Preloaded revoked leaves, across roots, before that cache is emptied (bounded memory).
 PRELOAD_BUDGET = 100_000
-
-
-class MirrorBusy(FinVaultError):
-    """No consistent reading of the mirror in :data:`CONSISTENCY_RETRIES` tries: it is being
-    written without a pause. Worth retrying a moment later."""
-
-    code = "mirror_busy"
 
 
 def head_of(snapshot: SyncSnapshot) -> ChainHead:

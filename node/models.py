@@ -21,6 +21,8 @@ class _Out(BaseModel):
 
 
 class CheckOut(_Out):
+    """One check of a verdict: which check it is, whether it passed, failed or was skipped, and why."""
+
     name: Literal[
         "well_formed",
         "digest",
@@ -39,6 +41,8 @@ class CheckOut(_Out):
 
 
 class IssuerOut(_Out):
+    """The issuer that anchored the receipt's batch, as registered on-chain, and whether it is active now."""
+
     address: str
     name: str
     uri: str
@@ -46,6 +50,8 @@ class IssuerOut(_Out):
 
 
 class AnchorEvidenceOut(_Out):
+    """Where and when the receipt's batch root was anchored on-chain, and how final that anchor is."""
+
     root: str
     tx_hash: str
     block_number: int
@@ -57,6 +63,8 @@ class AnchorEvidenceOut(_Out):
 
 
 class RevocationEvidenceOut(_Out):
+    """The revocation of the certificate (scope leaf) or of its whole batch (scope root), and its event."""
+
     scope: Literal["leaf", "root"]
     reason: int = Field(description="RFC 5280 CRL reason code (11: issuedInError).")
     tx_hash: str
@@ -67,6 +75,8 @@ class RevocationEvidenceOut(_Out):
 
 
 class AsOfOut(_Out):
+    """The mirror state an answer was judged at: its newest block, and how far behind the chain it may be."""
+
     block_number: int = Field(description="The mirror's newest block: the state the verdict was judged at.")
     block_hash: str = Field(
         description="That block's hash as the mirror holds it (the chain's own, unless a reorg since).",
@@ -80,6 +90,8 @@ class AsOfOut(_Out):
 
 
 class VerdictOut(_Out):
+    """The verdict on one receipt, the 200 answer of POST /verify: status, every check, and the evidence."""
+
     status: Literal["VALID", "REVOKED", "INVALID", "PENDING"]
     valid: bool
     reasons: list[str] = Field(description="Reason codes of the failed checks.")
@@ -93,12 +105,16 @@ class VerdictOut(_Out):
 
 
 class BulkOut(_Out):
+    """The 200 answer of POST /verify/bulk: one verdict per receipt, in request order, and a tally."""
+
     count: int
     summary: dict[str, int] = Field(description="How many verdicts of each status.")
     results: list[VerdictOut] = Field(description="One verdict per receipt, in request order.")
 
 
 class EventOut(_Out):
+    """Where on the chain an event was emitted (transaction, block, log index): enough to re-check it."""
+
     tx_hash: str
     block_number: int
     block_hash: str
@@ -106,12 +122,16 @@ class EventOut(_Out):
 
 
 class AnchorRevocationOut(_Out):
+    """The revocation of a whole batch: RFC 5280 reason code, block time (Unix seconds) and event."""
+
     reason: int
     timestamp: int
     event: EventOut
 
 
 class AnchorOut(_Out):
+    """An anchored batch root, the answer of GET /anchors/{root}: issuer, size, manifest, event, finality."""
+
     root: str
     issuer: str
     count: int = Field(description="Certificates in the batch.")
@@ -125,6 +145,8 @@ class AnchorOut(_Out):
 
 
 class KeyOut(_Out):
+    """One of an issuer's signing keys: algorithm, public key, and the blocks that added and revoked it."""
+
     key_id: str
     algorithm: Literal["ed25519", "rsa-pkcs1v15-sha256"]
     public_key: str = Field(description="DER SubjectPublicKeyInfo, hex.")
@@ -134,6 +156,8 @@ class KeyOut(_Out):
 
 
 class IssuerDetailOut(_Out):
+    """A registered issuer, the answer of GET /issuers/{address}: status, registration event and keys."""
+
     address: str
     name: str
     uri: str
@@ -143,10 +167,14 @@ class IssuerDetailOut(_Out):
 
 
 class IssuersOut(_Out):
+    """The answer of GET /issuers: every registered issuer, in registration order."""
+
     issuers: list[IssuerDetailOut]
 
 
 class RevocationOut(_Out):
+    """One revocation in the mirror: of a certificate (scope leaf) or a whole batch (scope root, no leaf)."""
+
     scope: Literal["leaf", "root"]
     root: str
     leaf: str | None
@@ -158,15 +186,21 @@ class RevocationOut(_Out):
 
 
 class RevocationsPage(_Out):
+    """A page of GET /revocations: revocations in chain order, and the cursor of the next page."""
+
     revocations: list[RevocationOut]
     next_cursor: str | None = Field(description="Pass as ?cursor= for the next page; null on the last.")
 
 
 class HealthOut(_Out):
+    """The answer of GET /health: the process is up. It says nothing of the mirror (see GET /ready)."""
+
     status: Literal["ok"]
 
 
 class ErrorBody(_Out):
+    """The error object of every error response: a stable code, a message, and the correlation id."""
+
     code: str
     message: str
     correlation_id: str
@@ -174,8 +208,9 @@ class ErrorBody(_Out):
 
 REFUSAL_DOC = (
     "The mirror cannot vouch for verdicts right now; no verdict is given. `error.code` says why: "
-    "`mirror_halted` (sync halted: an operator must run `finvault resync`), `mirror_diverged` (the "
-    "mirror's rows do not fold into the contract's accumulators), `mirror_drift` (a reconciliation "
+    "`mirror_halted` (sync halted until an operator runs `finvault resync`, or paused while one "
+    "runs), `mirror_diverged` (the mirror's rows do not fold into the contract's accumulators), "
+    "`mirror_drift` (a reconciliation "
     "found unrepaired drift), `mirror_stale` (the mirror has not reached the chain head within "
     "max_staleness), or `mirror_busy` (written without a pause; retry at once). Retry after "
     "`Retry-After` seconds."
@@ -183,6 +218,8 @@ REFUSAL_DOC = (
 
 
 class RefusalOut(_Out):
+    """The 503 answer of POST /verify and POST /verify/bulk: no verdict, why not, and when to retry."""
+
     error: ErrorBody
     as_of: AsOfOut | None = Field(None, description="The mirror state the node holds (not vouched for).")
     retry_after: int | None = Field(None, description="Seconds to wait, as in the Retry-After header.")
@@ -193,17 +230,23 @@ class RefusalOut(_Out):
 
 
 class CannotVouchOut(_Out):
+    """Why the mirror cannot vouch for verdicts right now: a stable code and a reason for people."""
+
     code: Literal["mirror_halted", "mirror_diverged", "mirror_drift", "mirror_stale"]
     reason: str
 
 
 class ReadyOut(_Out):
+    """The answer of GET /ready: 200 when ready; 503 with the reasons, and the error object, when not."""
+
     ready: bool
     reasons: list[str]
     error: ErrorBody | None = None
 
 
 class AccumulatorsOut(_Out):
+    """Accumulators and event counts at one block, as the mirror or the contract holds them, or an error."""
+
     block_number: int
     anchor_accumulator: str | None = None
     revocation_accumulator: str | None = None
@@ -213,6 +256,8 @@ class AccumulatorsOut(_Out):
 
 
 class CountsOut(_Out):
+    """How many anchors, revocations, issuers and keys the mirror holds."""
+
     anchors: int
     revocations: int
     issuers: int
@@ -220,6 +265,8 @@ class CountsOut(_Out):
 
 
 class StatusOut(_Out):
+    """The answer of GET /status: chain, sync loop, the mirror checked against the contract, and vouching."""
+
     chain_id: int
     registry: str
     head: int
@@ -267,6 +314,7 @@ def receipt_schema() -> dict[str, Any]:
 
 
 def bulk_schema(limit: int) -> dict[str, Any]:
+    """The JSON schema of ``POST /verify/bulk`` bodies: ``{"receipts": [...]}``, 1 to ``limit`` of them."""
     return {
         "type": "object",
         "required": ["receipts"],

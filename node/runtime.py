@@ -34,9 +34,10 @@ from chain.registry import RegistryReader
 from chain.rpc import RetryPolicy, RpcClient
 from chain.service.db import make_engine
 from indexer.digests import update_digests
+from indexer.errors import ReorgBeyondFinality
 from indexer.reconcile import accumulator_drifts
 from indexer.schema import AuditLogRow, BlockRow, CheckpointRow
-from indexer.sync import TRANSIENT_ERRORS, Indexer, ReorgBeyondFinality, build_indexer
+from indexer.sync import TRANSIENT_ERRORS, Indexer, build_indexer
 from node.audit import ReconciliationJob, drift_alert
 from node.health import CannotVouch, cannot_vouch
 from node.mirror import MirrorView, head_of

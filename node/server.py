@@ -55,6 +55,7 @@ def bind_socket(host: str, port: int) -> socket.socket:
 
 
 def node_url(host: str, sock: socket.socket) -> str:
+    """The node's URL: ``host`` (bracketed if IPv6) and the port ``sock`` is bound to (the real one for 0)."""
     port = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
     return f"http://{shown}:{port}"

@@ -16,6 +16,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from chain.errors import FinVaultError
+
 _SEQ = struct.Struct("<Q")
 _NUMBERS = struct.Struct("<qqqqqqqqqdBBBqdB32s")
 _TEXT_MAX = 1000
@@ -24,6 +26,13 @@ _TEXTS = ("last_error", "fatal", "chain_mismatch", "diverged", "drift", "repairi
 _TEXT_AT = tuple(256 + i * _TEXT_SLOT for i in range(len(_TEXTS)))
 SIZE = 256 + len(_TEXTS) * _TEXT_SLOT
 _LENGTH = struct.Struct("<H")
+
+
+class MirrorBusy(FinVaultError):
+    """No consistent reading of the mirror (or of the sync loop's state) in many tries: it is being
+    written without a pause. Worth retrying a moment later."""
+
+    code = "mirror_busy"
 
 
 @dataclass(frozen=True)
@@ -58,6 +67,7 @@ class SyncSnapshot:
 
     @property
     def lag(self) -> int:
+        """Blocks between the chain head and the mirror's newest block (never negative)."""
         return max(0, self.head - self.indexed_block)
 
 
@@ -72,9 +82,11 @@ class SharedState:
             self._map = mmap.mmap(handle.fileno(), SIZE)
 
     def close(self) -> None:
+        """Unmaps the file; the file itself stays."""
         self._map.close()
 
     def write(self, snapshot: SyncSnapshot) -> None:
+        """Publishes ``snapshot`` under the sequence lock (sync loop only); texts are cut at 1,000 bytes."""
         memory = self._map
         (seq,) = _SEQ.unpack_from(memory, 0)
         _SEQ.pack_into(memory, 0, seq + 1)
@@ -107,6 +119,7 @@ class SharedState:
         _SEQ.pack_into(memory, 0, seq + 2)
 
     def read(self) -> SyncSnapshot:
+        """The snapshot last written, re-read while a write is under way; the default one before any write."""
         memory = self._map
         for _ in range(10_000):
             (before,) = _SEQ.unpack_from(memory, 0)
@@ -122,6 +135,8 @@ class SharedState:
             (after,) = _SEQ.unpack_from(memory, 0)
             if before == after:
                 break
+        else:
+            raise MirrorBusy("the sync loop's state kept changing while it was read; retry in a moment")
         generation, head, indexed, finalized, events, rpc_errors, failures, reorgs, disagreements = numbers[
             :9
         ]

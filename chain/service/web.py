@@ -84,6 +84,8 @@ class HttpError(FinVaultError):
 
 
 class BadRequest(HttpError):
+    """400: a malformed request: empty or broken JSON (``invalid_json``), a bad header, cursor or root."""
+
     code, status = "bad_request", 400
 
 
@@ -94,6 +96,8 @@ class InvalidRequest(HttpError):
 
 
 class Unauthorized(HttpError):
+    """401 with ``WWW-Authenticate: Bearer``: no bearer token, or not a valid one."""
+
     code, status = "unauthorized", 401
 
     def __init__(self, message: str = "a valid bearer token is required") -> None:
@@ -101,26 +105,38 @@ class Unauthorized(HttpError):
 
 
 class Forbidden(HttpError):
+    """403: not for this caller, e.g. an API key without the route's scope, or /metrics off loopback."""
+
     code, status = "forbidden", 403
 
 
 class NotFound(HttpError):
+    """404: no such certificate, batch, root, issuer or block (or, on the node, no web page installed)."""
+
     code, status = "not_found", 404
 
 
 class Conflict(HttpError):
+    """409: the request clashes with the server's state, e.g. an ``Idempotency-Key`` reused or in flight."""
+
     code, status = "conflict", 409
 
 
 class PayloadTooLarge(HttpError):
+    """413: a body over the edge's limit as it streams in, or over a route's own in :func:`read_json`."""
+
     code, status = "payload_too_large", 413
 
 
 class UnsupportedMediaType(HttpError):
+    """415: a body that is not ``application/json`` (or ``+json``) in UTF-8, from :func:`read_json`."""
+
     code, status = "unsupported_media_type", 415
 
 
 class RateLimited(HttpError):
+    """429 with ``Retry-After`` (whole seconds, at least 1): :class:`EdgeMiddleware` found no token left."""
+
     code, status = "rate_limited", 429
 
     def __init__(self, retry_after: float) -> None:
@@ -344,6 +360,7 @@ class EdgeMiddleware:
         self.unlimited_paths = frozenset(unlimited_paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """ASGI entry: non-HTTP scopes pass through; a request gets a correlation id (inbound if safe)."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -417,6 +434,7 @@ class EdgeFastAPI(FastAPI):
         super().__init__(**kwargs)
 
     def build_middleware_stack(self) -> ASGIApp:
+        """Starlette's stack (error middleware included) wrapped in :class:`EdgeMiddleware`."""
         inner: ASGIApp = super().build_middleware_stack()
         return EdgeMiddleware(inner, **self.edge)
 
@@ -430,6 +448,7 @@ class GracefulServer(uvicorn.Server):
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
+        """While serving, SIGINT/SIGTERM call ``handle_exit`` (main thread only) and are not re-raised."""
         if threading.current_thread() is not threading.main_thread():
             yield
             return
@@ -447,8 +466,9 @@ GRACEFUL_SHUTDOWN_SECONDS = 10
 
 def server_config(app: Any, *, log_level: str, **options: Any) -> uvicorn.Config:
     """The one uvicorn configuration every FinVault server uses: no server header, no trust in
-    proxy headers, no access log (the edge middleware logs), lifespan on, a bounded graceful
-    shutdown. ``options`` are uvicorn's own (host and port, ``http``, ``workers``, ``factory``)."""
+    proxy headers, no access log (latency is in the metrics, errors are logged by the handlers),
+    lifespan on, a bounded graceful shutdown. ``options`` are uvicorn's own (host and port,
+    ``http``, ``workers``, ``factory``)."""
     return uvicorn.Config(
         app,
         log_level=log_level,

@@ -17,9 +17,10 @@ from sqlalchemy.orm import Session
 
 from chain.dev.devchain import DEV_CHAIN_ID, DevChain
 from chain.rpc import RpcClient
+from indexer.errors import ChainMoved, MirrorDivergence, QuorumDisagreement
 from indexer.reconcile import Reconciler
 from indexer.schema import CheckpointRow
-from indexer.sync import ChainMoved, Indexer, MirrorDivergence, QuorumDisagreement
+from indexer.sync import Indexer
 from tests.integration.conftest import Deployed
 from tests.integration.indexer_fixtures import (
     FAST_RETRY,

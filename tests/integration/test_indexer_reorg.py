@@ -16,8 +16,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from chain.rpc import RpcClient
+from indexer.errors import ReorgBeyondFinality
 from indexer.schema import AnchorRow
-from indexer.sync import Indexer, ReorgBeyondFinality
+from indexer.sync import Indexer
 from tests.integration.conftest import Deployed, on_both_backends
 from tests.integration.indexer_fixtures import (
     ISSUER_A,

@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 
 from chain.contract import load_artifact
 from indexer import decode
-from indexer.decode import DecodedBatch, DecodeError, decode_logs
+from indexer.decode import DecodedBatch, decode_logs
+from indexer.errors import DecodeError
 from tests.integration.indexer_fixtures import MIRRORED_EVENTS, reference_row
 
 ABI = load_artifact().abi
