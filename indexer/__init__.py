@@ -8,6 +8,7 @@
   node uses too;
 - :mod:`~indexer.reconcile`, :mod:`~indexer.digests`: proving a mirror equal to the chain, or to
   another node's mirror;
+- :mod:`~indexer.errors`: the indexer's errors;
 - :mod:`~indexer.cli`: the indexer's ``finvault`` commands.
 
 The indexer never imports ``issuer`` or ``node``.

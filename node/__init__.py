@@ -1,6 +1,7 @@
 """The verification node: an HTTP API and web page over the indexer's mirror.
 
-- :mod:`~node.app`, :mod:`~node.models`: the FastAPI app and its response shapes;
+- :mod:`~node.app`, :mod:`~node.models`, :mod:`~node.metrics`, :mod:`~node.page`: the FastAPI app,
+  its response shapes, its Prometheus metrics and the web page;
 - :mod:`~node.runtime`, :mod:`~node.health`: the live sync loop and whether the mirror can vouch
   for a verdict now;
 - :mod:`~node.server`, :mod:`~node.worker`, :mod:`~node.shared`: running it, in one process or
