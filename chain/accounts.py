@@ -14,7 +14,7 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
 from chain.errors import ConfigError, KeystoreError
-from chain.service.files import write_secret_file
+from chain.service.files import require_private, write_secret_file
 
 #: anvil's well-known development mnemonic. Its keys are public: never use them on a real network.
 DEV_MNEMONIC = "test test test test test test test test test test test junk"
@@ -55,7 +55,10 @@ class LocalSigner:
 
     @classmethod
     def from_keystore(cls, path: Path, password: str) -> LocalSigner:
-        """Decrypts the eth-account keystore at ``path``; raises :class:`KeystoreError` if it cannot."""
+        """Decrypts the eth-account keystore at ``path``; raises :class:`KeystoreError` if it cannot,
+        and :class:`ConfigError` if others on this machine can read it."""
+        if path.exists():
+            require_private(path, "keystore")
         try:
             keystore = json.loads(path.read_text())
         except OSError as exc:

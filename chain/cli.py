@@ -28,6 +28,7 @@ from chain.networks import DEV_CHAIN_ID, NETWORKS
 from chain.registry import RegistryReader, RegistryWriter, deploy_registry
 from chain.rpc import RpcClient, redact_url
 from chain.rpc_facts import RpcFacts
+from chain.service.files import require_private
 from chain.service.settings import ChainSettings, load_settings, normalize_address
 from chain.service.signals import wait_for_shutdown
 from chain.tx import TxSender
@@ -93,9 +94,11 @@ def registry_option(func: F) -> F:
 def read_secret(prompt: str, file: Path | None, env_value: str | None, *, confirm: bool = False) -> str:
     """A secret from ``file`` (trailing newline dropped), else ``env_value``, else a hidden prompt.
 
-    Without a terminal to prompt on, raises :class:`ConfigError` rather than wait on stdin.
+    Without a terminal to prompt on, raises :class:`ConfigError` rather than wait on stdin, as it
+    does for a file others on this machine can read.
     """
     if file is not None:
+        require_private(file, "secret file")
         return file.read_text().rstrip("\r\n")
     if env_value:
         return env_value

@@ -19,11 +19,10 @@ from typing import Any, TypeVar
 import click
 from tqdm import tqdm
 
-from chain.cli import chain_options, read_secret, registry_option, session, signer_options
+from chain.cli import chain_options, registry_option, session, signer_options
 from chain.core.receipt import parse_receipt
 from chain.core.signing import PrivateKey
 from chain.errors import ConfigError
-from chain.keys import decrypt_private_key
 from chain.service.settings import load_settings
 from chain.service.signals import SHUTDOWN_SIGNALS, wait_for_shutdown
 from chain.service.web import serve
@@ -31,7 +30,7 @@ from issuer.api import IssuerApi, create_app
 from issuer.api_keys import SCOPES, create_api_key, list_api_keys, revoke_api_key
 from issuer.errors import IssuerError, UnknownCertificate
 from issuer.intake import InputFormat, read_input
-from issuer.registration import SIGNING_KEY_FILE, issuer_group
+from issuer.registration import issuer_group, load_signing_key, signing_key_passphrase
 from issuer.revoke import Revoker, parse_reason
 from issuer.scheduler import BatchScheduler
 from issuer.service import IssuerService, ingest
@@ -103,16 +102,7 @@ def _issuer_settings(options: dict[str, Any]) -> IssuerSettings:
 def _signing_key(settings: IssuerSettings, passphrase_file: Path | None) -> PrivateKey:
     if settings.issuer_key_dir is None:
         raise ConfigError("no document-signing key: pass --key-dir (a `finvault issuer keygen` directory)")
-    path = settings.issuer_key_dir / SIGNING_KEY_FILE
-    try:
-        pem = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"cannot read signing key {path}: {exc.strerror}") from None
-    stored = settings.signing_key_passphrase
-    passphrase = read_secret(
-        "Signing key passphrase", passphrase_file, stored.get_secret_value() if stored else None
-    )
-    return decrypt_private_key(pem, passphrase)
+    return load_signing_key(settings.issuer_key_dir, signing_key_passphrase(passphrase_file, settings))
 
 
 @contextmanager

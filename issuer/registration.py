@@ -2,9 +2,11 @@
 
 The owner registers issuers and sets whether they may anchor (``register``, ``status``); an issuer
 creates its document-signing key (``keygen``: a passphrase-encrypted PKCS#8 file, its public key
-and key id) and registers or revokes keys on-chain (``add-key``, ``revoke-key``). The passphrase
-comes from ``--passphrase-file``, ``FINVAULT_SIGNING_KEY_PASSPHRASE`` (the issuer settings) or a
-prompt, never from the command line.
+and key id), re-encrypts an older key to current guidance (``reencrypt-key``), and registers or
+revokes keys on-chain (``add-key``, ``revoke-key``). The passphrase comes from
+``--passphrase-file``, ``FINVAULT_SIGNING_KEY_PASSPHRASE`` (the issuer settings) or a prompt, never
+from the command line. Key folders are 0700 and key files 0600; a key or passphrase file others
+can read is refused.
 """
 
 from __future__ import annotations
@@ -18,10 +20,10 @@ from cryptography.hazmat.primitives import serialization
 
 from chain.cli import chain_options, read_secret, registry_option, session, signer_options
 from chain.core.encoding import hex0x
-from chain.core.signing import load_public_key, public_key_info
+from chain.core.signing import PrivateKey, load_public_key, public_key_info
 from chain.errors import ConfigError
-from chain.keys import encrypt_private_key, generate_private_key
-from chain.service.files import write_secret_file
+from chain.keys import decrypt_private_key, encrypt_private_key, generate_private_key, key_protection
+from chain.service.files import private_dir, replace_secret_file, require_private, write_secret_file
 from chain.service.settings import load_settings, normalize_address
 from issuer.settings import IssuerSettings
 
@@ -84,14 +86,11 @@ def issuer_keygen(algorithm: str, out_dir: Path, passphrase_file: Path | None) -
     target = out_dir / SIGNING_KEY_FILE
     if target.exists():
         raise ConfigError(f"{target} exists: refusing to overwrite a signing key")
-    stored = load_settings(IssuerSettings).signing_key_passphrase
-    passphrase = read_secret(
-        "Signing key passphrase", passphrase_file, stored.get_secret_value() if stored else None, confirm=True
-    )
+    passphrase = signing_key_passphrase(passphrase_file, confirm=True)
     key = generate_private_key(algorithm)  # type: ignore[arg-type]  # click.Choice guarantees it
     info = public_key_info(key)
     pem = encrypt_private_key(key, passphrase)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(out_dir)
     write_secret_file(target, pem)
     public_pem = load_pem_public(info.der)
     (out_dir / SIGNING_PUBLIC_KEY_FILE).write_bytes(public_pem)
@@ -103,6 +102,62 @@ def issuer_keygen(algorithm: str, out_dir: Path, passphrase_file: Path | None) -
         + "\n"
     )
     click.echo(f"key id {hex0x(info.key_id)} ({info.algorithm.label}) written to {out_dir}")
+
+
+def signing_key_passphrase(
+    passphrase_file: Path | None, settings: IssuerSettings | None = None, *, confirm: bool = False
+) -> str:
+    """The signing key's passphrase: from ``passphrase_file``, the issuer settings, or a prompt."""
+    stored = (settings or load_settings(IssuerSettings)).signing_key_passphrase
+    secret = stored.get_secret_value() if stored else None
+    return read_secret("Signing key passphrase", passphrase_file, secret, confirm=confirm)
+
+
+def read_signing_key(key_dir: Path) -> bytes:
+    """The encrypted signing key in ``key_dir``, refused if others on this machine can read it."""
+    path = key_dir / SIGNING_KEY_FILE
+    require_private(path, "signing key")
+    return path.read_bytes()
+
+
+def load_signing_key(key_dir: Path, passphrase: str) -> PrivateKey:
+    """The document-signing key in ``key_dir``, with a warning on stderr if its encryption is
+    below current guidance (naming the command that fixes it)."""
+    pem = read_signing_key(key_dir)
+    key = decrypt_private_key(pem, passphrase)
+    protection = key_protection(pem)
+    if not protection.meets_guidance:
+        click.echo(
+            f"warning: signing key {key_dir / SIGNING_KEY_FILE} is encrypted with "
+            f"{protection.describe()}, below current guidance; re-encrypt it in place: "
+            f"finvault issuer reencrypt-key --key-dir {key_dir}",
+            err=True,
+        )
+    return key
+
+
+@issuer_group.command("reencrypt-key")
+@click.option("--key-dir", type=click.Path(file_okay=False, exists=True, path_type=Path), required=True)
+@click.option("--passphrase-file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def issuer_reencrypt_key(key_dir: Path, passphrase_file: Path | None) -> None:
+    """Re-encrypt the signing key in KEY_DIR to current guidance, in place, with the same passphrase.
+
+    The old file is kept as signing-key.pem.bak until the new one is written, synced and checked
+    to hold the same key; a crash at any point leaves a key that opens.
+    """
+    path = key_dir / SIGNING_KEY_FILE
+    old = read_signing_key(key_dir)
+    before = key_protection(old)
+    passphrase = signing_key_passphrase(passphrase_file)
+    key = decrypt_private_key(old, passphrase)
+    new = encrypt_private_key(key, passphrase)
+    if public_key_info(decrypt_private_key(new, passphrase)) != public_key_info(key):
+        raise ConfigError("re-encryption did not round-trip; the key file is unchanged")
+    backup = path.with_name(SIGNING_KEY_FILE + ".bak")
+    replace_secret_file(backup, old)
+    replace_secret_file(path, new)
+    backup.unlink()
+    click.echo(f"{path}: {before.describe()} -> {key_protection(new).describe()}")
 
 
 def load_pem_public(der: bytes) -> bytes:

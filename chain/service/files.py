@@ -1,15 +1,70 @@
-"""Files that hold secrets (keystores, signing keys, a node's settings for its workers)."""
+"""Files that hold secrets or personal data: keystores, signing keys, passphrases, issuer records.
+
+Such files are created ``0600`` in ``0700`` folders whatever the umask, replaced atomically, and
+synced exactly (the file, then its folder). A secret the service is asked to read must be private
+to its owner, as ssh insists for its keys.
+"""
 
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
+
+from chain.errors import ConfigError
+
+PRIVATE_FILE, PRIVATE_DIR = 0o600, 0o700
+
+
+def private_dir(path: Path) -> Path:
+    """``path`` as a folder only its owner can enter (created with its parents if need be)."""
+    path.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+    os.chmod(path, PRIVATE_DIR)
+    return path
 
 
 def write_secret_file(path: Path, data: bytes) -> None:
     """Writes ``data`` to a file only its owner can read or write, from its first byte on (an
     existing file is truncated and its mode tightened before anything is written)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE)
     with os.fdopen(fd, "wb") as handle:
-        os.fchmod(fd, 0o600)
+        os.fchmod(fd, PRIVATE_FILE)
         handle.write(data)
+
+
+def sync_dir(path: Path) -> None:
+    """Makes the entries of folder ``path`` (new, renamed or removed files) durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def replace_secret_file(path: Path, data: bytes) -> None:
+    """Replaces ``path`` with ``data`` atomically (0600, synced): a crash leaves the old or the new."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE)
+        with os.fdopen(fd, "wb") as handle:
+            os.fchmod(fd, PRIVATE_FILE)
+            handle.write(data)
+            handle.flush()
+            os.fsync(fd)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    sync_dir(path.parent)
+
+
+def require_private(path: Path, what: str) -> None:
+    """Refuses a secret that others on this machine can read: :class:`ConfigError` naming the fix."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} {path}: {exc.strerror}") from None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigError(
+            f"{what} {path} is accessible by others (mode {stat.S_IMODE(mode):04o}); it must be private "
+            f"to its owner: chmod 600 {path}"
+        )

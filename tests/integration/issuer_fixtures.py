@@ -33,6 +33,7 @@ from chain.keys import encrypt_private_key, generate_private_key
 from chain.registry import RegistryReader, RegistryWriter
 from chain.rpc import RpcClient
 from chain.rpc_facts import RpcFacts
+from chain.service.files import write_secret_file
 from chain.service.web import GracefulServer
 from issuer.anchoring import Hook, Step
 from issuer.intake import read_input
@@ -95,7 +96,7 @@ class IssuerEnv:
         self.db_url = f"sqlite:///{self.tmp / 'issuer.db'}"
         self.key_dir = self.tmp / "key"
         self.key_dir.mkdir()
-        (self.key_dir / "signing-key.pem").write_bytes(encrypt_private_key(self.key, PASSPHRASE))
+        write_secret_file(self.key_dir / "signing-key.pem", encrypt_private_key(self.key, PASSPHRASE))
         info = public_key_info(self.key)
         issuer = self.deployed.issuer
         self.deployed.owner.register_issuer(

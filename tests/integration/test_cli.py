@@ -19,6 +19,7 @@ import pytest
 from chain.accounts import LocalSigner, write_keystore
 from chain.dev.devchain import DevChain, free_port
 from chain.rpc import RpcClient
+from chain.service.files import write_secret_file
 from tests.integration.conftest import FINVAULT, run_finvault
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -68,7 +69,7 @@ def test_issuer_lifecycle_through_the_cli(anvil: DevChain, tmp_path: Path, clean
     assert run_finvault("issuer", "status", ISSUER, "--active", "--dev", env=env).returncode == 0
 
     passphrase = tmp_path / "passphrase"
-    passphrase.write_text("a long enough passphrase\n")
+    write_secret_file(passphrase, b"a long enough passphrase\n")
     keys = tmp_path / "keys"
     made = run_finvault(
         "issuer",
@@ -130,7 +131,7 @@ def test_wrong_keystore_password_is_one_line(anvil: DevChain, tmp_path: Path) ->
 
 def test_keystore_account_deploys(anvil: DevChain, rpc: RpcClient, tmp_path: Path, clean_chain: None) -> None:
     password = tmp_path / "password"
-    password.write_text("keystore password\n")
+    write_secret_file(password, b"keystore password\n")
     keystore = tmp_path / "owner.json"
     created = run_finvault("account", "new", "--out", str(keystore), "--password-file", str(password))
     assert created.returncode == 0, created.stderr
@@ -194,7 +195,7 @@ def test_network_polygon_on_a_local_polygon_like_chain(tmp_path: Path) -> None:
     """--network polygon against a local chain with id 137: the preset's 30 gwei tip floor is what
     the deployment pays, and --confirmations 1 overrides the preset's 64 (anvil mines on demand)."""
     password = tmp_path / "password"
-    password.write_text("keystore password\n")
+    write_secret_file(password, b"keystore password\n")
     keystore = tmp_path / "owner.json"
     address = write_keystore(keystore, bytes([0x22]) * 32, "keystore password")
     with DevChain(chain_id=137) as polygon_like, RpcClient([polygon_like.rpc_url]) as rpc:

@@ -12,15 +12,19 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from cryptography.hazmat.primitives import serialization
 from sqlalchemy import func, select
 
+from chain.core.signing import public_key_info
 from chain.dev.devchain import DevChain
 from chain.errors import ConfigError, KeystoreError
-from chain.keys import encrypt_private_key, generate_private_key
+from chain.keys import decrypt_private_key, encrypt_private_key, generate_private_key, key_protection
 from chain.rpc import RpcClient
+from chain.service.files import write_secret_file
 from issuer.cli import anchor_command, issue, revoke
 from issuer.errors import IntakeRejected, SigningKeyUnusable
 from issuer.outputs import MANIFEST_FORMAT
+from issuer.registration import issuer_group
 from issuer.store import Certificate, CertificateStatus
 from tests.integration.conftest import Deployed
 from tests.integration.issuer_fixtures import (
@@ -66,7 +70,7 @@ def chain_args(
     args = ["--key-dir", str(key_dir or env.key_dir), "--node-url", NODE_URL, *chain_access(env, anvil)]
     if passphrase is not None:
         passphrase_file = env.tmp / "passphrase"
-        passphrase_file.write_text(passphrase + "\n")
+        write_secret_file(passphrase_file, passphrase.encode() + b"\n")
         args += ["--passphrase-file", str(passphrase_file)]
     return args
 
@@ -194,7 +198,7 @@ def test_now_checks_key_and_passphrase_before_storing(env: IssuerEnv, anvil: Dev
     unregistered = env.tmp / "other-key"
     unregistered.mkdir()
     other = generate_private_key("ed25519")
-    (unregistered / "signing-key.pem").write_bytes(encrypt_private_key(other, PASSPHRASE))
+    write_secret_file(unregistered / "signing-key.pem", encrypt_private_key(other, PASSPHRASE))
     result = run(issue, *head, *chain_args(env, anvil, key_dir=unregistered))
     assert isinstance(result.exception, SigningKeyUnusable)
     assert count(env) == 0
@@ -258,3 +262,57 @@ def test_anchor_every_runs_until_interrupted(env: IssuerEnv, anvil: DevChain) ->
     assert "anchoring every 0.2s, or at 10000 pending" in stderr
     assert stderr.rstrip().endswith("stopped")
     assert env.anchor_count() == 1
+
+
+def test_a_signing_key_others_can_read_is_refused(env: IssuerEnv, anvil: DevChain) -> None:
+    os.chmod(env.key_dir / "signing-key.pem", 0o640)
+    students = str(FIXTURES / "students.jsonl")
+    result = run(
+        issue, students, "--template", str(TEMPLATE), "--out", str(env.out), "--now", *chain_args(env, anvil)
+    )
+    assert isinstance(result.exception, ConfigError)
+    assert f"signing key {env.key_dir / 'signing-key.pem'} is accessible by others (mode 0640)" in str(
+        result.exception
+    )
+    assert "chmod 600" in str(result.exception)
+    assert count(env) == 0
+
+
+def test_a_weak_legacy_key_warns_and_reencrypts_in_place(env: IssuerEnv, anvil: DevChain) -> None:
+    key_file = env.key_dir / "signing-key.pem"
+    legacy = env.key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(PASSPHRASE.encode()),
+    )
+    write_secret_file(key_file, legacy)
+    students = str(FIXTURES / "students.jsonl")
+    issued = run(
+        issue, students, "--template", str(TEMPLATE), "--out", str(env.out), "--now", *chain_args(env, anvil)
+    )
+    assert issued.exit_code == 0, issued.stderr
+    assert "is encrypted with PBKDF2-HMAC-SHA256 at 2,048 iterations, below current guidance" in issued.stderr
+    assert f"finvault issuer reencrypt-key --key-dir {env.key_dir}" in issued.stderr
+
+    passphrase_file = env.tmp / "passphrase"  # written by chain_args
+    redone = run(
+        issuer_group,
+        "reencrypt-key",
+        "--key-dir",
+        str(env.key_dir),
+        "--passphrase-file",
+        str(passphrase_file),
+    )
+    assert redone.exit_code == 0, redone.stderr
+    assert (
+        "PBKDF2-HMAC-SHA256 at 2,048 iterations -> PBKDF2-HMAC-SHA256 at 600,000 iterations" in redone.stdout
+    )
+    assert key_protection(key_file.read_bytes()).meets_guidance
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    assert sorted(p.name for p in env.key_dir.iterdir()) == ["signing-key.pem"]  # the backup is gone
+    assert public_key_info(decrypt_private_key(key_file.read_bytes(), PASSPHRASE)) == public_key_info(env.key)
+
+    again = run(
+        issue, students, "--template", str(TEMPLATE), "--out", str(env.out), "--now", *chain_args(env, anvil)
+    )
+    assert "below current guidance" not in again.stderr

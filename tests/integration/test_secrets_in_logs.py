@@ -43,6 +43,7 @@ from eth_account import Account
 from chain.dev.devchain import DevChain, free_port
 from chain.keys import decrypt_private_key
 from chain.rpc import RpcClient, redact_url
+from chain.service.files import write_secret_file
 from issuer.api_keys import create_api_key
 from issuer.store import Store
 from issuer.webhooks import verify_signature
@@ -168,8 +169,8 @@ def test_issuer_cli_and_api_log_no_secret(
         return result
 
     password_file, passphrase_file = tmp_path / "keystore-password", tmp_path / "signing-passphrase"
-    password_file.write_text(KEYSTORE_PASSWORD + "\n")
-    passphrase_file.write_text(SIGNING_PASSPHRASE + "\n")
+    write_secret_file(password_file, KEYSTORE_PASSWORD.encode() + b"\n")
+    write_secret_file(passphrase_file, SIGNING_PASSPHRASE.encode() + b"\n")
     keystore, key_dir = tmp_path / "issuer-keystore.json", tmp_path / "signing-key"
     created = finvault(
         "account new", "account", "new", "--out", str(keystore), "--password-file", str(password_file)
