@@ -31,6 +31,7 @@ from qrcode.image.pure import PyPNGImage  # type: ignore[import-untyped]
 from chain.core.encoding import hex0x
 from chain.core.merkle import MerkleTree
 from chain.core.receipt import Receipt
+from chain.service.files import private_dir
 
 MANIFEST_FORMAT = "finvault-manifest/1"
 MANIFEST_DIR = "manifests"
@@ -53,7 +54,8 @@ def receipt_stem(certificate_id: str) -> str:
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Writes ``data`` to ``path`` through a temporary file and a rename."""
+    """Writes ``data`` to ``path`` through a private (0600) temporary file and a rename; the
+    caller syncs (:func:`chain.service.files.sync_files`) before it counts on the file."""
     descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(descriptor, "wb") as handle:
@@ -79,14 +81,17 @@ def qr_png(text: str) -> bytes:
     return buffer.getvalue()
 
 
-def write_receipt(out_dir: Path, certificate_id: str, receipt: Receipt, *, qr_code: bool = True) -> Path:
-    """Writes a receipt (and the QR code of its link); returns the receipt's path."""
+def write_receipt(
+    out_dir: Path, certificate_id: str, receipt: Receipt, *, qr_code: bool = True
+) -> list[Path]:
+    """Writes a receipt (and the QR code of its link), 0600; returns the paths written, receipt first."""
     stem = receipt_stem(certificate_id)
-    path = out_dir / f"{stem}.json"
-    write_atomic(path, receipt.to_json().encode())
+    paths = [out_dir / f"{stem}.json"]
+    write_atomic(paths[0], receipt.to_json().encode())
     if qr_code and receipt.link:
-        write_atomic(out_dir / f"{stem}.png", qr_png(receipt.link))
-    return path
+        paths.append(out_dir / f"{stem}.png")
+        write_atomic(paths[1], qr_png(receipt.link))
+    return paths
 
 
 def manifest(tree: MerkleTree) -> dict[str, object]:
@@ -97,8 +102,7 @@ def manifest(tree: MerkleTree) -> dict[str, object]:
 
 def write_manifest(out_dir: Path, tree: MerkleTree) -> Path:
     """Writes ``manifests/<root>.json`` under ``out_dir``; returns its path."""
-    directory = out_dir / MANIFEST_DIR
-    directory.mkdir(parents=True, exist_ok=True)
+    directory = private_dir(out_dir / MANIFEST_DIR)
     path = directory / f"{hex0x(tree.root)}.json"
     write_atomic(path, (json.dumps(manifest(tree), indent=2) + "\n").encode())
     return path

@@ -13,7 +13,6 @@ a crash anywhere costs at most a repeated (idempotent) step.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from chain.core.receipt import Anchor
 from chain.core.signing import PrivateKey, public_key_info
 from chain.errors import TransactionFailed
 from chain.registry import RegistryWriter
+from chain.service.files import private_dir, sync_files
 from chain.tx import TransactionTimeout, TxReceipt
 from issuer.anchoring import Anchorer, Hook, Step
 from issuer.errors import AnchorConflict, IntakeRejected, SigningKeyUnusable, StoreError
@@ -290,9 +290,8 @@ class IssuerService:
     def write_outputs(self, root: str, anchored: TxReceipt) -> None:
         """Writes the manifest, then a receipt (and QR code) per certificate of an anchored batch."""
         tree = self.store.batch_tree(root)
-        out_dir = self.config.out_dir
-        out_dir.mkdir(parents=True, exist_ok=True)
-        write_manifest(out_dir, tree)
+        out_dir = private_dir(self.config.out_dir)
+        written = [write_manifest(out_dir, tree)]
         anchor = Anchor(
             chainId=self.registry.sender.chain_id,
             registry=self.registry.address,
@@ -305,8 +304,8 @@ class IssuerService:
             for certificate, receipt in zip(
                 chunk, batch_receipts(tree, signed, anchor, self.config.node_url), strict=True
             ):
-                write_receipt(out_dir, certificate.id, receipt, qr_code=self.config.qr_codes)
-        os.sync()  # receipts reach the disk before the batch is marked anchored
+                written += write_receipt(out_dir, certificate.id, receipt, qr_code=self.config.qr_codes)
+        sync_files(written)  # receipts reach the disk before the batch is marked anchored
 
     def _batch_certificates(self, root: str) -> Iterator[list[Certificate]]:
         """The batch's certificates in id order, one short transaction per chunk."""

@@ -310,7 +310,7 @@ class Store:
         """Connects to ``url`` (see :func:`database_url`) and migrates its schema to the newest."""
         url = database_url(url)
         try:
-            engine = make_engine(url, default_begin="IMMEDIATE")
+            engine = make_engine(url, default_begin="IMMEDIATE", private=True, durable=True)
             migrate(engine, MIGRATIONS)
         except (ArgumentError, SQLAlchemyError, ImportError, OSError) as exc:
             detail = str(getattr(exc, "orig", None) or exc).splitlines()[0]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import secrets
 import shutil
 import socket
@@ -38,7 +39,7 @@ from chain.keys import encrypt_private_key, generate_private_key
 from chain.registry import RegistryReader, RegistryWriter, deploy_registry
 from chain.rpc import RpcClient
 from chain.rpc_facts import RpcFacts
-from chain.service.files import write_secret_file
+from chain.service.files import private_dir, write_secret_file
 from chain.service.settings import load_settings
 from chain.service.signals import wait_for_shutdown
 from chain.tx import TxSender
@@ -82,8 +83,9 @@ _GRADES = ["First Class", "Upper Second", "Lower Second", "Pass"]
 
 
 def write_demo_students(path: Path, count: int) -> Path:
-    """A CSV of ``count`` made-up graduates, one row per certificate."""
-    with path.open("w", newline="") as handle:
+    """A CSV of ``count`` made-up graduates, one row per certificate (private: personal data)."""
+    with open(path, "w", newline="", opener=lambda name, flags: os.open(name, flags, 0o600)) as handle:
+        os.fchmod(handle.fileno(), 0o600)
         writer = csv.writer(handle)
         writer.writerow(["id", "name", "degree", "grade", "credits", "issued"])
         for i in range(count):
@@ -122,9 +124,8 @@ def run_demo(
     """Runs the demo; in check mode returns once verified, else serves until Ctrl-C/SIGTERM."""
     if state_dir.exists():
         shutil.rmtree(state_dir)
-    key_dir, receipts_dir = state_dir / "issuer", state_dir / "receipts"
-    key_dir.mkdir(parents=True)
-    receipts_dir.mkdir()
+    private_dir(state_dir)  # the issuer's key, store, students and receipts live here
+    key_dir, receipts_dir = private_dir(state_dir / "issuer"), private_dir(state_dir / "receipts")
 
     with DevChain(port=_port_or_free(chain_port), log_path=state_dir / "anvil.log") as chain:
         say(f"dev chain: anvil on {chain.rpc_url} (chain id {DEV_CHAIN_ID})")

@@ -21,6 +21,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import DeclarativeBase, Session
 
+from chain.service.files import private_dir, private_file
+
 BeginMode = Literal["IMMEDIATE", "DEFERRED"]
 #: Execution option naming the BEGIN mode of one transaction (on PostgreSQL: whether it takes the
 #: write lock).
@@ -45,23 +47,40 @@ def redact_db_url(url: str) -> str:
         return "<invalid database URL>"
 
 
-def make_engine(url: str, *, default_begin: BeginMode = "DEFERRED") -> Engine:
-    """An engine for ``url``; on SQLite, creates the file's directory and sets the pragmas."""
+def make_engine(
+    url: str, *, default_begin: BeginMode = "DEFERRED", private: bool = False, durable: bool = False
+) -> Engine:
+    """An engine for ``url``; on SQLite, creates the file's directory and sets the pragmas.
+
+    ``private`` (a SQLite file holding personal data): the folder is created 0700 and the file 0600
+    before SQLite opens it, so its ``-wal`` and ``-shm`` are 0600 too (SQLite gives them the
+    database's mode). ``durable``: every commit is synced (``synchronous=FULL``), where ``NORMAL``
+    may lose the last commits (never consistency) to a power cut.
+    """
     parsed = make_url(database_url(url))
     if parsed.get_backend_name() == "postgresql":
         return _postgres_engine(create_engine(parsed, pool_pre_ping=True), default_begin)
     if parsed.get_backend_name() != "sqlite":
         return create_engine(parsed, pool_pre_ping=True)
     if parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        path = Path(parsed.database)
+        if private:
+            if not path.parent.exists():
+                private_dir(path.parent)
+            for existing in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+                if existing is path or existing.exists():
+                    private_file(existing)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT})
+    synchronous = "PRAGMA synchronous=FULL" if durable else "PRAGMA synchronous=NORMAL"
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # pysqlite must not BEGIN behind our back
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(synchronous)
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 

@@ -18,6 +18,7 @@ import pytest
 
 from chain.accounts import LocalSigner, write_keystore
 from chain.dev.devchain import DevChain, free_port
+from chain.keys import key_protection
 from chain.rpc import RpcClient
 from chain.service.files import write_secret_file
 from tests.integration.conftest import FINVAULT, run_finvault
@@ -251,6 +252,7 @@ def test_demo_check(tmp_path: Path) -> None:
          "--chain-port", str(free_port())],
         capture_output=True, text=True, timeout=300, check=False,
         env={k: v for k, v in os.environ.items() if not k.startswith("FINVAULT_")},
+        preexec_fn=lambda: os.umask(0o022),  # a common umask: the demo must not rely on a strict one
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "demo check passed" in result.stdout
@@ -263,6 +265,18 @@ def test_demo_check(tmp_path: Path) -> None:
     assert env["issuer_db"].startswith("sqlite:///")
     assert env["chain_id"] == 31337
     assert env["registry"].startswith("0x")
+    issuer_db = Path(env["issuer_db"].removeprefix("sqlite:///"))
+    issuer_files = [
+        state, state / "issuer", state / "students.csv", issuer_db, Path(env["receipts_dir"]),
+        *state.glob("issuer/*"), *Path(f"{issuer_db}-wal").parent.glob(f"{issuer_db.name}*"),
+        *Path(env["receipts_dir"]).rglob("*"),
+    ]  # fmt: skip
+    assert len(issuer_files) > 100
+    shared = [
+        f"{path} {path.stat().st_mode & 0o777:o}" for path in issuer_files if path.stat().st_mode & 0o077
+    ]
+    assert not shared, shared  # the demo's issuer files are private, whatever the umask (022 here)
+    assert key_protection((state / "issuer" / "signing-key.pem").read_bytes()).meets_guidance
     with pytest.raises(httpx.TransportError):
         httpx.post(env["rpc_url"], json={}, timeout=2)  # the demo's chain is gone
     with pytest.raises(httpx.TransportError):

@@ -95,7 +95,7 @@ def test_qr_png_encodes_the_link() -> None:
 def test_write_receipt_with_and_without_qr_code(tmp_path: Path) -> None:
     batch = make_batch(2, seed="outputs")
     receipt = batch.receipt(0, tx_hash=hex0x(bytes(32)), block_number=7).model_copy(update={"link": LINK})
-    path = write_receipt(tmp_path, "cert/1", receipt)
+    path, *_ = write_receipt(tmp_path, "cert/1", receipt)
     assert path.name == f"{receipt_stem('cert/1')}.json"
     assert parse_receipt(path.read_bytes()) == receipt
     assert path.with_suffix(".png").read_bytes() == qr_png(LINK)

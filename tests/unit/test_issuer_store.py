@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import chain.service.db
 from chain.core.canonical import recompute_digest
 from chain.core.merkle import leaf_hash
 from chain.service.db import database_url
+from chain.service.files import sync_files
 from issuer import service
 from issuer.errors import IntakeRejected, StoreError
 from issuer.intake import read_input
@@ -160,3 +162,48 @@ def test_writers_take_the_lock_up_front_and_readers_never_wait(
             second.execute(select(1))  # a second writer waits (here: gives up after 0.1 s)
     with other.transaction() as second:
         second.execute(select(1))  # free again
+
+
+def test_the_store_and_its_wal_are_private_whatever_the_umask(tmp_path: Path) -> None:
+    previous = os.umask(0o022)
+    try:
+        folder = tmp_path / "state" / "issuer"
+        with Store.open(f"sqlite:///{folder / 'issuer.db'}") as opened:
+            with opened.transaction() as session:
+                session.execute(select(func.count()).select_from(Certificate))
+            files = sorted(folder.iterdir())
+            assert [path.name for path in files] == ["issuer.db", "issuer.db-shm", "issuer.db-wal"]
+            assert {path.stat().st_mode & 0o777 for path in files} == {0o600}
+        assert folder.stat().st_mode & 0o777 == 0o700
+
+        os.chmod(folder / "issuer.db", 0o644)  # written by an older version
+        Store.open(f"sqlite:///{folder / 'issuer.db'}").close()
+        assert (folder / "issuer.db").stat().st_mode & 0o777 == 0o600
+    finally:
+        os.umask(previous)
+
+
+def test_exactly_the_files_written_and_their_folders_are_synced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[str] = []
+    fsync = os.fsync
+
+    def recording(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording)
+    paths = []
+    for i in range(40):
+        folder = tmp_path / f"d{i % 3}"
+        folder.mkdir(exist_ok=True)
+        paths.append(folder / f"{i}.json")
+        paths[-1].write_bytes(b"{}")
+    (tmp_path / "untouched.json").write_bytes(b"{}")
+    sync_files(paths)
+    folders = [str(tmp_path / f"d{i}") for i in range(3)]
+    assert sorted(synced) == sorted([*map(str, paths), *folders])
+    assert synced[-3:] == folders  # the folders' entries after the files' contents
+    with pytest.raises(FileNotFoundError):
+        sync_files([tmp_path / "missing.json"])
