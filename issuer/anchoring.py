@@ -39,7 +39,7 @@ from chain.registry import RegistryWriter
 from chain.rpc_facts import RpcFacts
 from chain.tx import PreparedTx, TransactionTimeout, TxReceipt
 from issuer.errors import AnchorConflict
-from issuer.store import AnchorAttempt, Batch, BatchStatus, Store, utcnow
+from issuer.store import AnchorAttempt, Batch, BatchStatus, Store, storable_text, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -257,7 +257,7 @@ class Anchorer:
         with self.store.transaction() as session:
             stored = session.get_one(Batch, root)
             stored.status = BatchStatus.FAILED
-            stored.error = error
+            stored.error = storable_text(error)
 
     def _reverted(self, batch: Batch, receipt: TxReceipt) -> TransactionFailed:
         """The failure of a mined, reverted anchor, with the contract's custom error."""

@@ -33,8 +33,8 @@ def create_api_key(
     unknown = sorted(set(scopes) - set(SCOPES))
     if unknown or not scopes:
         raise ConfigError(f"scopes must be among {', '.join(SCOPES)} (got {', '.join(unknown) or 'none'})")
-    if not name.strip() or len(name) > 200:
-        raise ConfigError("an API key needs a name of 1 to 200 characters")
+    if not name.strip() or len(name) > 200 or not name.isprintable():
+        raise ConfigError("an API key needs a name of 1 to 200 printable characters")
     key_id = secrets.token_hex(6)
     token = f"fvk_{key_id}_{secrets.token_urlsafe(32)}"
     with store.transaction() as session:

@@ -66,6 +66,12 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 VERSION_TABLE = "issuer_alembic_version"
 
 
+def storable_text(text: str) -> str:
+    """A message from elsewhere (an RPC error, an HTTP client) as plain text both backends hold:
+    PostgreSQL text cannot contain U+0000, so it is written ``\\0``."""
+    return text.replace("\x00", "\\0")
+
+
 def utcnow() -> datetime:
     """The store's clock for row timestamps (services take it as a parameter for tests)."""
     return datetime.now(UTC)

@@ -35,7 +35,7 @@ from apscheduler.schedulers.background import BackgroundScheduler  # type: ignor
 from sqlalchemy import func, select
 
 from chain.rpc import redact_url
-from issuer.store import DeliveryStatus, Event, Store, WebhookCursor, WebhookDelivery, utcnow
+from issuer.store import DeliveryStatus, Event, Store, WebhookCursor, WebhookDelivery, storable_text, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -205,7 +205,7 @@ class WebhookDispatcher:
                 delivery.delivered_at = now
                 delivery.last_error = None
                 return
-            delivery.last_error = error
+            delivery.last_error = storable_text(error)
             if delivery.attempts >= self.policy.max_attempts:
                 delivery.status = DeliveryStatus.DEAD
                 log.warning(

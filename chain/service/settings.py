@@ -31,7 +31,7 @@ _HTTP_URL = re.compile(r"^https?://[^/\s]+")
 
 def is_http_url(value: str) -> bool:
     """Whether ``value`` is an ``http://`` or ``https://`` URL with a host (for validators)."""
-    return bool(_HTTP_URL.match(value)) and not any(c.isspace() for c in value)
+    return bool(_HTTP_URL.match(value)) and value.isprintable() and not any(c.isspace() for c in value)
 
 
 def normalize_address(value: str) -> str:

@@ -23,7 +23,7 @@ from issuer import service
 from issuer.errors import IntakeRejected, StoreError
 from issuer.intake import read_input
 from issuer.service import ingest
-from issuer.store import VERSION_TABLE, Base, Certificate, CertificateStatus, Store
+from issuer.store import VERSION_TABLE, Base, Certificate, CertificateStatus, Store, storable_text
 from issuer.template import load_template
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "issuer"
@@ -207,3 +207,8 @@ def test_exactly_the_files_written_and_their_folders_are_synced(
     assert synced[-3:] == folders  # the folders' entries after the files' contents
     with pytest.raises(FileNotFoundError):
         sync_files([tmp_path / "missing.json"])
+
+
+def test_foreign_messages_are_stored_without_nul() -> None:
+    assert storable_text("revert: bad\x00data") == "revert: bad\\0data"
+    assert storable_text("plain") == "plain"
