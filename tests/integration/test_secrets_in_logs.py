@@ -28,6 +28,7 @@ import os
 import secrets
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -52,6 +53,8 @@ from tests.integration.issuer_fixtures import NODE_URL, TEMPLATE, write_students
 from tests.integration.node_fixtures import FINALITY_DEPTH, issue, start_node, verdict_when, wait_for
 from tests.integration.test_issuer_api import Receiver, student
 from tests.tools.rpc_proxy import Fault, FaultKind, RpcProxy
+
+ROOT = Path(__file__).resolve().parents[2]
 
 #: Logged by every process at start-up: proof that the process ran with debug logging on.
 MARKER = "secrets-in-logs: root logger at DEBUG"
@@ -399,5 +402,35 @@ def test_node_logs_no_token_or_rpc_key(
             "metrics token": METRICS_TOKEN,
             "cursor secret": CURSOR_SECRET,
             "wrong token": WRONG_TOKEN,
+        },
+    )
+
+
+def test_a_full_demo_run_logs_no_secret(tmp_path: Path, debug_env: dict[str, str]) -> None:
+    """``scripts/demo.py --check`` at full verbosity: its output and every log it leaves hold none
+    of the secrets it made (the signing key and its passphrase)."""
+    state = tmp_path / "demo"
+    demo = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "demo.py"), "--check", "--state-dir", str(state),
+         "--chain-port", str(free_port())],
+        capture_output=True, text=True, timeout=300, check=False,
+        env={**without_finvault_settings(), **debug_env},
+    )  # fmt: skip
+    assert demo.returncode == 0, demo.stderr
+    passphrase = (state / "issuer" / "passphrase").read_text().strip()
+    key = decrypt_private_key((state / "issuer" / "signing-key.pem").read_bytes(), passphrase)
+    assert isinstance(key, ed25519.Ed25519PrivateKey)
+    logs = {"demo stdout": demo.stdout, "demo stderr": demo.stderr}
+    logs |= {str(path): path.read_text(errors="replace") for path in state.rglob("*.log")}
+    logs[str(state / "env.json")] = (state / "env.json").read_text()
+    assert_logged_at_debug({"demo stderr": demo.stderr})
+    assert len(logs) >= 4, sorted(logs)  # stdout, stderr, anvil.log, env.json
+    assert_no_secret(
+        logs,
+        {
+            "signing key passphrase": passphrase,
+            "signing key (raw)": _raw_private(key),
+            "signing key (PKCS#8)": _pkcs8(key),
+            "encrypted signing key PEM body": pem_body((state / "issuer" / "signing-key.pem").read_bytes()),
         },
     )
