@@ -7,7 +7,9 @@ so the same code runs a fresh batch and one left behind by a crash at any point:
    (a replacement shares its nonce, so at most one of them can be mined). Mined: go to 5. None
    mined and the nonce still free: go to 3 with the newest. Otherwise ask the registry
    (``anchorOf``): anchored by us (a transaction this store never saw) means done, found through
-   the ``Anchored`` event; anchored by someone else is an :class:`AnchorConflict`.
+   the ``Anchored`` event; anchored by someone else is an :class:`AnchorConflict`, as is a revert
+   (or a refusal at estimation) because someone else anchored the root first: the service then
+   re-seals the batch under fresh salts (:meth:`~issuer.service.IssuerService.anchor`).
 2. **Sign.** ``TxSender.prepare`` (a revert at estimation fails the batch with the decoded error),
    then the transaction goes into ``anchor_attempts`` *before* anything is sent.
 3. **Broadcast** the stored raw transaction (a node that already has it is fine).
@@ -114,7 +116,8 @@ class Anchorer:
                 if found.status == 1:
                     return self.sender.wait(found.tx_hash)
                 if batch.status is not BatchStatus.FAILED:
-                    raise self._reverted(batch, found)
+                    taken_by = self._taken_by(batch)
+                    raise self._conflict(batch, taken_by) if taken_by else self._reverted(batch, found)
                 found = None  # retrying a batch whose transaction reverted: a new round
             attempt = found or self._sign(batch, nonce=self._fresh_nonce())
             refusal = self._broadcast(attempt)
@@ -151,15 +154,23 @@ class Anchorer:
         if not info.exists:
             return None
         if info.issuer != self.issuer:
-            conflict = AnchorConflict(f"root {batch.root} is already anchored by {info.issuer}")
-            self._record_failure(batch.root, conflict.diagnostics())
-            raise conflict
+            raise self._conflict(batch, info.issuer)
         fact = RpcFacts(self.registry, self.sender.chain_id).anchor(to_bytes32(batch.root))
         receipt = self.sender.receipt(fact.event.tx_hash) if fact is not None else None
         if fact is None or receipt is None:
             raise ChainMismatch(f"root {batch.root} is anchored, but the node cannot show the transaction")
         log.info("batch %s was already anchored by %s", batch.root, fact.event.tx_hash)
         return receipt
+
+    def _taken_by(self, batch: Batch) -> str | None:
+        """The other account that anchored ``batch``'s root, if one did."""
+        info = self.registry.anchor_of(to_bytes32(batch.root))
+        return info.issuer if info.exists and info.issuer != self.issuer else None
+
+    def _conflict(self, batch: Batch, taken_by: str) -> AnchorConflict:
+        conflict = AnchorConflict(f"root {batch.root} is already anchored by {taken_by}", taken_by=taken_by)
+        self._record_failure(batch.root, conflict.diagnostics())
+        return conflict
 
     def _nonce_spent(self, nonce: int) -> bool:
         mined = int(self.sender.rpc.call("eth_getTransactionCount", [self.issuer, "latest"]), 16)
@@ -210,6 +221,9 @@ class Anchorer:
                 self.registry.address, self._calldata(batch), nonce=nonce, gas=gas, fees=fees
             )
         except TransactionFailed as exc:
+            taken_by = self._taken_by(batch)
+            if taken_by:
+                raise self._conflict(batch, taken_by) from None
             self._record_failure(batch.root, exc.diagnostics())
             raise
         attempt = AnchorAttempt(

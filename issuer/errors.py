@@ -58,9 +58,14 @@ class NotAnchored(IssuerError):
 
 
 class AnchorConflict(IssuerError):
-    """The batch's root is already anchored on-chain by another issuer."""
+    """The batch's root is already anchored on-chain by another account (``taken_by``): copied from
+    the mempool or replayed. The service re-seals the batch's certificates under fresh salts."""
 
     code = "anchor_conflict"
+
+    def __init__(self, message: str, *, taken_by: str) -> None:
+        super().__init__(message)
+        self.taken_by = taken_by
 
 
 class SigningKeyUnusable(IssuerError):

@@ -13,6 +13,7 @@ a crash anywhere costs at most a repeated (idempotent) step.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from typing import Any, TypeVar
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from chain.core.canonical import recompute_digest
+from chain.core.canonical import recompute_digest, salt_document
 from chain.core.encoding import hex0x
 from chain.core.issuance import SignedDocument, batch_receipts, seal_batch, sign_document
 from chain.core.merkle import leaf_hash
@@ -46,6 +47,7 @@ from issuer.store import (
     EventType,
     Store,
     add_events,
+    storable_text,
     utcnow,
 )
 
@@ -59,6 +61,8 @@ INGEST_CHUNK = 500
 RECEIPT_CHUNK = 500
 #: The contract packs a batch's count into 24 bits.
 MAX_BATCH_SIZE = 2**24 - 1
+#: Times one run seals certificates again after another account took their batch's root.
+MAX_RESEALS = 3
 
 
 def _no_hook(step: Step, root: str) -> None:
@@ -330,9 +334,38 @@ class IssuerService:
             return self.anchor(root)
         except TransactionTimeout:
             raise  # later batches would only queue behind this nonce
-        except (TransactionFailed, AnchorConflict) as exc:
+        except AnchorConflict as conflict:
+            return self.reseal(root, conflict)
+        except TransactionFailed as exc:
             log.error("batch %s failed: %s", root, exc.diagnostics())
             return self.store.batch(root)
+
+    def reseal(self, root: str, conflict: AnchorConflict) -> Batch:
+        """Gives up ``root`` to the account that anchored it first (``conflict.taken_by``) and puts
+        its certificates back to ``pending`` under fresh salts, in one transaction.
+
+        Fresh salts give fresh digests, leaves and so a fresh root for the next seal; the taken root
+        is worthless to whoever holds it (no documents, and signatures by a key it does not own).
+        """
+        with self.store.transaction() as session:
+            batch = session.get_one(Batch, root)
+            batch.status = BatchStatus.SUPERSEDED
+            batch.error = storable_text(conflict.diagnostics())
+            members = session.scalars(select(Certificate).where(Certificate.batch_root == root))
+            for certificate in members:
+                document = salt_document(certificate.credential, os.urandom)
+                certificate.salts = dict(document.salts)
+                certificate.digest = hex0x(document.digest)
+                certificate.leaf = hex0x(leaf_hash(document.digest))
+                certificate.status = CertificateStatus.PENDING
+                certificate.batch_root = None
+                certificate.signature = certificate.key_id = certificate.algorithm = None
+        log.warning(
+            "batch %s: root anchored first by %s; its certificates are sealed again under fresh salts",
+            root,
+            conflict.taken_by,
+        )
+        return self.store.batch(root)
 
     def resume(self, *, retry_failed: bool = False) -> list[Batch]:
         """Carries every batch that is not anchored yet forward from where it stopped, oldest first.
@@ -346,11 +379,18 @@ class IssuerService:
         return [self._anchor_or_fail(batch.root) for batch in self.store.batches(statuses)]
 
     def run_once(self, *, retry_failed: bool = False) -> list[Batch]:
-        """Resumes unfinished batches, then seals and anchors every pending certificate."""
+        """Resumes unfinished batches, then seals and anchors every pending certificate.
+
+        A batch whose root another account anchors first is sealed again under fresh salts, at
+        most :data:`MAX_RESEALS` times a run: past that its certificates wait, pending, for the next
+        run (and the registry owner can suspend an issuer that keeps copying roots).
+        """
         done = self.resume(retry_failed=retry_failed)
-        while (root := self.seal()) is not None:
+        reseals = sum(batch.status is BatchStatus.SUPERSEDED for batch in done)
+        while reseals <= MAX_RESEALS and (root := self.seal()) is not None:
             batch = self._anchor_or_fail(root)
             done.append(batch)
             if batch.status is BatchStatus.FAILED:
                 break  # the next batch would fail the same way; its certificates stay pending
+            reseals += batch.status is BatchStatus.SUPERSEDED
         return done

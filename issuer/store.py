@@ -9,7 +9,9 @@ Crash safety rests on three tables besides the certificates:
 
 - ``batches``: one row per sealed Merkle tree; ``status`` moves ``sealed`` -> ``sending`` (a signed
   transaction is stored, maybe not yet broadcast) -> ``sent`` -> ``anchored``, or ``failed``
-  (reverted). ``tx_nonce``/``raw_tx``/``tx_hash`` are the current attempt.
+  (reverted), or ``superseded`` (another account anchored the root first: the certificates were
+  re-salted and went back to ``pending``). ``tx_nonce``/``raw_tx``/``tx_hash`` are the current
+  attempt.
 - ``anchor_attempts``: every transaction ever signed for a batch, stored *before* it is broadcast.
   Replacements share the nonce, so at most one of a round can be mined; after a restart every
   stored hash is looked up, so a batch whose transaction was mined is never anchored again.
@@ -94,6 +96,8 @@ class BatchStatus(StrEnum):
     SENT = "sent"
     ANCHORED = "anchored"
     FAILED = "failed"
+    #: Another account anchored this root first; its certificates were re-salted and sealed anew.
+    SUPERSEDED = "superseded"
 
 
 def _enum_column(cls: type[StrEnum]) -> Enum:

@@ -25,8 +25,10 @@ from issuer.anchoring import Step, bump_fee
 from issuer.errors import AnchorConflict
 from issuer.service import IssuerConfig, IssuerService
 from issuer.store import AnchorAttempt, Batch, BatchStatus, Certificate, CertificateStatus, Store
+from issuer.webhooks import WebhookDispatcher
 from tests.integration.conftest import ISSUER, Deployed
 from tests.integration.issuer_fixtures import PASSPHRASE, Crash, IssuerEnv, crash_at
+from tests.integration.test_issuer_api import Receiver
 
 ROOT_DIR = Path(__file__).resolve().parents[2]
 DIE_AT = "import sys; from tests.integration.test_issuer_anchoring import die_at; die_at(*sys.argv[1:])"
@@ -289,3 +291,74 @@ def test_refused_broadcast_is_reported_and_resume_sends_it(env: IssuerEnv, rpc: 
     rpc.call("anvil_setBalance", [env.address, balance])
     [batch] = env.service().resume()
     assert_anchored_once(env, batch, 2)
+
+
+def test_a_front_run_root_is_resealed_and_every_certificate_anchored_once(
+    env: IssuerEnv, rpc: RpcClient
+) -> None:
+    """With automine off, a second registered issuer and an unregistered account copy the pending
+    anchor with higher tips; the copies are mined first. The victim's batch is sealed again under
+    fresh salts and anchored under its own issuer; receipts, webhooks and verdicts are all right."""
+    env.ingest_csv(5)
+    copycat, stranger = env.deployed.other_issuer, env.deployed.stranger
+    env.deployed.owner.register_issuer(copycat.sender.signer.address, "Copycat", "https://copycat.example")
+    copied: list[str] = []
+
+    def copy_the_pending_anchor(step: Step, root: str) -> None:
+        if step is not Step.BROADCAST or copied:
+            return
+        pending = rpc.call("eth_getTransactionByHash", [env.store.batch(root).tx_hash])
+        assert pending["blockNumber"] is None  # still in the mempool: what a front-runner sees
+        calldata, gas = bytes.fromhex(pending["input"][2:]), int(pending["gas"], 16)
+        max_fee, tip = int(pending["maxFeePerGas"], 16), int(pending["maxPriorityFeePerGas"], 16)
+        for thief, factor in ((stranger, 3), (copycat, 2)):
+            fees = (max_fee * factor, tip * factor + 1)
+            prepared = thief.sender.prepare(env.deployed.address, calldata, gas=gas, fees=fees)
+            thief.sender.broadcast(prepared)
+        copied.append(root)
+        rpc.call("evm_mine", [])  # one block: the copies first (higher tips), the victim's last
+        rpc.call("evm_setAutomine", [True])
+
+    receiver = Receiver(200)
+    dispatcher = WebhookDispatcher(env.store, [receiver.url], b"a webhook secret of 16+ bytes")
+    dispatcher.run_once()  # the endpoint's cursor starts here
+    rpc.call("evm_setAutomine", [False])
+    try:
+        batches = env.service(hook=copy_the_pending_anchor).run_once()
+    finally:
+        rpc.call("evm_setAutomine", [True])
+    taken, anchored = batches
+    assert copied == [taken.root]
+    assert taken.status is BatchStatus.SUPERSEDED
+    assert f"already anchored by {copycat.sender.signer.address}" in (taken.error or "")
+    assert env.deployed.owner.anchor_of(to_bytes32(taken.root)).issuer == copycat.sender.signer.address
+
+    # every certificate anchored exactly once, under its own issuer, in the new root
+    assert anchored.root != taken.root
+    assert anchored.status is BatchStatus.ANCHORED
+    assert anchored.leaf_count == 5
+    assert len(env.anchored_logs(anchored.root)) == 1
+    assert env.deployed.owner.anchor_of(to_bytes32(anchored.root)).issuer == env.address
+    with env.store.reading() as session:
+        members = list(session.scalars(select(Certificate)))
+    assert {(c.status, c.batch_root) for c in members} == {(CertificateStatus.ANCHORED, anchored.root)}
+    assert len(members) == 5
+
+    # receipts written once, for the new root only, and VALID
+    receipts = list(env.receipts())
+    assert len(receipts) == 5
+    assert {receipt.proof.root for receipt in receipts} == {anchored.root}
+    assert sorted(p.name for p in (env.out / "manifests").iterdir()) == [f"{anchored.root}.json"]
+    assert env.assert_all_valid() == 5
+
+    # webhooks: one certificate.anchored per certificate, naming the new root
+    try:
+        dispatcher.run_once()
+        events = receiver.events()
+    finally:
+        receiver.close()
+    anchored_ids = [
+        i for e in events if e["type"] == "certificate.anchored" for i in e["data"]["certificate_ids"]
+    ]
+    assert sorted(anchored_ids) == sorted(c.id for c in members)
+    assert {e["data"]["batch"] for e in events} == {anchored.root}
