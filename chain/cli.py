@@ -24,6 +24,7 @@ from chain.accounts import LocalSigner, Signer, require_dev_chain, write_keystor
 from chain.contract import load_artifact
 from chain.core.verify import Policy, Status, verify
 from chain.errors import ConfigError, FinVaultError
+from chain.holder import disclose
 from chain.networks import DEV_CHAIN_ID, NETWORKS
 from chain.registry import RegistryReader, RegistryWriter, deploy_registry
 from chain.rpc import RpcClient, redact_url
@@ -410,7 +411,7 @@ def _verdicts_from_node(node_url: str, receipts: tuple[Path, ...]) -> Iterator[t
 
 
 #: What the ``chain`` package contributes to ``finvault`` (see pyproject's entry points).
-commands = [devchain, deploy, account, verify_command]
+commands = [devchain, deploy, account, verify_command, disclose]
 
 
 # -- entry point --------------------------------------------------------------------------------

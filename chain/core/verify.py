@@ -427,7 +427,8 @@ def _check_digest(receipt: Receipt, digest: bytes, checks: _Checks) -> None:
         )
     else:
         checks.passed(
-            CheckName.DIGEST, f"{len(receipt.salts)} disclosed, {len(receipt.obfuscated)} hidden fields"
+            CheckName.DIGEST,
+            f"{len(receipt.salts)} fields disclosed, {len(receipt.obfuscated)} withheld by the holder",
         )
 
 

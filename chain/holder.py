@@ -1,0 +1,71 @@
+"""``finvault disclose``: a holder shares a receipt, withholding the fields they choose.
+
+The smaller receipt verifies VALID at any node, like the original: the digest, signature, proof
+and anchor are unchanged, and each withheld field's hash moves to ``obfuscated``
+(:mod:`chain.core.disclosure`). Bad input is one line and exit 2, and nothing is written.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from chain.core.canonical import DocumentError, flatten
+from chain.core.disclosure import show_only, withhold, withholdable
+from chain.core.receipt import ReceiptError, build_receipt, parse_receipt
+from chain.errors import ConfigError
+from chain.service.files import PRIVATE_FILE
+
+
+@click.command("disclose")
+@click.argument("receipt_path", metavar="RECEIPT", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--hide", "hidden", multiple=True, metavar="POINTER", help="Withhold this field or subtree.")
+@click.option("--show", "shown", multiple=True, metavar="POINTER", help="Withhold everything but these.")
+@click.option("--list", "listing", is_flag=True, help="Print the pointers that can be withheld.")
+@click.option(
+    "-o", "--out", type=click.Path(dir_okay=False, path_type=Path), help="Write here (default: stdout)."
+)
+def disclose(
+    receipt_path: Path, hidden: tuple[str, ...], shown: tuple[str, ...], listing: bool, out: Path | None
+) -> None:
+    """Withhold fields of RECEIPT (RFC 6901 pointers, e.g. /credentialSubject/grade); the result
+    still verifies. Withholding an object withholds everything in it."""
+    if sum((bool(hidden), bool(shown), listing)) != 1:
+        raise ConfigError("give --hide POINTER..., --show POINTER... or --list (one of the three)")
+    try:
+        receipt = parse_receipt(receipt_path.read_bytes())
+    except OSError as exc:
+        raise ConfigError(f"cannot read {receipt_path}: {exc.strerror}") from None
+    except ReceiptError as exc:
+        raise ConfigError(f"{receipt_path} is not a finvault receipt: {exc.message}") from None
+    if listing:
+        leaves = dict(flatten(receipt.credential))
+        for pointer in withholdable(receipt.credential):
+            click.echo(f"{pointer}  {leaves[pointer]}" if pointer in leaves else pointer)
+        if receipt.obfuscated:
+            click.echo(f"({len(receipt.obfuscated)} fields already withheld)", err=True)
+        return
+    try:
+        document = withhold(receipt.document, hidden) if hidden else show_only(receipt.document, shown)
+    except DocumentError as exc:
+        raise ConfigError(exc.message) from None
+    smaller = build_receipt(
+        document, signature=receipt.signature, proof=receipt.proof, anchor=receipt.anchor, link=receipt.link
+    )
+    text = smaller.to_json()
+    if out is None:
+        sys.stdout.write(text)
+        return
+    temporary = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(temporary, out)
+    finally:
+        temporary.unlink(missing_ok=True)
+    withheld = len(smaller.obfuscated) - len(receipt.obfuscated)
+    click.echo(f"{out}: {withheld} more fields withheld ({len(smaller.obfuscated)} in all)", err=True)
