@@ -323,16 +323,87 @@
     var summary = $("hidden-summary");
     summary.setAttribute("data-count", String(hidden.length));
     if (!hidden.length) {
-      summary.textContent = "No field is hidden: the whole certificate is disclosed.";
+      summary.textContent = "No field is withheld: the whole certificate is disclosed.";
       return;
     }
     summary.textContent =
       hidden.length + (hidden.length === 1 ? " field is" : " fields are") +
-      " hidden by the holder. The receipt carries only their salted hashes, which still count" +
+      " withheld by the holder. The receipt carries only their salted hashes, which still count" +
       " towards the signed digest; their names and values are not shown to anyone.";
     hidden.forEach(function (hash) {
       list.appendChild(el("li", hash, "hash"));
     });
+  }
+
+  // The receipt shown, for "share less" (null when none could be read).
+  var shownReceipt = null;
+
+  function renderShare(receipt) {
+    shownReceipt = receipt;
+    var box = $("share-fields");
+    while (box.lastChild && box.lastChild.tagName !== "LEGEND") box.removeChild(box.lastChild);
+    $("share-status").textContent = "";
+    var usable = receipt && isObject(receipt.credential) && window.FinVaultDisclose;
+    $("share").hidden = !usable;
+    if (!usable) return;
+    var values = {};
+    window.FinVaultDisclose.flatten(receipt.credential, "", []).forEach(function (pair) {
+      values[pair[0]] = pair[1];
+    });
+    window.FinVaultDisclose.withholdable(receipt.credential).forEach(function (pointer, index) {
+      var label = el("label", null, "share-field");
+      var box_ = document.createElement("input");
+      box_.type = "checkbox";
+      box_.value = pointer;
+      box_.id = "share-" + index;
+      label.setAttribute("for", box_.id);
+      label.appendChild(box_);
+      label.appendChild(el("span", pointer, "pointer"));
+      if (Object.prototype.hasOwnProperty.call(values, pointer)) {
+        label.appendChild(el("span", values[pointer], "value"));
+      }
+      box.appendChild(label);
+    });
+  }
+
+  function downloadSmaller() {
+    var status = $("share-status");
+    var chosen = Array.prototype.filter
+      .call($("share-fields").querySelectorAll("input[type=checkbox]"), function (box) {
+        return box.checked;
+      })
+      .map(function (box) {
+        return box.value;
+      });
+    // A ticked group covers what is inside it: withhold only the outermost ticked pointers.
+    var outermost = chosen.filter(function (pointer) {
+      return !chosen.some(function (other) {
+        return other !== pointer && pointer.indexOf(other + "/") === 0;
+      });
+    });
+    window.FinVaultDisclose.disclose(shownReceipt, outermost).then(
+      function (smaller) {
+        var text = JSON.stringify(smaller, null, 2) + "\n";
+        var link = document.createElement("a");
+        var leaf = isObject(smaller.proof) && typeof smaller.proof.leaf === "string" ? smaller.proof.leaf : "receipt";
+        link.href = URL.createObjectURL(new Blob([text], { type: "application/json" }));
+        link.download = "receipt-" + leaf.slice(2, 12) + "-shared.json";
+        document.body.appendChild(link);
+        link.click();
+        document.body.removeChild(link);
+        window.setTimeout(function () {
+          URL.revokeObjectURL(link.href);
+        }, 0);
+        status.className = "good";
+        status.textContent =
+          outermost.length + (outermost.length === 1 ? " field" : " fields") + " withheld; " +
+          smaller.obfuscated.length + " withheld in all. The smaller receipt was downloaded.";
+      },
+      function (error) {
+        status.className = "bad";
+        status.textContent = "Could not make a smaller receipt: " + error.message;
+      }
+    );
   }
 
   function renderEvidence(verdict) {
@@ -387,6 +458,7 @@
     renderChecks(verdict);
     renderFields(verdict, receipt);
     renderHidden(receipt);
+    renderShare(receipt);
     renderEvidence(verdict);
     $("result").hidden = false;
   }
@@ -557,6 +629,7 @@
       else if (data && data.getData("text")) verifyText(data.getData("text"), "dropped text");
     });
 
+    $("share-download").addEventListener("click", downloadSmaller);
     $("verify-paste").addEventListener("click", function () {
       verifyText(paste.value, "pasted text");
     });

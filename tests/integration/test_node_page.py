@@ -18,7 +18,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
 
-from chain.core.receipt import Receipt, build_receipt
+from chain.core.receipt import Receipt, build_receipt, parse_receipt
 from chain.core.verify import CheckName
 from chain.dev.devchain import DevChain
 from chain.registry import RevocationReason
@@ -418,3 +418,58 @@ def test_page_files_are_self_contained() -> None:
     script = (STATIC / "app.js").read_text()
     for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "Function("):
         assert sink not in script, f"app.js uses {sink}"
+
+
+def test_share_less_withholds_fields_in_the_browser_and_the_node_accepts_the_result(
+    page: Page, scene: Scene, tmp_path: Path
+) -> None:
+    """Open a receipt, tick fields to withhold, download the smaller receipt: it is computed in the
+    page (no request carries it), and the node verifies the downloaded file VALID."""
+    original = scene.issued.receipts[0]
+    path = tmp_path / "certificate.json"
+    path.write_text(original.to_json())
+    open_page(page)
+    choose_file(page, path)
+    banner_says(page, "VALID")
+
+    page.locator("#share summary").click()
+    fields = page.locator("#share-fields label")
+    assert fields.count() > 5
+    expect(page.locator('#share-fields input[value="/type/0"]')).to_have_count(0)  # one array element
+    sent: list[str] = []
+    page.on("request", lambda request: sent.append(request.url))
+    page.locator('#share-fields input[value="/credentialSubject/degree"]').check()
+    page.locator(
+        '#share-fields input[value="/credentialSubject/degree/name"]'
+    ).check()  # inside a ticked group
+    page.locator(f'#share-fields input[value="{HIDDEN_POINTER}"]').check()
+    with page.expect_download() as download_info:
+        page.get_by_role("button", name="Download smaller receipt").click()
+    downloaded = tmp_path / "shared.json"
+    download_info.value.save_as(downloaded)
+    expect(page.locator("#share-status")).to_contain_text("2 fields withheld; 3 withheld in all")
+    assert [url for url in sent if not url.startswith("blob:")] == []  # nothing uploaded
+
+    shared = parse_receipt(downloaded.read_bytes())
+    assert "grade" not in shared.credential["credentialSubject"]
+    assert "degree" not in shared.credential["credentialSubject"]
+    assert shared.credential["credentialSubject"]["name"] == "Student 0"
+    assert shared == build_receipt(
+        original.document.disclose(["/credentialSubject/degree", HIDDEN_POINTER]),
+        signature=original.signature,
+        proof=original.proof,
+        anchor=original.anchor,
+        link=original.link,
+    )  # byte for byte what the Python core makes of it
+    with httpx.Client(base_url=scene.url, timeout=30) as client:
+        headers = {"Content-Type": "application/json"}
+        verdict = client.post("/verify", content=downloaded.read_bytes(), headers=headers).json()
+    assert verdict["status"] == "VALID"
+    digest = next(check for check in verdict["checks"] if check["name"] == "digest")
+    assert "3 withheld by the holder" in digest["detail"]
+
+    choose_file(page, downloaded)  # and the page shows it as such
+    banner_says(page, "VALID")
+    expect(page.locator("#hidden-summary")).to_contain_text("3 fields are withheld by the holder")
+    screenshot(page, tmp_path / "shared.png")
+    assert_no_problems(scene)
