@@ -1,0 +1,182 @@
+"""W3C Data Integrity proofs, cryptosuite ``eddsa-jcs-2022`` (VC Data Integrity EdDSA Cryptosuites v1.0).
+
+A standard proof beside FinVault's own signature, so that stock Verifiable Credentials tooling can
+check an Ed25519 issuer's credential. Pure functions over bytes and JSON:
+
+- the key is an Ed25519 Multikey (``z6Mk...``: base58btc of the multicodec ``ed25519-pub`` prefix
+  and the 32-byte key); its ``did:key`` identifies the issuer by default;
+- proof configuration: the proof's options with the document's ``@context``;
+- hash data: ``SHA-256(JCS(proof configuration)) || SHA-256(JCS(document without proof))``;
+- ``proofValue``: base58btc (multibase ``z``) of the Ed25519 signature of the hash data.
+
+The verification method's fragment is the Multikey itself (``did:key:z6Mk...#z6Mk...``, or
+``did:web:DOMAIN#z6Mk...``), so a verifier reads the key from the proof without a resolver and
+then decides whether it trusts that key (the node: it must be the receipt's on-chain key).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import rfc8785
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from chain.core.errors import FinVaultError
+
+PROOF_TYPE = "DataIntegrityProof"
+CRYPTOSUITE = "eddsa-jcs-2022"
+PROOF_PURPOSE = "assertionMethod"
+_ED25519_PUB = b"\xed\x01"  # multicodec ed25519-pub, as an unsigned varint
+_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+_INDEX = {character: value for value, character in enumerate(_ALPHABET)}
+
+
+class DataIntegrityError(FinVaultError, ValueError):
+    """A Data Integrity proof that is malformed, of another kind, or does not verify."""
+
+    code = "data_integrity_invalid"
+
+
+def base58btc(data: bytes) -> str:
+    """Bitcoin's base58 (multibase ``z`` without the prefix)."""
+    number = int.from_bytes(data, "big")
+    out = ""
+    while number:
+        number, digit = divmod(number, 58)
+        out = _ALPHABET[digit] + out
+    return "1" * (len(data) - len(data.lstrip(b"\0"))) + out
+
+
+def from_base58btc(text: str) -> bytes:
+    """The bytes of a base58btc string; :class:`DataIntegrityError` for a character outside it."""
+    number = 0
+    for character in text:
+        if character not in _INDEX:
+            raise DataIntegrityError(f"{character!r} is not a base58btc character")
+        number = number * 58 + _INDEX[character]
+    body = number.to_bytes((number.bit_length() + 7) // 8, "big")
+    return b"\0" * (len(text) - len(text.lstrip("1"))) + body
+
+
+def multikey(public_key: ed25519.Ed25519PublicKey) -> str:
+    """The key's Multikey ``publicKeyMultibase`` (``z6Mk...``)."""
+    return "z" + base58btc(_ED25519_PUB + public_key.public_bytes_raw())
+
+
+def public_key_of(multibase: str) -> ed25519.Ed25519PublicKey:
+    """The Ed25519 key a ``z6Mk...`` Multikey names."""
+    if not multibase.startswith("z"):
+        raise DataIntegrityError("a Multikey is multibase base58btc: it starts with 'z'")
+    raw = from_base58btc(multibase[1:])
+    if len(raw) != 34 or not raw.startswith(_ED25519_PUB):
+        raise DataIntegrityError("not an Ed25519 Multikey (multicodec 0xed01 and 32 bytes)")
+    return ed25519.Ed25519PublicKey.from_public_bytes(raw[2:])
+
+
+def did_key(public_key: ed25519.Ed25519PublicKey) -> str:
+    """The ``did:key`` of an Ed25519 key."""
+    return "did:key:" + multikey(public_key)
+
+
+def verification_method(controller: str, public_key: ed25519.Ed25519PublicKey) -> str:
+    """``CONTROLLER#z6Mk...``: the key, named under the DID that controls it."""
+    return f"{controller}#{multikey(public_key)}"
+
+
+def _jcs_hash(value: Any) -> bytes:
+    return hashlib.sha256(rfc8785.dumps(value)).digest()
+
+
+def hash_data(document: Mapping[str, Any], proof_config: Mapping[str, Any]) -> bytes:
+    """What is signed: SHA-256 of the canonical proof configuration, then of the document."""
+    return _jcs_hash(dict(proof_config)) + _jcs_hash(dict(document))
+
+
+def proof_options(verification_method_id: str, created: str, context: Any) -> dict[str, Any]:
+    """The proof configuration (every proof field but ``proofValue``)."""
+    options: dict[str, Any] = {
+        "type": PROOF_TYPE,
+        "cryptosuite": CRYPTOSUITE,
+        "created": created,
+        "verificationMethod": verification_method_id,
+        "proofPurpose": PROOF_PURPOSE,
+    }
+    if context is not None:
+        options["@context"] = context
+    return options
+
+
+def add_proof(
+    document: Mapping[str, Any], key: ed25519.Ed25519PrivateKey, *, controller: str, created: str
+) -> dict[str, Any]:
+    """``document`` secured with an ``eddsa-jcs-2022`` proof by ``key`` (named under ``controller``)."""
+    if "proof" in document:
+        raise DataIntegrityError("the document already carries a proof")
+    config = proof_options(
+        verification_method(controller, key.public_key()), created, document.get("@context")
+    )
+    signature = key.sign(hash_data(document, config))
+    return {**document, "proof": {**config, "proofValue": "z" + base58btc(signature)}}
+
+
+@dataclass(frozen=True)
+class ProofCheck:
+    """A verified proof: the key that made it and the DID that controls that key."""
+
+    public_key: ed25519.Ed25519PublicKey
+    controller: str
+
+    @property
+    def public_key_der(self) -> bytes:
+        """The key as DER SubjectPublicKeyInfo (how FinVault names keys on-chain)."""
+        return self.public_key.public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+
+
+def issuer_id(document: Mapping[str, Any]) -> str | None:
+    """The credential's ``issuer``: a string, or the ``id`` of an issuer object."""
+    issuer = document.get("issuer")
+    if isinstance(issuer, Mapping):
+        issuer = issuer.get("id")
+    return issuer if isinstance(issuer, str) else None
+
+
+def verify_proof(secured: Mapping[str, Any]) -> ProofCheck:
+    """Checks ``secured``'s ``eddsa-jcs-2022`` proof; :class:`DataIntegrityError` says what fails.
+
+    The proof must be a single assertion proof whose verification method's controller is the
+    credential's issuer, and whose fragment is the Ed25519 Multikey that signed.
+    """
+    proof = secured.get("proof")
+    if not isinstance(proof, Mapping):
+        raise DataIntegrityError("no single Data Integrity proof (a 'proof' object)")
+    if proof.get("type") != PROOF_TYPE or proof.get("cryptosuite") != CRYPTOSUITE:
+        raise DataIntegrityError(f"not a {PROOF_TYPE} with cryptosuite {CRYPTOSUITE}")
+    if proof.get("proofPurpose") != PROOF_PURPOSE:
+        raise DataIntegrityError(f"proofPurpose is not {PROOF_PURPOSE}")
+    method, value = proof.get("verificationMethod"), proof.get("proofValue")
+    if not isinstance(method, str) or method.count("#") != 1 or not isinstance(value, str):
+        raise DataIntegrityError("verificationMethod must be DID#Multikey, and proofValue a string")
+    controller, fragment = method.split("#")
+    if controller != issuer_id(secured):
+        raise DataIntegrityError(f"the proof's controller {controller} is not the credential's issuer")
+    if controller.startswith("did:key:") and controller != "did:key:" + fragment:
+        raise DataIntegrityError("a did:key verification method names the key of its own DID")
+    public_key = public_key_of(fragment)
+    if not value.startswith("z"):
+        raise DataIntegrityError("proofValue is multibase base58btc: it starts with 'z'")
+    document = {name: field for name, field in secured.items() if name != "proof"}
+    config = {name: field for name, field in proof.items() if name != "proofValue"}
+    if "@context" in config and config["@context"] != document.get("@context"):
+        raise DataIntegrityError("the proof's @context is not the document's")
+    try:
+        public_key.verify(from_base58btc(value[1:]), hash_data(document, config))
+    except InvalidSignature:
+        raise DataIntegrityError("the proof's signature does not verify") from None
+    return ProofCheck(public_key, controller)
