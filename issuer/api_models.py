@@ -36,7 +36,10 @@ class AcceptedCertificate(_Model):
 
     id: str
     status: str
-    leaf: str
+    leaf: str = Field(
+        description="The leaf as stored now. Sealing secures an Ed25519 issuer's credential with its "
+        "Data Integrity proof and fresh salts, so the final leaf is the one GET /certificates/{id} returns."
+    )
 
 
 class IntakeResponse(_Model):

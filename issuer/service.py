@@ -25,12 +25,18 @@ from typing import Any, TypeVar
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from chain.core.canonical import recompute_digest, salt_document
-from chain.core.encoding import hex0x
-from chain.core.issuance import SignedDocument, batch_receipts, seal_batch, sign_document
+from chain.core.canonical import SaltedDocument, recompute_digest, salt_document
+from chain.core.encoding import hex0x, iso_utc
+from chain.core.issuance import (
+    SignedDocument,
+    batch_receipts,
+    seal_batch,
+    secure_credential,
+    sign_document,
+)
 from chain.core.merkle import leaf_hash
 from chain.core.receipt import Anchor
-from chain.core.signing import PrivateKey, public_key_info
+from chain.core.signing import KeyAlgorithm, PrivateKey, public_key_info
 from chain.errors import TransactionFailed
 from chain.registry import RegistryWriter
 from chain.service.files import private_dir, sync_files
@@ -155,6 +161,9 @@ class IssuerConfig:
     #: Published manifests live at ``<manifest_base_uri>/<root>.json``; empty: no URI on-chain.
     manifest_base_uri: str = ""
     qr_codes: bool = True
+    #: The DID that issues (and controls the Data Integrity key): ``did:web:DOMAIN`` when the issuer
+    #: publishes one (``finvault issuer did-web``); None: the signing key's own ``did:key``.
+    issuer_did: str | None = None
     stuck_after: float = 180.0
     max_replacements: int = 5
 
@@ -229,12 +238,13 @@ class IssuerService:
             )
             ids: list[str] = []
             signed: list[SignedDocument] = []
+            sealed_at = self.now()
             for certificate in session.scalars(query):
                 document = certificate.document
                 if recompute_digest(document.credential, document.salts, ()) != document.digest:
                     raise StoreError(f"certificate {certificate.id!r}: its stored digest does not match")
                 ids.append(certificate.id)
-                signed.append(sign_document(document, self.signing_key))
+                signed.append(sign_document(self._secured(document, sealed_at), self.signing_key))
             if not signed:
                 return None  # another sealer took them
             root = hex0x(seal_batch(signed).root)
@@ -245,7 +255,7 @@ class IssuerService:
                     status=BatchStatus.SEALED,
                     key_id=signed[0].signature.key_id,
                     manifest_uri=self.config.manifest_uri(root),
-                    sealed_at=self.now(),
+                    sealed_at=sealed_at,
                 )
             )
             session.flush()
@@ -254,6 +264,10 @@ class IssuerService:
                 [
                     {
                         "id": certificate_id,
+                        "credential": dict(item.document.credential),
+                        "salts": dict(item.document.salts),
+                        "digest": hex0x(item.document.digest),
+                        "leaf": hex0x(item.leaf),
                         "signature": item.signature.value,
                         "key_id": item.signature.key_id,
                         "algorithm": item.signature.algorithm,
@@ -266,6 +280,20 @@ class IssuerService:
         log.info("sealed batch %s with %d certificates", root, len(signed))
         self.hook(Step.SEALED, root)
         return root
+
+    def _secured(self, document: SaltedDocument, sealed_at: datetime) -> SaltedDocument:
+        """What gets signed: for an Ed25519 key, the credential secured with a W3C Data Integrity
+        proof (``eddsa-jcs-2022``, its issuer the key's controller) and salted afresh, so that the
+        digest, the signature and the anchor cover the proof too; for RSA, the document as stored.
+        A proof from an earlier seal (a batch whose root was taken) is replaced."""
+        if public_key_info(self.signing_key).algorithm is not KeyAlgorithm.ED25519:
+            return document
+        unsecured = {name: value for name, value in document.credential.items() if name != "proof"}
+        created = iso_utc(sealed_at.replace(microsecond=0))
+        secured = secure_credential(
+            unsecured, self.signing_key, created=created, controller=self.config.issuer_did
+        )
+        return salt_document(secured, os.urandom)
 
     def anchor(self, root: str) -> Batch:
         """Anchors a sealed batch (or finishes one a crash interrupted) and writes its receipts."""

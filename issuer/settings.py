@@ -7,6 +7,7 @@ treated as a secret in error messages.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -17,6 +18,9 @@ from chain.service.settings import is_http_url
 from issuer.service import MAX_BATCH_SIZE, IssuerConfig
 
 DEFAULT_DB = "sqlite:///.finvault/issuer.db"
+_DOMAIN = re.compile(
+    r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+"
+)
 
 
 class IssuerSettings(BaseSettings):
@@ -40,6 +44,17 @@ class IssuerSettings(BaseSettings):
         180.0, gt=0, description="Seconds before an unmined anchor is re-priced."
     )
     issuer_max_replacements: int = Field(5, ge=0, le=100, description="Fee bumps before giving up for now.")
+    issuer_did_web_domain: str | None = Field(
+        None,
+        description="Issue as did:web:DOMAIN (publish its did.json there); unset: the signing key's did:key.",
+    )
+
+    @field_validator("issuer_did_web_domain")
+    @classmethod
+    def _check_domain(cls, value: str | None) -> str | None:
+        if value is not None and not _DOMAIN.fullmatch(value):
+            raise ValueError("must be a host name such as certificates.uni.example (no scheme, no path)")
+        return value.lower() if value else None
 
     @field_validator("node_url")
     @classmethod
@@ -58,6 +73,7 @@ class IssuerSettings(BaseSettings):
             qr_codes=qr_codes,
             stuck_after=self.issuer_stuck_after,
             max_replacements=self.issuer_max_replacements,
+            issuer_did=f"did:web:{self.issuer_did_web_domain}" if self.issuer_did_web_domain else None,
         )
 
 

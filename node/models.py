@@ -27,6 +27,7 @@ class CheckOut(_Out):
         "well_formed",
         "digest",
         "signature",
+        "data_integrity",
         "proof",
         "chain",
         "anchor",
@@ -225,7 +226,8 @@ class RefusalOut(_Out):
     retry_after: int | None = Field(None, description="Seconds to wait, as in the Retry-After header.")
     document_checks: list[CheckOut] | None = Field(
         None,
-        description="The checks that depend on the receipt alone (well_formed, digest, proof); no status.",
+        description="The checks that depend on the receipt alone "
+        "(well_formed, digest, data_integrity, proof); no status.",
     )
 
 

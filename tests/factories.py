@@ -10,7 +10,7 @@ from typing import Any
 
 from chain.core.canonical import SaltedDocument, salt_document
 from chain.core.encoding import hex0x
-from chain.core.issuance import batch_receipts, sign_document
+from chain.core.issuance import batch_receipts, secure_credential, sign_document
 from chain.core.merkle import MerkleTree
 from chain.core.receipt import Anchor, Receipt
 from chain.core.signing import PrivateKey, PublicKeyInfo, public_key_info
@@ -20,6 +20,8 @@ from chain.keys import generate_private_key
 CHAIN_ID = 31337
 REGISTRY = "0x5fbdb2315678afecb367f032d93f642f64180aa3"
 ISSUER = "0x70997970c51812dc3a010c7d01b50e0d17dc79c8"
+#: When the test credentials' Data Integrity proofs say they were made.
+ISSUED_AT = "2026-06-30T00:00:00Z"
 
 
 def deterministic_bytes(seed: str) -> Callable[[int], bytes]:
@@ -84,10 +86,17 @@ class Batch:
 def make_batch(
     size: int = 3, *, kind: str = "ed25519", key: PrivateKey | None = None, seed: str = "batch"
 ) -> Batch:
+    """``size`` credentials issued as the issuer service issues them: secured with a Data Integrity
+    proof when the key is Ed25519 (:func:`chain.core.issuance.secure_credential`), then salted."""
+    key = key or generate_private_key(kind)  # type: ignore[arg-type]
     documents = [
-        salt_document(credential(f"Student {i}"), deterministic_bytes(f"{seed}/{i}")) for i in range(size)
+        salt_document(
+            secure_credential(credential(f"Student {i}"), key, created=ISSUED_AT),
+            deterministic_bytes(f"{seed}/{i}"),
+        )
+        for i in range(size)
     ]
-    return Batch(key or generate_private_key(kind), documents, MerkleTree([d.digest for d in documents]))  # type: ignore[arg-type]
+    return Batch(key, documents, MerkleTree([d.digest for d in documents]))
 
 
 def event(block: int, log_index: int = 0) -> EventRef:

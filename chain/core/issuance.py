@@ -8,10 +8,14 @@ its proof and the anchor's coordinates.
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from chain.core.canonical import SaltedDocument
+from chain.core.data_integrity import add_proof, did_key
 from chain.core.encoding import hex0x
 from chain.core.merkle import MerkleTree, leaf_hash
 from chain.core.receipt import Anchor, Proof, Receipt, Signature, build_receipt
@@ -40,6 +44,22 @@ def sign_document(document: SaltedDocument, key: PrivateKey) -> SignedDocument:
         value=base64.b64encode(sign_digest(key, document.digest)).decode(),
     )
     return SignedDocument(document, signature)
+
+
+def secure_credential(
+    credential: Mapping[str, Any], key: PrivateKey, *, created: str, controller: str | None = None
+) -> dict[str, Any]:
+    """The credential a FinVault Ed25519 issuer issues: its ``issuer`` set to the key's controller
+    (``did:key`` of the key by default, or e.g. ``did:web:DOMAIN``; an issuer object keeps its other
+    fields), secured with an ``eddsa-jcs-2022`` Data Integrity proof, so that standard Verifiable
+    Credentials tooling can check it. RSA keys have no such cryptosuite: the credential is returned
+    as it is."""
+    if not isinstance(key, ed25519.Ed25519PrivateKey):
+        return dict(credential)
+    controller = controller or did_key(key.public_key())
+    issuer = credential.get("issuer")
+    named = {**issuer, "id": controller} if isinstance(issuer, Mapping) else controller
+    return add_proof({**credential, "issuer": named}, key, controller=controller, created=created)
 
 
 def seal_batch(signed: Sequence[SignedDocument]) -> MerkleTree:

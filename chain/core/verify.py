@@ -20,7 +20,8 @@ from enum import StrEnum
 from typing import Any, Literal, Protocol
 
 from chain.core.canonical import DisclosureMismatch, DocumentError, recompute_digest
-from chain.core.encoding import iso_utc, to_bytes32
+from chain.core.data_integrity import DataIntegrityError, verify_proof
+from chain.core.encoding import hex0x, iso_utc, to_bytes32
 from chain.core.hashing import keccak256
 from chain.core.merkle import leaf_hash, process_proof
 from chain.core.receipt import Receipt, ReceiptError, parse_receipt
@@ -45,6 +46,7 @@ class Code(StrEnum):
     KEY_UNKNOWN = "KEY_UNKNOWN"
     KEY_REVOKED = "KEY_REVOKED"
     PROOF_INVALID = "PROOF_INVALID"
+    DATA_INTEGRITY_INVALID = "DATA_INTEGRITY_INVALID"
     WRONG_CHAIN = "WRONG_CHAIN"
     NOT_ANCHORED = "NOT_ANCHORED"
     ISSUER_MISMATCH = "ISSUER_MISMATCH"
@@ -62,6 +64,7 @@ class CheckName(StrEnum):
     WELL_FORMED = "well_formed"
     DIGEST = "digest"
     SIGNATURE = "signature"
+    DATA_INTEGRITY = "data_integrity"
     PROOF = "proof"
     CHAIN = "chain"
     ANCHOR = "anchor"
@@ -73,7 +76,9 @@ class CheckName(StrEnum):
 
 #: The checks that depend on the receipt alone, not on any chain fact: what a node that cannot vouch
 #: for its mirror may still report.
-DOCUMENT_CHECKS = frozenset((CheckName.WELL_FORMED, CheckName.DIGEST, CheckName.PROOF))
+DOCUMENT_CHECKS = frozenset(
+    (CheckName.WELL_FORMED, CheckName.DIGEST, CheckName.DATA_INTEGRITY, CheckName.PROOF)
+)
 
 Outcome = Literal["pass", "fail", "skip"]
 #: Failing any of these makes a receipt INVALID outright.
@@ -81,6 +86,7 @@ _INTEGRITY = (
     CheckName.WELL_FORMED,
     CheckName.DIGEST,
     CheckName.SIGNATURE,
+    CheckName.DATA_INTEGRITY,
     CheckName.PROOF,
     CheckName.CHAIN,
     CheckName.ANCHOR,
@@ -356,6 +362,7 @@ def verify(
         "registry": facts.registry,
     }
     _check_digest(parsed, digest, checks)
+    _check_data_integrity(parsed, checks)
     _check_proof(parsed, digest, leaf, root, checks)
 
     if parsed.anchor.chain_id != facts.chain_id or parsed.anchor.registry != facts.registry.lower():
@@ -430,6 +437,33 @@ def _check_digest(receipt: Receipt, digest: bytes, checks: _Checks) -> None:
             CheckName.DIGEST,
             f"{len(receipt.salts)} fields disclosed, {len(receipt.obfuscated)} withheld by the holder",
         )
+
+
+def _check_data_integrity(receipt: Receipt, checks: _Checks) -> None:
+    """The credential's own W3C Data Integrity proof, when it has one: it must verify, and be made
+    by the key that signed the receipt (so the chain vouches for that key)."""
+    if "proof" not in receipt.credential:
+        checks.skipped(CheckName.DATA_INTEGRITY, "no Data Integrity proof (RSA issuers have none)")
+        return
+    if receipt.obfuscated:
+        checks.skipped(
+            CheckName.DATA_INTEGRITY,
+            "not applicable: fields withheld by the holder (the proof covers the whole credential)",
+        )
+        return
+    try:
+        proof = verify_proof(receipt.credential)
+    except DataIntegrityError as exc:
+        checks.failed(CheckName.DATA_INTEGRITY, Code.DATA_INTEGRITY_INVALID, exc.message)
+        return
+    if hex0x(keccak256(proof.public_key_der)) != receipt.signature.key_id:
+        checks.failed(
+            CheckName.DATA_INTEGRITY,
+            Code.DATA_INTEGRITY_INVALID,
+            "the proof's key is not the key that signed the receipt",
+        )
+        return
+    checks.passed(CheckName.DATA_INTEGRITY, f"eddsa-jcs-2022 by {proof.controller}")
 
 
 def _check_proof(receipt: Receipt, digest: bytes, leaf: bytes, root: bytes, checks: _Checks) -> None:

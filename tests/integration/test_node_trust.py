@@ -52,7 +52,12 @@ def refusal(client: httpx.Client, issued: Issued, code: str) -> dict[str, Any]:
     assert "status" not in body
     assert "checks" not in body
     assert int(response.headers["retry-after"]) == body["retry_after"] > 0
-    assert [check["name"] for check in body["document_checks"]] == ["well_formed", "digest", "proof"]
+    assert [check["name"] for check in body["document_checks"]] == [
+        "well_formed",
+        "digest",
+        "data_integrity",
+        "proof",
+    ]
     assert all(check["outcome"] == "pass" for check in body["document_checks"])
     assert body["error"]["message"]
     assert body["error"]["correlation_id"]

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from chain.core.canonical import salt_document
+from chain.core.issuance import secure_credential
 from chain.core.merkle import MerkleTree
 from chain.core.receipt import Receipt
 from chain.core.signing import public_key_info
@@ -313,3 +314,40 @@ def test_policy_and_clock_inputs_are_checked(setup: tuple[StaticFacts, list[Rece
         Policy(confirmations=0)
     with pytest.raises(ValueError, match="timezone"):
         verify(setup[1][0], setup[0], datetime(2026, 1, 1))
+
+
+def test_the_credentials_own_data_integrity_proof_is_a_check(
+    setup: tuple[StaticFacts, list[Receipt]],
+) -> None:
+    facts, receipts = setup
+    verdict = verify(receipts[0], facts, NOW)
+    assert check(verdict, CheckName.DATA_INTEGRITY) == ("pass", None)
+    assert receipts[0].credential["proof"]["cryptosuite"] == "eddsa-jcs-2022"
+    assert receipts[0].credential["issuer"]["id"].startswith("did:key:z6Mk")
+
+    rsa_facts, rsa_receipts = anchored(make_batch(1, kind="rsa-2048"))
+    rsa = verify(next(rsa_receipts), rsa_facts, NOW)
+    assert rsa.status is Status.VALID
+    assert check(rsa, CheckName.DATA_INTEGRITY) == ("skip", None)
+
+    document = receipts[0].document.disclose(["/credentialSubject/grade"])
+    disclosed = tampered(receipts[0], credential=dict(document.credential), salts=dict(document.salts))
+    disclosed["obfuscated"] = list(document.obfuscated)
+    withheld = verify(disclosed, facts, NOW)
+    assert withheld.status is Status.VALID  # not a failure: the holder's choice
+    skipped = next(c for c in withheld.checks if c.name is CheckName.DATA_INTEGRITY)
+    assert (skipped.outcome, skipped.detail.split(":")[0]) == ("skip", "not applicable")
+
+
+def test_a_data_integrity_proof_by_another_key_makes_the_receipt_invalid(batch: Batch) -> None:
+    """The digest, signature and anchor all hold, but the credential's proof is someone else's."""
+    intruder = generate_private_key("ed25519")
+    secured = secure_credential(credential("Eve"), intruder, created="2026-06-30T00:00:00Z")
+    document = salt_document(secured, deterministic_bytes("intruder"))
+    tree = MerkleTree([document.digest])
+    forged = Batch(batch.key, [document], tree)
+    facts, receipts = anchored(forged)
+    verdict = verify(next(receipts), facts, NOW)
+    assert verdict.status is Status.INVALID
+    assert check(verdict, CheckName.SIGNATURE) == ("pass", None)
+    assert check(verdict, CheckName.DATA_INTEGRITY) == ("fail", Code.DATA_INTEGRITY_INVALID)

@@ -1,0 +1,67 @@
+"""Credentials issued by FinVault are standard W3C Verifiable Credentials: a stock verifier
+(@digitalbazaar/vc with @digitalbazaar/eddsa-jcs-2022-cryptosuite, offline, tests/tools/di_verify.mjs)
+accepts them unchanged and refuses tampered copies; FinVault's own verdict reports the same proof."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chain.core.verify import CheckName, Status, verify
+from chain.rpc import RpcClient
+from tests.integration.conftest import Deployed
+from tests.integration.issuer_fixtures import FINALITY_DEPTH, NOW, IssuerEnv
+
+ROOT = Path(__file__).resolve().parents[2]
+VERIFIER = ROOT / "tests" / "tools" / "di_verify.mjs"
+
+
+@pytest.fixture
+def env(registry: Deployed, rpc: RpcClient, tmp_path: Path) -> IssuerEnv:
+    return IssuerEnv(registry, rpc, tmp_path)
+
+
+def stock_verifier(credentials: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    done = subprocess.run(
+        ["node", str(VERIFIER)], input=json.dumps(credentials), capture_output=True, text=True,
+        check=True, timeout=120, cwd=ROOT,
+    )  # fmt: skip
+    results: list[dict[str, Any]] = json.loads(done.stdout)
+    return results
+
+
+def test_a_stock_verifier_accepts_issued_credentials_and_refuses_tampered_ones(env: IssuerEnv) -> None:
+    env.ingest_csv(3)
+    [batch] = env.service().run_once()
+    receipts = list(env.receipts())
+    assert len(receipts) == 3
+    credentials = [receipt.credential for receipt in receipts]
+    for credential in credentials:
+        proof = credential["proof"]
+        assert (proof["type"], proof["cryptosuite"], proof["proofPurpose"]) == (
+            "DataIntegrityProof",
+            "eddsa-jcs-2022",
+            "assertionMethod",
+        )
+        controller, fragment = proof["verificationMethod"].split("#")
+        assert controller == f"did:key:{fragment}"
+        assert fragment.startswith("z6Mk")
+        assert credential["issuer"]["id"] == controller  # the issuer is the proof's controller
+
+    tampered = json.loads(json.dumps(credentials[0]))
+    tampered["credentialSubject"]["name"] = "Mallory"
+    moved = json.loads(json.dumps(credentials[1]))
+    moved["proof"]["created"] = "2030-01-01T00:00:00Z"
+    results = stock_verifier([*credentials, tampered, moved])
+    assert [r["verified"] for r in results] == [True, True, True, False, False], results
+
+    env.rpc.call("anvil_mine", [hex(FINALITY_DEPTH)])
+    verdict = verify(receipts[0], env.facts(), NOW)
+    assert verdict.status is Status.VALID, verdict.to_dict()
+    check = next(c for c in verdict.checks if c.name is CheckName.DATA_INTEGRITY)
+    assert (check.outcome, check.detail) == ("pass", f"eddsa-jcs-2022 by {credentials[0]['issuer']['id']}")
+    assert batch.leaf_count == 3
