@@ -17,15 +17,18 @@ from typing import Any
 
 import click
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from chain.cli import chain_options, read_secret, registry_option, session, signer_options
+from chain.core.data_integrity import multikey
 from chain.core.encoding import hex0x
-from chain.core.signing import PrivateKey, load_public_key, public_key_info
+from chain.core.identity import did_web_document
+from chain.core.signing import KeyAlgorithm, PrivateKey, load_public_key, public_key_info
 from chain.errors import ConfigError
 from chain.keys import decrypt_private_key, encrypt_private_key, generate_private_key, key_protection
 from chain.service.files import private_dir, replace_secret_file, require_private, write_secret_file
 from chain.service.settings import load_settings, normalize_address
-from issuer.settings import IssuerSettings
+from issuer.settings import DOMAIN_PATTERN, IssuerSettings
 
 SIGNING_KEY_FILE = "signing-key.pem"
 SIGNING_PUBLIC_KEY_FILE = "signing-key.pub.pem"
@@ -198,3 +201,59 @@ def issuer_revoke_key(key_id: str, registry: str | None, **options: Any) -> None
     chain = session(registry=registry, **options)
     receipt = chain.registry.revoke_key(bytes.fromhex(key_id.removeprefix("0x")))
     click.echo(f"key {key_id.lower()} revoked in block {receipt.block_number}")
+
+
+@issuer_group.command("did-web")
+@click.option(
+    "--domain", required=True, help="Where did.json is published: https://DOMAIN/.well-known/did.json."
+)
+@click.option(
+    "--key",
+    "keys",
+    multiple=True,
+    required=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="A keygen directory or public key file (repeatable); Ed25519 keys are listed as Multikeys.",
+)
+@click.option("--issuer", "issuer_address", required=True, help="The issuer's registry account (0x...).")
+@click.option("--chain-id", type=int, required=True, help="The chain the registry is on (137: Polygon).")
+@click.option("--registry", "registry_address", required=True, help="The FinVault registry contract.")
+@click.option(
+    "-o", "--out", type=click.Path(dir_okay=False, path_type=Path), help="Write here (default: stdout)."
+)
+def issuer_did_web(
+    domain: str,
+    keys: tuple[Path, ...],
+    issuer_address: str,
+    chain_id: int,
+    registry_address: str,
+    out: Path | None,
+) -> None:
+    """Write the did.json that binds DOMAIN to this issuer: its keys, and its on-chain account
+    (alsoKnownAs eip155:CHAINID:ADDRESS). Issue with FINVAULT_ISSUER_DID_WEB_DOMAIN=DOMAIN, and a
+    node reports receipts of this issuer with the verified domain."""
+    if not DOMAIN_PATTERN.fullmatch(domain):
+        raise ConfigError(f"--domain {domain!r} must be a host name such as certificates.uni.example")
+    multikeys = []
+    for path in keys:
+        info = load_public_key(_read_public_key(path))
+        if info.algorithm is not KeyAlgorithm.ED25519:
+            raise ConfigError(
+                f"{path}: only Ed25519 keys have a Multikey form (RSA issuers: see docs/formats.md)"
+            )
+        public = serialization.load_der_public_key(info.der)
+        assert isinstance(public, ed25519.Ed25519PublicKey)
+        multikeys.append(multikey(public))
+    document = did_web_document(
+        domain,
+        chain_id=chain_id,
+        registry=normalize_address(registry_address),
+        issuer=normalize_address(issuer_address),
+        multikeys=multikeys,
+    )
+    text = json.dumps(document, indent=2) + "\n"
+    if out is None:
+        click.echo(text, nl=False)
+        return
+    out.write_text(text)
+    click.echo(f"publish {out} at https://{domain.lower()}/.well-known/did.json ({document['id']})", err=True)

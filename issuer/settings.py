@@ -18,7 +18,7 @@ from chain.service.settings import is_http_url
 from issuer.service import MAX_BATCH_SIZE, IssuerConfig
 
 DEFAULT_DB = "sqlite:///.finvault/issuer.db"
-_DOMAIN = re.compile(
+DOMAIN_PATTERN = re.compile(
     r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+"
 )
 
@@ -52,7 +52,7 @@ class IssuerSettings(BaseSettings):
     @field_validator("issuer_did_web_domain")
     @classmethod
     def _check_domain(cls, value: str | None) -> str | None:
-        if value is not None and not _DOMAIN.fullmatch(value):
+        if value is not None and not DOMAIN_PATTERN.fullmatch(value):
             raise ValueError("must be a host name such as certificates.uni.example (no scheme, no path)")
         return value.lower() if value else None
 

@@ -16,6 +16,7 @@ origins are listed. ``/metrics`` is for loopback clients, or others with the bea
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import Counter as Tally
 from collections.abc import AsyncIterator, Mapping
@@ -61,6 +62,7 @@ from indexer.errors import IndexerError
 from node.audit import audit_router
 from node.cursor import Position, decode_cursor, encode_cursor
 from node.health import CannotVouch, as_of
+from node.identity import IdentityResolver
 from node.metrics import FIXED_PATHS, NodeMetrics, Timing
 from node.models import (
     REFUSAL_DOC,
@@ -136,12 +138,19 @@ def create_app(runtime: Runtime, *, static_dir: Path | None = STATIC_DIR) -> Fas
     settings = runtime.settings
     metrics = NodeMetrics(runtime)
 
+    identities = IdentityResolver(
+        timeout=settings.did_web_timeout,
+        cache_seconds=settings.did_web_cache_seconds,
+        http_loopback=settings.unsafe_did_web_http_loopback,
+    )
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime.start()
         try:
             yield
         finally:
+            await identities.aclose()
             await run_in_threadpool(runtime.stop)
 
     app = EdgeFastAPI(
@@ -183,7 +192,7 @@ def create_app(runtime: Runtime, *, static_dir: Path | None = STATIC_DIR) -> Fas
             expose_headers=["X-Correlation-ID", "Retry-After"],
             max_age=600,
         )
-    _verification_routes(app, runtime, metrics)
+    _verification_routes(app, runtime, metrics, identities)
     _mirror_routes(app, runtime)
     _operations_routes(app, runtime, metrics)
     # The web page, mounted only when node/static/ exists: index.html answers `/` and `/v/{leaf}`
@@ -193,8 +202,11 @@ def create_app(runtime: Runtime, *, static_dir: Path | None = STATIC_DIR) -> Fas
     return app
 
 
-def _verification_routes(app: FastAPI, runtime: Runtime, metrics: NodeMetrics) -> None:
-    """``POST /verify`` and ``POST /verify/bulk``: verdicts from the mirror, or 503 while it cannot vouch."""
+def _verification_routes(
+    app: FastAPI, runtime: Runtime, metrics: NodeMetrics, identities: IdentityResolver
+) -> None:
+    """``POST /verify`` and ``POST /verify/bulk``: verdicts from the mirror (with the issuer's
+    checked identity beside them), or 503 while the mirror cannot vouch."""
     settings = runtime.settings
     single_limit = min(settings.max_body_bytes, MAX_RECEIPT_BYTES)
 
@@ -242,7 +254,9 @@ def _verification_routes(app: FastAPI, runtime: Runtime, metrics: NodeMetrics) -
         if problem is not None:
             return refused(problem, state, verdict)
         metrics.verified(verdict.status)
-        return _json(verdict_dict(verdict, iso_utc(now), as_of(state)))
+        answer = verdict_dict(verdict, iso_utc(now), as_of(state))
+        answer["identity"] = await identities.identity(_credential_of(body), verdict, settings.chain_id)
+        return _json(answer)
 
     # The hot path skips FastAPI's per-request dependency solving (the endpoint takes only the
     # request): a plain Starlette route, matched first; the APIRoute above documents it.
@@ -278,6 +292,14 @@ def _verification_routes(app: FastAPI, runtime: Runtime, metrics: NodeMetrics) -
         checked_at = iso_utc(now)
         metrics.count(verdict for verdict, _ in judgements)
         results = [verdict_dict(verdict, checked_at, as_of(state)) for verdict, state in judgements]
+        found = await asyncio.gather(
+            *(
+                identities.identity(_credential_of(receipt), verdict, settings.chain_id)
+                for receipt, (verdict, _) in zip(receipts, judgements, strict=True)
+            )
+        )  # at once: one unreachable domain costs the whole request one timeout, not one per receipt
+        for result, identity in zip(results, found, strict=True):
+            result["identity"] = identity
         summary = dict(Tally(str(verdict.status) for verdict, _ in judgements))
         return _json({"count": len(results), "summary": summary, "results": results})
 
@@ -490,6 +512,11 @@ def verdict_dict(verdict: Verdict, checked_at: str, state: dict[str, Any]) -> di
 
 def _check_dict(c: Check) -> dict[str, Any]:
     return {"name": str(c.name), "outcome": c.outcome, "code": c.code and str(c.code), "detail": c.detail}
+
+
+def _credential_of(body: Any) -> Any:
+    """The credential a request's receipt carries (None when it is not a receipt-shaped object)."""
+    return body.get("credential") if isinstance(body, dict) else None
 
 
 def _as_receipt(body: Any) -> Any:

@@ -90,6 +90,15 @@ class AsOfOut(_Out):
     )
 
 
+class IdentityOut(_Out):
+    """Who the issuer says it is, checked: the issuer's did:web and whether its published document
+    names the account that anchored the receipt. Advisory: it never changes the status."""
+
+    did: str | None = Field(description="The credential's issuer DID, if it names one.")
+    domain: str | None = Field(description="The did:web domain (host and port).")
+    status: Literal["verified", "mismatch", "unreachable", "not_configured"]
+
+
 class VerdictOut(_Out):
     """The verdict on one receipt, the 200 answer of POST /verify: status, every check, and the evidence."""
 
@@ -103,6 +112,7 @@ class VerdictOut(_Out):
     evidence: dict[str, Any] = Field(description="What a third party needs to re-check the verdict.")
     checked_at: str = Field(description="The time expiry was judged at, ISO 8601 UTC.")
     as_of: AsOfOut = Field(description="The mirror state the verdict was judged at.")
+    identity: IdentityOut | None = Field(None, description="The issuer's did:web, checked (advisory).")
 
 
 class BulkOut(_Out):

@@ -90,6 +90,15 @@ class NodeSettings(IndexerSettings):
     reconcile_drift_threshold: int = Field(
         0, ge=0, description="Drifts a run may find before the node turns not ready (until a resync)."
     )
+    did_web_timeout: float = Field(
+        2.0, gt=0, le=30, description="Longest a verdict waits for an issuer's did:web document (seconds)."
+    )
+    did_web_cache_seconds: float = Field(
+        300.0, ge=0, description="How long a fetched did:web document (or a failure) is reused."
+    )
+    unsafe_did_web_http_loopback: bool = Field(
+        False, description="Fetch did:web documents of loopback hosts over plain HTTP (tests and demos only)."
+    )
 
     @field_validator("host")
     @classmethod

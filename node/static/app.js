@@ -29,6 +29,12 @@
     WORKING: "banner-idle",
     idle: "banner-idle",
   };
+  // The issuer's did:web, as the node checked it (advisory: it never changes the verdict).
+  var IDENTITY_TEXT = {
+    verified: ["verified (its did.json names this issuer's account)", "good"],
+    mismatch: ["NOT verified: its did.json does not name this issuer's account", "bad"],
+    unreachable: ["could not be checked (the domain did not answer)", "warn"],
+  };
   var OUTCOME_LABEL = { pass: "\u2713 pass", fail: "\u2717 fail", skip: "\u2013 skipped" };
 
   var $ = function (id) {
@@ -187,12 +193,18 @@
   function renderIssuer(verdict, receipt) {
     var issuer = verdict.issuer;
     if (issuer) {
-      setFacts($("issuer"), [
+      var rows = [
         ["Name", issuer.name, { key: "issuer-name" }],
         ["Address", issuer.address, { mono: true, key: "issuer-address" }],
         ["Web site", issuer.uri || "\u2014", { key: "issuer-uri" }],
         ["Active", yesNo(issuer.active), { key: "issuer-active" }],
-      ]);
+      ];
+      var identity = verdict.identity;
+      if (identity && identity.domain && IDENTITY_TEXT[identity.status]) {
+        rows.push(["Domain", identity.domain + ": " + IDENTITY_TEXT[identity.status][0], {
+          className: IDENTITY_TEXT[identity.status][1], key: "issuer-domain" }]);
+      }
+      setFacts($("issuer"), rows);
       return;
     }
     var claimed = receipt && isObject(receipt.anchor) ? receipt.anchor.issuer : null;

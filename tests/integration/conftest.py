@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import Browser, sync_playwright
 
 from chain.accounts import LocalSigner
 from chain.contract import Artifact, load_artifact
@@ -182,3 +183,37 @@ def mirror_url(mirror_backend: MirrorBackend, tmp_path: Path) -> Iterator[str]:
     """The URL of a new, empty mirror database for one test."""
     with mirror_backend.database(tmp_path) as url:
         yield url
+
+
+# -- a real browser for the node's page ---------------------------------------------------------------
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+#: Long enough for a loaded CI machine, short enough that a hung page fails the test quickly.
+BROWSER_TIMEOUT_MS = 20_000
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not CHROMIUM.is_file():
+        pytest.fail(
+            f"{CHROMIUM} is missing: the page tests need Debian's chromium package "
+            "(apt-get install chromium); they are not skipped without it"
+        )
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, timeout=BROWSER_TIMEOUT_MS
+        )
+        try:
+            yield launched
+        finally:
+            launched.close()

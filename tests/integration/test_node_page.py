@@ -16,14 +16,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Page, expect
 
 from chain.core.receipt import Receipt, build_receipt, parse_receipt
 from chain.core.verify import CheckName
 from chain.dev.devchain import DevChain
 from chain.registry import RevocationReason
 from chain.rpc import RpcClient
-from tests.integration.conftest import Deployed
+from tests.integration.conftest import BROWSER_TIMEOUT_MS, Deployed
 from tests.integration.node_fixtures import (
     FINALITY_DEPTH,
     Issued,
@@ -37,20 +37,7 @@ from tests.tools.node_process import NodeProcess
 
 pytestmark = pytest.mark.timeout(240)
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 STATIC = Path(__file__).resolve().parents[2] / "node" / "static"
-#: Long enough for a loaded CI machine, short enough that a hung page fails the test quickly.
-BROWSER_TIMEOUT_MS = 20_000
 #: A full-page PNG of the verdict is tens of kilobytes; a blank or broken one is far smaller.
 MIN_SCREENSHOT_BYTES = 15_000
 HIDDEN_POINTER = "/credentialSubject/grade"
@@ -59,23 +46,6 @@ GREEN, AMBER, RED = "rgb(218, 251, 225)", "rgb(255, 244, 209)", "rgb(255, 227, 2
 
 
 # -- fixtures ---------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not CHROMIUM.is_file():
-        pytest.fail(
-            f"{CHROMIUM} is missing: the page tests need Debian's chromium package "
-            "(apt-get install chromium); they are not skipped without it"
-        )
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, timeout=BROWSER_TIMEOUT_MS
-        )
-        try:
-            yield launched
-        finally:
-            launched.close()
 
 
 @dataclass

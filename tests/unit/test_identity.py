@@ -1,0 +1,92 @@
+"""did:web issuer identity: URLs, the did.json an issuer publishes, and how a node judges one."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from chain.core.data_integrity import multikey
+from chain.core.identity import IdentityError, caip10, did_web_document, did_web_url, judge
+from chain.core.signing import public_key_info
+from chain.keys import generate_private_key
+from issuer.registration import SIGNING_PUBLIC_KEY_FILE, issuer_group, load_pem_public
+
+ISSUER = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
+REGISTRY = "0x5fbdb2315678afecb367f032d93f642f64180aa3"
+
+
+@pytest.mark.parametrize(
+    ("did", "url"),
+    [
+        ("did:web:uni.example", "https://uni.example/.well-known/did.json"),
+        ("did:web:uni.example%3A8443", "https://uni.example:8443/.well-known/did.json"),
+        ("did:web:uni.example:issuers:42", "https://uni.example/issuers/42/did.json"),
+    ],
+)
+def test_did_web_urls_follow_the_method(did: str, url: str) -> None:
+    assert did_web_url(did) == url
+
+
+@pytest.mark.parametrize("did", ["did:key:z6Mk", "did:web:", "did:web:a.example%2Fevil"])
+def test_what_is_not_a_plain_did_web_is_refused(did: str) -> None:
+    with pytest.raises(IdentityError):
+        did_web_url(did)
+
+
+def test_the_published_document_names_the_keys_and_the_on_chain_account() -> None:
+    key = ed25519.Ed25519PrivateKey.generate()
+    document = did_web_document(
+        "Certs.Uni.example",
+        chain_id=137,
+        registry=REGISTRY,
+        issuer=ISSUER,
+        multikeys=[multikey(key.public_key())],
+    )
+    did = "did:web:certs.uni.example"
+    assert document["id"] == did
+    assert document["alsoKnownAs"] == [f"eip155:137:{ISSUER.lower()}"]
+    [method] = document["verificationMethod"]
+    assert method == {
+        "id": f"{did}#{multikey(key.public_key())}",
+        "type": "Multikey",
+        "controller": did,
+        "publicKeyMultibase": multikey(key.public_key()),
+    }
+    assert document["assertionMethod"] == [method["id"]]
+    assert document["service"][0]["serviceEndpoint"] == caip10(137, REGISTRY)
+
+    assert judge(document, did, chain_id=137, issuer=ISSUER) == "verified"
+    assert judge(document, did, chain_id=80002, issuer=ISSUER) == "mismatch"  # another chain
+    assert judge(document, did, chain_id=137, issuer=REGISTRY) == "mismatch"  # another account
+    assert judge(document, "did:web:other.example", chain_id=137, issuer=ISSUER) == "mismatch"
+    assert judge({"id": did}, did, chain_id=137, issuer=ISSUER) == "mismatch"
+    assert judge("not a document", did, chain_id=137, issuer=ISSUER) == "mismatch"
+
+
+def test_finvault_issuer_did_web_writes_the_document(tmp_path: Path) -> None:
+    key = ed25519.Ed25519PrivateKey.generate()
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    (keys / SIGNING_PUBLIC_KEY_FILE).write_bytes(load_pem_public(public_key_info(key).der))
+    out = tmp_path / "did.json"
+    args = ["did-web", "--domain", "certs.uni.example", "--key", str(keys), "--issuer", ISSUER,
+            "--chain-id", "137", "--registry", REGISTRY, "-o", str(out)]  # fmt: skip
+    result = CliRunner(mix_stderr=False).invoke(issuer_group, args)
+    assert result.exit_code == 0, result.stderr
+    assert "https://certs.uni.example/.well-known/did.json" in result.stderr
+    document = json.loads(out.read_text())
+    assert document["verificationMethod"][0]["publicKeyMultibase"] == multikey(key.public_key())
+    assert judge(document, "did:web:certs.uni.example", chain_id=137, issuer=ISSUER) == "verified"
+
+    rsa = tmp_path / "rsa"
+    rsa.mkdir()
+    (rsa / SIGNING_PUBLIC_KEY_FILE).write_bytes(
+        load_pem_public(public_key_info(generate_private_key("rsa-2048")).der)
+    )
+    refused = CliRunner(mix_stderr=False).invoke(issuer_group, [*args[:3], "--key", str(rsa), *args[5:]])
+    assert refused.exit_code != 0
+    assert "only Ed25519 keys have a Multikey form" in str(refused.exception)
