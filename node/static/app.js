@@ -87,28 +87,13 @@
     return name + " (code " + code + ")";
   }
 
-  // -- the credential: flattened to RFC 6901 pointers, as chain.canonical.flatten does --------------
+  // -- the credential: its leaves by RFC 6901 pointer (disclose.js, the core's rules), for people ----
 
-  function escapeToken(token) {
-    return token.replace(/~/g, "~0").replace(/\//g, "~1");
+  function displayFields(credential) {
+    return window.FinVaultDisclose.flatten(credential, "", []).map(function (pair) {
+      return [pair[0], pair[1].charAt(0) === '"' ? JSON.parse(pair[1]) : pair[1]];
+    });
   }
-
-  function flatten(node, pointer, out) {
-    if (Array.isArray(node) && node.length) {
-      node.forEach(function (child, index) {
-        flatten(child, pointer + "/" + index, out);
-      });
-    } else if (isObject(node) && Object.keys(node).length) {
-      Object.keys(node).forEach(function (key) {
-        flatten(node[key], pointer + "/" + escapeToken(key), out);
-      });
-    } else {
-      out.push([pointer, typeof node === "string" ? node : JSON.stringify(node)]);
-    }
-    return out;
-  }
-
-  // -- the banner -------------------------------------------------------------------------------
 
   function setBanner(status, headline, summary, asOf) {
     var banner = $("banner");
@@ -319,7 +304,7 @@
       note.textContent = "These values do NOT match what the issuer signed: do not rely on them.";
       note.className = "bad";
     }
-    flatten(credential, "", []).forEach(function (pair) {
+    displayFields(credential).forEach(function (pair) {
       var row = document.createElement("tr");
       row.setAttribute("data-pointer", pair[0]);
       row.appendChild(el("th", pair[0] || "(document)", "pointer")).setAttribute("scope", "row");
@@ -359,7 +344,7 @@
     $("share").hidden = !usable;
     if (!usable) return;
     var values = {};
-    window.FinVaultDisclose.flatten(receipt.credential, "", []).forEach(function (pair) {
+    displayFields(receipt.credential).forEach(function (pair) {
       values[pair[0]] = pair[1];
     });
     window.FinVaultDisclose.withholdable(receipt.credential).forEach(function (pointer, index) {
