@@ -141,7 +141,7 @@ def create_app(runtime: Runtime, *, static_dir: Path | None = STATIC_DIR) -> Fas
     identities = IdentityResolver(
         timeout=settings.did_web_timeout,
         cache_seconds=settings.did_web_cache_seconds,
-        http_loopback=settings.unsafe_did_web_http_loopback,
+        ca_file=settings.did_web_ca_file,
     )
 
     @asynccontextmanager

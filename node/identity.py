@@ -10,9 +10,10 @@ the receipt's batch on this chain. Identity is advisory: a verdict's status neve
 from __future__ import annotations
 
 import asyncio
-import ipaddress
+import ssl
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -24,21 +25,13 @@ from chain.core.verify import Verdict
 MAX_DOCUMENT_BYTES = 64 * 1024
 
 
-def _is_loopback(domain: str) -> bool:
-    host = domain.rsplit(":", 1)[0] if domain.count(":") == 1 else domain
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return host == "localhost"
-
-
 class IdentityResolver:
     """did:web documents by DID, fetched with a bounded wait and cached (failures too, briefly)."""
 
-    def __init__(self, *, timeout: float, cache_seconds: float, http_loopback: bool = False) -> None:
+    def __init__(self, *, timeout: float, cache_seconds: float, ca_file: Path | None = None) -> None:
         self.timeout = timeout
         self.cache_seconds = cache_seconds
-        self.http_loopback = http_loopback
+        self.ca_file = ca_file
         self._cache: dict[str, tuple[float, Any]] = {}
         self._pending: dict[str, asyncio.Task[Any]] = {}
         self._client: httpx.AsyncClient | None = None
@@ -48,16 +41,22 @@ class IdentityResolver:
         if self._client is not None:
             await self._client.aclose()
 
-    def _url(self, did: str) -> str:
-        scheme = "http" if self.http_loopback and _is_loopback(did_web_domain(did)) else "https"
-        return did_web_url(did, scheme=scheme)
+    def _verify(self) -> ssl.SSLContext | bool:
+        """The system's trust store, plus ``ca_file`` when one is configured (HTTPS only, always)."""
+        if self.ca_file is None:
+            return True
+        context = ssl.create_default_context()
+        context.load_verify_locations(cafile=str(self.ca_file))
+        return context
 
     async def _fetch(self, did: str) -> Any:
         """The parsed document, or None when it could not be had."""
         if self._client is None:
-            self._client = httpx.AsyncClient(timeout=self.timeout, follow_redirects=False)
+            self._client = httpx.AsyncClient(
+                timeout=self.timeout, follow_redirects=False, verify=self._verify()
+            )
         try:
-            response = await self._client.get(self._url(did), headers={"Accept": "application/did+json"})
+            response = await self._client.get(did_web_url(did), headers={"Accept": "application/did+json"})
             if response.status_code != 200 or len(response.content) > MAX_DOCUMENT_BYTES:
                 return None
             return response.json()
@@ -92,7 +91,7 @@ class IdentityResolver:
             return {"did": did if isinstance(did, str) else None, "domain": None, "status": "not_configured"}
         try:
             domain = did_web_domain(did)
-            self._url(did)
+            did_web_url(did)
         except IdentityError:
             return {"did": did, "domain": None, "status": "mismatch"}
         reached, document = await self.document(did)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -96,8 +97,8 @@ class NodeSettings(IndexerSettings):
     did_web_cache_seconds: float = Field(
         300.0, ge=0, description="How long a fetched did:web document (or a failure) is reused."
     )
-    unsafe_did_web_http_loopback: bool = Field(
-        False, description="Fetch did:web documents of loopback hosts over plain HTTP (tests and demos only)."
+    did_web_ca_file: Path | None = Field(
+        None, description="Extra CA certificates (PEM) trusted for did:web documents, beside the system's."
     )
 
     @field_validator("host")

@@ -1,20 +1,27 @@
-"""The node (and its page) checks who issued a credential: a did:web issuer's published document must name the
-account that anchored the batch. Served from 127.0.0.1 over HTTP (the unsafe loopback setting);
+"""The node (and its page) checks who issued a credential: a did:web issuer's published document
+must name the account that anchored the batch. The document is served over HTTPS from 127.0.0.1
+with a certificate from a test CA that is handed to the node (``FINVAULT_DID_WEB_CA_FILE``);
 identity is reported beside the verdict and never changes its status."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import ssl
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from cryptography.hazmat.primitives.asymmetric import ed25519
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.x509.oid import NameOID
 from playwright.sync_api import Browser
 
 from chain.core.data_integrity import multikey
@@ -26,13 +33,55 @@ from tests.integration.issuer_fixtures import FINALITY_DEPTH, IssuerEnv
 from tests.integration.node_fixtures import start_node, verdict_when
 from tests.integration.test_node_page import banner_says, choose_file, fact, open_page
 
+LOOPBACK = ipaddress.ip_address("127.0.0.1")
 OTHER_ACCOUNT = "0x90f79bf6eb2c4f870365e785982e1f101e93b906"
 
 
-class DidServer:
-    """An HTTP server on 127.0.0.1 that serves ``document`` at /.well-known/did.json after ``delay``."""
+def make_test_ca(directory: Path) -> tuple[Path, ssl.SSLContext]:
+    """A throwaway CA (its certificate written to ``directory``) and a server context for 127.0.0.1."""
+    now = datetime.now(UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "FinVault test CA")])
+    ca = (
+        x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(hours=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )  # fmt: skip
+    server_key = ec.generate_private_key(ec.SECP256R1())
+    server = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .issuer_name(ca_name).public_key(server_key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5)).not_valid_after(now + timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(LOOPBACK)]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )  # fmt: skip
+    ca_file, chain_file, key_file = directory / "ca.pem", directory / "server.pem", directory / "server.key"
+    ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    chain_file.write_bytes(server.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        server_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(chain_file, key_file)
+    return ca_file, context
 
-    def __init__(self) -> None:
+
+class QuietServer(ThreadingHTTPServer):
+    """Clients that give up mid-answer (the node's timeout) are expected here, not logged."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass
+
+
+class DidServer:
+    """An HTTPS server on 127.0.0.1 serving ``document`` at /.well-known/did.json after ``delay``."""
+
+    def __init__(self, context: ssl.SSLContext) -> None:
         self.document: dict[str, Any] | None = None
         self.delay = 0.0
         server = self
@@ -53,7 +102,8 @@ class DidServer:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.http = QuietServer(("127.0.0.1", 0), Handler)
+        self.http.socket = context.wrap_socket(self.http.socket, server_side=True)
         self.port = self.http.server_address[1]
         threading.Thread(target=self.http.serve_forever, daemon=True).start()
 
@@ -67,9 +117,10 @@ class DidServer:
 
 
 @pytest.fixture
-def did_server() -> Iterator[DidServer]:
-    server = DidServer()
-    yield server
+def ca_and_server(tmp_path: Path) -> Iterator[tuple[Path, DidServer]]:
+    ca_file, context = make_test_ca(tmp_path)
+    server = DidServer(context)
+    yield ca_file, server
     server.close()
 
 
@@ -78,9 +129,10 @@ def test_identity_is_verified_mismatched_unreachable_or_not_configured_and_never
     registry: Deployed,
     rpc: RpcClient,
     tmp_path: Path,
-    did_server: DidServer,
+    ca_and_server: tuple[Path, DidServer],
     browser: Browser,
 ) -> None:
+    ca_file, did_server = ca_and_server
     env = IssuerEnv(registry, rpc, tmp_path)
     env.ingest_csv(2)
     env.service(issuer_did=did_server.did).run_once()
@@ -99,7 +151,7 @@ def test_identity_is_verified_mismatched_unreachable_or_not_configured_and_never
         multikeys=[key],
     )  # fmt: skip
     settings = {
-        "FINVAULT_UNSAFE_DID_WEB_HTTP_LOOPBACK": "true",
+        "FINVAULT_DID_WEB_CA_FILE": str(ca_file),
         "FINVAULT_DID_WEB_TIMEOUT": "0.5",
         "FINVAULT_DID_WEB_CACHE_SECONDS": "0",
     }
