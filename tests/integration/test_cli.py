@@ -17,11 +17,13 @@ import httpx
 import pytest
 
 from chain.accounts import LocalSigner, write_keystore
+from chain.core.data_integrity import DataIntegrityError, verify_proof
 from chain.dev.devchain import DevChain, free_port
 from chain.keys import key_protection
 from chain.rpc import RpcClient
 from chain.service.files import write_secret_file
 from tests.integration.conftest import FINVAULT, run_finvault
+from tests.tools.stock_verifier import stock_verifier
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -260,7 +262,8 @@ def test_demo_check(tmp_path: Path) -> None:
     assert "/verify says VALID" in result.stdout  # through the node's HTTP API
     env = json.loads((state / "env.json").read_text())
     assert env["node_url"].startswith("http://127.0.0.1:")
-    assert len(list(Path(env["receipts_dir"]).glob("*.json"))) == 50
+    receipts = sorted(Path(env["receipts_dir"]).glob("*.json"))
+    assert len(receipts) == 50
     assert env["mirror_db"].startswith("sqlite:///")
     assert env["issuer_db"].startswith("sqlite:///")
     assert env["chain_id"] == 31337
@@ -277,6 +280,17 @@ def test_demo_check(tmp_path: Path) -> None:
     ]
     assert not shared, shared  # the demo's issuer files are private, whatever the umask (022 here)
     assert key_protection((state / "issuer" / "signing-key.pem").read_bytes()).meets_guidance
+
+    # Demo credentials are standard W3C VCs: the stock verifier and our own implementation of the
+    # spec accept them, and both refuse one changed field.
+    credentials = [json.loads(path.read_text())["credential"] for path in receipts[:3]]
+    changed = json.loads(json.dumps(credentials[0]))
+    changed["credentialSubject"]["grade"] = "A+" if changed["credentialSubject"]["grade"] != "A+" else "B"
+    assert [r["verified"] for r in stock_verifier([*credentials, changed])] == [True, True, True, False]
+    for credential in credentials:
+        assert verify_proof(credential).controller.startswith("did:key:z6Mk")
+    with pytest.raises(DataIntegrityError):
+        verify_proof(changed)
     with pytest.raises(httpx.TransportError):
         httpx.post(env["rpc_url"], json={}, timeout=2)  # the demo's chain is gone
     with pytest.raises(httpx.TransportError):

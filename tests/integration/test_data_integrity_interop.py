@@ -5,9 +5,7 @@ accepts them unchanged and refuses tampered copies; FinVault's own verdict repor
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -15,23 +13,12 @@ from chain.core.verify import CheckName, Status, verify
 from chain.rpc import RpcClient
 from tests.integration.conftest import Deployed
 from tests.integration.issuer_fixtures import FINALITY_DEPTH, NOW, IssuerEnv
-
-ROOT = Path(__file__).resolve().parents[2]
-VERIFIER = ROOT / "tests" / "tools" / "di_verify.mjs"
+from tests.tools.stock_verifier import stock_verifier
 
 
 @pytest.fixture
 def env(registry: Deployed, rpc: RpcClient, tmp_path: Path) -> IssuerEnv:
     return IssuerEnv(registry, rpc, tmp_path)
-
-
-def stock_verifier(credentials: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    done = subprocess.run(
-        ["node", str(VERIFIER)], input=json.dumps(credentials), capture_output=True, text=True,
-        check=True, timeout=120, cwd=ROOT,
-    )  # fmt: skip
-    results: list[dict[str, Any]] = json.loads(done.stdout)
-    return results
 
 
 def test_a_stock_verifier_accepts_issued_credentials_and_refuses_tampered_ones(env: IssuerEnv) -> None:

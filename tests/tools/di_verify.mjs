@@ -1,6 +1,7 @@
 // A stock W3C Verifiable Credentials verifier, for FinVault's tests: @digitalbazaar/vc with the
 // eddsa-jcs-2022 cryptosuite, offline (the VC 2.0 context is vendored in its npm package; did:key
-// is resolved locally). Reads a JSON array of credentials on stdin; prints one result per credential.
+// is resolved locally). Prints one {verified, error} per credential, as a JSON array.
+import {readFileSync} from "node:fs";
 import * as vc from "@digitalbazaar/vc";
 import {DataIntegrityProof} from "@digitalbazaar/data-integrity";
 import {createVerifyCryptosuite} from "@digitalbazaar/eddsa-jcs-2022-cryptosuite";
@@ -19,9 +20,18 @@ loader.addDocuments({documents: [...credentialContexts]});
 loader.setDidResolver(resolver);
 const documentLoader = loader.build();
 
-const chunks = [];
-for await (const chunk of process.stdin) chunks.push(chunk);
-const credentials = JSON.parse(Buffer.concat(chunks).toString("utf8"));
+// Receipt or credential files as arguments (a receipt's credential is taken), else a JSON array on stdin.
+let credentials;
+if (process.argv.length > 2) {
+  credentials = process.argv.slice(2).map((path) => {
+    const document = JSON.parse(readFileSync(path, "utf8"));
+    return document.format === "finvault-receipt/1" ? document.credential : document;
+  });
+} else {
+  const chunks = [];
+  for await (const chunk of process.stdin) chunks.push(chunk);
+  credentials = JSON.parse(Buffer.concat(chunks).toString("utf8"));
+}
 const results = [];
 for (const credential of credentials) {
   try {
