@@ -41,7 +41,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from eth_account import Account
 
 from chain.core.signing import decrypt_private_key
-from chain.dev.devchain import DevChain, free_port
+from chain.dev.devchain import DevChain
 from chain.rpc import RpcClient, redact_url
 from issuer.api import create_api_key
 from issuer.store import Store
@@ -148,6 +148,7 @@ def keyed_url(proxy: RpcProxy, path_key: str, query_key: str) -> str:
     return f"{proxy.url}/v3/{path_key}?apikey={query_key}"
 
 
+@pytest.mark.slow(seconds=17)
 def test_issuer_cli_and_api_log_no_secret(
     anvil: DevChain,
     registry: Deployed,
@@ -155,6 +156,7 @@ def test_issuer_cli_and_api_log_no_secret(
     proxy: RpcProxy,
     debug_env: dict[str, str],
     tmp_path: Path,
+    reserved_port: int,
 ) -> None:
     rpc_url = keyed_url(proxy, RPC_PATH_KEY, RPC_QUERY_KEY)
     logs: dict[str, str] = {}
@@ -228,7 +230,7 @@ def test_issuer_cli_and_api_log_no_secret(
     _, key_id, key_secret = token.split("_", 2)
     forged = f"fvk_{key_id}_{secrets.token_urlsafe(32)}"
     receiver = Receiver(204)
-    port = free_port()
+    port = reserved_port
     environment = without_finvault_settings() | debug_env
     environment |= {
         "FINVAULT_KEYSTORE_PASSWORD": KEYSTORE_PASSWORD,
@@ -327,6 +329,7 @@ def _pkcs8(key: ed25519.Ed25519PrivateKey) -> bytes:
     )
 
 
+@pytest.mark.slow(seconds=3)
 def test_node_logs_no_token_or_rpc_key(
     anvil: DevChain,
     registry: Deployed,
