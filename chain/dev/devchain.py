@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -27,10 +28,12 @@ from chain.service.signals import SHUTDOWN_SIGNALS
 __all__ = ["DEV_CHAIN_ID", "DevChain", "free_port"]
 
 _PR_SET_PDEATHSIG = 1
+#: What anvil prints once it listens: the port it was given, or the one it picked for ``--port 0``.
+_LISTENING = re.compile(rb"Listening on 127\.0\.0\.1:(\d+)")
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port free on ``host`` right now (the OS picks it; nothing holds it until someone binds it)."""
+    """A TCP port that was free a moment ago; another process may bind it before the caller does."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
@@ -58,8 +61,12 @@ class DevChain:
     ) -> None:
         """``states_in_memory``: keep this many blocks' states in memory, none on disk. anvil moves
         older states to disk, and ``anvil_reorg`` back to a block whose state is there finds an
-        empty state (contracts gone): a chain reorganised many times needs them all in memory."""
-        self.port = port or free_port()
+        empty state (contracts gone): a chain reorganised many times needs them all in memory.
+
+        Without ``port``, anvil binds a free port itself (``--port 0``) and :attr:`port` is known
+        once :meth:`start` returns: no other process (a parallel test worker's server, say) can
+        take the port between a pick and the bind."""
+        self.port = port or 0
         self.chain_id = chain_id
         self.block_time = block_time
         self.accounts = accounts
@@ -85,8 +92,10 @@ class DevChain:
             command += ["--block-time", str(self.block_time)]
         if self.states_in_memory is not None:
             command += ["--prune-history", str(self.states_in_memory)]
-        log = open(self.log_path, "ab") if self.log_path else tempfile.TemporaryFile()  # noqa: SIM115
+        log = open(self.log_path, "a+b") if self.log_path else tempfile.TemporaryFile()  # noqa: SIM115
         with log:
+            log.seek(0, os.SEEK_END)  # where this start's output begins (a log file may hold older runs)
+            output_from = log.tell()
             self.process = subprocess.Popen(
                 command,
                 stdout=log,
@@ -97,18 +106,25 @@ class DevChain:
                 # anvil keeps its cache under $HOME/.foundry; keep a test's HOME if it set one.
                 env={**os.environ},
             )
-        self._wait_ready(ready_timeout)
+            self._wait_ready(ready_timeout, log.fileno(), output_from)
         return self
 
-    def _wait_ready(self, timeout: float) -> None:
+    def _wait_ready(self, timeout: float, log: int, output_from: int) -> None:
+        """Waits until anvil answers; first, for a port anvil picks, until it says which one."""
         deadline = time.monotonic() + timeout
         payload = {"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}
         while time.monotonic() < deadline:
             assert self.process is not None
             if self.process.poll() is not None:
-                raise ToolchainError(
-                    f"anvil exited with code {self.process.returncode} (port {self.port} in use?)"
-                )
+                port = f" (port {self.port} in use?)" if self.port else ""
+                raise ToolchainError(f"anvil exited with code {self.process.returncode}{port}")
+            if not self.port:
+                # Output so far, read in place: pread leaves the file offset anvil appends at alone.
+                found = _LISTENING.search(os.pread(log, 1 << 16, output_from))
+                if found is None:
+                    time.sleep(0.02)
+                    continue
+                self.port = int(found.group(1))
             try:
                 if httpx.post(self.rpc_url, json=payload, timeout=1.0).status_code == 200:
                     return

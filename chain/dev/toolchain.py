@@ -82,8 +82,12 @@ def write_solc_launcher() -> Path:
         f'NODE_PATH="{node_modules()}" exec "{node_binary()}" "{SHIM_PATH}" "$@"\n'
     )
     if not launcher.exists() or launcher.read_text() != script:
-        launcher.write_text(script)
-        launcher.chmod(launcher.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+        # Written aside and renamed into place: parallel test workers may write it while another
+        # runs it, and must never run a half-written script (or hit "text file busy").
+        staged = directory / f".{launcher.name}.{os.getpid()}"
+        staged.write_text(script)
+        staged.chmod(staged.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+        staged.replace(launcher)
     os.environ["SOLCX_BINARY_PATH"] = str(directory)
     return launcher
 

@@ -30,6 +30,7 @@ from chain.registry import RegistryWriter, deploy_registry
 from chain.rpc import RpcClient
 from chain.tx import TxSender
 from tests.integration.indexer_fixtures import postgres_database, sqlite_url
+from tests.tools import ports
 
 OWNER, ISSUER, OTHER_ISSUER, STRANGER = 0, 1, 2, 3
 #: The admin URL of a PostgreSQL server the suite may create and drop databases on.
@@ -114,6 +115,20 @@ def registry(sender: Callable[[int], TxSender], artifact: Artifact) -> Deployed:
         stranger=as_account(STRANGER),
         as_account=as_account,
     )
+
+
+@pytest.fixture
+def closed_port() -> Iterator[int]:
+    """A loopback port where nothing answers for the whole test (see :mod:`tests.tools.ports`)."""
+    with ports.closed_port() as port:
+        yield port
+
+
+@pytest.fixture
+def reserved_port() -> Iterator[int]:
+    """A loopback port for a server the test starts with an explicit port (:mod:`tests.tools.ports`)."""
+    with ports.reserved_port() as port:
+        yield port
 
 
 #: The installed command, as users run it.

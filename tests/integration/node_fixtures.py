@@ -3,7 +3,8 @@
 - :func:`issue` registers dev account 1 as an issuer on a registry, registers an Ed25519 key and
   anchors a batch of real signed certificates: the receipts a holder would have.
 - :func:`start_node` runs a real ``finvault node`` (``python -m node``: uvicorn, the sync loop,
-  a SQLite mirror file, or any mirror URL) as a subprocess on a free port, and stops it by PID.
+  a SQLite mirror file, or any mirror URL) as a subprocess on a port it binds itself, and stops
+  it by PID.
 - :func:`wait_for` polls the node until an answer looks as expected (the loop polls every 0.1 s).
 """
 
@@ -21,7 +22,6 @@ import httpx
 
 from chain.core.encoding import hex0x
 from chain.core.receipt import Receipt
-from chain.dev.devchain import free_port
 from chain.keys import generate_private_key
 from chain.registry import RegistryWriter
 from tests.factories import Batch, make_batch
@@ -101,7 +101,8 @@ def start_node(
     env: dict[str, str] | None = None,
     database_url: str | None = None,
 ) -> Iterator[NodeProcess]:
-    """A running ``finvault node`` on a free port; stopped (and checked stopped) on exit.
+    """A running ``finvault node`` on a port it picks itself (``--port 0``: no other process can
+    take it first); stopped (and checked stopped) on exit.
 
     Its mirror is ``database_url``, by default a SQLite file in ``tmp_path`` (which holds the log).
     """
@@ -109,7 +110,6 @@ def start_node(
         rpc_url=rpc_url,
         registry=registry,
         database_url=database_url or f"sqlite:///{tmp_path / 'mirror.db'}",
-        port=free_port(),
         env={**BASE_ENV, **(env or {})},
         args=args,
         log_path=tmp_path / "node.log",

@@ -29,7 +29,6 @@ from chain.dev.toolchain import (
 
 COMPILE_TIMEOUT_SECONDS = 300
 REQUIRED_FUNCTIONS = frozenset({"anchor", "revokeLeaf", "registerIssuer"})
-UNREACHABLE_PROXY = "http://127.0.0.1:9"
 
 
 def _ape_executable() -> Path:
@@ -49,8 +48,9 @@ def _load_json(path: Path) -> dict[str, Any]:
     return cast(dict[str, Any], json.loads(path.read_text()))
 
 
-@pytest.mark.slow
-def test_ape_compile_builds_registry_offline(tmp_path: Path) -> None:
+@pytest.mark.slow(seconds=5)
+def test_ape_compile_builds_registry_offline(tmp_path: Path, closed_port: int) -> None:
+    unreachable_proxy = f"http://127.0.0.1:{closed_port}"
     launcher = write_solc_launcher()
     modules = node_modules()
     ape = _ape_executable()
@@ -71,10 +71,10 @@ def test_ape_compile_builds_registry_offline(tmp_path: Path) -> None:
         {
             "SOLCX_BINARY_PATH": str(launcher.parent),
             "APE_DATA_FOLDER": str(tmp_path / "ape-data"),
-            "HTTP_PROXY": UNREACHABLE_PROXY,
-            "HTTPS_PROXY": UNREACHABLE_PROXY,
-            "http_proxy": UNREACHABLE_PROXY,
-            "https_proxy": UNREACHABLE_PROXY,
+            "HTTP_PROXY": unreachable_proxy,
+            "HTTPS_PROXY": unreachable_proxy,
+            "http_proxy": unreachable_proxy,
+            "https_proxy": unreachable_proxy,
             "NO_PROXY": "",
             "no_proxy": "",
         }

@@ -24,7 +24,6 @@ from chain.registry import RegistryReader
 from chain.rpc import RpcClient
 
 APE_TIMEOUT_SECONDS = 300
-UNREACHABLE_PROXY = "http://127.0.0.1:9"
 
 #: The route in docs/usage.md, with two test-only changes: the local URI instead of `polygon:amoy:node`
 #: and no confirmations to wait for (anvil mines only when asked).
@@ -61,7 +60,10 @@ with networks.parse_network_choice(f"polygon:amoy:{sys.argv[1]}") as provider:
 
 
 @pytest.mark.slow
-def test_ape_deploys_the_committed_artifact_on_polygon_amoy_settings(tmp_path: Path) -> None:
+def test_ape_deploys_the_committed_artifact_on_polygon_amoy_settings(
+    tmp_path: Path, closed_port: int
+) -> None:
+    unreachable_proxy = f"http://127.0.0.1:{closed_port}"
     project = tmp_path / "project"
     project.mkdir()
     shutil.copy2(REPO_ROOT / "ape-config.yaml", project / "ape-config.yaml")
@@ -70,10 +72,10 @@ def test_ape_deploys_the_committed_artifact_on_polygon_amoy_settings(tmp_path: P
     env.update(
         {
             "APE_DATA_FOLDER": str(tmp_path / "ape-data"),
-            "HTTP_PROXY": UNREACHABLE_PROXY,
-            "HTTPS_PROXY": UNREACHABLE_PROXY,
-            "http_proxy": UNREACHABLE_PROXY,
-            "https_proxy": UNREACHABLE_PROXY,
+            "HTTP_PROXY": unreachable_proxy,
+            "HTTPS_PROXY": unreachable_proxy,
+            "http_proxy": unreachable_proxy,
+            "https_proxy": unreachable_proxy,
             "NO_PROXY": "127.0.0.1,localhost",
             "no_proxy": "127.0.0.1,localhost",
         }

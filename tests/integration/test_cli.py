@@ -18,12 +18,14 @@ import pytest
 
 from chain.accounts import LocalSigner, write_keystore
 from chain.core.data_integrity import DataIntegrityError, verify_proof
-from chain.dev.devchain import DevChain, free_port
+from chain.dev.devchain import DevChain
 from chain.keys import key_protection
 from chain.rpc import RpcClient
 from chain.service.files import write_secret_file
 from tests.integration.conftest import FINVAULT, run_finvault
 from tests.tools.stock_verifier import stock_verifier
+
+pytestmark = pytest.mark.slow  # each test here takes a second or more
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -55,6 +57,7 @@ def test_deploy_json(anvil: DevChain, rpc: RpcClient, clean_chain: None) -> None
     assert len(rpc.get_code(out["registry"])) > 1000
 
 
+@pytest.mark.slow(seconds=11)
 def test_issuer_lifecycle_through_the_cli(anvil: DevChain, tmp_path: Path, clean_chain: None) -> None:
     env = {"FINVAULT_RPC_URLS": anvil.rpc_url, "FINVAULT_REGISTRY": deploy(anvil)}
     registered = run_finvault(
@@ -116,8 +119,8 @@ def test_wrong_chain_id_is_one_line(anvil: DevChain) -> None:
     assert_one_line_error(result, "chain_mismatch", "chain id 31337", "137")
 
 
-def test_unreachable_rpc_is_one_line() -> None:
-    url = f"http://127.0.0.1:{free_port()}/v3/SECRET"
+def test_unreachable_rpc_is_one_line(closed_port: int) -> None:
+    url = f"http://127.0.0.1:{closed_port}/v3/SECRET"
     result = run_finvault("deploy", "--rpc", url, "--dev", env={"FINVAULT_RPC_ROUNDS": "2"})
     assert_one_line_error(result, "rpc_unavailable")
     assert "SECRET" not in result.stderr
@@ -132,6 +135,7 @@ def test_wrong_keystore_password_is_one_line(anvil: DevChain, tmp_path: Path) ->
     assert "the wrong password" not in result.stderr
 
 
+@pytest.mark.slow(seconds=3)
 def test_keystore_account_deploys(anvil: DevChain, rpc: RpcClient, tmp_path: Path, clean_chain: None) -> None:
     password = tmp_path / "password"
     write_secret_file(password, b"keystore password\n")
@@ -194,6 +198,7 @@ def test_network_preset_chain_id_is_checked_against_the_endpoint(anvil: DevChain
     assert_one_line_error(result, "chain_mismatch", "chain id 31337", "chain id 80002 is configured")
 
 
+@pytest.mark.slow(seconds=6)
 def test_network_polygon_on_a_local_polygon_like_chain(tmp_path: Path) -> None:
     """--network polygon against a local chain with id 137: the preset's 30 gwei tip floor is what
     the deployment pays, and --confirmations 1 overrides the preset's 64 (anvil mines on demand)."""
@@ -229,8 +234,8 @@ def test_missing_signer_is_one_line(anvil: DevChain) -> None:
     assert_one_line_error(run_finvault("deploy", "--rpc", anvil.rpc_url), "--keystore")
 
 
-def test_devchain_command_serves_until_interrupted() -> None:
-    port = free_port()
+def test_devchain_command_serves_until_interrupted(reserved_port: int) -> None:
+    port = reserved_port
     process = subprocess.Popen(
         [FINVAULT, "devchain", "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
@@ -247,11 +252,12 @@ def test_devchain_command_serves_until_interrupted() -> None:
         httpx.post(url, json={}, timeout=2)  # anvil went down with it
 
 
-def test_demo_check(tmp_path: Path) -> None:
+@pytest.mark.slow(seconds=3)
+def test_demo_check(tmp_path: Path, reserved_port: int) -> None:
     state = tmp_path / "demo"
     result = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "demo.py"), "--check", "--state-dir", str(state),
-         "--chain-port", str(free_port())],
+         "--chain-port", str(reserved_port)],
         capture_output=True, text=True, timeout=300, check=False,
         env={k: v for k, v in os.environ.items() if not k.startswith("FINVAULT_")},
         preexec_fn=lambda: os.umask(0o022),  # a common umask: the demo must not rely on a strict one

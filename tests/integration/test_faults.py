@@ -31,6 +31,8 @@ from tests.integration.node_fixtures import FINALITY_DEPTH, issue, start_node, v
 from tests.integration.test_issuer_anchoring import assert_anchored_once
 from tests.tools.rpc_proxy import Fault, FaultKind, Lie, RpcProxy
 
+pytestmark = pytest.mark.slow  # each test here takes a second or more
+
 #: Every kind of transport fault, each on a fraction of the calls it matches.
 FLAKY = tuple(
     Fault(kind, probability=0.07)
@@ -78,6 +80,7 @@ def test_anchoring_through_a_flaky_provider_anchors_exactly_once(
     assert_anchored_once(env, batch, 3)
 
 
+@pytest.mark.slow(seconds=5)
 def test_a_node_behind_a_flaky_provider_mirrors_the_chain_exactly(
     registry: Deployed, rpc: RpcClient, proxy: RpcProxy, tmp_path: Path
 ) -> None:

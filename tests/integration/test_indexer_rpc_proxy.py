@@ -167,7 +167,8 @@ def test_batches_get_limits_and_lies_item_by_item(
     assert http.post(proxy.url, json=batch).status_code == 502  # one faulty method fails the whole exchange
 
 
-def test_lies_about_block_hashes(proxy: RpcProxy, rpc: RpcClient) -> None:
+def test_lies_about_block_hashes(proxy: RpcProxy, rpc: RpcClient, clean_chain: None) -> None:
+    rpc.call("anvil_mine", ["0x1"])  # block 1, whatever ran before on this worker's anvil
     proxy.lie_block_hashes = True
     with RpcClient([proxy.url]) as liar:
         told = liar.call("eth_getBlockByNumber", ["0x1", False])

@@ -105,6 +105,7 @@ def proxy(anvil: DevChain) -> Iterator[RpcProxy]:
 
 
 @on_both_backends
+@pytest.mark.slow
 def test_mirror_equals_an_independent_read_of_the_chain(
     chain: PopulatedChain, synced: Engine, rpc: RpcClient, artifact: Artifact
 ) -> None:
@@ -143,6 +144,7 @@ def test_mirror_blocks_are_the_chains_headers(chain: PopulatedChain, synced: Eng
 
 
 @on_both_backends
+@pytest.mark.slow
 def test_mirror_facts_answer_like_rpc_facts(chain: PopulatedChain, synced: Engine, rpc: RpcClient) -> None:
     population = chain.population
     assert population.leaf_tree is not None
@@ -192,6 +194,7 @@ FAULT_MIX = (
 )
 
 
+@pytest.mark.slow(seconds=3)
 def test_sync_through_injected_faults_equals_the_reference(
     chain: PopulatedChain, reference: Engine, proxy: RpcProxy, tmp_path: Path
 ) -> None:
@@ -212,6 +215,7 @@ def test_sync_through_injected_faults_equals_the_reference(
     assert injected[FaultKind.TIMEOUT] == 2
 
 
+@pytest.mark.slow
 def test_range_shrinks_on_too_many_results_and_grows_back(
     chain: PopulatedChain,
     reference: Engine,
@@ -295,7 +299,7 @@ def wait_for_progress(process: subprocess.Popen[bytes], url: str, engine: Engine
         time.sleep(0.005)
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=11)
 @on_both_backends
 def test_sigkill_at_random_moments_then_resume_equals_the_reference(
     chain: PopulatedChain, reference: Engine, proxy: RpcProxy, mirror_url: str

@@ -115,6 +115,7 @@ def die_at(step: str, db_url: str, rpc_url: str, registry: str, key_pem: str, ou
 
 
 @pytest.mark.parametrize("step", [Step.SIGNED, Step.BROADCAST])
+@pytest.mark.slow
 def test_resume_after_kill_9(env: IssuerEnv, anvil: DevChain, step: Step) -> None:
     env.ingest_csv(3)
     key_pem = str(env.key_dir / "signing-key.pem")

@@ -24,7 +24,7 @@ import pytest
 
 from chain.core.receipt import parse_receipt
 from chain.core.verify import Status, verify
-from chain.dev.devchain import DevChain, free_port
+from chain.dev.devchain import DevChain
 from chain.rpc import RpcClient
 from issuer.api_keys import create_api_key
 from issuer.webhooks import SIGNATURE_HEADER, verify_signature
@@ -84,8 +84,10 @@ def receivers() -> Iterator[tuple[Receiver, Receiver]]:
 
 
 @pytest.fixture
-def server(env: IssuerEnv, anvil: DevChain, receivers: tuple[Receiver, Receiver]) -> Iterator[str]:
-    port = free_port()
+def server(
+    env: IssuerEnv, anvil: DevChain, receivers: tuple[Receiver, Receiver], reserved_port: int
+) -> Iterator[str]:
+    port = reserved_port
     environment = {k: v for k, v in os.environ.items() if not k.startswith("FINVAULT_")}
     environment |= {
         "FINVAULT_SIGNING_KEY_PASSPHRASE": PASSPHRASE,
@@ -149,6 +151,7 @@ def student(i: int) -> dict[str, Any]:
     }
 
 
+@pytest.mark.slow(seconds=6)
 def test_issue_anchor_fetch_revoke_and_webhooks_over_http(
     env: IssuerEnv, server: str, receivers: tuple[Receiver, Receiver]
 ) -> None:

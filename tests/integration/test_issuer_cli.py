@@ -91,6 +91,7 @@ def count(env: IssuerEnv, status: CertificateStatus | None = None) -> int:
 BATCH = 1_000
 
 
+@pytest.mark.slow(seconds=20)
 def test_issue_now_anchors_1000_certificates_in_one_transaction(env: IssuerEnv, anvil: DevChain) -> None:
     students = write_students_csv(env.tmp / "students.csv", BATCH)
     nonce = env.nonce()
@@ -236,6 +237,7 @@ def test_revoke_command(env: IssuerEnv, anvil: DevChain) -> None:
         assert message in failed.exception.message
 
 
+@pytest.mark.slow
 def test_anchor_every_runs_until_interrupted(env: IssuerEnv, anvil: DevChain) -> None:
     env.ingest_csv(3)
     command = "from issuer.cli import anchor_command; anchor_command(prog_name='finvault anchor')"

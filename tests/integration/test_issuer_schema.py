@@ -60,6 +60,7 @@ def issuer_api(registry: Deployed, rpc: RpcClient, tmp_path: Path) -> Iterator[R
         yield RunningApi(url, token, batch.root)
 
 
+@pytest.mark.slow(seconds=8)
 def test_schema_conformance(issuer_api: RunningApi, tmp_path: Path) -> None:
     run = positive(issuer_api.url, issuer_api.token, tmp_path, max_examples=40)
     assert run.returncode == 0, output(run)

@@ -36,6 +36,8 @@ from tests.integration.node_fixtures import (
 )
 from tests.tools.node_process import NodeProcess
 
+pytestmark = pytest.mark.slow  # each test here takes a second or more
+
 
 @pytest.fixture
 def issued(registry: Deployed) -> Issued:
@@ -417,6 +419,7 @@ def test_ready_fails_when_the_rpc_goes_away(tmp_path: Path) -> None:
             assert "finvault_node_rpc_errors_total 0.0" not in client.get("/metrics").text
 
 
+@pytest.mark.slow(seconds=4)
 def test_worker_processes_share_the_sync_state(
     issued: Issued, anvil: DevChain, rpc: RpcClient, tmp_path: Path
 ) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from chain.dev.devchain import DevChain
 from chain.registry import RevocationReason
@@ -52,6 +53,7 @@ def digests(url: str) -> dict[str, Any]:
     return dict(httpx.get(f"{url}/digests", params={"limit": 100}, timeout=10).json())
 
 
+@pytest.mark.slow(seconds=7)
 def test_against_another_node_finds_the_first_divergent_block(
     anvil: DevChain, registry: Deployed, rpc: RpcClient, tmp_path: Path
 ) -> None:
@@ -90,6 +92,7 @@ def test_against_another_node_finds_the_first_divergent_block(
         assert unreachable.returncode == 2
 
 
+@pytest.mark.slow(seconds=10)
 def test_scheduled_reconciliation_drift_turns_the_node_not_ready_until_resync(
     anvil: DevChain, registry: Deployed, rpc: RpcClient, tmp_path: Path
 ) -> None:

@@ -18,11 +18,13 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
-from chain.dev.devchain import DevChain, free_port
+from chain.dev.devchain import DevChain
 from chain.registry import RevocationReason
 from chain.rpc import RpcClient
 from tests.integration.conftest import FINVAULT, Deployed, run_finvault
 from tests.integration.node_fixtures import BASE_ENV, FINALITY_DEPTH, Issued, issue, start_node, verdict_when
+
+pytestmark = pytest.mark.slow  # each test here takes a second or more
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess[str], exit_code: int, *fragments: str) -> str:
@@ -36,9 +38,10 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], exit_code: i
     return lines[0]
 
 
-def test_start_refusals(anvil: DevChain, registry: Deployed, tmp_path: Path) -> None:
+@pytest.mark.slow(seconds=14)
+def test_start_refusals(anvil: DevChain, registry: Deployed, tmp_path: Path, reserved_port: int) -> None:
     db = f"sqlite:///{tmp_path / 'mirror.db'}"
-    common = ["node", "--rpc", anvil.rpc_url, "--db", db, "--port", str(free_port())]
+    common = ["node", "--rpc", anvil.rpc_url, "--db", db, "--port", str(reserved_port)]
 
     wrong_chain = run_finvault(*common, "--registry", registry.address, "--chain-id", "137")
     assert_one_line_error(wrong_chain, 1, "chain_mismatch", "31337", "137")
@@ -75,9 +78,9 @@ def test_start_refusals(anvil: DevChain, registry: Deployed, tmp_path: Path) -> 
 
 
 def test_sigint_stops_the_node_with_its_checkpoint(
-    anvil: DevChain, registry: Deployed, tmp_path: Path
+    anvil: DevChain, registry: Deployed, tmp_path: Path, reserved_port: int
 ) -> None:
-    port = free_port()
+    port = reserved_port
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("FINVAULT_")}, **BASE_ENV}
     database = tmp_path / "mirror.db"
     process = subprocess.Popen(
@@ -127,7 +130,10 @@ def write(tmp_path: Path, name: str, content: str) -> str:
     return str(path)
 
 
-def test_verify_command_exit_codes(anvil: DevChain, issued: Issued, rpc: RpcClient, tmp_path: Path) -> None:
+@pytest.mark.slow(seconds=14)
+def test_verify_command_exit_codes(
+    anvil: DevChain, issued: Issued, rpc: RpcClient, tmp_path: Path, closed_port: int
+) -> None:
     good = [write(tmp_path, f"cert-{i}.json", r.to_json()) for i, r in enumerate(issued.receipts[:2])]
     tampered = write(
         tmp_path, "tampered.json", issued.receipts[2].to_json().replace("Student 2", "Student 9")
@@ -169,5 +175,5 @@ def test_verify_command_exit_codes(anvil: DevChain, issued: Issued, rpc: RpcClie
     no_registry = run_finvault("verify", good[0], "--rpc", anvil.rpc_url)
     assert no_registry.returncode == 2  # a usage error
     assert run_finvault("verify", good[0], "--node", "ftp://example").returncode == 2
-    gone = run_finvault("verify", good[0], "--node", f"http://127.0.0.1:{free_port()}")
+    gone = run_finvault("verify", good[0], "--node", f"http://127.0.0.1:{closed_port}")
     assert_one_line_error(gone, 1, "node_unavailable")

@@ -6,6 +6,8 @@ oracle for longer. See :mod:`tests.tools.oracle` for what is driven and what is 
 
 from __future__ import annotations
 
+import pytest
+
 from tests.tools.oracle import run
 
 #: Seconds of driving: enough for the forced deep reorg and tampering, and dozens of random steps.
@@ -14,6 +16,7 @@ SECONDS = 90.0
 SEED = 20_261_204
 
 
+@pytest.mark.slow(seconds=95)
 def test_every_answer_agrees_with_the_chain_at_its_as_of_block() -> None:
     tally = run(SECONDS, SEED)
     print(tally.render())

@@ -181,6 +181,7 @@ def assert_no_problems(scene: Scene, *, expected: str | None = None) -> None:
 # -- tests ------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow(seconds=3)
 def test_valid_receipt_from_the_file_chooser(page: Page, scene: Scene, tmp_path: Path) -> None:
     receipt = hide(scene.issued.receipts[0], HIDDEN_POINTER)
     path = tmp_path / "certificate.json"
@@ -225,6 +226,7 @@ def test_valid_receipt_from_the_file_chooser(page: Page, scene: Scene, tmp_path:
     assert_no_problems(scene)
 
 
+@pytest.mark.slow
 def test_revoked_receipt_pasted(page: Page, scene: Scene, tmp_path: Path) -> None:
     open_page(page)
     paste(page, scene.issued.receipts[1].to_json())
@@ -248,6 +250,7 @@ def test_revoked_receipt_pasted(page: Page, scene: Scene, tmp_path: Path) -> Non
     assert_no_problems(scene)
 
 
+@pytest.mark.slow
 def test_pending_receipt_is_amber(page: Page, scene: Scene, tmp_path: Path) -> None:
     open_page(page)
     drop(page, "new.json", scene.pending.to_json())
@@ -262,6 +265,7 @@ def test_pending_receipt_is_amber(page: Page, scene: Scene, tmp_path: Path) -> N
     assert_no_problems(scene)
 
 
+@pytest.mark.slow
 def test_tampered_receipt_dropped(page: Page, scene: Scene, tmp_path: Path) -> None:
     genuine = scene.issued.receipts[2].to_json()
     tampered = genuine.replace('"Student 2"', '"Student 9"')
@@ -290,6 +294,7 @@ def test_tampered_receipt_dropped(page: Page, scene: Scene, tmp_path: Path) -> N
     assert_no_problems(scene, expected="status of 400")
 
 
+@pytest.mark.slow
 def test_verification_link_asks_for_its_receipt(page: Page, scene: Scene, tmp_path: Path) -> None:
     linked, other = scene.issued.receipts[0], scene.issued.receipts[3]
     leaf = linked.proof.leaf
@@ -315,6 +320,7 @@ def test_verification_link_asks_for_its_receipt(page: Page, scene: Scene, tmp_pa
     assert_no_problems(scene)
 
 
+@pytest.mark.slow
 def test_a_node_that_cannot_vouch_says_so_and_never_shows_a_verdict(
     browser: Browser, anvil: DevChain, registry: Deployed, rpc: RpcClient, tmp_path: Path
 ) -> None:
@@ -363,6 +369,7 @@ def test_a_node_that_cannot_vouch_says_so_and_never_shows_a_verdict(
             context.close()
 
 
+@pytest.mark.slow
 def test_page_is_served_with_a_strict_policy(scene: Scene) -> None:
     leaf = scene.issued.receipts[0].proof.leaf
     with httpx.Client(base_url=scene.url, timeout=30) as client:

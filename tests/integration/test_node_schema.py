@@ -40,6 +40,7 @@ def node(anvil: DevChain, registry: Deployed, rpc: RpcClient, tmp_path: Path) ->
         yield process
 
 
+@pytest.mark.slow(seconds=30)
 def test_schema_conformance(node: NodeProcess, tmp_path: Path) -> None:
     run = positive(node.url, ADMIN_TOKEN, tmp_path, max_examples=60)
     assert run.returncode == 0, output(run)

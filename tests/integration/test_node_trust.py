@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import create_engine, delete, select, update
 from sqlalchemy.pool import NullPool
 
@@ -89,6 +90,7 @@ def resync(anvil: DevChain, registry: str, database_url: str, from_block: int) -
     assert done.returncode == 0, done.stderr
 
 
+@pytest.mark.slow(seconds=10)
 def test_a_reorg_past_finality_halts_verdicts_until_an_operator_resyncs(
     anvil: DevChain, registry: Deployed, rpc: RpcClient, tmp_path: Path
 ) -> None:
@@ -161,6 +163,7 @@ def save(issued: Issued, directory: Path) -> Path:
 
 
 @on_both_backends
+@pytest.mark.slow(seconds=15)
 def test_a_tampered_mirror_stops_vouching_until_resync(
     anvil: DevChain, registry: Deployed, rpc: RpcClient, tmp_path: Path, mirror_url: str
 ) -> None:
@@ -194,6 +197,7 @@ def test_a_tampered_mirror_stops_vouching_until_resync(
         engine.dispose()
 
 
+@pytest.mark.slow(seconds=35)
 def test_an_unreachable_rpc_is_tolerated_up_to_max_staleness(
     anvil: DevChain, registry: Deployed, rpc: RpcClient, tmp_path: Path
 ) -> None:

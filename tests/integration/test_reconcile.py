@@ -77,6 +77,7 @@ def reconcile_json(chain: PopulatedChain, mirror: str, *args: str) -> tuple[int,
 
 
 @on_both_backends
+@pytest.mark.slow(seconds=3)
 def test_a_faithful_mirror_has_no_drift(chain: PopulatedChain, mirror: str) -> None:
     code, report = reconcile_json(chain, mirror)
     assert code == 0
@@ -89,6 +90,7 @@ def test_a_faithful_mirror_has_no_drift(chain: PopulatedChain, mirror: str) -> N
 
 
 @on_both_backends
+@pytest.mark.slow(seconds=8)
 def test_each_tampering_is_named_and_resync_repairs_it(
     chain: PopulatedChain, mirror: str, tmp_path: Path
 ) -> None:
@@ -188,6 +190,7 @@ def test_csv_cells_cannot_start_formulas() -> None:
     assert row["tx_hash"] == "0xab"
 
 
+@pytest.mark.slow(seconds=6)
 def test_usage_and_connectivity_errors_exit_2(chain: PopulatedChain, mirror: str) -> None:
     assert finvault(chain, mirror, "reconcile", "--from", "10", "--to", "5").returncode == 2
     assert finvault(chain, mirror, "reconcile", "--to", str(chain.head + 1000)).returncode == 2

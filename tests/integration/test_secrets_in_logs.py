@@ -41,7 +41,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from eth_account import Account
 
-from chain.dev.devchain import DevChain, free_port
+from chain.dev.devchain import DevChain
 from chain.keys import decrypt_private_key
 from chain.rpc import RpcClient, redact_url
 from chain.service.files import write_secret_file
@@ -152,6 +152,7 @@ def keyed_url(proxy: RpcProxy, path_key: str, query_key: str) -> str:
     return f"{proxy.url}/v3/{path_key}?apikey={query_key}"
 
 
+@pytest.mark.slow(seconds=17)
 def test_issuer_cli_and_api_log_no_secret(
     anvil: DevChain,
     registry: Deployed,
@@ -159,6 +160,7 @@ def test_issuer_cli_and_api_log_no_secret(
     proxy: RpcProxy,
     debug_env: dict[str, str],
     tmp_path: Path,
+    reserved_port: int,
 ) -> None:
     rpc_url = keyed_url(proxy, RPC_PATH_KEY, RPC_QUERY_KEY)
     logs: dict[str, str] = {}
@@ -232,7 +234,7 @@ def test_issuer_cli_and_api_log_no_secret(
     _, key_id, key_secret = token.split("_", 2)
     forged = f"fvk_{key_id}_{secrets.token_urlsafe(32)}"
     receiver = Receiver(204)
-    port = free_port()
+    port = reserved_port
     environment = without_finvault_settings() | debug_env
     environment |= {
         "FINVAULT_KEYSTORE_PASSWORD": KEYSTORE_PASSWORD,
@@ -331,6 +333,7 @@ def _pkcs8(key: ed25519.Ed25519PrivateKey) -> bytes:
     )
 
 
+@pytest.mark.slow(seconds=3)
 def test_node_logs_no_token_or_rpc_key(
     anvil: DevChain,
     registry: Deployed,
@@ -406,13 +409,15 @@ def test_node_logs_no_token_or_rpc_key(
     )
 
 
-def test_a_full_demo_run_logs_no_secret(tmp_path: Path, debug_env: dict[str, str]) -> None:
+def test_a_full_demo_run_logs_no_secret(
+    tmp_path: Path, debug_env: dict[str, str], reserved_port: int
+) -> None:
     """``scripts/demo.py --check`` at full verbosity: its output and every log it leaves hold none
     of the secrets it made (the signing key and its passphrase)."""
     state = tmp_path / "demo"
     demo = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "demo.py"), "--check", "--state-dir", str(state),
-         "--chain-port", str(free_port())],
+         "--chain-port", str(reserved_port)],
         capture_output=True, text=True, timeout=300, check=False,
         env={**without_finvault_settings(), **debug_env},
     )  # fmt: skip

@@ -131,6 +131,7 @@ def test_unknown_root_and_foreign_registry(issued: Issued, registry: Deployed) -
     )
 
 
+@pytest.mark.slow(seconds=3)
 def test_finvault_verify_command(issued: Issued, anvil: DevChain, rpc: RpcClient, tmp_path: Path) -> None:
     mine(rpc, 64)
     files = []
