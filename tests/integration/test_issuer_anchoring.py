@@ -294,6 +294,7 @@ def test_refused_broadcast_is_reported_and_resume_sends_it(env: IssuerEnv, rpc: 
     assert_anchored_once(env, batch, 2)
 
 
+@pytest.mark.slow(seconds=2)
 def test_a_front_run_root_is_resealed_and_every_certificate_anchored_once(
     env: IssuerEnv, rpc: RpcClient
 ) -> None:

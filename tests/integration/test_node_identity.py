@@ -124,6 +124,7 @@ def ca_and_server(tmp_path: Path) -> Iterator[tuple[Path, DidServer]]:
     server.close()
 
 
+@pytest.mark.slow(seconds=5)
 def test_identity_is_verified_mismatched_unreachable_or_not_configured_and_never_the_status(
     anvil: DevChain,
     registry: Deployed,

@@ -401,6 +401,7 @@ def test_page_files_are_self_contained() -> None:
         assert sink not in script, f"app.js uses {sink}"
 
 
+@pytest.mark.slow(seconds=4)
 def test_share_less_withholds_fields_in_the_browser_and_the_node_accepts_the_result(
     page: Page, scene: Scene, tmp_path: Path
 ) -> None:

@@ -409,6 +409,7 @@ def test_node_logs_no_token_or_rpc_key(
     )
 
 
+@pytest.mark.slow(seconds=4)
 def test_a_full_demo_run_logs_no_secret(
     tmp_path: Path, debug_env: dict[str, str], reserved_port: int
 ) -> None:
