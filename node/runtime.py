@@ -522,9 +522,6 @@ class FollowerRuntime(Runtime):
         self._on_start = on_start
         super().__init__(settings, make_engine(settings.database_url), secret.get_secret_value().encode())
 
-    def _generation(self) -> int:
-        return self.shared.read().generation
-
     def snapshot(self) -> SyncSnapshot:
         """The state the supervisor's loop last published to shared memory."""
         return self.shared.read()
