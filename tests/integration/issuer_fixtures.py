@@ -21,7 +21,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import uvicorn
 from fastapi import FastAPI
 
 from chain.core.encoding import to_bytes32
@@ -34,7 +33,7 @@ from chain.registry import RegistryReader, RegistryWriter
 from chain.rpc import RpcClient
 from chain.rpc_facts import RpcFacts
 from chain.service.files import write_secret_file
-from chain.service.web import GracefulServer
+from chain.service.web import GracefulServer, server_config
 from issuer.anchoring import Hook, Step
 from issuer.intake import read_input
 from issuer.service import IssuerConfig, IssuerService, ingest
@@ -172,13 +171,11 @@ class IssuerEnv:
 
 @contextmanager
 def serve_in_thread(app: FastAPI, *, ready_timeout: float = 30.0) -> Iterator[str]:
-    """``app`` under uvicorn (as :func:`chain.service.web.serve` configures it) on a free loopback port, in a
-    daemon thread; yields its URL once it accepts connections, and stops it gracefully on exit."""
+    """``app`` under uvicorn (:func:`chain.service.web.server_config`, as every FinVault server) on a
+    free loopback port, in a daemon thread; yields its URL once it accepts connections, and stops it
+    gracefully on exit."""
     sock = bind_socket("127.0.0.1", 0)
-    config = uvicorn.Config(
-        app, log_level="warning", server_header=False, proxy_headers=False, access_log=False, lifespan="on"
-    )
-    server = GracefulServer(config)
+    server = GracefulServer(server_config(app, log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="issuer-api", daemon=True)
     thread.start()
     try:
