@@ -7,7 +7,8 @@
   with failover, chain facts, contract bindings, transactions, sending accounts, document-signing
   keys at rest and network presets;
 - :mod:`~chain.service`: plumbing the long-running roles share; :mod:`~chain.dev`: dev tools only;
-- :mod:`~chain.cli`: the root of the ``finvault`` command.
+- :mod:`~chain.cli`, :mod:`~chain.entry`: the chain's commands, and the ``finvault`` entry point
+  (:mod:`~chain.commands` names the commands without importing them).
 
 ``chain`` loads no role (``issuer``, ``indexer``, ``node``), even indirectly.
 """

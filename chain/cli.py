@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -24,7 +23,6 @@ from chain.accounts import LocalSigner, Signer, require_dev_chain, write_keystor
 from chain.contract import load_artifact
 from chain.core.verify import Policy, Status, verify
 from chain.errors import ConfigError, FinVaultError
-from chain.holder import disclose
 from chain.networks import DEV_CHAIN_ID, NETWORKS
 from chain.registry import RegistryReader, RegistryWriter, deploy_registry
 from chain.rpc import RpcClient, redact_url
@@ -408,40 +406,3 @@ def _verdicts_from_node(node_url: str, receipts: tuple[Path, ...]) -> Iterator[t
                 )
             yield path, body  # a verdict, or {"error": {...}} when the node refused this file or
             # could not vouch for its mirror
-
-
-#: What the ``chain`` package contributes to ``finvault`` (see pyproject's entry points).
-commands = [devchain, deploy, account, verify_command, disclose]
-
-
-# -- entry point --------------------------------------------------------------------------------
-
-
-def build_cli() -> click.Group:
-    """The ``finvault`` group, with the commands of every installed package (``finvault.commands``)."""
-
-    @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-    @click.version_option(package_name="finvault")
-    def finvault() -> None:
-        """FinVault: blockchain-anchored certificates anyone can verify."""
-
-    for ep in sorted(entry_points(group="finvault.commands"), key=lambda e: e.name):
-        for command in ep.load():
-            finvault.add_command(command)
-    return finvault
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Runs ``finvault``: a FinVault error prints one line and exits 1 (2 for a configuration error)."""
-    cli = build_cli()
-    try:
-        cli.main(args=argv, prog_name="finvault", standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except FinVaultError as exc:
-        click.echo(f"finvault: error: {exc.diagnostics()}", err=True)
-        sys.exit(2 if isinstance(exc, ConfigError) else 1)

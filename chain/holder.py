@@ -31,8 +31,10 @@ from chain.service.files import PRIVATE_FILE
 def disclose(
     receipt_path: Path, hidden: tuple[str, ...], shown: tuple[str, ...], listing: bool, out: Path | None
 ) -> None:
-    """Withhold fields of RECEIPT (RFC 6901 pointers, e.g. /credentialSubject/grade); the result
-    still verifies. Withholding an object withholds everything in it."""
+    """Withhold fields of RECEIPT; the smaller receipt still verifies.
+
+    Fields are RFC 6901 pointers, e.g. /credentialSubject/grade; withholding an object withholds
+    everything in it, and one element of an array cannot be withheld alone."""
     if sum((bool(hidden), bool(shown), listing)) != 1:
         raise ConfigError("give --hide POINTER..., --show POINTER... or --list (one of the three)")
     try:

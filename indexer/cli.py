@@ -269,6 +269,3 @@ def resync(
         f"resynced blocks {done.from_block}..{done.indexed_block}: {done.deleted_rows:,} rows deleted, "
         f"{done.events_indexed:,} events re-read from the chain"
     )
-
-
-commands = [sync, reconcile, resync]

@@ -30,7 +30,7 @@ from issuer.api import IssuerApi, create_app
 from issuer.api_keys import SCOPES, create_api_key, list_api_keys, revoke_api_key
 from issuer.errors import IssuerError, UnknownCertificate
 from issuer.intake import InputFormat, read_input
-from issuer.registration import issuer_group, load_signing_key, signing_key_passphrase
+from issuer.registration import load_signing_key, signing_key_passphrase
 from issuer.revoke import Revoker, parse_reason
 from issuer.scheduler import BatchScheduler
 from issuer.service import IssuerService, ingest
@@ -387,7 +387,3 @@ def issuer_api_key_revoke(key_id: str, db: str | None) -> None:
     with Store.open(settings.issuer_db) as store:
         revoke_api_key(store, key_id)
     click.echo(f"API key {key_id} revoked")
-
-
-#: What the issuer service contributes to ``finvault``.
-commands = [issuer_group, issue, anchor_command, revoke, issuer_api]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from chain.cli import main
+from chain.entry import main
 
 if __name__ == "__main__":
     main(["node", *sys.argv[1:]])

@@ -60,6 +60,3 @@ def node(
         )
 
     serve_node(settings, on_ready=ready)
-
-
-commands = [node]

@@ -102,7 +102,7 @@ def server(
         *("--rpc", anvil.rpc_url, "--registry", env.deployed.address, "--dev", "--dev-account", "1"),
     ]
     process = subprocess.Popen(
-        [sys.executable, "-c", "from chain.cli import main; main()", *args],
+        [sys.executable, "-c", "from chain.entry import main; main()", *args],
         cwd=ROOT_DIR,
         env=environment,
         stderr=subprocess.PIPE,

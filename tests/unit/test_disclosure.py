@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from chain.cli import main
 from chain.core.disclosure import DisclosureError, show_only, withhold, withholdable
 from chain.core.receipt import Receipt, parse_receipt
 from chain.core.verify import Status, verify
+from chain.entry import main
 from tests.factories import StaticFacts, anchored, make_batch
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)

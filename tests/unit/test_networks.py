@@ -17,7 +17,7 @@ from typing import Any
 import click
 import pytest
 
-from chain.cli import build_cli, main
+from chain.entry import build_cli, main
 from chain.errors import ConfigError
 from chain.networks import DEFAULT_NETWORK, NETWORKS, network_for_chain_id
 from chain.service.settings import ChainSettings, load_settings
@@ -190,7 +190,10 @@ def test_chain_id_contradicting_the_network_is_refused(
 
 
 def _commands(group: click.Group, prefix: str = "") -> Iterator[tuple[str, click.Command]]:
-    for name, command in sorted(group.commands.items()):
+    context = click.Context(group)
+    for name in group.list_commands(context):
+        command = group.get_command(context, name)
+        assert command is not None
         if isinstance(command, click.Group):
             yield from _commands(command, f"{prefix}{name} ")
         else:
