@@ -7,7 +7,6 @@ and anchor are unchanged, and each withheld field's hash moves to ``obfuscated``
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from chain.core.canonical import DocumentError, flatten
 from chain.core.disclosure import show_only, withhold, withholdable
 from chain.core.receipt import ReceiptError, build_receipt, parse_receipt
 from chain.errors import ConfigError
-from chain.service.files import PRIVATE_FILE
+from chain.service.files import replace_secret_file
 
 
 @click.command("disclose")
@@ -61,13 +60,6 @@ def disclose(
     if out is None:
         sys.stdout.write(text)
         return
-    temporary = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(temporary, out)
-    finally:
-        temporary.unlink(missing_ok=True)
+    replace_secret_file(out, text.encode("utf-8"))  # private: a receipt holds personal data
     withheld = len(smaller.obfuscated) - len(receipt.obfuscated)
     click.echo(f"{out}: {withheld} more fields withheld ({len(smaller.obfuscated)} in all)", err=True)

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, bindparam, func, or_, select
+from sqlalchemy import Connection, Engine, Integer, and_, bindparam, func, or_, select
 
 from chain.core.accumulators import NO_LEAF
 from chain.core.encoding import hex0x
@@ -54,6 +54,11 @@ ISSUER_LATEST_STATUS = (
     .where(_issuer_status.c.address == bindparam("address"))
     .order_by(_issuer_status.c.block_number.desc(), _issuer_status.c.log_index.desc())
     .limit(1)
+)
+REVOKED_LEAVES_OF_ROOT = (
+    select(_revocations.c.leaf)
+    .where(_revocations.c.root == bindparam("root"))
+    .limit(bindparam("limit", type_=Integer))
 )
 KEY_BY_ID = select(_keys).where(_keys.c.key_id == bindparam("key_id"))
 KEY_REVOKED_BLOCK = select(_key_revocations.c.block_number).where(
@@ -106,8 +111,7 @@ def revocation_fact(connection: Connection, root: bytes, leaf: bytes | None) -> 
 
 def revoked_leaves(connection: Connection, root: bytes, limit: int) -> list[bytes]:
     """Up to ``limit`` revoked leaves of ``root`` (:data:`NO_LEAF` for the root itself)."""
-    query = select(_revocations.c.leaf).where(_revocations.c.root == root).limit(limit)
-    return list(connection.execute(query).scalars())
+    return list(connection.execute(REVOKED_LEAVES_OF_ROOT, {"root": root, "limit": limit}).scalars())
 
 
 def issuer_fact(connection: Connection, address: str) -> IssuerFact | None:

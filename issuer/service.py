@@ -22,6 +22,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, TypeVar
 
+from cryptography.hazmat.primitives.asymmetric import ed25519
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
@@ -36,7 +37,7 @@ from chain.core.issuance import (
 )
 from chain.core.merkle import leaf_hash
 from chain.core.receipt import Anchor
-from chain.core.signing import KeyAlgorithm, PrivateKey, public_key_info
+from chain.core.signing import PrivateKey, public_key_info
 from chain.errors import TransactionFailed
 from chain.registry import RegistryWriter
 from chain.service.files import private_dir, sync_files
@@ -286,7 +287,7 @@ class IssuerService:
         proof (``eddsa-jcs-2022``, its issuer the key's controller) and salted afresh, so that the
         digest, the signature and the anchor cover the proof too; for RSA, the document as stored.
         A proof from an earlier seal (a batch whose root was taken) is replaced."""
-        if public_key_info(self.signing_key).algorithm is not KeyAlgorithm.ED25519:
+        if not isinstance(self.signing_key, ed25519.Ed25519PrivateKey):
             return document
         unsecured = {name: value for name, value in document.credential.items() if name != "proof"}
         created = iso_utc(sealed_at.replace(microsecond=0))

@@ -436,13 +436,7 @@ def test_share_less_withholds_fields_in_the_browser_and_the_node_accepts_the_res
     assert "grade" not in shared.credential["credentialSubject"]
     assert "degree" not in shared.credential["credentialSubject"]
     assert shared.credential["credentialSubject"]["name"] == "Student 0"
-    assert shared == build_receipt(
-        original.document.disclose(["/credentialSubject/degree", HIDDEN_POINTER]),
-        signature=original.signature,
-        proof=original.proof,
-        anchor=original.anchor,
-        link=original.link,
-    )  # byte for byte what the Python core makes of it
+    assert shared == hide(original, "/credentialSubject/degree", HIDDEN_POINTER)  # as the core makes it
     with httpx.Client(base_url=scene.url, timeout=30) as client:
         headers = {"Content-Type": "application/json"}
         verdict = client.post("/verify", content=downloaded.read_bytes(), headers=headers).json()
