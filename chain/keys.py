@@ -130,7 +130,7 @@ def key_protection(pem: bytes) -> KeyProtection:
     """What protects the encrypted PKCS#8 key in ``pem``; :class:`KeystoreError` if it is not one."""
     try:
         der = _pem_body(pem)
-        (info,) = [_read_all(der)]
+        info = _read_all(der)
         scheme, _ = _children(info)
         scheme_oid, scheme_params = _children(scheme)
         if _as_oid(scheme_oid) != _OID_PBES2:

@@ -18,11 +18,14 @@ from typing import Any
 
 import httpx
 
+from chain.core.data_integrity import issuer_id
 from chain.core.identity import IdentityError, IdentityStatus, did_web_domain, did_web_url, judge
-from chain.core.verify import Verdict
+from chain.core.verify import Status, Verdict
 
 #: A did.json is small; a bigger answer is not one.
 MAX_DOCUMENT_BYTES = 64 * 1024
+#: DIDs remembered before the cache is emptied (bounded memory).
+CACHE_ENTRIES = 10_000
 
 
 class IdentityResolver:
@@ -80,15 +83,17 @@ class IdentityResolver:
 
     def _settle(self, did: str, task: asyncio.Task[Any]) -> None:
         self._pending.pop(did, None)
+        if len(self._cache) >= CACHE_ENTRIES:
+            self._cache.clear()
         found = None if task.cancelled() or task.exception() else task.result()
         self._cache[did] = (time.monotonic(), found)
 
     async def identity(self, credential: Any, verdict: Verdict, chain_id: int) -> dict[str, Any]:
         """``{did, domain, status}`` for a verdict on ``credential`` (see the module docstring)."""
-        issuer = credential.get("issuer") if isinstance(credential, Mapping) else None
-        did = issuer.get("id") if isinstance(issuer, Mapping) else issuer
-        if not isinstance(did, str) or not did.startswith("did:web:") or verdict.anchor is None:
-            return {"did": did if isinstance(did, str) else None, "domain": None, "status": "not_configured"}
+        did = issuer_id(credential) if isinstance(credential, Mapping) else None
+        # Only a receipt whose own checks hold is worth a fetch: an INVALID one may name any domain.
+        if did is None or not did.startswith("did:web:") or verdict.status is Status.INVALID:
+            return {"did": did, "domain": None, "status": "not_configured"}
         try:
             domain = did_web_domain(did)
             did_web_url(did)

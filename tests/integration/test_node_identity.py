@@ -184,6 +184,16 @@ def test_identity_is_verified_mismatched_unreachable_or_not_configured_and_never
         assert time.monotonic() - started < 2.5
         did_server.delay = 0.0
 
+        tampered = by_did_web.to_json_dict()
+        tampered["credential"]["issuer"]["id"] = "did:web:attacker.example"  # an INVALID receipt
+        answer = client.post("/verify", json=tampered).json()
+        assert answer["status"] == "INVALID"
+        assert answer["identity"] == {
+            "did": "did:web:attacker.example",
+            "domain": None,
+            "status": "not_configured",
+        }
+
         did_server.close()  # gone altogether
         assert verdict_when(client, by_did_web, "VALID")["identity"]["status"] == "unreachable"
 
