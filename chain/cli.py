@@ -14,23 +14,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-import httpx
 
-from chain.accounts import LocalSigner, Signer, require_dev_chain, write_keystore
-from chain.contract import load_artifact
-from chain.core.verify import Policy, Status, verify
 from chain.errors import ConfigError, FinVaultError
 from chain.networks import DEV_CHAIN_ID, NETWORKS
-from chain.registry import RegistryReader, RegistryWriter, deploy_registry
-from chain.rpc import RpcClient, redact_url
-from chain.rpc_facts import RpcFacts
 from chain.service.files import require_private
-from chain.service.settings import ChainSettings, load_settings, normalize_address
-from chain.service.signals import wait_for_shutdown
-from chain.tx import TxSender
+
+if TYPE_CHECKING:  # the heavy packages load inside the commands that use them (finvault CMD --help)
+    from chain.accounts import Signer
+    from chain.registry import RegistryReader, RegistryWriter
+    from chain.rpc import RpcClient
+    from chain.service.settings import ChainSettings
+    from chain.tx import TxSender
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -123,6 +120,8 @@ class ChainSession:
     @cached_property
     def rpc(self) -> RpcClient:
         """The RPC client, checked to serve the configured chain id (else :class:`ChainMismatch`)."""
+        from chain.rpc import RpcClient
+
         client = RpcClient(self.settings.rpc_urls, policy=self.settings.retry_policy)
         client.require_chain_id(self.settings.chain_id)
         return client
@@ -130,6 +129,8 @@ class ChainSession:
     @cached_property
     def signer(self) -> Signer:
         """The sending account: anvil's dev account (local chains only) or the decrypted keystore."""
+        from chain.accounts import LocalSigner, require_dev_chain
+
         if self.dev:
             require_dev_chain(self.settings.chain_id)
             return LocalSigner.dev(self.dev_account)
@@ -144,6 +145,9 @@ class ChainSession:
     @cached_property
     def sender(self) -> TxSender:
         """Sends from :attr:`signer` with the settings' fee policy and confirmations."""
+        from chain.contract import load_artifact
+        from chain.tx import TxSender
+
         return TxSender(
             self.rpc,
             self.signer,
@@ -157,6 +161,8 @@ class ChainSession:
     @cached_property
     def reader(self) -> RegistryReader:
         """Read-only binding to the configured registry, its deployed code checked."""
+        from chain.registry import RegistryReader
+
         reader = RegistryReader(self.rpc, self.settings.require_registry())
         reader.check_deployment()
         return reader
@@ -164,6 +170,8 @@ class ChainSession:
     @cached_property
     def registry(self) -> RegistryWriter:
         """Binding that sends the registry's transactions from :attr:`signer`, its deployed code checked."""
+        from chain.registry import RegistryWriter
+
         writer = RegistryWriter(self.sender, self.settings.require_registry())
         writer.check_deployment()
         return writer
@@ -178,6 +186,8 @@ def session(
     **overrides: Any,
 ) -> ChainSession:
     """A :class:`ChainSession` from the FINVAULT_* settings, with the command's options on top."""
+    from chain.service.settings import ChainSettings, load_settings
+
     settings = load_settings(ChainSettings, rpc_urls=list(rpc_urls) or None, **overrides)
     return ChainSession(settings, dev=dev, dev_account=dev_account, password_file=password_file)
 
@@ -201,6 +211,7 @@ def emit(data: dict[str, Any], as_json: bool) -> None:
 def devchain(port: int, chain_id: int, block_time: float | None) -> None:
     """Run a local anvil chain on 127.0.0.1 until Ctrl-C."""
     from chain.dev.devchain import DevChain  # a development tool: no role loads it at runtime
+    from chain.service.signals import wait_for_shutdown
 
     with DevChain(port=port, chain_id=chain_id, block_time=block_time) as chain:
         click.echo(chain.rpc_url)
@@ -215,6 +226,9 @@ def devchain(port: int, chain_id: int, block_time: float | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
 def deploy(owner: str | None, as_json: bool, **options: Any) -> None:
     """Deploy FinVaultRegistry from the committed artifact."""
+    from chain.registry import deploy_registry
+    from chain.service.settings import normalize_address
+
     chain = session(**options)
     receipt = deploy_registry(chain.sender, normalize_address(owner) if owner else None)
     emit(
@@ -239,6 +253,9 @@ def account() -> None:
 @click.option("--password-file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def account_new(out: Path, password_file: Path | None) -> None:
     """Create a random account in an encrypted keystore file OUT."""
+    from chain.accounts import write_keystore
+    from chain.service.settings import ChainSettings, load_settings
+
     if out.exists():
         raise ConfigError(f"{out} exists: refusing to overwrite a keystore")
     stored = load_settings(ChainSettings).keystore_password
@@ -311,6 +328,8 @@ def verify_command(
         verdicts = _verdicts_from_node(node_url, receipts)
     else:
         verdicts = _verdicts_from_rpc(receipts, registry, no_finalized_tag, unsafe_skip_finality, at, options)
+    from chain.core.verify import Status
+
     all_valid, unvouched = True, False
     for path, verdict in verdicts:
         all_valid = all_valid and verdict.get("status") == str(Status.VALID)
@@ -358,6 +377,9 @@ def _verdicts_from_rpc(
     at: datetime | None,
     options: dict[str, Any],
 ) -> Iterator[tuple[Path, dict[str, Any]]]:
+    from chain.core.verify import Policy, verify
+    from chain.rpc_facts import RpcFacts
+
     chain = session(registry=registry, **options)
     facts = RpcFacts(chain.reader, chain.settings.chain_id)
     policy = Policy(
@@ -372,6 +394,10 @@ def _verdicts_from_rpc(
 
 def _verdicts_from_node(node_url: str, receipts: tuple[Path, ...]) -> Iterator[tuple[Path, dict[str, Any]]]:
     """POST /verify per file, the file's bytes as they are (the node parses them strictly)."""
+    import httpx
+
+    from chain.rpc import redact_url
+
     if not node_url.startswith(("http://", "https://")):
         raise click.UsageError(f"--node must be an http(s) URL, not {node_url[:60]!r}")
     endpoint = node_url.rstrip("/") + "/verify"

@@ -12,9 +12,6 @@ from pathlib import Path
 
 import click
 
-from chain.core.canonical import DocumentError, flatten
-from chain.core.disclosure import show_only, withhold, withholdable
-from chain.core.receipt import ReceiptError, build_receipt, parse_receipt
 from chain.errors import ConfigError
 from chain.service.files import replace_secret_file
 
@@ -34,6 +31,10 @@ def disclose(
 
     Fields are RFC 6901 pointers, e.g. /credentialSubject/grade; withholding an object withholds
     everything in it, and one element of an array cannot be withheld alone."""
+    from chain.core.canonical import DocumentError, flatten
+    from chain.core.disclosure import show_only, withhold, withholdable
+    from chain.core.receipt import ReceiptError, build_receipt, parse_receipt
+
     if sum((bool(hidden), bool(shown), listing)) != 1:
         raise ConfigError("give --hide POINTER..., --show POINTER... or --list (one of the three)")
     try:

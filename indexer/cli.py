@@ -6,27 +6,15 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-import httpx
-from sqlalchemy import func, select
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
-from tqdm import tqdm
 
 from chain.cli import chain_options, registry_option
 from chain.errors import ConfigError, FinVaultError
-from chain.registry import RegistryReader
-from chain.rpc import RpcClient
-from chain.service.settings import load_settings
-from indexer.db import open_mirror
-from indexer.digests import block_events, digest_as_of, event_view, first_divergence, update_digests
-from indexer.reconcile import Reconciler, drifts_csv
-from indexer.reconcile import resync as repair
-from indexer.schema import BlockRow, CheckpointRow
-from indexer.settings import IndexerSettings
-from indexer.sync import StepResult, build_indexer
+
+if TYPE_CHECKING:  # the heavy packages load inside the commands that use them (finvault CMD --help)
+    from indexer.settings import IndexerSettings
 
 
 @click.command()
@@ -50,6 +38,13 @@ def sync(
     **options: Any,
 ) -> None:
     """Catch the mirror up with the chain (or to --to N) and exit."""
+    from tqdm import tqdm
+
+    from chain.service.settings import load_settings
+    from indexer.digests import update_digests
+    from indexer.settings import IndexerSettings
+    from indexer.sync import StepResult, build_indexer
+
     settings = load_settings(
         IndexerSettings,
         database_url=database_url,
@@ -88,6 +83,9 @@ def sync(
 def _mirror_settings(
     database_url: str | None, registry: str | None, rpc_urls: tuple[str, ...], options: dict[str, Any]
 ) -> IndexerSettings:
+    from chain.service.settings import load_settings
+    from indexer.settings import IndexerSettings
+
     return load_settings(
         IndexerSettings,
         database_url=database_url,
@@ -133,6 +131,16 @@ def reconcile(
     the first block where they diverge (bisection) and name the events that differ there.
     Exit status: 0 no drift, 1 drift, 2 bad usage or the chain or mirror could not be read.
     """
+    from sqlalchemy.exc import SQLAlchemyError
+    from sqlalchemy.orm import Session
+    from tqdm import tqdm
+
+    from chain.registry import RegistryReader
+    from chain.rpc import RpcClient
+    from indexer.db import open_mirror
+    from indexer.reconcile import Reconciler, drifts_csv
+    from indexer.schema import CheckpointRow
+
     if other_node is not None:
         code = _against_node(
             _mirror_settings(database_url, registry, rpc_urls, options), other_node, last_block
@@ -194,6 +202,15 @@ def reconcile(
 
 def _against_node(settings: IndexerSettings, url: str, last_block: int | None) -> int:
     """``reconcile --against``: this mirror's digests against another node's; an exit status."""
+    import httpx
+    from sqlalchemy import func, select
+    from sqlalchemy.exc import SQLAlchemyError
+    from sqlalchemy.orm import Session
+
+    from indexer.db import open_mirror
+    from indexer.digests import block_events, digest_as_of, event_view, first_divergence, update_digests
+    from indexer.schema import BlockRow
+
     try:
         engine = open_mirror(settings.database_url)
         update_digests(engine, rebuild=True)  # from the rows as they are, not as they were digested
@@ -260,6 +277,9 @@ def resync(
     The deletion and an audit-log entry commit in one transaction; the re-read is an ordinary,
     crash-safe sync back up to where the mirror was. Run `finvault reconcile` afterwards.
     """
+    from indexer.reconcile import resync as repair
+    from indexer.sync import build_indexer
+
     indexer = build_indexer(_mirror_settings(database_url, registry, rpc_urls, options))
     try:
         done = repair(indexer, from_block, now=int(time.time()))

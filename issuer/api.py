@@ -53,7 +53,7 @@ from chain.service.web import (
     read_json,
     status_for,
 )
-from issuer.api_keys import Principal, Scope, authenticate
+from issuer.api_keys import Principal, authenticate
 from issuer.api_models import (
     CERTIFICATES_BODY,
     MAX_CERTIFICATES_PER_REQUEST,
@@ -75,6 +75,7 @@ from issuer.intake import Accepted, Record, validate
 from issuer.outputs import receipt_stem
 from issuer.revoke import Revoker, parse_reason
 from issuer.scheduler import BatchScheduler
+from issuer.scopes import Scope
 from issuer.service import IssuerService, ingest
 from issuer.settings import IssuerApiSettings
 from issuer.store import (

@@ -11,17 +11,15 @@ import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
 
 from sqlalchemy import select
 
 from chain.errors import ConfigError
 from chain.service.web import Unauthorized, digest_matches, token_digest
 from issuer.errors import UnknownApiKey
+from issuer.scopes import SCOPES
 from issuer.store import ApiKey, Store, utcnow
 
-Scope = Literal["issue", "revoke", "read"]
-SCOPES: tuple[Scope, ...] = ("issue", "revoke", "read")
 _TOKEN = re.compile(r"^fvk_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
 _DUMMY_DIGEST = token_digest("fvk_000000000000_" + "A" * 43)
 

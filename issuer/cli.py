@@ -14,30 +14,23 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager, nullcontext
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-from tqdm import tqdm
 
 from chain.cli import chain_options, registry_option, session, signer_options
-from chain.core.receipt import parse_receipt
-from chain.core.signing import PrivateKey
 from chain.errors import ConfigError
-from chain.service.settings import load_settings
 from chain.service.signals import SHUTDOWN_SIGNALS, wait_for_shutdown
-from chain.service.web import serve
-from issuer.api import IssuerApi, create_app
-from issuer.api_keys import SCOPES, create_api_key, list_api_keys, revoke_api_key
 from issuer.errors import IssuerError, UnknownCertificate
-from issuer.intake import InputFormat, read_input
+from issuer.intake import InputFormat
 from issuer.registration import load_signing_key, signing_key_passphrase
-from issuer.revoke import Revoker, parse_reason
-from issuer.scheduler import BatchScheduler
-from issuer.service import IssuerService, ingest
-from issuer.settings import IssuerApiSettings, IssuerSettings
-from issuer.store import Batch, BatchStatus, Store
-from issuer.template import load_template
-from issuer.webhooks import WebhookDispatcher, WebhookPolicy
+from issuer.scopes import SCOPES
+
+if TYPE_CHECKING:  # the heavy packages load inside the commands that use them (finvault CMD --help)
+    from chain.core.signing import PrivateKey
+    from issuer.service import IssuerService
+    from issuer.settings import IssuerSettings
+    from issuer.store import Batch, Store
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -89,6 +82,9 @@ def template_and_out_options(func: F) -> F:
 
 def _issuer_settings(options: dict[str, Any]) -> IssuerSettings:
     """Takes the issuer options out of ``options`` (what is left is chain access)."""
+    from chain.service.settings import load_settings
+    from issuer.settings import IssuerSettings
+
     return load_settings(
         IssuerSettings,
         issuer_db=options.pop("db"),
@@ -110,6 +106,8 @@ def _service(
     store: Store, settings: IssuerSettings, out_dir: Path, options: dict[str, Any]
 ) -> Iterator[IssuerService]:
     """Connects to the chain, loads the signing key and checks it is registered: before any work."""
+    from issuer.service import IssuerService
+
     passphrase_file = options.pop("passphrase_file")
     qr_codes = not options.pop("no_qr")
     chain = session(registry=options.pop("registry"), **options)
@@ -127,6 +125,8 @@ def _service(
 
 
 def _report(batches: list[Batch], out_dir: Path) -> None:
+    from issuer.store import BatchStatus
+
     failed = [batch for batch in batches if batch.status is BatchStatus.FAILED]
     for batch in batches:
         if batch.status is BatchStatus.ANCHORED:
@@ -173,6 +173,13 @@ def issue(
     stored if any row is bad). With --now the pending certificates are also sealed into a batch,
     anchored, and their receipts written to OUT.
     """
+    from tqdm import tqdm
+
+    from issuer.intake import read_input
+    from issuer.service import ingest
+    from issuer.store import Store
+    from issuer.template import load_template
+
     settings = _issuer_settings(options)
     template = load_template(template_path)
     with Store.open(settings.issuer_db) as store, ExitStack() as stack:
@@ -205,6 +212,9 @@ def anchor_command(
     With --every, keep doing so on a timer (and as soon as --when-pending certificates wait)
     until Ctrl-C or SIGTERM; a cycle in progress is finished first.
     """
+    from issuer.scheduler import BatchScheduler
+    from issuer.store import Store
+
     settings = _issuer_settings(options)
     with Store.open(settings.issuer_db) as store, ExitStack() as stack:
         service = stack.enter_context(_service(store, settings, out_dir, options))
@@ -222,6 +232,8 @@ def anchor_command(
 
 
 def _certificate_ids(store: Store, receipts: tuple[Path, ...]) -> list[str]:
+    from chain.core.receipt import parse_receipt
+
     ids = []
     for path in receipts:
         receipt = parse_receipt(path.read_bytes())
@@ -249,6 +261,11 @@ def revoke(
 
     Idempotent: what is already revoked on-chain is reported as such and costs no transaction.
     """
+    from chain.service.settings import load_settings
+    from issuer.revoke import Revoker, parse_reason
+    from issuer.settings import IssuerSettings
+    from issuer.store import Store
+
     if bool(receipts) == bool(batch_root):
         raise ConfigError("pass receipt files or --batch ROOT (one of the two)")
     if batch_root is not None and not _ROOT.fullmatch(batch_root.lower()):
@@ -307,6 +324,15 @@ def issuer_api_serve(
     Certificates POSTed to /certificates wait as pending; every --every seconds (or at
     --when-pending) they are sealed, anchored and their receipts written to OUT.
     """
+    from chain.service.settings import load_settings
+    from chain.service.web import serve
+    from issuer.api import IssuerApi, create_app
+    from issuer.scheduler import BatchScheduler
+    from issuer.settings import IssuerApiSettings
+    from issuer.store import Store
+    from issuer.template import load_template
+    from issuer.webhooks import WebhookDispatcher, WebhookPolicy
+
     issuer = _issuer_settings(options)
     settings = load_settings(
         IssuerApiSettings,
@@ -362,6 +388,11 @@ def issuer_api_key() -> None:
 @click.option("--db", help="Issuer store: SQLAlchemy URL or SQLite file (or FINVAULT_ISSUER_DB).")
 def issuer_api_key_create(name: str, scopes: tuple[str, ...], db: str | None) -> None:
     """Create an API key and print its token (once: only its hash is kept)."""
+    from chain.service.settings import load_settings
+    from issuer.api_keys import create_api_key
+    from issuer.settings import IssuerSettings
+    from issuer.store import Store
+
     settings = load_settings(IssuerSettings, issuer_db=db)
     with Store.open(settings.issuer_db) as store:
         click.echo(create_api_key(store, name, scopes))
@@ -371,6 +402,11 @@ def issuer_api_key_create(name: str, scopes: tuple[str, ...], db: str | None) ->
 @click.option("--db", help="Issuer store: SQLAlchemy URL or SQLite file (or FINVAULT_ISSUER_DB).")
 def issuer_api_key_list(db: str | None) -> None:
     """List API keys: id, scopes, name, created, revoked."""
+    from chain.service.settings import load_settings
+    from issuer.api_keys import list_api_keys
+    from issuer.settings import IssuerSettings
+    from issuer.store import Store
+
     settings = load_settings(IssuerSettings, issuer_db=db)
     with Store.open(settings.issuer_db) as store:
         for key in list_api_keys(store):
@@ -383,6 +419,11 @@ def issuer_api_key_list(db: str | None) -> None:
 @click.option("--db", help="Issuer store: SQLAlchemy URL or SQLite file (or FINVAULT_ISSUER_DB).")
 def issuer_api_key_revoke(key_id: str, db: str | None) -> None:
     """Disable the API key KEY_ID at once."""
+    from chain.service.settings import load_settings
+    from issuer.api_keys import revoke_api_key
+    from issuer.settings import IssuerSettings
+    from issuer.store import Store
+
     settings = load_settings(IssuerSettings, issuer_db=db)
     with Store.open(settings.issuer_db) as store:
         revoke_api_key(store, key_id)

@@ -13,22 +13,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from chain.cli import chain_options, read_secret, registry_option, session, signer_options
-from chain.core.data_integrity import multikey
 from chain.core.encoding import hex0x
-from chain.core.identity import did_web_document
-from chain.core.signing import KeyAlgorithm, PrivateKey, load_public_key, public_key_info
 from chain.errors import ConfigError
-from chain.keys import decrypt_private_key, encrypt_private_key, generate_private_key, key_protection
 from chain.service.files import private_dir, replace_secret_file, require_private, write_secret_file
-from chain.service.settings import load_settings, normalize_address
-from issuer.settings import DOMAIN_PATTERN, IssuerSettings
+
+if TYPE_CHECKING:  # the heavy packages load inside the commands that use them (finvault CMD --help)
+    from chain.core.signing import PrivateKey
+    from issuer.settings import IssuerSettings
 
 SIGNING_KEY_FILE = "signing-key.pem"
 SIGNING_PUBLIC_KEY_FILE = "signing-key.pub.pem"
@@ -49,6 +45,8 @@ def issuer_group() -> None:
 @signer_options
 def issuer_register(address: str, name: str, uri: str, registry: str | None, **options: Any) -> None:
     """Register ADDRESS as an active issuer (registry owner only)."""
+    from chain.service.settings import normalize_address
+
     chain = session(registry=registry, **options)
     receipt = chain.registry.register_issuer(normalize_address(address), name, uri)
     click.echo(
@@ -64,6 +62,8 @@ def issuer_register(address: str, name: str, uri: str, registry: str | None, **o
 @signer_options
 def issuer_status(address: str, active: bool | None, registry: str | None, **options: Any) -> None:
     """Show or set whether ADDRESS may anchor."""
+    from chain.service.settings import normalize_address
+
     chain = session(registry=registry, **options)
     address = normalize_address(address)
     if active is not None:
@@ -86,6 +86,9 @@ def issuer_status(address: str, active: bool | None, registry: str | None, **opt
 @click.option("--passphrase-file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def issuer_keygen(algorithm: str, out_dir: Path, passphrase_file: Path | None) -> None:
     """Create a passphrase-encrypted document-signing key in OUT."""
+    from chain.core.signing import public_key_info
+    from chain.keys import encrypt_private_key, generate_private_key
+
     target = out_dir / SIGNING_KEY_FILE
     if target.exists():
         raise ConfigError(f"{target} exists: refusing to overwrite a signing key")
@@ -111,6 +114,9 @@ def signing_key_passphrase(
     passphrase_file: Path | None, settings: IssuerSettings | None = None, *, confirm: bool = False
 ) -> str:
     """The signing key's passphrase: from ``passphrase_file``, the issuer settings, or a prompt."""
+    from chain.service.settings import load_settings
+    from issuer.settings import IssuerSettings
+
     stored = (settings or load_settings(IssuerSettings)).signing_key_passphrase
     secret = stored.get_secret_value() if stored else None
     return read_secret("Signing key passphrase", passphrase_file, secret, confirm=confirm)
@@ -126,6 +132,8 @@ def read_signing_key(key_dir: Path) -> bytes:
 def load_signing_key(key_dir: Path, passphrase: str) -> PrivateKey:
     """The document-signing key in ``key_dir``, with a warning on stderr if its encryption is
     below current guidance (naming the command that fixes it)."""
+    from chain.keys import decrypt_private_key, key_protection
+
     pem = read_signing_key(key_dir)
     key = decrypt_private_key(pem, passphrase)
     protection = key_protection(pem)
@@ -148,6 +156,9 @@ def issuer_reencrypt_key(key_dir: Path, passphrase_file: Path | None) -> None:
     The old file is kept as signing-key.pem.bak until the new one is written, synced and checked
     to hold the same key; a crash at any point leaves a key that opens.
     """
+    from chain.core.signing import public_key_info
+    from chain.keys import decrypt_private_key, encrypt_private_key, key_protection
+
     path = key_dir / SIGNING_KEY_FILE
     old = read_signing_key(key_dir)
     before = key_protection(old)
@@ -165,6 +176,8 @@ def issuer_reencrypt_key(key_dir: Path, passphrase_file: Path | None) -> None:
 
 def load_pem_public(der: bytes) -> bytes:
     """A DER SubjectPublicKeyInfo as PEM."""
+    from cryptography.hazmat.primitives import serialization
+
     public = serialization.load_der_public_key(der)
     return public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
 
@@ -185,6 +198,8 @@ def _read_public_key(path: Path) -> bytes:
 @signer_options
 def issuer_add_key(public_key: Path, registry: str | None, **options: Any) -> None:
     """Register PUBLIC_KEY (a keygen directory or a public key PEM/DER) for the signing issuer."""
+    from chain.core.signing import load_public_key
+
     info = load_public_key(_read_public_key(public_key))
     chain = session(registry=registry, **options)
     receipt = chain.registry.add_key(info.key_id, int(info.algorithm), info.der)
@@ -232,6 +247,15 @@ def issuer_did_web(
     """Write the did.json that binds DOMAIN to this issuer: its keys, and its on-chain account
     (alsoKnownAs eip155:CHAINID:ADDRESS). Issue with FINVAULT_ISSUER_DID_WEB_DOMAIN=DOMAIN, and a
     node reports receipts of this issuer with the verified domain."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    from chain.core.data_integrity import multikey
+    from chain.core.identity import did_web_document
+    from chain.core.signing import KeyAlgorithm, load_public_key
+    from chain.service.settings import normalize_address
+    from issuer.settings import DOMAIN_PATTERN
+
     if not DOMAIN_PATTERN.fullmatch(domain):
         raise ConfigError(f"--domain {domain!r} must be a host name such as certificates.uni.example")
     multikeys = []

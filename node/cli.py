@@ -7,8 +7,6 @@ from typing import Any
 import click
 
 from chain.cli import chain_options, registry_option
-from chain.service.settings import load_settings
-from node.settings import NodeSettings
 
 
 @click.command("node")
@@ -42,6 +40,10 @@ def node(
     SIGTERM. It holds no key and sends no transaction. Everything else is set with FINVAULT_*
     variables (see docs/api.md).
     """
+    from chain.service.settings import load_settings  # pydantic, uvicorn and the app only when serving
+    from node.server import serve_node
+    from node.settings import NodeSettings
+
     settings = load_settings(
         NodeSettings,
         rpc_urls=list(rpc_urls) or None,
@@ -49,7 +51,6 @@ def node(
         cors_origins=list(cors_origins) or None,
         **options,
     )
-    from node.server import serve_node  # uvicorn and the app only when serving
 
     def ready(url: str) -> None:
         click.echo(url)

@@ -26,7 +26,8 @@ from schemathesis.specs.openapi.checks import (
 
 from chain.rpc import RpcClient
 from issuer.api import IssuerApi, create_app
-from issuer.api_keys import SCOPES, create_api_key
+from issuer.api_keys import create_api_key
+from issuer.scopes import SCOPES
 from issuer.settings import IssuerApiSettings
 from tests.integration.conftest import Deployed
 from tests.integration.issuer_fixtures import IssuerEnv, serve_in_thread
