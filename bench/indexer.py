@@ -5,6 +5,11 @@
 Writes N+ registry events (default 100,000; ``revokeLeaves`` multiproof batches of 400 leaves are
 the bulk, with every other event kind mixed in), then measures:
 
+- whole process: ``finvault sync`` from start to exit (start-up, fetch, hand decoding, parent-hash
+  and accumulator checks, SQLite, the per-block digests) into a fresh mirror, against the viem
+  loop a developer would write instead (``bench/peers/viem-sync``: viem ``getLogs`` + decoding,
+  better-sqlite3 inserts, one transaction a chunk, FinVault's chunk policy; no checks), also from
+  start to exit; the best of R runs each (default 3), taken in turn;
 - raw: ``eth_getLogs`` over HTTP with JSON parsing only, over the very block ranges the indexer used;
 - indexer: ``Indexer.sync`` end to end (fetch, hand decoding, accumulator checks, SQLite) into a
   fresh mirror, in a separate process so that its peak RSS is its own;
@@ -19,8 +24,11 @@ Informational only: prints ratios against the targets and exits 0 whether or not
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing
 import resource
+import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -34,6 +42,7 @@ from sqlalchemy import text
 # repo's tests package: the repo root goes first on the path.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.peers.npm import peer
 from chain.contract import load_artifact
 from chain.dev.devchain import DEV_CHAIN_ID, DevChain
 from chain.rpc import RetryPolicy, RpcClient
@@ -45,7 +54,8 @@ from indexer.sync import Indexer
 # The sync runs in a spawned process, which re-imports this module: web3 and the workload generator
 # are imported where they are used, so that process holds no more than `finvault sync` would.
 
-TARGET_RAW_RATIO = 0.5
+TARGET_RAW_RATIO = 0.6
+TARGET_PEER_RATIO = 2.0
 TARGET_NAIVE_RATIO = 5.0
 TARGET_BYTES_PER_ANCHOR = 400
 TARGET_PEAK_RSS_MB = 200
@@ -77,6 +87,37 @@ def sync_mirror(rpc_url: str, database_url: str, registry: str, start_block: int
         "baseline_rss": baseline,
         "peak_rss": peak_rss_mb(),
     }
+
+
+def whole_finvault_sync(
+    rpc_url: str, registry: str, start: int, head: int, folder: Path
+) -> tuple[int, float]:
+    """``finvault sync`` into a fresh mirror, as a process from start to exit: (events, seconds)."""
+    database_url = f"sqlite:///{folder}/finvault-{time.monotonic_ns()}.db"
+    argv = [str(Path(sys.executable).with_name("finvault")), "sync", "--rpc", rpc_url, "--registry", registry]
+    argv += ["--db", database_url, "--start-block", str(start), "--to", str(head)]
+    stdout, elapsed = timed_process(argv)
+    return int(stdout.split(": ")[1].split(" events")[0].replace(",", "")), elapsed
+
+
+def whole_viem_sync(
+    peer_dir: Path, rpc_url: str, registry: str, start: int, head: int, folder: Path
+) -> tuple[int, float]:
+    """The viem loop into a fresh SQLite file, as a process from start to exit: (events, seconds)."""
+    argv = ["node", str(peer_dir / "sync.mjs"), "--rpc", rpc_url, "--registry", registry]
+    argv += ["--from", str(start), "--to", str(head), "--db", f"{folder}/viem-{time.monotonic_ns()}.db"]
+    stdout, elapsed = timed_process(argv)
+    return int(json.loads(stdout)["events"]), elapsed
+
+
+def timed_process(argv: list[str]) -> tuple[str, float]:
+    """Runs ``argv`` to its exit: its stdout and wall seconds (its stderr, should it fail)."""
+    started = time.perf_counter()
+    done = subprocess.run(argv, capture_output=True, text=True)
+    elapsed = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(argv[:3])} failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
+    return done.stdout, elapsed
 
 
 def raw_fetch(rpc_url: str, registry: str, ranges: list[tuple[int, int]]) -> tuple[int, float]:
@@ -139,6 +180,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--naive-events", type=int, default=10_000)
     parser.add_argument("--anchors", type=int, default=2_000)
+    parser.add_argument("--runs", type=int, default=3, help="Whole-process runs of each side.")
     args = parser.parse_args()
     artifact = load_artifact()
     from tests.integration.indexer_fixtures import (
@@ -174,6 +216,15 @@ def main() -> None:
             f"written in {time.perf_counter() - started:.1f}s"
         )
 
+        viem = peer("viem-sync")
+        whole: list[tuple[int, float]] = []
+        peers: list[tuple[int, float]] = []
+        span = (start, population.head, Path(tmp))
+        for _ in range(args.runs):
+            whole.append(whole_finvault_sync(chain.rpc_url, registry, *span))
+            if viem is not None:
+                peers.append(whole_viem_sync(viem, chain.rpc_url, registry, *span))
+
         database_url = f"sqlite:///{tmp}/mirror.db"
         run = pool.apply(sync_mirror, (chain.rpc_url, database_url, registry, start))
         raw_events, raw_elapsed = raw_fetch(chain.rpc_url, registry, run["ranges"])
@@ -188,6 +239,15 @@ def main() -> None:
             builder.mine()
         per_anchor = mirror_growth(rpc, registry, database_url, start) / args.anchors
 
+    whole_events, whole_elapsed = min(whole, key=lambda run: run[1])
+    rate("finvault sync (process)", whole_events, whole_elapsed, f"best of {len(whole)}")
+    if peers:
+        peer_events, peer_elapsed = min(peers, key=lambda run: run[1])
+        rate("viem loop (process)", peer_events, peer_elapsed, f"best of {len(peers)}")
+        against(
+            "finvault / viem (process)", (whole_events / whole_elapsed) / (peer_events / peer_elapsed), ">=",
+            TARGET_PEER_RATIO, f"medians: {median_rate(whole):,.0f} / {median_rate(peers):,.0f} ev/s",
+        )  # fmt: skip
     indexer_rate = run["events"] / run["elapsed"]
     raw_rate, naive_rate = raw_events / raw_elapsed, naive_events / naive_elapsed
     rate("raw eth_getLogs + JSON", raw_events, raw_elapsed)
@@ -203,6 +263,11 @@ def main() -> None:
         "peak RSS of the sync (MB)", run["peak_rss"], "<", TARGET_PEAK_RSS_MB,
         f"{run['baseline_rss']:.0f} MB after imports",
     )  # fmt: skip
+
+
+def median_rate(runs: list[tuple[int, float]]) -> float:
+    """The median events per second of ``runs``."""
+    return statistics.median(events / seconds for events, seconds in runs)
 
 
 def rate(label: str, events: int, seconds: float, note: str = "") -> None:

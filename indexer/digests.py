@@ -20,9 +20,10 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, Row, select, update
 from sqlalchemy.orm import Session
 
 from chain.core.encoding import hex0x
@@ -54,10 +55,33 @@ def _value(value: Any) -> bytes:
     raise TypeError(f"cannot digest a {type(value).__name__}")
 
 
+@cache
+def _labels(table: str, names: tuple[str, ...]) -> tuple[bytes, tuple[tuple[int, bytes], ...]]:
+    """A table's length-prefixed name, and for each column in name order its position in ``names``
+    and its length-prefixed name: computed once per table, not once per row."""
+    ordered = sorted(range(len(names)), key=names.__getitem__)
+    return _part(table.encode()), tuple((i, _part(names[i].encode())) for i in ordered)
+
+
 def event_leaf(table: str, row: Mapping[str, Any]) -> bytes:
     """The digest of one event row (every column, by name)."""
-    parts = [_part(table.encode())]
-    parts += [_part(name.encode()) + _value(row[name]) for name in sorted(row)]
+    names = tuple(row)
+    return row_leaf(table, names, tuple(row[name] for name in names))
+
+
+def row_leaf(table: str, names: tuple[str, ...], values: Sequence[Any]) -> bytes:
+    """:func:`event_leaf` of the row whose columns ``names`` hold ``values``."""
+    head, labels = _labels(table, names)
+    parts = [head]
+    for i, label in labels:  # inline for the two common types: this runs once per column and row
+        value = values[i]
+        kind = type(value)
+        if kind is bytes:
+            parts += (label, b"b", len(value).to_bytes(4, "big"), value)
+        elif kind is int:
+            parts += (label, b"i", value.to_bytes(32, "big", signed=True))
+        else:
+            parts += (label, _value(value))
     return keccak256(b"".join(parts))
 
 
@@ -72,14 +96,29 @@ def _columns(model: type[EventRow]) -> list[str]:
 
 def block_events(session: Session, first: int, last: int) -> dict[int, list[tuple[int, str, dict[str, Any]]]]:
     """Event rows of blocks ``first..last``: block -> [(log index, table, row)] in log order."""
-    events: dict[int, list[tuple[int, str, dict[str, Any]]]] = defaultdict(list)
+    return {
+        number: [
+            (log_index, table, dict(zip(names, values, strict=True)))
+            for log_index, table, names, values in rows
+        ]
+        for number, rows in _block_rows(session, first, last).items()
+    }
+
+
+def _block_rows(
+    session: Session, first: int, last: int
+) -> dict[int, list[tuple[int, str, tuple[str, ...], Row[Any]]]]:
+    """:func:`block_events` as (log index, table, column names, values) tuples: no dict per row."""
+    events: dict[int, list[tuple[int, str, tuple[str, ...], Row[Any]]]] = defaultdict(list)
     for model in EVENT_TABLES:
         table = model.__table__  # type: ignore[attr-defined]
-        columns = _columns(model)
-        query = select(table).where(table.c.block_number >= first, table.c.block_number <= last)
-        for found in session.execute(query).mappings():
-            row = {name: found[name] for name in columns}
-            events[row["block_number"]].append((row["log_index"], table.name, row))
+        names = tuple(_columns(model))
+        number_at, log_index_at = names.index("block_number"), names.index("log_index")
+        query = select(*(table.c[name] for name in names)).where(
+            table.c.block_number >= first, table.c.block_number <= last
+        )
+        for values in session.execute(query):
+            events[values[number_at]].append((values[log_index_at], table.name, names, values))
     for rows in events.values():
         rows.sort(key=lambda item: item[0])
     return events
@@ -114,9 +153,11 @@ def update_digests(engine: Engine, *, rebuild: bool = False) -> int:
                 .limit(1)
             )
             digest = bytes(previous) if previous is not None else ZERO
-            events = block_events(session, pending[0].number, pending[-1].number)
+            events = _block_rows(session, pending[0].number, pending[-1].number)
             for number, block_hash in pending:
-                leaves = [event_leaf(table, row) for _, table, row in events.get(number, [])]
+                leaves = [
+                    row_leaf(table, names, values) for _, table, names, values in events.get(number, [])
+                ]
                 digest = fold(digest, number, bytes(block_hash), leaves)
                 session.execute(update(BlockRow).where(BlockRow.number == number).values(digest=digest))
             done += len(pending)
