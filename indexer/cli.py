@@ -101,7 +101,9 @@ def _mirror_settings(
     "--from", "first_block", type=int, help="First block (default: the registry's deployment block)."
 )
 @click.option("--to", "last_block", type=int, help="Last block (default: the mirror's checkpoint).")
-@click.option("--quick", is_flag=True, help="Only compare the accumulators at --to: one call pair.")
+@click.option(
+    "--quick", is_flag=True, help="Only compare accumulators and event counts at --to (no logs, no fold)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option(
     "--csv",

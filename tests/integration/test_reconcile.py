@@ -180,6 +180,27 @@ def test_each_tampering_is_named_and_resync_repairs_it(
     assert entries == 1
 
 
+@on_both_backends
+@pytest.mark.slow(seconds=3)
+def test_quick_check_counts_rows_and_names_both_sides(chain: PopulatedChain, mirror: str) -> None:
+    """--quick folds nothing, yet an old row deleted from the mirror shows: the counts differ."""
+    engine = create_engine(mirror)
+    with engine.begin() as db:
+        r = REVOCATIONS.c
+        oldest = db.execute(
+            select(r.tx_hash, r.log_index).order_by(r.block_number, r.log_index).limit(1)
+        ).one()
+        db.execute(delete(REVOCATIONS).where(r.tx_hash == oldest[0], r.log_index == oldest[1]))
+    engine.dispose()
+    code, report = reconcile_json(chain, mirror, "--quick")
+    assert code == 1
+    assert [(d["table"], d["field"]) for d in report["drifts"]] == [("revocations", "revocationCount")]
+    drift = report["drifts"][0]
+    assert int(drift["chain"]) == int(drift["mirror"]) + 1
+    events = chain.population.events
+    assert int(drift["chain"]) == events["RootRevoked"] + events["LeafRevoked"]
+
+
 def test_csv_cells_cannot_start_formulas() -> None:
     from indexer.reconcile import Drift, drifts_csv
 
