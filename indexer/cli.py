@@ -55,6 +55,11 @@ def sync(
         **options,
     )
     indexer = build_indexer(settings)
+    try:
+        indexer.claim_writer()
+    except FinVaultError:
+        indexer.close()
+        raise
     started = time.monotonic()
     first = indexer.status.indexed_block
     with tqdm(unit="blk", disable=not sys.stderr.isatty(), file=sys.stderr, dynamic_ncols=True) as bar:

@@ -51,6 +51,7 @@ from indexer.schema import (
     RevocationRow,
 )
 from indexer.settings import IndexerSettings
+from indexer.writer import WriterClaim
 
 log = logging.getLogger(__name__)
 
@@ -155,10 +156,20 @@ class Indexer:
         self.breaker = breaker or CircuitBreaker()
         self.status = SyncStatus()
         self._finalized_tag = True
+        self.writer: WriterClaim | None = None
 
     def close(self) -> None:
-        """Stops the background log prefetch."""
+        """Stops the background log prefetch and drops the writer claim, if held."""
         self.fetcher.close()
+        if self.writer is not None:
+            self.writer.release()
+            self.writer = None
+
+    def claim_writer(self) -> None:
+        """Claims the mirror as its one following writer, or raises :class:`MirrorWriterBusy`
+        (:mod:`indexer.writer`); held until :meth:`close`."""
+        if self.writer is None:
+            self.writer = WriterClaim(self.engine)
 
     # -- start-up ---------------------------------------------------------------------------------
 
