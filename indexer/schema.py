@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from indexer.fetch import Header
 
 #: Bumped with every Alembic migration; the checkpoint records which version wrote the mirror.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 class RawBytes(LargeBinary):
@@ -217,6 +217,16 @@ class AuditLogRow(Base):
     at: Mapped[int] = mapped_column(BigInteger)  # unix seconds
     action: Mapped[str] = mapped_column(String)
     detail: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class LoopStateRow(Base):
+    """What the mirror's one writer (a node's sync loop) last said of itself, for the replica nodes
+    that read this mirror without writing it (``node/replica.py``): one row, rewritten each poll."""
+
+    __tablename__ = "loop_state"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    published_at: Mapped[float] = mapped_column(Float)  # unix seconds, by the writer's clock
+    state: Mapped[dict[str, Any]] = mapped_column(JSON)
 
 
 EVENT_TABLES: tuple[type[EventRow], ...] = (

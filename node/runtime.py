@@ -24,12 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, event, func, select
+from sqlalchemy import Engine, event, func, inspect, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from chain.core.encoding import hex0x
 from chain.core.verify import ChainHead, Policy
-from chain.errors import ChainMismatch, FinVaultError, RpcError, RpcUnavailable
+from chain.errors import ChainMismatch, ConfigError, FinVaultError, RpcError, RpcUnavailable
 from chain.registry import RegistryReader
 from chain.rpc import RetryPolicy, RpcClient
 from chain.service.db import make_engine
@@ -41,6 +42,7 @@ from indexer.sync import TRANSIENT_ERRORS, Indexer, build_indexer
 from node.audit import ReconciliationJob, drift_alert
 from node.health import CannotVouch, cannot_vouch
 from node.mirror import MirrorView, head_of
+from node.replica import StatePublisher, read_replica_snapshot
 from node.settings import NodeSettings
 from node.shared import SharedState, SyncSnapshot
 
@@ -203,6 +205,7 @@ class NodeRuntime(Runtime):
         self._last_resync = self._newest_resync()
         self._other_write_at = 0.0
         self._read_position()
+        self._replicas = StatePublisher(indexer.engine)
         event.listen(indexer.engine, "commit", self._on_commit)
 
     @classmethod
@@ -294,12 +297,14 @@ class NodeRuntime(Runtime):
             while not self._stop.is_set():
                 if self._notice_other_writers() or self.health.fatal is not None:
                     self.publish()
+                    self._replicas.publish(self.snapshot())
                     self._stop.wait(poll)  # halted, or being repaired: only an operator moves it on
                     continue
                 succeeded = self._step()
                 if succeeded:
                     self._audit()
                 self.publish()
+                self._replicas.publish(self.snapshot())
                 if not succeeded:
                     breaker = self.indexer.breaker
                     self._stop.wait(breaker.cooldown if breaker.open else poll)
@@ -308,6 +313,7 @@ class NodeRuntime(Runtime):
         finally:
             self.health.running = False
             self.publish()
+            self._replicas.publish(self.snapshot())
             log.info("sync loop stopped at block %d", self.indexer.status.indexed_block)
 
     def _step(self) -> bool:
@@ -509,6 +515,49 @@ class NodeRuntime(Runtime):
             "find the drift with `finvault reconcile` and repair it with `finvault resync --from BLOCK`"
         )
         log.error("accumulator check: %s", self.health.diverged)
+
+
+class ReplicaRuntime(Runtime):
+    """A replica's runtime (``FINVAULT_NODE_REPLICA``): no loop; the mirror's checkpoint and its
+    writer's published state, read per call (:mod:`node.replica`)."""
+
+    @classmethod
+    def open(cls, settings: NodeSettings, cursor_key: bytes) -> ReplicaRuntime:
+        """Checks that the mirror exists, has a writer's schema and follows this chain and registry
+        (:class:`ConfigError` or :class:`ChainMismatch` if not); never migrates or writes it."""
+        engine = make_engine(settings.database_url)
+        try:
+            if "loop_state" not in inspect(engine).get_table_names():
+                raise ConfigError(
+                    "this mirror has no schema a replica can read: start its writer (a node without "
+                    "FINVAULT_NODE_REPLICA, at this version of FinVault) first"
+                )
+            with Session(engine) as session:
+                checkpoint = session.get(CheckpointRow, 1)
+            if checkpoint is None:
+                raise ConfigError(
+                    "this mirror is empty: start its writer (a node without FINVAULT_NODE_REPLICA) first"
+                )
+            registry = settings.require_registry()
+            if checkpoint.chain_id != settings.chain_id or hex0x(checkpoint.registry_address) != registry:
+                raise ChainMismatch(
+                    f"this mirror follows chain {checkpoint.chain_id} registry "
+                    f"{hex0x(checkpoint.registry_address)}, not chain {settings.chain_id} registry {registry}"
+                )
+        except BaseException:
+            engine.dispose()
+            raise
+        return cls(settings, engine, cursor_key)
+
+    def snapshot(self) -> SyncSnapshot:
+        """The mirror's checkpoint and its writer's last published state, read now."""
+        return read_replica_snapshot(self.read_engine)
+
+    def start(self) -> None:
+        """Nothing to start: a replica runs no loop."""
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+        """Nothing to stop: a replica runs no loop."""
 
 
 class FollowerRuntime(Runtime):

@@ -34,6 +34,13 @@ class NodeSettings(IndexerSettings):
     workers: int = Field(
         1, ge=1, le=32, description="HTTP worker processes; above 1, the sync loop runs in a supervisor."
     )
+    node_replica: bool = Field(
+        False,
+        description=(
+            "Serve from a mirror another node writes, without syncing or writing it (scale-out: one "
+            "writer, replicas behind a load balancer; see docs/operations.md)."
+        ),
+    )
     max_body_bytes: int = Field(
         DEFAULT_MAX_BODY_BYTES, ge=1024, le=256 * 1024 * 1024, description="Largest request body accepted."
     )
