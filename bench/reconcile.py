@@ -56,7 +56,12 @@ def main() -> None:
     artifact = load_artifact()
     from tests.integration.indexer_fixtures import BlockBuilder, deploy, manual_mining, populate
 
-    with DevChain() as chain, RpcClient([chain.rpc_url], policy=SLOW) as rpc, TemporaryDirectory() as tmp:
+    # Older blocks' states are dropped: with every state kept, anvil holds 16 GB at 1M events.
+    with (
+        DevChain(states_in_memory=16) as chain,
+        RpcClient([chain.rpc_url], policy=SLOW) as rpc,
+        TemporaryDirectory() as tmp,
+    ):
         rpc.call("anvil_setBlockGasLimit", [hex(BLOCK_GAS_LIMIT)])
         registry, start = deploy(rpc, artifact)
         with manual_mining(rpc):

@@ -213,6 +213,7 @@ class NodeRuntime(Runtime):
         """Connects and checks everything; raises :class:`FinVaultError` on anything wrong."""
         indexer = build_indexer(settings)
         try:
+            indexer.claim_writer()
             shared = None if shared_state is None else SharedState(shared_state, create=True)
             runtime = cls(settings, indexer, make_engine(settings.database_url), shared)
         except BaseException:

@@ -30,7 +30,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from chain.errors import ConfigError, FinVaultError
 from chain.service.web import GracefulServer, server_config
 from node.app import create_app
-from node.runtime import NodeRuntime
+from node.runtime import NodeRuntime, ReplicaRuntime, Runtime
 from node.settings import NodeSettings
 from node.worker import (
     READY_PREFIX,
@@ -142,7 +142,7 @@ class _HttpProtocol(HttpToolsProtocol):
         super().connection_made(cast(asyncio.Transport, _CoalescingTransport(real, self.loop)))
 
 
-def _server(runtime: NodeRuntime, on_ready: Callable[[], None]) -> _Server:
+def _server(runtime: Runtime, on_ready: Callable[[], None]) -> _Server:
     config = server_config(create_app(runtime), log_level=runtime.settings.log_level, http=_HttpProtocol)
     return _Server(config, on_ready)
 
@@ -155,13 +155,24 @@ def _freeze_startup_heap() -> None:
     gc.freeze()
 
 
+def open_runtime(settings: NodeSettings) -> Runtime:
+    """The mirror's writer (its sync loop, the mirror claimed), or with ``FINVAULT_NODE_REPLICA`` a
+    replica that only reads it."""
+    if settings.node_replica:
+        secret = settings.cursor_secret
+        return ReplicaRuntime.open(
+            settings, secret.get_secret_value().encode() if secret else secrets.token_bytes(32)
+        )
+    return NodeRuntime.open(settings)
+
+
 def serve_node(settings: NodeSettings, on_ready: Callable[[str], None] = print) -> None:
     """Checks, binds and serves until SIGINT/SIGTERM. Raises :class:`FinVaultError` before binding
     if anything is wrong (chain id, registry code, mirror), so a bad start is one line."""
     if settings.workers > 1:
         _serve_with_workers(settings, on_ready)
         return
-    runtime = NodeRuntime.open(settings)
+    runtime = open_runtime(settings)
     try:
         sock = bind_socket(settings.host, settings.port)
         url = node_url(settings.host, sock)
@@ -226,7 +237,7 @@ def _serve_with_workers(settings: NodeSettings, on_ready: Callable[[str], None])
 class RunningNode:
     """A node served from a background thread of this process (:func:`start_node_thread`)."""
 
-    def __init__(self, runtime: NodeRuntime, server: _Server, thread: threading.Thread, url: str) -> None:
+    def __init__(self, runtime: Runtime, server: _Server, thread: threading.Thread, url: str) -> None:
         self.runtime = runtime
         self.server = server
         self.thread = thread
@@ -249,7 +260,7 @@ class RunningNode:
 
 def start_node_thread(settings: NodeSettings, ready_timeout: float = 60.0) -> RunningNode:
     """Starts the node in a daemon thread and returns once it accepts connections."""
-    runtime = NodeRuntime.open(settings)
+    runtime = open_runtime(settings)
     try:
         sock = bind_socket(settings.host, settings.port)
     except BaseException:

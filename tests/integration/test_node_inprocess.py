@@ -45,7 +45,9 @@ def runtime_factory(anvil: DevChain, registry: Deployed, tmp_path: Path) -> Iter
     opened: list[NodeRuntime] = []
 
     def make(**overrides: Any) -> NodeRuntime:
-        runtime = NodeRuntime.open(settings(anvil, registry, tmp_path, **overrides))
+        own = tmp_path / f"node-{len(opened)}"  # a mirror of its own: a mirror has one writer
+        own.mkdir()
+        runtime = NodeRuntime.open(settings(anvil, registry, own, **overrides))
         opened.append(runtime)
         return runtime
 

@@ -1,0 +1,88 @@
+"""Scale-out: one node writes the mirror, replicas (FINVAULT_NODE_REPLICA) serve from it, on SQLite
+and PostgreSQL. A replica vouches exactly when its writer would: it refuses while the writer finds
+the mirror diverged, and goes stale when the writer stops; a second writer is refused at start."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import create_engine, delete
+from sqlalchemy.pool import NullPool
+
+from chain.dev.devchain import DevChain
+from chain.rpc import RpcClient
+from indexer.schema import AnchorRow
+from tests.integration.conftest import Deployed, on_both_backends, run_finvault
+from tests.integration.node_fixtures import FINALITY_DEPTH, issue, start_node, verdict_when
+from tests.integration.test_node_trust import block_hash, refusal, resync
+
+#: Both nodes sign and check pagination cursors alike, as replicas behind one balancer must.
+SHARED = {"FINVAULT_ACCUMULATOR_CHECK_INTERVAL": "0.5", "FINVAULT_CURSOR_SECRET": "replicas-" + "s" * 32}
+REPLICA = {**SHARED, "FINVAULT_NODE_REPLICA": "true", "FINVAULT_MAX_STALENESS": "3"}
+
+
+@on_both_backends
+@pytest.mark.slow(seconds=25)
+def test_a_replica_vouches_exactly_when_its_writer_does(
+    anvil: DevChain, registry: Deployed, rpc: RpcClient, tmp_path: Path, mirror_url: str
+) -> None:
+    issued = issue(registry.owner, registry.issuer, seed="replicas")
+    rpc.call("anvil_mine", [hex(FINALITY_DEPTH)])
+    (tmp_path / "writer").mkdir()
+    (tmp_path / "replica").mkdir()
+    engine = create_engine(mirror_url, poolclass=NullPool)
+    try:
+        with (
+            start_node(
+                anvil.rpc_url, registry.address, tmp_path / "writer", env=SHARED, database_url=mirror_url
+            ) as writer,
+            httpx.Client(base_url=writer.url, timeout=30) as writer_client,
+        ):
+            verdict_when(writer_client, issued.receipts[0], "VALID")
+            with (
+                start_node(
+                    anvil.rpc_url,
+                    registry.address,
+                    tmp_path / "replica",
+                    env=REPLICA,
+                    database_url=mirror_url,
+                ) as replica,
+                httpx.Client(base_url=replica.url, timeout=30) as client,
+            ):
+                verdict = verdict_when(client, issued.receipts[1], "VALID")
+                assert verdict["as_of"]["block_hash"] == block_hash(rpc, verdict["as_of"]["block_number"])
+                assert client.get("/ready").status_code == 200
+
+                second = run_finvault(
+                    "node", "--db", mirror_url, "--rpc", anvil.rpc_url, "--registry", registry.address,
+                    "--port", "0", env={"FINVAULT_CHAIN_ID": "31337"}, timeout=60,
+                )  # fmt: skip
+                assert second.returncode == 1
+                assert "another indexer is already writing the mirror" in second.stderr
+
+                root = bytes.fromhex(issued.root[2:])
+                with engine.begin() as db:
+                    assert db.execute(delete(AnchorRow).where(AnchorRow.root == root)).rowcount == 1
+                refusal(client, issued, "mirror_diverged")  # the writer found it; the replica heeds it
+                resync(anvil, registry.address, mirror_url, issued.block)
+                verdict_when(client, issued.receipts[0], "VALID")
+                verdict_when(writer_client, issued.receipts[0], "VALID")
+
+                writer.stop()  # the writer is gone: the replica's mirror recedes into staleness
+                body = refusal(client, issued, "mirror_stale")
+                assert "last reached the chain head" in body["error"]["message"]
+    finally:
+        engine.dispose()
+
+
+def test_a_replica_refuses_a_mirror_no_writer_has_made(
+    anvil: DevChain, registry: Deployed, mirror_url: str
+) -> None:
+    done = run_finvault(
+        "node", "--db", mirror_url, "--rpc", anvil.rpc_url, "--registry", registry.address, "--port", "0",
+        env={"FINVAULT_CHAIN_ID": "31337", "FINVAULT_NODE_REPLICA": "true"}, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "start its writer" in done.stderr
