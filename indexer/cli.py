@@ -65,6 +65,9 @@ def sync(
     with tqdm(unit="blk", disable=not sys.stderr.isatty(), file=sys.stderr, dynamic_ncols=True) as bar:
 
         def progress(step: StepResult) -> None:
+            # Digest what this step committed while the next range is read in the background
+            # (anvil or the provider answers it meanwhile): not all at the end, in series.
+            update_digests(indexer.engine)
             bar.total = max(step.head - first, 1)
             bar.n = max(0, step.last_block - first)
             elapsed = max(time.monotonic() - started, 1e-9)

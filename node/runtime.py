@@ -259,6 +259,12 @@ class NodeRuntime(Runtime):
         if self.shared is not None:
             self.shared.write(self.snapshot())
 
+    def _publish_everywhere(self) -> None:
+        """:meth:`publish`, and the mirror's ``loop_state`` row for replica nodes (from the loop's
+        thread only, never inside a commit: it writes the mirror)."""
+        self.publish()
+        self._replicas.publish(self.snapshot())
+
     # -- the loop -------------------------------------------------------------------------------------
 
     def start(self) -> None:
@@ -297,15 +303,13 @@ class NodeRuntime(Runtime):
         try:
             while not self._stop.is_set():
                 if self._notice_other_writers() or self.health.fatal is not None:
-                    self.publish()
-                    self._replicas.publish(self.snapshot())
+                    self._publish_everywhere()
                     self._stop.wait(poll)  # halted, or being repaired: only an operator moves it on
                     continue
                 succeeded = self._step()
                 if succeeded:
                     self._audit()
-                self.publish()
-                self._replicas.publish(self.snapshot())
+                self._publish_everywhere()
                 if not succeeded:
                     breaker = self.indexer.breaker
                     self._stop.wait(breaker.cooldown if breaker.open else poll)
@@ -313,8 +317,7 @@ class NodeRuntime(Runtime):
                     self._stop.wait(poll)
         finally:
             self.health.running = False
-            self.publish()
-            self._replicas.publish(self.snapshot())
+            self._publish_everywhere()
             log.info("sync loop stopped at block %d", self.indexer.status.indexed_block)
 
     def _step(self) -> bool:
