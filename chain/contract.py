@@ -14,9 +14,6 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from eth_abi.abi import decode as abi_decode
-from eth_abi.abi import encode as abi_encode
-
 from chain.core.hashing import keccak256
 from chain.errors import FinVaultError, ToolchainError
 
@@ -148,15 +145,26 @@ class ContractAbi:
 
     def encode_call(self, name: str, *args: Any) -> bytes:
         """Calldata for ``name(*args)``: the selector, then the ABI-encoded arguments."""
+        from eth_abi.abi import encode as abi_encode  # eth_abi and eth_utils load in 0.1-0.2 s: on use
+
         fn = self.function(name)
         return fn.selector + abi_encode(list(fn.input_types), list(args))
 
     def decode_result(self, name: str, data: bytes) -> tuple[Any, ...]:
-        """The return values of function ``name`` decoded from ``eth_call`` output, in ABI order."""
-        return tuple(abi_decode(list(self.function(name).output_types), data))
+        """The return values of function ``name`` decoded from ``eth_call`` output, in ABI order
+        (:class:`ValueError` if they do not decode)."""
+        from eth_abi.abi import decode as abi_decode
+        from eth_abi.exceptions import DecodingError
+
+        try:
+            return tuple(abi_decode(list(self.function(name).output_types), data))
+        except DecodingError as exc:
+            raise ValueError(f"{name}() returned undecodable data: {exc}") from None
 
     def encode_constructor(self, *args: Any) -> bytes:
         """The ABI-encoded constructor arguments, to append to the creation bytecode."""
+        from eth_abi.abi import encode as abi_encode
+
         ctor = next((e for e in self.abi if e.get("type") == "constructor"), None)
         types = [abi_type(p) for p in ctor["inputs"]] if ctor else []
         return abi_encode(types, list(args))
@@ -166,6 +174,8 @@ class ContractAbi:
 
         For the odd lookup, not for bulk sync: the indexer decodes its hot path by hand.
         """
+        from eth_abi.abi import decode as abi_decode
+
         topics = [bytes.fromhex(t[2:]) for t in log["topics"]]
         event = self.events_by_topic.get(topics[0]) if topics else None
         if event is None or len(topics) != len(event.indexed) + 1:
@@ -180,6 +190,8 @@ class ContractAbi:
 
     def decode_error(self, data: bytes) -> DecodedError | None:
         """Decodes revert data into a custom error (or ``Error``/``Panic``); None if unknown."""
+        from eth_abi.abi import decode as abi_decode
+
         error = self.errors.get(bytes(data[:4]))
         if error is None:
             return None

@@ -11,8 +11,6 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
-from eth_abi.exceptions import DecodingError
-
 from chain.contract import Artifact, load_artifact
 from chain.core.encoding import hex0x, to_bytes32
 from chain.core.hashing import keccak256
@@ -111,7 +109,7 @@ class RegistryReader:
         result = self.rpc.call("eth_call", [{"to": self.address, "data": hex0x(data)}, _block_param(block)])
         try:
             return self.abi.decode_result(name, bytes.fromhex(str(result)[2:]))
-        except (DecodingError, ValueError):
+        except ValueError:
             raise ChainMismatch(
                 f"{name}() at {self.address} returned no valid answer: not a FinVaultRegistry?"
             ) from None

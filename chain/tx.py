@@ -13,8 +13,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from eth_utils.address import to_checksum_address
-
 from chain.contract import ContractAbi, DecodedError
 from chain.core.hashing import keccak256
 from chain.errors import FinVaultError, RpcError, TransactionFailed
@@ -201,6 +199,8 @@ class TxSender:
             "data": data,
         }
         if to is not None:
+            from eth_utils.address import to_checksum_address  # eth_utils loads in ~0.1 s: on use
+
             tx["to"] = to_checksum_address(to)
         raw = self.signer.sign_transaction(tx)
         return PreparedTx(nonce, raw, "0x" + keccak256(raw).hex(), gas, max_fee, tip)

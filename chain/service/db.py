@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 from sqlalchemy import Engine, create_engine, event, make_url
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import DeclarativeBase, Session
 
@@ -124,6 +123,8 @@ def insert_ignore(session: Session, model: type[DeclarativeBase], rows: Sequence
     if not rows:
         return
     dialect = session.get_bind().dialect
+    from sqlalchemy.dialects import postgresql, sqlite  # PostgreSQL's dialect package loads asyncpg's
+
     insert = postgresql.insert if dialect.name == "postgresql" else sqlite.insert
     statement = insert(model.__table__).on_conflict_do_nothing()  # type: ignore[arg-type]
     session.flush()  # pending ORM objects first, so the two paths never collide

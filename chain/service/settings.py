@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
@@ -17,7 +17,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from chain.errors import ConfigError
 from chain.networks import DEFAULT_NETWORK, NETWORKS, NetworkPreset, network_for_chain_id, network_names
 from chain.rpc import RetryPolicy, redact_url
-from chain.tx import GWEI, FeePolicy
+
+if TYPE_CHECKING:
+    from chain.tx import FeePolicy
 
 S = TypeVar("S", bound=BaseSettings)
 
@@ -134,6 +136,8 @@ class ChainSettings(BaseSettings):
     @property
     def fee_policy(self) -> FeePolicy:
         """The tip floor in wei: ``min_priority_fee_gwei`` if set, else the chain preset's, else 0."""
+        from chain.tx import GWEI, FeePolicy  # transactions only: readers never load eth_utils
+
         floor = self.min_priority_fee_gwei
         if floor is None:
             floor = self.preset.min_priority_fee_gwei if self.preset else Decimal(0)
