@@ -107,6 +107,19 @@ class RegistryReader:
         """View ``name`` at ``block``, decoded; an answer that does not decode is :class:`ChainMismatch`."""
         data = self.abi.encode_call(name, *args)
         result = self.rpc.call("eth_call", [{"to": self.address, "data": hex0x(data)}, _block_param(block)])
+        return self._decoded(name, result)
+
+    def views(self, names: Sequence[str], block: BlockId = "latest") -> list[tuple[Any, ...]]:
+        """Argument-less views ``names``, all read at one block in one JSON-RPC batch."""
+        param = _block_param(self._pinned(block))
+        calls = [
+            ("eth_call", [{"to": self.address, "data": hex0x(self.abi.encode_call(n))}, param]) for n in names
+        ]
+        return [
+            self._decoded(name, result) for name, result in zip(names, self.rpc.batch(calls), strict=True)
+        ]
+
+    def _decoded(self, name: str, result: Any) -> tuple[Any, ...]:
         try:
             return self.abi.decode_result(name, bytes.fromhex(str(result)[2:]))
         except ValueError:
@@ -149,13 +162,13 @@ class RegistryReader:
 
     def accumulators(self, block: BlockId = "latest") -> tuple[bytes, bytes]:
         """``(accumulator, revocationAccumulator)``, both read at the same block."""
-        block = self._pinned(block)
-        return self.call("accumulator", block=block)[0], self.call("revocationAccumulator", block=block)[0]
+        (anchors,), (revocations,) = self.views(("accumulator", "revocationAccumulator"), block)
+        return anchors, revocations
 
     def counts(self, block: BlockId = "latest") -> tuple[int, int]:
         """``(anchorCount, revocationCount)``, both read at the same block."""
-        block = self._pinned(block)
-        return self.call("anchorCount", block=block)[0], self.call("revocationCount", block=block)[0]
+        (anchors,), (revocations,) = self.views(("anchorCount", "revocationCount"), block)
+        return anchors, revocations
 
     def deployment_block(self) -> int:
         """The block the registry was deployed in: where a mirror starts following events."""

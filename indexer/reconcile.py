@@ -14,10 +14,10 @@ keyed by ``(table, tx_hash, log_index)`` and compared field by field:
   at that block.
 
 ``--quick`` reads no logs and no rows: it compares the contract's accumulators and event counts at
-the last block with the accumulators the mirror's newest rows carry and its row counts (a few
-``eth_call``s and four indexed lookups, however big the mirror). A missing or extra event changes
-the counts, a wrong newest row its accumulator; an older row altered in place needs the full run,
-which folds every row.
+the last block with the accumulators the mirror's newest rows carry and its row counts (four
+``eth_call``s in one batch and four indexed lookups, however big the mirror). A missing or extra
+event changes the counts, a wrong newest row its accumulator; an older row altered in place needs
+the full run, which folds every row.
 """
 
 from __future__ import annotations
@@ -342,7 +342,8 @@ def quick_drifts(
     """The quick check at ``block``: the contract's accumulators and counts against
     :func:`stored_state` (see the module docstring for what it catches)."""
     at: BlockId = block if block_hash is None else {"blockHash": hex0x(block_hash), "requireCanonical": True}
-    on_chain = (*reader.accumulators(at), *reader.counts(at))
+    views = reader.views(("accumulator", "revocationAccumulator", "anchorCount", "revocationCount"), at)
+    on_chain = tuple(value for (value,) in views)
     in_mirror = stored_state(session, chain_id, reader.address, block)
     names = (
         ("anchors", "accumulator"),
