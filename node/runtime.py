@@ -28,6 +28,7 @@ from sqlalchemy import Engine, event, func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from chain.core.signing import SignatureCache
 from chain.core.verify import ChainHead, Policy
 from chain.errors import ChainMismatch, FinVaultError, RpcError, RpcUnavailable
 from chain.registry import RegistryReader
@@ -91,7 +92,14 @@ class Runtime(ABC):
         )
         self._status_reader = RegistryReader(self._status_rpc, self.registry)
         self._contract_cache: tuple[int, dict[str, Any]] | None = None
-        self.view = MirrorView(read_engine, settings.chain_id, self.registry, self.snapshot)
+        entries = settings.signature_cache_entries
+        self.view = MirrorView(
+            read_engine,
+            settings.chain_id,
+            self.registry,
+            self.snapshot,
+            SignatureCache(entries) if entries else None,
+        )
 
     @abstractmethod
     def snapshot(self) -> SyncSnapshot:

@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from chain.core.errors import FinVaultError
+from chain.core.signing import SignatureCache
 
 PROOF_TYPE = "DataIntegrityProof"
 CRYPTOSUITE = "eddsa-jcs-2022"
@@ -147,11 +148,12 @@ def issuer_id(document: Mapping[str, Any]) -> str | None:
     return issuer if isinstance(issuer, str) else None
 
 
-def verify_proof(secured: Mapping[str, Any]) -> ProofCheck:
+def verify_proof(secured: Mapping[str, Any], signatures: SignatureCache | None = None) -> ProofCheck:
     """Checks ``secured``'s ``eddsa-jcs-2022`` proof; :class:`DataIntegrityError` says what fails.
 
     The proof must be a single assertion proof whose verification method's controller is the
-    credential's issuer, and whose fragment is the Ed25519 Multikey that signed.
+    credential's issuer, and whose fragment is the Ed25519 Multikey that signed. ``signatures``
+    remembers the signature check (keyed by the Multikey, the hash data and the proof value).
     """
     proof = secured.get("proof")
     if not isinstance(proof, Mapping):
@@ -175,8 +177,16 @@ def verify_proof(secured: Mapping[str, Any]) -> ProofCheck:
     config = {name: field for name, field in proof.items() if name != "proofValue"}
     if "@context" in config and config["@context"] != document.get("@context"):
         raise DataIntegrityError("the proof's @context is not the document's")
-    try:
-        public_key.verify(from_base58btc(value[1:]), hash_data(document, config))
-    except InvalidSignature:
-        raise DataIntegrityError("the proof's signature does not verify") from None
+    signature, message = from_base58btc(value[1:]), hash_data(document, config)
+
+    def check() -> bool:
+        try:
+            public_key.verify(signature, message)
+        except InvalidSignature:
+            return False
+        return True
+
+    key_id = _ED25519_PUB + public_key.public_bytes_raw()
+    if not (check() if signatures is None else signatures.verified(key_id, message, signature, check)):
+        raise DataIntegrityError("the proof's signature does not verify")
     return ProofCheck(public_key, controller)
