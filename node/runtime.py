@@ -6,9 +6,9 @@ registry. The loop then keeps the mirror at the head: transient failures back of
 shows in ``/ready``); a reorg below finality or a mirror that no longer folds into the contract's
 accumulators stops the loop for good, and the node reports it instead of serving on as if ready.
 
-With several worker processes (``FINVAULT_WORKERS``), the loop runs once, in the supervisor, and
-publishes what it knows through :class:`node.shared.SharedState`; each worker serves from a
-:class:`FollowerRuntime` that reads it. The app sees the same interface either way.
+With several worker processes (``FINVAULT_WORKERS``), the loop runs once, in a sync process of its
+own (:mod:`node.worker`), and publishes what it knows through :class:`node.shared.SharedState`;
+each worker serves from a :class:`FollowerRuntime` that reads it. The app sees the same interface either way.
 
 The node holds no private key and sends no transaction: it only reads the chain.
 """
@@ -20,8 +20,8 @@ import secrets
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, event, func, select
@@ -188,7 +188,9 @@ class NodeRuntime(Runtime):
         self.indexer = indexer
         self.health = LoopHealth()
         self.shared = shared
-        self._generation_counter = 0
+        # Not 0: a sync process started again after a crash must not publish a generation that
+        # workers already cached facts under (time.monotonic_ns() only grows, system-wide).
+        self._generation_counter = time.monotonic_ns()
         secret = settings.cursor_secret
         super().__init__(
             settings, read_engine, secret.get_secret_value().encode() if secret else secrets.token_bytes(32)
@@ -214,11 +216,11 @@ class NodeRuntime(Runtime):
         event.listen(indexer.engine, "commit", self._on_commit)
 
     @classmethod
-    def open(cls, settings: NodeSettings, shared_state: Path | None = None) -> NodeRuntime:
-        """Connects and checks everything; raises :class:`FinVaultError` on anything wrong."""
+    def open(cls, settings: NodeSettings, shared: SharedState | None = None) -> NodeRuntime:
+        """Connects and checks everything; raises :class:`FinVaultError` on anything wrong. With
+        ``shared``, the loop publishes its state there for worker processes."""
         indexer = build_indexer(settings)
         try:
-            shared = None if shared_state is None else SharedState(shared_state, create=True)
             runtime = cls(settings, indexer, make_engine(settings.database_url), shared)
         except BaseException:
             indexer.close()
@@ -522,7 +524,9 @@ class NodeRuntime(Runtime):
 class FollowerRuntime(Runtime):
     """A worker process's runtime: its own mirror reader, the loop's state from shared memory."""
 
-    def __init__(self, settings: NodeSettings, shared: SharedState, on_start: Path | None = None) -> None:
+    def __init__(
+        self, settings: NodeSettings, shared: SharedState, on_start: Callable[[], None] | None = None
+    ) -> None:
         secret = settings.cursor_secret
         if secret is None:
             raise ValueError("workers need the supervisor's cursor secret")
@@ -535,9 +539,9 @@ class FollowerRuntime(Runtime):
         return self.shared.read()
 
     def start(self) -> None:
-        """Touches the ``on_start`` file, if any, to tell the supervisor this worker serves."""
+        """Calls ``on_start``, if any: it tells the supervisor this worker serves."""
         if self._on_start is not None:
-            self._on_start.touch()  # tells the supervisor this worker serves
+            self._on_start()
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> None:
         """Nothing to stop: a worker runs no loop of its own."""

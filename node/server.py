@@ -15,6 +15,7 @@ import asyncio
 import gc
 import os
 import secrets
+import signal
 import socket
 import tempfile
 import threading
@@ -30,14 +31,10 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from chain.errors import ConfigError, FinVaultError
 from chain.service.web import GracefulServer, server_config
 from node.app import create_app
-from node.runtime import NodeRuntime
+from node.runtime import FollowerRuntime, NodeRuntime, Runtime
 from node.settings import NodeSettings
-from node.worker import (
-    READY_PREFIX,
-    STATE_FILE,
-    WORKER_DIR_ENV,
-    write_worker_settings,
-)
+from node.shared import SharedState
+from node.worker import READY_PREFIX, STOP_SIGNALS, Supervisor, stale_snapshot, startup_failed
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -142,7 +139,7 @@ class _HttpProtocol(HttpToolsProtocol):
         super().connection_made(cast(asyncio.Transport, _CoalescingTransport(real, self.loop)))
 
 
-def _server(runtime: NodeRuntime, on_ready: Callable[[], None]) -> _Server:
+def _server(runtime: Runtime, on_ready: Callable[[], None]) -> _Server:
     config = server_config(create_app(runtime), log_level=runtime.settings.log_level, http=_HttpProtocol)
     return _Server(config, on_ready)
 
@@ -180,47 +177,58 @@ def serve_node(settings: NodeSettings, on_ready: Callable[[str], None] = print) 
 
 
 def _serve_with_workers(settings: NodeSettings, on_ready: Callable[[str], None]) -> None:
-    """The sync loop here, HTTP in ``settings.workers`` spawned uvicorn workers (uvicorn's own
-    supervisor: it restarts a worker that dies and stops them all on SIGINT/SIGTERM)."""
-    from uvicorn.supervisors import Multiprocess
-
+    """The pre-fork node (:mod:`node.worker`): checks and builds everything here, then forks a sync
+    process and ``settings.workers`` HTTP workers on one listening socket, and supervises them."""
     if settings.cursor_secret is None:  # every worker must sign and check cursors alike
         settings = settings.model_copy(update={"cursor_secret": SecretStr(secrets.token_hex(32))})
+    NodeRuntime.open(settings).close()  # every start-up check, before the port is bound
     with tempfile.TemporaryDirectory(prefix="finvault-node-") as tmp:
         directory = Path(tmp)
-        runtime = NodeRuntime.open(settings, shared_state=directory / STATE_FILE)
-        try:
-            sock = bind_socket(settings.host, settings.port)
-            url = node_url(settings.host, sock)
-            write_worker_settings(settings, directory)
-            os.environ[WORKER_DIR_ENV] = str(directory)  # inherited by the spawned workers
-            config = server_config(
-                "node.worker:create_worker_app",
-                log_level=settings.log_level,
-                factory=True,
-                http=_HttpProtocol,
-                workers=settings.workers,
-            )
-            runtime.start()
-            supervisor = Multiprocess(config, sockets=[sock])
-            served = threading.Event()
+        shared = SharedState(directory / "state", create=True)
+        shared.write(stale_snapshot())
+        sock = bind_socket(settings.host, settings.port)
+        url = node_url(settings.host, sock)
 
-            def announce() -> None:
-                while not supervisor.should_exit.wait(0.1):
-                    if len(list(directory.glob(f"{READY_PREFIX}*"))) >= settings.workers:
-                        served.set()
-                        on_ready(url)
-                        return
+        def mark_ready() -> None:
+            (directory / f"{READY_PREFIX}{os.getpid()}").touch()
 
-            threading.Thread(target=announce, name="finvault-announce", daemon=True).start()
-            with sock:
-                supervisor.run()
-            if not served.is_set():
-                raise FinVaultError(
-                    "the node's workers did not start (see the log above)", code="startup_failed"
-                )
-        finally:
-            runtime.close()
+        # Built once, here: the workers share the app's pages, and each opens its own database and
+        # RPC connections on first use (none is open when they fork).
+        runtime = FollowerRuntime(settings, shared, on_start=mark_ready)
+        server = _server(runtime, _freeze_startup_heap)
+        server.config.load()  # uvicorn's protocol, lifespan and loop modules: imported once, here
+        server.config.get_loop_factory()
+
+        def sync_main() -> None:
+            signal.pthread_sigmask(signal.SIG_BLOCK, set(STOP_SIGNALS))  # for sigwait, in every thread
+            loop = NodeRuntime.open(settings, shared)
+            try:
+                loop.start()
+                signal.sigwait(set(STOP_SIGNALS))
+            finally:
+                loop.close()
+
+        def worker_main() -> None:
+            try:
+                with sock:
+                    server.run(sockets=[sock])
+            finally:
+                runtime.close()
+
+        supervisor = Supervisor(
+            workers=settings.workers,
+            shared=shared,
+            ready_dir=directory,
+            sync_main=sync_main,
+            worker_main=worker_main,
+            on_ready=lambda: on_ready(url),
+        )
+        _freeze_startup_heap()
+        with sock:
+            supervisor.run()
+        runtime.close()
+        if not supervisor.served:
+            raise startup_failed()
 
 
 class RunningNode:

@@ -385,9 +385,14 @@ def test_signature_cache_is_bounded_by_two_generations() -> None:
         assert cache.verified(b"k", bytes([i]), b"s", lambda: True)
         assert len(cache) <= 6
     ran: list[int] = []
-    assert cache.verified(b"k", bytes([0]), b"s", lambda: ran.append(0) or True)
+
+    def check(i: int) -> bool:
+        ran.append(i)
+        return True
+
+    assert cache.verified(b"k", bytes([0]), b"s", lambda: check(0))
     assert ran == [0]  # the oldest entries were dropped, so it was checked again
-    assert cache.verified(b"k", bytes([9]), b"s", lambda: ran.append(9) or True)
+    assert cache.verified(b"k", bytes([9]), b"s", lambda: check(9))
     assert ran == [0]  # the newest was still there
     with pytest.raises(ValueError, match="at least one"):
         SignatureCache(entries=0)
