@@ -22,11 +22,12 @@ its table so lookups run against a realistically full mirror. Then a real ``finv
   use, skipped with a message without npm) on documents wrapped and issued on OpenAttestation's
   DocumentStore on the same anvil; integrity and issuance status only, DNS identity checks off.
 
-The node keeps a cache of signature checks (``FINVAULT_SIGNATURE_CACHE_ENTRIES``): the closed loop
-comes first and sends every receipt several times at the default sizes, so the open loop sees them
-again, as a node that verifies the same certificates repeatedly would. ``--signature-cache-entries 0`` measures
-every signature checked every time. Everything shares the same 2 cores. Informational only: prints
-ratios against the targets and exits 0 whether or not they are met.
+The node keeps a cache of signature checks (``FINVAULT_SIGNATURE_CACHE_ENTRIES``): the closed
+loop comes first and sends every receipt several times at the default sizes, so the open loop sees
+them again, as a node that verifies the same certificates repeatedly would.
+``--signature-cache-entries 0`` measures every signature checked every time. Everything shares the
+same 2 cores. Informational only: prints ratios against the targets and exits 0 whether or not
+they are met.
 """
 
 from __future__ import annotations

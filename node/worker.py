@@ -10,7 +10,9 @@ interpreter and the startup heap (copy on write) instead of each importing its o
   mirror reader and caches, and read the loop's state from shared memory.
 
 The parent, :class:`Supervisor`, stays single-threaded (forking a process with threads can copy
-a lock some other thread held), so it can fork a replacement whenever a child dies. It forwards
+a lock some other thread held), so it can fork a replacement whenever a child dies (after a
+pause that grows while replacements keep dying young; the workers answer ``mirror_stale``
+meanwhile if it is the sync process). It forwards
 SIGINT/SIGTERM to the children, waits for them, and exits. Settings, secrets included, reach the
 children in memory: nothing is written to disk. A child that outlives its parent gets SIGTERM.
 """
@@ -34,14 +36,23 @@ log = logging.getLogger(__name__)
 
 READY_PREFIX = "ready-"
 _PR_SET_PDEATHSIG = 1
+_PR_SET_NAME = 15
+#: What ``ps`` calls the children: ``finvault-sync`` and ``finvault-worker``.
+PROCESS_NAMES = {"sync": "finvault-sync", "worker": "finvault-worker"}
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-#: A child that dies this soon after its start counts as a crash loop ...
+#: A child that dies this soon after its start is replaced after a pause that doubles with each
+#: such death in a row (a sync process that cannot reach the RPC endpoint, say), up to the maximum.
 CRASH_SECONDS = 5.0
-#: ... and after this many in a row the node stops rather than fork for ever.
-MAX_QUICK_CRASHES = 5
+MAX_RESTART_DELAY = 30.0
 #: How long children have to stop after SIGTERM before they are killed (uvicorn's graceful
 #: shutdown is bounded below this).
 STOP_GRACE_SECONDS = 45.0
+
+
+def name_process(name: str) -> None:
+    """Names this process as ``ps``, ``top`` and ``/proc/PID/comm`` show it (15 bytes at most)."""
+    with contextlib.suppress(OSError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_NAME, name.encode()[:15], 0, 0, 0)
 
 
 def die_with_parent() -> None:
@@ -90,10 +101,12 @@ class Supervisor:
         self._on_ready = on_ready
         self._children: dict[int, _Child] = {}
         self._quick_crashes = 0
+        self._restarts: list[tuple[float, str]] = []  # (when, role): replacements not forked yet
         self.served = False
 
     def run(self) -> None:
-        """Forks the children and supervises them until SIGINT/SIGTERM or a crash loop."""
+        """Forks the children and supervises them until SIGINT/SIGTERM (or a child's failure before
+        all workers served)."""
         watched = {*STOP_SIGNALS, signal.SIGCHLD}
         previous = signal.pthread_sigmask(signal.SIG_BLOCK, watched)
         try:
@@ -104,11 +117,12 @@ class Supervisor:
                 if not self.served and self._count_ready() >= self.workers:
                     self.served = True
                     self._on_ready()
-                received = signal.sigtimedwait(watched, 0.1 if not self.served else 1.0)
+                received = signal.sigtimedwait(watched, self._wait())
                 if received is not None and received.si_signo in STOP_SIGNALS:
                     break
-                if not self._reap_and_replace():
+                if not self._reap():
                     break
+                self._restart_due()
         finally:
             self._stop_children()
             signal.pthread_sigmask(signal.SIG_SETMASK, previous)
@@ -126,6 +140,7 @@ class Supervisor:
             code = 0
             try:
                 die_with_parent()
+                name_process(PROCESS_NAMES[role])
                 self._mains[role]()
             except BaseException:
                 log.exception("node %s process failed", role)
@@ -135,13 +150,22 @@ class Supervisor:
                 os._exit(code)
         self._children[pid] = _Child(role, time.monotonic())
 
-    def _reap_and_replace(self) -> bool:
-        """Reaps every child that exited and forks its replacement; False when the node must stop."""
+    def _wait(self) -> float:
+        """Seconds to wait for a signal: until the next replacement is due, at most a second."""
+        if not self.served:
+            return 0.1
+        if self._restarts:
+            return max(0.01, min(1.0, min(when for when, _ in self._restarts) - time.monotonic()))
+        return 1.0
+
+    def _reap(self) -> bool:
+        """Reaps every child that exited and schedules its replacement; False when the node must
+        stop (a child died before the node served: a start-up failure, already logged)."""
         while True:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
-                return False
+                return True
             if pid == 0:
                 return True
             child = self._children.pop(pid, None)
@@ -156,15 +180,18 @@ class Supervisor:
                 return False
             quick = time.monotonic() - child.started < CRASH_SECONDS
             self._quick_crashes = self._quick_crashes + 1 if quick else 0
-            if self._quick_crashes >= MAX_QUICK_CRASHES:
-                log.error(
-                    "node processes keep dying: %d in a row, each within %gs",
-                    MAX_QUICK_CRASHES,
-                    CRASH_SECONDS,
-                )
-                return False
-            log.warning("node %s process %d exited (%d): starting another", child.role, pid, code)
-            self._fork(child.role)
+            delay = min(MAX_RESTART_DELAY, 2.0 ** (self._quick_crashes - 1)) if quick else 0.0
+            log.warning(
+                "node %s process %d exited (%d): another starts in %.0f s", child.role, pid, code, delay
+            )
+            self._restarts.append((time.monotonic() + delay, child.role))
+
+    def _restart_due(self) -> None:
+        now = time.monotonic()
+        due = [role for when, role in self._restarts if when <= now]
+        self._restarts = [(when, role) for when, role in self._restarts if when > now]
+        for role in due:
+            self._fork(role)
 
     def _stop_children(self) -> None:
         for pid in self._children:

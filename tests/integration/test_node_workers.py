@@ -1,0 +1,130 @@
+"""The pre-fork node (FINVAULT_WORKERS > 1): one sync process and N HTTP workers forked from one
+parent after import, sharing its pages; a child that dies is replaced; one sync loop at any time."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import httpx
+import pytest
+
+from chain.dev.devchain import DevChain
+from chain.rpc import RpcClient
+from node.worker import PROCESS_NAMES
+from tests.integration.conftest import Deployed
+from tests.integration.node_fixtures import (
+    FINALITY_DEPTH,
+    issue,
+    post_receipt,
+    start_node,
+    verdict_when,
+    verify_response,
+    wait_for,
+)
+from tests.tools.memory import tree_memory
+from tests.tools.rpc_proxy import Fault, FaultKind, RpcProxy
+
+pytestmark = pytest.mark.slow  # each test here takes a second or more
+
+
+def children(pid: int) -> dict[int, str]:
+    """The node's child processes and their names (``/proc/PID/comm``)."""
+    found: dict[int, str] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            try:
+                found[int(child)] = Path(f"/proc/{child}/comm").read_text().strip()
+            except OSError:  # gone meanwhile
+                continue
+    return found
+
+
+def roles(pid: int) -> list[str]:
+    return sorted(children(pid).values())
+
+
+EXPECTED = sorted([PROCESS_NAMES["sync"], PROCESS_NAMES["worker"], PROCESS_NAMES["worker"]])
+
+
+@pytest.mark.slow(seconds=8)
+def test_forked_workers_serve_share_pages_and_replace_the_dead(
+    anvil: DevChain, registry: Deployed, rpc: RpcClient, tmp_path: Path
+) -> None:
+    issued = issue(registry.owner, registry.issuer, seed="prefork")
+    rpc.call("anvil_mine", [hex(FINALITY_DEPTH)])
+    env = {"FINVAULT_WORKERS": "2"}
+    with (
+        start_node(anvil.rpc_url, issued.registry, tmp_path, env=env) as node,
+        httpx.Client(base_url=node.url, timeout=30) as client,
+    ):
+        assert node.pid is not None
+        assert roles(node.pid) == EXPECTED  # one sync loop, two HTTP workers
+        verdict_when(client, issued.receipts[0], "VALID")
+
+        # Forked after import: most of each child's pages are the parent's, so the tree's PSS (each
+        # shared page split between its sharers) is far below its summed RSS.
+        memory = tree_memory(node.pid)
+        assert memory.pss < 0.7 * memory.rss, memory
+
+        # A worker killed: another is forked, and the node keeps answering.
+        worker = next(pid for pid, name in children(node.pid).items() if name == PROCESS_NAMES["worker"])
+        os.kill(worker, signal.SIGKILL)
+        wait_for(
+            lambda: children(node.pid or 0),
+            lambda found: worker not in found and sorted(found.values()) == EXPECTED,
+            what="a replacement worker",
+        )
+        for _ in range(6):  # fresh connections: the kernel spreads them over both workers
+            with httpx.Client(base_url=node.url) as fresh:
+                assert post_receipt(fresh, issued.receipts[1])["status"] == "VALID"
+
+        # The sync process killed: the workers stop vouching until a new loop has caught up (never a
+        # verdict from a mirror nobody follows), and there is again exactly one sync process.
+        sync = next(pid for pid, name in children(node.pid).items() if name == PROCESS_NAMES["sync"])
+        os.kill(sync, signal.SIGKILL)
+        wait_for(
+            lambda: children(node.pid or 0),
+            lambda found: sync not in found and sorted(found.values()) == EXPECTED,
+            what="a replacement sync process",
+        )
+        back = verdict_when(client, issued.receipts[2], "VALID")
+        assert back["as_of"]["block_number"] >= FINALITY_DEPTH
+        assert client.get("/ready").json() == {"ready": True, "reasons": []}
+        assert roles(node.pid) == EXPECTED
+
+
+@pytest.mark.slow(seconds=10)
+def test_no_verdict_while_no_sync_loop_follows_the_chain(
+    anvil: DevChain, registry: Deployed, rpc: RpcClient, tmp_path: Path
+) -> None:
+    """The sync process dies while the RPC endpoint is down: its successors cannot start (each
+    checks the chain first) and are retried with growing pauses; meanwhile the workers answer 503
+    mirror_stale, never a verdict from a mirror nobody follows. Once the endpoint is back, a sync
+    process starts and verdicts resume."""
+    issued = issue(registry.owner, registry.issuer, seed="prefork-stale")
+    rpc.call("anvil_mine", [hex(FINALITY_DEPTH)])
+    env = {"FINVAULT_WORKERS": "2", "FINVAULT_RPC_ROUNDS": "1", "FINVAULT_RPC_TIMEOUT": "1"}
+    with (
+        RpcProxy(anvil.rpc_url) as proxy,
+        start_node(proxy.url, issued.registry, tmp_path, env=env) as node,
+        httpx.Client(base_url=node.url, timeout=30) as client,
+    ):
+        assert node.pid is not None
+        verdict_when(client, issued.receipts[0], "VALID")
+        proxy.set_faults("*", Fault(FaultKind.DROP))
+        sync = next(pid for pid, name in children(node.pid).items() if name == PROCESS_NAMES["sync"])
+        os.kill(sync, signal.SIGKILL)
+        refused = wait_for(
+            lambda: verify_response(client, issued.receipts[0]),
+            lambda response: response.status_code == 503,
+            what="a refusal",
+        )
+        body = refused.json()
+        assert body["error"]["code"] == "mirror_stale", body
+        assert "status" not in body
+        assert client.get("/ready").status_code == 503
+        proxy.behave()
+        verdict_when(client, issued.receipts[0], "VALID", timeout=60)
+        assert roles(node.pid) == EXPECTED
