@@ -529,13 +529,13 @@ class FollowerRuntime(Runtime):
     ) -> None:
         secret = settings.cursor_secret
         if secret is None:
-            raise ValueError("workers need the supervisor's cursor secret")
+            raise ValueError("workers need the node's one cursor secret")
         self.shared = shared
         self._on_start = on_start
         super().__init__(settings, make_engine(settings.database_url), secret.get_secret_value().encode())
 
     def snapshot(self) -> SyncSnapshot:
-        """The state the supervisor's loop last published to shared memory."""
+        """The state the sync process's loop last published to shared memory."""
         return self.shared.read()
 
     def start(self) -> None:

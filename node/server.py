@@ -1,7 +1,8 @@
-"""Running the node: under uvicorn in this process (blocking or in a thread), or as a subprocess.
+"""Running the node: under uvicorn in this process (blocking or in a thread), or forked into workers.
 
 - :func:`serve_node` is what ``finvault node`` runs: checks, binds, serves until SIGINT/SIGTERM,
-  stops the sync loop after its step in flight, exits 0.
+  stops the sync loop after its step in flight, exits 0. With ``workers`` above 1 it forks a sync
+  process and the HTTP workers after import (:mod:`node.worker`) and supervises them.
 - :func:`start_node_thread` runs the same node in a background thread of the calling process and
   returns once it accepts connections (for the demo and in-process tests).
 
