@@ -196,38 +196,36 @@ def _serve_with_workers(settings: NodeSettings, on_ready: Callable[[str], None])
         # Built once, here: the workers share the app's pages, and each opens its own database and
         # RPC connections on first use (none is open when they fork).
         runtime = FollowerRuntime(settings, shared, on_start=mark_ready)
-        server = _server(runtime, _freeze_startup_heap)
-        server.config.load()  # uvicorn's protocol, lifespan and loop modules: imported once, here
-        server.config.get_loop_factory()
+        try:
+            server = _server(runtime, _freeze_startup_heap)
+            server.config.load()  # uvicorn's protocol, lifespan and loop modules: imported once, here
+            server.config.get_loop_factory()
 
-        def sync_main() -> None:
-            signal.pthread_sigmask(signal.SIG_BLOCK, set(STOP_SIGNALS))  # for sigwait, in every thread
-            loop = NodeRuntime.open(settings, shared)
-            try:
-                loop.start()
-                signal.sigwait(set(STOP_SIGNALS))
-            finally:
-                loop.close()
+            def sync_main() -> None:
+                signal.pthread_sigmask(signal.SIG_BLOCK, set(STOP_SIGNALS))  # for sigwait, in every thread
+                loop = NodeRuntime.open(settings, shared)
+                try:
+                    loop.start()
+                    signal.sigwait(set(STOP_SIGNALS))
+                finally:
+                    loop.close()
 
-        def worker_main() -> None:
-            try:
-                with sock:
-                    server.run(sockets=[sock])
-            finally:
-                runtime.close()
+            def worker_main() -> None:
+                server.run(sockets=[sock])
 
-        supervisor = Supervisor(
-            workers=settings.workers,
-            shared=shared,
-            ready_dir=directory,
-            sync_main=sync_main,
-            worker_main=worker_main,
-            on_ready=lambda: on_ready(url),
-        )
-        _freeze_startup_heap()
-        with sock:
+            supervisor = Supervisor(
+                workers=settings.workers,
+                shared=shared,
+                ready_dir=directory,
+                sync_main=sync_main,
+                worker_main=worker_main,
+                on_ready=lambda: on_ready(url),
+            )
+            _freeze_startup_heap()
             supervisor.run()
-        runtime.close()
+        finally:
+            runtime.close()
+            sock.close()
         if not supervisor.served:
             raise startup_failed()
 

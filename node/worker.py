@@ -10,11 +10,11 @@ interpreter and the startup heap (copy on write) instead of each importing its o
   mirror reader and caches, and read the loop's state from shared memory.
 
 The parent, :class:`Supervisor`, stays single-threaded (forking a process with threads can copy
-a lock some other thread held), so it can fork a replacement whenever a child dies (after a
-pause that grows while replacements keep dying young; the workers answer ``mirror_stale``
-meanwhile if it is the sync process). It forwards
-SIGINT/SIGTERM to the children, waits for them, and exits. Settings, secrets included, reach the
-children in memory: nothing is written to disk. A child that outlives its parent gets SIGTERM.
+a lock some other thread held), so it can fork a replacement whenever a child dies, after a pause
+that grows while replacements keep dying young (the workers answer ``mirror_stale`` meanwhile if
+it is the sync process). It forwards SIGINT/SIGTERM to the children, waits for them, and exits.
+Settings, secrets included, reach the children in memory: nothing is written to disk. A child
+that outlives its parent gets SIGTERM.
 """
 
 from __future__ import annotations

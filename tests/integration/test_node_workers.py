@@ -28,24 +28,41 @@ from tests.tools.rpc_proxy import Fault, FaultKind, RpcProxy
 
 pytestmark = pytest.mark.slow  # each test here takes a second or more
 
+#: The children of a node with two workers, by name.
+EXPECTED = sorted([PROCESS_NAMES["sync"], PROCESS_NAMES["worker"], PROCESS_NAMES["worker"]])
+
 
 def children(pid: int) -> dict[int, str]:
     """The node's child processes and their names (``/proc/PID/comm``)."""
     found: dict[int, str] = {}
     for task in Path(f"/proc/{pid}/task").iterdir():
-        for child in (task / "children").read_text().split():
+        for pid_text in (task / "children").read_text().split():
             try:
-                found[int(child)] = Path(f"/proc/{child}/comm").read_text().strip()
+                found[int(pid_text)] = Path(f"/proc/{pid_text}/comm").read_text().strip()
             except OSError:  # gone meanwhile
                 continue
     return found
 
 
 def roles(pid: int) -> list[str]:
+    """The names of the node's children, sorted."""
     return sorted(children(pid).values())
 
 
-EXPECTED = sorted([PROCESS_NAMES["sync"], PROCESS_NAMES["worker"], PROCESS_NAMES["worker"]])
+def child(node_pid: int, role: str) -> int:
+    """One child of the node in ``role`` (``sync`` or ``worker``)."""
+    return next(pid for pid, name in children(node_pid).items() if name == PROCESS_NAMES[role])
+
+
+def kill_and_await_replacement(node_pid: int, role: str) -> None:
+    """SIGKILLs one child in ``role`` and waits until the node has its full set of children again."""
+    victim = child(node_pid, role)
+    os.kill(victim, signal.SIGKILL)
+    wait_for(
+        lambda: children(node_pid),
+        lambda found: victim not in found and sorted(found.values()) == EXPECTED,
+        what=f"a replacement {role} process",
+    )
 
 
 @pytest.mark.slow(seconds=8)
@@ -69,26 +86,14 @@ def test_forked_workers_serve_share_pages_and_replace_the_dead(
         assert memory.pss < 0.7 * memory.rss, memory
 
         # A worker killed: another is forked, and the node keeps answering.
-        worker = next(pid for pid, name in children(node.pid).items() if name == PROCESS_NAMES["worker"])
-        os.kill(worker, signal.SIGKILL)
-        wait_for(
-            lambda: children(node.pid or 0),
-            lambda found: worker not in found and sorted(found.values()) == EXPECTED,
-            what="a replacement worker",
-        )
+        kill_and_await_replacement(node.pid, "worker")
         for _ in range(6):  # fresh connections: the kernel spreads them over both workers
             with httpx.Client(base_url=node.url) as fresh:
                 assert post_receipt(fresh, issued.receipts[1])["status"] == "VALID"
 
-        # The sync process killed: the workers stop vouching until a new loop has caught up (never a
-        # verdict from a mirror nobody follows), and there is again exactly one sync process.
-        sync = next(pid for pid, name in children(node.pid).items() if name == PROCESS_NAMES["sync"])
-        os.kill(sync, signal.SIGKILL)
-        wait_for(
-            lambda: children(node.pid or 0),
-            lambda found: sync not in found and sorted(found.values()) == EXPECTED,
-            what="a replacement sync process",
-        )
+        # The sync process killed: another is forked (the next test shows the refusals meanwhile),
+        # and there is again exactly one sync process, whose loop brings the verdicts back.
+        kill_and_await_replacement(node.pid, "sync")
         back = verdict_when(client, issued.receipts[2], "VALID")
         assert back["as_of"]["block_number"] >= FINALITY_DEPTH
         assert client.get("/ready").json() == {"ready": True, "reasons": []}
@@ -114,8 +119,7 @@ def test_no_verdict_while_no_sync_loop_follows_the_chain(
         assert node.pid is not None
         verdict_when(client, issued.receipts[0], "VALID")
         proxy.set_faults("*", Fault(FaultKind.DROP))
-        sync = next(pid for pid, name in children(node.pid).items() if name == PROCESS_NAMES["sync"])
-        os.kill(sync, signal.SIGKILL)
+        os.kill(child(node.pid, "sync"), signal.SIGKILL)
         refused = wait_for(
             lambda: verify_response(client, issued.receipts[0]),
             lambda response: response.status_code == 503,
