@@ -242,6 +242,7 @@ def direct_rpc(rpc_url: str, registry: str, bodies: list[bytes], seconds: float)
 
 
 def bulk(url: str, bodies: list[bytes], per_request: int = 1_000) -> tuple[int, float]:
+    """Every receipt through ``POST /verify/bulk``, ``per_request`` at a time: (count, seconds)."""
     chunks = [bodies[i : i + per_request] for i in range(0, len(bodies), per_request)]
     payloads = [b'{"receipts":[' + b",".join(chunk) + b"]}" for chunk in chunks]
     with httpx.Client(base_url=url, timeout=120) as client:
@@ -343,7 +344,8 @@ def main() -> None:
     print(
         f"open loop   {lo['rate']:,.0f}/s for {lo['seconds']:g}s: achieved {lo['achieved']:,.0f}/s, "
         f"p50 {lo['p50_ms']:.1f} ms, p99 {lo['p99_ms']:.1f} ms, max {lo['max_ms']:.1f} ms "
-        f"(from each request's due time), {lo['errors']} errors of {lo['measured']:,}; "
+        f"(from each request's due time), {lo['errors']} errors of {lo['measured']:,} ({lo['not_valid']} "
+        f"not VALID, {lo['socket_errors']} socket errors, {lo['unanswered']} unanswered 10 s after the end); "
         f"{lo['connections']} connections; the generator used "
         f"{100 * lo['cpu_seconds'] / lo['wall_seconds']:.0f}% of a core"
     )
