@@ -167,8 +167,9 @@ function run(options) {
       clearTimeout(measureStart);
       finished = true;
       const cpu = process.cpuUsage(cpuAtMeasure.value || undefined);
-      counts.unanswered = connections.filter((c) => c.due !== null && c.due < stopAt).length;
-      counts.unanswered += waiting.filter((due) => due < stopAt).length;
+      const measured = (due) => due !== null && due >= measureFrom && due < stopAt;
+      counts.unanswered = connections.filter((c) => measured(c.due)).length;
+      counts.unanswered += waiting.filter(measured).length;
       counts.errors += counts.unanswered;
       for (const c of connections) c.socket.destroy();
       latencies.sort((a, b) => a - b);
