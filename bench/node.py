@@ -279,6 +279,8 @@ def main() -> None:
         help="the node's FINVAULT_SIGNATURE_CACHE_ENTRIES (0: every signature checked every time)",
     )
     args = parser.parse_args()
+    if shutil.which("node") is None:
+        raise SystemExit("bench/node.py needs Node.js for its load generator (bench/loadgen.js)")
 
     with (
         DevChain() as chain,
