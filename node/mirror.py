@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine
 
 from chain.core.accumulators import NO_LEAF
+from chain.core.signing import SignatureCache
 from chain.core.verify import (
     AnchorFact,
     ChainHead,
@@ -154,12 +155,19 @@ class MirrorView:
 
     ``state()`` is the sync loop's published state: its generation tells which version of the
     mirror is current (cached facts belong to one generation), its block what a verdict is as of.
+    ``signatures`` remembers signature checks across generations (they do not depend on the mirror).
     """
 
     def __init__(
-        self, engine: Engine, chain_id: int, registry: str, state: Callable[[], SyncSnapshot]
+        self,
+        engine: Engine,
+        chain_id: int,
+        registry: str,
+        state: Callable[[], SyncSnapshot],
+        signatures: SignatureCache | None = None,
     ) -> None:
         self.engine = engine
+        self.signatures = signatures
         self.chain_id = chain_id
         self.registry = registry.lower()
         self._state = state
@@ -200,7 +208,7 @@ class MirrorView:
             before = self._state()
             if not before.writing:
                 with self.facts(before) as facts:
-                    verdict = verify(receipt, facts, now, policy)
+                    verdict = verify(receipt, facts, now, policy, signatures=self.signatures)
                 after = self._state()
                 if after.generation == before.generation and not after.writing:
                     return verdict, after

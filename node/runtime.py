@@ -6,9 +6,9 @@ registry. The loop then keeps the mirror at the head: transient failures back of
 shows in ``/ready``); a reorg below finality or a mirror that no longer folds into the contract's
 accumulators stops the loop for good, and the node reports it instead of serving on as if ready.
 
-With several worker processes (``FINVAULT_WORKERS``), the loop runs once, in the supervisor, and
-publishes what it knows through :class:`node.shared.SharedState`; each worker serves from a
-:class:`FollowerRuntime` that reads it. The app sees the same interface either way.
+With several worker processes (``FINVAULT_WORKERS``), the loop runs once, in a sync process of its
+own (:mod:`node.worker`), and publishes what it knows through :class:`node.shared.SharedState`;
+each worker serves from a :class:`FollowerRuntime` that reads it. The app sees the same interface either way.
 
 The node holds no private key and sends no transaction: it only reads the chain.
 """
@@ -20,8 +20,8 @@ import secrets
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, event, func, inspect, select
@@ -29,6 +29,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from chain.core.encoding import hex0x
+from chain.core.signing import SignatureCache
 from chain.core.verify import ChainHead, Policy
 from chain.errors import ChainMismatch, ConfigError, FinVaultError, RpcError, RpcUnavailable
 from chain.registry import RegistryReader
@@ -93,7 +94,14 @@ class Runtime(ABC):
         )
         self._status_reader = RegistryReader(self._status_rpc, self.registry)
         self._contract_cache: tuple[int, dict[str, Any]] | None = None
-        self.view = MirrorView(read_engine, settings.chain_id, self.registry, self.snapshot)
+        entries = settings.signature_cache_entries
+        self.view = MirrorView(
+            read_engine,
+            settings.chain_id,
+            self.registry,
+            self.snapshot,
+            SignatureCache(entries) if entries else None,
+        )
 
     @abstractmethod
     def snapshot(self) -> SyncSnapshot:
@@ -182,7 +190,9 @@ class NodeRuntime(Runtime):
         self.indexer = indexer
         self.health = LoopHealth()
         self.shared = shared
-        self._generation_counter = 0
+        # Not 0: a sync process started again after a crash must not publish a generation that
+        # workers already cached facts under (time.monotonic_ns() only grows, system-wide).
+        self._generation_counter = time.monotonic_ns()
         secret = settings.cursor_secret
         super().__init__(
             settings, read_engine, secret.get_secret_value().encode() if secret else secrets.token_bytes(32)
@@ -209,12 +219,12 @@ class NodeRuntime(Runtime):
         event.listen(indexer.engine, "commit", self._on_commit)
 
     @classmethod
-    def open(cls, settings: NodeSettings, shared_state: Path | None = None) -> NodeRuntime:
-        """Connects and checks everything; raises :class:`FinVaultError` on anything wrong."""
+    def open(cls, settings: NodeSettings, shared: SharedState | None = None) -> NodeRuntime:
+        """Connects and checks everything; raises :class:`FinVaultError` on anything wrong. With
+        ``shared``, the loop publishes its state there for worker processes."""
         indexer = build_indexer(settings)
         try:
             indexer.claim_writer()
-            shared = None if shared_state is None else SharedState(shared_state, create=True)
             runtime = cls(settings, indexer, make_engine(settings.database_url), shared)
         except BaseException:
             indexer.close()
@@ -523,7 +533,18 @@ class NodeRuntime(Runtime):
 
 class ReplicaRuntime(Runtime):
     """A replica's runtime (``FINVAULT_NODE_REPLICA``): no loop; the mirror's checkpoint and its
-    writer's published state, read per call (:mod:`node.replica`)."""
+    writer's published state, read per call (:mod:`node.replica`). ``on_start``, if any, is called
+    when the app starts serving (a forked worker tells the supervisor so)."""
+
+    def __init__(
+        self,
+        settings: NodeSettings,
+        read_engine: Engine,
+        cursor_key: bytes,
+        on_start: Callable[[], None] | None = None,
+    ) -> None:
+        super().__init__(settings, read_engine, cursor_key)
+        self._on_start = on_start
 
     @classmethod
     def open(cls, settings: NodeSettings, cursor_key: bytes) -> ReplicaRuntime:
@@ -558,7 +579,9 @@ class ReplicaRuntime(Runtime):
         return read_replica_snapshot(self.read_engine)
 
     def start(self) -> None:
-        """Nothing to start: a replica runs no loop."""
+        """Calls ``on_start``, if any: a replica runs no loop."""
+        if self._on_start is not None:
+            self._on_start()
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> None:
         """Nothing to stop: a replica runs no loop."""
@@ -567,22 +590,24 @@ class ReplicaRuntime(Runtime):
 class FollowerRuntime(Runtime):
     """A worker process's runtime: its own mirror reader, the loop's state from shared memory."""
 
-    def __init__(self, settings: NodeSettings, shared: SharedState, on_start: Path | None = None) -> None:
+    def __init__(
+        self, settings: NodeSettings, shared: SharedState, on_start: Callable[[], None] | None = None
+    ) -> None:
         secret = settings.cursor_secret
         if secret is None:
-            raise ValueError("workers need the supervisor's cursor secret")
+            raise ValueError("workers need the node's one cursor secret")
         self.shared = shared
         self._on_start = on_start
         super().__init__(settings, make_engine(settings.database_url), secret.get_secret_value().encode())
 
     def snapshot(self) -> SyncSnapshot:
-        """The state the supervisor's loop last published to shared memory."""
+        """The state the sync process's loop last published to shared memory."""
         return self.shared.read()
 
     def start(self) -> None:
-        """Touches the ``on_start`` file, if any, to tell the supervisor this worker serves."""
+        """Calls ``on_start``, if any: it tells the supervisor this worker serves."""
         if self._on_start is not None:
-            self._on_start.touch()  # tells the supervisor this worker serves
+            self._on_start()
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> None:
         """Nothing to stop: a worker runs no loop of its own."""

@@ -1,7 +1,8 @@
-"""Running the node: under uvicorn in this process (blocking or in a thread), or as a subprocess.
+"""Running the node: under uvicorn in this process (blocking or in a thread), or forked into workers.
 
 - :func:`serve_node` is what ``finvault node`` runs: checks, binds, serves until SIGINT/SIGTERM,
-  stops the sync loop after its step in flight, exits 0.
+  stops the sync loop after its step in flight, exits 0. With ``workers`` above 1 it forks a sync
+  process and the HTTP workers after import (:mod:`node.worker`) and supervises them.
 - :func:`start_node_thread` runs the same node in a background thread of the calling process and
   returns once it accepts connections (for the demo and in-process tests).
 
@@ -15,6 +16,7 @@ import asyncio
 import gc
 import os
 import secrets
+import signal
 import socket
 import tempfile
 import threading
@@ -28,23 +30,24 @@ from pydantic import SecretStr
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from chain.errors import ConfigError, FinVaultError
+from chain.service.db import make_engine
 from chain.service.web import GracefulServer, server_config
 from node.app import create_app
-from node.runtime import NodeRuntime, ReplicaRuntime, Runtime
+from node.runtime import FollowerRuntime, NodeRuntime, ReplicaRuntime, Runtime
 from node.settings import NodeSettings
-from node.worker import (
-    READY_PREFIX,
-    STATE_FILE,
-    WORKER_DIR_ENV,
-    write_worker_settings,
-)
+from node.shared import SharedState
+from node.worker import READY_PREFIX, STOP_SIGNALS, Supervisor, stale_snapshot, startup_failed
 
 
-def bind_socket(host: str, port: int) -> socket.socket:
-    """A listening-ready TCP socket on ``host:port``; :class:`ConfigError` if it cannot be had."""
+def bind_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
+    """A listening-ready TCP socket on ``host:port``; :class:`ConfigError` if it cannot be had.
+    ``reuse_port``: other sockets of this user with the option may bind the same port, and the
+    kernel spreads new connections evenly over those that listen."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host, port))
     except OSError as exc:
@@ -191,47 +194,74 @@ def serve_node(settings: NodeSettings, on_ready: Callable[[str], None] = print) 
 
 
 def _serve_with_workers(settings: NodeSettings, on_ready: Callable[[str], None]) -> None:
-    """The sync loop here, HTTP in ``settings.workers`` spawned uvicorn workers (uvicorn's own
-    supervisor: it restarts a worker that dies and stops them all on SIGINT/SIGTERM)."""
-    from uvicorn.supervisors import Multiprocess
-
+    """The pre-fork node (:mod:`node.worker`): checks and builds everything here, then forks a sync
+    process (none for a replica) and ``settings.workers`` HTTP workers on one port, and supervises
+    them."""
     if settings.cursor_secret is None:  # every worker must sign and check cursors alike
         settings = settings.model_copy(update={"cursor_secret": SecretStr(secrets.token_hex(32))})
+    open_runtime(settings).close()  # every start-up check, before the port is bound
     with tempfile.TemporaryDirectory(prefix="finvault-node-") as tmp:
         directory = Path(tmp)
-        runtime = NodeRuntime.open(settings, shared_state=directory / STATE_FILE)
+        # Each worker listens on a socket of its own on this port (SO_REUSEPORT), so the kernel
+        # spreads connections evenly: on one shared socket, the worker that happens to be awake
+        # accepts a burst of them all (measured: 53 of 56 keep-alive connections, the other worker
+        # idle). This one, bound and never listening, only holds the port and names it.
+        sock = bind_socket(settings.host, settings.port, reuse_port=True)
+        url = node_url(settings.host, sock)
+        port = sock.getsockname()[1]
+
+        def mark_ready() -> None:
+            (directory / f"{READY_PREFIX}{os.getpid()}").touch()
+
+        # Built once, here: the workers share the app's pages, and each opens its own database and
+        # RPC connections on first use (none is open when they fork). A replica's workers read the
+        # loop's state from the mirror (its writer is another node); the others from a sync
+        # process forked here, through shared memory.
+        shared: SharedState | None = None
+        runtime: Runtime
+        if settings.node_replica:
+            secret = settings.cursor_secret
+            assert secret is not None  # set above
+            key = secret.get_secret_value().encode()
+            runtime = ReplicaRuntime(settings, make_engine(settings.database_url), key, on_start=mark_ready)
+        else:
+            shared = SharedState(directory / "state", create=True)
+            shared.write(stale_snapshot())
+            runtime = FollowerRuntime(settings, shared, on_start=mark_ready)
         try:
-            sock = bind_socket(settings.host, settings.port)
-            url = node_url(settings.host, sock)
-            write_worker_settings(settings, directory)
-            os.environ[WORKER_DIR_ENV] = str(directory)  # inherited by the spawned workers
-            config = server_config(
-                "node.worker:create_worker_app",
-                log_level=settings.log_level,
-                factory=True,
-                http=_HttpProtocol,
+            server = _server(runtime, _freeze_startup_heap)
+            server.config.load()  # uvicorn's protocol, lifespan and loop modules: imported once, here
+            server.config.get_loop_factory()
+
+            def sync_main() -> None:
+                signal.pthread_sigmask(signal.SIG_BLOCK, set(STOP_SIGNALS))  # for sigwait, in every thread
+                loop = NodeRuntime.open(settings, shared)
+                try:
+                    loop.start()
+                    signal.sigwait(set(STOP_SIGNALS))
+                finally:
+                    loop.close()
+
+            def worker_main() -> None:
+                sock.close()
+                with bind_socket(settings.host, port, reuse_port=True) as own:
+                    server.run(sockets=[own])
+
+            supervisor = Supervisor(
                 workers=settings.workers,
+                shared=shared,
+                ready_dir=directory,
+                sync_main=None if settings.node_replica else sync_main,
+                worker_main=worker_main,
+                on_ready=lambda: on_ready(url),
             )
-            runtime.start()
-            supervisor = Multiprocess(config, sockets=[sock])
-            served = threading.Event()
-
-            def announce() -> None:
-                while not supervisor.should_exit.wait(0.1):
-                    if len(list(directory.glob(f"{READY_PREFIX}*"))) >= settings.workers:
-                        served.set()
-                        on_ready(url)
-                        return
-
-            threading.Thread(target=announce, name="finvault-announce", daemon=True).start()
-            with sock:
-                supervisor.run()
-            if not served.is_set():
-                raise FinVaultError(
-                    "the node's workers did not start (see the log above)", code="startup_failed"
-                )
+            _freeze_startup_heap()
+            supervisor.run()
         finally:
             runtime.close()
+            sock.close()
+        if not supervisor.served:
+            raise startup_failed()
 
 
 class RunningNode:

@@ -54,6 +54,15 @@ class NodeSettings(IndexerSettings):
     rate_limit_loopback: bool = Field(
         False, description="Rate-limit loopback clients too (off: a local operator is never limited)."
     )
+    signature_cache_entries: int = Field(
+        32_768,
+        ge=0,
+        le=10_000_000,
+        description=(
+            "Signature checks that succeeded, remembered per process (two generations of this many, "
+            "about 100 bytes each); 0 turns the cache off. Verdicts are never cached."
+        ),
+    )
     ready_max_lag_blocks: int = Field(
         64, ge=0, le=1_000_000, description="GET /ready fails when the mirror is further behind the head."
     )

@@ -1,10 +1,11 @@
 """The sync loop's state, shared with worker processes through a few KiB of shared memory.
 
-With ``FINVAULT_WORKERS`` > 1 the sync loop runs in the supervising process and HTTP is served by
-worker processes. They need what the loop knows (head, finalized block, the mirror's generation
-for cache invalidation, readiness) and read it from a memory-mapped file that only the loop
-writes. A sequence lock keeps reads consistent: the writer makes the counter odd, writes, makes
-it even again; a reader retries while the counter is odd or changed under it.
+With ``FINVAULT_WORKERS`` > 1 the sync loop runs in a sync process and HTTP is served by worker
+processes (:mod:`node.worker`). They need what the loop knows (head, finalized block, the mirror's
+generation for cache invalidation, readiness) and read it from a memory-mapped file that only the
+loop writes (or, while no loop runs, the supervisor: a state that cannot vouch). A sequence lock
+keeps reads consistent: the writer makes the counter odd, writes, makes it even again; a reader
+retries while the counter is odd or changed under it.
 """
 
 from __future__ import annotations
@@ -86,9 +87,11 @@ class SharedState:
         self._map.close()
 
     def write(self, snapshot: SyncSnapshot) -> None:
-        """Publishes ``snapshot`` under the sequence lock (sync loop only); texts are cut at 1,000 bytes."""
+        """Publishes ``snapshot`` under the sequence lock (one writer at a time: the sync loop, or the
+        supervisor while none runs); texts are cut at 1,000 bytes."""
         memory = self._map
         (seq,) = _SEQ.unpack_from(memory, 0)
+        seq += seq & 1  # odd: a writer died mid-write (a sync process that crashed); start clean
         _SEQ.pack_into(memory, 0, seq + 1)
         _NUMBERS.pack_into(
             memory,

@@ -16,6 +16,7 @@ then decides whether it trusts that key (the node: it must be the receipt's on-c
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from chain.core.errors import FinVaultError
+from chain.core.signing import SignatureCache
 
 PROOF_TYPE = "DataIntegrityProof"
 CRYPTOSUITE = "eddsa-jcs-2022"
@@ -68,8 +70,14 @@ def multikey(public_key: ed25519.Ed25519PublicKey) -> str:
     return "z" + base58btc(_ED25519_PUB + public_key.public_bytes_raw())
 
 
+#: Multikeys kept parsed by :func:`public_key_of`: an issuer signs with few keys, each for many credentials.
+PARSED_MULTIKEY_CACHE_SIZE = 256
+
+
+@functools.lru_cache(maxsize=PARSED_MULTIKEY_CACHE_SIZE)
 def public_key_of(multibase: str) -> ed25519.Ed25519PublicKey:
-    """The Ed25519 key a ``z6Mk...`` Multikey names."""
+    """The Ed25519 key a ``z6Mk...`` Multikey names (parsed once per key: keys are immutable; a
+    Multikey that does not parse raises, which is not cached)."""
     if not multibase.startswith("z"):
         raise DataIntegrityError("a Multikey is multibase base58btc: it starts with 'z'")
     raw = from_base58btc(multibase[1:])
@@ -147,11 +155,14 @@ def issuer_id(document: Mapping[str, Any]) -> str | None:
     return issuer if isinstance(issuer, str) else None
 
 
-def verify_proof(secured: Mapping[str, Any]) -> ProofCheck:
+def verify_proof(secured: Mapping[str, Any], signatures: SignatureCache | None = None) -> ProofCheck:
     """Checks ``secured``'s ``eddsa-jcs-2022`` proof; :class:`DataIntegrityError` says what fails.
 
     The proof must be a single assertion proof whose verification method's controller is the
-    credential's issuer, and whose fragment is the Ed25519 Multikey that signed.
+    credential's issuer, and whose fragment is the Ed25519 Multikey that signed. ``signatures``
+    remembers the signature check, keyed by the Multikey, the hash data and the proof value. (Not
+    by a receipt's digest: finvault-doc/1 flattens ``["x"]`` and ``{"0": "x"}`` alike, and the
+    proof's signature over the exact JSON is what tells them apart.)
     """
     proof = secured.get("proof")
     if not isinstance(proof, Mapping):
@@ -175,8 +186,16 @@ def verify_proof(secured: Mapping[str, Any]) -> ProofCheck:
     config = {name: field for name, field in proof.items() if name != "proofValue"}
     if "@context" in config and config["@context"] != document.get("@context"):
         raise DataIntegrityError("the proof's @context is not the document's")
-    try:
-        public_key.verify(from_base58btc(value[1:]), hash_data(document, config))
-    except InvalidSignature:
-        raise DataIntegrityError("the proof's signature does not verify") from None
+    signature, message = from_base58btc(value[1:]), hash_data(document, config)
+
+    def check() -> bool:
+        try:
+            public_key.verify(signature, message)
+        except InvalidSignature:
+            return False
+        return True
+
+    key_id = _ED25519_PUB + public_key.public_bytes_raw()
+    if not (check() if signatures is None else signatures.verified(key_id, message, signature, check)):
+        raise DataIntegrityError("the proof's signature does not verify")
     return ProofCheck(public_key, controller)

@@ -8,6 +8,9 @@ FinVaultRegistry checks in ``addKey``. Making keys and keeping them at rest is :
 from __future__ import annotations
 
 import functools
+import hashlib
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -128,3 +131,46 @@ def verify_digest(info: PublicKeyInfo, digest: bytes, signature: bytes) -> bool:
     except (InvalidSignature, ValueError):
         return False
     return False
+
+
+class SignatureCache:
+    """Signature checks that succeeded, remembered: a signature that verified under a key always will.
+
+    Keyed by (key id, signed message, signature), held as the SHA-256 of the three (32 bytes an
+    entry; a false hit needs a SHA-256 collision). Only successes are remembered, so requests with
+    bad signatures cannot push good entries out, and always pay for their own check. Bounded by two
+    generations of ``entries`` each: when the newer one fills up, the older is dropped, and an entry
+    found in the older one is carried over. This caches signature checks only, never verdicts:
+    whether a key was registered, active or revoked comes from the chain facts every time.
+    """
+
+    def __init__(self, entries: int) -> None:
+        if entries < 1:
+            raise ValueError("a signature cache holds at least one entry")
+        self.entries = entries
+        self._new: set[bytes] = set()
+        self._old: set[bytes] = set()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _fingerprint(key_id: bytes, message: bytes, signature: bytes) -> bytes:
+        # Lengths first, so no two different triples concatenate alike.
+        lengths = b"%d:%d:%d:" % (len(key_id), len(message), len(signature))
+        return hashlib.sha256(lengths + key_id + message + signature).digest()
+
+    def __len__(self) -> int:
+        return len(self._new) + len(self._old)
+
+    def verified(self, key_id: bytes, message: bytes, signature: bytes, check: Callable[[], bool]) -> bool:
+        """Whether ``signature`` signs ``message`` under the key ``key_id`` names: remembered, or
+        ``check()`` (which must check exactly that)."""
+        fingerprint = self._fingerprint(key_id, message, signature)
+        if fingerprint in self._new:
+            return True
+        if fingerprint not in self._old and not check():
+            return False
+        with self._lock:
+            if len(self._new) >= self.entries:
+                self._old, self._new = self._new, set()
+            self._new.add(fingerprint)
+        return True

@@ -25,7 +25,7 @@ from chain.core.encoding import hex0x, iso_utc, to_bytes32
 from chain.core.hashing import keccak256
 from chain.core.merkle import leaf_hash, process_proof
 from chain.core.receipt import Receipt, ReceiptError, parse_receipt
-from chain.core.signing import KeyAlgorithm, PublicKeyInfo, SigningError, verify_digest
+from chain.core.signing import KeyAlgorithm, PublicKeyInfo, SignatureCache, SigningError, verify_digest
 
 
 class Status(StrEnum):
@@ -337,8 +337,15 @@ def verify(
     facts: ChainFacts,
     now: datetime,
     policy: Policy | None = None,
+    *,
+    signatures: SignatureCache | None = None,
 ) -> Verdict:
-    """Judges ``receipt`` against ``facts`` at time ``now`` (timezone-aware)."""
+    """Judges ``receipt`` against ``facts`` at time ``now`` (timezone-aware).
+
+    ``signatures`` remembers signature checks that succeeded (the receipt's and its credential's
+    Data Integrity proof): immutable facts about bytes. Everything that depends on the chain (the
+    key's registration and revocation, the anchor, the issuer) is judged from ``facts`` every time.
+    """
     policy = policy or Policy()
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
@@ -362,7 +369,7 @@ def verify(
         "registry": facts.registry,
     }
     _check_digest(parsed, digest, checks)
-    _check_data_integrity(parsed, checks)
+    _check_data_integrity(parsed, checks, signatures)
     _check_proof(parsed, digest, leaf, root, checks)
 
     if parsed.anchor.chain_id != facts.chain_id or parsed.anchor.registry != facts.registry.lower():
@@ -372,7 +379,7 @@ def verify(
             f"receipt is for chain {parsed.anchor.chain_id} registry {parsed.anchor.registry}; "
             f"these facts are for chain {facts.chain_id} registry {facts.registry.lower()}",
         )
-        _check_signature(parsed, digest, None, facts, checks)
+        _check_signature(parsed, digest, None, facts, checks, signatures)
         return Verdict(Status.INVALID, checks.ordered(), evidence=evidence)
     checks.passed(CheckName.CHAIN, f"chain {facts.chain_id}, registry {facts.registry.lower()}")
 
@@ -394,7 +401,7 @@ def verify(
         else:
             checks.passed(CheckName.ISSUER, f"{issuer.name} ({issuer.address}) is active")
     trusted_anchor = anchor if checks.ok(CheckName.ANCHOR) else None
-    _check_signature(parsed, digest, trusted_anchor, facts, checks)
+    _check_signature(parsed, digest, trusted_anchor, facts, checks, signatures)
 
     anchor_evidence = None
     revocation = None
@@ -439,7 +446,7 @@ def _check_digest(receipt: Receipt, digest: bytes, checks: _Checks) -> None:
         )
 
 
-def _check_data_integrity(receipt: Receipt, checks: _Checks) -> None:
+def _check_data_integrity(receipt: Receipt, checks: _Checks, signatures: SignatureCache | None) -> None:
     """The credential's own W3C Data Integrity proof, when it has one: it must verify, and be made
     by the key that signed the receipt (so the chain vouches for that key)."""
     if "proof" not in receipt.credential:
@@ -452,7 +459,7 @@ def _check_data_integrity(receipt: Receipt, checks: _Checks) -> None:
         )
         return
     try:
-        proof = verify_proof(receipt.credential)
+        proof = verify_proof(receipt.credential, signatures)
     except DataIntegrityError as exc:
         checks.failed(CheckName.DATA_INTEGRITY, Code.DATA_INTEGRITY_INVALID, exc.message)
         return
@@ -476,7 +483,12 @@ def _check_proof(receipt: Receipt, digest: bytes, leaf: bytes, root: bytes, chec
 
 
 def _check_signature(
-    receipt: Receipt, digest: bytes, anchor: AnchorFact | None, facts: ChainFacts, checks: _Checks
+    receipt: Receipt,
+    digest: bytes,
+    anchor: AnchorFact | None,
+    facts: ChainFacts,
+    checks: _Checks,
+    signatures: SignatureCache | None,
 ) -> None:
     key_id = to_bytes32(receipt.signature.key_id)
     key = facts.key(key_id)
@@ -504,12 +516,15 @@ def _check_signature(
             CheckName.SIGNATURE, Code.SIGNATURE_INVALID, "algorithm differs from the registered key's"
         )
         return
-    try:
-        good = verify_digest(
-            PublicKeyInfo(key.algorithm, key.public_key), digest, base64.b64decode(receipt.signature.value)
-        )
-    except SigningError:
-        good = False
+    signature = base64.b64decode(receipt.signature.value)
+
+    def check() -> bool:
+        try:
+            return verify_digest(PublicKeyInfo(key.algorithm, key.public_key), digest, signature)
+        except SigningError:
+            return False
+
+    good = check() if signatures is None else signatures.verified(key_id, digest, signature, check)
     if not good:
         checks.failed(CheckName.SIGNATURE, Code.SIGNATURE_INVALID, "signature does not verify under the key")
     elif anchor is None:

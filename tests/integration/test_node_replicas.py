@@ -14,20 +14,28 @@ from sqlalchemy.pool import NullPool
 from chain.dev.devchain import DevChain
 from chain.rpc import RpcClient
 from indexer.schema import AnchorRow
-from tests.integration.conftest import Deployed, on_both_backends, run_finvault
+from tests.integration.conftest import Deployed, MirrorBackend, on_both_backends, run_finvault
 from tests.integration.node_fixtures import FINALITY_DEPTH, issue, start_node, verdict_when
 from tests.integration.test_node_trust import block_hash, refusal, resync
 
 #: Both nodes sign and check pagination cursors alike, as replicas behind one balancer must.
 SHARED = {"FINVAULT_ACCUMULATOR_CHECK_INTERVAL": "0.5", "FINVAULT_CURSOR_SECRET": "replicas-" + "s" * 32}
 REPLICA = {**SHARED, "FINVAULT_NODE_REPLICA": "true", "FINVAULT_MAX_STALENESS": "3"}
+#: On PostgreSQL (the production topology) the replica forks two workers; on SQLite it serves alone.
+REPLICA_WORKERS = {"sqlite": "1", "postgresql": "2"}
 
 
 @on_both_backends
 @pytest.mark.slow(seconds=25)
 def test_a_replica_vouches_exactly_when_its_writer_does(
-    anvil: DevChain, registry: Deployed, rpc: RpcClient, tmp_path: Path, mirror_url: str
+    anvil: DevChain,
+    registry: Deployed,
+    rpc: RpcClient,
+    tmp_path: Path,
+    mirror_url: str,
+    mirror_backend: MirrorBackend,
 ) -> None:
+    replica_env = {**REPLICA, "FINVAULT_WORKERS": REPLICA_WORKERS[mirror_backend.name]}
     issued = issue(registry.owner, registry.issuer, seed="replicas")
     rpc.call("anvil_mine", [hex(FINALITY_DEPTH)])
     (tmp_path / "writer").mkdir()
@@ -46,7 +54,7 @@ def test_a_replica_vouches_exactly_when_its_writer_does(
                     anvil.rpc_url,
                     registry.address,
                     tmp_path / "replica",
-                    env=REPLICA,
+                    env=replica_env,
                     database_url=mirror_url,
                 ) as replica,
                 httpx.Client(base_url=replica.url, timeout=30) as client,

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,7 +24,8 @@ from node.health import RETRY_AFTER, as_of, cannot_vouch
 from node.models import VerdictOut, bulk_schema, receipt_schema
 from node.runtime import not_ready
 from node.settings import NodeSettings
-from node.shared import SharedState, SyncSnapshot
+from node.shared import MirrorBusy, SharedState, SyncSnapshot
+from node.worker import stale_snapshot
 from tests.factories import anchored, event, make_batch
 
 KEY = b"k" * 32
@@ -132,6 +134,25 @@ def test_every_kind_of_verdict_fits_the_declared_model() -> None:
         assert fast == {**verdict, **extra}
     malformed = verify(b"null", facts, NOW).to_dict()
     VerdictOut.model_validate({**json.loads(json.dumps(malformed)), **extra})
+
+
+def test_shared_state_after_a_writer_died_mid_write(tmp_path: Path) -> None:
+    """A sync process killed between its two counter updates leaves the counter odd: readers give up
+    (MirrorBusy, a 503), and the next writer starts clean; the stale state the supervisor then
+    publishes can vouch for nothing and has a generation no earlier state had."""
+    writer = SharedState(tmp_path / "state", create=True)
+    writer.write(SyncSnapshot(generation=time.monotonic_ns(), running=True, caught_up_at=time.monotonic()))
+    before = writer.read()
+    with (tmp_path / "state").open("r+b") as raw:
+        raw.write((1).to_bytes(8, "little"))  # the counter, left odd as by a writer killed mid-write
+    with pytest.raises(MirrorBusy):
+        SharedState(tmp_path / "state").read()
+    SharedState(tmp_path / "state").write(stale_snapshot())
+    after = writer.read()
+    assert after.generation > before.generation
+    problem = cannot_vouch(after, max_staleness=120)
+    assert problem is not None
+    assert problem.code == "mirror_stale"
 
 
 def test_shared_state_round_trip(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from chain.core.canonical import salt_document
 from chain.core.issuance import secure_credential
 from chain.core.merkle import MerkleTree
 from chain.core.receipt import Receipt
-from chain.core.signing import public_key_info
+from chain.core.signing import SignatureCache, public_key_info
 from chain.core.verify import (
     ChainHead,
     CheckName,
@@ -351,3 +351,78 @@ def test_a_data_integrity_proof_by_another_key_makes_the_receipt_invalid(batch: 
     assert verdict.status is Status.INVALID
     assert check(verdict, CheckName.SIGNATURE) == ("pass", None)
     assert check(verdict, CheckName.DATA_INTEGRITY) == ("fail", Code.DATA_INTEGRITY_INVALID)
+
+
+# -- the signature cache ------------------------------------------------------------------------------
+
+
+def test_signature_cache_remembers_successes_only_under_the_exact_triple() -> None:
+    cache = SignatureCache(entries=4)
+    calls: list[tuple[bytes, bytes, bytes]] = []
+
+    def checked(key: bytes, message: bytes, signature: bytes, outcome: bool) -> bool:
+        def check() -> bool:
+            calls.append((key, message, signature))
+            return outcome
+
+        return cache.verified(key, message, signature, check)
+
+    assert checked(b"k", b"m", b"s", True)
+    assert checked(b"k", b"m", b"s", False)  # remembered: the check did not run again
+    assert len(calls) == 1
+    for other in ((b"K", b"m", b"s"), (b"k", b"M", b"s"), (b"k", b"m", b"S"), (b"km", b"", b"s")):
+        assert not checked(*other, False)  # any part changed is another check, and it ran
+    assert len(calls) == 5
+    assert not checked(b"k", b"m", b"bad", False)
+    assert not checked(b"k", b"m", b"bad", False)  # failures are checked every time
+    assert len(calls) == 7
+    assert len(cache) == 1
+
+
+def test_signature_cache_is_bounded_by_two_generations() -> None:
+    cache = SignatureCache(entries=3)
+    for i in range(10):
+        assert cache.verified(b"k", bytes([i]), b"s", lambda: True)
+        assert len(cache) <= 6
+    ran: list[int] = []
+
+    def check(i: int) -> bool:
+        ran.append(i)
+        return True
+
+    assert cache.verified(b"k", bytes([0]), b"s", lambda: check(0))
+    assert ran == [0]  # the oldest entries were dropped, so it was checked again
+    assert cache.verified(b"k", bytes([9]), b"s", lambda: check(9))
+    assert ran == [0]  # the newest was still there
+    with pytest.raises(ValueError, match="at least one"):
+        SignatureCache(entries=0)
+
+
+def test_signature_cache_never_caches_verdicts(
+    setup: tuple[StaticFacts, list[Receipt]], batch: Batch
+) -> None:
+    """Once its signatures are remembered, a receipt still follows the chain facts: a key revoked
+    before the anchor, a revoked leaf, an unknown root all change the verdict."""
+    facts, receipts = setup
+    cache = SignatureCache(entries=100)
+    first = verify(receipts[0], facts, NOW, signatures=cache)
+    assert first.status is Status.VALID
+    assert len(cache) == 2  # the receipt's signature and its credential's Data Integrity proof
+    assert verify(receipts[0], facts, NOW, signatures=cache).to_dict() == first.to_dict()
+
+    key_id = batch.key_info.key_id
+    original_key = facts.keys[key_id]
+    facts.keys[key_id] = replace(original_key, revoked_block=90)
+    revoked_key = verify(receipts[0], facts, NOW, signatures=cache)
+    assert check(revoked_key, CheckName.SIGNATURE) == ("fail", Code.KEY_REVOKED)
+    assert revoked_key.status is Status.INVALID
+    facts.keys[key_id] = original_key
+
+    leaf = bytes.fromhex(receipts[0].proof.leaf[2:])
+    facts.revocations[(batch.tree.root, leaf)] = RevocationFact(4, 1_780_100_000, event(120, 3))
+    assert verify(receipts[0], facts, NOW, signatures=cache).status is Status.REVOKED
+
+    forged = base64.b64encode(bytes(64)).decode()
+    bad = verify(tampered(receipts[1], signature__value=forged), facts, NOW, signatures=cache)
+    assert check(bad, CheckName.SIGNATURE) == ("fail", Code.SIGNATURE_INVALID)
+    assert len(cache) == 3  # the second credential's own proof holds; the forged signature is not kept

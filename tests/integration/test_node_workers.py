@@ -1,0 +1,164 @@
+"""The pre-fork node (FINVAULT_WORKERS > 1): one sync process and N HTTP workers forked from one
+parent after import, sharing its pages; a child that dies is replaced; one sync loop at any time."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import httpx
+import pytest
+
+from chain.dev.devchain import DevChain
+from chain.rpc import RpcClient
+from node.worker import PROCESS_NAMES
+from tests.integration.conftest import Deployed
+from tests.integration.node_fixtures import (
+    FINALITY_DEPTH,
+    issue,
+    post_receipt,
+    start_node,
+    verdict_when,
+    verify_response,
+    wait_for,
+)
+from tests.tools.memory import tree_memory
+from tests.tools.rpc_proxy import Fault, FaultKind, RpcProxy
+
+pytestmark = pytest.mark.slow  # each test here takes a second or more
+
+#: The children of a node with two workers, by name.
+EXPECTED = sorted([PROCESS_NAMES["sync"], PROCESS_NAMES["worker"], PROCESS_NAMES["worker"]])
+
+
+def children(pid: int) -> dict[int, str]:
+    """The node's child processes and their names (``/proc/PID/comm``)."""
+    found: dict[int, str] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for pid_text in (task / "children").read_text().split():
+            try:
+                found[int(pid_text)] = Path(f"/proc/{pid_text}/comm").read_text().strip()
+            except OSError:  # gone meanwhile
+                continue
+    return found
+
+
+def roles(pid: int) -> list[str]:
+    """The names of the node's children, sorted."""
+    return sorted(children(pid).values())
+
+
+def child(node_pid: int, role: str) -> int:
+    """One child of the node in ``role`` (``sync`` or ``worker``)."""
+    return next(pid for pid, name in children(node_pid).items() if name == PROCESS_NAMES[role])
+
+
+def served_connections(pid: int, port: int) -> int:
+    """Established TCP connections to ``port`` held by process ``pid`` (its socket inodes matched
+    against the kernel's connection tables)."""
+    inodes = {
+        os.readlink(fd)[8:-1]
+        for fd in Path(f"/proc/{pid}/fd").iterdir()
+        if os.readlink(fd).startswith("socket:[")
+    }
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            local_port, state, inode = int(fields[1].rsplit(":", 1)[1], 16), fields[3], fields[9]
+            count += local_port == port and state == "01" and inode in inodes
+    return count
+
+
+def kill_and_await_replacement(node_pid: int, role: str) -> None:
+    """SIGKILLs one child in ``role`` and waits until the node has its full set of children again."""
+    victim = child(node_pid, role)
+    os.kill(victim, signal.SIGKILL)
+    wait_for(
+        lambda: children(node_pid),
+        lambda found: victim not in found and sorted(found.values()) == EXPECTED,
+        what=f"a replacement {role} process",
+    )
+
+
+@pytest.mark.slow(seconds=8)
+def test_forked_workers_serve_share_pages_and_replace_the_dead(
+    anvil: DevChain, registry: Deployed, rpc: RpcClient, tmp_path: Path
+) -> None:
+    issued = issue(registry.owner, registry.issuer, seed="prefork")
+    rpc.call("anvil_mine", [hex(FINALITY_DEPTH)])
+    env = {"FINVAULT_WORKERS": "2"}
+    with (
+        start_node(anvil.rpc_url, issued.registry, tmp_path, env=env) as node,
+        httpx.Client(base_url=node.url, timeout=30) as client,
+    ):
+        assert node.pid is not None
+        assert roles(node.pid) == EXPECTED  # one sync loop, two HTTP workers
+        verdict_when(client, issued.receipts[0], "VALID")
+
+        # Forked after import: most of each child's pages are the parent's, so the tree's PSS (each
+        # shared page split between its sharers) is far below its summed RSS.
+        memory = tree_memory(node.pid)
+        assert memory.pss < 0.7 * memory.rss, memory
+
+        # Each worker listens on its own socket (SO_REUSEPORT): connections are spread over both,
+        # where on one shared socket the worker awake first took nearly all of them.
+        port = int(node.url.rsplit(":", 1)[1])
+        clients = [httpx.Client(base_url=node.url) for _ in range(16)]
+        try:
+            for held in clients:
+                assert held.get("/health").status_code == 200  # each keeps its connection open
+            workers = [pid for pid, name in children(node.pid).items() if name == PROCESS_NAMES["worker"]]
+            assert all(served_connections(pid, port) > 0 for pid in workers)
+        finally:
+            for held in clients:
+                held.close()
+
+        # A worker killed: another is forked, and the node keeps answering.
+        kill_and_await_replacement(node.pid, "worker")
+        for _ in range(6):  # fresh connections: the kernel spreads them over both workers
+            with httpx.Client(base_url=node.url) as fresh:
+                assert post_receipt(fresh, issued.receipts[1])["status"] == "VALID"
+
+        # The sync process killed: another is forked (the next test shows the refusals meanwhile),
+        # and there is again exactly one sync process, whose loop brings the verdicts back.
+        kill_and_await_replacement(node.pid, "sync")
+        back = verdict_when(client, issued.receipts[2], "VALID")
+        assert back["as_of"]["block_number"] >= FINALITY_DEPTH
+        assert client.get("/ready").json() == {"ready": True, "reasons": []}
+        assert roles(node.pid) == EXPECTED
+
+
+@pytest.mark.slow(seconds=10)
+def test_no_verdict_while_no_sync_loop_follows_the_chain(
+    anvil: DevChain, registry: Deployed, rpc: RpcClient, tmp_path: Path
+) -> None:
+    """The sync process dies while the RPC endpoint is down: its successors cannot start (each
+    checks the chain first) and are retried with growing pauses; meanwhile the workers answer 503
+    mirror_stale, never a verdict from a mirror nobody follows. Once the endpoint is back, a sync
+    process starts and verdicts resume."""
+    issued = issue(registry.owner, registry.issuer, seed="prefork-stale")
+    rpc.call("anvil_mine", [hex(FINALITY_DEPTH)])
+    env = {"FINVAULT_WORKERS": "2", "FINVAULT_RPC_ROUNDS": "1", "FINVAULT_RPC_TIMEOUT": "1"}
+    with (
+        RpcProxy(anvil.rpc_url) as proxy,
+        start_node(proxy.url, issued.registry, tmp_path, env=env) as node,
+        httpx.Client(base_url=node.url, timeout=30) as client,
+    ):
+        assert node.pid is not None
+        verdict_when(client, issued.receipts[0], "VALID")
+        proxy.set_faults("*", Fault(FaultKind.DROP))
+        os.kill(child(node.pid, "sync"), signal.SIGKILL)
+        refused = wait_for(
+            lambda: verify_response(client, issued.receipts[0]),
+            lambda response: response.status_code == 503,
+            what="a refusal",
+        )
+        body = refused.json()
+        assert body["error"]["code"] == "mirror_stale", body
+        assert "status" not in body
+        assert client.get("/ready").status_code == 503
+        proxy.behave()
+        verdict_when(client, issued.receipts[0], "VALID", timeout=60)
+        assert roles(node.pid) == EXPECTED
