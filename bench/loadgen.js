@@ -1,7 +1,9 @@
 // A load generator for bench/node.py: POST /verify over keep-alive HTTP/1.1, open or closed loop.
 //
-//   node bench/loadgen.js URL BODIES.jsonl --rate R --seconds S [--warmup W] [--connections C] [--start I]
+//   node bench/loadgen.js URL[,URL...] BODIES.jsonl --rate R --seconds S [--warmup W] [--connections C] [--start I]
 //
+// With several URLs (replica nodes), connections are spread over them in turn, as a layer-4 load
+// balancer would.
 // Open loop (--rate R > 0), as wrk2 does it: request i is due at start + i/R whatever happened to
 // the ones before, and its latency runs from that due time, not from when a connection was free to
 // send it. A server that stalls is charged for every request that waited behind the stall
@@ -31,8 +33,11 @@ function parseArgs(argv) {
     if (!(name in options)) throw new Error(`unknown option ${rest[i]}`);
     options[name] = Number(rest[i + 1]);
   }
-  const { hostname, port } = new URL(url);
-  return { host: hostname, port: Number(port), bodiesPath, ...options };
+  const targets = url.split(",").map((each) => {
+    const { hostname, port } = new URL(each);
+    return { host: hostname, port: Number(port) };
+  });
+  return { host: targets[0].host, targets, bodiesPath, ...options };
 }
 
 function requests(host, bodiesPath) {
@@ -76,8 +81,11 @@ function run(options) {
     }
   }
 
+  let opened = 0;
   function connection() {
-    const socket = net.connect({ host: options.host, port: options.port, noDelay: true });
+    const target = options.targets[opened % options.targets.length];
+    opened += 1;
+    const socket = net.connect({ host: target.host, port: target.port, noDelay: true });
     const state = { socket, due: null, buffer: Buffer.alloc(0), need: -1, open: true };
     socket.on("data", (chunk) => {
       state.buffer = state.buffer.length ? Buffer.concat([state.buffer, chunk]) : chunk;

@@ -22,6 +22,11 @@ its table so lookups run against a realistically full mirror. Then a real ``finv
   use, skipped with a message without npm) on documents wrapped and issued on OpenAttestation's
   DocumentStore on the same anvil; integrity and issuance status only, DNS identity checks off.
 
+Scale-out (``--replicas N --postgres ADMIN_URL``): the mirror is a fresh PostgreSQL database; one
+node writes it (its sync loop, one process) and N replica nodes (``FINVAULT_NODE_REPLICA``, each
+with ``--workers`` workers) serve from it; the load generator spreads its connections over the
+replicas in turn, as a layer-4 balancer would, and memory is summed over every node's tree.
+
 The node keeps a cache of signature checks (``FINVAULT_SIGNATURE_CACHE_ENTRIES``): the closed
 loop comes first and sends every receipt several times at the default sizes, so the open loop sees
 them again, as a node that verifies the same certificates repeatedly would.
@@ -40,6 +45,7 @@ import shutil
 import subprocess
 import sys
 import time
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 from tempfile import TemporaryDirectory
@@ -52,6 +58,7 @@ from sqlalchemy import func, insert, select
 # tests package: the repo root goes first on the path.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.peers.npm import peer
 from chain.accounts import LocalSigner
 from chain.contract import load_artifact
 from chain.core.verify import Status, verify
@@ -63,7 +70,8 @@ from chain.tx import TxSender
 from indexer.db import open_mirror
 from indexer.schema import AnchorRow
 from indexer.sync import Indexer
-from tests.tools.memory import tree_memory
+from tests.integration.indexer_fixtures import postgres_database
+from tests.tools.memory import TreeMemory, tree_memory
 from tests.tools.node_process import NodeProcess
 
 TARGET_RATE = 2_000
@@ -165,7 +173,6 @@ def fill_mirror(rpc: RpcClient, database_url: str, registry: str, start: int, sy
 
 
 LOADGEN = Path(__file__).resolve().parent / "loadgen.js"
-OA_VERIFY = Path(__file__).resolve().parent / "peers" / "oa-verify"
 
 
 def load(
@@ -179,6 +186,22 @@ def load(
         raise SystemExit(f"loadgen failed: {done.stderr.strip()[-2000:]}")
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
+
+
+def wait_ready(url: str) -> None:
+    """Waits (up to a minute) until the node at ``url`` is ready and its mirror folds into the
+    contract's accumulators."""
+    with httpx.Client(base_url=url) as client:
+        deadline = time.monotonic() + 60
+        while client.get("/ready").status_code != 200 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert client.get("/status").json()["accumulators_match"] is True
+
+
+def total_memory(pids: list[int]) -> TreeMemory:
+    """Memory summed over the process trees of ``pids``."""
+    trees = [tree_memory(pid) for pid in pids]
+    return TreeMemory(*(sum(getattr(t, name) for t in trees) for name in ("rss", "peak_rss", "pss")))
 
 
 def tree_cpu_seconds(pid: int) -> float:
@@ -196,25 +219,12 @@ def tree_cpu_seconds(pid: int) -> float:
 def oa_verify(rpc_url: str, documents: int, seconds: float) -> dict[str, Any] | None:
     """OpenAttestation's verifier on the same anvil (``bench/peers/oa-verify``), installed from its
     pinned lock file on first use; None, with the reason printed, when npm or Node.js is missing."""
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        print("oa-verify: SKIPPED, Node.js/npm not found (the peer needs npm to install its pinned packages)")
+    folder = peer("oa-verify")
+    if folder is None:
         return None
-    marker = OA_VERIFY / "node_modules" / ".package-lock.json"
-    lock = OA_VERIFY / "package-lock.json"
-    if not marker.exists() or marker.stat().st_mtime < lock.stat().st_mtime:
-        installed = subprocess.run(
-            ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
-            cwd=OA_VERIFY,
-            capture_output=True,
-            text=True,
-        )
-        if installed.returncode != 0:
-            why = installed.stderr.strip()[-300:]
-            print(f"oa-verify: SKIPPED, npm ci failed (registry unreachable?): {why}")
-            return None
     done = subprocess.run(
         ["node", "verify.js", rpc_url, str(documents), str(seconds)],
-        cwd=OA_VERIFY,
+        cwd=folder,
         capture_output=True,
         text=True,
     )
@@ -272,6 +282,12 @@ def main() -> None:
     parser.add_argument("--rpc-seconds", type=float, default=10.0)
     parser.add_argument("--oa-documents", type=int, default=1_000, help="oa-verify: documents wrapped")
     parser.add_argument("--oa-seconds", type=float, default=10.0)
+    parser.add_argument("--replicas", type=int, default=0, help="serve from N replica nodes (scale-out)")
+    parser.add_argument(
+        "--postgres",
+        default=os.environ.get("FINVAULT_TEST_POSTGRES_URL"),
+        help="with --replicas: a PostgreSQL admin URL (default: $FINVAULT_TEST_POSTGRES_URL)",
+    )
     parser.add_argument(
         "--signature-cache-entries",
         type=int,
@@ -281,14 +297,21 @@ def main() -> None:
     args = parser.parse_args()
     if shutil.which("node") is None:
         raise SystemExit("bench/node.py needs Node.js for its load generator (bench/loadgen.js)")
+    if args.replicas and not args.postgres:
+        raise SystemExit(
+            "--replicas needs a PostgreSQL server: --postgres URL (`scripts/postgres start` prints one)"
+        )
 
     with (
         DevChain() as chain,
         RpcClient([chain.rpc_url], policy=SLOW) as rpc,
         TemporaryDirectory() as tmp,
+        ExitStack() as stack,
     ):
         registry, start, bodies = build_chain(rpc, args.certificates)
         database_url = f"sqlite:///{tmp}/mirror.db"
+        if args.replicas:
+            database_url = stack.enter_context(postgres_database(args.postgres))
         fill_mirror(rpc, database_url, registry, start, args.anchors)
         bodies_path = Path(tmp) / "receipts.jsonl"
         bodies_path.write_bytes(b"".join(body + b"\n" for body in bodies))
@@ -304,41 +327,64 @@ def main() -> None:
         }
         if args.signature_cache_entries is not None:
             env["FINVAULT_SIGNATURE_CACHE_ENTRIES"] = str(args.signature_cache_entries)
-        node = NodeProcess(rpc_url=chain.rpc_url, registry=registry, database_url=database_url, env=env)
-        with node:
+        node = NodeProcess(
+            rpc_url=chain.rpc_url,
+            registry=registry,
+            database_url=database_url,
+            env={**env, "FINVAULT_WORKERS": "1"} if args.replicas else env,
+        )
+        with node, ExitStack() as nodes:
+            served = [node]
+            if args.replicas:
+                replica_env = {
+                    **env,
+                    "FINVAULT_NODE_REPLICA": "true",
+                    "FINVAULT_CURSOR_SECRET": "bench-" + "r" * 32,
+                }
+                served = [
+                    nodes.enter_context(
+                        NodeProcess(
+                            rpc_url=chain.rpc_url,
+                            registry=registry,
+                            database_url=database_url,
+                            env=replica_env,
+                        )
+                    )
+                    for _ in range(args.replicas)
+                ]
+            for each in (node, *served):
+                wait_ready(each.url)
             assert node.pid is not None
-            with httpx.Client(base_url=node.url) as client:
-                deadline = time.monotonic() + 60
-                while client.get("/ready").status_code != 200 and time.monotonic() < deadline:
-                    time.sleep(0.2)
-                assert client.get("/status").json()["accumulators_match"] is True
-            started = tree_memory(node.pid)
+            pids = [each.pid for each in dict.fromkeys([node, *served]) if each.pid is not None]
+            url = ",".join(each.url for each in served)
+            started = total_memory(pids)
             print(
-                f"node: {node.url}, {args.workers} worker process(es) forked after import; "
-                f"PSS {started.pss:.0f} MB after start (RSS {started.rss:.0f} MB summed over its processes)"
+                f"node: {url}, {args.workers} worker process(es) forked after import"
+                + (f" in each of {args.replicas} replicas, the writer apart" if args.replicas else "")
+                + f"; PSS {started.pss:.0f} MB after start (RSS {started.rss:.0f} MB summed over processes)"
             )
             # The peak first: it also shows every worker the receipts (their caches fill), so the
             # open loop meets a warm node, as a node in service would be.
-            cpu_before = tree_cpu_seconds(node.pid)
+            cpu_before = sum(tree_cpu_seconds(pid) for pid in pids)
             peak = load(
-                node.url,
+                url,
                 bodies_path,
                 rate=0,
                 seconds=args.peak_seconds,
                 warmup=args.warmup,
                 connections=args.peak_connections,
             )
-            node_cpu = tree_cpu_seconds(node.pid) - cpu_before
+            node_cpu = sum(tree_cpu_seconds(pid) for pid in pids) - cpu_before
             open_loop = load(
-                node.url,
+                url,
                 bodies_path,
                 rate=args.rate,
                 seconds=args.seconds,
                 warmup=args.warmup,
                 connections=args.connections,
             )
-            memory = tree_memory(node.pid)
-            bulk_count, bulk_seconds = bulk(node.url, bodies)
+            memory = total_memory(pids)
+            bulk_count, bulk_seconds = bulk(served[0].url, bodies)
         rpc_count, rpc_seconds = direct_rpc(chain.rpc_url, registry, bodies, args.rpc_seconds)
         oa = oa_verify(chain.rpc_url, args.oa_documents, args.oa_seconds)
 
