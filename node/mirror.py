@@ -60,7 +60,7 @@ def head_of(snapshot: SyncSnapshot) -> ChainHead:
 
 @dataclass
 class _Cache:
-    generation: int
+    generation: int | None  # None: no generation seen yet
     anchors: dict[bytes, AnchorFact | None] = field(default_factory=dict)
     revocations: dict[tuple[bytes, bytes], RevocationFact | None] = field(default_factory=dict)
     #: Every revoked leaf of a root (NO_LEAF for the root itself), or None: too many to preload.
@@ -156,6 +156,12 @@ class MirrorView:
     ``state()`` is the sync loop's published state: its generation tells which version of the
     mirror is current (cached facts belong to one generation), its block what a verdict is as of.
     ``signatures`` remembers signature checks across generations (they do not depend on the mirror).
+
+    ``state_in``, for a mirror another process writes (a replica node): the state read on a given
+    connection. A verification then reads the state and its facts in one read transaction, one
+    snapshot of the database (REPEATABLE READ on PostgreSQL; SQLite's WAL gives every read
+    transaction one), so they agree without the second look, and facts cached under a generation
+    were all read in a snapshot of that generation.
     """
 
     def __init__(
@@ -165,14 +171,16 @@ class MirrorView:
         registry: str,
         state: Callable[[], SyncSnapshot],
         signatures: SignatureCache | None = None,
+        state_in: Callable[[Connection], SyncSnapshot] | None = None,
     ) -> None:
         self.engine = engine
         self.signatures = signatures
         self.chain_id = chain_id
         self.registry = registry.lower()
         self._state = state
+        self._state_in = state_in
         self._lock = threading.Lock()
-        self._cache = _Cache(state().generation)
+        self._cache = _Cache(None)  # the first verification's generation replaces it
 
     def _current_cache(self, generation: int) -> _Cache:
         cache = self._cache
@@ -204,6 +212,8 @@ class MirrorView:
     def verify(self, receipt: Any, now: datetime, policy: Policy) -> tuple[Verdict, SyncSnapshot]:
         """:func:`chain.core.verify.verify` over the mirror, and the state it was judged at: every fact
         from the generation that state shows. Raises :class:`MirrorBusy` if no try was consistent."""
+        if self._state_in is not None:
+            return self._verify_in_one_snapshot(self._state_in, receipt, now, policy)
         for _ in range(CONSISTENCY_RETRIES):
             before = self._state()
             if not before.writing:
@@ -216,6 +226,19 @@ class MirrorView:
                     continue  # a write finished meanwhile: the next try reads its outcome
             time.sleep(WRITE_WAIT_SECONDS)
         raise MirrorBusy("the mirror is being written without a pause; retry in a moment")
+
+    def _verify_in_one_snapshot(
+        self, state_in: Callable[[Connection], SyncSnapshot], receipt: Any, now: datetime, policy: Policy
+    ) -> tuple[Verdict, SyncSnapshot]:
+        with self.engine.connect() as connection:
+            if connection.dialect.name == "postgresql":
+                connection.execution_options(isolation_level="REPEATABLE READ")
+            with connection.begin():
+                state = state_in(connection)
+                cache = self._current_cache(state.generation)
+                facts = _SnapshotFacts(self, cache, lambda: connection, head_of(state))
+                verdict = verify(receipt, facts, now, policy, signatures=self.signatures)
+        return verdict, state
 
     # -- listings -------------------------------------------------------------------------------------
 

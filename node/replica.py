@@ -7,8 +7,9 @@ vouch exactly as the writer does (:mod:`node.health`), from two things in the mi
 
 - the checkpoint, which every sync step, reorg repair and ``finvault resync`` moves in the same
   transaction as the rows it covers. It names the block verdicts are judged at, and it stands in
-  for the writer's generation: a verification reads it before and after its facts and counts only
-  if it did not move, so every fact belongs to the block its verdict names;
+  for the writer's generation: a verification reads it in the same read transaction as its facts,
+  one snapshot of the database (:class:`node.mirror.MirrorView`), so every fact belongs to the
+  block its verdict names;
 - the ``loop_state`` row, which the writer's loop rewrites on every poll (:class:`StatePublisher`):
   halted, diverged, drifted, being repaired, the chain head, when it last reached it. A writer that
   dies stops publishing, the mirror's last catch-up recedes, and replicas refuse as
@@ -25,7 +26,7 @@ import logging
 import time
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -85,7 +86,7 @@ def replica_snapshot(
     )
 
 
-#: The checkpoint and the published state in one statement (a replica reads it twice a verification).
+#: The checkpoint and the published state in one statement (a replica reads it once a verification).
 STATE_QUERY = (
     select(
         CheckpointRow.block_number,
@@ -103,7 +104,12 @@ STATE_QUERY = (
 def read_replica_snapshot(engine: Engine) -> SyncSnapshot:
     """The mirror's checkpoint and its writer's last published state, read now."""
     with engine.connect() as connection:
-        found = connection.execute(STATE_QUERY).first()
+        return replica_snapshot_on(connection)
+
+
+def replica_snapshot_on(connection: Connection) -> SyncSnapshot:
+    """:func:`read_replica_snapshot` on ``connection``, in whatever transaction it is in."""
+    found = connection.execute(STATE_QUERY).first()
     if found is None:
         return SyncSnapshot(last_error="the mirror has no checkpoint")
     number, block_hash, block_time, published_at, state = found

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, event, func, inspect, select
+from sqlalchemy import Connection, Engine, event, func, inspect, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -43,7 +43,7 @@ from indexer.sync import TRANSIENT_ERRORS, Indexer, build_indexer
 from node.audit import ReconciliationJob, drift_alert
 from node.health import CannotVouch, cannot_vouch
 from node.mirror import MirrorView, head_of
-from node.replica import StatePublisher, read_replica_snapshot
+from node.replica import StatePublisher, read_replica_snapshot, replica_snapshot_on
 from node.settings import NodeSettings
 from node.shared import SharedState, SyncSnapshot
 
@@ -101,11 +101,16 @@ class Runtime(ABC):
             self.registry,
             self.snapshot,
             SignatureCache(entries) if entries else None,
+            state_in=self.state_in,
         )
 
     @abstractmethod
     def snapshot(self) -> SyncSnapshot:
         """The sync loop's state now."""
+
+    #: For a runtime whose state lives in the mirror itself (a replica): it, read on a connection,
+    #: so each verification reads state and facts in one snapshot (:class:`MirrorView`).
+    state_in: Callable[[Connection], SyncSnapshot] | None = None
 
     @abstractmethod
     def start(self) -> None:
@@ -577,6 +582,8 @@ class ReplicaRuntime(Runtime):
     def snapshot(self) -> SyncSnapshot:
         """The mirror's checkpoint and its writer's last published state, read now."""
         return read_replica_snapshot(self.read_engine)
+
+    state_in = staticmethod(replica_snapshot_on)
 
     def start(self) -> None:
         """Calls ``on_start``, if any: a replica runs no loop."""

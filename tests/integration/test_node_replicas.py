@@ -4,17 +4,26 @@ the mirror diverged, and goes stale when the writer stops; a second writer is re
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, delete
+from sqlalchemy import Connection, create_engine, delete, func, select, update
 from sqlalchemy.pool import NullPool
 
+from chain.core.verify import Policy, Status
 from chain.dev.devchain import DevChain
+from chain.networks import DEV_CHAIN_ID
 from chain.rpc import RpcClient
-from indexer.schema import AnchorRow
+from indexer.db import open_mirror
+from indexer.schema import AnchorRow, CheckpointRow
+from node.mirror import MirrorView
+from node.replica import StatePublisher, replica_snapshot_on
+from node.shared import SyncSnapshot
 from tests.integration.conftest import Deployed, MirrorBackend, on_both_backends, run_finvault
+from tests.integration.indexer_fixtures import new_indexer
 from tests.integration.node_fixtures import FINALITY_DEPTH, issue, start_node, verdict_when
 from tests.integration.test_node_trust import block_hash, refusal, resync
 
@@ -94,3 +103,45 @@ def test_a_replica_refuses_a_mirror_no_writer_has_made(
     )  # fmt: skip
     assert done.returncode == 2
     assert "start its writer" in done.stderr
+
+
+@on_both_backends
+def test_a_replica_reads_state_and_facts_in_one_snapshot(
+    anvil: DevChain, registry: Deployed, rpc: RpcClient, mirror_url: str
+) -> None:
+    """A write that commits between a replica's reading of the state and of its facts is not seen:
+    the anchor a verdict uses is the one of the block the verdict names."""
+    issued = issue(registry.owner, registry.issuer, seed="snapshot")
+    rpc.call("anvil_mine", [hex(FINALITY_DEPTH)])
+    indexer = new_indexer(mirror_url, rpc, registry.address, registry.block)
+    indexer.sync()
+    indexer.close()
+    status = indexer.status
+    writer = SyncSnapshot(
+        head=status.head, finalized_block=status.finalized_block, running=True, caught_up_at=time.monotonic()
+    )
+    StatePublisher(indexer.engine).publish(writer)
+    other = create_engine(mirror_url, poolclass=NullPool)
+    root = bytes.fromhex(issued.root[2:])
+
+    def state_then_a_write(connection: Connection) -> SyncSnapshot:
+        state = replica_snapshot_on(connection)
+        with other.begin() as db:  # another process deletes the anchor and moves the checkpoint
+            db.execute(delete(AnchorRow).where(AnchorRow.root == root))
+            db.execute(update(CheckpointRow).values(block_number=CheckpointRow.block_number + 1))
+        return state
+
+    reader = open_mirror(mirror_url)
+    try:
+        view = MirrorView(
+            reader, DEV_CHAIN_ID, registry.address, lambda: SyncSnapshot(), state_in=state_then_a_write
+        )
+        verdict, state = view.verify(issued.receipts[0].to_json(), datetime.now(UTC), Policy(confirmations=1))
+        assert verdict.status is Status.VALID  # the anchor of the snapshot, not the deletion after it
+        assert state.indexed_block == indexer.status.indexed_block
+        with other.connect() as db:
+            assert db.scalar(select(func.count()).select_from(AnchorRow).where(AnchorRow.root == root)) == 0
+    finally:
+        reader.dispose()
+        other.dispose()
+        indexer.engine.dispose()
