@@ -379,6 +379,12 @@ class Store:
             raise StoreError(f"batch {root}: its stored certificates make root {hex0x(tree.root)}")
         return tree
 
+    def batch_ids(self, root: str) -> list[str]:
+        """The ids of a batch's certificates, in id order."""
+        with self.reading() as session:
+            query = select(Certificate.id).where(Certificate.batch_root == root).order_by(Certificate.id)
+            return list(session.scalars(query))
+
     def certificates(self, ids: Collection[str]) -> list[Certificate]:
         """The certificates among ``ids`` that the store holds."""
         with self.reading() as session:

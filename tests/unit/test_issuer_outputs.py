@@ -12,12 +12,11 @@ import qrcode  # type: ignore[import-untyped]
 
 from chain.core.encoding import hex0x
 from chain.core.receipt import parse_receipt
+from chain.qr import QR_BOX_SIZE, QR_MASK, qr_png
 from issuer import outputs
 from issuer.outputs import (
     MANIFEST_FORMAT,
-    QR_BOX_SIZE,
     manifest,
-    qr_png,
     receipt_stem,
     write_atomic,
     write_manifest,
@@ -79,7 +78,9 @@ def pixels(data: bytes) -> list[list[int]]:
 def test_qr_png_encodes_the_link() -> None:
     data = qr_png(LINK)
     assert data.startswith(b"\x89PNG\r\n\x1a\n")
-    expected = qrcode.QRCode(error_correction=qrcode.constants.ERROR_CORRECT_M, border=4)
+    expected = qrcode.QRCode(
+        error_correction=qrcode.constants.ERROR_CORRECT_M, border=4, mask_pattern=QR_MASK
+    )
     expected.add_data(LINK)
     expected.make(fit=True)
     modules = expected.get_matrix()  # True = dark, quiet zone included
