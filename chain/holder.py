@@ -1,4 +1,5 @@
-"""``finvault disclose``: a holder shares a receipt, withholding the fields they choose.
+"""``finvault disclose`` and ``finvault qr``: a holder shares a receipt, withholding the fields they
+choose, or as the QR code of its verification link.
 
 The smaller receipt verifies VALID at any node, like the original: the digest, signature, proof
 and anchor are unchanged, and each withheld field's hash moves to ``obfuscated``
@@ -63,3 +64,43 @@ def disclose(
     replace_secret_file(out, text.encode("utf-8"))  # private: a receipt holds personal data
     withheld = len(smaller.obfuscated) - len(receipt.obfuscated)
     click.echo(f"{out}: {withheld} more fields withheld ({len(smaller.obfuscated)} in all)", err=True)
+
+
+@click.command("qr")
+@click.argument(
+    "receipt_paths",
+    metavar="RECEIPT...",
+    nargs=-1,
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write the PNGs into this folder (default: beside each receipt).",
+)
+def qr_command(receipt_paths: tuple[Path, ...], out_dir: Path | None) -> None:
+    """Write the QR code PNG of each RECEIPT's verification link.
+
+    The issuer writes receipts with their link (node URL + leaf); the QR code is rendered here when
+    someone wants one, rather than for every certificate at issuance. Bad input is one line and
+    exit 2, and nothing is written for that receipt or any after it. The PNG is
+    RECEIPT's name with .png, beside it or in --out."""
+    from chain.core.receipt import ReceiptError, parse_receipt
+    from chain.qr import qr_png
+    from chain.service.files import private_dir
+
+    folder = private_dir(out_dir) if out_dir is not None else None
+    for path in receipt_paths:
+        try:
+            receipt = parse_receipt(path.read_bytes())
+        except OSError as exc:
+            raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+        except ReceiptError as exc:
+            raise ConfigError(f"{path} is not a finvault receipt: {exc.message}") from None
+        if receipt.link is None:
+            raise ConfigError(f"{path} carries no verification link (issued without --node-url)")
+        target = (folder or path.parent) / f"{path.stem}.png"
+        replace_secret_file(target, qr_png(receipt.link))  # the link names the holder's leaf
+        click.echo(str(target))

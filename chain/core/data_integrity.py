@@ -21,11 +21,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import rfc8785
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from chain.core.canonical import jcs
 from chain.core.errors import FinVaultError
 
 PROOF_TYPE = "DataIntegrityProof"
@@ -89,7 +89,7 @@ def verification_method(controller: str, public_key: ed25519.Ed25519PublicKey) -
 
 
 def _jcs_hash(value: Any) -> bytes:
-    return hashlib.sha256(rfc8785.dumps(value)).digest()
+    return hashlib.sha256(jcs(value)).digest()
 
 
 def hash_data(document: Mapping[str, Any], proof_config: Mapping[str, Any]) -> bytes:
