@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -17,7 +18,21 @@ from chain.core.canonical import DocumentError, flatten
 from chain.core.disclosure import show_only, withhold, withholdable
 from chain.core.receipt import ReceiptError, build_receipt, parse_receipt
 from chain.errors import ConfigError
+
+if TYPE_CHECKING:
+    from chain.core.receipt import Receipt
 from chain.service.files import replace_secret_file
+
+
+def _read_receipt(path: Path) -> Receipt:
+    """The receipt in ``path``; a file that cannot be read or parsed is a one-line ConfigError."""
+
+    try:
+        return parse_receipt(path.read_bytes())
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    except ReceiptError as exc:
+        raise ConfigError(f"{path} is not a finvault receipt: {exc.message}") from None
 
 
 @click.command("disclose")
@@ -37,12 +52,7 @@ def disclose(
     everything in it, and one element of an array cannot be withheld alone."""
     if sum((bool(hidden), bool(shown), listing)) != 1:
         raise ConfigError("give --hide POINTER..., --show POINTER... or --list (one of the three)")
-    try:
-        receipt = parse_receipt(receipt_path.read_bytes())
-    except OSError as exc:
-        raise ConfigError(f"cannot read {receipt_path}: {exc.strerror}") from None
-    except ReceiptError as exc:
-        raise ConfigError(f"{receipt_path} is not a finvault receipt: {exc.message}") from None
+    receipt = _read_receipt(receipt_path)
     if listing:
         leaves = dict(flatten(receipt.credential))
         for pointer in withholdable(receipt.credential):
@@ -87,18 +97,12 @@ def qr_command(receipt_paths: tuple[Path, ...], out_dir: Path | None) -> None:
     someone wants one, rather than for every certificate at issuance. Bad input is one line and
     exit 2, and nothing is written for that receipt or any after it. The PNG is
     RECEIPT's name with .png, beside it or in --out."""
-    from chain.core.receipt import ReceiptError, parse_receipt
     from chain.qr import qr_png
     from chain.service.files import private_dir
 
     folder = private_dir(out_dir) if out_dir is not None else None
     for path in receipt_paths:
-        try:
-            receipt = parse_receipt(path.read_bytes())
-        except OSError as exc:
-            raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
-        except ReceiptError as exc:
-            raise ConfigError(f"{path} is not a finvault receipt: {exc.message}") from None
+        receipt = _read_receipt(path)
         if receipt.link is None:
             raise ConfigError(f"{path} carries no verification link (issued without --node-url)")
         target = (folder or path.parent) / f"{path.stem}.png"

@@ -28,7 +28,7 @@ from typing import Any
 
 from chain.core.encoding import hex0x
 from chain.core.merkle import MerkleTree
-from chain.core.receipt import RECEIPT_FORMAT, Receipt
+from chain.core.receipt import RECEIPT_FORMAT
 from chain.qr import qr_png
 from chain.service.files import private_dir
 
@@ -124,13 +124,6 @@ def receipt_text(
     if link is not None:
         receipt["link"] = link
     return dumps_indented(receipt) + "\n"
-
-
-def write_receipt(
-    out_dir: Path, certificate_id: str, receipt: Receipt, *, qr_code: bool = True
-) -> list[Path]:
-    """Writes a receipt (and the QR code of its link), 0600; returns the paths written, receipt first."""
-    return write_receipt_text(out_dir, certificate_id, receipt.to_json(), receipt.link if qr_code else None)
 
 
 def write_receipt_text(out_dir: Path, certificate_id: str, text: str, qr_link: str | None) -> list[Path]:

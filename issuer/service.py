@@ -4,10 +4,11 @@ The life of a certificate: :func:`ingest` stores it ``pending`` (credential, sal
 local). :meth:`IssuerService.seal` takes the pending certificates (up to ``max_batch_size``), signs
 each digest with the document-signing key, builds one Merkle tree and records the batch and its
 membership in one transaction. :meth:`IssuerService.anchor` sends the root through the crash-safe
-:class:`~issuer.anchoring.Anchorer`, writes the manifest, a receipt and a QR code per
-certificate, and only then marks the batch ``anchored``. :meth:`IssuerService.resume` picks up
-every batch that is not anchored yet; since every step is durable before the next one starts,
-a crash anywhere costs at most a repeated (idempotent) step.
+:class:`~issuer.anchoring.Anchorer`, writes the manifest and a receipt (and, if configured, a QR
+code) per certificate, and only then marks the batch ``anchored``. Sealing and receipts run a chunk
+at a time through :class:`~issuer.pipeline.WorkerPool` (``IssuerConfig.workers`` processes).
+:meth:`IssuerService.resume` picks up every batch that is not anchored yet; since every step is
+durable before the next one starts, a crash anywhere costs at most a repeated (idempotent) step.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from issuer.pipeline import (
     ReceiptContext,
     ReceiptRow,
     SealContext,
+    Sealed,
     SealRow,
     WorkerPool,
     chunked,
@@ -129,9 +131,7 @@ _SEALED = (
 )
 
 
-def _sealed_row(
-    item: tuple[str, dict[str, Any], dict[str, str], str, str, str], context: SealContext
-) -> dict[str, Any]:
+def _sealed_row(item: Sealed, context: SealContext) -> dict[str, Any]:
     certificate_id, credential, salts, digest, leaf, signature = item
     return {
         "sealed_id": certificate_id,

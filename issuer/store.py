@@ -54,11 +54,8 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
-from chain.core.canonical import SaltedDocument
 from chain.core.encoding import hex0x, to_bytes32
-from chain.core.issuance import SignedDocument
 from chain.core.merkle import MerkleTree
-from chain.core.receipt import Signature
 from chain.service.db import BEGIN_MODE, database_url, make_engine, migrate, redact_db_url
 from issuer.errors import StoreError
 from issuer.intake import MAX_ID_LENGTH
@@ -178,18 +175,6 @@ class Certificate(Base):
     status: Mapped[CertificateStatus] = mapped_column(_enum_column(CertificateStatus), index=True)
     batch_root: Mapped[str | None] = mapped_column(ForeignKey("batches.root"), index=True)
     created_at: Mapped[datetime] = mapped_column(index=True)
-
-    @property
-    def document(self) -> SaltedDocument:
-        """The salted credential, as intake made it."""
-        return SaltedDocument(self.credential, self.salts, (), bytes.fromhex(self.digest[2:]))
-
-    def signed_document(self) -> SignedDocument:
-        """The salted credential and its signature, as sealed."""
-        if self.signature is None:
-            raise StoreError(f"certificate {self.id!r} is not sealed yet")
-        signature = {"keyId": self.key_id, "algorithm": self.algorithm, "value": self.signature}
-        return SignedDocument(self.document, Signature.model_validate(signature))
 
 
 class AnchorAttempt(Base):

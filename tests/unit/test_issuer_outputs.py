@@ -20,7 +20,7 @@ from issuer.outputs import (
     receipt_stem,
     write_atomic,
     write_manifest,
-    write_receipt,
+    write_receipt_text,
 )
 from tests.factories import make_batch
 
@@ -93,18 +93,17 @@ def test_qr_png_encodes_the_link() -> None:
     assert sampled == modules
 
 
-def test_write_receipt_with_and_without_qr_code(tmp_path: Path) -> None:
+def test_write_receipt_text_with_and_without_qr_code(tmp_path: Path) -> None:
     batch = make_batch(2, seed="outputs")
     receipt = batch.receipt(0, tx_hash=hex0x(bytes(32)), block_number=7).model_copy(update={"link": LINK})
-    path, *_ = write_receipt(tmp_path, "cert/1", receipt)
+    path, png_path = write_receipt_text(tmp_path, "cert/1", receipt.to_json(), LINK)
     assert path.name == f"{receipt_stem('cert/1')}.json"
     assert parse_receipt(path.read_bytes()) == receipt
-    assert path.with_suffix(".png").read_bytes() == qr_png(LINK)
+    assert png_path == path.with_suffix(".png")
+    assert png_path.read_bytes() == qr_png(LINK)
 
-    no_link = batch.receipt(1, tx_hash=hex0x(bytes(32)), block_number=7)
-    write_receipt(tmp_path, "cert-2", no_link)
-    write_receipt(tmp_path, "cert-3", receipt, qr_code=False)
-    assert sorted(p.name for p in tmp_path.glob("*.png")) == [path.with_suffix(".png").name]
+    assert write_receipt_text(tmp_path, "cert-2", receipt.to_json(), None) == [tmp_path / "cert-2.json"]
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == [png_path.name]
 
 
 def test_manifest_holds_the_leaves_in_tree_order(tmp_path: Path) -> None:
