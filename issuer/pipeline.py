@@ -15,6 +15,7 @@ rows) and their results cross the process boundary.
 from __future__ import annotations
 
 import base64
+import gc
 import json
 import multiprocessing
 import os
@@ -81,6 +82,11 @@ class WorkerPool(Generic[C]):
         if self.workers > 1:
             with _fork_lock:
                 _inherited = self.context
+                # Garbage the parent has not collected yet (a dropped database connection, say)
+                # must never be finalized in a worker, over the parent's socket: collect it here,
+                # and freeze the rest out of the workers' collector (fewer copied pages, too).
+                gc.collect()
+                gc.freeze()
                 try:
                     executor = ProcessPoolExecutor(
                         self.workers, mp_context=multiprocessing.get_context("fork")
@@ -88,6 +94,7 @@ class WorkerPool(Generic[C]):
                     # With fork, the first submit forks every worker: now, while the context is set.
                     executor.submit(os.getpid).result()
                 finally:
+                    gc.unfreeze()
                     _inherited = None
             self._executor = executor
         return self

@@ -16,6 +16,7 @@ then decides whether it trusts that key (the node: it must be the receipt's on-c
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -65,7 +66,13 @@ def from_base58btc(text: str) -> bytes:
 
 def multikey(public_key: ed25519.Ed25519PublicKey) -> str:
     """The key's Multikey ``publicKeyMultibase`` (``z6Mk...``)."""
-    return "z" + base58btc(_ED25519_PUB + public_key.public_bytes_raw())
+    return _multikey(public_key.public_bytes_raw())
+
+
+@functools.lru_cache(maxsize=64)
+def _multikey(raw: bytes) -> str:
+    """Once per key: an issuer signs every credential of a batch with the same one."""
+    return "z" + base58btc(_ED25519_PUB + raw)
 
 
 def public_key_of(multibase: str) -> ed25519.Ed25519PublicKey:

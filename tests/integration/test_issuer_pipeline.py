@@ -4,6 +4,7 @@ nothing, and ``finvault qr`` renders a receipt's QR code on demand."""
 
 from __future__ import annotations
 
+import json
 import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,10 +19,12 @@ from chain.holder import qr_command
 from chain.qr import qr_png
 from chain.rpc import RpcClient
 from issuer import service as service_module
-from issuer.service import IssuerConfig, IssuerService, ProgressBar
-from issuer.store import BatchStatus, CertificateStatus
-from tests.integration.conftest import Deployed
+from issuer.intake import read_input
+from issuer.service import IssuerConfig, IssuerService, ProgressBar, ingest
+from issuer.store import BatchStatus, CertificateStatus, Store
+from tests.integration.conftest import Deployed, MirrorBackend, on_both_backends
 from tests.integration.issuer_fixtures import NODE_URL, Crash, IssuerEnv
+from tests.integration.test_issuer_backends import RECORD
 
 CERTIFICATES = 35
 CHUNK = 10
@@ -145,3 +148,22 @@ def test_finvault_qr_renders_a_receipts_link_on_demand(env: IssuerEnv) -> None:
     assert isinstance(refused.exception, ConfigError)  # a one-line error, exit 2 (chain/entry.py)
     assert "carries no verification link" in str(refused.exception)
     assert not (env.tmp / "unlinked.png").exists()
+
+
+@on_both_backends
+def test_workers_seal_and_write_receipts_on_both_backends(
+    env: IssuerEnv, mirror_backend: MirrorBackend, tmp_path: Path
+) -> None:
+    names = ["Ada\x00Lovelace", "Zoë 山田", 'tab\tquote"backslash\\']
+    source = tmp_path / "students.jsonl"
+    source.write_text(
+        "".join(json.dumps({"id": f"w-{i}", "name": name, **RECORD}) + "\n" for i, name in enumerate(names))
+    )
+    with mirror_backend.database(tmp_path) as url, Store.open(url) as store:
+        report = ingest(store, read_input(source, env.template, workers=2))
+        assert (report.accepted, list(report.rejected)) == (len(names), [])
+        [batch] = env.service(store=store, workers=2).run_once()
+        assert batch.status is BatchStatus.ANCHORED
+    assert env.assert_all_valid() == len(names)
+    by_id = {r.credential["id"]: r.credential["credentialSubject"]["name"] for r in env.receipts()}
+    assert by_id == {f"urn:example:certificate:w-{i}": name for i, name in enumerate(names)}
