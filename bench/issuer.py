@@ -1,20 +1,39 @@
-"""The issuer service from CSV to written receipts, and what one batch costs on-chain per certificate.
+"""The issuer end to end, CSV to signed, anchored receipts, against OpenAttestation's wrapDocuments.
 
-    .venv/bin/python bench/issuer.py [--rows 10000,100000] [--qr]
+    .venv/bin/python bench/issuer.py [--rows 100000] [--workers N] [--qr] [--peer-docs 10000]
+    .venv/bin/python bench/issuer.py --rows 1000000 --peer-docs 0     # the 1M-in-one-batch run
 
-Runs on its own anvil. For each row count it times intake (CSV -> store), sealing + signing +
-anchoring, and writing one receipt per certificate (QR codes off unless --qr: they cost ~14 ms
-each). Then it reports gas per certificate for batches of 1, 100, 10k and 100k, against the
-baseline measured in the same run: 100 certificates anchored one transaction each, the way a
-per-certificate registry works. Informational: always exits 0.
+Runs on its own anvil. For each certificate count it times what ``finvault issue --now`` does,
+phase by phase: intake (CSV -> salted credentials in the store), seal (check, Data Integrity proof,
+re-salt, sign, Merkle tree), anchor (one transaction, confirmed) and receipts (one
+``finvault-receipt/1`` file per certificate, synced). Receipts carry their verification link; QR
+code PNGs are rendered on demand by ``finvault qr`` (timed here on a sample), or at issuance with
+``--qr``. It samples the peak memory of this process and its workers (anvil excluded): PSS summed
+over the tree (shared pages split between the processes sharing them), and RSS summed (every shared
+page counted in each process: an upper bound).
+
+The peer, measured in the same run: OpenAttestation v2 ``wrapDocuments`` (salt every field, hash,
+one Merkle tree; no signature, no chain, nothing written) from ``bench/peers/openattestation-wrap``
+(pinned, installed into its own node_modules on first use). It grows worse than linearly (10k
+documents: ~10 s here; 100k: ~900 s), so by default it runs on 10,000 documents, FinVault runs on
+the same 10,000 too, and both ratios are printed: at the same count, and FinVault at ``--rows``
+against the peer at its count. Without npm the peer is skipped with a message. Gas per certificate
+of each batch is printed against one transaction per certificate. Informational: always exits 0.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import shutil
+import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
@@ -22,29 +41,211 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the test fixture
 
 from chain.accounts import LocalSigner
 from chain.contract import load_artifact
-from chain.core.signing import public_key_info
+from chain.core.receipt import parse_receipt
+from chain.core.signing import PrivateKey, public_key_info
 from chain.dev.devchain import DEV_CHAIN_ID, DevChain
 from chain.keys import generate_private_key
+from chain.qr import qr_png
 from chain.registry import RegistryWriter, deploy_registry
 from chain.rpc import RpcClient
 from chain.tx import TxSender
 from issuer.intake import read_input
-from issuer.service import IssuerConfig, IssuerService, ingest
+from issuer.pipeline import default_workers
+from issuer.service import IssuerConfig, IssuerService, ProgressBar, ingest
 from issuer.store import Store
-from issuer.template import load_template
+from issuer.template import Template, load_template
 from tests.integration.issuer_fixtures import TEMPLATE, write_students_csv
+
+PEER_DIR = Path(__file__).resolve().parent / "peers" / "openattestation-wrap"
+TARGET_CERTS_PER_SECOND = 5_000
+TARGET_PEER_RATIO = 4.0
+TARGET_1M_SECONDS = 240.0
+TARGET_RSS_BYTES = 1.5 * 2**30
+QR_SAMPLE = 200
+
+
+class TreeMemory:
+    """Samples the memory of this process and its descendants (but ``exclude``) every 0.1 s: the
+    sum of their proportional set sizes (PSS: a page shared by forked workers counts once, split
+    between them) and, as an upper bound, of their resident set sizes (shared pages counted in
+    every process)."""
+
+    def __init__(self, exclude: set[int]) -> None:
+        self.exclude = exclude
+        self.peak_pss = 0
+        self.peak_rss = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="memory-sampler", daemon=True)
+
+    def _tree(self) -> list[int]:
+        children: dict[int, list[int]] = {}
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    stat = Path(f"/proc/{entry}/stat").read_text()
+                except OSError:
+                    continue
+                parent = int(stat.rsplit(")", 1)[1].split()[1])
+                children.setdefault(parent, []).append(int(entry))
+        found, queue = [], [os.getpid()]
+        while queue:
+            pid = queue.pop()
+            if pid not in self.exclude:
+                found.append(pid)
+                queue += children.get(pid, [])
+        return found
+
+    def sample(self) -> None:
+        """Reads the tree's PSS and RSS now and keeps the peaks."""
+        pss = rss = 0
+        for pid in self._tree():
+            try:
+                rollup = Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
+            except OSError:
+                continue
+            fields = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in rollup[1:]}
+            pss += fields.get("Pss", 0)
+            rss += fields.get("Rss", 0)
+        self.peak_pss = max(self.peak_pss, pss)
+        self.peak_rss = max(self.peak_rss, rss)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.1):
+            self.sample()
+
+    def __enter__(self) -> TreeMemory:
+        self.sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sample()
+
+
+@dataclass
+class Phases:
+    """Wall time per phase, filled by the service's progress hook (and intake, timed here)."""
+
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def progress(self, phase: str, total: int) -> Iterator[ProgressBar]:
+        """An :data:`issuer.service.Progress` that times each phase instead of drawing it."""
+        started = time.perf_counter()
+        bar = _Count()
+        yield bar
+        self.seconds[phase] = self.seconds.get(phase, 0.0) + time.perf_counter() - started
+
+
+class _Count:
+    def update(self, n: int = 1) -> None:
+        """Progress is not drawn in a benchmark."""
+
+
+@dataclass(frozen=True)
+class Run:
+    """One CSV -> receipts run."""
+
+    certificates: int
+    phases: dict[str, float]
+    total: float
+    gas: int
+    peak_pss: int
+    peak_rss: int
+    receipts: Path
+
+
+def verdict(met: bool) -> str:
+    """How a target line ends."""
+    return "MET" if met else "NOT MET"
+
+
+def issue_all(
+    work: Path,
+    size: int,
+    issuer: RegistryWriter,
+    key: PrivateKey,
+    template: Template,
+    args: argparse.Namespace,
+) -> Run:
+    """CSV of ``size`` rows -> anchored receipts, as ``finvault issue --now`` does, timed by phase."""
+    work.mkdir()
+    csv_path = write_students_csv(work / "in.csv", size)
+    store = Store.open(f"sqlite:///{work / 'issuer.db'}")
+    phases = Phases()
+    config = IssuerConfig(
+        out_dir=work / "receipts",
+        node_url="https://verify.example",
+        qr_codes=args.qr,
+        max_batch_size=size,
+        workers=args.workers,
+    )
+    service = IssuerService(store, issuer, key, config, progress=phases.progress)
+    with TreeMemory(exclude=args.exclude_pids) as memory:
+        started = time.perf_counter()
+        ingest(store, read_input(csv_path, template, workers=args.workers))
+        phases.seconds["intake"] = time.perf_counter() - started
+        batches = service.run_once()
+        total = time.perf_counter() - started
+    store.close()
+    return Run(
+        size,
+        phases.seconds,
+        total,
+        sum(b.gas_used or 0 for b in batches),
+        memory.peak_pss,
+        memory.peak_rss,
+        work / "receipts",
+    )
+
+
+def openattestation(documents: int) -> float | None:
+    """Seconds OpenAttestation's wrapDocuments takes over ``documents``; None when npm is missing."""
+    npm, node = shutil.which("npm"), shutil.which("node")
+    if npm is None or node is None:
+        print("peer skipped: npm/node not found (the OpenAttestation peer needs them)")
+        return None
+    installed = PEER_DIR / "node_modules" / ".package-lock.json"
+    if not installed.exists() or installed.stat().st_mtime < (PEER_DIR / "package-lock.json").stat().st_mtime:
+        print("installing the OpenAttestation peer (npm ci, pinned)...", flush=True)
+        subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--silent"], cwd=PEER_DIR, check=True)
+    out = subprocess.run(
+        [node, "wrap.js", str(documents)], cwd=PEER_DIR, check=True, capture_output=True, text=True
+    )
+    return float(json.loads(out.stdout.splitlines()[-1])["seconds"])
+
+
+def qr_on_demand(receipts: Path) -> float:
+    """Milliseconds per QR code rendered from receipts afterwards (what ``finvault qr`` does)."""
+    sample = sorted(receipts.glob("*.json"))[:QR_SAMPLE]
+    started = time.perf_counter()
+    for path in sample:
+        link = parse_receipt(path.read_bytes()).link
+        assert link is not None
+        qr_png(link)
+    return (time.perf_counter() - started) * 1000 / len(sample)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--rows", default="10000,100000", help="Comma-separated certificate counts.")
-    parser.add_argument("--qr", action="store_true", help="Also write QR code PNGs.")
+    parser.add_argument("--rows", type=int, default=100_000, help="Certificates in the main run.")
+    parser.add_argument("--workers", type=int, default=default_workers(), help="Worker processes.")
+    parser.add_argument("--qr", action="store_true", help="Write QR code PNGs at issuance.")
+    parser.add_argument(
+        "--peer-docs", type=int, default=10_000, help="Documents for the peer (0: skip the peer)."
+    )
     args = parser.parse_args()
-    sizes = [int(n) for n in args.rows.split(",")]
     artifact = load_artifact()
+    print(
+        f"bench/issuer.py: {args.workers} worker(s), {os.cpu_count()} CPUs visible, "
+        f"QR codes {'at issuance' if args.qr else 'on demand'}"
+    )
     with DevChain() as chain, RpcClient([chain.rpc_url]) as rpc, TemporaryDirectory() as tmp:
+        args.exclude_pids = {chain.process.pid} if getattr(chain, "process", None) else set()
 
         def writer(account: int, address: str) -> RegistryWriter:
             sender = TxSender(
@@ -63,29 +264,57 @@ def main() -> None:
         info = public_key_info(key)
         issuer.add_key(info.key_id, int(info.algorithm), info.der)
         template = load_template(TEMPLATE)
-        gas_per_batch: dict[int, int] = {}
 
+        sizes = sorted({1, 100, *([args.peer_docs] if args.peer_docs else []), args.rows})
+        runs: dict[int, Run] = {}
         print(
-            f"{'certificates':>12}  {'intake':>9}  {'seal+anchor+receipts':>21}  {'total':>8}  {'certs/s':>9}"
+            f"{'certificates':>12}  {'intake':>7}  {'seal':>7}  {'anchor':>7}  {'receipts':>8}  "
+            f"{'total':>7}  {'certs/s':>8}  {'peak PSS':>9}  {'(RSS sum)':>9}"
         )
-        for size in sorted({1, 100, *sizes}):
-            work = Path(tmp) / f"run-{size}"
-            work.mkdir()
-            csv_path = write_students_csv(work / "in.csv", size)
-            store = Store.open(f"sqlite:///{work / 'issuer.db'}")
-            started = time.perf_counter()
-            ingest(store, read_input(csv_path, template))
-            ingested = time.perf_counter()
-            config = IssuerConfig(out_dir=work / "receipts", qr_codes=args.qr, max_batch_size=max(size, 1))
-            batches = IssuerService(store, issuer, key, config).run_once()
-            done = time.perf_counter()
-            store.close()
-            gas_per_batch[size] = sum(b.gas_used or 0 for b in batches)
-            if size in sizes:
-                total = done - started
+        for size in sizes:
+            run = runs[size] = issue_all(Path(tmp) / f"run-{size}", size, issuer, key, template, args)
+            p = run.phases
+            print(
+                f"{size:>12,}  {p['intake']:>6.1f}s  {p.get('seal', 0):>6.1f}s  {p.get('anchor', 0):>6.1f}s  "
+                f"{p.get('receipts', 0):>7.1f}s  {run.total:>6.1f}s  {size / run.total:>8,.0f}  "
+                f"{run.peak_pss / 2**20:>7,.0f}MB  {run.peak_rss / 2**20:>7,.0f}MB",
+                flush=True,
+            )
+            if size != args.rows:
+                shutil.rmtree(run.receipts)
+        main_run = runs[args.rows]
+        if not args.qr:
+            print(f"\nQR code on demand (finvault qr): {qr_on_demand(main_run.receipts):.2f} ms per receipt")
+
+        rate = args.rows / main_run.total
+        print(
+            f"\n{args.rows:,} certificates end to end: {rate:,.0f} certs/s "
+            f"(target >= {TARGET_CERTS_PER_SECOND:,}: {verdict(rate >= TARGET_CERTS_PER_SECOND)})"
+        )
+        if args.rows >= 1_000_000:
+            within = main_run.total <= TARGET_1M_SECONDS and main_run.peak_pss < TARGET_RSS_BYTES
+            print(
+                f"{args.rows:,} in one batch: {main_run.total:.0f} s wall, peak memory of the process "
+                f"tree {main_run.peak_pss / 2**30:.2f} GB PSS ({main_run.peak_rss / 2**30:.2f} GB RSS "
+                f"summed) (target <= 240 s and < 1.5 GB: {verdict(within)})"
+            )
+        if args.peer_docs:
+            peer = openattestation(args.peer_docs)
+            if peer is not None:
+                peer_rate = args.peer_docs / peer
+                same = args.peer_docs / runs[args.peer_docs].total
                 print(
-                    f"{size:>12,}  {ingested - started:>8.1f}s  {done - ingested:>20.1f}s  {total:>7.1f}s  "
-                    f"{size / total:>9,.0f}"
+                    f"peer: OpenAttestation wrapDocuments, {args.peer_docs:,} documents: {peer:.1f} s, "
+                    f"{peer_rate:,.0f} docs/s"
+                )
+                print(
+                    f"  FinVault at {args.peer_docs:,}: {same:,.0f} certs/s = "
+                    f"{same / peer_rate:.1f}x the peer"
+                )
+                ratio = rate / peer_rate
+                print(
+                    f"  FinVault at {args.rows:,} vs the peer at {args.peer_docs:,}: {ratio:.1f}x "
+                    f"(target >= {TARGET_PEER_RATIO:g}x: {verdict(ratio >= TARGET_PEER_RATIO)})"
                 )
 
         started = time.perf_counter()
@@ -94,9 +323,10 @@ def main() -> None:
         per_cert_baseline = baseline_gas / 100
         print(f"\nbaseline: 100 certificates, one anchor tx each: {baseline_gas:,} gas, {baseline_time:.1f}s")
         print(f"{'batch size':>12}  {'anchor gas':>10}  {'gas/certificate':>15}  {'vs per-certificate':>18}")
-        for size, gas in sorted(gas_per_batch.items()):
+        for size, run in sorted(runs.items()):
             print(
-                f"{size:>12,}  {gas:>10,}  {gas / size:>15,.1f}  {per_cert_baseline / (gas / size):>17,.0f}x"
+                f"{size:>12,}  {run.gas:>10,}  {run.gas / size:>15,.1f}  "
+                f"{per_cert_baseline / (run.gas / size):>17,.0f}x"
             )
 
 

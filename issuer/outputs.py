@@ -18,27 +18,26 @@ directory and renamed into place, so a reader never sees half a file.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import re
 import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
-
-import qrcode  # type: ignore[import-untyped]  # qrcode ships no type information
-from qrcode.image.pure import PyPNGImage  # type: ignore[import-untyped]
+from typing import Any
 
 from chain.core.encoding import hex0x
 from chain.core.merkle import MerkleTree
-from chain.core.receipt import Receipt
+from chain.core.receipt import RECEIPT_FORMAT
+from chain.qr import qr_png
 from chain.service.files import private_dir
 
 MANIFEST_FORMAT = "finvault-manifest/1"
 MANIFEST_DIR = "manifests"
 MAX_STEM_LENGTH = 100
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
-#: Pixels per QR module; with the standard 4-module quiet zone a link fits in about 250x250 px.
-QR_BOX_SIZE = 5
+#: The C string encoder of ``json.dumps(..., ensure_ascii=False)``.
+_json_string: Callable[[str], str] = json.encoder.encode_basestring
 
 
 def receipt_stem(certificate_id: str) -> str:
@@ -66,31 +65,76 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
-def qr_png(text: str) -> bytes:
-    """A QR code of ``text`` as PNG (pure Python through pypng; medium error correction)."""
-    code = qrcode.QRCode(
-        error_correction=qrcode.constants.ERROR_CORRECT_M,
-        box_size=QR_BOX_SIZE,
-        border=4,
-        image_factory=PyPNGImage,
-    )
-    code.add_data(text)
-    code.make(fit=True)
-    buffer = io.BytesIO()
-    code.make_image().save(buffer)
-    return buffer.getvalue()
+def dumps_indented(value: Any, indent: str = "") -> str:
+    """``json.dumps(value, indent=2, ensure_ascii=False)``, byte for byte, for JSON data (string
+    keys): the standard library drops to pure-Python encoding whenever ``indent`` is set, and this
+    is what every receipt file costs."""
+    if isinstance(value, str):
+        return _json_string(value)
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, int):
+        return int.__repr__(value)
+    if isinstance(value, float):
+        return json.dumps(value)
+    inner = indent + "  "
+    if isinstance(value, dict):
+        if not value:
+            return "{}"
+        items = [f"{inner}{_json_string(key)}: {dumps_indented(item, inner)}" for key, item in value.items()]
+    elif isinstance(value, list | tuple):
+        if not value:
+            return "[]"
+        items = [inner + dumps_indented(item, inner) for item in value]
+    else:
+        raise TypeError(f"{type(value).__name__} is not JSON data")
+    opening, closing = ("{", "}") if isinstance(value, dict) else ("[", "]")
+    return opening + "\n" + ",\n".join(items) + "\n" + indent + closing
 
 
-def write_receipt(
-    out_dir: Path, certificate_id: str, receipt: Receipt, *, qr_code: bool = True
-) -> list[Path]:
-    """Writes a receipt (and the QR code of its link), 0600; returns the paths written, receipt first."""
+def receipt_text(
+    *,
+    credential: dict[str, Any],
+    salts: dict[str, str],
+    digest: str,
+    signature: tuple[str, str, str],
+    proof: tuple[str, Sequence[str], str],
+    anchor: dict[str, Any],
+    link: str | None,
+) -> str:
+    """The text :meth:`Receipt.to_json` gives for these parts (a fresh receipt: nothing obfuscated),
+    without building the model: ``signature`` is ``(keyId, algorithm, value)``, ``proof`` is
+    ``(leaf, path, root)`` and ``anchor`` the anchor's JSON object. The tests hold the two equal."""
+    key_id, algorithm, value = signature
+    leaf, path, root = proof
+    receipt: dict[str, Any] = {
+        "format": RECEIPT_FORMAT,
+        "credential": credential,
+        "salts": salts,
+        "obfuscated": [],
+        "digest": digest,
+        "signature": {"keyId": key_id, "algorithm": algorithm, "value": value},
+        "proof": {"leaf": leaf, "path": list(path), "root": root},
+        "anchor": anchor,
+    }
+    if link is not None:
+        receipt["link"] = link
+    return dumps_indented(receipt) + "\n"
+
+
+def write_receipt_text(out_dir: Path, certificate_id: str, text: str, qr_link: str | None) -> list[Path]:
+    """Writes a receipt's text (and a QR code of ``qr_link``, if given), 0600; returns the paths
+    written, receipt first."""
     stem = receipt_stem(certificate_id)
     paths = [out_dir / f"{stem}.json"]
-    write_atomic(paths[0], receipt.to_json().encode())
-    if qr_code and receipt.link:
+    write_atomic(paths[0], text.encode())
+    if qr_link:
         paths.append(out_dir / f"{stem}.png")
-        write_atomic(paths[1], qr_png(receipt.link))
+        write_atomic(paths[1], qr_png(qr_link))
     return paths
 
 

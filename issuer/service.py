@@ -4,10 +4,11 @@ The life of a certificate: :func:`ingest` stores it ``pending`` (credential, sal
 local). :meth:`IssuerService.seal` takes the pending certificates (up to ``max_batch_size``), signs
 each digest with the document-signing key, builds one Merkle tree and records the batch and its
 membership in one transaction. :meth:`IssuerService.anchor` sends the root through the crash-safe
-:class:`~issuer.anchoring.Anchorer`, writes the manifest, a receipt and a QR code per
-certificate, and only then marks the batch ``anchored``. :meth:`IssuerService.resume` picks up
-every batch that is not anchored yet; since every step is durable before the next one starts,
-a crash anywhere costs at most a repeated (idempotent) step.
+:class:`~issuer.anchoring.Anchorer`, writes the manifest and a receipt (and, if configured, a QR
+code) per certificate, and only then marks the batch ``anchored``. Sealing and receipts run a chunk
+at a time through :class:`~issuer.pipeline.WorkerPool` (``IssuerConfig.workers`` processes).
+:meth:`IssuerService.resume` picks up every batch that is not anchored yet; since every step is
+durable before the next one starts, a crash anywhere costs at most a repeated (idempotent) step.
 """
 
 from __future__ import annotations
@@ -16,26 +17,19 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
-from itertools import islice
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol
 
-from cryptography.hazmat.primitives.asymmetric import ed25519
-from sqlalchemy import insert, select, update
+from sqlalchemy import Table, Text, bindparam, cast, insert, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
-from chain.core.canonical import SaltedDocument, recompute_digest, salt_document
-from chain.core.encoding import hex0x, iso_utc
-from chain.core.issuance import (
-    SignedDocument,
-    batch_receipts,
-    seal_batch,
-    secure_credential,
-    sign_document,
-)
-from chain.core.merkle import leaf_hash
+from chain.core.canonical import salt_document
+from chain.core.encoding import hex0x
+from chain.core.merkle import MerkleTree, leaf_hash
 from chain.core.receipt import Anchor
 from chain.core.signing import PrivateKey, public_key_info
 from chain.errors import TransactionFailed
@@ -45,7 +39,18 @@ from chain.tx import TransactionTimeout, TxReceipt
 from issuer.anchoring import Anchorer, Hook, Step
 from issuer.errors import AnchorConflict, IntakeRejected, SigningKeyUnusable, StoreError
 from issuer.intake import Accepted, IntakeResult, Rejected
-from issuer.outputs import write_manifest, write_receipt
+from issuer.outputs import write_manifest
+from issuer.pipeline import (
+    ReceiptContext,
+    ReceiptRow,
+    SealContext,
+    Sealed,
+    SealRow,
+    WorkerPool,
+    chunked,
+    seal_certificates,
+    write_receipts,
+)
 from issuer.store import (
     Batch,
     BatchStatus,
@@ -60,12 +65,11 @@ from issuer.store import (
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
-
 #: Rows per insert (and per duplicate-id query) during intake.
-INGEST_CHUNK = 500
-#: Certificates read per transaction while writing receipts.
-RECEIPT_CHUNK = 500
+INGEST_CHUNK = 2_000
+#: Certificates per chunk handed to a worker while sealing and writing receipts (and read from the
+#: store per query): large enough to amortize a round trip, small enough to stream.
+WORK_CHUNK = 1_000
 #: The contract packs a batch's count into 24 bits.
 MAX_BATCH_SIZE = 2**24 - 1
 #: Times one run seals certificates again after another account took their batch's root.
@@ -76,10 +80,25 @@ def _no_hook(step: Step, root: str) -> None:
     """The default hook: nothing to do."""
 
 
-def _chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
-    iterator = iter(items)
-    while chunk := list(islice(iterator, size)):
-        yield chunk
+class ProgressBar(Protocol):
+    """What the service reports progress to (a ``tqdm`` bar fits)."""
+
+    def update(self, n: int = 1) -> object:
+        """``n`` more items done."""
+
+
+#: Opens a progress bar for a phase (``seal``, ``anchor``, ``receipts``) of ``total`` items.
+Progress = Callable[[str, int], AbstractContextManager[ProgressBar]]
+
+
+class _NoBar:
+    def update(self, n: int = 1) -> None:
+        """Nothing to show."""
+
+
+def no_progress(phase: str, total: int) -> AbstractContextManager[ProgressBar]:
+    """The default :data:`Progress`: shows nothing."""
+    return nullcontext(_NoBar())
 
 
 # -- intake ------------------------------------------------------------------------------------
@@ -91,6 +110,52 @@ class IntakeReport:
 
     accepted: int
     rejected: tuple[Rejected, ...]
+
+
+_CERTIFICATES: Table = Certificate.__table__  # type: ignore[assignment]  # declared as a Table
+
+#: Sealing's write per certificate: executemany by primary key, in the sealing transaction.
+_SEALED = (
+    update(_CERTIFICATES)
+    .where(_CERTIFICATES.c.id == bindparam("sealed_id"))
+    .values(
+        credential=bindparam("credential"),
+        salts=bindparam("salts"),
+        digest=bindparam("digest"),
+        leaf=bindparam("leaf"),
+        signature=bindparam("signature"),
+        key_id=bindparam("key_id"),
+        algorithm=bindparam("algorithm"),
+        status=bindparam("status"),
+    )
+)
+
+
+def _sealed_row(item: Sealed, context: SealContext) -> dict[str, Any]:
+    certificate_id, credential, salts, digest, leaf, signature = item
+    return {
+        "sealed_id": certificate_id,
+        "credential": credential,
+        "salts": salts,
+        "digest": digest,
+        "leaf": leaf,
+        "signature": signature,
+        "key_id": context.key_id,
+        "algorithm": context.algorithm,
+        "status": CertificateStatus.SEALED,
+    }
+
+
+def _seal_rows(session: Session, ids: list[str]) -> Iterator[list[SealRow]]:
+    """The pending certificates ``ids`` as sealing needs them, a chunk at a time."""
+    columns = (
+        Certificate.id,
+        cast(Certificate.credential, Text),
+        cast(Certificate.salts, Text),
+        Certificate.digest,
+    )
+    for chunk in chunked(ids, WORK_CHUNK):
+        yield [tuple(row) for row in session.execute(select(*columns).where(Certificate.id.in_(chunk)))]  # type: ignore[misc]
 
 
 def _certificate_row(result: Accepted, created_at: datetime) -> dict[str, Any]:
@@ -125,7 +190,7 @@ def ingest(
     created_at = now()
     try:
         with store.transaction() as session:
-            for chunk in _chunks(results, INGEST_CHUNK):
+            for chunk in chunked(results, INGEST_CHUNK):
                 ids = [r.certificate_id for r in chunk if isinstance(r, Accepted)]
                 known = set(session.scalars(select(Certificate.id).where(Certificate.id.in_(ids))))
                 rows = []
@@ -140,7 +205,7 @@ def ingest(
                     else:
                         rows.append(_certificate_row(result, created_at))
                 if rows:
-                    session.execute(insert(Certificate), rows)
+                    session.execute(insert(_CERTIFICATES), rows)
                 accepted += len(rows)
     except IntegrityError:
         raise StoreError(
@@ -161,16 +226,22 @@ class IssuerConfig:
     max_batch_size: int = 10_000
     #: Published manifests live at ``<manifest_base_uri>/<root>.json``; empty: no URI on-chain.
     manifest_base_uri: str = ""
-    qr_codes: bool = True
+    #: Write a QR code PNG beside each receipt (about 2-3 ms each); otherwise ``finvault qr``
+    #: renders one from the receipt's link when a holder wants it.
+    qr_codes: bool = False
     #: The DID that issues (and controls the Data Integrity key): ``did:web:DOMAIN`` when the issuer
     #: publishes one (``finvault issuer did-web``); None: the signing key's own ``did:key``.
     issuer_did: str | None = None
     stuck_after: float = 180.0
     max_replacements: int = 5
+    #: Processes that seal and write receipts (1: all in this process, nothing forked).
+    workers: int = 1
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_batch_size <= MAX_BATCH_SIZE:
             raise ValueError(f"max_batch_size must be between 1 and {MAX_BATCH_SIZE}")
+        if self.workers < 1:
+            raise ValueError("workers must be at least 1")
 
     def manifest_uri(self, root: str) -> str:
         """The URI the ``anchor`` transaction names for a batch's manifest ('' when unpublished)."""
@@ -189,6 +260,7 @@ class IssuerService:
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic
     now: Callable[[], datetime] = utcnow
+    progress: Progress = no_progress
     anchorer: Anchorer = field(init=False)
 
     def __post_init__(self) -> None:
@@ -225,83 +297,63 @@ class IssuerService:
             raise SigningKeyUnusable(f"signing key {hex0x(key_id)} was revoked in block {info.revoked_block}")
 
     def seal(self) -> str | None:
-        """Signs and batches pending certificates in one transaction; returns the root, or None."""
+        """Signs and batches pending certificates in one transaction; returns the root, or None.
+
+        The certificates stream through the workers a chunk at a time (checked, secured, signed)
+        and are written back as they come; the batch row and their membership follow once the
+        tree is built, all before the one commit.
+        """
         if not self.store.pending_count():
             return None
         self.check_signing_key()
+        sealed_at = self.now()
+        context = SealContext.for_key(self.signing_key, sealed_at, self.config.issuer_did)
         with self.store.transaction() as session:
             query = (
-                select(Certificate)
+                select(Certificate.id)
                 .where(Certificate.status == CertificateStatus.PENDING)
                 .order_by(Certificate.created_at, Certificate.id)
                 .limit(self.config.max_batch_size)
                 .with_for_update(skip_locked=True)
             )
-            ids: list[str] = []
-            signed: list[SignedDocument] = []
-            sealed_at = self.now()
-            for certificate in session.scalars(query):
-                document = certificate.document
-                if recompute_digest(document.credential, document.salts, ()) != document.digest:
-                    raise StoreError(f"certificate {certificate.id!r}: its stored digest does not match")
-                ids.append(certificate.id)
-                signed.append(sign_document(self._secured(document, sealed_at), self.signing_key))
-            if not signed:
+            ids = list(session.scalars(query))
+            if not ids:
                 return None  # another sealer took them
-            root = hex0x(seal_batch(signed).root)
+            digests: list[bytes] = []
+            with (
+                WorkerPool(context, self.config.workers) as pool,
+                self.progress("seal", len(ids)) as bar,
+            ):
+                for sealed in pool.map(seal_certificates, _seal_rows(session, ids)):
+                    session.execute(_SEALED, [_sealed_row(item, context) for item in sealed])
+                    digests += [bytes.fromhex(item[3][2:]) for item in sealed]
+                    bar.update(len(sealed))
+            root = hex0x(MerkleTree(digests).root)
             session.add(
                 Batch(
                     root=root,
-                    leaf_count=len(signed),
+                    leaf_count=len(ids),
                     status=BatchStatus.SEALED,
-                    key_id=signed[0].signature.key_id,
+                    key_id=context.key_id,
                     manifest_uri=self.config.manifest_uri(root),
                     sealed_at=sealed_at,
                 )
             )
             session.flush()
-            session.execute(
-                update(Certificate),
-                [
-                    {
-                        "id": certificate_id,
-                        "credential": dict(item.document.credential),
-                        "salts": dict(item.document.salts),
-                        "digest": hex0x(item.document.digest),
-                        "leaf": hex0x(item.leaf),
-                        "signature": item.signature.value,
-                        "key_id": item.signature.key_id,
-                        "algorithm": item.signature.algorithm,
-                        "status": CertificateStatus.SEALED,
-                        "batch_root": root,
-                    }
-                    for certificate_id, item in zip(ids, signed, strict=True)
-                ],
-            )
-        log.info("sealed batch %s with %d certificates", root, len(signed))
+            for chunk in chunked(ids, WORK_CHUNK):
+                session.execute(update(Certificate).where(Certificate.id.in_(chunk)).values(batch_root=root))
+        log.info("sealed batch %s with %d certificates", root, len(ids))
         self.hook(Step.SEALED, root)
         return root
-
-    def _secured(self, document: SaltedDocument, sealed_at: datetime) -> SaltedDocument:
-        """What gets signed: for an Ed25519 key, the credential secured with a W3C Data Integrity
-        proof (``eddsa-jcs-2022``, its issuer the key's controller) and salted afresh, so that the
-        digest, the signature and the anchor cover the proof too; for RSA, the document as stored.
-        A proof from an earlier seal (a batch whose root was taken) is replaced."""
-        if not isinstance(self.signing_key, ed25519.Ed25519PrivateKey):
-            return document
-        unsecured = {name: value for name, value in document.credential.items() if name != "proof"}
-        created = iso_utc(sealed_at.replace(microsecond=0))
-        secured = secure_credential(
-            unsecured, self.signing_key, created=created, controller=self.config.issuer_did
-        )
-        return salt_document(secured, os.urandom)
 
     def anchor(self, root: str) -> Batch:
         """Anchors a sealed batch (or finishes one a crash interrupted) and writes its receipts."""
         batch = self.store.batch(root)
         if batch.status is BatchStatus.ANCHORED:
             return batch
-        confirmed = self.anchorer.anchor(root)
+        with self.progress("anchor", 1) as bar:
+            confirmed = self.anchorer.anchor(root)
+            bar.update(1)
         self.hook(Step.CONFIRMED, root)
         self.write_outputs(root, confirmed)
         with self.store.transaction() as session:
@@ -321,10 +373,11 @@ class IssuerService:
         return self.store.batch(root)
 
     def write_outputs(self, root: str, anchored: TxReceipt) -> None:
-        """Writes the manifest, then a receipt (and QR code) per certificate of an anchored batch."""
+        """Writes the manifest, then a receipt (and QR code) per certificate of an anchored batch,
+        each synced to disk before this returns."""
         tree = self.store.batch_tree(root)
         out_dir = private_dir(self.config.out_dir)
-        written = [write_manifest(out_dir, tree)]
+        sync_files([write_manifest(out_dir, tree)])
         anchor = Anchor(
             chainId=self.registry.sender.chain_id,
             registry=self.registry.address,
@@ -332,30 +385,33 @@ class IssuerService:
             txHash=anchored.tx_hash,
             blockNumber=anchored.block_number,
         )
-        for chunk in self._batch_certificates(root):
-            signed = [certificate.signed_document() for certificate in chunk]
-            for certificate, receipt in zip(
-                chunk, batch_receipts(tree, signed, anchor, self.config.node_url), strict=True
-            ):
-                written += write_receipt(out_dir, certificate.id, receipt, qr_code=self.config.qr_codes)
-        sync_files(written)  # receipts reach the disk before the batch is marked anchored
+        context = ReceiptContext(
+            tree=tree,
+            anchor=anchor.model_dump(by_alias=True, mode="json"),
+            out_dir=out_dir,
+            node_url=self.config.node_url,
+            qr_codes=self.config.qr_codes,
+        )
+        ids = self.store.batch_ids(root)
+        with WorkerPool(context, self.config.workers) as pool, self.progress("receipts", len(ids)) as bar:
+            for written in pool.map(write_receipts, self._receipt_rows(ids)):
+                bar.update(written)
 
-    def _batch_certificates(self, root: str) -> Iterator[list[Certificate]]:
-        """The batch's certificates in id order, one short transaction per chunk."""
-        after = ""
-        while True:
+    def _receipt_rows(self, ids: list[str]) -> Iterator[list[ReceiptRow]]:
+        """The certificates ``ids`` as receipts need them, one short read per chunk."""
+        columns = (
+            Certificate.id,
+            cast(Certificate.credential, Text),
+            cast(Certificate.salts, Text),
+            Certificate.digest,
+            Certificate.signature,
+            Certificate.key_id,
+            Certificate.algorithm,
+        )
+        for chunk in chunked(ids, WORK_CHUNK):
             with self.store.reading() as session:
-                query = (
-                    select(Certificate)
-                    .where(Certificate.batch_root == root, Certificate.id > after)
-                    .order_by(Certificate.id)
-                    .limit(RECEIPT_CHUNK)
-                )
-                chunk = list(session.scalars(query))
-            if not chunk:
-                return
-            yield chunk
-            after = chunk[-1].id
+                rows = session.execute(select(*columns).where(Certificate.id.in_(chunk)))
+                yield [tuple(row) for row in rows]  # type: ignore[misc]
 
     def _anchor_or_fail(self, root: str) -> Batch:
         """Anchors ``root``; a revert or conflict fails only this batch (the error is stored)."""

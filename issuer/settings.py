@@ -15,6 +15,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from chain.service.settings import is_http_url
+from issuer.pipeline import default_workers
 from issuer.service import MAX_BATCH_SIZE, IssuerConfig
 
 DEFAULT_DB = "sqlite:///.finvault/issuer.db"
@@ -44,6 +45,12 @@ class IssuerSettings(BaseSettings):
         180.0, gt=0, description="Seconds before an unmined anchor is re-priced."
     )
     issuer_max_replacements: int = Field(5, ge=0, le=100, description="Fee bumps before giving up for now.")
+    issuer_workers: int | None = Field(
+        None, ge=1, le=256, description="Processes that salt, seal and write receipts (default: one per CPU)."
+    )
+    issuer_qr_codes: bool = Field(
+        False, description="Write a QR code PNG beside each receipt (else `finvault qr` renders it later)."
+    )
     issuer_did_web_domain: str | None = Field(
         None,
         description="Issue as did:web:DOMAIN (publish its did.json there); unset: the signing key's did:key.",
@@ -63,14 +70,20 @@ class IssuerSettings(BaseSettings):
             raise ValueError("must be an http(s) URL")
         return value
 
-    def issuer_config(self, out_dir: Path, *, qr_codes: bool = True) -> IssuerConfig:
+    @property
+    def workers(self) -> int:
+        """How many processes issuance uses (``issuer_workers``, or one per CPU)."""
+        return self.issuer_workers or default_workers()
+
+    def issuer_config(self, out_dir: Path) -> IssuerConfig:
         """The service's configuration, writing receipts to ``out_dir``."""
         return IssuerConfig(
             out_dir=out_dir,
             node_url=self.node_url,
             max_batch_size=self.issuer_max_batch,
             manifest_base_uri=self.issuer_manifest_base_uri,
-            qr_codes=qr_codes,
+            qr_codes=self.issuer_qr_codes,
+            workers=self.workers,
             stuck_after=self.issuer_stuck_after,
             max_replacements=self.issuer_max_replacements,
             issuer_did=f"did:web:{self.issuer_did_web_domain}" if self.issuer_did_web_domain else None,

@@ -54,11 +54,8 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
-from chain.core.canonical import SaltedDocument
 from chain.core.encoding import hex0x, to_bytes32
-from chain.core.issuance import SignedDocument
 from chain.core.merkle import MerkleTree
-from chain.core.receipt import Signature
 from chain.service.db import BEGIN_MODE, database_url, make_engine, migrate, redact_db_url
 from issuer.errors import StoreError
 from issuer.intake import MAX_ID_LENGTH
@@ -66,6 +63,9 @@ from issuer.intake import MAX_ID_LENGTH
 HASH_LENGTH = 66  # "0x" + 64 hex digits
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 VERSION_TABLE = "issuer_alembic_version"
+#: Sealing rewrites a whole batch in one transaction; past SQLite's default 2 MiB page cache every
+#: page spills to the WAL and is read back (100k updates: 4.9 s with 2 MiB, 3.1 s with 64 MiB).
+SQLITE_CACHE_MIB = 64
 
 
 def storable_text(text: str) -> str:
@@ -175,18 +175,6 @@ class Certificate(Base):
     status: Mapped[CertificateStatus] = mapped_column(_enum_column(CertificateStatus), index=True)
     batch_root: Mapped[str | None] = mapped_column(ForeignKey("batches.root"), index=True)
     created_at: Mapped[datetime] = mapped_column(index=True)
-
-    @property
-    def document(self) -> SaltedDocument:
-        """The salted credential, as intake made it."""
-        return SaltedDocument(self.credential, self.salts, (), bytes.fromhex(self.digest[2:]))
-
-    def signed_document(self) -> SignedDocument:
-        """The salted credential and its signature, as sealed."""
-        if self.signature is None:
-            raise StoreError(f"certificate {self.id!r} is not sealed yet")
-        signature = {"keyId": self.key_id, "algorithm": self.algorithm, "value": self.signature}
-        return SignedDocument(self.document, Signature.model_validate(signature))
 
 
 class AnchorAttempt(Base):
@@ -320,7 +308,9 @@ class Store:
         """Connects to ``url`` (see :func:`database_url`) and migrates its schema to the newest."""
         url = database_url(url)
         try:
-            engine = make_engine(url, default_begin="IMMEDIATE", private=True, durable=True)
+            engine = make_engine(
+                url, default_begin="IMMEDIATE", private=True, durable=True, cache_mib=SQLITE_CACHE_MIB
+            )
             migrate(engine, MIGRATIONS)
         except (ArgumentError, SQLAlchemyError, ImportError, OSError) as exc:
             detail = str(getattr(exc, "orig", None) or exc).splitlines()[0]
@@ -378,6 +368,12 @@ class Store:
         if hex0x(tree.root) != root:
             raise StoreError(f"batch {root}: its stored certificates make root {hex0x(tree.root)}")
         return tree
+
+    def batch_ids(self, root: str) -> list[str]:
+        """The ids of a batch's certificates, in id order."""
+        with self.reading() as session:
+            query = select(Certificate.id).where(Certificate.batch_root == root).order_by(Certificate.id)
+            return list(session.scalars(query))
 
     def certificates(self, ids: Collection[str]) -> list[Certificate]:
         """The certificates among ``ids`` that the store holds."""

@@ -163,9 +163,8 @@ def run_demo(
         students = write_demo_students(state_dir / "students.csv", DEMO_CERTIFICATES)
         report = ingest(store, read_input(students, load_template(template_path)))
         say(f"intake: {report.accepted} certificates from {students.name} stored in the issuer store")
-        service = IssuerService(
-            store, issuer_registry, key, IssuerConfig(out_dir=receipts_dir, node_url=DEMO_NODE_URL)
-        )
+        config = IssuerConfig(out_dir=receipts_dir, node_url=DEMO_NODE_URL, qr_codes=True)  # a few: at once
+        service = IssuerService(store, issuer_registry, key, config)
         for batch in service.run_once():
             say(f"batch: {batch.leaf_count} certificates anchored in block {batch.block_number}")
         receipts = sorted(receipts_dir.glob("*.json"))

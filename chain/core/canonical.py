@@ -150,6 +150,44 @@ def parse_credential(text: str | bytes) -> dict[str, Any]:
     return credential  # type: ignore[no-any-return]  # flatten() proved it is a dict
 
 
+# -- whole documents ---------------------------------------------------------------------------
+
+
+def _utf16(item: tuple[str, Any]) -> bytes:
+    return item[0].encode("utf-16-be")
+
+
+def _jcs_text(value: Any) -> str:
+    if isinstance(value, str):
+        return _json_string(value)
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if type(value) is int and -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+        return int.__repr__(value)
+    if isinstance(value, list | tuple):
+        return "[" + ",".join([_jcs_text(item) for item in value]) + "]"
+    if isinstance(value, dict) and all(type(key) is str for key in value):
+        # RFC 8785 orders keys by UTF-16 code units: code point order, unless a key leaves ASCII.
+        ascii_keys = all(key.isascii() for key in value)
+        items = sorted(value.items()) if ascii_keys else sorted(value.items(), key=_utf16)
+        return "{" + ",".join([f"{_json_string(key)}:{_jcs_text(item)}" for key, item in items]) + "}"
+    return rfc8785.dumps(value).decode()  # floats (ECMAScript formatting), and the package's errors
+
+
+def jcs(value: Any) -> bytes:
+    """RFC 8785 (JCS) bytes of a JSON value: exactly ``rfc8785.dumps(value)`` (the tests hold them
+    equal), with strings, integers and containers done by the C JSON encoder's string escaping."""
+    text = _jcs_text(value)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise rfc8785.CanonicalizationError("input contains non-UTF-8 codepoints") from None
+
+
 # -- flattening --------------------------------------------------------------------------------
 
 

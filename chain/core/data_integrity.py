@@ -22,11 +22,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import rfc8785
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from chain.core.canonical import jcs
 from chain.core.errors import FinVaultError
 from chain.core.signing import SignatureCache
 
@@ -67,7 +67,13 @@ def from_base58btc(text: str) -> bytes:
 
 def multikey(public_key: ed25519.Ed25519PublicKey) -> str:
     """The key's Multikey ``publicKeyMultibase`` (``z6Mk...``)."""
-    return "z" + base58btc(_ED25519_PUB + public_key.public_bytes_raw())
+    return _multikey(public_key.public_bytes_raw())
+
+
+@functools.lru_cache(maxsize=64)
+def _multikey(raw: bytes) -> str:
+    """Once per key: an issuer signs every credential of a batch with the same one."""
+    return "z" + base58btc(_ED25519_PUB + raw)
 
 
 #: Multikeys kept parsed by :func:`public_key_of`: an issuer signs with few keys, each for many credentials.
@@ -97,7 +103,7 @@ def verification_method(controller: str, public_key: ed25519.Ed25519PublicKey) -
 
 
 def _jcs_hash(value: Any) -> bytes:
-    return hashlib.sha256(rfc8785.dumps(value)).digest()
+    return hashlib.sha256(jcs(value)).digest()
 
 
 def hash_data(document: Mapping[str, Any], proof_config: Mapping[str, Any]) -> bytes:

@@ -62,11 +62,6 @@ def secure_credential(
     return add_proof({**credential, "issuer": named}, key, controller=controller, created=created)
 
 
-def seal_batch(signed: Sequence[SignedDocument]) -> MerkleTree:
-    """The batch's Merkle tree over the documents' digests (its root is what gets anchored)."""
-    return MerkleTree([s.document.digest for s in signed])
-
-
 def verification_link(node_url: str, leaf: bytes) -> str:
     """The short link a QR code carries: the node's page for this leaf."""
     return f"{node_url.rstrip('/')}/v/{hex0x(leaf)}"

@@ -47,14 +47,20 @@ def redact_db_url(url: str) -> str:
 
 
 def make_engine(
-    url: str, *, default_begin: BeginMode = "DEFERRED", private: bool = False, durable: bool = False
+    url: str,
+    *,
+    default_begin: BeginMode = "DEFERRED",
+    private: bool = False,
+    durable: bool = False,
+    cache_mib: int | None = None,
 ) -> Engine:
     """An engine for ``url``; on SQLite, creates the file's directory and sets the pragmas.
 
     ``private`` (a SQLite file holding personal data): the folder is created 0700 and the file 0600
     before SQLite opens it, so its ``-wal`` and ``-shm`` are 0600 too (SQLite gives them the
     database's mode). ``durable``: every commit is synced (``synchronous=FULL``), where ``NORMAL``
-    may lose the last commits (never consistency) to a power cut.
+    may lose the last commits (never consistency) to a power cut. ``cache_mib``: SQLite's page cache
+    per connection (default 2 MiB), for transactions that write more than that.
     """
     parsed = make_url(database_url(url))
     if parsed.get_backend_name() == "postgresql":
@@ -81,6 +87,8 @@ def make_engine(
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(synchronous)
         cursor.execute("PRAGMA foreign_keys=ON")
+        if cache_mib is not None:
+            cursor.execute(f"PRAGMA cache_size=-{int(cache_mib) * 1024}")  # negative: KiB
         cursor.close()
 
     @event.listens_for(engine, "begin")

@@ -65,7 +65,7 @@ def assert_anchored_once(env: IssuerEnv, batch: Batch, certificates: int) -> Non
 def test_seal_anchor_and_receipts(env: IssuerEnv) -> None:
     env.ingest_csv(7)
     nonce = env.nonce()
-    [batch] = env.service(manifest_base_uri="ipfs://manifests").run_once()
+    [batch] = env.service(manifest_base_uri="ipfs://manifests", qr_codes=True, workers=2).run_once()
     assert batch.leaf_count == 7
     assert batch.manifest_uri == f"ipfs://manifests/{batch.root}.json"
     assert batch.gas_used is not None

@@ -103,6 +103,8 @@ def test_issue_now_anchors_1000_certificates_in_one_transaction(env: IssuerEnv, 
         "--out",
         str(env.out),
         "--now",
+        "--workers",
+        "2",
         *chain_args(env, anvil),
     )
     assert result.exit_code == 0, result.stderr or result.exception
@@ -114,7 +116,7 @@ def test_issue_now_anchors_1000_certificates_in_one_transaction(env: IssuerEnv, 
 
     receipts = list(env.receipts())
     assert len(receipts) == BATCH
-    assert len(list(env.out.glob("*.png"))) == BATCH
+    assert not list(env.out.glob("*.png"))  # QR codes are rendered on demand (`finvault qr`)
     root = receipts[0].proof.root
     assert len(env.anchored_logs(root)) == 1
     gas = int(env.rpc.call("eth_getTransactionReceipt", [receipts[0].anchor.tx_hash])["gasUsed"], 16)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import pytest
 
@@ -32,7 +32,7 @@ class Mentions(str):
 
 
 def results(
-    data: bytes | BinaryIO, fmt: InputFormat, template: Template = SIMPLE, **options: str
+    data: bytes | BinaryIO, fmt: InputFormat, template: Template = SIMPLE, **options: Any
 ) -> list[IntakeResult]:
     stream = io.BytesIO(data) if isinstance(data, bytes) else data
     return list(read_input(stream, template, fmt=fmt, random_bytes=deterministic_bytes("intake"), **options))

@@ -12,16 +12,15 @@ import qrcode  # type: ignore[import-untyped]
 
 from chain.core.encoding import hex0x
 from chain.core.receipt import parse_receipt
+from chain.qr import QR_BOX_SIZE, QR_MASK, qr_png
 from issuer import outputs
 from issuer.outputs import (
     MANIFEST_FORMAT,
-    QR_BOX_SIZE,
     manifest,
-    qr_png,
     receipt_stem,
     write_atomic,
     write_manifest,
-    write_receipt,
+    write_receipt_text,
 )
 from tests.factories import make_batch
 
@@ -79,7 +78,9 @@ def pixels(data: bytes) -> list[list[int]]:
 def test_qr_png_encodes_the_link() -> None:
     data = qr_png(LINK)
     assert data.startswith(b"\x89PNG\r\n\x1a\n")
-    expected = qrcode.QRCode(error_correction=qrcode.constants.ERROR_CORRECT_M, border=4)
+    expected = qrcode.QRCode(
+        error_correction=qrcode.constants.ERROR_CORRECT_M, border=4, mask_pattern=QR_MASK
+    )
     expected.add_data(LINK)
     expected.make(fit=True)
     modules = expected.get_matrix()  # True = dark, quiet zone included
@@ -92,18 +93,17 @@ def test_qr_png_encodes_the_link() -> None:
     assert sampled == modules
 
 
-def test_write_receipt_with_and_without_qr_code(tmp_path: Path) -> None:
+def test_write_receipt_text_with_and_without_qr_code(tmp_path: Path) -> None:
     batch = make_batch(2, seed="outputs")
     receipt = batch.receipt(0, tx_hash=hex0x(bytes(32)), block_number=7).model_copy(update={"link": LINK})
-    path, *_ = write_receipt(tmp_path, "cert/1", receipt)
+    path, png_path = write_receipt_text(tmp_path, "cert/1", receipt.to_json(), LINK)
     assert path.name == f"{receipt_stem('cert/1')}.json"
     assert parse_receipt(path.read_bytes()) == receipt
-    assert path.with_suffix(".png").read_bytes() == qr_png(LINK)
+    assert png_path == path.with_suffix(".png")
+    assert png_path.read_bytes() == qr_png(LINK)
 
-    no_link = batch.receipt(1, tx_hash=hex0x(bytes(32)), block_number=7)
-    write_receipt(tmp_path, "cert-2", no_link)
-    write_receipt(tmp_path, "cert-3", receipt, qr_code=False)
-    assert sorted(p.name for p in tmp_path.glob("*.png")) == [path.with_suffix(".png").name]
+    assert write_receipt_text(tmp_path, "cert-2", receipt.to_json(), None) == [tmp_path / "cert-2.json"]
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == [png_path.name]
 
 
 def test_manifest_holds_the_leaves_in_tree_order(tmp_path: Path) -> None:
