@@ -39,6 +39,7 @@ from tempfile import TemporaryDirectory
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the test fixtures write the CSVs
 
+from bench.peers.npm import peer
 from chain.accounts import LocalSigner
 from chain.contract import load_artifact
 from chain.core.receipt import parse_receipt
@@ -56,7 +57,6 @@ from issuer.store import Store
 from issuer.template import Template, load_template
 from tests.integration.issuer_fixtures import TEMPLATE, write_students_csv
 
-PEER_DIR = Path(__file__).resolve().parent / "peers" / "openattestation-wrap"
 TARGET_CERTS_PER_SECOND = 5_000
 TARGET_PEER_RATIO = 4.0
 TARGET_1M_SECONDS = 240.0
@@ -203,16 +203,11 @@ def issue_all(
 
 def openattestation(documents: int) -> float | None:
     """Seconds OpenAttestation's wrapDocuments takes over ``documents``; None when npm is missing."""
-    npm, node = shutil.which("npm"), shutil.which("node")
-    if npm is None or node is None:
-        print("peer skipped: npm/node not found (the OpenAttestation peer needs them)")
+    folder = peer("openattestation-wrap")
+    if folder is None:
         return None
-    installed = PEER_DIR / "node_modules" / ".package-lock.json"
-    if not installed.exists() or installed.stat().st_mtime < (PEER_DIR / "package-lock.json").stat().st_mtime:
-        print("installing the OpenAttestation peer (npm ci, pinned)...", flush=True)
-        subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--silent"], cwd=PEER_DIR, check=True)
     out = subprocess.run(
-        [node, "wrap.js", str(documents)], cwd=PEER_DIR, check=True, capture_output=True, text=True
+        ["node", "wrap.js", str(documents)], cwd=folder, check=True, capture_output=True, text=True
     )
     return float(json.loads(out.stdout.splitlines()[-1])["seconds"])
 
