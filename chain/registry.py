@@ -170,6 +170,13 @@ class RegistryReader:
         (anchors,), (revocations,) = self.views(("anchorCount", "revocationCount"), block)
         return anchors, revocations
 
+    def totals(self, block: BlockId = "latest") -> tuple[bytes, bytes, int, int]:
+        """``(accumulator, revocationAccumulator, anchorCount, revocationCount)`` at one block, in
+        one round trip: what a mirror of the registry must agree with."""
+        names = ("accumulator", "revocationAccumulator", "anchorCount", "revocationCount")
+        (anchor_acc,), (revocation_acc,), (anchors,), (revocations,) = self.views(names, block)
+        return anchor_acc, revocation_acc, anchors, revocations
+
     def deployment_block(self) -> int:
         """The block the registry was deployed in: where a mirror starts following events."""
         return int(self.call("deploymentBlock")[0])

@@ -54,12 +54,7 @@ def sync(
         rpc_urls=list(rpc_urls) or None,
         **options,
     )
-    indexer = build_indexer(settings)
-    try:
-        indexer.claim_writer()
-    except FinVaultError:
-        indexer.close()
-        raise
+    indexer = build_indexer(settings, writer=True)
     started = time.monotonic()
     first = indexer.status.indexed_block
     with tqdm(unit="blk", disable=not sys.stderr.isatty(), file=sys.stderr, dynamic_ncols=True) as bar:
@@ -77,8 +72,7 @@ def sync(
             bar.refresh()
 
         try:
-            status = indexer.sync(to_block, on_step=progress)
-            update_digests(indexer.engine)
+            status = indexer.sync(to_block, on_step=progress)  # digests each step, the last too
         finally:
             indexer.close()
     elapsed = time.monotonic() - started

@@ -63,14 +63,8 @@ def _labels(table: str, names: tuple[str, ...]) -> tuple[bytes, tuple[tuple[int,
     return _part(table.encode()), tuple((i, _part(names[i].encode())) for i in ordered)
 
 
-def event_leaf(table: str, row: Mapping[str, Any]) -> bytes:
-    """The digest of one event row (every column, by name)."""
-    names = tuple(row)
-    return row_leaf(table, names, tuple(row[name] for name in names))
-
-
 def row_leaf(table: str, names: tuple[str, ...], values: Sequence[Any]) -> bytes:
-    """:func:`event_leaf` of the row whose columns ``names`` hold ``values``."""
+    """The leaf of one event row of ``table`` whose columns ``names`` hold ``values``."""
     head, labels = _labels(table, names)
     parts = [head]
     for i, label in labels:  # inline for the two common types: this runs once per column and row

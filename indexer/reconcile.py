@@ -336,14 +336,10 @@ def stored_state(session: Session, chain_id: int, registry: str, block: int) -> 
     return anchor_acc, revocation_acc, anchors, revocations
 
 
-def quick_drifts(
-    session: Session, reader: RegistryReader, chain_id: int, block: int, *, block_hash: bytes | None = None
-) -> list[Drift]:
+def quick_drifts(session: Session, reader: RegistryReader, chain_id: int, block: int) -> list[Drift]:
     """The quick check at ``block``: the contract's accumulators and counts against
     :func:`stored_state` (see the module docstring for what it catches)."""
-    at: BlockId = block if block_hash is None else {"blockHash": hex0x(block_hash), "requireCanonical": True}
-    views = reader.views(("accumulator", "revocationAccumulator", "anchorCount", "revocationCount"), at)
-    on_chain = tuple(value for (value,) in views)
+    on_chain = reader.totals(block)
     in_mirror = stored_state(session, chain_id, reader.address, block)
     names = (
         ("anchors", "accumulator"),

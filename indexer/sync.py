@@ -179,15 +179,8 @@ class Indexer:
         RegistryReader(self.rpc, self.registry).check_deployment()
         with Session(self.engine) as session:
             checkpoint = session.get(CheckpointRow, 1)
-            if checkpoint is not None and (
-                checkpoint.chain_id != self.chain_id or checkpoint.registry_address != self.registry_bytes
-            ):
-                raise ChainMismatch(
-                    f"this mirror follows chain {checkpoint.chain_id} registry "
-                    f"{hex0x(checkpoint.registry_address)}, "
-                    f"not chain {self.chain_id} registry {self.registry}"
-                )
             if checkpoint is not None:
+                require_same_mirror(checkpoint, self.chain_id, self.registry)
                 self.status.indexed_block = checkpoint.block_number
                 self.status.finalized_block = checkpoint.finalized_block
 
@@ -469,8 +462,18 @@ class Indexer:
                 stop.wait(poll_interval)
 
 
-def build_indexer(settings: IndexerSettings) -> Indexer:
-    """Connects, checks chain id and registry code, opens (and migrates) the mirror."""
+def require_same_mirror(checkpoint: CheckpointRow, chain_id: int, registry: str) -> None:
+    """:class:`ChainMismatch` unless the mirror of ``checkpoint`` follows ``registry`` on ``chain_id``."""
+    if checkpoint.chain_id != chain_id or hex0x(checkpoint.registry_address) != registry.lower():
+        raise ChainMismatch(
+            f"this mirror follows chain {checkpoint.chain_id} registry {hex0x(checkpoint.registry_address)}, "
+            f"not chain {chain_id} registry {registry.lower()}"
+        )
+
+
+def build_indexer(settings: IndexerSettings, *, writer: bool = False) -> Indexer:
+    """Connects, checks chain id and registry code, opens (and migrates) the mirror; with
+    ``writer``, also claims it as its one following writer (:meth:`Indexer.claim_writer`)."""
     rpc = RpcClient(settings.rpc_urls, policy=settings.retry_policy)
     registry = settings.require_registry()
     quorum = (
@@ -493,5 +496,11 @@ def build_indexer(settings: IndexerSettings) -> Indexer:
         confirmations=settings.sync_confirmations,
         quorum=quorum,
     )
-    indexer.check_startup()
+    try:
+        indexer.check_startup()
+        if writer:
+            indexer.claim_writer()
+    except BaseException:
+        indexer.close()
+        raise
     return indexer

@@ -28,7 +28,6 @@ from sqlalchemy import Connection, Engine, event, func, inspect, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from chain.core.encoding import hex0x
 from chain.core.signing import SignatureCache
 from chain.core.verify import ChainHead, Policy
 from chain.errors import ChainMismatch, ConfigError, FinVaultError, RpcError, RpcUnavailable
@@ -39,7 +38,7 @@ from indexer.digests import update_digests
 from indexer.errors import ReorgBeyondFinality
 from indexer.reconcile import accumulator_drifts
 from indexer.schema import AuditLogRow, BlockRow, CheckpointRow
-from indexer.sync import TRANSIENT_ERRORS, Indexer, build_indexer
+from indexer.sync import TRANSIENT_ERRORS, Indexer, build_indexer, require_same_mirror
 from node.audit import ReconciliationJob, drift_alert
 from node.health import CannotVouch, cannot_vouch
 from node.mirror import MirrorView, head_of
@@ -56,6 +55,12 @@ STOP_TIMEOUT = 30.0
 #: How long another writer (``finvault resync``) must leave the mirror alone before the loop
 #: takes over again (at least three poll intervals).
 REPAIR_QUIET_SECONDS = 5.0
+
+
+def cursor_key(settings: NodeSettings) -> bytes:
+    """The HMAC key of pagination cursors: ``FINVAULT_CURSOR_SECRET``, else random for this start."""
+    secret = settings.cursor_secret
+    return secret.get_secret_value().encode() if secret else secrets.token_bytes(32)
 
 
 def not_ready(snapshot: SyncSnapshot, settings: NodeSettings, now: float | None = None) -> list[str]:
@@ -143,8 +148,7 @@ class Runtime(ABC):
         if cached is not None and cached[0] == block:
             return cached[1]
         try:
-            anchor_acc, revocation_acc = self._status_reader.accumulators(block)
-            anchors, revocations = self._status_reader.counts(block)
+            anchor_acc, revocation_acc, anchors, revocations = self._status_reader.totals(block)
         except FinVaultError as exc:
             return {"block_number": block, "error": exc.diagnostics()}
         answer: dict[str, Any] = {
@@ -198,10 +202,7 @@ class NodeRuntime(Runtime):
         # Not 0: a sync process started again after a crash must not publish a generation that
         # workers already cached facts under (time.monotonic_ns() only grows, system-wide).
         self._generation_counter = time.monotonic_ns()
-        secret = settings.cursor_secret
-        super().__init__(
-            settings, read_engine, secret.get_secret_value().encode() if secret else secrets.token_bytes(32)
-        )
+        super().__init__(settings, read_engine, cursor_key(settings))
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_chain_check = time.monotonic()
@@ -227,9 +228,8 @@ class NodeRuntime(Runtime):
     def open(cls, settings: NodeSettings, shared: SharedState | None = None) -> NodeRuntime:
         """Connects and checks everything; raises :class:`FinVaultError` on anything wrong. With
         ``shared``, the loop publishes its state there for worker processes."""
-        indexer = build_indexer(settings)
+        indexer = build_indexer(settings, writer=True)
         try:
-            indexer.claim_writer()
             runtime = cls(settings, indexer, make_engine(settings.database_url), shared)
         except BaseException:
             indexer.close()
@@ -552,7 +552,7 @@ class ReplicaRuntime(Runtime):
         self._on_start = on_start
 
     @classmethod
-    def open(cls, settings: NodeSettings, cursor_key: bytes) -> ReplicaRuntime:
+    def open(cls, settings: NodeSettings) -> ReplicaRuntime:
         """Checks that the mirror exists, has a writer's schema and follows this chain and registry
         (:class:`ConfigError` or :class:`ChainMismatch` if not); never migrates or writes it."""
         engine = make_engine(settings.database_url)
@@ -568,16 +568,11 @@ class ReplicaRuntime(Runtime):
                 raise ConfigError(
                     "this mirror is empty: start its writer (a node without FINVAULT_NODE_REPLICA) first"
                 )
-            registry = settings.require_registry()
-            if checkpoint.chain_id != settings.chain_id or hex0x(checkpoint.registry_address) != registry:
-                raise ChainMismatch(
-                    f"this mirror follows chain {checkpoint.chain_id} registry "
-                    f"{hex0x(checkpoint.registry_address)}, not chain {settings.chain_id} registry {registry}"
-                )
+            require_same_mirror(checkpoint, settings.chain_id, settings.require_registry())
         except BaseException:
             engine.dispose()
             raise
-        return cls(settings, engine, cursor_key)
+        return cls(settings, engine, cursor_key(settings))
 
     def snapshot(self) -> SyncSnapshot:
         """The mirror's checkpoint and its writer's last published state, read now."""

@@ -33,7 +33,7 @@ from chain.errors import ConfigError, FinVaultError
 from chain.service.db import make_engine
 from chain.service.web import GracefulServer, server_config
 from node.app import create_app
-from node.runtime import FollowerRuntime, NodeRuntime, ReplicaRuntime, Runtime
+from node.runtime import FollowerRuntime, NodeRuntime, ReplicaRuntime, Runtime, cursor_key
 from node.settings import NodeSettings
 from node.shared import SharedState
 from node.worker import READY_PREFIX, STOP_SIGNALS, Supervisor, stale_snapshot, startup_failed
@@ -161,12 +161,7 @@ def _freeze_startup_heap() -> None:
 def open_runtime(settings: NodeSettings) -> Runtime:
     """The mirror's writer (its sync loop, the mirror claimed), or with ``FINVAULT_NODE_REPLICA`` a
     replica that only reads it."""
-    if settings.node_replica:
-        secret = settings.cursor_secret
-        return ReplicaRuntime.open(
-            settings, secret.get_secret_value().encode() if secret else secrets.token_bytes(32)
-        )
-    return NodeRuntime.open(settings)
+    return ReplicaRuntime.open(settings) if settings.node_replica else NodeRuntime.open(settings)
 
 
 def serve_node(settings: NodeSettings, on_ready: Callable[[str], None] = print) -> None:
@@ -220,10 +215,8 @@ def _serve_with_workers(settings: NodeSettings, on_ready: Callable[[str], None])
         shared: SharedState | None = None
         runtime: Runtime
         if settings.node_replica:
-            secret = settings.cursor_secret
-            assert secret is not None  # set above
-            key = secret.get_secret_value().encode()
-            runtime = ReplicaRuntime(settings, make_engine(settings.database_url), key, on_start=mark_ready)
+            engine = make_engine(settings.database_url)  # the cursor secret is set above: one for all
+            runtime = ReplicaRuntime(settings, engine, cursor_key(settings), on_start=mark_ready)
         else:
             shared = SharedState(directory / "state", create=True)
             shared.write(stale_snapshot())
