@@ -29,11 +29,13 @@ from chain.core.signing import SignatureCache
 from chain.core.verify import (
     AnchorFact,
     ChainHead,
+    Examined,
     IssuerFact,
     KeyFact,
     Policy,
     RevocationFact,
     Verdict,
+    examine,
     verify,
 )
 from indexer import reader
@@ -212,13 +214,16 @@ class MirrorView:
     def verify(self, receipt: Any, now: datetime, policy: Policy) -> tuple[Verdict, SyncSnapshot]:
         """:func:`chain.core.verify.verify` over the mirror, and the state it was judged at: every fact
         from the generation that state shows. Raises :class:`MirrorBusy` if no try was consistent."""
+        # The document's own checks once, outside any retry: a write that commits meanwhile makes
+        # only the chain's part run again.
+        examined = receipt if isinstance(receipt, Examined) else examine(receipt, self.signatures)
         if self._state_in is not None:
-            return self._verify_in_one_snapshot(self._state_in, receipt, now, policy)
+            return self._verify_in_one_snapshot(self._state_in, examined, now, policy)
         for _ in range(CONSISTENCY_RETRIES):
             before = self._state()
             if not before.writing:
                 with self.facts(before) as facts:
-                    verdict = verify(receipt, facts, now, policy, signatures=self.signatures)
+                    verdict = verify(examined, facts, now, policy, signatures=self.signatures)
                 after = self._state()
                 if after.generation == before.generation and not after.writing:
                     return verdict, after
@@ -228,7 +233,11 @@ class MirrorView:
         raise MirrorBusy("the mirror is being written without a pause; retry in a moment")
 
     def _verify_in_one_snapshot(
-        self, state_in: Callable[[Connection], SyncSnapshot], receipt: Any, now: datetime, policy: Policy
+        self,
+        state_in: Callable[[Connection], SyncSnapshot],
+        examined: Examined,
+        now: datetime,
+        policy: Policy,
     ) -> tuple[Verdict, SyncSnapshot]:
         with self.engine.connect() as connection:
             if connection.dialect.name == "postgresql":
@@ -237,7 +246,7 @@ class MirrorView:
                 state = state_in(connection)
                 cache = self._current_cache(state.generation)
                 facts = _SnapshotFacts(self, cache, lambda: connection, head_of(state))
-                verdict = verify(receipt, facts, now, policy, signatures=self.signatures)
+                verdict = verify(examined, facts, now, policy, signatures=self.signatures)
         return verdict, state
 
     # -- listings -------------------------------------------------------------------------------------

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+from typing import Any
+
 from hypothesis import strategies as st
 
 from chain.core.canonical import MAX_SAFE_INTEGER
@@ -57,3 +60,82 @@ hostile_values = st.recursive(
     ),
     max_leaves=24,
 )
+
+# -- hostile receipts (tests/unit/test_fuzz.py, tests/integration/test_hostile_cost.py) --------
+
+
+def _nested_lists(depth: int) -> object:
+    value: object = 0
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+_BASE58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+#: Values that each aim at one check's edge: numbers at the ends of what RFC 8785 allows, hex and
+#: base58 of every length, DIDs and verification methods, dates, long and deep and wide values.
+receipt_values = st.one_of(
+    json_values,
+    st.sampled_from(
+        [
+            MAX_SAFE_INTEGER,
+            MAX_SAFE_INTEGER + 1,
+            -MAX_SAFE_INTEGER - 2,
+            10**15 * 9,
+            1e308,
+            5e-324,
+            -0.0,
+            1.8e2,
+        ]
+    ),
+    st.binary(max_size=40).map(lambda raw: "0x" + raw.hex()),
+    st.text(st.sampled_from(_BASE58), max_size=120).map(lambda text: "z" + text),
+    st.integers(0, 300_000).map(lambda n: "z" + "6" * n),
+    st.sampled_from(["did:key:", "did:web:", "did:web:uni.example%2Fx", "did:web:[::1]", "#", "##"]).flatmap(
+        lambda prefix: st.text(st.sampled_from(_BASE58 + ":#%/."), max_size=60).map(lambda t: prefix + t)
+    ),
+    st.sampled_from(["2026-01-01T00:00:00Z", "9999-12-31T23:59:59-23:59", "0001-01-01", "2026-13-40", ""]),
+    st.integers(0, 200_000).map(lambda n: "x" * n),
+    st.integers(0, 5_000).map(lambda n: [0] * n),
+    st.integers(30, 800).map(_nested_lists),
+    st.integers(0, 100_000).map(lambda n: {"k" * n: [0] * 64}),
+)
+
+
+def _node_paths(value: object, prefix: tuple[str | int, ...] = ()) -> list[tuple[str | int, ...]]:
+    """Every path below ``value`` (containers included), in document order."""
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    paths: list[tuple[str | int, ...]] = []
+    for key, child in items:
+        paths.append((*prefix, key))
+        paths.extend(_node_paths(child, (*prefix, key)))
+    return paths
+
+
+@st.composite
+def mutated_receipts(
+    draw: st.DrawFn, genuine: dict[str, object], values: st.SearchStrategy[object]
+) -> object:
+    """A genuine receipt (JSON data) with one to three nodes replaced, removed, or joined by a new
+    key or element, each drawn from ``values``; or, now and then, one value with no receipt around it."""
+    if draw(st.integers(0, 19)) == 0:
+        return draw(values)
+    receipt = copy.deepcopy(genuine)
+    for _ in range(draw(st.integers(1, 3))):
+        paths = _node_paths(receipt)
+        if not paths:
+            break
+        *parents, key = draw(st.sampled_from(paths))
+        parent: Any = receipt
+        for step in parents:
+            parent = parent[step]
+        action = draw(st.sampled_from(["replace", "replace", "remove", "add"]))
+        if action == "replace":
+            parent[key] = draw(values)
+        elif action == "remove":
+            del parent[key]
+        elif isinstance(parent, dict):
+            parent[draw(keys)] = draw(values)
+        else:
+            parent.insert(draw(st.integers(0, len(parent))), draw(values))
+    return receipt

@@ -36,6 +36,10 @@ PROOF_PURPOSE = "assertionMethod"
 _ED25519_PUB = b"\xed\x01"  # multicodec ed25519-pub, as an unsigned varint
 _ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 _INDEX = {character: value for value, character in enumerate(_ALPHABET)}
+#: The longest base58btc text decoded: an Ed25519 Multikey is 48 characters and a signature at
+#: most 88. Decoding is quadratic in the length (one big integer grows by a digit per character):
+#: a 520,000-character fragment took a minute, so length is checked before any decoding.
+MAX_BASE58_CHARS = 128
 
 
 class DataIntegrityError(FinVaultError, ValueError):
@@ -55,7 +59,10 @@ def base58btc(data: bytes) -> str:
 
 
 def from_base58btc(text: str) -> bytes:
-    """The bytes of a base58btc string; :class:`DataIntegrityError` for a character outside it."""
+    """The bytes of a base58btc string of at most :data:`MAX_BASE58_CHARS` characters;
+    :class:`DataIntegrityError` for a longer one or a character outside the alphabet."""
+    if len(text) > MAX_BASE58_CHARS:
+        raise DataIntegrityError(f"base58btc text of {len(text):,} characters; at most {MAX_BASE58_CHARS}")
     number = 0
     for character in text:
         if character not in _INDEX:

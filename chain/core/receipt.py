@@ -22,6 +22,9 @@ from chain.core.errors import FinVaultError
 RECEIPT_FORMAT: Literal["finvault-receipt/1"] = "finvault-receipt/1"
 #: A receipt is a credential plus ~1 KiB of evidence; 512 KiB leaves room for large documents.
 MAX_RECEIPT_BYTES = 512 * 1024
+#: JSON values a receipt may hold (see :func:`chain.core.canonical.json_values_bound`): one of
+#: 4,096 fields, each with its key, salt and container, comes to about 25,000.
+MAX_RECEIPT_VALUES = 65_536
 #: Deeper than any tree of 2^64 leaves: anything longer is not a proof.
 MAX_PROOF_LENGTH = 64
 
@@ -115,15 +118,20 @@ class Receipt(_Strict):
         return json.dumps(self.to_json_dict(), indent=indent, ensure_ascii=False) + "\n"
 
 
+#: Characters of a field's name quoted in an error (a key may be as long as the receipt).
+MAX_SHOWN_FIELD = 120
+
+
 def _field_name(location: tuple[int | str, ...]) -> str:
-    return ".".join(str(part) for part in location) or "receipt"
+    name = ".".join(str(part) for part in location) or "receipt"
+    return name if len(name) <= MAX_SHOWN_FIELD else f"{name[:MAX_SHOWN_FIELD]}... ({len(name):,} characters)"
 
 
 def parse_receipt(source: str | bytes | Mapping[str, Any]) -> Receipt:
     """A receipt from JSON text (or an already parsed object), strictly validated."""
     if isinstance(source, str | bytes):
         try:
-            source = loads_strict(source, max_bytes=MAX_RECEIPT_BYTES)
+            source = loads_strict(source, max_bytes=MAX_RECEIPT_BYTES, max_values=MAX_RECEIPT_VALUES)
         except DocumentError as exc:
             raise ReceiptError(exc.message) from None
     if not isinstance(source, Mapping):
@@ -134,6 +142,12 @@ def parse_receipt(source: str | bytes | Mapping[str, Any]) -> Receipt:
         first = exc.errors()[0]
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
         raise ReceiptError(first["msg"] + more, field=_field_name(first["loc"])) from None
+
+
+def receipt_size(receipt: Mapping[str, Any]) -> int:
+    """Bytes of ``receipt`` as compact UTF-8 JSON: what :data:`MAX_RECEIPT_BYTES` bounds for a
+    receipt that arrives already parsed (one of many in a request)."""
+    return len(json.dumps(receipt, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "replace"))
 
 
 def build_receipt(

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal, Protocol
 
-from chain.core.canonical import DisclosureMismatch, DocumentError, recompute_digest
+from chain.core.canonical import DisclosureMismatch, DocumentError, flatten, recompute_digest
 from chain.core.data_integrity import DataIntegrityError, verify_proof
 from chain.core.encoding import hex0x, iso_utc, to_bytes32
 from chain.core.hashing import keccak256
@@ -332,8 +332,49 @@ class _Checks:
 # -- the function ------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Examined:
+    """A receipt's document checks (:data:`DOCUMENT_CHECKS`), done once: they depend on its bytes
+    alone, so a verification that must look at the chain again (a mirror written meanwhile) does
+    not pay for them again. ``receipt`` is None when the receipt is not well-formed."""
+
+    receipt: Receipt | None
+    checks: Mapping[CheckName, Check]
+
+
+def examine(
+    receipt: Receipt | Mapping[str, Any] | str | bytes, signatures: SignatureCache | None = None
+) -> Examined:
+    """The checks of ``receipt`` that need no chain fact: well-formed (its credential's size and
+    shape included, before anything hashes it), digest, Data Integrity proof, Merkle proof.
+
+    Every check is bounded by the receipt's size: nothing here is super-linear in untrusted input,
+    and anything wrong with it is a failed check, never an exception.
+    """
+    checks = _Checks()
+    try:
+        parsed = receipt if isinstance(receipt, Receipt) else parse_receipt(receipt)
+        leaves = flatten(parsed.credential)
+    except (ReceiptError, DocumentError) as exc:
+        checks.failed(CheckName.WELL_FORMED, Code.MALFORMED, exc.message)
+        return Examined(None, checks.items)
+    checks.passed(CheckName.WELL_FORMED, "finvault-receipt/1")
+    digest = to_bytes32(parsed.digest)
+    _check_digest(parsed, leaves, digest, checks)
+    _check_data_integrity(parsed, checks, signatures)
+    _check_proof(parsed, digest, to_bytes32(parsed.proof.leaf), to_bytes32(parsed.proof.root), checks)
+    return Examined(parsed, checks.items)
+
+
+def malformed(message: str) -> Examined:
+    """A receipt refused before it was read (over a size limit, say): INVALID, ``MALFORMED``."""
+    checks = _Checks()
+    checks.failed(CheckName.WELL_FORMED, Code.MALFORMED, message)
+    return Examined(None, checks.items)
+
+
 def verify(
-    receipt: Receipt | Mapping[str, Any] | str | bytes,
+    receipt: Receipt | Mapping[str, Any] | str | bytes | Examined,
     facts: ChainFacts,
     now: datetime,
     policy: Policy | None = None,
@@ -342,6 +383,7 @@ def verify(
 ) -> Verdict:
     """Judges ``receipt`` against ``facts`` at time ``now`` (timezone-aware).
 
+    ``receipt`` may be the result of :func:`examine`: then only the checks that need chain facts run.
     ``signatures`` remembers signature checks that succeeded (the receipt's and its credential's
     Data Integrity proof): immutable facts about bytes. Everything that depends on the chain (the
     key's registration and revocation, the anchor, the issuer) is judged from ``facts`` every time.
@@ -349,16 +391,15 @@ def verify(
     policy = policy or Policy()
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
+    examined = receipt if isinstance(receipt, Examined) else examine(receipt, signatures)
     checks = _Checks()
-    try:
-        parsed = receipt if isinstance(receipt, Receipt) else parse_receipt(receipt)
-    except ReceiptError as exc:
-        checks.failed(CheckName.WELL_FORMED, Code.MALFORMED, exc.message)
+    checks.items.update(examined.checks)
+    parsed = examined.receipt
+    if parsed is None:
         return Verdict(Status.INVALID, checks.ordered())
-    checks.passed(CheckName.WELL_FORMED, "finvault-receipt/1")
 
     digest = to_bytes32(parsed.digest)
-    leaf, root = to_bytes32(parsed.proof.leaf), to_bytes32(parsed.proof.root)
+    root = to_bytes32(parsed.proof.root)
     evidence: dict[str, Any] = {
         "digest": parsed.digest,
         "leaf": parsed.proof.leaf,
@@ -368,10 +409,6 @@ def verify(
         "chainId": facts.chain_id,
         "registry": facts.registry,
     }
-    _check_digest(parsed, digest, checks)
-    _check_data_integrity(parsed, checks, signatures)
-    _check_proof(parsed, digest, leaf, root, checks)
-
     if parsed.anchor.chain_id != facts.chain_id or parsed.anchor.registry != facts.registry.lower():
         checks.failed(
             CheckName.CHAIN,
@@ -406,7 +443,7 @@ def verify(
     anchor_evidence = None
     revocation = None
     if trusted_anchor is not None:
-        revocation = _check_revocation(facts, root, leaf, checks)
+        revocation = _check_revocation(facts, root, to_bytes32(parsed.proof.leaf), checks)
         anchor_evidence = _check_finality(trusted_anchor, facts.head(), policy, checks)
     else:
         checks.skipped(CheckName.REVOCATION, "no trusted anchor")
@@ -426,9 +463,9 @@ def verify(
     return Verdict(status, checks.ordered(), issuer, anchor_evidence, revocation, evidence)
 
 
-def _check_digest(receipt: Receipt, digest: bytes, checks: _Checks) -> None:
+def _check_digest(receipt: Receipt, leaves: list[tuple[str, str]], digest: bytes, checks: _Checks) -> None:
     try:
-        recomputed = recompute_digest(receipt.credential, receipt.salts, receipt.obfuscated)
+        recomputed = recompute_digest(receipt.credential, receipt.salts, receipt.obfuscated, leaves=leaves)
     except DisclosureMismatch as exc:
         checks.failed(CheckName.DIGEST, Code.DIGEST_MISMATCH, exc.message)
         return

@@ -36,7 +36,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from chain.core.canonical import DocumentError, loads_strict
+from chain.core.canonical import DocumentError, DocumentTooLarge, loads_strict
 from chain.errors import FinVaultError
 
 log = logging.getLogger(__name__)
@@ -244,18 +244,20 @@ def _is_json(content_type: str) -> bool:
     )
 
 
-async def read_json(request: Request, *, max_bytes: int) -> Any:
-    """The request's JSON body, strictly parsed; 415 for another content type, 400 for bad JSON."""
+async def read_json(request: Request, *, max_bytes: int, max_values: int | None = None) -> Any:
+    """The request's JSON body, strictly parsed; 415 for another content type, 400 for bad JSON,
+    413 for a body over ``max_bytes`` or holding more than ``max_values`` JSON values (what parsing
+    would build is bounded before it runs: see :func:`chain.core.canonical.json_values_bound`)."""
     if not _is_json(request.headers.get("content-type", "")):
         raise UnsupportedMediaType("the request body must be application/json (UTF-8)")
     body = await request.body()
     if not body.strip():
         raise BadRequest("the request body is empty", code="invalid_json")
     try:
-        return loads_strict(body, max_bytes=max_bytes)
+        return loads_strict(body, max_bytes=max_bytes, max_values=max_values)
+    except DocumentTooLarge as exc:
+        raise PayloadTooLarge(exc.message) from None
     except DocumentError as exc:
-        if len(body) > max_bytes:
-            raise PayloadTooLarge(exc.message) from None
         raise BadRequest(exc.message, code="invalid_json") from None
 
 

@@ -36,11 +36,21 @@ from chain.core.canonical import (
     salt_document,
 )
 from chain.core.receipt import Receipt, ReceiptError, parse_receipt
+from chain.core.verify import CheckName, Status, verify
 from issuer.errors import IntakeError
 from issuer.intake import Accepted, InputFormat, IntakeResult, Record, Rejected, read_input, validate
 from issuer.template import Template
-from tests.factories import deterministic_bytes, make_batch
-from tests.strategies import JSON_TOKENS, hostile_values, json_token_soup, json_values, keys, unicode_text
+from tests.factories import anchored, deterministic_bytes, make_batch
+from tests.strategies import (
+    JSON_TOKENS,
+    hostile_values,
+    json_token_soup,
+    json_values,
+    keys,
+    mutated_receipts,
+    receipt_values,
+    unicode_text,
+)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -339,3 +349,33 @@ def test_the_fuzzed_template_accepts_a_good_row() -> None:
     found = intake((",".join(COLUMNS) + "\n" + row).encode(), InputFormat.CSV)
     assert isinstance(found, list)
     assert [type(result) for result in found] == [Accepted]
+
+
+# --- verification -----------------------------------------------------------------------------
+
+_BATCH = make_batch(2, seed="fuzz-verify")
+FACTS, _ANCHORED = anchored(_BATCH)
+GENUINE = next(_ANCHORED).to_json_dict()
+NOW = datetime(2026, 12, 7, tzinfo=UTC)
+
+
+@settings(fuzz, max_examples=600)
+@given(receipt=mutated_receipts(GENUINE, receipt_values | hostile_values))
+@example(receipt=GENUINE)
+def test_verify_gives_a_verdict_for_any_receipt(receipt: Any) -> None:
+    """Whatever it is handed, verify() answers with a verdict: no exception, no hang (the deadline),
+    and nothing it cannot vouch for is VALID."""
+    verdict = verify(receipt, FACTS, NOW)
+    assert verdict.status in Status
+    assert [check.name for check in verdict.checks] == list(CheckName)
+    if verdict.status is Status.INVALID:
+        assert verdict.reasons
+    try:  # and as the text a node or `finvault verify` reads, where there is one
+        text = json.dumps(receipt, ensure_ascii=False).encode("utf-8", "surrogatepass")
+    except (TypeError, ValueError, RecursionError):
+        return
+    assert verify(text, FACTS, NOW).status in Status
+
+
+def test_the_genuine_receipt_of_the_verify_fuzzer_is_valid() -> None:
+    assert verify(GENUINE, FACTS, NOW).status is Status.VALID  # so mutations start from a VALID one
