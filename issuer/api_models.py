@@ -7,7 +7,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-from issuer.revoke import RevocationResult, reason_name
+from chain.core.revocation import reason_name
+from issuer.revoke import RevocationResult
 from issuer.store import Revocation
 
 #: Records per ``POST /certificates``; bigger inputs go through ``finvault issue``.

@@ -227,7 +227,7 @@ def test_revoke_command(env: IssuerEnv, anvil: DevChain) -> None:
 
     root = next(env.receipts()).proof.root
     whole = run(revoke, "--batch", root, "--reason", "key_compromise", *chain_only)
-    assert whole.stdout.startswith(f"{root}: revoked (key-compromise)")
+    assert whole.stdout.startswith(f"{root}: revoked (keyCompromise)")
 
     for bad_args, message in [
         (["--reason", "superseded"], "pass receipt files or --batch"),
