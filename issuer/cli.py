@@ -108,6 +108,17 @@ def _issuer_settings(options: dict[str, Any]) -> IssuerSettings:
     )
 
 
+def _existing_store(url: str) -> str:
+    """``url``, refused (:class:`DatabaseMissing`) if it names a SQLite file that does not exist:
+    only ``issue`` and the API, which take certificates in, start a store."""
+    from chain.service.db import require_existing_database
+
+    require_existing_database(
+        url, "the issuer store", "issue certificates first (`finvault issue`), or pass the --db it used"
+    )
+    return url
+
+
 def _signing_key(settings: IssuerSettings, passphrase_file: Path | None) -> PrivateKey:
     if settings.issuer_key_dir is None:
         raise ConfigError("no document-signing key: pass --key-dir (a `finvault issuer keygen` directory)")
@@ -243,7 +254,7 @@ def anchor_command(
     from issuer.store import Store
 
     settings = _issuer_settings(options)
-    with Store.open(settings.issuer_db) as store, ExitStack() as stack:
+    with Store.open(_existing_store(settings.issuer_db)) as store, ExitStack() as stack:
         service = stack.enter_context(_service(store, settings, out_dir, options))
         if every is None:
             _report(service.run_once(retry_failed=retry_failed), out_dir)
@@ -299,7 +310,7 @@ def revoke(
         raise ConfigError("--batch takes a root: 0x and 64 hex digits")
     code = parse_reason(reason)
     settings = load_settings(IssuerSettings, issuer_db=db)
-    with Store.open(settings.issuer_db) as store:
+    with Store.open(_existing_store(settings.issuer_db)) as store:
         chain = session(registry=options.pop("registry"), **options)
         try:
             revoker = Revoker(store, chain.registry)
@@ -435,7 +446,7 @@ def issuer_api_key_list(db: str | None) -> None:
     from issuer.store import Store
 
     settings = load_settings(IssuerSettings, issuer_db=db)
-    with Store.open(settings.issuer_db) as store:
+    with Store.open(_existing_store(settings.issuer_db)) as store:
         for key in list_api_keys(store):
             revoked = f"revoked {key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "active"
             click.echo(f"{key.id}  {key.scopes:<18} {key.created_at:%Y-%m-%d %H:%M}  {revoked}  {key.name}")
@@ -452,6 +463,6 @@ def issuer_api_key_revoke(key_id: str, db: str | None) -> None:
     from issuer.store import Store
 
     settings = load_settings(IssuerSettings, issuer_db=db)
-    with Store.open(settings.issuer_db) as store:
+    with Store.open(_existing_store(settings.issuer_db)) as store:
         revoke_api_key(store, key_id)
     click.echo(f"API key {key_id} revoked")
