@@ -58,7 +58,7 @@ class RevocationRequest(_Model):
     )
     batch: Annotated[str, Field(pattern=ROOT_PATTERN)] | None = None
     reason: str | int = Field(
-        description="RFC 5280 reason: a name (superseded, key-compromise, ...) or code."
+        description="RFC 5280 reason: a name (superseded, keyCompromise, ...) or code."
     )
 
 

@@ -21,7 +21,7 @@ import click
 from chain.cli import chain_options, registry_option, session, signer_options
 from chain.errors import ConfigError
 from chain.service.signals import SHUTDOWN_SIGNALS, wait_for_shutdown
-from issuer.errors import IssuerError, UnknownCertificate
+from issuer.errors import IntakeAllRejected, IssuerError, UnknownCertificate
 from issuer.intake import InputFormat
 from issuer.registration import load_signing_key, signing_key_passphrase
 from issuer.scopes import SCOPES
@@ -204,6 +204,9 @@ def issue(
     Bad rows are reported with their line numbers and the good ones kept (--strict: nothing is
     stored if any row is bad). With --now the pending certificates are also sealed into a batch,
     anchored, and their receipts written to OUT.
+
+    Exit status: 0 when at least one row was accepted (rejected rows, if any, are listed on stderr
+    and counted in the summary), 2 when every row was rejected or --strict met a bad row.
     """
     from tqdm import tqdm
 
@@ -228,7 +231,14 @@ def issue(
             report = ingest(store, rows, strict=strict)
         for rejected in report.rejected:
             click.echo(f"{input_path}: rejected {rejected}", err=True)
-        click.echo(f"{report.accepted} accepted, {len(report.rejected)} rejected")
+        summary = f"{report.accepted} accepted, {len(report.rejected)} rejected"
+        if report.rejected and not report.accepted:
+            raise IntakeAllRejected(
+                f"{summary}: every row of {input_path} was rejected (above); nothing stored"
+            )
+        if report.rejected:
+            summary += " (the rejected rows are listed above on stderr; the accepted ones are stored)"
+        click.echo(summary)
         if service is not None:
             _report(service.run_once(), out_dir)
 
@@ -286,7 +296,7 @@ def _certificate_ids(store: Store, receipts: tuple[Path, ...]) -> list[str]:
 @click.argument("receipts", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--batch", "batch_root", help="Revoke a whole batch by its root instead.")
 @click.option(
-    "--reason", required=True, help="RFC 5280 reason: name (superseded, key-compromise, ...) or code."
+    "--reason", required=True, help="RFC 5280 reason: name (superseded, keyCompromise, ...) or code."
 )
 @click.option("--db", help="Issuer store: SQLAlchemy URL or SQLite file (or FINVAULT_ISSUER_DB).")
 @registry_option
