@@ -57,9 +57,7 @@ class RevocationRequest(_Model):
         None, min_length=1, max_length=MAX_REVOCATIONS_PER_REQUEST
     )
     batch: Annotated[str, Field(pattern=ROOT_PATTERN)] | None = None
-    reason: str | int = Field(
-        description="RFC 5280 reason: a name (superseded, keyCompromise, ...) or code."
-    )
+    reason: str | int = Field(description="RFC 5280 reason: a name (superseded, keyCompromise, ...) or code.")
 
 
 class RevocationOutcome(_Model):
