@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -386,3 +388,48 @@ def test_verify_without_a_registry_names_node_as_the_other_way(tmp_path: Path) -
     result = run_finvault("verify", str(receipt))
     assert_one_line_error(result, "config_error", "no registry address", "--registry", "--node URL")
     assert result.returncode == 2
+
+
+def readme_tour() -> str:
+    """The README's five-minute tour: the ``sh`` block after its ``<!-- tour`` marker."""
+    _, marker, rest = (ROOT / "README.md").read_text().partition("<!-- tour:")
+    assert marker, "README.md lost its tour marker"
+    block = re.search(r"^```sh\n(.*?)^```$", rest, re.DOTALL | re.MULTILINE)
+    assert block is not None
+    return block.group(1)
+
+
+@pytest.mark.slow(seconds=15)
+def test_readme_tour(tmp_path: Path, reserved_port: int) -> None:
+    """The tour pasted into bash beside a running demo (in a scratch folder laid out like a checkout,
+    its chain on a port of the test's), which may not have its node on 8000: VALID, then REVOKED
+    through the node once it has seen the revocation, REVOKED from the chain, and no drift."""
+    (tmp_path / ".venv").symlink_to(Path(sys.executable).parent.parent)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FINVAULT_")}
+    with (tmp_path / "demo.log").open("w") as log:
+        demo = subprocess.Popen(
+            [sys.executable, str(ROOT / "scripts" / "demo.py"), "--chain-port", str(reserved_port)],
+            cwd=tmp_path, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            ready = tmp_path / ".finvault" / "demo" / "env.json"
+            deadline = time.monotonic() + 180
+            while not ready.exists():
+                assert demo.poll() is None, (tmp_path / "demo.log").read_text()
+                assert time.monotonic() < deadline, (tmp_path / "demo.log").read_text()
+                time.sleep(0.2)
+            tour = subprocess.run(
+                ["bash", "-c", readme_tour()], cwd=tmp_path, env=env, stdin=subprocess.DEVNULL,
+                capture_output=True, text=True, timeout=180, check=False,
+            )  # fmt: skip
+        finally:
+            demo.send_signal(signal.SIGINT)
+            assert demo.wait(timeout=60) == 0
+    out = tour.stdout
+    assert tour.returncode == 0, out + tour.stderr  # the last step: reconcile, no drift
+    receipt = ".finvault/demo/receipts/demo-0001.json"
+    assert out.count(f"{receipt}: VALID") == 1
+    assert "demo-0001: revoked (superseded) in block" in out
+    assert out.count(f"{receipt}: REVOKED") == 2  # through the node, then straight from the chain
+    assert out.count("certificate revoked: superseded (4)") == 2
+    assert ": no drift (" in out
