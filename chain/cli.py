@@ -87,11 +87,20 @@ def registry_option(func: F) -> F:
     return click.option("--registry", help="FinVaultRegistry address (or FINVAULT_REGISTRY).")(func)
 
 
-def read_secret(prompt: str, file: Path | None, env_value: str | None, *, confirm: bool = False) -> str:
+def read_secret(
+    prompt: str,
+    file: Path | None,
+    env_value: str | None,
+    *,
+    file_option: str,
+    env_name: str,
+    confirm: bool = False,
+) -> str:
     """A secret from ``file`` (trailing newline dropped), else ``env_value``, else a hidden prompt.
 
-    Without a terminal to prompt on, raises :class:`ConfigError` rather than wait on stdin, as it
-    does for a file others on this machine can read.
+    Without a terminal to prompt on, raises :class:`ConfigError` naming ``file_option`` and
+    ``env_name`` (the two ways to give it) rather than wait on stdin, as it does for a file others
+    on this machine can read.
     """
     if file is not None:
         require_private(file, "secret file")
@@ -99,7 +108,10 @@ def read_secret(prompt: str, file: Path | None, env_value: str | None, *, confir
     if env_value:
         return env_value
     if not sys.stdin.isatty():
-        raise ConfigError(f"{prompt.lower()} needed: pass a file option or set it in the environment")
+        raise ConfigError(
+            f"{prompt.lower()} needed and no terminal to ask on: pass {file_option} FILE "
+            f"(a file only you can read) or set {env_name}"
+        )
     return str(click.prompt(prompt, hide_input=True, confirmation_prompt=confirm))
 
 
@@ -138,7 +150,11 @@ class ChainSession:
             raise ConfigError("no signing account: pass --keystore FILE, or --dev on a local chain")
         stored = self.settings.keystore_password
         password = read_secret(
-            "Keystore password", self.password_file, stored.get_secret_value() if stored else None
+            "Keystore password",
+            self.password_file,
+            stored.get_secret_value() if stored else None,
+            file_option="--password-file",
+            env_name="FINVAULT_KEYSTORE_PASSWORD",
         )
         return LocalSigner.from_keystore(self.settings.keystore, password)
 
@@ -260,7 +276,12 @@ def account_new(out: Path, password_file: Path | None) -> None:
         raise ConfigError(f"{out} exists: refusing to overwrite a keystore")
     stored = load_settings(ChainSettings).keystore_password
     password = read_secret(
-        "Keystore password", password_file, stored.get_secret_value() if stored else None, confirm=True
+        "Keystore password",
+        password_file,
+        stored.get_secret_value() if stored else None,
+        file_option="--password-file",
+        env_name="FINVAULT_KEYSTORE_PASSWORD",
+        confirm=True,
     )
     address = write_keystore(out, secrets.token_bytes(32), password)
     click.echo(address)
@@ -381,6 +402,11 @@ def _verdicts_from_rpc(
     from chain.rpc_facts import RpcFacts
 
     chain = session(registry=registry, **options)
+    if chain.settings.registry is None:  # here, unlike for other commands, a node is the other way
+        raise ConfigError(
+            "no registry address: pass --registry ADDR (or set FINVAULT_REGISTRY) to verify against "
+            "the chain, or --node URL to ask a verification node"
+        )
     facts = RpcFacts(chain.reader, chain.settings.chain_id)
     policy = Policy(
         confirmations=chain.settings.confirmations,

@@ -13,6 +13,7 @@ from chain.core.errors import FinVaultError, KeystoreError
 __all__ = [
     "ChainMismatch",
     "ConfigError",
+    "DatabaseMissing",
     "FinVaultError",
     "KeystoreError",
     "RpcError",
@@ -26,6 +27,13 @@ class ConfigError(FinVaultError, ValueError):
     """Settings or command-line input that cannot work."""
 
     code = "config_error"
+
+
+class DatabaseMissing(ConfigError):
+    """A command that reads a database was pointed at a SQLite file that does not exist (a typo in
+    ``--db``, or a step not run yet): refused, rather than create an empty one and answer from it."""
+
+    code = "database_missing"
 
 
 class ToolchainError(FinVaultError):

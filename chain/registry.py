@@ -8,30 +8,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import IntEnum
 from typing import Any
 
 from chain.contract import Artifact, load_artifact
 from chain.core.encoding import hex0x, to_bytes32
 from chain.core.hashing import keccak256
+from chain.core.revocation import RevocationReason as RevocationReason  # the transactions' codes
 from chain.errors import ChainMismatch
 from chain.rpc import RpcClient
 from chain.tx import TxReceipt, TxSender
 
 #: A block number, a tag ("latest"), or an EIP-1898 object (``{"blockHash": ..., "requireCanonical": true}``).
 BlockId = int | str | dict[str, Any]
-
-
-class RevocationReason(IntEnum):
-    """RFC 5280 CRLReason codes FinVault accepts, plus ``ISSUED_IN_ERROR`` (11)."""
-
-    UNSPECIFIED = 0
-    KEY_COMPROMISE = 1
-    AFFILIATION_CHANGED = 3
-    SUPERSEDED = 4
-    CESSATION_OF_OPERATION = 5
-    PRIVILEGE_WITHDRAWN = 9
-    ISSUED_IN_ERROR = 11
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,9 @@ RETRYABLE_HTTP_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 def redact_url(url: str) -> str:
     """``https://polygon.example/v3/SECRET`` -> ``https://polygon.example/***``."""
     parts = urlsplit(url)
-    host = parts.hostname or "?"
+    if not parts.scheme or not parts.hostname:
+        return "<not a URL>"  # what a schemeless string holds cannot be told apart from a secret
+    host = parts.hostname
     port = f":{parts.port}" if parts.port else ""
     hidden = "/***" if (parts.path not in ("", "/") or parts.query or parts.username) else ""
     return f"{parts.scheme}://{host}{port}{hidden}"

@@ -82,6 +82,17 @@ def sync(
     )
 
 
+def _existing_mirror(url: str) -> str:
+    """``url``, refused (:class:`DatabaseMissing`) if it names a SQLite file that does not exist:
+    only ``sync`` and ``node`` start a mirror."""
+    from chain.service.db import require_existing_database
+
+    require_existing_database(
+        url, "the mirror", "run `finvault sync` (or `finvault node`) first, or pass the --db it used"
+    )
+    return url
+
+
 def _mirror_settings(
     database_url: str | None, registry: str | None, rpc_urls: tuple[str, ...], options: dict[str, Any]
 ) -> IndexerSettings:
@@ -152,6 +163,7 @@ def reconcile(
         sys.exit(code)
     try:
         settings = _mirror_settings(database_url, registry, rpc_urls, options)
+        _existing_mirror(settings.database_url)  # before the chain: a typo here is the likelier slip
         address = settings.require_registry()
         rpc = RpcClient(settings.rpc_urls, policy=settings.retry_policy)
         rpc.require_chain_id(settings.chain_id)
@@ -216,7 +228,7 @@ def _against_node(settings: IndexerSettings, url: str, last_block: int | None) -
     from indexer.schema import BlockRow
 
     try:
-        engine = open_mirror(settings.database_url)
+        engine = open_mirror(_existing_mirror(settings.database_url))
         update_digests(engine, rebuild=True)  # from the rows as they are, not as they were digested
         with httpx.Client(base_url=url.rstrip("/"), timeout=30.0, follow_redirects=False) as http:
 
@@ -284,7 +296,9 @@ def resync(
     from indexer.reconcile import resync as repair
     from indexer.sync import build_indexer
 
-    indexer = build_indexer(_mirror_settings(database_url, registry, rpc_urls, options))
+    settings = _mirror_settings(database_url, registry, rpc_urls, options)
+    _existing_mirror(settings.database_url)
+    indexer = build_indexer(settings)
     try:
         done = repair(indexer, from_block, now=int(time.time()))
     finally:

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
 
-from chain.service.settings import LOCAL, ChainSettings
+from chain.service.settings import LOCAL, ChainSettings, check_rpc_url
 from indexer.db import DEFAULT_MIRROR_URL
 
 
@@ -34,3 +34,8 @@ class IndexerSettings(ChainSettings):
     @classmethod
     def _split_quorum(cls, value: Any) -> Any:
         return cls._split_urls(value)
+
+    @field_validator("quorum_rpc_urls")
+    @classmethod
+    def _check_quorum(cls, value: list[str]) -> list[str]:
+        return [check_rpc_url(url) for url in value]

@@ -7,7 +7,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-from issuer.revoke import RevocationResult, reason_name
+from chain.core.revocation import reason_name
+from issuer.revoke import RevocationResult
 from issuer.store import Revocation
 
 #: Records per ``POST /certificates``; bigger inputs go through ``finvault issue``.
@@ -56,9 +57,7 @@ class RevocationRequest(_Model):
         None, min_length=1, max_length=MAX_REVOCATIONS_PER_REQUEST
     )
     batch: Annotated[str, Field(pattern=ROOT_PATTERN)] | None = None
-    reason: str | int = Field(
-        description="RFC 5280 reason: a name (superseded, key-compromise, ...) or code."
-    )
+    reason: str | int = Field(description="RFC 5280 reason: a name (superseded, keyCompromise, ...) or code.")
 
 
 class RevocationOutcome(_Model):

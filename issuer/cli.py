@@ -21,7 +21,7 @@ import click
 from chain.cli import chain_options, registry_option, session, signer_options
 from chain.errors import ConfigError
 from chain.service.signals import SHUTDOWN_SIGNALS, wait_for_shutdown
-from issuer.errors import IssuerError, UnknownCertificate
+from issuer.errors import IntakeAllRejected, IssuerError, UnknownCertificate
 from issuer.intake import InputFormat
 from issuer.registration import load_signing_key, signing_key_passphrase
 from issuer.scopes import SCOPES
@@ -106,6 +106,17 @@ def _issuer_settings(options: dict[str, Any]) -> IssuerSettings:
         issuer_qr_codes=options.pop("qr"),
         issuer_workers=options.pop("workers"),
     )
+
+
+def _existing_store(url: str) -> str:
+    """``url``, refused (:class:`DatabaseMissing`) if it names a SQLite file that does not exist:
+    only ``issue`` and the API, which take certificates in, start a store."""
+    from chain.service.db import require_existing_database
+
+    require_existing_database(
+        url, "the issuer store", "issue certificates first (`finvault issue`), or pass the --db it used"
+    )
+    return url
 
 
 def _signing_key(settings: IssuerSettings, passphrase_file: Path | None) -> PrivateKey:
@@ -193,6 +204,9 @@ def issue(
     Bad rows are reported with their line numbers and the good ones kept (--strict: nothing is
     stored if any row is bad). With --now the pending certificates are also sealed into a batch,
     anchored, and their receipts written to OUT.
+
+    Exit status: 0 when at least one row was accepted (rejected rows, if any, are listed on stderr
+    and counted in the summary), 2 when every row was rejected or --strict met a bad row.
     """
     from tqdm import tqdm
 
@@ -217,7 +231,14 @@ def issue(
             report = ingest(store, rows, strict=strict)
         for rejected in report.rejected:
             click.echo(f"{input_path}: rejected {rejected}", err=True)
-        click.echo(f"{report.accepted} accepted, {len(report.rejected)} rejected")
+        summary = f"{report.accepted} accepted, {len(report.rejected)} rejected"
+        if report.rejected and not report.accepted:
+            raise IntakeAllRejected(
+                f"{summary}: every row of {input_path} was rejected (above); nothing stored"
+            )
+        if report.rejected:
+            summary += " (the rejected rows are listed above on stderr; the accepted ones are stored)"
+        click.echo(summary)
         if service is not None:
             _report(service.run_once(), out_dir)
 
@@ -243,7 +264,7 @@ def anchor_command(
     from issuer.store import Store
 
     settings = _issuer_settings(options)
-    with Store.open(settings.issuer_db) as store, ExitStack() as stack:
+    with Store.open(_existing_store(settings.issuer_db)) as store, ExitStack() as stack:
         service = stack.enter_context(_service(store, settings, out_dir, options))
         if every is None:
             _report(service.run_once(retry_failed=retry_failed), out_dir)
@@ -275,7 +296,7 @@ def _certificate_ids(store: Store, receipts: tuple[Path, ...]) -> list[str]:
 @click.argument("receipts", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--batch", "batch_root", help="Revoke a whole batch by its root instead.")
 @click.option(
-    "--reason", required=True, help="RFC 5280 reason: name (superseded, key-compromise, ...) or code."
+    "--reason", required=True, help="RFC 5280 reason: name (superseded, keyCompromise, ...) or code."
 )
 @click.option("--db", help="Issuer store: SQLAlchemy URL or SQLite file (or FINVAULT_ISSUER_DB).")
 @registry_option
@@ -299,7 +320,7 @@ def revoke(
         raise ConfigError("--batch takes a root: 0x and 64 hex digits")
     code = parse_reason(reason)
     settings = load_settings(IssuerSettings, issuer_db=db)
-    with Store.open(settings.issuer_db) as store:
+    with Store.open(_existing_store(settings.issuer_db)) as store:
         chain = session(registry=options.pop("registry"), **options)
         try:
             revoker = Revoker(store, chain.registry)
@@ -435,7 +456,7 @@ def issuer_api_key_list(db: str | None) -> None:
     from issuer.store import Store
 
     settings = load_settings(IssuerSettings, issuer_db=db)
-    with Store.open(settings.issuer_db) as store:
+    with Store.open(_existing_store(settings.issuer_db)) as store:
         for key in list_api_keys(store):
             revoked = f"revoked {key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "active"
             click.echo(f"{key.id}  {key.scopes:<18} {key.created_at:%Y-%m-%d %H:%M}  {revoked}  {key.name}")
@@ -452,6 +473,6 @@ def issuer_api_key_revoke(key_id: str, db: str | None) -> None:
     from issuer.store import Store
 
     settings = load_settings(IssuerSettings, issuer_db=db)
-    with Store.open(settings.issuer_db) as store:
+    with Store.open(_existing_store(settings.issuer_db)) as store:
         revoke_api_key(store, key_id)
     click.echo(f"API key {key_id} revoked")

@@ -33,6 +33,12 @@ class IntakeRejected(IntakeError):
     code = "intake_rejected"
 
 
+class IntakeAllRejected(IntakeError):
+    """Every row of the input was rejected: the command stored nothing and says so by its exit status."""
+
+    code = "intake_all_rejected"
+
+
 class StoreError(IssuerError):
     """The issuer's database cannot be opened, or lacks something it must have."""
 

@@ -119,7 +119,14 @@ def signing_key_passphrase(
 
     stored = (settings or load_settings(IssuerSettings)).signing_key_passphrase
     secret = stored.get_secret_value() if stored else None
-    return read_secret("Signing key passphrase", passphrase_file, secret, confirm=confirm)
+    return read_secret(
+        "Signing key passphrase",
+        passphrase_file,
+        secret,
+        file_option="--passphrase-file",
+        env_name="FINVAULT_SIGNING_KEY_PASSPHRASE",
+        confirm=confirm,
+    )
 
 
 def read_signing_key(key_dir: Path) -> bytes:

@@ -20,6 +20,7 @@ from datetime import datetime
 from sqlalchemy import select, update
 
 from chain.core.encoding import to_bytes32
+from chain.core.revocation import reason_from_text, reason_name
 from chain.errors import ConfigError
 from chain.registry import RegistryWriter, RevocationInfo, RevocationReason, leaf_revocation_id
 from chain.tx import TxReceipt
@@ -38,22 +39,12 @@ from issuer.store import (
 
 
 def parse_reason(text: str) -> RevocationReason:
-    """A reason code by number (``4``) or name (``superseded``, ``key-compromise``)."""
-    key = text.strip().upper().replace("-", "_")
-    if key.isdigit() and int(key) in {int(r) for r in RevocationReason}:
-        return RevocationReason(int(key))
-    if key in RevocationReason.__members__:
-        return RevocationReason[key]
-    names = ", ".join(f"{r.name.lower().replace('_', '-')} ({int(r)})" for r in RevocationReason)
-    raise ConfigError(f"unknown revocation reason {text!r}; use one of: {names}")
-
-
-def reason_name(code: int) -> str:
-    """``superseded``, ``key-compromise``, ...; the number itself for a code this build does not know."""
-    try:
-        return RevocationReason(code).name.lower().replace("_", "-")
-    except ValueError:
-        return str(code)
+    """A reason code by number (``4``) or name (``superseded``, ``keyCompromise``, ``key-compromise``)."""
+    reason = reason_from_text(text)
+    if reason is None:
+        names = ", ".join(f"{r.rfc5280_name} ({int(r)})" for r in RevocationReason)
+        raise ConfigError(f"unknown revocation reason {text!r}; use one of: {names}")
+    return reason
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from chain.core.encoding import hex0x, iso_utc, to_bytes32
 from chain.core.hashing import keccak256
 from chain.core.merkle import leaf_hash, process_proof
 from chain.core.receipt import Receipt, ReceiptError, parse_receipt
+from chain.core.revocation import describe_reason
 from chain.core.signing import KeyAlgorithm, PublicKeyInfo, SignatureCache, SigningError, verify_digest
 
 
@@ -584,12 +585,14 @@ def _check_revocation(
 ) -> RevocationEvidence | None:
     of_root = facts.revocation(root, None)
     if of_root is not None:
-        checks.failed(CheckName.REVOCATION, Code.ROOT_REVOKED, f"batch revoked, reason {of_root.reason}")
+        checks.failed(
+            CheckName.REVOCATION, Code.ROOT_REVOKED, f"batch revoked: {describe_reason(of_root.reason)}"
+        )
         return _revocation_evidence("root", of_root)
     of_leaf = facts.revocation(root, leaf)
     if of_leaf is not None:
         checks.failed(
-            CheckName.REVOCATION, Code.LEAF_REVOKED, f"certificate revoked, reason {of_leaf.reason}"
+            CheckName.REVOCATION, Code.LEAF_REVOKED, f"certificate revoked: {describe_reason(of_leaf.reason)}"
         )
         return _revocation_evidence("leaf", of_leaf)
     checks.passed(CheckName.REVOCATION, "neither the certificate nor its batch is revoked")

@@ -20,6 +20,7 @@ from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import DeclarativeBase, Session
 
+from chain.errors import DatabaseMissing
 from chain.service.files import private_dir, private_file
 
 BeginMode = Literal["IMMEDIATE", "DEFERRED"]
@@ -36,6 +37,26 @@ INSERT_CHUNK = 2_000
 def database_url(value: str) -> str:
     """A SQLAlchemy URL; a plain path means a SQLite file."""
     return value if "://" in value else f"sqlite:///{Path(value).expanduser()}"
+
+
+def require_existing_database(url: str, what: str, hint: str) -> None:
+    """Raises :class:`DatabaseMissing` if ``url`` names a SQLite file that does not exist.
+
+    For the commands whose job is to read a database another command made: opening a missing
+    SQLite file would create it (and its folders) empty, and the command would then answer as if
+    nothing had happened (an empty mirror, an unknown certificate). ``what`` names the database
+    ("the mirror"), ``hint`` the command that makes it. A server database is not checked: whether
+    it exists is for the server to say when the engine connects.
+    """
+    try:
+        parsed = make_url(database_url(url))
+    except ArgumentError:
+        return  # opening it says what is wrong with the URL
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return
+    path = Path(parsed.database)
+    if not path.exists():
+        raise DatabaseMissing(f"{what} {path} does not exist: {hint}")
 
 
 def redact_db_url(url: str) -> str:

@@ -36,6 +36,22 @@ def is_http_url(value: str) -> bool:
     return bool(_HTTP_URL.match(value)) and value.isprintable() and not any(c.isspace() for c in value)
 
 
+def check_rpc_url(url: str) -> str:
+    """``url`` if it is an http(s) JSON-RPC URL, else ValueError saying how to write it (validators).
+
+    A URL without a scheme (``127.0.0.1:8545``) is the common slip: the message suggests the
+    ``http://`` form. A WebSocket URL is refused by name: the RPC client speaks HTTP only.
+    """
+    if is_http_url(url):
+        return url
+    if url.lower().startswith(("ws://", "wss://")):
+        raise ValueError(f"{redact_url(url)}: WebSocket endpoints are not supported; give the http(s) URL")
+    if "://" not in url and url.isprintable() and not any(c.isspace() for c in url):
+        suggested = redact_url(f"http://{url}")
+        raise ValueError(f"{suggested.removeprefix('http://')} has no scheme: write {suggested}")
+    raise ValueError(f"not an http(s) URL: {redact_url(url)}")
+
+
 def normalize_address(value: str) -> str:
     """``value`` lowercased if it is a ``0x``-prefixed 20-byte hex address, else ValueError (validators)."""
     if not isinstance(value, str) or not ADDRESS_RE.fullmatch(value):
@@ -118,10 +134,7 @@ class ChainSettings(BaseSettings):
     def _check_urls(cls, value: list[str]) -> list[str]:
         if not value:
             raise ValueError("at least one RPC URL is required")
-        for url in value:
-            if not is_http_url(url):
-                raise ValueError(f"not an http(s) URL: {redact_url(url)}")
-        return value
+        return [check_rpc_url(url) for url in value]
 
     @field_validator("registry")
     @classmethod

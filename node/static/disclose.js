@@ -64,6 +64,13 @@
 
   var GONE = {};
 
+  // object[key] = value as JSON.parse would: an own property whatever the key. A plain assignment
+  // to "__proto__" sets the prototype instead (or, for a string, does nothing), which dropped a
+  // credential's "__proto__" field while its salt stayed: a receipt that no longer verified.
+  function setOwn(object, key, value) {
+    Object.defineProperty(object, key, { value: value, enumerable: true, writable: true, configurable: true });
+  }
+
   // node minus the hidden pointers; containers left empty by hiding disappear (not the document).
   function without(node, pointer, hidden) {
     if (hidden.has(pointer)) return GONE;
@@ -71,7 +78,7 @@
       var kept = {};
       Object.keys(node).forEach(function (key) {
         var result = without(node[key], pointer + "/" + escapeToken(key), hidden);
-        if (result !== GONE) kept[key] = result;
+        if (result !== GONE) setOwn(kept, key, result);
       });
       return Object.keys(kept).length || !pointer ? kept : GONE;
     }
@@ -150,7 +157,7 @@
     return Promise.all(hashing).then(function (hashes) {
       var keptSalts = {};
       Object.keys(salts).forEach(function (pointer) {
-        if (!hidden.has(pointer)) keptSalts[pointer] = salts[pointer];
+        if (!hidden.has(pointer)) setOwn(keptSalts, pointer, salts[pointer]);
       });
       var out = {
         format: receipt.format,

@@ -138,10 +138,12 @@ FINVAULT = str(Path(sys.executable).with_name("finvault"))
 def run_finvault(
     *args: str, env: dict[str, str] | None = None, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
-    """``finvault ARGS`` in a subprocess, with no FINVAULT_* settings but ``env``."""
+    """``finvault ARGS`` in a subprocess, with no FINVAULT_* settings but ``env``, and no terminal
+    on stdin (a prompt fails at once, as in a script, rather than wait on the one pytest runs in)."""
     base = {k: v for k, v in os.environ.items() if not k.startswith("FINVAULT_")}
     return subprocess.run(
         [FINVAULT, *args],
+        stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
         env={**base, **(env or {})},

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -301,3 +303,133 @@ def test_demo_check(tmp_path: Path, reserved_port: int) -> None:
         httpx.post(env["rpc_url"], json={}, timeout=2)  # the demo's chain is gone
     with pytest.raises(httpx.TransportError):
         httpx.get(f"{env['node_url']}/health", timeout=2)  # and so is its node
+
+
+# -- a newcomer's mistakes, each found from a fresh clone ----------------------------------------------
+
+
+@pytest.mark.parametrize("option", ["--rpc", "--quorum-rpc"])
+def test_an_rpc_url_without_a_scheme_suggests_the_http_form(option: str, tmp_path: Path) -> None:
+    mirror = tmp_path / "mirror.db"
+    result = run_finvault("sync", option, "127.0.0.1:8545", "--db", str(mirror))
+    assert_one_line_error(
+        result, "config_error", "127.0.0.1:8545 has no scheme", "write http://127.0.0.1:8545"
+    )
+    assert "://?" not in result.stderr  # what the redaction made of it before
+    assert result.returncode == 2
+    assert not mirror.exists()
+
+
+def test_a_websocket_rpc_url_is_refused_by_name(tmp_path: Path) -> None:
+    result = run_finvault("sync", "--rpc", "ws://127.0.0.1:8546", "--db", str(tmp_path / "mirror.db"))
+    assert_one_line_error(result, "config_error", "ws://127.0.0.1:8546", "WebSocket", "http(s)")
+
+
+REGISTRY = ("--registry", "0x" + "11" * 20)  # nothing listens: the database is checked first
+MISSING_STORE_HINT = "issue certificates first (`finvault issue`)"
+MISSING_MIRROR_HINT = "run `finvault sync` (or `finvault node`) first"
+
+
+@pytest.mark.parametrize(
+    ("command", "database", "hint"),
+    [
+        (["reconcile", *REGISTRY], "mirror", MISSING_MIRROR_HINT),
+        (["reconcile", "--quick", *REGISTRY], "mirror", MISSING_MIRROR_HINT),
+        (["resync", "--from", "1", *REGISTRY], "mirror", MISSING_MIRROR_HINT),
+        (["revoke", "--batch", "0x" + "ab" * 32, "--reason", "4", "--dev", *REGISTRY], "issuer store",
+         MISSING_STORE_HINT),
+        (["anchor", "--out", "receipts", "--dev", *REGISTRY], "issuer store", MISSING_STORE_HINT),
+        (["issuer-api", "key", "list"], "issuer store", MISSING_STORE_HINT),
+        (["issuer-api", "key", "revoke", "1"], "issuer store", MISSING_STORE_HINT),
+    ],
+)  # fmt: skip
+def test_a_database_that_does_not_exist_is_refused(
+    command: list[str], database: str, hint: str, tmp_path: Path
+) -> None:
+    """Pointed at a missing SQLite file, a command that reads one says so (it used to create the file
+    and its folders, then say "the mirror is empty" or "certificate_unknown")."""
+    missing = tmp_path / "typo" / "finvault.db"
+    result = run_finvault(*command, "--db", str(missing))
+    assert_one_line_error(result, "database_missing", f"the {database} {missing} does not exist", hint)
+    assert result.returncode == 2
+    assert not missing.parent.exists()
+
+
+def test_the_commands_that_start_a_database_still_do(tmp_path: Path) -> None:
+    store = tmp_path / "new" / "issuer.db"
+    made = run_finvault("issuer-api", "key", "create", "--name", "ci", "--scope", "issue", "--db", str(store))
+    assert made.returncode == 0, made.stderr
+    assert store.exists()
+    listed = run_finvault("issuer-api", "key", "list", "--db", str(store))
+    assert listed.returncode == 0, listed.stderr
+    assert "ci" in listed.stdout
+
+
+def test_keygen_without_a_terminal_names_both_ways_to_give_the_passphrase(tmp_path: Path) -> None:
+    result = run_finvault("issuer", "keygen", "--out", str(tmp_path / "keys"))
+    assert_one_line_error(
+        result, "config_error", "no terminal", "--passphrase-file", "FINVAULT_SIGNING_KEY_PASSPHRASE"
+    )
+    assert not (tmp_path / "keys").exists()
+
+
+def test_a_keystore_password_without_a_terminal_names_both_ways_to_give_it(
+    anvil: DevChain, tmp_path: Path
+) -> None:
+    keystore = tmp_path / "account.json"
+    write_keystore(keystore, b"\x01" * 32, "a long enough password")
+    result = run_finvault("deploy", "--rpc", anvil.rpc_url, "--keystore", str(keystore))
+    assert_one_line_error(result, "--password-file", "FINVAULT_KEYSTORE_PASSWORD")
+
+
+def test_verify_without_a_registry_names_node_as_the_other_way(tmp_path: Path) -> None:
+    receipt = tmp_path / "receipt.json"
+    receipt.write_text("{}")
+    result = run_finvault("verify", str(receipt))
+    assert_one_line_error(result, "config_error", "no registry address", "--registry", "--node URL")
+    assert result.returncode == 2
+
+
+def readme_tour() -> str:
+    """The README's five-minute tour: the ``sh`` block after its ``<!-- tour`` marker."""
+    _, marker, rest = (ROOT / "README.md").read_text().partition("<!-- tour:")
+    assert marker, "README.md lost its tour marker"
+    block = re.search(r"^```sh\n(.*?)^```$", rest, re.DOTALL | re.MULTILINE)
+    assert block is not None
+    return block.group(1)
+
+
+@pytest.mark.slow(seconds=15)
+def test_readme_tour(tmp_path: Path, reserved_port: int) -> None:
+    """The tour pasted into bash beside a running demo (in a scratch folder laid out like a checkout,
+    its chain on a port of the test's), which may not have its node on 8000: VALID, then REVOKED
+    through the node once it has seen the revocation, REVOKED from the chain, and no drift."""
+    (tmp_path / ".venv").symlink_to(Path(sys.executable).parent.parent)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FINVAULT_")}
+    with (tmp_path / "demo.log").open("w") as log:
+        demo = subprocess.Popen(
+            [sys.executable, str(ROOT / "scripts" / "demo.py"), "--chain-port", str(reserved_port)],
+            cwd=tmp_path, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            ready = tmp_path / ".finvault" / "demo" / "env.json"
+            deadline = time.monotonic() + 180
+            while not ready.exists():
+                assert demo.poll() is None, (tmp_path / "demo.log").read_text()
+                assert time.monotonic() < deadline, (tmp_path / "demo.log").read_text()
+                time.sleep(0.2)
+            tour = subprocess.run(
+                ["bash", "-c", readme_tour()], cwd=tmp_path, env=env, stdin=subprocess.DEVNULL,
+                capture_output=True, text=True, timeout=180, check=False,
+            )  # fmt: skip
+        finally:
+            demo.send_signal(signal.SIGINT)
+            assert demo.wait(timeout=60) == 0
+    out = tour.stdout
+    assert tour.returncode == 0, out + tour.stderr  # the last step: reconcile, no drift
+    receipt = ".finvault/demo/receipts/demo-0001.json"
+    assert out.count(f"{receipt}: VALID") == 1
+    assert "demo-0001: revoked (superseded) in block" in out
+    assert out.count(f"{receipt}: REVOKED") == 2  # through the node, then straight from the chain
+    assert out.count("certificate revoked: superseded (4)") == 2
+    assert ": no drift (" in out

@@ -26,7 +26,7 @@ from issuer.errors import IntakeRejected, SigningKeyUnusable
 from issuer.outputs import MANIFEST_FORMAT
 from issuer.registration import issuer_group
 from issuer.store import Certificate, CertificateStatus
-from tests.integration.conftest import Deployed
+from tests.integration.conftest import Deployed, run_finvault
 from tests.integration.issuer_fixtures import (
     FIXTURES,
     NODE_URL,
@@ -168,9 +168,19 @@ def test_bad_rows_are_reported_and_good_rows_kept(env: IssuerEnv) -> None:
     assert result.stderr.splitlines()[-1].startswith(f"{bad}: rejected line 9: /credentialSubject/credits: ")
     assert count(env) == 3
 
-    twice = run(issue, str(bad), "--template", str(TEMPLATE), "--out", str(env.out), "--db", env.db_url)
-    assert "0 accepted, 8 rejected" in twice.stdout
+    assert "the accepted ones are stored" in result.stdout  # partly rejected: exit 0, and says so
+
+    # Every row rejected: nothing stored, and the exit status says so (it was 0).
+    twice = run_finvault(
+        "issue", str(bad), "--template", str(TEMPLATE), "--out", str(env.out), "--db", env.db_url
+    )
+    assert twice.returncode == 2
     assert "rejected line 2: certificate id 'cert-1' is already in the store" in twice.stderr
+    assert twice.stderr.splitlines()[-1] == (
+        f"finvault: error: intake_all_rejected: 0 accepted, 8 rejected: every row of {bad} was rejected "
+        "(above); nothing stored"
+    )
+    assert count(env) == 3
 
 
 def test_strict_stores_nothing(env: IssuerEnv) -> None:
@@ -221,13 +231,13 @@ def test_revoke_command(env: IssuerEnv, anvil: DevChain) -> None:
 
     revoked = run(revoke, *map(str, receipts), "--reason", "affiliation-changed", *chain_only)
     assert revoked.exit_code == 0, revoked.exception
-    assert revoked.stdout.count("revoked (affiliation-changed) in block") == 2
+    assert revoked.stdout.count("revoked (affiliationChanged) in block") == 2
     again = run(revoke, str(receipts[0]), "--reason", "4", *chain_only)
-    assert again.stdout.startswith("cert-00000: already revoked (affiliation-changed")
+    assert again.stdout.startswith("cert-00000: already revoked (affiliationChanged")
 
     root = next(env.receipts()).proof.root
     whole = run(revoke, "--batch", root, "--reason", "key_compromise", *chain_only)
-    assert whole.stdout.startswith(f"{root}: revoked (key-compromise)")
+    assert whole.stdout.startswith(f"{root}: revoked (keyCompromise)")
 
     for bad_args, message in [
         (["--reason", "superseded"], "pass receipt files or --batch"),

@@ -75,7 +75,7 @@ def test_revoke_several_in_one_transaction_then_again(env: IssuerEnv, revoker: R
     again = revoker.revoke_certificates([*ids, "cert-00001"], RevocationReason.UNSPECIFIED)
     assert [r.already_revoked for r in again] == [True, True, True, False]
     assert {r.reason for r in again[:3]} == {RevocationReason.AFFILIATION_CHANGED}
-    assert "already revoked (affiliation-changed" in again[0].describe()
+    assert "already revoked (affiliationChanged" in again[0].describe()
     assert env.nonce() == nonce + 2  # one transaction, for cert-00001 only
     with env.store.transaction() as session:
         assert len(list(session.scalars(select(Revocation)))) == 4

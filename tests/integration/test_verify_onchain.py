@@ -151,6 +151,7 @@ def test_finvault_verify_command(issued: Issued, anvil: DevChain, rpc: RpcClient
     assert revoked.returncode == 1  # anything but VALID
     assert "REVOKED" in revoked.stdout
     assert "[ROOT_REVOKED]" in revoked.stdout
+    assert "batch revoked: privilegeWithdrawn (9)" in revoked.stdout  # the RFC 5280 name, not "9" alone
 
     tampered = tmp_path / "tampered.json"
     tampered.write_text(issued.receipts[0].to_json().replace("Student 0", "Student 9"))

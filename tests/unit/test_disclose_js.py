@@ -100,3 +100,30 @@ def test_the_page_and_the_core_agree_on_a_fresh_credential() -> None:
         "salts": dict(want.salts),
         "obfuscated": list(want.obfuscated),
     }
+
+
+def test_a_field_named_proto_is_kept_or_withheld_as_the_core_does() -> None:
+    """``__proto__`` is an ordinary key in JSON and in the core; the page once dropped it when it
+    rebuilt the credential (an assignment sets the prototype) and kept its salt, so the smaller
+    receipt no longer matched its digest."""
+    claims = credential("Ada")
+    claims["credentialSubject"]["__proto__"] = "a plain field"
+    claims["credentialSubject"]["constructor"] = {"__proto__": {"polluted": True}, "kept": 1}
+    document: SaltedDocument = salt_document(claims, deterministic_bytes("proto"))
+    for hide in (["/credentialSubject/grade"], ["/credentialSubject/__proto__"]):
+        want = document.disclose(hide)
+        vector = {
+            "credential": document.credential,
+            "fields": [{"pointer": p, "salt": s, "value": "null"} for p, s in document.salts.items()],
+            "digest": "0x" + document.digest.hex(),
+            "hide": hide,
+        }
+        disclosed = run_node({"vectors": [vector]})["disclosed"]
+        assert isinstance(disclosed, list)
+        [got] = disclosed
+        assert got == {
+            "credential": want.credential,
+            "salts": dict(want.salts),
+            "obfuscated": list(want.obfuscated),
+        }
+        assert ("__proto__" in got["credential"]["credentialSubject"]) is (hide[0].endswith("grade"))
