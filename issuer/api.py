@@ -370,6 +370,9 @@ def create_app(settings: IssuerApiSettings, api: IssuerApi) -> FastAPI:
     """The issuer API over ``api``, as ``settings`` configure its edge (body cap, rate limit); the
     lifespan starts and stops its scheduler and webhooks."""
     max_body_bytes = settings.issuer_api_max_body
+    # What parsing a body may build, bounded before it runs: a record of the templates' columns is
+    # one JSON value per 20-odd bytes; a dense `[[],[],...]` is one per 3, at 50 bytes of memory each.
+    max_values = max_body_bytes // 8
     limiter = (
         RateLimiter(settings.issuer_api_rate, settings.issuer_api_burst) if settings.issuer_api_rate else None
     )
@@ -423,7 +426,7 @@ def create_app(settings: IssuerApiSettings, api: IssuerApi) -> FastAPI:
         the good ones kept (``strict``: nothing is stored if any is bad). The certificates are
         anchored with the next batch; ``GET /certificates/{id}`` then returns the receipt.
         """
-        payload = await read_json(request, max_bytes=max_body_bytes)
+        payload = await read_json(request, max_bytes=max_body_bytes, max_values=max_values)
         raw = await request.body()
         try:
             records = RECORDS.validate_python(payload)
@@ -459,7 +462,7 @@ def create_app(settings: IssuerApiSettings, api: IssuerApi) -> FastAPI:
 
         Idempotent on-chain too: what is already revoked is reported as such, with no transaction.
         """
-        payload = await read_json(request, max_bytes=max_body_bytes)
+        payload = await read_json(request, max_bytes=max_body_bytes, max_values=max_values)
         raw = await request.body()
         try:
             parsed = RevocationRequest.model_validate(payload)

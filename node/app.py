@@ -106,6 +106,8 @@ class TooManyReceipts(HttpError):
 #: Receipts up to this size are verified on the event loop (a few milliseconds at most, measured in
 #: docs/SECURITY.md); larger ones in a thread, so that no request holds the loop for long.
 INLINE_VERIFY_BYTES = 16 * 1024
+#: The longest a POST /verify/bulk waits for a turn (``bulk_concurrency``) before it gets 503.
+BULK_WAIT_SECONDS = 5.0
 #: The 503 a verification gets while the mirror is written without a pause (practically never).
 BUSY_RETRY_AFTER = 1
 
@@ -281,6 +283,26 @@ def _verification_routes(
         openapi_extra=json_body_openapi(bulk_schema(settings.bulk_limit)),
     )
     async def verify_bulk(request: Request) -> Response:
+        # The body is read before the turn is taken (so a client that sends it slowly holds no
+        # turn), and parsed after: a waiting call holds its bytes, not the objects they make.
+        await request.body()
+        try:
+            await asyncio.wait_for(bulk_turns.acquire(), BULK_WAIT_SECONDS)
+        except TimeoutError:
+            raise HttpError(
+                f"{settings.bulk_concurrency} bulk verifications are running; retry in a moment",
+                code="busy",
+                status=503,
+                headers={"Retry-After": str(BUSY_RETRY_AFTER)},
+            ) from None
+        try:
+            return await bulk(request)
+        finally:
+            bulk_turns.release()
+
+    bulk_turns = asyncio.Semaphore(settings.bulk_concurrency)
+
+    async def bulk(request: Request) -> Response:
         body = await read_json(
             request, max_bytes=settings.max_body_bytes, max_values=settings.bulk_max_values
         )

@@ -58,6 +58,15 @@ class NodeSettings(IndexerSettings):
             "receipts hold about 133,000). It bounds both memory and CPU before anything is parsed."
         ),
     )
+    bulk_concurrency: int = Field(
+        2,
+        ge=1,
+        le=64,
+        description=(
+            "POST /verify/bulk calls a worker parses and verifies at once; more wait up to 5 s for a "
+            "turn, then get 503 busy. Bounds the memory and CPU of bulk work, whatever the connections."
+        ),
+    )
     rate_limit: float = Field(
         0.0, ge=0, le=1_000_000, description="Requests per second per client address; 0 turns limits off."
     )

@@ -304,3 +304,29 @@ def test_no_receipt_gets_a_500(
         assert results[0]["status"] == results[2]["status"] == alone
     else:
         assert bulk.status_code == single.status_code  # refused for the same reason as alone
+
+
+def test_bulk_calls_take_turns_and_give_them_back(
+    node: NodeProcess, genuine: tuple[str, dict[str, Any]]
+) -> None:
+    """More bulk calls at once than the node's turns (2 by default): each waits for one and gets its
+    answer, and a call that fails (broken JSON, over the budget) gives its turn back."""
+    good = bulk_filled(genuine[1])
+    bodies = [good, b'{"receipts": [', good, b"[" + b"[]," * 300_000 + b"[]]", good, good, good, good]
+    answers: list[int] = [0] * len(bodies)
+
+    def post(index: int) -> None:
+        response = httpx.post(
+            f"{node.url}/verify/bulk",
+            content=bodies[index],
+            headers={"Content-Type": "application/json"},
+            timeout=60,
+        )
+        answers[index] = response.status_code
+
+    threads = [threading.Thread(target=post, args=(index,)) for index in range(len(bodies))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert answers == [200, 400, 200, 413, 200, 200, 200, 200]
