@@ -36,9 +36,11 @@ pinning can be done with public API, and it does no content decoding on its own.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -119,9 +121,7 @@ class PinnedBackend(httpcore.AsyncNetworkBackend):
     ) -> httpcore.AsyncNetworkStream:
         """A TCP stream to an allowed address of ``host`` (tried in resolver order)."""
         try:
-            infos = await asyncio.get_running_loop().getaddrinfo(
-                host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
-            )
+            infos = await _lookup(host, port)
         except OSError as exc:
             raise httpcore.ConnectError(f"{host}: {exc}") from None
         addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
@@ -147,6 +147,36 @@ class PinnedBackend(httpcore.AsyncNetworkBackend):
     async def sleep(self, seconds: float) -> None:
         """httpcore's own pauses."""
         await self._inner.sleep(seconds)
+
+
+async def _lookup(host: str, port: int) -> list[Any]:
+    """``getaddrinfo`` in a daemon thread of its own. The event loop's default executor would make
+    a stuck resolver outlive the fetch's deadline at shutdown (``finvault verify`` waits for its
+    threads, and so does the interpreter's exit for a thread pool); a daemon thread is abandoned."""
+    loop = asyncio.get_running_loop()
+    answer: asyncio.Future[list[Any]] = loop.create_future()
+
+    def settle(result: list[Any] | None, error: OSError | None) -> None:
+        if answer.done():
+            return  # the fetch gave up (deadline) before the resolver answered
+        if error is not None:
+            answer.set_exception(error)
+        else:
+            answer.set_result(result or [])
+
+    def run() -> None:
+        result: list[Any] | None = None
+        error: OSError | None = None
+        try:
+            result = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
+        except OSError as exc:
+            error = exc
+        # The loop may have closed meanwhile (the command ended): nobody is waiting any more.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(target=run, name="did-web-lookup", daemon=True).start()
+    return await answer
 
 
 @dataclass
