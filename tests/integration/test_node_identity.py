@@ -135,9 +135,10 @@ def test_identity_is_verified_mismatched_unreachable_or_not_configured_and_never
 
 
 def font(page: Page, selector: str) -> tuple[str, str]:
-    return page.locator(selector).evaluate(
+    size, weight = page.locator(selector).evaluate(
         "node => [getComputedStyle(node).fontSize, getComputedStyle(node).fontWeight]"
     )
+    return str(size), str(weight)
 
 
 @pytest.mark.slow(seconds=20)
