@@ -287,9 +287,13 @@ def account_new(out: Path, password_file: Path | None) -> None:
     click.echo(address)
 
 
-#: `finvault verify` exits 0 only when every receipt is VALID, 1 otherwise, 2 on usage errors, and
-#: 3 when the node could not vouch for its mirror (no verdict: ask again later, or use --rpc).
-VERIFY_ALL_VALID, VERIFY_NOT_ALL_VALID, VERIFY_NODE_CANNOT_VOUCH = 0, 1, 3
+#: `finvault verify` exits 0 only when every receipt is VALID, 1 otherwise, 2 on usage errors, 3
+#: when the node could not vouch for its mirror (no verdict: ask again later, or use --rpc), and 4
+#: when every receipt is VALID but an issuer's did:web document does not name the account that
+#: anchored it (identity ``mismatch``: genuine, but not from whom it says; a script that checks
+#: only for 0 must not accept it). Identity that could not be checked (unreachable, refused) is
+#: printed and leaves the exit status alone, as for a did:key issuer.
+VERIFY_ALL_VALID, VERIFY_NOT_ALL_VALID, VERIFY_NODE_CANNOT_VOUCH, VERIFY_IDENTITY_MISMATCH = 0, 1, 3, 4
 #: Seconds to wait for a node's answer to one receipt.
 NODE_TIMEOUT = 30.0
 
@@ -327,8 +331,14 @@ def verify_command(
     A node answers only while its mirror can vouch (synced, not halted, no divergence or drift, not
     stale); every verdict says which block it was judged at (as_of).
 
+    Beside each verdict: the issuer's identity, when the credential names a did:web issuer. Its
+    did.json is fetched (by the node, or here with --rpc, under the same rules:
+    FINVAULT_DID_WEB_* settings) and must name the account that anchored the receipt. A
+    MISMATCH is printed on the verdict's own line.
+
     Exit status: 0 when every receipt is VALID, 1 otherwise (INVALID, REVOKED, PENDING, or the
-    node refused it), 2 on usage errors, 3 when the node could not vouch for its mirror.
+    node refused it), 2 on usage errors, 3 when the node could not vouch for its mirror, 4 when
+    every receipt is VALID but an issuer's did:web identity is a mismatch.
     """
     if node_url is not None:
         rpc_only = {
@@ -351,12 +361,14 @@ def verify_command(
         verdicts = _verdicts_from_rpc(receipts, registry, no_finalized_tag, unsafe_skip_finality, at, options)
     from chain.core.verify import Status
 
-    all_valid, unvouched = True, False
+    all_valid, unvouched, mismatched = True, False, False
     for path, verdict in verdicts:
         all_valid = all_valid and verdict.get("status") == str(Status.VALID)
         error: dict[str, Any] = verdict["error"] if isinstance(verdict.get("error"), dict) else {}
         cannot_vouch = str(error.get("code")).startswith("mirror_")
         unvouched = unvouched or cannot_vouch
+        identity = verdict.get("identity") if isinstance(verdict.get("identity"), dict) else None
+        mismatched = mismatched or (identity is not None and identity.get("status") == "mismatch")
         if as_json:
             click.echo(json.dumps({"file": str(path), **verdict}, sort_keys=True))
             continue
@@ -365,10 +377,15 @@ def verify_command(
             click.echo(
                 f"  {error.get('code')}: {error.get('message')} (retry in {verdict.get('retry_after')} s)"
             )
-        else:
-            click.echo(f"{path}: {verdict.get('status')}")
+        elif error or not isinstance(verdict.get("status"), str):
+            click.echo(f"{path}: NO VERDICT")  # not a receipt the node would judge (empty, not JSON)
             if error:
                 click.echo(f"  the node refused it: {error.get('code')}: {error.get('message')}")
+        else:
+            flag = "  !! IDENTITY MISMATCH" if identity and identity.get("status") == "mismatch" else ""
+            click.echo(f"{path}: {verdict['status']}{flag}")
+        if identity is not None:
+            click.echo(f"  {describe_identity(identity)}")
         if isinstance(verdict.get("as_of"), dict):
             click.echo(f"  {_describe_as_of(verdict['as_of'], vouched=not cannot_vouch)}")
         for check in verdict.get("checks", verdict.get("document_checks", [])):
@@ -376,7 +393,35 @@ def verify_command(
             click.echo(f"  {check['outcome']:4} {check['name']}{code} {check['detail']}")
     if unvouched:
         sys.exit(VERIFY_NODE_CANNOT_VOUCH)
-    sys.exit(VERIFY_ALL_VALID if all_valid else VERIFY_NOT_ALL_VALID)
+    if not all_valid:
+        sys.exit(VERIFY_NOT_ALL_VALID)
+    sys.exit(VERIFY_IDENTITY_MISMATCH if mismatched else VERIFY_ALL_VALID)
+
+
+#: What each identity status means, for people (the reason code follows in brackets).
+IDENTITY_WORDS = {
+    "verified": "verified: its did.json names the account that anchored this receipt",
+    "mismatch": "MISMATCH: its did.json does NOT name the account that anchored this receipt",
+    "unreachable": "not checked: no usable did.json came back in time",
+    "refused": "not checked: refused by the did:web fetch rules",
+}
+
+
+def describe_identity(identity: dict[str, Any]) -> str:
+    """One line on the issuer's identity: the DID's full location (host and path, ASCII, with the
+    Unicode form of an internationalized host beside it), and what its did.json said."""
+    status = identity.get("status")
+    did = identity.get("did")
+    if status == "not_configured":
+        return f"identity: none to check (issuer {did or 'unnamed'}; no did:web)"
+    reason = identity.get("reason")
+    if reason == "did_invalid":
+        return f"identity: {str(did)[:120]!r} is not a valid did:web (refused, not fetched)"
+    where = str(identity.get("location") or identity.get("domain"))
+    if identity.get("unicode_location"):
+        where += f" (shown in Unicode as {identity['unicode_location']}: not plain ASCII)"
+    words = IDENTITY_WORDS.get(str(status), str(status))
+    return f"identity: did:web {where}: {words}" + (f" [{reason}]" if reason and status != "verified" else "")
 
 
 def _describe_as_of(state: dict[str, Any], *, vouched: bool) -> str:
@@ -398,8 +443,15 @@ def _verdicts_from_rpc(
     at: datetime | None,
     options: dict[str, Any],
 ) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """Verdicts straight from the chain, each with the issuer's did:web identity resolved here by
+    the node's own resolver and rules (waiting for the whole fetch: no later verdict to cache for)."""
+    import asyncio
+
+    from chain.core.canonical import DocumentError, loads_strict
     from chain.core.verify import Policy, verify
+    from chain.did_web import IdentityResolver
     from chain.rpc_facts import RpcFacts
+    from chain.service.settings import DidWebSettings, load_settings
 
     chain = session(registry=registry, **options)
     if chain.settings.registry is None:  # here, unlike for other commands, a node is the other way
@@ -413,9 +465,22 @@ def _verdicts_from_rpc(
         use_finalized_tag=not no_finalized_tag,
         unsafe_skip_finality=unsafe_skip_finality,
     )
+    identities = IdentityResolver.from_settings(load_settings(DidWebSettings), wait_for_fetch=True)
     now = at.replace(tzinfo=UTC) if at else datetime.now(UTC)
-    for path in receipts:
-        yield path, verify(path.read_bytes(), facts, now, policy).to_dict()
+    with asyncio.Runner() as loop:
+        try:
+            for path in receipts:
+                data = path.read_bytes()
+                verdict = verify(data, facts, now, policy)
+                try:
+                    parsed = loads_strict(data)
+                except DocumentError:
+                    parsed = None  # verify() judged it INVALID already; no identity to check
+                credential = parsed.get("credential") if isinstance(parsed, dict) else None
+                identity = loop.run(identities.identity(credential, verdict, chain.settings.chain_id))
+                yield path, {**verdict.to_dict(), "identity": identity}
+        finally:
+            loop.run(identities.aclose())
 
 
 def _verdicts_from_node(node_url: str, receipts: tuple[Path, ...]) -> Iterator[tuple[Path, dict[str, Any]]]:

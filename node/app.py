@@ -39,6 +39,7 @@ from chain.core.canonical import MAX_SAFE_INTEGER
 from chain.core.encoding import iso_utc
 from chain.core.receipt import MAX_RECEIPT_BYTES, MAX_RECEIPT_VALUES, receipt_size
 from chain.core.verify import DOCUMENT_CHECKS, Check, Verdict, finality, malformed
+from chain.did_web import IdentityResolver
 from chain.errors import ChainMismatch, ConfigError, FinVaultError, RpcError, RpcUnavailable
 from chain.service.web import (
     EdgeFastAPI,
@@ -62,7 +63,6 @@ from indexer.errors import IndexerError
 from node.audit import audit_router
 from node.cursor import Position, decode_cursor, encode_cursor
 from node.health import CannotVouch, as_of
-from node.identity import IdentityResolver
 from node.metrics import FIXED_PATHS, NodeMetrics, Timing
 from node.models import (
     REFUSAL_DOC,
@@ -143,11 +143,7 @@ def create_app(runtime: Runtime, *, static_dir: Path | None = STATIC_DIR) -> Fas
     settings = runtime.settings
     metrics = NodeMetrics(runtime)
 
-    identities = IdentityResolver(
-        timeout=settings.did_web_timeout,
-        cache_seconds=settings.did_web_cache_seconds,
-        ca_file=settings.did_web_ca_file,
-    )
+    identities = IdentityResolver.from_settings(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

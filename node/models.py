@@ -95,8 +95,30 @@ class IdentityOut(_Out):
     names the account that anchored the receipt. Advisory: it never changes the status."""
 
     did: str | None = Field(description="The credential's issuer DID, if it names one.")
-    domain: str | None = Field(description="The did:web domain (host and port).")
-    status: Literal["verified", "mismatch", "unreachable", "not_configured"]
+    domain: str | None = Field(
+        description="The did:web host and port, ASCII (IDNs as punycode A-labels); null for an invalid DID."
+    )
+    location: str | None = Field(
+        None,
+        description="Where the document lives, host and path, ASCII: uni.example/issuers/42 "
+        "(null for an invalid DID or no did:web). Show this, not the domain alone.",
+    )
+    unicode_location: str | None = Field(
+        None,
+        description="The location with an internationalized host in Unicode, shown beside the ASCII "
+        "form so a look-alike cannot pass for Latin; null when the host is plain ASCII.",
+    )
+    url: str | None = Field(None, description="The one URL the did:web method gives for the document.")
+    status: Literal["verified", "mismatch", "unreachable", "refused", "not_configured"] = Field(
+        description="verified: the document names the anchoring account; mismatch: a document came "
+        "back that does not; unreachable: none in time; refused: the DID names a URL form or an "
+        "address the node will not fetch; not_configured: no did:web (or an INVALID receipt)."
+    )
+    reason: str | None = Field(
+        None,
+        description="Why, when not verified: not_named, document_invalid, did_invalid, address_forbidden, "
+        "deadline, slow, too_large, http_status, content_encoding, connect_failed, protocol_error, busy.",
+    )
 
 
 class VerdictOut(_Out):

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
 
+from chain.service.settings import DidWebSettings
 from indexer.settings import IndexerSettings
 
 #: Most receipts one POST /verify/bulk may carry.
@@ -30,7 +30,7 @@ _HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9]
 MIN_SECRET_LENGTH = 16
 
 
-class NodeSettings(IndexerSettings):
+class NodeSettings(IndexerSettings, DidWebSettings):
     """``finvault node``: one process that follows the chain into the mirror and serves the API."""
 
     host: str = Field("127.0.0.1", description="Address to listen on (loopback by default).")
@@ -128,15 +128,6 @@ class NodeSettings(IndexerSettings):
     )
     reconcile_drift_threshold: int = Field(
         0, ge=0, description="Drifts a run may find before the node turns not ready (until a resync)."
-    )
-    did_web_timeout: float = Field(
-        2.0, gt=0, le=30, description="Longest a verdict waits for an issuer's did:web document (seconds)."
-    )
-    did_web_cache_seconds: float = Field(
-        300.0, ge=0, description="How long a fetched did:web document (or a failure) is reused."
-    )
-    did_web_ca_file: Path | None = Field(
-        None, description="Extra CA certificates (PEM) trusted for did:web documents, beside the system's."
     )
 
     @field_validator("host")

@@ -168,6 +168,39 @@ class ChainSettings(BaseSettings):
         return self.registry
 
 
+class DidWebSettings(BaseSettings):
+    """How issuers' did:web documents are fetched: by the node beside each verdict, and by
+    ``finvault verify --rpc``. One set of outbound rules for both (:mod:`chain.did_web`)."""
+
+    model_config = SettingsConfigDict(env_prefix="FINVAULT_", extra="ignore", frozen=True)
+
+    did_web_timeout: float = Field(
+        2.0, gt=0, le=30, description="Longest a verdict waits for an issuer's did:web document (seconds)."
+    )
+    did_web_fetch_deadline: float = Field(
+        5.0,
+        gt=0,
+        le=60,
+        description=(
+            "Longest one did:web fetch may take in all: DNS, connect, TLS, headers and body (seconds). "
+            "A fetch that outlives a verdict's wait goes on and is cached for the next one."
+        ),
+    )
+    did_web_cache_seconds: float = Field(
+        300.0, ge=0, description="How long a fetched did:web document is reused (a failure: 30 s at most)."
+    )
+    did_web_ca_file: Path | None = Field(
+        None, description="Extra CA certificates (PEM) trusted for did:web documents, beside the system's."
+    )
+    did_web_allow_private: bool = Field(
+        False,
+        description=(
+            "Let did:web fetches reach loopback, private, link-local and reserved addresses (tests, "
+            "intranets). Off: a receipt cannot make the verifier call into its own network."
+        ),
+    )
+
+
 def _is_sensitive(info: FieldInfo) -> bool:
     extra = info.json_schema_extra
     return info.annotation in (SecretStr, SecretStr | None) or (

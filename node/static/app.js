@@ -30,10 +30,14 @@
     idle: "banner-idle",
   };
   // The issuer's did:web, as the node checked it (advisory: it never changes the verdict).
+  // The location is shown as the node fetched it: host AND path, ASCII (punycode for an
+  // internationalized host, its Unicode form beside it), so "uni.example/ok" never reads as
+  // "uni.example", nor a Cyrillic look-alike as Latin.
   var IDENTITY_TEXT = {
     verified: ["verified (its did.json names this issuer's account)", "good"],
     mismatch: ["NOT verified: its did.json does not name this issuer's account", "bad"],
-    unreachable: ["could not be checked (the domain did not answer)", "warn"],
+    unreachable: ["could not be checked (no usable did.json came back in time)", "warn"],
+    refused: ["not checked: this node's did:web rules refuse to fetch it", "warn"],
   };
   var OUTCOME_LABEL = { pass: "\u2713 pass", fail: "\u2717 fail", skip: "\u2013 skipped" };
 
@@ -95,7 +99,38 @@
     });
   }
 
+  function identityLocation(identity) {
+    var where = identity.location || identity.domain || "";
+    if (identity.unicode_location) {
+      where += " (in Unicode: " + identity.unicode_location + "; not plain ASCII, may imitate another name)";
+    }
+    return where;
+  }
+
+  function identityFact(identity) {
+    if (identity.reason === "did_invalid") {
+      return ["not a valid did:web: " + String(identity.did).slice(0, 120) + " (not fetched)", "bad"];
+    }
+    var text = IDENTITY_TEXT[identity.status];
+    if (!text) return null;
+    var reason = identity.status !== "verified" && identity.reason ? " [" + identity.reason + "]" : "";
+    return [identityLocation(identity) + ": " + text[0] + reason, text[1]];
+  }
+
+  // A mismatch is as visible as the verdict: a line in the banner, as large as the status.
+  function setBannerIdentity(identity) {
+    var line = $("banner-identity");
+    var mismatch = isObject(identity) && identity.status === "mismatch";
+    $("banner").setAttribute("data-identity", isObject(identity) ? String(identity.status) : "none");
+    line.hidden = !mismatch;
+    line.textContent = mismatch
+      ? "IDENTITY MISMATCH: " + identityLocation(identity) +
+        " does not name the account that anchored this receipt"
+      : "";
+  }
+
   function setBanner(status, headline, summary, asOf) {
+    setBannerIdentity(null);
     var banner = $("banner");
     banner.className = "banner " + (STATUS_CLASS[status] || "banner-error");
     banner.setAttribute("data-status", status);
@@ -184,10 +219,9 @@
         ["Web site", issuer.uri || "\u2014", { key: "issuer-uri" }],
         ["Active", yesNo(issuer.active), { key: "issuer-active" }],
       ];
-      var identity = verdict.identity;
-      if (identity && identity.domain && IDENTITY_TEXT[identity.status]) {
-        rows.push(["Domain", identity.domain + ": " + IDENTITY_TEXT[identity.status][0], {
-          className: IDENTITY_TEXT[identity.status][1], key: "issuer-domain" }]);
+      var shown = isObject(verdict.identity) ? identityFact(verdict.identity) : null;
+      if (shown) {
+        rows.push(["Domain (did:web)", shown[0], { className: shown[1], key: "issuer-domain" }]);
       }
       setFacts($("issuer"), rows);
       return;
@@ -443,6 +477,7 @@
 
   function showVerdict(verdict, receipt) {
     showVerdictBanner(verdict);
+    setBannerIdentity(verdict.identity);
     var line = $("banner-as-of");
     line.textContent = describeAsOf(verdict.as_of, true);
     line.hidden = !line.textContent;

@@ -29,6 +29,7 @@ from chain.dev.devchain import DEV_CHAIN_ID, DevChain
 from chain.registry import RegistryWriter, deploy_registry
 from chain.rpc import RpcClient
 from chain.tx import TxSender
+from tests.integration.did_web_fixtures import DidServer, make_test_ca
 from tests.integration.indexer_fixtures import postgres_database, sqlite_url
 from tests.tools import ports
 
@@ -234,3 +235,12 @@ def browser() -> Iterator[Browser]:
             yield launched
         finally:
             launched.close()
+
+
+@pytest.fixture
+def ca_and_server(tmp_path: Path) -> Iterator[tuple[Path, DidServer]]:
+    """A test CA's PEM file and a did:web HTTPS server on 127.0.0.1 whose certificate it signed."""
+    ca_file, context = make_test_ca(tmp_path)
+    server = DidServer(context)
+    yield ca_file, server
+    server.close()

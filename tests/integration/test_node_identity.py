@@ -5,123 +5,27 @@ identity is reported beside the verdict and never changes its status."""
 
 from __future__ import annotations
 
-import ipaddress
 import json
-import ssl
-import threading
 import time
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519
-from cryptography.x509.oid import NameOID
-from playwright.sync_api import Browser
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from playwright.sync_api import Browser, Page, expect
 
 from chain.core.data_integrity import multikey
 from chain.core.identity import did_web_document
+from chain.core.receipt import parse_receipt
 from chain.dev.devchain import DevChain
 from chain.rpc import RpcClient
-from tests.integration.conftest import Deployed
+from tests.integration.conftest import Deployed, run_finvault
+from tests.integration.did_web_fixtures import DidServer
 from tests.integration.issuer_fixtures import FINALITY_DEPTH, IssuerEnv
 from tests.integration.node_fixtures import start_node, verdict_when
 from tests.integration.test_node_page import banner_says, choose_file, fact, open_page
 
-LOOPBACK = ipaddress.ip_address("127.0.0.1")
 OTHER_ACCOUNT = "0x90f79bf6eb2c4f870365e785982e1f101e93b906"
-
-
-def make_test_ca(directory: Path) -> tuple[Path, ssl.SSLContext]:
-    """A throwaway CA (its certificate written to ``directory``) and a server context for 127.0.0.1."""
-    now = datetime.now(UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "FinVault test CA")])
-    ca = (
-        x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + timedelta(hours=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )  # fmt: skip
-    server_key = ec.generate_private_key(ec.SECP256R1())
-    server = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
-        .issuer_name(ca_name).public_key(server_key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5)).not_valid_after(now + timedelta(hours=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(LOOPBACK)]), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )  # fmt: skip
-    ca_file, chain_file, key_file = directory / "ca.pem", directory / "server.pem", directory / "server.key"
-    ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    chain_file.write_bytes(server.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        server_key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(chain_file, key_file)
-    return ca_file, context
-
-
-class QuietServer(ThreadingHTTPServer):
-    """Clients that give up mid-answer (the node's timeout) are expected here, not logged."""
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        pass
-
-
-class DidServer:
-    """An HTTPS server on 127.0.0.1 serving ``document`` at /.well-known/did.json after ``delay``."""
-
-    def __init__(self, context: ssl.SSLContext) -> None:
-        self.document: dict[str, Any] | None = None
-        self.delay = 0.0
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                time.sleep(server.delay)
-                if self.path != "/.well-known/did.json" or server.document is None:
-                    self.send_error(404)
-                    return
-                body = json.dumps(server.document).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/did+json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.http = QuietServer(("127.0.0.1", 0), Handler)
-        self.http.socket = context.wrap_socket(self.http.socket, server_side=True)
-        self.port = self.http.server_address[1]
-        threading.Thread(target=self.http.serve_forever, daemon=True).start()
-
-    @property
-    def did(self) -> str:
-        return f"did:web:127.0.0.1%3A{self.port}"
-
-    def close(self) -> None:
-        self.http.shutdown()
-        self.http.server_close()
-
-
-@pytest.fixture
-def ca_and_server(tmp_path: Path) -> Iterator[tuple[Path, DidServer]]:
-    ca_file, context = make_test_ca(tmp_path)
-    server = DidServer(context)
-    yield ca_file, server
-    server.close()
 
 
 @pytest.mark.slow(seconds=5)
@@ -155,6 +59,7 @@ def test_identity_is_verified_mismatched_unreachable_or_not_configured_and_never
         "FINVAULT_DID_WEB_CA_FILE": str(ca_file),
         "FINVAULT_DID_WEB_TIMEOUT": "0.5",
         "FINVAULT_DID_WEB_CACHE_SECONDS": "0",
+        "FINVAULT_DID_WEB_ALLOW_PRIVATE": "true",  # the test's issuer lives on 127.0.0.1
     }
     with (
         start_node(anvil.rpc_url, env.deployed.address, tmp_path, env=settings) as node,
@@ -163,7 +68,15 @@ def test_identity_is_verified_mismatched_unreachable_or_not_configured_and_never
         did_server.document = published
         verdict = verdict_when(client, by_did_web, "VALID")
         domain = f"127.0.0.1:{did_server.port}"
-        assert verdict["identity"] == {"did": did_server.did, "domain": domain, "status": "verified"}
+        assert verdict["identity"] == {
+            "did": did_server.did,
+            "domain": domain,
+            "location": domain,
+            "unicode_location": None,
+            "url": f"https://{domain}/.well-known/did.json",
+            "status": "verified",
+            "reason": None,
+        }
         page = browser.new_page(base_url=node.url)  # and the page shows the verified domain
         receipt_file = tmp_path / "by-did-web.json"
         receipt_file.write_text(by_did_web.to_json())
@@ -175,7 +88,15 @@ def test_identity_is_verified_mismatched_unreachable_or_not_configured_and_never
 
         did_server.document = {**published, "alsoKnownAs": [f"eip155:31337:{OTHER_ACCOUNT}"]}
         verdict = verdict_when(client, by_did_web, "VALID")
-        assert verdict["identity"]["status"] == "mismatch"
+        assert (verdict["identity"]["status"], verdict["identity"]["reason"]) == ("mismatch", "not_named")
+
+        did_server.document = b"[" * 30_000 + b"]" * 30_000  # nested past any parser: a status, not a 500
+        verdict = verdict_when(client, by_did_web, "VALID")
+        assert (verdict["identity"]["status"], verdict["identity"]["reason"]) == (
+            "mismatch",
+            "document_invalid",
+        )
+        did_server.document = published
 
         did_server.delay = 3.0  # slower than the node's bound: the verdict does not wait for it
         started = time.monotonic()
@@ -191,7 +112,11 @@ def test_identity_is_verified_mismatched_unreachable_or_not_configured_and_never
         assert answer["identity"] == {
             "did": "did:web:attacker.example",
             "domain": None,
+            "location": None,
+            "unicode_location": None,
+            "url": None,
             "status": "not_configured",
+            "reason": None,
         }
 
         did_server.close()  # gone altogether
@@ -207,3 +132,151 @@ def test_identity_is_verified_mismatched_unreachable_or_not_configured_and_never
         ).json()
         assert [r["status"] for r in bulk["results"]] == ["VALID", "VALID"]
         assert [r["identity"]["status"] for r in bulk["results"]] == ["unreachable", "not_configured"]
+
+
+def font(page: Page, selector: str) -> tuple[str, str]:
+    size, weight = page.locator(selector).evaluate(
+        "node => [getComputedStyle(node).fontSize, getComputedStyle(node).fontWeight]"
+    )
+    return str(size), str(weight)
+
+
+@pytest.mark.slow(seconds=20)
+def test_identity_is_shown_truthfully_by_the_api_the_page_and_both_cli_paths(
+    anvil: DevChain,
+    registry: Deployed,
+    rpc: RpcClient,
+    tmp_path: Path,
+    ca_and_server: tuple[Path, DidServer],
+    browser: Browser,
+) -> None:
+    """A credential naming another institution's did:web is VALID (it is genuine) with a mismatch
+    as loud as the verdict; a path DID shows its path; an IDN host its punycode; a bad DID says so."""
+    ca_file, did_server = ca_and_server
+    env = IssuerEnv(registry, rpc, tmp_path)
+    look_alike = "did:web:\u0430pple.invalid"  # Cyrillic a: never resolves (RFC 6761 .invalid)
+    bad = f"did:web:127.0.0.1%2F@{did_server.port}"  # only the port may be percent-encoded
+    dids = {
+        "mismatch": did_server.did_at("other"),
+        "path": did_server.did_at("issuers", "ok"),
+        "idn": look_alike,
+        "bad": bad,
+    }
+    files: dict[str, Path] = {}
+    for index, (name, did) in enumerate(dids.items()):
+        env.ingest_csv(1, first=10 * index)
+        env.service(issuer_did=did).run_once()
+        receipt = next(r for r in env.receipts() if r.credential["issuer"]["id"] == did)
+        files[name] = tmp_path / f"{name}.json"
+        files[name].write_text(receipt.to_json())
+    rpc.call("anvil_mine", [hex(FINALITY_DEPTH)])
+    domain = did_server.domain
+    for segments, account in ((("other",), OTHER_ACCOUNT), (("issuers", "ok"), env.address)):
+        document = did_web_document(
+            domain, chain_id=31337, registry=env.deployed.address, issuer=account, multikeys=[]
+        )
+        did_server.documents["/" + "/".join(segments) + "/did.json"] = {
+            **document,
+            "id": did_server.did_at(*segments),
+        }
+    did_web = {
+        "FINVAULT_DID_WEB_CA_FILE": str(ca_file),
+        "FINVAULT_DID_WEB_CACHE_SECONDS": "0",
+        "FINVAULT_DID_WEB_FETCH_DEADLINE": "2",
+        "FINVAULT_DID_WEB_ALLOW_PRIVATE": "true",
+    }
+    with (
+        start_node(anvil.rpc_url, env.deployed.address, tmp_path, env=did_web) as node,
+        httpx.Client(base_url=node.url, timeout=30) as client,
+    ):
+        answers = {
+            name: verdict_when(client, parse_receipt(path.read_bytes()), "VALID")["identity"]
+            for name, path in files.items()
+        }
+        assert (answers["mismatch"]["status"], answers["mismatch"]["location"]) == (
+            "mismatch",
+            f"{domain}/other",
+        )
+        assert answers["path"]["status"] == "verified"
+        assert answers["path"]["location"] == f"{domain}/issuers/ok"
+        assert answers["path"]["url"] == f"https://{domain}/issuers/ok/did.json"
+        assert answers["idn"]["location"] == "xn--pple-43d.invalid"
+        assert answers["idn"]["unicode_location"] == "\u0430pple.invalid"
+        assert answers["idn"]["status"] == "unreachable"
+        assert answers["bad"] == {
+            **answers["bad"],
+            "status": "refused",
+            "reason": "did_invalid",
+            "location": None,
+        }
+
+        page = browser.new_page(base_url=node.url)
+        open_page(page)
+        choose_file(page, files["mismatch"])
+        banner_says(page, "VALID")
+        expect(page.locator("#banner")).to_have_attribute("data-identity", "mismatch")
+        identity_line = page.locator("#banner-identity")
+        expect(identity_line).to_be_visible()
+        expect(identity_line).to_contain_text(f"IDENTITY MISMATCH: {domain}/other")
+        assert font(page, "#banner-identity") == font(page, "#banner-status")  # as loud as the verdict
+        assert fact(page, "issuer-domain").startswith(f"{domain}/other: NOT verified")
+
+        choose_file(page, files["path"])
+        banner_says(page, "VALID")
+        expect(identity_line).to_be_hidden()
+        assert (
+            fact(page, "issuer-domain")
+            == f"{domain}/issuers/ok: verified (its did.json names this issuer's account)"
+        )
+        choose_file(page, files["idn"])
+        banner_says(page, "VALID")
+        shown = fact(page, "issuer-domain")
+        assert shown.startswith("xn--pple-43d.invalid (in Unicode: \u0430pple.invalid; not plain ASCII")
+        choose_file(page, files["bad"])
+        banner_says(page, "VALID")
+        assert fact(page, "issuer-domain").startswith(f"not a valid did:web: {bad}")
+        page.close()
+
+        by_node = run_finvault("verify", str(files["mismatch"]), "--node", node.url)
+        assert by_node.returncode == 4, by_node.stdout + by_node.stderr  # VALID, but not from whom it says
+        first, second = by_node.stdout.splitlines()[:2]
+        assert first == f"{files['mismatch']}: VALID  !! IDENTITY MISMATCH"
+        assert second == (
+            f"  identity: did:web {domain}/other: MISMATCH: its did.json does NOT name the account "
+            "that anchored this receipt [not_named]"
+        )
+        as_json = json.loads(
+            run_finvault("verify", str(files["mismatch"]), "--node", node.url, "--json").stdout
+        )
+        assert as_json["identity"]["status"] == "mismatch"
+
+        for name in ("empty", "not-json"):
+            refused_file = tmp_path / f"{name}.json"
+            refused_file.write_text("" if name == "empty" else "{oops")
+            refused = run_finvault("verify", str(refused_file), "--node", node.url)
+            assert refused.returncode == 1
+            assert refused.stdout.splitlines()[0] == f"{refused_file}: NO VERDICT"
+            assert "None" not in refused.stdout
+
+    direct = ["--rpc", anvil.rpc_url, "--registry", env.deployed.address]
+    by_rpc = run_finvault("verify", str(files["mismatch"]), *direct, env=did_web)
+    assert by_rpc.returncode == 4, by_rpc.stdout + by_rpc.stderr
+    assert by_rpc.stdout.splitlines()[:2] == [first, second]  # the same words as through the node
+    verified = run_finvault("verify", str(files["path"]), *direct, env=did_web)
+    assert verified.returncode == 0
+    assert f"identity: did:web {domain}/issuers/ok: verified" in verified.stdout
+    idn = run_finvault("verify", str(files["idn"]), *direct, env=did_web)
+    assert idn.returncode == 0
+    assert (
+        "did:web xn--pple-43d.invalid (shown in Unicode as \u0430pple.invalid: not plain ASCII)" in idn.stdout
+    )
+    invalid = run_finvault("verify", str(files["bad"]), *direct, env=did_web)
+    assert f"identity: {bad!r} is not a valid did:web (refused, not fetched)" in invalid.stdout
+    # Without the allowance, --rpc keeps the node's outbound rules: 127.0.0.1 is never fetched.
+    served = did_server.requests
+    strict = run_finvault(
+        "verify", str(files["mismatch"]), *direct, env={**did_web, "FINVAULT_DID_WEB_ALLOW_PRIVATE": "false"}
+    )
+    assert strict.returncode == 0
+    assert "refused by the did:web fetch rules [address_forbidden]" in strict.stdout
+    assert did_server.requests == served

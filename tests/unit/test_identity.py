@@ -10,7 +10,15 @@ from click.testing import CliRunner
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from chain.core.data_integrity import multikey
-from chain.core.identity import IdentityError, caip10, did_web_document, did_web_url, judge
+from chain.core.identity import (
+    IdentityError,
+    caip10,
+    did_web_document,
+    did_web_url,
+    forbidden_address,
+    judge,
+    parse_did_web,
+)
 from chain.core.signing import public_key_info
 from chain.keys import generate_private_key
 from issuer.registration import SIGNING_PUBLIC_KEY_FILE, issuer_group, load_pem_public
@@ -31,10 +39,78 @@ def test_did_web_urls_follow_the_method(did: str, url: str) -> None:
     assert did_web_url(did) == url
 
 
-@pytest.mark.parametrize("did", ["did:key:z6Mk", "did:web:", "did:web:a.example%2Fevil"])
+@pytest.mark.parametrize(
+    "did",
+    [
+        "did:key:z6Mk",
+        "did:web:",
+        "did:web:a.example%2Fevil",  # only the port may be percent-encoded in the domain part
+        "did:web:%61.example",
+        "did:web:a.example%3A80%3A1",
+        "did:web:a.example%3A0",
+        "did:web:a.example%3A65536",
+        "did:web:a.example%3A080",
+        "did:web:a_b.example",  # not a host name
+        "did:web:-a.example",
+        "did:web:a..example",
+        "did:web:user@a.example",
+        "did:web:a.example?x",
+        "did:web:a.example#x",
+        "did:web:xn--zz.example",  # an A-label that decodes to nothing
+        "did:web:\uff45xample.com",  # full-width: refused, never mapped to "example.com"
+        "did:web:a.example:x%2Fy",  # a segment may not encode "/", "?", "#", "%", "\\" or controls
+        "did:web:a.example:x%3Fy",
+        "did:web:a.example:x%23y",
+        "did:web:a.example:x%25",
+        "did:web:a.example:x%5Cy",
+        "did:web:a.example:x%00",
+        "did:web:a.example:..",  # dot segments climb
+        "did:web:a.example:%2e",
+        "did:web:a.example::x",  # empty segment
+        "did:web:a.example:x/y",  # raw characters a DID may not carry
+        "did:web:a.example:%FF",  # not UTF-8
+        "did:web:" + "a" * 2000,
+    ],
+)
 def test_what_is_not_a_plain_did_web_is_refused(did: str) -> None:
     with pytest.raises(IdentityError):
         did_web_url(did)
+
+
+def test_locations_show_host_and_path_and_idns_in_both_forms() -> None:
+    at_path = parse_did_web("did:web:Uni.Example%3a8443:issuers:%C3%A9cole")
+    assert at_path.location == "uni.example:8443/issuers/%C3%A9cole"
+    assert at_path.url == "https://uni.example:8443/issuers/%C3%A9cole/did.json"
+    assert at_path.unicode_location is None
+    look_alike = parse_did_web("did:web:\u0430pple.com:ok")  # Cyrillic a
+    assert look_alike.host == "xn--pple-43d.com"
+    assert look_alike.location == "xn--pple-43d.com/ok"
+    assert look_alike.unicode_location == "\u0430pple.com/ok"
+    written_ascii = parse_did_web("did:web:xn--pple-43d.com")
+    assert (written_ascii.location, written_ascii.unicode_location) == ("xn--pple-43d.com", "\u0430pple.com")
+
+
+@pytest.mark.parametrize(
+    ("address", "kind"),
+    [
+        ("127.0.0.1", "loopback"),
+        ("::1", "loopback"),
+        ("::ffff:127.0.0.1", "loopback"),
+        ("10.1.2.3", "private"),
+        ("192.168.1.1", "private"),
+        ("fc00::1", "private"),
+        ("169.254.169.254", "link_local"),
+        ("fe80::1%eth0", "link_local"),
+        ("0.0.0.0", "unspecified"),  # noqa: S104  (judged, never bound)
+        ("224.0.0.1", "multicast"),
+        ("100.64.0.1", "not_global"),
+        ("2002:7f00:1::1", "tunnel"),
+        ("93.184.216.34", None),
+        ("2606:2800:220:1::1", None),
+    ],
+)
+def test_only_public_unicast_addresses_may_be_fetched(address: str, kind: str | None) -> None:
+    assert forbidden_address(address) == kind
 
 
 def test_the_published_document_names_the_keys_and_the_on_chain_account() -> None:
