@@ -242,7 +242,7 @@ def test_revoked_receipt_pasted(page: Page, scene: Scene, tmp_path: Path) -> Non
     assert check_row(page, CheckName.REVOCATION) == {
         "outcome": "fail",
         "code": "LEAF_REVOKED",
-        "detail": "certificate revoked, reason 4",
+        "detail": "certificate revoked: superseded (4)",
     }
     assert fact(page, "issuer-name") == "Example University"
 

@@ -390,7 +390,7 @@ def test_json_level_rejection(source: str | bytes, message: str) -> None:
 
 
 def test_deep_nesting_is_a_receipt_error() -> None:
-    text = '{"credential": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    text = '{"credential": ' + "[" * 60_000 + "]" * 60_000 + "}"  # under the receipt's 65,536 values
     # See test_canonical.test_pathologically_deep_json_is_a_document_error: needs the default limit.
     limit = sys.getrecursionlimit()
     sys.setrecursionlimit(1000)
@@ -400,6 +400,11 @@ def test_deep_nesting_is_a_receipt_error() -> None:
     finally:
         sys.setrecursionlimit(limit)
     assert exc_info.value.field is None
+
+
+def test_values_beyond_a_receipts_limit_are_refused_before_parsing() -> None:
+    with pytest.raises(ReceiptError, match="more than 65,536 JSON values"):
+        parse_receipt('{"credential": ' + "[" * 70_000 + "]" * 70_000 + "}")
 
 
 def test_size_limit_boundary() -> None:
