@@ -389,7 +389,12 @@ def create_app(settings: IssuerApiSettings, api: IssuerApi) -> FastAPI:
                 api.webhooks.shutdown()
 
     app = EdgeFastAPI(
-        edge={"max_body_bytes": max_body_bytes, "limiter": limiter, "unlimited_paths": ("/health",)},
+        edge={
+            "max_body_bytes": max_body_bytes,
+            "body_timeout": settings.http_body_timeout,
+            "limiter": limiter,
+            "unlimited_paths": ("/health",),
+        },
         title="FinVault issuer API",
         version="1",
         description="Submit certificates, fetch receipts and batches, revoke. Bearer API keys with scopes.",

@@ -156,6 +156,7 @@ def create_app(runtime: Runtime, *, static_dir: Path | None = STATIC_DIR) -> Fas
     app = EdgeFastAPI(
         edge={
             "max_body_bytes": settings.max_body_bytes,
+            "body_timeout": settings.http_body_timeout,
             "limiter": RateLimiter(settings.rate_limit, settings.burst) if settings.rate_limit > 0 else None,
             "limit_loopback": settings.rate_limit_loopback,
             "unlimited_paths": UNLIMITED_PATHS,
