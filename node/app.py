@@ -169,6 +169,9 @@ def create_app(runtime: Runtime, *, static_dir: Path | None = STATIC_DIR) -> Fas
             "`X-Correlation-ID`."
         ),
         lifespan=lifespan,
+        # No interactive docs: FastAPI's load an unpinned swagger-ui from a CDN, with no integrity
+        # check, into this origin (docs/SECURITY.md). /openapi.json stays for any viewer.
+        docs_url=None,
         redoc_url=None,
     )
     app.state.runtime = runtime
