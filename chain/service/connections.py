@@ -182,7 +182,9 @@ def guarded_protocol(limits: ConnectionLimits, base: type[P]) -> type[P]:
             self._requests += 1
             if limits.max_requests_per_connection and self._requests >= limits.max_requests_per_connection:
                 self.cycle.keep_alive = False
-            if _declares_body(self.headers):
+            # A pipelined request's body is not read until the requests before it are answered:
+            # its deadline is the app's 408, and the header deadline once the connection idles.
+            if not self.pipeline and _declares_body(self.headers):
                 self._arm(limits.body_timeout + BODY_GRACE_SECONDS)
 
         def on_message_complete(self) -> None:
