@@ -392,12 +392,21 @@ def create_app(settings: IssuerApiSettings, api: IssuerApi) -> FastAPI:
                 api.webhooks.shutdown()
 
     app = EdgeFastAPI(
-        edge={"max_body_bytes": max_body_bytes, "limiter": limiter, "unlimited_paths": ("/health",)},
+        edge={
+            "max_body_bytes": max_body_bytes,
+            "body_timeout": settings.http_body_timeout,
+            "limiter": limiter,
+            "unlimited_paths": ("/health",),
+        },
         title="FinVault issuer API",
         version="1",
         description="Submit certificates, fetch receipts and batches, revoke. Bearer API keys with scopes.",
         lifespan=lifespan,
         responses=_ERRORS,
+        # No interactive docs: FastAPI's load an unpinned swagger-ui from a CDN, with no integrity
+        # check, into this origin (docs/SECURITY.md). /openapi.json stays for any viewer.
+        docs_url=None,
+        redoc_url=None,
     )
     install_error_handlers(app, STATUSES)
     app.state.issuer_api = api

@@ -420,7 +420,13 @@ def issuer_api_serve(
             f"(batches every {settings.issuer_batch_interval:g}s); Ctrl-C stops",
             err=True,
         )
-        serve(app, host=settings.issuer_api_host, port=settings.issuer_api_port, log_level="warning")
+        serve(
+            app,
+            host=settings.issuer_api_host,
+            port=settings.issuer_api_port,
+            log_level="warning",
+            limits=settings.connection_limits,
+        )
 
 
 @issuer_api.group("key")

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from chain.service.settings import is_http_url
+from chain.service.settings import HttpServerSettings, is_http_url
 from issuer.pipeline import default_workers
 from issuer.service import MAX_BATCH_SIZE, IssuerConfig
 
@@ -90,8 +90,9 @@ class IssuerSettings(BaseSettings):
         )
 
 
-class IssuerApiSettings(IssuerSettings):
-    """The issuer HTTP API's own settings (``FINVAULT_ISSUER_API_*``, ``FINVAULT_WEBHOOK_*``)."""
+class IssuerApiSettings(IssuerSettings, HttpServerSettings):
+    """The issuer HTTP API's own settings (``FINVAULT_ISSUER_API_*``, ``FINVAULT_WEBHOOK_*``), and
+    the connection bounds it shares with the node (``FINVAULT_HTTP_*``)."""
 
     issuer_api_host: str = Field("127.0.0.1", description="Interface to bind; loopback by default.")
     issuer_api_port: int = Field(8100, ge=1, le=65535)

@@ -157,6 +157,7 @@ def create_app(runtime: Runtime, *, static_dir: Path | None = STATIC_DIR) -> Fas
     app = EdgeFastAPI(
         edge={
             "max_body_bytes": settings.max_body_bytes,
+            "body_timeout": settings.http_body_timeout,
             "limiter": RateLimiter(settings.rate_limit, settings.burst) if settings.rate_limit > 0 else None,
             "limit_loopback": settings.rate_limit_loopback,
             "unlimited_paths": UNLIMITED_PATHS,
@@ -169,6 +170,9 @@ def create_app(runtime: Runtime, *, static_dir: Path | None = STATIC_DIR) -> Fas
             "`X-Correlation-ID`."
         ),
         lifespan=lifespan,
+        # No interactive docs: FastAPI's load an unpinned swagger-ui from a CDN, with no integrity
+        # check, into this origin (docs/SECURITY.md). /openapi.json stays for any viewer.
+        docs_url=None,
         redoc_url=None,
     )
     app.state.runtime = runtime

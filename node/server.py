@@ -130,7 +130,8 @@ class _CoalescingTransport:
 
 
 class _HttpProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol over a :class:`_CoalescingTransport`.
+    """uvicorn's httptools protocol over a :class:`_CoalescingTransport` (held to the node's
+    connection limits by :func:`chain.service.web.server_config`, which wraps it).
 
     uvicorn offers no supported hook around a connection's transport, so this subclasses its
     httptools protocol (uvicorn is pinned in requirements/constraints.txt). It stays because one
@@ -146,7 +147,13 @@ class _HttpProtocol(HttpToolsProtocol):
 
 
 def _server(runtime: Runtime, on_ready: Callable[[], None]) -> _Server:
-    config = server_config(create_app(runtime), log_level=runtime.settings.log_level, http=_HttpProtocol)
+    settings = runtime.settings
+    config = server_config(
+        create_app(runtime),
+        log_level=settings.log_level,
+        limits=settings.connection_limits,
+        http=_HttpProtocol,
+    )
     return _Server(config, on_ready)
 
 

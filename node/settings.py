@@ -1,4 +1,5 @@
-"""Node settings: the indexer's settings plus where the node listens and how it guards its edge.
+"""Node settings: the indexer's settings plus where the node listens and how it guards its edge
+(the connection bounds it shares with the issuer API: :class:`HttpServerSettings`).
 
 Everything is validated before the node connects to anything or binds a port; secrets (the
 metrics token, the cursor secret, RPC and database URLs) are never echoed in errors.
@@ -13,7 +14,7 @@ from typing import Annotated, Any
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
 
-from chain.service.settings import DidWebSettings
+from chain.service.settings import DidWebSettings, HttpServerSettings
 from indexer.settings import IndexerSettings
 
 #: Most receipts one POST /verify/bulk may carry.
@@ -30,8 +31,9 @@ _HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9]
 MIN_SECRET_LENGTH = 16
 
 
-class NodeSettings(IndexerSettings, DidWebSettings):
-    """``finvault node``: one process that follows the chain into the mirror and serves the API."""
+class NodeSettings(IndexerSettings, DidWebSettings, HttpServerSettings):
+    """``finvault node``: one process that follows the chain into the mirror and serves the API
+    (its connections bounded by the ``FINVAULT_HTTP_*`` settings of :class:`HttpServerSettings`)."""
 
     host: str = Field("127.0.0.1", description="Address to listen on (loopback by default).")
     port: int = Field(8000, ge=0, le=65_535, description="Port to listen on (0: any free port).")

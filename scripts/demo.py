@@ -212,7 +212,7 @@ def run_demo(
             log_level="warning",
         )
         with start_node_thread(node_settings) as node:
-            say(f"node: serving {node.url} (API docs at {node.url}/docs)")
+            say(f"node: serving {node.url} (OpenAPI at {node.url}/openapi.json)")
             if node_port != DEMO_NODE_PORT:
                 say(f"note: port {DEMO_NODE_PORT} was busy; receipts' links name {DEMO_NODE_URL}")
             _check_over_http(node.url, receipts[0], forged, say)

@@ -19,6 +19,7 @@ from chain.networks import DEFAULT_NETWORK, NETWORKS, NetworkPreset, network_for
 from chain.rpc import RetryPolicy, redact_url
 
 if TYPE_CHECKING:
+    from chain.service.connections import ConnectionLimits
     from chain.tx import FeePolicy
 
 S = TypeVar("S", bound=BaseSettings)
@@ -199,6 +200,74 @@ class DidWebSettings(BaseSettings):
             "intranets). Off: a receipt cannot make the verifier call into its own network."
         ),
     )
+
+
+class HttpServerSettings(BaseSettings):
+    """How an HTTP server (the node, the issuer API) bounds its connections: read by both from the
+    same ``FINVAULT_HTTP_*`` variables. Each bound is per server process (per worker for a
+    pre-forked node); :mod:`chain.service.connections` holds them."""
+
+    model_config = SettingsConfigDict(env_prefix="FINVAULT_", extra="ignore", frozen=True)
+
+    http_header_timeout: float = Field(
+        10.0,
+        gt=0,
+        le=300,
+        description=(
+            "Seconds a connection has to send a request's complete headers (from connecting, or from "
+            "the request's first byte on a kept-alive connection); then it is closed."
+        ),
+    )
+    http_body_timeout: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description=(
+            "Seconds a request body has to arrive in full after its headers: then 408 request_timeout "
+            "and the connection closed (closed a second later if the route was not reading the body)."
+        ),
+    )
+    http_keep_alive_timeout: int = Field(
+        5, ge=1, le=300, description="Seconds an idle kept-alive connection is held open between requests."
+    )
+    http_max_requests_per_connection: int = Field(
+        1000,
+        ge=0,
+        le=10_000_000,
+        description="Requests one kept-alive connection may make; the last answer closes it (0: no limit).",
+    )
+    http_max_connections: int = Field(
+        1000,
+        ge=1,
+        le=1_000_000,
+        description=(
+            "Open connections a server process holds; one more is answered 503 too_many_connections "
+            "and closed at once. Keep it below the process's file-descriptor limit (ulimit -n)."
+        ),
+    )
+    http_max_connections_per_client: int = Field(
+        100,
+        ge=0,
+        le=1_000_000,
+        description=(
+            "Open connections from one client address (loopback too: behind a reverse proxy on the same "
+            "host, raise it to the proxy's pool or set 0); one more is refused like the above (0: no cap)."
+        ),
+    )
+
+    @property
+    def connection_limits(self) -> ConnectionLimits:
+        """These settings as :class:`chain.service.connections.ConnectionLimits`."""
+        from chain.service.connections import ConnectionLimits  # uvicorn: only for a server
+
+        return ConnectionLimits(
+            header_timeout=self.http_header_timeout,
+            body_timeout=self.http_body_timeout,
+            keep_alive_timeout=self.http_keep_alive_timeout,
+            max_requests_per_connection=self.http_max_requests_per_connection,
+            max_connections=self.http_max_connections,
+            max_connections_per_client=self.http_max_connections_per_client,
+        )
 
 
 def _is_sensitive(info: FieldInfo) -> bool:

@@ -4,16 +4,22 @@ Both apps are built by a factory (``create_app(...)``) and get the same behaviou
 
 - a correlation id on every response (``X-Correlation-ID``; a well-formed inbound ``X-Request-ID``
   or ``X-Correlation-ID`` is kept so that logs join up across services);
-- a body-size limit enforced while the body streams in (413), not after it is buffered;
+- a body-size limit enforced while the body streams in (413), not after it is buffered, and a
+  deadline for the whole body (408, and the connection closed);
 - optional per-client rate limits (429 with ``Retry-After``);
 - one error shape, ``{"error": {"code", "message", "correlation_id"}}``, for every 4xx and 5xx,
   produced by one set of exception handlers, and never a stack trace;
+- a client that hangs up mid-body is one warning line, not a traceback;
+- bounds on every connection (header and body deadlines, keep-alive, caps on connections in
+  total and per address: :mod:`chain.service.connections`), in the one uvicorn configuration
+  both servers run (:func:`server_config`);
 - strict JSON request bodies: ``application/json`` only, UTF-8 only, no duplicate keys, no
   NaN, bounded nesting and number size (:func:`chain.core.canonical.loads_strict`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import hashlib
@@ -37,9 +43,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from chain.core.canonical import DocumentError, DocumentTooLarge, loads_strict
 from chain.errors import FinVaultError
+from chain.service.connections import ConnectionLimits, guarded_protocol
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +145,17 @@ class UnsupportedMediaType(HttpError):
     code, status = "unsupported_media_type", 415
 
 
+class RequestTimeout(HttpError):
+    """408 with ``Connection: close``: the request body did not arrive within the edge's deadline."""
+
+    code, status = "request_timeout", 408
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(
+            f"the request body was not complete within {seconds:g} s", headers={"Connection": "close"}
+        )
+
+
 class RateLimited(HttpError):
     """429 with ``Retry-After`` (whole seconds, at least 1): :class:`EdgeMiddleware` found no token left."""
 
@@ -220,6 +240,17 @@ def install_error_handlers(app: FastAPI, statuses: Mapping[type[FinVaultError], 
         code = _HTTP_CODES.get(exc.status_code, "http_error")
         return error_response(exc.status_code, code, str(exc.detail), exc.headers)
 
+    async def on_client_disconnect(request: Request, exc: Exception) -> JSONResponse:
+        # Not a server fault, and common on a public port: one line, no traceback, no 500 in the
+        # log. The answer goes nowhere (uvicorn drops it); 499 is nginx's "client closed request",
+        # so the request metrics count it apart from the server's errors.
+        log.warning(
+            "client %s went away before its request body was complete (correlation id %s)",
+            request.client.host if request.client else "unknown",
+            correlation_id.get(),
+        )
+        return error_response(499, "client_closed_request", "the client closed the connection")
+
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error (correlation id %s)", correlation_id.get())
         return error_response(
@@ -229,6 +260,7 @@ def install_error_handlers(app: FastAPI, statuses: Mapping[type[FinVaultError], 
     app.add_exception_handler(FinVaultError, on_finvault_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_exception)
+    app.add_exception_handler(ClientDisconnect, on_client_disconnect)
     app.add_exception_handler(Exception, on_unexpected)
 
 
@@ -347,11 +379,14 @@ class RateLimiter:
 
 
 class EdgeMiddleware:
-    """Correlation ids, security headers, the body limit and rate limits, as plain ASGI.
+    """Correlation ids, security headers, the body limit and deadline and rate limits, as plain ASGI.
 
     It sits outside the app's exception handlers, so the responses it makes itself (413 on a
     declared ``Content-Length``, 429) are built here in the same error shape; a body that grows
-    past the limit while streaming raises :class:`PayloadTooLarge` inside the app instead.
+    past the limit while streaming raises :class:`PayloadTooLarge` inside the app instead, and one
+    still incomplete ``body_timeout`` seconds after the request came in raises
+    :class:`RequestTimeout` (the server's protocol closes the connection soon after, in case the
+    app was not reading the body: :mod:`chain.service.connections`).
     """
 
     def __init__(
@@ -359,12 +394,14 @@ class EdgeMiddleware:
         app: ASGIApp,
         *,
         max_body_bytes: int,
+        body_timeout: float | None = None,
         limiter: RateLimiter | None = None,
         limit_loopback: bool = False,
         unlimited_paths: Collection[str] = (),
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.body_timeout = body_timeout
         self.limiter = limiter
         self.limit_loopback = limit_loopback
         self.unlimited_paths = frozenset(unlimited_paths)
@@ -401,14 +438,28 @@ class EdgeMiddleware:
             return
 
         received = 0
+        timeout = self.body_timeout
+        # The deadline runs from the request's arrival and only while its body is incomplete: a
+        # receive() after that (a streaming response listening for a disconnect) waits unbounded.
+        deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
 
         async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
+            nonlocal received, deadline
+            if deadline is None:
+                message = await receive()
+            else:
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        message = await receive()
+                except TimeoutError:
+                    assert timeout is not None
+                    raise RequestTimeout(timeout) from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body_bytes:
                     raise PayloadTooLarge(f"request body over {self.max_body_bytes:,} bytes")
+                if not message.get("more_body", False):
+                    deadline = None
             return message
 
         await self.app(scope, limited_receive, send_with_headers)
@@ -474,14 +525,31 @@ class GracefulServer(uvicorn.Server):
 GRACEFUL_SHUTDOWN_SECONDS = 10
 
 
-def server_config(app: Any, *, log_level: str, **options: Any) -> uvicorn.Config:
+def server_config(
+    app: Any,
+    *,
+    log_level: str,
+    limits: ConnectionLimits | None = None,
+    http: type[HttpToolsProtocol] = HttpToolsProtocol,
+    **options: Any,
+) -> uvicorn.Config:
     """The one uvicorn configuration every FinVault server uses: no server header, no trust in
     proxy headers, no access log (latency is in the metrics, errors are logged by the handlers),
-    lifespan on, a bounded graceful shutdown. ``options`` are uvicorn's own (host and port,
-    ``http``, ``workers``, ``factory``)."""
+    lifespan on, a bounded graceful shutdown, no WebSocket upgrades (no route needs one, and an
+    upgraded connection would leave the guard), and every connection held to ``limits`` (default:
+    :class:`ConnectionLimits`' defaults) by ``http`` wrapped in
+    :func:`chain.service.connections.guarded_protocol`.
+
+    uvicorn's ``limit_concurrency`` stays off: it only acts once a request's headers are in and
+    answers plain text; the guard's connection caps refuse earlier, in the error shape.
+    ``options`` are uvicorn's own (host and port, ``workers``, ``factory``)."""
+    limits = limits or ConnectionLimits()
     return uvicorn.Config(
         app,
         log_level=log_level,
+        http=guarded_protocol(limits, http),
+        ws="none",
+        timeout_keep_alive=limits.keep_alive_timeout,
         server_header=False,
         proxy_headers=False,
         access_log=False,
@@ -491,6 +559,8 @@ def server_config(app: Any, *, log_level: str, **options: Any) -> uvicorn.Config
     )
 
 
-def serve(app: FastAPI, *, host: str, port: int, log_level: str = "info") -> None:
+def serve(
+    app: FastAPI, *, host: str, port: int, log_level: str = "info", limits: ConnectionLimits | None = None
+) -> None:
     """Runs ``app`` under uvicorn (:func:`server_config`) on ``host:port`` until SIGINT/SIGTERM."""
-    GracefulServer(server_config(app, log_level=log_level, host=host, port=port)).run()
+    GracefulServer(server_config(app, log_level=log_level, limits=limits, host=host, port=port)).run()

@@ -262,6 +262,37 @@ def test_hostile_body_gets_a_structured_4xx(
     assert httpx.get(f"{server.url}/health", timeout=10).json() == {"status": "ok"}
 
 
+#: Where FastAPI's interactive docs load swagger-ui and redoc from, and the other usual CDNs.
+CDN_HOSTS = (
+    "cdn.jsdelivr.net",
+    "unpkg.com",
+    "cdnjs.cloudflare.com",
+    "fastapi.tiangolo.com",
+    "googleapis.com",
+)
+
+
+@pytest.mark.parametrize("server_name", ["node", "issuer"])
+def test_no_interactive_docs_and_nothing_loaded_from_a_cdn(
+    server_name: str, request: pytest.FixtureRequest
+) -> None:
+    """/docs and /redoc would run an unpinned script from a CDN on the API's origin: both are off,
+    /openapi.json stays, and no page the server answers points at a CDN."""
+    server: Server = request.getfixturevalue(f"{server_name}_server")
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        for path in ("/docs", "/redoc", "/docs/oauth2-redirect"):
+            answer = client.get(path)
+            assert answer.status_code == 404, path
+            assert answer.json()["error"]["code"] == "not_found", path
+        schema = client.get("/openapi.json")
+        assert schema.status_code == 200
+        assert schema.json()["paths"]
+        bodies = [client.get(path).text for path in ("/", "/docs", "/redoc", "/openapi.json", "/health")]
+    for body in bodies:
+        assert not any(host in body for host in CDN_HOSTS), body[:300]
+    assert "swagger" not in " ".join(bodies).lower()
+
+
 def test_an_unexpected_error_is_a_500_that_still_carries_the_correlation_id(tmp_path: Path) -> None:
     """The issuer API's edge sits outside Starlette's last-resort handler (it used to sit inside:
     a 500 then had no X-Correlation-ID header, and "-" as the id in its body)."""

@@ -1,0 +1,223 @@
+"""Slow and greedy clients against a real node (``python -m node``, uvicorn, a SQLite mirror) on
+127.0.0.1, with its connection bounds turned down to a second or two so each is seen to hold.
+
+Each test measures, on raw sockets, when the node hangs up: a connection that sends nothing, half
+its headers, half a body, or idles after an answer, reads EOF within its timeout plus a margin
+(docs/SECURITY.md, "Slow clients"). The caps are seen from several loopback source addresses
+(127.0.0.2, ...: all of 127/8 is this host), so the per-address cap and the total cap can each be
+the one that binds. A client that hangs up mid-body leaves one line in the node's log.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+
+from chain.accounts import LocalSigner
+from chain.contract import Artifact
+from chain.dev.devchain import DEV_CHAIN_ID, DevChain
+from chain.registry import deploy_registry
+from chain.rpc import RpcClient
+from chain.tx import TxSender
+from tests.integration.conftest import OWNER
+from tests.integration.node_fixtures import start_node
+from tests.tools.node_process import NodeProcess
+
+HEADER_TIMEOUT = 2.0
+BODY_TIMEOUT = 1.0
+KEEP_ALIVE = 1
+#: The connection of a body the app was not reading closes this much after BODY_TIMEOUT
+#: (chain.service.connections.BODY_GRACE_SECONDS).
+BODY_GRACE = 1.0
+MAX_CONNECTIONS = 6
+PER_CLIENT = 3
+MAX_REQUESTS = 3
+#: Slack on every measured deadline: the node's timer, the loop, a loaded machine.
+MARGIN = 1.0
+ENV = {
+    "FINVAULT_HTTP_HEADER_TIMEOUT": str(HEADER_TIMEOUT),
+    "FINVAULT_HTTP_BODY_TIMEOUT": str(BODY_TIMEOUT),
+    "FINVAULT_HTTP_KEEP_ALIVE_TIMEOUT": str(KEEP_ALIVE),
+    "FINVAULT_HTTP_MAX_CONNECTIONS": str(MAX_CONNECTIONS),
+    "FINVAULT_HTTP_MAX_CONNECTIONS_PER_CLIENT": str(PER_CLIENT),
+    "FINVAULT_HTTP_MAX_REQUESTS_PER_CONNECTION": str(MAX_REQUESTS),
+}
+
+
+@pytest.fixture(scope="module")
+def node(
+    anvil: DevChain, rpc: RpcClient, artifact: Artifact, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[NodeProcess]:
+    """The node, on a registry deployed inside a snapshot that is reverted afterwards."""
+    snapshot = rpc.call("evm_snapshot")
+    try:
+        sender = TxSender(
+            rpc, LocalSigner.dev(OWNER), chain_id=DEV_CHAIN_ID, abi=artifact.abi, poll_interval=0.02
+        )
+        address = deploy_registry(sender, artifact=artifact).contract_address
+        assert address is not None
+        tmp: Path = tmp_path_factory.mktemp("slow-clients")
+        with start_node(anvil.rpc_url, address.lower(), tmp, env=ENV) as process:
+            yield process
+    finally:
+        assert rpc.call("evm_revert", [snapshot]) is True
+
+
+def address(node: NodeProcess) -> tuple[str, int]:
+    url = urlsplit(node.url)
+    assert url.hostname == "127.0.0.1"
+    assert url.port is not None
+    return url.hostname, url.port
+
+
+def connect(node: NodeProcess, source: str = "127.0.0.1") -> socket.socket:
+    return socket.create_connection(address(node), timeout=10, source_address=(source, 0))
+
+
+def seconds_until_eof(sock: socket.socket, limit: float) -> tuple[float, bytes]:
+    """Reads until the node closes the connection; how long that took, and what it sent."""
+    started = time.monotonic()
+    sock.settimeout(limit)
+    received = b""
+    try:
+        while chunk := sock.recv(65536):
+            received += chunk
+    except TimeoutError:
+        raise AssertionError(f"still open after {limit} s; got {received[:200]!r}") from None
+    except ConnectionResetError:
+        pass  # closed with bytes unread: closed all the same
+    return time.monotonic() - started, received
+
+
+def health_seconds(node: NodeProcess) -> float:
+    started = time.perf_counter()
+    response = httpx.get(f"{node.url}/health", timeout=5)
+    assert response.status_code == 200, response.text
+    return time.perf_counter() - started
+
+
+def test_an_idle_connection_is_closed_after_the_header_timeout(node: NodeProcess) -> None:
+    with connect(node) as sock:
+        took, received = seconds_until_eof(sock, HEADER_TIMEOUT + MARGIN)
+    assert received == b""
+    assert HEADER_TIMEOUT - 0.2 <= took <= HEADER_TIMEOUT + MARGIN
+
+
+def test_half_sent_headers_are_closed_after_the_header_timeout(node: NodeProcess) -> None:
+    with connect(node) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+        time.sleep(HEADER_TIMEOUT / 2)
+        sock.sendall(b"X-Slow: still coming\r\n")  # trickling does not move the deadline
+        took, received = seconds_until_eof(sock, HEADER_TIMEOUT + MARGIN)
+    assert received == b""
+    assert took <= HEADER_TIMEOUT / 2 + MARGIN
+
+
+def test_a_half_sent_body_is_answered_408_and_closed(node: NodeProcess) -> None:
+    with connect(node) as sock:
+        sock.sendall(
+            b"POST /verify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 100\r\nX-Correlation-ID: slow-body\r\n\r\n{"format": '
+        )
+        took, received = seconds_until_eof(sock, BODY_TIMEOUT + MARGIN)
+    assert BODY_TIMEOUT - 0.2 <= took <= BODY_TIMEOUT + MARGIN
+    head, _, body = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408 "), received[:300]
+    assert b"connection: close" in head.lower()
+    assert body.startswith(b'{"error":{"code":"request_timeout"'), body
+    assert b'"correlation_id":"slow-body"' in body
+
+
+def test_a_half_sent_body_nobody_reads_is_closed_too(node: NodeProcess) -> None:
+    """/health answers without reading the body; the connection still cannot dribble it for ever."""
+    with connect(node) as sock:
+        sock.sendall(b"POST /health HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nab")
+        deadline = time.monotonic() + BODY_TIMEOUT + BODY_GRACE
+        while time.monotonic() < deadline - 0.3:
+            time.sleep(0.2)
+            sock.sendall(b"c")  # a byte now and then keeps no timer of uvicorn's from firing
+        took, received = seconds_until_eof(sock, BODY_TIMEOUT + BODY_GRACE + MARGIN)
+    assert received.startswith(b"HTTP/1.1 405 "), received[:200]  # /health is GET only
+    assert took <= 0.3 + MARGIN
+
+
+def test_an_idle_kept_alive_connection_is_closed_after_the_keep_alive_timeout(node: NodeProcess) -> None:
+    with connect(node) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.2)
+        sock.sendall(b"\r\n")  # bytes that begin no request stop uvicorn's keep-alive timer
+        took, received = seconds_until_eof(sock, HEADER_TIMEOUT + MARGIN)
+    assert received.startswith(b"HTTP/1.1 200 ")
+    assert took <= HEADER_TIMEOUT + MARGIN
+    with connect(node) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        took, received = seconds_until_eof(sock, KEEP_ALIVE + MARGIN)
+    assert received.startswith(b"HTTP/1.1 200 ")
+    assert KEEP_ALIVE - 0.2 <= took <= KEEP_ALIVE + MARGIN
+
+
+def test_a_connection_serves_at_most_its_requests(node: NodeProcess) -> None:
+    with connect(node) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n" * (MAX_REQUESTS + 1))
+        took, received = seconds_until_eof(sock, 5)
+    answers = received.split(b"HTTP/1.1 ")[1:]
+    assert len(answers) == MAX_REQUESTS
+    assert all(answer.startswith(b"200 ") for answer in answers)
+    assert b"connection: close" in answers[-1].lower()
+    assert b"connection: close" not in answers[0].lower()
+    assert took < 1
+
+
+def assert_refused(sock: socket.socket, why: bytes) -> None:
+    took, received = seconds_until_eof(sock, 2)
+    assert received.startswith(b"HTTP/1.1 503 "), received[:200]
+    assert b'"code":"too_many_connections"' in received
+    assert why in received
+    assert took < 0.5
+
+
+def test_connections_over_the_caps_are_refused_and_health_still_answers(node: NodeProcess) -> None:
+    held: list[socket.socket] = []
+    try:
+        held += [connect(node, "127.0.0.2") for _ in range(PER_CLIENT)]
+        time.sleep(0.2)  # accepted by the node, not only by the kernel
+        with connect(node, "127.0.0.2") as extra:
+            assert_refused(extra, b"from one address")
+        assert health_seconds(node) < 0.5  # another address is not affected
+
+        held += [connect(node, "127.0.0.3") for _ in range(MAX_CONNECTIONS - PER_CLIENT)]
+        time.sleep(0.2)
+        with connect(node, "127.0.0.4") as extra:
+            assert_refused(extra, b"maximum of %d connections;" % MAX_CONNECTIONS)
+    finally:
+        for sock in held:
+            sock.close()
+    time.sleep(0.2)
+    assert health_seconds(node) <= 0.2
+
+
+def test_a_client_that_hangs_up_mid_body_is_one_line_in_the_log(node: NodeProcess) -> None:
+    before = len(node.log())
+    with connect(node) as sock:
+        sock.sendall(
+            b"POST /verify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 1000\r\nX-Correlation-ID: hung-up\r\n\r\n{"format": '
+        )
+        time.sleep(0.2)
+    deadline = time.monotonic() + 5
+    while "hung-up" not in node.log()[before:] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)  # anything logged after the line
+    logged = node.log()[before:]
+    assert "Traceback" not in logged
+    lines = logged.strip().splitlines()
+    assert len(lines) == 1, logged
+    assert "went away before its request body was complete" in lines[0]
+    assert "hung-up" in lines[0]
+    assert health_seconds(node) < 0.5
