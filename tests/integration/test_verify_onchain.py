@@ -160,3 +160,16 @@ def test_finvault_verify_command(issued: Issued, anvil: DevChain, rpc: RpcClient
     )
     assert invalid.returncode == 1
     assert "DIGEST_MISMATCH" in invalid.stdout
+
+    # A credential that cannot be canonicalized, beside a well-formed proof (it used to reach the
+    # proof's canonicalization and end the command in a traceback): a verdict, like any other.
+    hostile = issued.receipts[0].to_json_dict()
+    hostile["credential"]["credentialSubject"]["credits"] = 2**53 + 1
+    unsafe = tmp_path / "unsafe-integer.json"
+    unsafe.write_text(json.dumps(hostile))
+    malformed = subprocess.run(
+        [*base[:2], str(unsafe), *base[4:]], capture_output=True, text=True, check=False, timeout=60
+    )
+    assert malformed.returncode == 1, malformed.stderr
+    assert "[MALFORMED]" in malformed.stdout
+    assert "Traceback" not in malformed.stderr

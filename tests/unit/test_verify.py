@@ -23,6 +23,8 @@ from chain.core.verify import (
     RevocationFact,
     Status,
     Verdict,
+    examine,
+    malformed,
     verify,
 )
 from chain.keys import generate_private_key
@@ -426,3 +428,31 @@ def test_signature_cache_never_caches_verdicts(
     bad = verify(tampered(receipts[1], signature__value=forged), facts, NOW, signatures=cache)
     assert check(bad, CheckName.SIGNATURE) == ("fail", Code.SIGNATURE_INVALID)
     assert len(cache) == 3  # the second credential's own proof holds; the forged signature is not kept
+
+
+def test_an_examined_receipt_is_judged_against_any_facts_as_if_whole(
+    setup: tuple[StaticFacts, list[Receipt]], batch: Batch
+) -> None:
+    """What the node's consistency retry relies on: the document's checks, made once by examine(),
+    give the verdict verify() gives from scratch, against the facts before and after a revocation."""
+    facts, receipts = setup
+    examined = examine(receipts[0].to_json_dict())
+    assert {name for name in examined.checks} == {
+        CheckName.WELL_FORMED,
+        CheckName.DIGEST,
+        CheckName.DATA_INTEGRITY,
+        CheckName.PROOF,
+    }
+    assert verify(examined, facts, NOW) == verify(receipts[0], facts, NOW)
+    assert verify(examined, facts, NOW).status is Status.VALID
+    facts.revocations[(batch.tree.root, None)] = RevocationFact(4, 1_780_100_000, event(120, 3))
+    assert verify(examined, facts, NOW) == verify(receipts[0], facts, NOW)
+    assert verify(examined, facts, NOW).status is Status.REVOKED
+
+
+def test_a_receipt_refused_unread_is_malformed(setup: tuple[StaticFacts, list[Receipt]]) -> None:
+    facts, _ = setup
+    verdict = verify(malformed("the receipt is 600,000 bytes; the limit is 524,288"), facts, NOW)
+    assert verdict.status is Status.INVALID
+    assert verdict.reasons == (Code.MALFORMED,)
+    assert check(verdict, CheckName.WELL_FORMED) == ("fail", Code.MALFORMED)
