@@ -9,7 +9,9 @@
 // send it. A server that stalls is charged for every request that waited behind the stall
 // (coordinated omission corrected). Requests wait for a free connection of C (one request in flight
 // each); none is dropped. Closed loop (--rate 0): each connection sends its next request as soon as
-// its answer is in, which measures the peak throughput.
+// its answer is in, which measures the peak throughput. An answer saying `Connection: close` (the
+// node caps requests per connection, FINVAULT_HTTP_MAX_REQUESTS_PER_CONNECTION) is its connection's
+// last: the generator opens another, as a browser or an HTTP library would.
 //
 // An answer counts only if it is HTTP 200 and its body says "status":"VALID"; anything else,
 // a socket error or a request still unanswered at the end, is an error. Bodies are sent in turn,
@@ -96,6 +98,7 @@ function run(options) {
           const head = state.buffer.subarray(0, end).toString("latin1");
           const match = /\r\ncontent-length:\s*(\d+)/i.exec(head);
           state.status = Number(head.slice(9, 12));
+          state.closing = /\r\nconnection:\s*close/i.test(head);
           state.headLength = end + 4;
           state.need = state.headLength + (match ? Number(match[1]) : 0);
         }
@@ -108,7 +111,10 @@ function run(options) {
         const due = state.due;
         state.due = null;
         record(due, ok);
-        free(state);
+        // An answer saying `Connection: close` is the connection's last (the server caps requests
+        // per connection): its replacement is opened when it closes, as an HTTP client would.
+        if (state.closing) state.open = false;
+        else free(state);
       }
     });
     socket.on("error", () => {

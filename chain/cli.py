@@ -448,6 +448,7 @@ def _verdicts_from_rpc(
     import asyncio
 
     from chain.core.canonical import DocumentError, loads_strict
+    from chain.core.receipt import MAX_RECEIPT_BYTES, MAX_RECEIPT_VALUES
     from chain.core.verify import Policy, verify
     from chain.did_web import IdentityResolver
     from chain.rpc_facts import RpcFacts
@@ -471,11 +472,11 @@ def _verdicts_from_rpc(
         try:
             for path in receipts:
                 data = path.read_bytes()
-                verdict = verify(data, facts, now, policy)
-                try:
-                    parsed = loads_strict(data)
+                try:  # parsed once, under a receipt's limits, for the verdict and the identity
+                    parsed = loads_strict(data, max_bytes=MAX_RECEIPT_BYTES, max_values=MAX_RECEIPT_VALUES)
                 except DocumentError:
-                    parsed = None  # verify() judged it INVALID already; no identity to check
+                    parsed = None  # verify() of the bytes says what is wrong with them
+                verdict = verify(data if parsed is None else parsed, facts, now, policy)
                 credential = parsed.get("credential") if isinstance(parsed, dict) else None
                 identity = loop.run(identities.identity(credential, verdict, chain.settings.chain_id))
                 yield path, {**verdict.to_dict(), "identity": identity}
