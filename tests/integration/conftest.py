@@ -65,8 +65,9 @@ def artifact() -> Artifact:
     return load_artifact()
 
 
-@pytest.fixture
-def clean_chain(rpc: RpcClient) -> Iterator[None]:
+@contextmanager
+def chain_snapshot(rpc: RpcClient) -> Iterator[None]:
+    """Whatever happens on the chain inside is reverted on the way out."""
     snapshot = rpc.call("evm_snapshot")
     try:
         yield
@@ -75,15 +76,33 @@ def clean_chain(rpc: RpcClient) -> Iterator[None]:
 
 
 @pytest.fixture
+def clean_chain(rpc: RpcClient) -> Iterator[None]:
+    with chain_snapshot(rpc):
+        yield
+
+
+def dev_sender(rpc: RpcClient, artifact: Artifact, account: int) -> TxSender:
+    """Sends from anvil dev account ``account``."""
+    return TxSender(
+        rpc, LocalSigner.dev(account), chain_id=DEV_CHAIN_ID, abi=artifact.abi, poll_interval=0.02
+    )
+
+
+@pytest.fixture
 def sender(rpc: RpcClient, artifact: Artifact, clean_chain: None) -> Callable[[int], TxSender]:
     """``sender(i)`` sends from anvil dev account ``i``."""
+    return lambda account: dev_sender(rpc, artifact, account)
 
-    def make(account: int) -> TxSender:
-        return TxSender(
-            rpc, LocalSigner.dev(account), chain_id=DEV_CHAIN_ID, abi=artifact.abi, poll_interval=0.02
-        )
 
-    return make
+@contextmanager
+def registry_in_snapshot(rpc: RpcClient, artifact: Artifact) -> Iterator[str]:
+    """A fresh registry's address (lowercase), owned by dev account 0, deployed inside a chain
+    snapshot that is reverted on the way out: for module-scoped fixtures, so the chain later
+    modules see is the one they would have seen without this one."""
+    with chain_snapshot(rpc):
+        deployed = deploy_registry(dev_sender(rpc, artifact, OWNER), artifact=artifact)
+        assert deployed.contract_address is not None
+        yield deployed.contract_address.lower()
 
 
 @dataclass

@@ -137,6 +137,15 @@ def wait_for(
         time.sleep(0.1)
 
 
+def wait_until_vouching(url: str, timeout: float = 30.0) -> None:
+    """Waits until the node at ``url`` vouches for its mirror (its loop has reached the chain head):
+    before that, verification answers 503 ``mirror_stale``, whatever the receipt."""
+    with httpx.Client(base_url=url, timeout=10) as client:
+        wait_for(
+            lambda: client.get("/status").json(), lambda s: s["vouching"], timeout=timeout, what="vouching"
+        )
+
+
 def verify_response(client: httpx.Client, receipt: Receipt | dict[str, Any] | str) -> httpx.Response:
     """POST /verify with a receipt (an object, a dict, or the exact text)."""
     if isinstance(receipt, Receipt):

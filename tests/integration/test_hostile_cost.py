@@ -29,18 +29,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chain.accounts import LocalSigner
 from chain.contract import Artifact
 from chain.core.canonical import MAX_SAFE_INTEGER, json_values_bound, salt_document
 from chain.core.receipt import MAX_RECEIPT_BYTES
-from chain.dev.devchain import DEV_CHAIN_ID, DevChain
-from chain.registry import RegistryWriter, deploy_registry
+from chain.dev.devchain import DevChain
+from chain.registry import RegistryWriter
 from chain.rpc import RpcClient
-from chain.tx import TxSender
 from node.settings import DEFAULT_BULK_MAX_VALUES, DEFAULT_MAX_BODY_BYTES
 from tests.factories import deterministic_bytes
-from tests.integration.conftest import ISSUER, OWNER
-from tests.integration.node_fixtures import issue, start_node
+from tests.integration.conftest import ISSUER, OWNER, dev_sender, registry_in_snapshot
+from tests.integration.node_fixtures import issue, start_node, wait_until_vouching
 from tests.strategies import mutated_receipts, receipt_values
 from tests.tools.node_process import NodeProcess
 
@@ -55,22 +53,12 @@ MEMORY_MB = 100
 def genuine(rpc: RpcClient, artifact: Artifact) -> Iterator[tuple[str, dict[str, Any]]]:
     """A registry with one anchored batch (inside a snapshot, reverted afterwards): its address and a
     genuine receipt, as JSON data."""
-    snapshot = rpc.call("evm_snapshot")
-    try:
-        senders = {
-            account: TxSender(
-                rpc, LocalSigner.dev(account), chain_id=DEV_CHAIN_ID, abi=artifact.abi, poll_interval=0.02
-            )
-            for account in (OWNER, ISSUER)
-        }
-        deployed = deploy_registry(senders[OWNER], artifact=artifact)
-        assert deployed.contract_address is not None
-        registry = deployed.contract_address.lower()
-        owner, issuer = (RegistryWriter(senders[a], registry, artifact) for a in (OWNER, ISSUER))
+    with registry_in_snapshot(rpc, artifact) as registry:
+        owner, issuer = (
+            RegistryWriter(dev_sender(rpc, artifact, a), registry, artifact) for a in (OWNER, ISSUER)
+        )
         issued = issue(owner, issuer, size=2, seed="hostile-cost")
         yield registry, issued.receipts[0].to_json_dict()
-    finally:
-        assert rpc.call("evm_revert", [snapshot]) is True
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +67,7 @@ def node(
 ) -> Iterator[NodeProcess]:
     """A node with the default limits (8 MiB bodies, the default bulk budget), loopback not rate-limited."""
     with start_node(anvil.rpc_url, genuine[0], tmp_path_factory.mktemp("node")) as process:
+        wait_until_vouching(process.url)
         yield process
 
 

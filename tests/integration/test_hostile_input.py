@@ -26,13 +26,10 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from chain.accounts import LocalSigner
 from chain.contract import Artifact
-from chain.dev.devchain import DEV_CHAIN_ID, DevChain
-from chain.registry import deploy_registry
+from chain.dev.devchain import DevChain
 from chain.rpc import RpcClient
 from chain.service.settings import load_settings
-from chain.tx import TxSender
 from issuer.api import IssuerApi, create_app
 from issuer.api_keys import create_api_key
 from issuer.settings import IssuerApiSettings
@@ -40,8 +37,9 @@ from issuer.store import Store
 from issuer.template import load_template
 from node.server import start_node_thread
 from node.settings import NodeSettings
-from tests.integration.conftest import OWNER
+from tests.integration.conftest import registry_in_snapshot
 from tests.integration.issuer_fixtures import TEMPLATE, serve_in_thread
+from tests.integration.node_fixtures import wait_until_vouching
 
 #: Both servers' body limit (the node's /verify is capped at min(this, a receipt's 512 KiB)).
 LIMIT = 64 * 1024
@@ -128,17 +126,11 @@ def node_server(
 ) -> Iterator[Server]:
     """A node in this process on a registry deployed inside a snapshot, reverted afterwards, so the
     chain that later modules see is the one they would have seen without this one."""
-    snapshot = rpc.call("evm_snapshot")
-    try:
-        sender = TxSender(
-            rpc, LocalSigner.dev(OWNER), chain_id=DEV_CHAIN_ID, abi=artifact.abi, poll_interval=0.02
-        )
-        address = deploy_registry(sender, artifact=artifact).contract_address
-        assert address is not None
+    with registry_in_snapshot(rpc, artifact) as registry:
         settings = load_settings(
             NodeSettings,
             rpc_urls=[anvil.rpc_url],
-            registry=address.lower(),
+            registry=registry,
             database_url=f"sqlite:///{tmp_path_factory.mktemp('node') / 'mirror.db'}",
             poll_interval=0.1,
             port=0,
@@ -146,9 +138,8 @@ def node_server(
             log_level="warning",
         )
         with start_node_thread(settings) as node:
+            wait_until_vouching(node.url)  # else a receipt's verdict is a 503 mirror_stale
             yield Server(node.url)
-    finally:
-        assert rpc.call("evm_revert", [snapshot]) is True
 
 
 @pytest.fixture(scope="module")

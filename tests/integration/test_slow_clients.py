@@ -19,13 +19,10 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from chain.accounts import LocalSigner
 from chain.contract import Artifact
-from chain.dev.devchain import DEV_CHAIN_ID, DevChain
-from chain.registry import deploy_registry
+from chain.dev.devchain import DevChain
 from chain.rpc import RpcClient
-from chain.tx import TxSender
-from tests.integration.conftest import OWNER
+from tests.integration.conftest import registry_in_snapshot
 from tests.integration.node_fixtures import start_node
 from tests.tools.node_process import NodeProcess
 
@@ -55,18 +52,10 @@ def node(
     anvil: DevChain, rpc: RpcClient, artifact: Artifact, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[NodeProcess]:
     """The node, on a registry deployed inside a snapshot that is reverted afterwards."""
-    snapshot = rpc.call("evm_snapshot")
-    try:
-        sender = TxSender(
-            rpc, LocalSigner.dev(OWNER), chain_id=DEV_CHAIN_ID, abi=artifact.abi, poll_interval=0.02
-        )
-        address = deploy_registry(sender, artifact=artifact).contract_address
-        assert address is not None
+    with registry_in_snapshot(rpc, artifact) as registry:
         tmp: Path = tmp_path_factory.mktemp("slow-clients")
-        with start_node(anvil.rpc_url, address.lower(), tmp, env=ENV) as process:
+        with start_node(anvil.rpc_url, registry, tmp, env=ENV) as process:
             yield process
-    finally:
-        assert rpc.call("evm_revert", [snapshot]) is True
 
 
 def address(node: NodeProcess) -> tuple[str, int]:
@@ -174,32 +163,42 @@ def test_a_connection_serves_at_most_its_requests(node: NodeProcess) -> None:
     assert took < 1
 
 
-def assert_refused(sock: socket.socket, why: bytes) -> None:
-    took, received = seconds_until_eof(sock, 2)
+def assert_refused(node: NodeProcess, source: str, why: bytes) -> None:
+    """A connection from ``source`` is answered 503 before it sends anything, and closed. Tried
+    again while the node may not have accepted the connections held before it (the kernel accepts
+    them first; on a loaded machine the node's loop takes them a moment later): an accepted one
+    sends nothing and is closed by the header timeout instead, so each try waits well under it."""
+    deadline = time.monotonic() + HEADER_TIMEOUT
+    while True:
+        with connect(node, source) as extra:
+            took, received = seconds_until_eof(extra, HEADER_TIMEOUT / 4)
+        if received or time.monotonic() > deadline:
+            break
     assert received.startswith(b"HTTP/1.1 503 "), received[:200]
     assert b'"code":"too_many_connections"' in received
     assert why in received
-    assert took < 0.5
+    assert took < HEADER_TIMEOUT / 4  # answered at once, not left to time out
+
+
+def best_health_seconds(node: NodeProcess, tries: int = 3) -> float:
+    """The fastest of a few ``/health`` answers: one can be slow because the machine stalled."""
+    return min(health_seconds(node) for _ in range(tries))
 
 
 def test_connections_over_the_caps_are_refused_and_health_still_answers(node: NodeProcess) -> None:
     held: list[socket.socket] = []
     try:
         held += [connect(node, "127.0.0.2") for _ in range(PER_CLIENT)]
-        time.sleep(0.2)  # accepted by the node, not only by the kernel
-        with connect(node, "127.0.0.2") as extra:
-            assert_refused(extra, b"from one address")
-        assert health_seconds(node) < 0.5  # another address is not affected
+        assert_refused(node, "127.0.0.2", b"from one address")
+        assert best_health_seconds(node) <= 0.2  # another address is not affected
 
         held += [connect(node, "127.0.0.3") for _ in range(MAX_CONNECTIONS - PER_CLIENT)]
-        time.sleep(0.2)
-        with connect(node, "127.0.0.4") as extra:
-            assert_refused(extra, b"maximum of %d connections;" % MAX_CONNECTIONS)
+        assert_refused(node, "127.0.0.4", b"maximum of %d connections;" % MAX_CONNECTIONS)
     finally:
         for sock in held:
             sock.close()
     time.sleep(0.2)
-    assert health_seconds(node) <= 0.2
+    assert best_health_seconds(node) <= 0.2
 
 
 def test_a_client_that_hangs_up_mid_body_is_one_line_in_the_log(node: NodeProcess) -> None:
@@ -220,4 +219,4 @@ def test_a_client_that_hangs_up_mid_body_is_one_line_in_the_log(node: NodeProces
     assert len(lines) == 1, logged
     assert "went away before its request body was complete" in lines[0]
     assert "hung-up" in lines[0]
-    assert health_seconds(node) < 0.5
+    assert best_health_seconds(node) <= 0.2
