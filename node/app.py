@@ -271,6 +271,8 @@ def _verification_routes(
     # request): a plain Starlette route, matched first; the APIRoute above documents it.
     app.router.routes.insert(0, Route("/verify", verify_receipt, methods=["POST"]))
 
+    bulk_turns = asyncio.Semaphore(settings.bulk_concurrency)
+
     @app.post(
         "/verify/bulk",
         response_model=None,
@@ -299,8 +301,6 @@ def _verification_routes(
             return await bulk(request)
         finally:
             bulk_turns.release()
-
-    bulk_turns = asyncio.Semaphore(settings.bulk_concurrency)
 
     async def bulk(request: Request) -> Response:
         body = await read_json(
