@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import resource
 import time
 import uuid
 from collections import Counter
@@ -33,6 +34,8 @@ from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol  # pinned: requirements/constraints.txt
+
+from chain.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +62,30 @@ class ConnectionLimits:
     max_connections: int = 1000
     #: 0: no per-address cap.
     max_connections_per_client: int = 100
+
+
+#: File descriptors a server needs beside its connections: listening sockets, database and RPC
+#: connections, log files, the interpreter's own.
+RESERVED_DESCRIPTORS = 128
+
+
+def reserve_descriptors(limits: ConnectionLimits) -> int:
+    """Makes room for ``limits.max_connections`` open sockets: raises this process's soft limit on
+    open files (``ulimit -n``) up to its hard limit if it is lower than the cap plus
+    :data:`RESERVED_DESCRIPTORS`, and returns the soft limit. :class:`ConfigError` if even the hard
+    limit is too low: with the cap above the limit, accepting fails before the cap is reached, and
+    every client (``/health`` too) waits. Forked workers inherit the limit."""
+    needed = limits.max_connections + RESERVED_DESCRIPTORS
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return soft
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        raise ConfigError(
+            f"FINVAULT_HTTP_MAX_CONNECTIONS={limits.max_connections} needs {needed:,} open files, and this "
+            f"process may open at most {hard:,} (ulimit -Hn): lower the cap or raise the limit"
+        )
+    resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+    return needed
 
 
 def _peer_host(transport: asyncio.BaseTransport) -> str:

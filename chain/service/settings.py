@@ -242,7 +242,8 @@ class HttpServerSettings(BaseSettings):
         le=1_000_000,
         description=(
             "Open connections a server process holds; one more is answered 503 too_many_connections "
-            "and closed at once. Keep it below the process's file-descriptor limit (ulimit -n)."
+            "and closed at once. The open-file limit (ulimit -n) is raised to fit at start, up to the hard "
+            "limit; below that the server refuses to start."
         ),
     )
     http_max_connections_per_client: int = Field(

@@ -48,7 +48,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from chain.core.canonical import DocumentError, DocumentTooLarge, loads_strict
 from chain.errors import FinVaultError
-from chain.service.connections import ConnectionLimits, guarded_protocol
+from chain.service.connections import ConnectionLimits, guarded_protocol, reserve_descriptors
 
 log = logging.getLogger(__name__)
 
@@ -542,8 +542,12 @@ def server_config(
 
     uvicorn's ``limit_concurrency`` stays off: it only acts once a request's headers are in and
     answers plain text; the guard's connection caps refuse earlier, in the error shape.
-    ``options`` are uvicorn's own (host and port, ``workers``, ``factory``)."""
+    ``options`` are uvicorn's own (host and port, ``workers``, ``factory``).
+
+    The process's open-file limit is raised to fit the connection cap, or the server refuses to
+    start (:func:`chain.service.connections.reserve_descriptors`)."""
     limits = limits or ConnectionLimits()
+    reserve_descriptors(limits)
     return uvicorn.Config(
         app,
         log_level=log_level,
