@@ -135,6 +135,8 @@ def encode_disclosure(salt: str, value: Any, name: str | None = None, *, ensure_
     for an array element), spelled as RFC 9901's examples are (``", "`` between elements, ``": "``
     in objects). ``ensure_ascii`` writes non-ASCII characters as ``\\uXXXX`` escapes, as some of
     the RFC's examples do; the digest covers whichever spelling was chosen."""
+    if not isinstance(salt, str) or not (name is None or isinstance(name, str)):
+        raise SdJwtError("a disclosure's salt and claim name are strings")
     array = [salt, value] if name is None else [salt, name, value]
     try:
         text = json.dumps(array, ensure_ascii=ensure_ascii, allow_nan=False)
@@ -378,7 +380,10 @@ def issue_sd_jwt(
         raise SdJwtError("the payload must be a JSON object")
     document = dict(payload)
     _check_input(document, "", 0)
-    wanted = set(disclosable) if not isinstance(disclosable, str) else {disclosable}
+    listed = [disclosable] if isinstance(disclosable, str) else list(disclosable)
+    if not all(isinstance(pointer, str) for pointer in listed):
+        raise SdJwtNotDisclosable("disclosable claims are named by JSON Pointers (strings)")
+    wanted = set(listed)
     for pointer in sorted(wanted):
         _resolve(document, pointer)
         if _always_disclosed(pointer):
@@ -485,10 +490,13 @@ class _Processor:
     def __init__(self, disclosures: Sequence[str]) -> None:
         self.by_digest: dict[str, _Decoded] = {}
         for index, disclosure in enumerate(disclosures):
+            if not isinstance(disclosure, str):
+                raise SdJwtError(f"disclosure {index + 1} is not a string")
+            decoded = _decode_disclosure(disclosure, index)  # first: it proves the text is base64url
             digest = disclosure_digest(disclosure)
             if digest in self.by_digest:
                 raise SdJwtError("the same disclosure appears twice")
-            self.by_digest[digest] = _decode_disclosure(disclosure, index)
+            self.by_digest[digest] = decoded
         self.seen: set[str] = set()
         self.pointer_of: dict[int, str] = {}
         self.parent_of: dict[int, int | None] = {}
@@ -565,6 +573,8 @@ def process_disclosures(payload: Mapping[str, Any], disclosures: Sequence[str]) 
     in place of its digest, undisclosed array elements, ``_sd`` and ``_sd_alg`` removed. Refuses
     duplicate digests or disclosures, unreferenced disclosures, reserved or colliding claim names.
     The signature is not this function's business: see :func:`verify_sd_jwt`."""
+    if not isinstance(payload, Mapping) or isinstance(disclosures, str):
+        raise SdJwtError("a payload (JSON object) and a sequence of disclosures are needed")
     if len(disclosures) > MAX_DISCLOSURES:
         raise SdJwtTooLarge(f"more than {MAX_DISCLOSURES:,} disclosures")
     return _Processor(disclosures).run(payload)

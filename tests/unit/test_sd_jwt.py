@@ -615,3 +615,19 @@ def test_the_python_reference_implementation_agrees(
     # section 7.1 step 5 says reject, as ours does): the forged claim does not appear.
     forged = reference(cases["forged"])
     assert forged is None or "grade" not in forged["credentialSubject"], forged
+
+
+def test_callers_mistakes_are_our_error_too() -> None:
+    pointers: Any = [["/credentialSubject/grade"]]
+    with pytest.raises(SdJwtNotDisclosable):
+        issue_sd_jwt(vc(), pointers, signer=ED_KEY, random_bytes=deterministic_bytes("c"))
+    with pytest.raises(SdJwtError):
+        issue_sd_jwt(vc(), ["/credentialSubject/grade"], signer=ED_KEY, random_bytes=lambda n: b"short")
+    with pytest.raises(SdJwtError):
+        process_disclosures({"a": 1}, ["é"])
+    with pytest.raises(SdJwtError):
+        process_disclosures({"a": 1}, [7])  # type: ignore[list-item]
+    with pytest.raises(SdJwtError):
+        process_disclosures([], [])  # type: ignore[arg-type]
+    with pytest.raises(SdJwtError):
+        encode_disclosure(1, "A", "grade")  # type: ignore[arg-type]
