@@ -1,0 +1,667 @@
+"""SD-JWT (RFC 9901): issuance, holder-side withholding and verification, without key binding.
+
+The building block of ``finvault-receipt/2`` (not yet used by receipts): a selectively disclosable
+credential is an SD-JWT whose payload is a W3C VC 2.0 credential, signed by the issuer's registered
+key with ``EdDSA`` (Ed25519) or ``RS256`` (RSA, 2048 bits or more). The issuer-signed JWT is what a
+Merkle leaf will commit to; :func:`verify_sd_jwt` returns its bytes beside the processed payload.
+
+Choices, each fixed here so that the format can be frozen:
+
+- ``typ`` is ``vc+sd-jwt``, the media type W3C "Securing Verifiable Credentials using JOSE and
+  COSE" registers for a VC 2.0 credential secured with SD-JWT. ``dc+sd-jwt`` (IETF SD-JWT VC) is
+  for a different data model (a flat claims set with ``vct``, no ``@context``); our payload is a VC
+  2.0 document, so claiming ``dc+sd-jwt`` would send verifiers down the wrong validation rules.
+  Verification requires the ``typ`` (explicit typing, RFC 9901 section 9.11).
+- Disclosable claims are named by RFC 6901 JSON Pointers resolved against the payload: a pointer to
+  an object member makes that member disclosable through the object's ``_sd`` array, a pointer to
+  an array element makes that element disclosable through ``{"...": digest}`` in place. Pointers
+  are resolved against the document, so ``/a/0`` is element 0 of an array and member ``"0"`` of an
+  object, never both. A pointer under another disclosable pointer gives a recursive disclosure.
+  For the holder, pointers address the payload as the SD-JWT in hand reconstructs it.
+- ``@context``, ``type``, ``issuer``, ``validFrom``, ``validUntil`` and ``credentialStatus`` (top
+  level, and everything under them) are never disclosable: a verifier must always see what the
+  credential is, who issued it, when it is valid and where its status is.
+- Decoy digests (RFC 9901 section 4.2.5) follow a :class:`DecoyPolicy`: by default every ``_sd``
+  array and every array holding a disclosable element gets at least one decoy and is padded to a
+  multiple of four entries, so a verifier learns the number of withheld claims only to within
+  four. ``_sd`` arrays are sorted, decoys go into arrays at random positions.
+- Salts are 128 random bits (base64url, 22 characters), as RFC 9901 recommends; decoys hash 32
+  random bytes. All randomness comes in as ``random_bytes(n)``: nothing here reads the OS's.
+- ``_sd_alg`` is always ``sha-256``.
+
+Verification is strict and priced before it runs: the whole input is capped in length and number
+of disclosures before any decoding, base64url must be unpadded and canonical, JSON must be strict
+(no duplicate keys, NaN or oversized numbers), nesting is capped, every disclosure must be
+referenced exactly once and every digest may appear only once. Each step is linear in the input.
+Every failure is a :class:`SdJwtError` (a :class:`FinVaultError` and a :class:`ValueError`).
+Key binding (SD-JWT+KB) is out of scope and refused.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import math
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
+
+from chain.core.canonical import DocumentError, escape_token, loads_strict, unescape_token
+from chain.core.errors import FinVaultError
+
+TYP = "vc+sd-jwt"
+SD_ALG = "sha-256"
+ALGORITHMS = ("EdDSA", "RS256")
+MIN_RSA_BITS = 2048
+#: Top-level claims that are always shown (with everything under them).
+ALWAYS_DISCLOSED = ("@context", "type", "issuer", "validFrom", "validUntil", "credentialStatus")
+#: Claim names SD-JWT reserves; refused in issued payloads and as disclosed claim names.
+RESERVED_NAMES = ("_sd", "...", "_sd_alg")
+SALT_BYTES = 16
+DECOY_BYTES = 32
+#: Characters of a whole SD-JWT; checked before anything is decoded.
+MAX_SD_JWT_CHARS = 1024 * 1024
+MAX_DISCLOSURES = 4096
+#: Nesting of the issuer's payload (issuance), and of the processed payload (verification).
+MAX_DEPTH = 32
+#: A SHA-256 digest in base64url: 43 characters.
+DIGEST_CHARS = 43
+MAX_SAFE_INTEGER = 2**53 - 1
+
+_B64URL = re.compile(r"[A-Za-z0-9_-]*")
+_COMPACT = re.compile(r"[A-Za-z0-9_\-.~]*")
+_ARRAY_INDEX = re.compile(r"0|[1-9][0-9]{0,8}")
+
+
+class SdJwtError(FinVaultError, ValueError):
+    """An SD-JWT that cannot be issued, presented or verified: the one error this module raises."""
+
+    code = "sd_jwt_invalid"
+
+
+class SdJwtTooLarge(SdJwtError):
+    """Input over a size, count or nesting limit."""
+
+    code = "sd_jwt_too_large"
+
+
+class SdJwtSignatureInvalid(SdJwtError):
+    """The issuer-signed JWT's signature does not verify under the given key and algorithm."""
+
+    code = "sd_jwt_signature_invalid"
+
+
+class SdJwtNotDisclosable(SdJwtError):
+    """A claim asked to be disclosable (or withheld) that cannot be: always shown, reserved, absent."""
+
+    code = "sd_jwt_not_disclosable"
+
+
+# -- encodings ---------------------------------------------------------------------------------
+
+
+def b64url(data: bytes) -> str:
+    """Unpadded base64url (RFC 7515 section 2)."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def b64url_decode(text: str) -> bytes:
+    """Strict unpadded base64url: only the URL-safe alphabet, no padding, canonical trailing bits."""
+    if len(text) % 4 == 1 or not _B64URL.fullmatch(text):
+        raise SdJwtError("not unpadded base64url")
+    try:
+        data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError):  # pragma: no cover - the pattern admits only valid text
+        raise SdJwtError("not unpadded base64url") from None
+    if b64url(data) != text:  # non-zero trailing bits: two spellings of the same bytes
+        raise SdJwtError("base64url with non-canonical trailing bits")
+    return data
+
+
+def disclosure_digest(disclosure: str) -> str:
+    """The base64url SHA-256 digest of a disclosure, over its base64url ASCII text (RFC 9901 4.2.3)."""
+    return b64url(hashlib.sha256(disclosure.encode("ascii")).digest())
+
+
+def encode_disclosure(salt: str, value: Any, name: str | None = None, *, ensure_ascii: bool = False) -> str:
+    """A disclosure: base64url of the UTF-8 JSON array ``[salt, name, value]`` (``[salt, value]``
+    for an array element), spelled as RFC 9901's examples are (``", "`` between elements, ``": "``
+    in objects). ``ensure_ascii`` writes non-ASCII characters as ``\\uXXXX`` escapes, as some of
+    the RFC's examples do; the digest covers whichever spelling was chosen."""
+    if not isinstance(salt, str) or not (name is None or isinstance(name, str)):
+        raise SdJwtError("a disclosure's salt and claim name are strings")
+    array = [salt, value] if name is None else [salt, name, value]
+    try:
+        text = json.dumps(array, ensure_ascii=ensure_ascii, allow_nan=False)
+        return b64url(text.encode("utf-8"))
+    except (ValueError, TypeError, RecursionError) as exc:  # UnicodeEncodeError is a ValueError
+        raise SdJwtError(f"claim value is not JSON: {type(exc).__name__}") from None
+
+
+def _json_compact(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
+
+
+def _loads(text: str | bytes, what: str) -> Any:
+    try:
+        return loads_strict(text, max_bytes=MAX_SD_JWT_CHARS)
+    except DocumentError as exc:
+        raise SdJwtError(f"{what}: {exc.message}") from None
+
+
+# -- JSON Pointers -----------------------------------------------------------------------------
+
+
+def _tokens(pointer: str) -> list[str]:
+    if not isinstance(pointer, str):
+        raise SdJwtNotDisclosable("a JSON Pointer must be a string")
+    if pointer == "":
+        raise SdJwtNotDisclosable("the whole payload cannot be disclosable; name a claim")
+    if not pointer.startswith("/"):
+        raise SdJwtNotDisclosable(f"{pointer[:80]!r} is not a JSON Pointer (RFC 6901)")
+    tokens = pointer[1:].split("/")
+    for token in tokens:
+        if re.search(r"~[^01]|~$", token):
+            raise SdJwtNotDisclosable(f"{pointer[:80]!r} has an invalid ~ escape (RFC 6901)")
+    return [unescape_token(token) for token in tokens]
+
+
+def _resolve(document: Any, pointer: str) -> None:
+    """Checks that ``pointer`` names an existing member or element of ``document``."""
+    node = document
+    for token in _tokens(pointer):
+        if isinstance(node, dict):
+            if token not in node:
+                raise SdJwtNotDisclosable(f"{pointer[:80]!r}: no such claim")
+            node = node[token]
+        elif isinstance(node, list):
+            if not _ARRAY_INDEX.fullmatch(token) or int(token) >= len(node):
+                raise SdJwtNotDisclosable(f"{pointer[:80]!r}: no such array element")
+            node = node[int(token)]
+        else:
+            raise SdJwtNotDisclosable(f"{pointer[:80]!r}: no such claim")
+
+
+def _always_disclosed(pointer: str) -> bool:
+    first = unescape_token(pointer[1:].split("/")[0])
+    return first in ALWAYS_DISCLOSED
+
+
+# -- issuance ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DecoyPolicy:
+    """How many decoy digests go beside the real ones (RFC 9901 sections 4.2.5 and 10.4).
+
+    Only a container that holds a disclosable claim gets decoys: each ``_sd`` array, and each array
+    holding a disclosable element, gets at least ``minimum`` decoys and then more until its entries
+    number a multiple of ``multiple_of``. ``DecoyPolicy(0, 1)`` adds none.
+    """
+
+    minimum: int = 1
+    multiple_of: int = 4
+
+    def __post_init__(self) -> None:
+        if not (0 <= self.minimum <= 64 and 1 <= self.multiple_of <= 64):
+            raise SdJwtError("a decoy policy needs 0 <= minimum <= 64 and 1 <= multiple_of <= 64")
+
+    def count(self, entries: int) -> int:
+        """The decoys to add to a container of ``entries`` entries (digests or array elements)."""
+        total = entries + self.minimum
+        return self.minimum + (-total % self.multiple_of)
+
+
+NO_DECOYS = DecoyPolicy(0, 1)
+DEFAULT_DECOYS = DecoyPolicy()
+
+
+@dataclass(frozen=True)
+class JwsSigner:
+    """A signing function and the JWS ``alg`` it implements (``EdDSA`` or ``RS256``), for keys
+    held elsewhere (an HSM, a KMS): ``sign`` receives the JWS signing input and returns the raw
+    signature (64 bytes for EdDSA, the modulus length for RS256)."""
+
+    alg: str
+    sign: Callable[[bytes], bytes]
+
+
+Signer = ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey | JwsSigner
+
+
+def _as_jws_signer(signer: Signer) -> JwsSigner:
+    if isinstance(signer, ed25519.Ed25519PrivateKey):
+        return JwsSigner("EdDSA", signer.sign)
+    if isinstance(signer, rsa.RSAPrivateKey):
+        if signer.key_size < MIN_RSA_BITS:
+            raise SdJwtError(f"RSA keys need {MIN_RSA_BITS}+ bits; this one has {signer.key_size}")
+        key = signer
+        return JwsSigner("RS256", lambda data: key.sign(data, padding.PKCS1v15(), hashes.SHA256()))
+    if isinstance(signer, JwsSigner):
+        if signer.alg not in ALGORITHMS:
+            raise SdJwtError(f"unsupported JWS algorithm {signer.alg!r}; use one of {ALGORITHMS}")
+        return signer
+    raise SdJwtError("the signer must be an Ed25519 or RSA private key, or a JwsSigner")
+
+
+@dataclass(frozen=True)
+class IssuedSdJwt:
+    """An issued SD-JWT: the issuer-signed JWT and every disclosure (the holder gets them all)."""
+
+    jwt: str
+    disclosures: tuple[str, ...]
+
+    @property
+    def compact(self) -> str:
+        """The SD-JWT compact serialization ``<JWT>~<D1>~...~<Dn>~`` (no key binding)."""
+        return "~".join((self.jwt, *self.disclosures, ""))
+
+
+def _check_text(text: str, pointer: str) -> None:
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise SdJwtError(f"{pointer[:80]!r}: text is not valid Unicode (lone surrogate)") from None
+
+
+def _check_input(value: Any, pointer: str, depth: int) -> None:
+    """Refuses what is not plain JSON, or what SD-JWT reserves, before any salt is drawn."""
+    if depth > MAX_DEPTH:
+        raise SdJwtTooLarge(f"payload nested deeper than {MAX_DEPTH} levels")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise SdJwtError(f"{pointer[:80]!r}: object keys must be strings")
+            _check_text(key, pointer)
+            if key in RESERVED_NAMES:
+                raise SdJwtNotDisclosable(f"{pointer[:80]!r}: the claim name {key!r} is reserved by SD-JWT")
+            _check_input(item, f"{pointer}/{escape_token(key)}", depth + 1)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_input(item, f"{pointer}/{index}", depth + 1)
+    elif isinstance(value, str):
+        _check_text(value, pointer)
+    elif isinstance(value, bool) or value is None:
+        pass
+    elif isinstance(value, int):
+        # JavaScript verifiers read numbers as doubles: beyond 2^53 a value would silently change.
+        if not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+            raise SdJwtError(f"{pointer[:80]!r}: integer beyond 2^53 - 1")
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise SdJwtError(f"{pointer[:80]!r}: NaN and infinities are not JSON")
+    else:
+        raise SdJwtError(f"{pointer[:80]!r}: {type(value).__name__} is not a JSON value")
+
+
+class _Issuer:
+    def __init__(
+        self, disclosable: set[str], random_bytes: Callable[[int], bytes], decoys: DecoyPolicy
+    ) -> None:
+        self.disclosable = disclosable
+        self.random_bytes = random_bytes
+        self.decoys = decoys
+        self.disclosures: list[str] = []
+
+    def _random(self, count: int) -> bytes:
+        data = self.random_bytes(count)
+        if not isinstance(data, bytes) or len(data) != count:
+            raise SdJwtError(f"random_bytes({count}) must return {count} bytes")
+        return data
+
+    def _disclose(self, value: Any, name: str | None) -> str:
+        disclosure = encode_disclosure(b64url(self._random(SALT_BYTES)), value, name)
+        self.disclosures.append(disclosure)
+        return disclosure_digest(disclosure)
+
+    def _decoy(self) -> str:
+        return b64url(hashlib.sha256(self._random(DECOY_BYTES)).digest())
+
+    def encode(self, value: Any, pointer: str) -> Any:
+        """``value`` with its disclosable descendants replaced by digests (children first, so a
+        disclosable parent's disclosure carries its children's digests: recursive disclosure)."""
+        if isinstance(value, dict):
+            shown: dict[str, Any] = {}
+            digests: list[str] = []
+            for key, item in value.items():
+                child = f"{pointer}/{escape_token(key)}"
+                encoded = self.encode(item, child)
+                if child in self.disclosable:
+                    digests.append(self._disclose(encoded, key))
+                else:
+                    shown[key] = encoded
+            if digests:
+                digests.extend(self._decoy() for _ in range(self.decoys.count(len(digests))))
+                shown["_sd"] = sorted(digests)  # the order must not betray the claims' order
+            return shown
+        if isinstance(value, list):
+            elements: list[Any] = []
+            hiding = False
+            for index, item in enumerate(value):
+                child = f"{pointer}/{index}"
+                encoded = self.encode(item, child)
+                if child in self.disclosable:
+                    hiding = True
+                    elements.append({"...": self._disclose(encoded, None)})
+                else:
+                    elements.append(encoded)
+            if hiding:
+                for _ in range(self.decoys.count(len(elements))):
+                    position = int.from_bytes(self._random(4), "big") % (len(elements) + 1)
+                    elements.insert(position, {"...": self._decoy()})
+            return elements
+        return value
+
+
+def issue_sd_jwt(
+    payload: Mapping[str, Any],
+    disclosable: Iterable[str],
+    *,
+    signer: Signer,
+    random_bytes: Callable[[int], bytes],
+    decoys: DecoyPolicy = DEFAULT_DECOYS,
+) -> IssuedSdJwt:
+    """Issues an SD-JWT over ``payload`` (a JSON object: a VC 2.0 credential for FinVault) in which
+    each claim named by a JSON Pointer in ``disclosable`` can be withheld by the holder.
+
+    Refuses (:class:`SdJwtNotDisclosable`) a pointer to nothing, to the payload itself, or to or
+    under an always-shown claim (:data:`ALWAYS_DISCLOSED`), and refuses a payload that uses a
+    claim name SD-JWT reserves (``_sd``, ``...``, ``_sd_alg``) anywhere.
+    """
+    if not isinstance(payload, Mapping):
+        raise SdJwtError("the payload must be a JSON object")
+    document = dict(payload)
+    _check_input(document, "", 0)
+    listed = [disclosable] if isinstance(disclosable, str) else list(disclosable)
+    if not all(isinstance(pointer, str) for pointer in listed):
+        raise SdJwtNotDisclosable("disclosable claims are named by JSON Pointers (strings)")
+    wanted = set(listed)
+    for pointer in sorted(wanted):
+        _resolve(document, pointer)
+        if _always_disclosed(pointer):
+            raise SdJwtNotDisclosable(f"{pointer[:80]!r} is always shown: {', '.join(ALWAYS_DISCLOSED)}")
+    jws = _as_jws_signer(signer)
+    issuer = _Issuer(wanted, random_bytes, decoys)
+    body = issuer.encode(document, "")
+    body["_sd_alg"] = SD_ALG
+    header = {"alg": jws.alg, "typ": TYP}
+    signing_input = f"{b64url(_json_compact(header))}.{b64url(_json_compact(body))}"
+    signature = jws.sign(signing_input.encode("ascii"))
+    if not isinstance(signature, bytes):
+        raise SdJwtError("the signer must return bytes")
+    issued = IssuedSdJwt(f"{signing_input}.{b64url(signature)}", tuple(issuer.disclosures))
+    # Issue nothing that our own verifier would refuse for its size.
+    if len(issued.compact) > MAX_SD_JWT_CHARS or len(issued.disclosures) > MAX_DISCLOSURES:
+        raise SdJwtTooLarge("the SD-JWT would exceed the verifier's limits")
+    return issued
+
+
+# -- parsing and processing --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ParsedSdJwt:
+    """An SD-JWT split and decoded, its signature not yet checked."""
+
+    header: dict[str, Any]
+    payload: dict[str, Any]
+    signing_input: bytes
+    signature: bytes
+    issuer_signed_jwt: str
+    disclosures: tuple[str, ...]
+
+
+def parse_sd_jwt(sd_jwt: str | bytes) -> ParsedSdJwt:
+    """Splits and decodes an SD-JWT in compact form, strictly, after checking its size."""
+    if isinstance(sd_jwt, bytes):
+        if len(sd_jwt) > MAX_SD_JWT_CHARS:
+            raise SdJwtTooLarge(f"SD-JWT over {MAX_SD_JWT_CHARS:,} characters")
+        try:
+            sd_jwt = sd_jwt.decode("ascii")
+        except UnicodeDecodeError:
+            raise SdJwtError("an SD-JWT is ASCII") from None
+    if not isinstance(sd_jwt, str):
+        raise SdJwtError("an SD-JWT is a string")
+    if len(sd_jwt) > MAX_SD_JWT_CHARS:
+        raise SdJwtTooLarge(f"SD-JWT over {MAX_SD_JWT_CHARS:,} characters")
+    if sd_jwt.count("~") > MAX_DISCLOSURES + 1:
+        raise SdJwtTooLarge(f"more than {MAX_DISCLOSURES:,} disclosures")
+    if not _COMPACT.fullmatch(sd_jwt):
+        raise SdJwtError("an SD-JWT holds only base64url characters, '.' and '~'")
+    parts = sd_jwt.split("~")
+    if len(parts) < 2:
+        raise SdJwtError("not an SD-JWT: no '~' after the issuer-signed JWT")
+    if parts[-1] != "":
+        raise SdJwtError("key binding (SD-JWT+KB) is not supported; an SD-JWT ends with '~'")
+    jwt, disclosures = parts[0], tuple(parts[1:-1])
+    if any(not disclosure for disclosure in disclosures):
+        raise SdJwtError("empty disclosure ('~~')")
+    if len(set(disclosures)) != len(disclosures):
+        raise SdJwtError("the same disclosure appears twice")
+    segments = jwt.split(".")
+    if len(segments) != 3:
+        raise SdJwtError("the issuer-signed JWT is not a compact JWS (three segments)")
+    header = _loads(b64url_decode(segments[0]), "JWS header")
+    payload = _loads(b64url_decode(segments[1]), "JWT payload")
+    signature = b64url_decode(segments[2])
+    if not isinstance(header, dict) or not isinstance(payload, dict):
+        raise SdJwtError("the JWS header and the JWT payload must be JSON objects")
+    return ParsedSdJwt(
+        header, payload, f"{segments[0]}.{segments[1]}".encode("ascii"), signature, jwt, disclosures
+    )
+
+
+@dataclass(frozen=True)
+class _Decoded:
+    index: int
+    name: str | None
+    value: Any
+
+
+def _decode_disclosure(disclosure: str, index: int) -> _Decoded:
+    content = _loads(b64url_decode(disclosure), f"disclosure {index + 1}")
+    if not isinstance(content, list) or len(content) not in (2, 3) or not isinstance(content[0], str):
+        raise SdJwtError(f"disclosure {index + 1} is not [salt, name, value] or [salt, value]")
+    if len(content) == 2:
+        return _Decoded(index, None, content[1])
+    name = content[1]
+    if not isinstance(name, str):
+        raise SdJwtError(f"disclosure {index + 1}: the claim name must be a string")
+    if name in RESERVED_NAMES:
+        raise SdJwtError(f"disclosure {index + 1}: the claim name {name!r} is reserved")
+    return _Decoded(index, name, content[2])
+
+
+def _is_digest(value: Any) -> bool:
+    return isinstance(value, str) and len(value) == DIGEST_CHARS and bool(_B64URL.fullmatch(value))
+
+
+class _Processor:
+    """RFC 9901 section 7.1 step 3, recording for each disclosure where it landed and its parent."""
+
+    def __init__(self, disclosures: Sequence[str]) -> None:
+        self.by_digest: dict[str, _Decoded] = {}
+        for index, disclosure in enumerate(disclosures):
+            if not isinstance(disclosure, str):
+                raise SdJwtError(f"disclosure {index + 1} is not a string")
+            decoded = _decode_disclosure(disclosure, index)  # first: it proves the text is base64url
+            digest = disclosure_digest(disclosure)
+            if digest in self.by_digest:
+                raise SdJwtError("the same disclosure appears twice")
+            self.by_digest[digest] = decoded
+        self.seen: set[str] = set()
+        self.pointer_of: dict[int, str] = {}
+        self.parent_of: dict[int, int | None] = {}
+
+    def _claim(self, digest: Any, parent: int | None) -> _Decoded | None:
+        if not _is_digest(digest):
+            raise SdJwtError("a digest must be a base64url SHA-256 value (43 characters)")
+        if digest in self.seen:
+            raise SdJwtError("the same digest appears twice")
+        self.seen.add(digest)
+        found = self.by_digest.get(digest)
+        if found is not None:
+            self.parent_of[found.index] = parent
+        return found
+
+    def value(self, node: Any, pointer: str, depth: int, parent: int | None) -> Any:
+        if depth > MAX_DEPTH:
+            raise SdJwtTooLarge(f"payload nested deeper than {MAX_DEPTH} levels")
+        if isinstance(node, dict):
+            if "..." in node:
+                raise SdJwtError("an array-element digest ('...') outside an array")
+            out: dict[str, Any] = {}
+            for key, item in node.items():
+                if key != "_sd":
+                    out[key] = self.value(item, f"{pointer}/{escape_token(key)}", depth + 1, parent)
+            digests = node.get("_sd", [])
+            if not isinstance(digests, list):
+                raise SdJwtError("'_sd' must be an array of digests")
+            for digest in digests:
+                found = self._claim(digest, parent)
+                if found is None:
+                    continue  # a decoy, or a claim the holder withheld
+                if found.name is None:
+                    raise SdJwtError(f"disclosure {found.index + 1} is an array element, found in '_sd'")
+                if found.name in out:
+                    raise SdJwtError(f"disclosure {found.index + 1} repeats the claim {found.name!r}")
+                child = f"{pointer}/{escape_token(found.name)}"
+                self.pointer_of[found.index] = child
+                out[found.name] = self.value(found.value, child, depth + 1, found.index)
+            return out
+        if isinstance(node, list):
+            elements: list[Any] = []
+            for item in node:
+                if isinstance(item, dict) and "..." in item:
+                    if len(item) != 1:
+                        raise SdJwtError("an array-element digest object has other keys than '...'")
+                    found = self._claim(item["..."], parent)
+                    if found is None:
+                        continue  # RFC 9901 7.1 step 3.4: undisclosed elements are removed
+                    if found.name is not None:
+                        raise SdJwtError(
+                            f"disclosure {found.index + 1} is an object claim, found in an array"
+                        )
+                    child = f"{pointer}/{len(elements)}"
+                    self.pointer_of[found.index] = child
+                    elements.append(self.value(found.value, child, depth + 1, found.index))
+                else:
+                    elements.append(self.value(item, f"{pointer}/{len(elements)}", depth + 1, parent))
+            return elements
+        return node
+
+    def run(self, payload: Mapping[str, Any]) -> dict[str, Any]:
+        if "_sd_alg" in payload and payload["_sd_alg"] != SD_ALG:
+            raise SdJwtError(f"unsupported _sd_alg; only {SD_ALG} is accepted")
+        body = {key: item for key, item in payload.items() if key != "_sd_alg"}
+        result: dict[str, Any] = self.value(body, "", 0, None)
+        if len(self.pointer_of) != len(self.by_digest):
+            raise SdJwtError("a disclosure is not referenced by the issuer-signed JWT")
+        return result
+
+
+def process_disclosures(payload: Mapping[str, Any], disclosures: Sequence[str]) -> dict[str, Any]:
+    """The processed SD-JWT payload (RFC 9901 section 7.1 steps 3-5): each disclosure's claim put
+    in place of its digest, undisclosed array elements, ``_sd`` and ``_sd_alg`` removed. Refuses
+    duplicate digests or disclosures, unreferenced disclosures, reserved or colliding claim names.
+    The signature is not this function's business: see :func:`verify_sd_jwt`."""
+    if not isinstance(payload, Mapping) or isinstance(disclosures, str):
+        raise SdJwtError("a payload (JSON object) and a sequence of disclosures are needed")
+    if len(disclosures) > MAX_DISCLOSURES:
+        raise SdJwtTooLarge(f"more than {MAX_DISCLOSURES:,} disclosures")
+    return _Processor(disclosures).run(payload)
+
+
+# -- verification ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VerifiedSdJwt:
+    """What a verified SD-JWT says: the processed payload, and the exact issuer-signed JWT."""
+
+    payload: dict[str, Any]
+    header: dict[str, Any]
+    #: The ASCII bytes of ``<header>.<payload>.<signature>``: what a Merkle leaf will commit to.
+    issuer_signed_jwt: bytes
+    disclosures: tuple[str, ...]
+
+
+PublicKey = ed25519.Ed25519PublicKey | rsa.RSAPublicKey
+
+
+def _verify_signature(parsed: ParsedSdJwt, public_key: PublicKey, expected_alg: str) -> None:
+    if expected_alg not in ALGORITHMS:
+        raise SdJwtError(f"unsupported JWS algorithm {expected_alg!r}; use one of {ALGORITHMS}")
+    if parsed.header.get("alg") != expected_alg:
+        raise SdJwtSignatureInvalid(f"the JWS algorithm is not the expected {expected_alg}")
+    if parsed.header.get("typ") != TYP:
+        raise SdJwtError(f"the JWS typ must be {TYP!r}")
+    if "crit" in parsed.header:
+        raise SdJwtError("critical JWS header extensions are not supported")
+    try:
+        if expected_alg == "EdDSA":
+            if not isinstance(public_key, ed25519.Ed25519PublicKey):
+                raise SdJwtError("EdDSA needs an Ed25519 public key")
+            public_key.verify(parsed.signature, parsed.signing_input)
+        else:
+            if not isinstance(public_key, rsa.RSAPublicKey) or public_key.key_size < MIN_RSA_BITS:
+                raise SdJwtError(f"RS256 needs an RSA public key of {MIN_RSA_BITS}+ bits")
+            public_key.verify(parsed.signature, parsed.signing_input, padding.PKCS1v15(), hashes.SHA256())
+    except InvalidSignature:
+        raise SdJwtSignatureInvalid("the issuer-signed JWT's signature does not verify") from None
+
+
+def verify_sd_jwt(sd_jwt: str | bytes, public_key: PublicKey, *, expected_alg: str) -> VerifiedSdJwt:
+    """Verifies an SD-JWT (compact form, no key binding) against the issuer's public key and the
+    algorithm the key is registered for, and returns the processed payload with the issuer-signed
+    JWT. Validity claims (``validFrom``, ``validUntil``, status) are left to the caller, which
+    judges them at a time it supplies. Every failure is a :class:`SdJwtError`."""
+    parsed = parse_sd_jwt(sd_jwt)
+    _verify_signature(parsed, public_key, expected_alg)
+    payload = process_disclosures(parsed.payload, parsed.disclosures)
+    return VerifiedSdJwt(payload, parsed.header, parsed.issuer_signed_jwt.encode("ascii"), parsed.disclosures)
+
+
+# -- the holder --------------------------------------------------------------------------------
+
+
+def withhold(sd_jwt: str, *, pointers: Iterable[str] = (), disclosures: Iterable[str] = ()) -> str:
+    """The SD-JWT without the disclosures of the claims named by ``pointers`` (JSON Pointers into
+    the payload this SD-JWT reconstructs) or given as ``disclosures``, and without every disclosure
+    nested inside a withheld one (RFC 9901 section 7.2: it would be unreferenced, and refused).
+    The signature is not checked here: a holder checks it once, on receipt, with
+    :func:`verify_sd_jwt`."""
+    parsed = parse_sd_jwt(sd_jwt)
+    processor = _Processor(parsed.disclosures)
+    processor.run(parsed.payload)
+    index_of_pointer = {pointer: index for index, pointer in processor.pointer_of.items()}
+    index_of_disclosure = {disclosure: index for index, disclosure in enumerate(parsed.disclosures)}
+    dropped: set[int] = set()
+    for pointer in [pointers] if isinstance(pointers, str) else pointers:
+        if not isinstance(pointer, str) or pointer not in index_of_pointer:
+            raise SdJwtNotDisclosable(f"{str(pointer)[:80]!r} names no selectively disclosed claim here")
+        dropped.add(index_of_pointer[pointer])
+    for disclosure in [disclosures] if isinstance(disclosures, str) else disclosures:
+        if not isinstance(disclosure, str) or disclosure not in index_of_disclosure:
+            raise SdJwtNotDisclosable("that disclosure is not in this SD-JWT")
+        dropped.add(index_of_disclosure[disclosure])
+
+    def withheld(index: int) -> bool:
+        # Walk up the parents: each disclosure has exactly one (digests are unique), so this ends.
+        current: int | None = index
+        while current is not None:
+            if current in dropped:
+                return True
+            current = processor.parent_of[current]
+        return False
+
+    kept = [disclosure for index, disclosure in enumerate(parsed.disclosures) if not withheld(index)]
+    return "~".join((parsed.issuer_signed_jwt, *kept, ""))
