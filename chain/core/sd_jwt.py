@@ -53,7 +53,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 
-from chain.core.canonical import DocumentError, escape_token, loads_strict, unescape_token
+from chain.core.canonical import MAX_SAFE_INTEGER, DocumentError, escape_token, loads_strict, unescape_token
 from chain.core.errors import FinVaultError
 
 TYP = "vc+sd-jwt"
@@ -73,7 +73,6 @@ MAX_DISCLOSURES = 4096
 MAX_DEPTH = 32
 #: A SHA-256 digest in base64url: 43 characters.
 DIGEST_CHARS = 43
-MAX_SAFE_INTEGER = 2**53 - 1
 
 _B64URL = re.compile(r"[A-Za-z0-9_-]*")
 _COMPACT = re.compile(r"[A-Za-z0-9_\-.~]*")
