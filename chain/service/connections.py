@@ -11,6 +11,9 @@ and answers a plain-text 503. :func:`guarded_protocol` wraps uvicorn's httptools
 - a declared body must be complete within ``body_timeout`` of its headers. The app answers 408
   first (:class:`chain.service.web.EdgeMiddleware`, in the error shape); the connection is closed
   :data:`BODY_GRACE_SECONDS` later if the app was not reading it;
+- an answer the client stops reading (it waits in the transport's buffer) is dropped, connection
+  and all, once a whole ``send_timeout`` passes with nothing taken; a slow reader that keeps
+  taking is not;
 - between requests uvicorn's own keep-alive timeout applies, and a connection serves at most
   ``max_requests_per_connection`` requests (the last answer says ``Connection: close``);
 - over ``max_connections`` open connections, or ``max_connections_per_client`` from one address,
@@ -24,9 +27,12 @@ What is left to the app: the body size (413) and the request rate (429), in ``Ed
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import logging
 import resource
+import sys
+import termios
 import time
 import uuid
 from collections import Counter
@@ -56,6 +62,7 @@ class ConnectionLimits:
 
     header_timeout: float = 10.0
     body_timeout: float = 30.0
+    send_timeout: float = 30.0
     keep_alive_timeout: int = 5
     #: 0: no limit.
     max_requests_per_connection: int = 1000
@@ -86,6 +93,18 @@ def reserve_descriptors(limits: ConnectionLimits) -> int:
         )
     resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
     return needed
+
+
+def _unsent(transport: asyncio.Transport) -> int:
+    """Bytes written and not yet taken by the peer: the transport's buffer, plus the kernel's send
+    queue where the platform says (Linux ``TIOCOUTQ``)."""
+    unsent = transport.get_write_buffer_size()
+    sock = transport.get_extra_info("socket")
+    try:
+        queued = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
+    except (AttributeError, OSError, ValueError):
+        return unsent
+    return unsent + int.from_bytes(queued, sys.byteorder, signed=True)
 
 
 def _peer_host(transport: asyncio.BaseTransport) -> str:
@@ -129,6 +148,8 @@ def guarded_protocol(limits: ConnectionLimits, base: type[P]) -> type[P]:
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self._deadline: asyncio.TimerHandle | None = None
+            self._send_deadline: asyncio.TimerHandle | None = None
+            self._sent_some = False
             self._client_host: str | None = None  # set once the connection is accepted and counted
             self._requests = 0
 
@@ -167,6 +188,7 @@ def guarded_protocol(limits: ConnectionLimits, base: type[P]) -> type[P]:
                 return
             self._client_host = None
             self._disarm()
+            self._stop_send_deadline()
             per_client[host] -= 1
             if per_client[host] <= 0:
                 del per_client[host]
@@ -187,6 +209,48 @@ def guarded_protocol(limits: ConnectionLimits, base: type[P]) -> type[P]:
             self._deadline = None
             if not self.transport.is_closing():
                 self.transport.close()
+
+        # -- the send deadline: an answer nobody reads holds nothing for long -----------------
+        # A slow reader is fine: what counts is progress. While an answer waits to be sent, a
+        # watcher looks every send_timeout; if the client took nothing since (no resume_writing,
+        # no fewer bytes unsent), the connection is dropped. Unsent bytes include the kernel's
+        # send queue: a reader first drains that (up to megabytes), while the transport's own
+        # buffer does not move.
+
+        def pause_writing(self) -> None:
+            super().pause_writing()
+            self._watch_sending()
+
+        def resume_writing(self) -> None:
+            super().resume_writing()
+            self._sent_some = True
+
+        def _watch_sending(self) -> None:
+            if self._send_deadline is None:
+                self._sent_some = False
+                self._send_deadline = self.loop.call_later(
+                    limits.send_timeout, self._check_sending, _unsent(self.transport)
+                )
+
+        def _check_sending(self, before: int) -> None:
+            self._send_deadline = None
+            size = _unsent(self.transport)
+            if size == 0 and not self.flow.write_paused:
+                return  # all taken: nothing to watch
+            if self._sent_some or size < before:
+                self._watch_sending()
+            else:  # abort(), not close(): close() waits for a buffer that will never drain
+                self.transport.abort()
+
+        def _stop_send_deadline(self) -> None:
+            if self._send_deadline is not None:
+                self._send_deadline.cancel()
+                self._send_deadline = None
+
+        def timeout_keep_alive_handler(self) -> None:
+            super().timeout_keep_alive_handler()  # closes once the last answer has been taken...
+            if self.transport.get_write_buffer_size() > 0:
+                self._watch_sending()  # ...if it ever is
 
         def data_received(self, data: bytes) -> None:
             super().data_received(data)

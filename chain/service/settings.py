@@ -227,6 +227,15 @@ class HttpServerSettings(BaseSettings):
             "and the connection closed (closed a second later if the route was not reading the body)."
         ),
     )
+    http_send_timeout: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description=(
+            "Seconds an answer may wait for a client that does not read it (the server's send buffer "
+            "full); then the connection is dropped."
+        ),
+    )
     http_keep_alive_timeout: int = Field(
         5, ge=1, le=300, description="Seconds an idle kept-alive connection is held open between requests."
     )
@@ -264,6 +273,7 @@ class HttpServerSettings(BaseSettings):
         return ConnectionLimits(
             header_timeout=self.http_header_timeout,
             body_timeout=self.http_body_timeout,
+            send_timeout=self.http_send_timeout,
             keep_alive_timeout=self.http_keep_alive_timeout,
             max_requests_per_connection=self.http_max_requests_per_connection,
             max_connections=self.http_max_connections,

@@ -10,6 +10,7 @@ the one that binds. A client that hangs up mid-body leaves one line in the node'
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 from collections.abc import Iterator
@@ -23,7 +24,7 @@ from chain.contract import Artifact
 from chain.dev.devchain import DevChain
 from chain.rpc import RpcClient
 from tests.integration.conftest import registry_in_snapshot
-from tests.integration.node_fixtures import start_node
+from tests.integration.node_fixtures import start_node, wait_until_vouching
 from tests.tools.node_process import NodeProcess
 
 HEADER_TIMEOUT = 2.0
@@ -35,6 +36,7 @@ BODY_GRACE = 1.0
 MAX_CONNECTIONS = 6
 PER_CLIENT = 3
 MAX_REQUESTS = 3
+SEND_TIMEOUT = 1.0
 #: Slack on every measured deadline: the node's timer, the loop, a loaded machine.
 MARGIN = 1.0
 ENV = {
@@ -44,6 +46,7 @@ ENV = {
     "FINVAULT_HTTP_MAX_CONNECTIONS": str(MAX_CONNECTIONS),
     "FINVAULT_HTTP_MAX_CONNECTIONS_PER_CLIENT": str(PER_CLIENT),
     "FINVAULT_HTTP_MAX_REQUESTS_PER_CONNECTION": str(MAX_REQUESTS),
+    "FINVAULT_HTTP_SEND_TIMEOUT": str(SEND_TIMEOUT),
 }
 
 
@@ -220,3 +223,57 @@ def test_a_client_that_hangs_up_mid_body_is_one_line_in_the_log(node: NodeProces
     assert "went away before its request body was complete" in lines[0]
     assert "hung-up" in lines[0]
     assert best_health_seconds(node) <= 0.2
+
+
+def _ask_for_a_large_answer(node: NodeProcess) -> socket.socket:
+    """A connection that has asked for an 8 MB answer (a bulk call echoing 1,000 long issuer names:
+    more than loopback's socket buffers hold), with a small receive window."""
+    wait_until_vouching(node.url)
+    receipt = json.dumps({"credential": {"issuer": "x" * 7_000}}).encode()
+    body = b'{"receipts":[' + b",".join([receipt] * 1_000) + b"]}"
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connecting: a small window
+    sock.settimeout(10)
+    sock.connect(address(node))
+    sock.sendall(
+        b"POST /verify/bulk HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n%b" % (len(body), body)
+    )
+    return sock
+
+
+def _read_answer(sock: socket.socket, rate: float | None = None) -> tuple[int, int]:
+    """``(content-length, body bytes received)``, reading until the node closes or resets, at most
+    ``rate`` bytes a second."""
+    head, received, started = b"", 0, time.monotonic()
+    try:
+        while chunk := sock.recv(64 * 1024):
+            head, received = head or chunk, received + len(chunk)
+            if rate is not None:
+                time.sleep(max(0.0, received / rate - (time.monotonic() - started)))
+    except ConnectionResetError:
+        pass
+    assert head.startswith(b"HTTP/1.1 200 "), head[:200]
+    length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+    return length, received - (head.index(b"\r\n\r\n") + 4)
+
+
+def test_an_answer_nobody_reads_is_dropped_after_the_send_timeout(node: NodeProcess) -> None:
+    """The node drops a connection whose answer nobody takes for SEND_TIMEOUT, instead of holding
+    the connection and the answer for ever."""
+    with _ask_for_a_large_answer(node) as sock:
+        time.sleep(SEND_TIMEOUT + 2 * MARGIN)  # the answer is computed, fills the buffers, waits
+        length, received = _read_answer(sock)
+    assert length > 8_000_000
+    assert received < length  # what the buffers held, not the whole answer
+    assert best_health_seconds(node) <= 0.2
+
+
+def test_a_slow_reader_gets_the_whole_answer(node: NodeProcess) -> None:
+    """Slow is not stuck: a client that keeps taking the answer, 2 MB a second, gets all of it
+    though that takes several send timeouts."""
+    with _ask_for_a_large_answer(node) as sock:
+        started = time.monotonic()
+        length, received = _read_answer(sock, rate=2_000_000)
+    assert received == length > 8_000_000
+    assert time.monotonic() - started > 2 * SEND_TIMEOUT
