@@ -412,8 +412,12 @@ def describe_identity(identity: dict[str, Any]) -> str:
     Unicode form of an internationalized host beside it), and what its did.json said."""
     status = identity.get("status")
     did = identity.get("did")
-    if status == "not_configured":
-        return f"identity: none to check (issuer {did or 'unnamed'}; no did:web)"
+    if status == "not_configured":  # the issuer is the credential's word: quoted and cut, never raw
+        return (
+            f"identity: none to check (issuer {str(did)[:120]!r}; no did:web)"
+            if did
+            else ("identity: none to check (no issuer named; no did:web)")
+        )
     reason = identity.get("reason")
     if reason == "did_invalid":
         return f"identity: {str(did)[:120]!r} is not a valid did:web (refused, not fetched)"

@@ -13,6 +13,7 @@ import hmac
 import json
 from dataclasses import dataclass
 
+from chain.core.encoding import b64url
 from chain.service.web import BadRequest
 
 MAX_CURSOR_LENGTH = 256
@@ -35,10 +36,6 @@ class Position:
     log_index: int
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
 def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
@@ -52,7 +49,7 @@ def encode_cursor(key: bytes, position: Position) -> str:
     payload = json.dumps(
         [_VERSION, position.since_block, position.block_number, position.log_index], separators=(",", ":")
     ).encode()
-    return f"{_b64(payload)}.{_b64(_mac(key, payload))}"
+    return f"{b64url(payload)}.{b64url(_mac(key, payload))}"
 
 
 def decode_cursor(key: bytes, cursor: str) -> Position:

@@ -39,7 +39,7 @@ from chain.keys import encrypt_private_key, generate_private_key
 from chain.registry import RegistryReader, RegistryWriter, deploy_registry
 from chain.rpc import RpcClient
 from chain.rpc_facts import RpcFacts
-from chain.service.files import private_dir, write_secret_file
+from chain.service.files import private_dir, replace_secret_file, write_secret_file
 from chain.service.settings import load_settings
 from chain.service.signals import wait_for_shutdown
 from chain.tx import TxSender
@@ -228,7 +228,8 @@ def run_demo(
                 "mirror_db": f"sqlite:///{(state_dir / 'mirror.db').resolve()}",
                 "issuer_db": f"sqlite:///{(state_dir / 'issuer.db').resolve()}",
             }
-            (state_dir / "env.json").write_text(json.dumps(env, indent=2) + "\n")
+            # Whole or not at all: other tools poll for this file and read it as soon as it exists.
+            replace_secret_file(state_dir / "env.json", (json.dumps(env, indent=2) + "\n").encode())
             say(f"ready: {state_dir / 'env.json'}")
             if not check:
                 leaf = json.loads(receipts[0].read_bytes())["proof"]["leaf"]

@@ -3,6 +3,7 @@ as ISO 8601 UTC with a ``Z``."""
 
 from __future__ import annotations
 
+import base64
 from datetime import UTC, datetime
 
 
@@ -24,3 +25,8 @@ def iso_utc(moment: int | datetime) -> str:
     if isinstance(moment, int):
         moment = datetime.fromtimestamp(moment, UTC)
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def b64url(data: bytes) -> str:
+    """Unpadded base64url (RFC 7515 section 2): JWS parts, SD-JWT disclosures, the node's cursors."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")

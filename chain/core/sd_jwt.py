@@ -54,6 +54,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 
 from chain.core.canonical import MAX_SAFE_INTEGER, DocumentError, escape_token, loads_strict, unescape_token
+from chain.core.encoding import b64url
 from chain.core.errors import FinVaultError
 
 TYP = "vc+sd-jwt"
@@ -104,11 +105,6 @@ class SdJwtNotDisclosable(SdJwtError):
 
 
 # -- encodings ---------------------------------------------------------------------------------
-
-
-def b64url(data: bytes) -> str:
-    """Unpadded base64url (RFC 7515 section 2)."""
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
 def b64url_decode(text: str) -> bytes:

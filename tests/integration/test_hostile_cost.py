@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import copy
 import json
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -311,9 +313,9 @@ def test_no_receipt_gets_a_500(
 def test_bulk_calls_take_turns_and_give_them_back(
     node: NodeProcess, genuine: tuple[str, dict[str, Any]]
 ) -> None:
-    """More bulk calls at once than the node's turns (2 by default): each waits for one and gets its
-    answer, and a call that fails (broken JSON, over the budget) gives its turn back."""
-    good = bulk_filled(genuine[1])
+    """As many bulk calls at once as the node admits (4 times its 2 turns): each waits for a turn and gets
+    its answer, and a call that fails (broken JSON, over the budget) gives its turn back."""
+    good = _compact({"receipts": [genuine[1]] * 50})
     bodies = [good, b'{"receipts": [', good, b"[" + b"[]," * 300_000 + b"[]]", good, good, good, good]
     answers: list[int] = [0] * len(bodies)
 
@@ -332,3 +334,41 @@ def test_bulk_calls_take_turns_and_give_them_back(
     for thread in threads:
         thread.join(60)
     assert answers == [200, 400, 200, 413, 200, 200, 200, 200]
+
+
+def test_bulk_calls_past_the_admitted_are_busy_before_their_body_is_read(
+    node: NodeProcess, genuine: tuple[str, dict[str, Any]]
+) -> None:
+    """Eight bulk calls (4 times the 2 turns) sending their bodies slowly are admitted and hold only
+    their connections; a ninth is 503 busy at once, unread; once they go, calls are served again."""
+    host, port = urlsplit(node.url).hostname, urlsplit(node.url).port
+    assert host is not None
+    held = []
+    try:
+        for _ in range(8):
+            sock = socket.create_connection((host, port), timeout=10)
+            sock.sendall(
+                b"POST /verify/bulk HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b'Content-Length: 100000\r\n\r\n{"receipts": ['
+            )
+            held.append(sock)
+        small = _compact({"receipts": [genuine[1]]})
+        deadline = time.monotonic() + 10
+        while (answer := _post_bulk(node, small)).status_code != 503 and time.monotonic() < deadline:
+            time.sleep(0.05)  # until the node has read the eight calls' heads
+        assert answer.status_code == 503, answer.text[:300]
+        assert answer.json()["error"]["code"] == "busy"
+        assert answer.headers["retry-after"] == "1"
+    finally:
+        for sock in held:
+            sock.close()
+    deadline = time.monotonic() + 10
+    while (answer := _post_bulk(node, small)).status_code == 503 and time.monotonic() < deadline:
+        time.sleep(0.05)  # until the node has seen the eight go
+    assert answer.status_code == 200, answer.text[:300]
+
+
+def _post_bulk(node: NodeProcess, body: bytes) -> httpx.Response:
+    return httpx.post(
+        f"{node.url}/verify/bulk", content=body, headers={"Content-Type": "application/json"}, timeout=30
+    )

@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from chain.core.canonical import escape_token
+from chain.core.encoding import b64url
 from chain.core.errors import FinVaultError
 from chain.core.sd_jwt import (
     ALWAYS_DISCLOSED,
@@ -32,7 +33,6 @@ from chain.core.sd_jwt import (
     SdJwtNotDisclosable,
     SdJwtSignatureInvalid,
     SdJwtTooLarge,
-    b64url,
     b64url_decode,
     disclosure_digest,
     encode_disclosure,
