@@ -185,17 +185,6 @@ def caip10(chain_id: int, address: str) -> str:
     return f"eip155:{chain_id}:{address.lower()}"
 
 
-def did_web_domain(did: str) -> str:
-    """The host (and port) a ``did:web`` names: ``did:web:uni.example%3A8443:x`` -> ``uni.example:8443``."""
-    return parse_did_web(did).domain
-
-
-def did_web_url(did: str) -> str:
-    """Where a ``did:web``'s document lives (W3C did:web method: ``/.well-known/did.json`` for a
-    bare domain, ``/PATH/did.json`` when the DID has path segments)."""
-    return parse_did_web(did).url
-
-
 def did_web_document(
     domain: str, *, chain_id: int, registry: str, issuer: str, multikeys: Sequence[str]
 ) -> dict[str, Any]:

@@ -14,7 +14,6 @@ from chain.core.identity import (
     IdentityError,
     caip10,
     did_web_document,
-    did_web_url,
     forbidden_address,
     judge,
     parse_did_web,
@@ -28,15 +27,16 @@ REGISTRY = "0x5fbdb2315678afecb367f032d93f642f64180aa3"
 
 
 @pytest.mark.parametrize(
-    ("did", "url"),
+    ("did", "domain", "url"),
     [
-        ("did:web:uni.example", "https://uni.example/.well-known/did.json"),
-        ("did:web:uni.example%3A8443", "https://uni.example:8443/.well-known/did.json"),
-        ("did:web:uni.example:issuers:42", "https://uni.example/issuers/42/did.json"),
+        ("did:web:uni.example", "uni.example", "https://uni.example/.well-known/did.json"),
+        ("did:web:uni.example%3A8443", "uni.example:8443", "https://uni.example:8443/.well-known/did.json"),
+        ("did:web:uni.example:issuers:42", "uni.example", "https://uni.example/issuers/42/did.json"),
     ],
 )
-def test_did_web_urls_follow_the_method(did: str, url: str) -> None:
-    assert did_web_url(did) == url
+def test_did_web_urls_follow_the_method(did: str, domain: str, url: str) -> None:
+    where = parse_did_web(did)
+    assert (where.domain, where.url) == (domain, url)
 
 
 @pytest.mark.parametrize(
@@ -74,7 +74,7 @@ def test_did_web_urls_follow_the_method(did: str, url: str) -> None:
 )
 def test_what_is_not_a_plain_did_web_is_refused(did: str) -> None:
     with pytest.raises(IdentityError):
-        did_web_url(did)
+        parse_did_web(did)
 
 
 def test_locations_show_host_and_path_and_idns_in_both_forms() -> None:
