@@ -103,7 +103,17 @@ def test_locations_show_host_and_path_and_idns_in_both_forms() -> None:
         ("fe80::1%eth0", "link_local"),
         ("0.0.0.0", "unspecified"),  # noqa: S104  (judged, never bound)
         ("224.0.0.1", "multicast"),
-        ("100.64.0.1", "not_global"),
+        ("100.64.0.1", "shared"),
+        # IANA special-purpose ranges ipaddress versions disagree on: the same kind on every one.
+        ("192.0.0.8", "ietf_protocol"),  # global to Python 3.11.7's ipaddress
+        ("192.0.0.9", "ietf_protocol"),  # anycast IANA calls reachable: no did.json lives there
+        ("::ffff:192.0.0.8", "ietf_protocol"),
+        ("198.18.0.1", "benchmarking"),
+        ("2001:4:112::1", "ietf_protocol"),
+        ("2001:20::1", "ietf_protocol"),
+        ("64:ff9b:1::1", "translation"),
+        ("3fff::1", "documentation"),  # global to Python 3.11.7's ipaddress
+        ("5f00::1", "segment_routing"),
         ("2002:7f00:1::1", "tunnel"),
         ("93.184.216.34", None),
         ("2606:2800:220:1::1", None),
