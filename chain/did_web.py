@@ -22,7 +22,10 @@ are the same everywhere. The DID comes from an untrusted receipt, so every fetch
 - **Shape**: the body is parsed by :func:`chain.core.canonical.loads_strict` (UTF-8, no duplicate
   keys, deep nesting an error, not a crash).
 - **Sharing**: one small connection pool per host (:data:`CONNECTIONS_PER_HOST`), so slow hosts
-  queue only their own fetches and never starve a well-behaved issuer's.
+  queue only their own fetches and never starve a well-behaved issuer's; at most
+  :data:`MAX_FETCHES_IN_FLIGHT` fetches at once across all hosts (and as many lookup threads), so a
+  bulk request naming a thousand hosts holds a few dozen sockets, not thousands. Past the cap a
+  fetch answers ``unreachable`` (``busy``) at once, and ``busy`` is never cached.
 
 Every failure is an identity status with a reason code, never an exception: ``unreachable``
 (nothing usable came back in time), ``refused`` (the DID names a URL or address these rules
@@ -42,7 +45,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -77,6 +80,13 @@ CONNECTIONS_PER_HOST = 2
 MAX_HOST_POOLS = 1024
 #: A failure is remembered at most this long (a host that was down may be back).
 FAILURE_CACHE_SECONDS = 30.0
+#: Fetches in flight at once, across every host; past it a fetch answers ``unreachable``
+#: (``busy``) at once. Each holds at most one socket and one lookup thread (lookup threads are
+#: capped at this too, since a stuck resolver call outlives its fetch), so the resolver holds at
+#: most this many of each: they fit in the descriptors a server reserves beside its connection cap
+#: (chain.service.connections.RESERVED_DESCRIPTORS = 128), and a bulk request naming 1,000 hosts
+#: no longer starts 1,000 threads and up to 2,048 sockets.
+MAX_FETCHES_IN_FLIGHT = 32
 
 
 class AddressRefused(Exception):
@@ -85,6 +95,10 @@ class AddressRefused(Exception):
     def __init__(self, host: str, kind: str) -> None:
         super().__init__(f"{host} resolves only to forbidden addresses ({kind})")
         self.kind = kind
+
+
+class _Busy(Exception):
+    """The resolver is at its cap of work in flight (:data:`MAX_FETCHES_IN_FLIGHT`)."""
 
 
 class _NoDocument(Exception):
@@ -110,6 +124,13 @@ class PinnedBackend(httpcore.AsyncNetworkBackend):
     def __init__(self, *, allow_private: bool) -> None:
         self._inner = httpcore.AnyIOBackend()
         self._allow_private = allow_private
+        # Lookup threads still running: they end in their own thread, hence the lock.
+        self._lookups = 0
+        self._lookups_lock = threading.Lock()
+
+    def _lookup_ended(self) -> None:
+        with self._lookups_lock:
+            self._lookups -= 1
 
     async def connect_tcp(
         self,
@@ -120,8 +141,14 @@ class PinnedBackend(httpcore.AsyncNetworkBackend):
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.AsyncNetworkStream:
         """A TCP stream to an allowed address of ``host`` (tried in resolver order)."""
+        with self._lookups_lock:
+            # Fetches are capped, but a stuck getaddrinfo outlives its fetch's deadline: the
+            # threads are capped themselves, or a resolver that never answers would pile them up.
+            if self._lookups >= MAX_FETCHES_IN_FLIGHT:
+                raise _Busy
+            self._lookups += 1
         try:
-            infos = await _lookup(host, port)
+            infos = await _lookup(host, port, ended=self._lookup_ended)
         except OSError as exc:
             raise httpcore.ConnectError(f"{host}: {exc}") from None
         addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
@@ -149,10 +176,11 @@ class PinnedBackend(httpcore.AsyncNetworkBackend):
         await self._inner.sleep(seconds)
 
 
-async def _lookup(host: str, port: int) -> list[Any]:
-    """``getaddrinfo`` in a daemon thread of its own. The event loop's default executor would make
-    a stuck resolver outlive the fetch's deadline at shutdown (``finvault verify`` waits for its
-    threads, and so does the interpreter's exit for a thread pool); a daemon thread is abandoned."""
+async def _lookup(host: str, port: int, *, ended: Callable[[], None]) -> list[Any]:
+    """``getaddrinfo`` in a daemon thread of its own, which calls ``ended`` as it ends. The event
+    loop's default executor would make a stuck resolver outlive the fetch's deadline at shutdown
+    (``finvault verify`` waits for its threads, and so does the interpreter's exit for a thread
+    pool); a daemon thread is abandoned."""
     loop = asyncio.get_running_loop()
     answer: asyncio.Future[list[Any]] = loop.create_future()
 
@@ -171,11 +199,17 @@ async def _lookup(host: str, port: int) -> list[Any]:
             result = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
         except OSError as exc:
             error = exc
+        finally:
+            ended()
         # The loop may have closed meanwhile (the command ended): nobody is waiting any more.
         with contextlib.suppress(RuntimeError):
             loop.call_soon_threadsafe(settle, result, error)
 
-    threading.Thread(target=run, name="did-web-lookup", daemon=True).start()
+    try:
+        threading.Thread(target=run, name="did-web-lookup", daemon=True).start()
+    except RuntimeError:  # no thread could be started: it will not call ``ended`` itself
+        ended()
+        raise OSError("no thread for the host lookup") from None
     return await answer
 
 
@@ -207,6 +241,7 @@ class IdentityResolver:
         self._cache: dict[str, tuple[float, Fetched]] = {}
         self._pending: dict[str, asyncio.Task[Fetched]] = {}
         self._pools: dict[str, _HostPool] = {}
+        self._in_flight = 0
         self._ssl: ssl.SSLContext | None = None
         self._backend = PinnedBackend(allow_private=allow_private)
 
@@ -248,16 +283,28 @@ class IdentityResolver:
         if pool is not None:
             return pool
         if len(self._pools) >= MAX_HOST_POOLS:
-            for idle in [name for name, held in self._pools.items() if held.active == 0]:
-                await self._pools.pop(idle).http.aclose()
+            # Every idle pool leaves the table before the first close: during a close's await
+            # another fetch must neither pick up a pool being closed nor see a half-swept table.
+            idle = [
+                self._pools.pop(name) for name in [n for n, held in self._pools.items() if held.active == 0]
+            ]
+            for held in idle:
+                await held.http.aclose()
+            # While we were closing, another fetch for this host may have made its pool: use it,
+            # rather than replace it (and leak its connections).
+            pool = self._pools.get(domain)
+            if pool is not None:
+                return pool
             if len(self._pools) >= MAX_HOST_POOLS:
                 return None
         pool = self._pools[domain] = _HostPool(
             httpcore.AsyncConnectionPool(
                 ssl_context=self._ssl_context(),
                 max_connections=CONNECTIONS_PER_HOST,
-                max_keepalive_connections=1,
-                keepalive_expiry=30.0,
+                # No idle sockets: httpcore expires one only when its pool is next used, so up to
+                # MAX_HOST_POOLS of them could linger, and the answer is cached longer (300 s) than
+                # any keep-alive would last anyway.
+                max_keepalive_connections=0,
                 network_backend=self._backend,
             )
         )
@@ -296,13 +343,26 @@ class IdentityResolver:
             where = parse_did_web(did)
         except IdentityError:
             return Fetched(failure="refused", reason="did_invalid")
+        if self._in_flight >= MAX_FETCHES_IN_FLIGHT:
+            return Fetched(failure="unreachable", reason="busy")
+        self._in_flight += 1
+        try:
+            return await self._fetch_within_cap(where)
+        finally:
+            self._in_flight -= 1
+
+    async def _fetch_within_cap(self, where: DidWebLocation) -> Fetched:
+        """:meth:`_fetch` once it holds one of the :data:`MAX_FETCHES_IN_FLIGHT` places."""
         pool = await self._pool_for(where.domain)
         if pool is None:
             return Fetched(failure="unreachable", reason="busy")
+        # Counted in before any await: an idle-pool sweep must never close this pool under us.
         pool.active += 1
         try:
             async with asyncio.timeout(self.fetch_deadline):
                 body = await self._read(pool.http, where)
+        except _Busy:
+            return Fetched(failure="unreachable", reason="busy")
         except AddressRefused:
             return Fetched(failure="refused", reason="address_forbidden")
         except _NoDocument as exc:
@@ -342,9 +402,11 @@ class IdentityResolver:
         self._pending.pop(did, None)
         if task.cancelled() or task.exception() is not None:
             return
+        found = task.result()
+        if found.reason == "busy":
+            return  # our load, not the issuer's fault: a burst must not hide a good issuer for 30 s
         if len(self._cache) >= CACHE_ENTRIES:
             self._cache.clear()
-        found = task.result()
         lasts = self.cache_seconds
         if found.failure in ("unreachable", "refused"):
             lasts = min(lasts, FAILURE_CACHE_SECONDS)

@@ -43,6 +43,23 @@ _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 _FORBIDDEN_IN_SEGMENT = frozenset("/?#%\\")
 _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 
+#: IANA special-purpose ranges (RFC 6890 registries) judged here by name, because ``ipaddress``
+#: versions disagree on them: Python 3.11.7 calls 192.0.0.8 global, and 3fff::1 (RFC 9637
+#: documentation) global; later versions fixed some, in patch releases. Listed ranges are refused
+#: whole, on every version, with the same kind. IANA marks a few small parts globally reachable
+#: (192.0.0.9-10 anycast, 2001:1::1-2, 2001:3::/32 AMT, 2001:4:112::/48 AS112, 2001:20::/28
+#: ORCHIDv2, 2001:30::/28 drone ids): none of them is where a web server hosts a did.json, so
+#: being exact would only widen what an untrusted receipt can make the verifier connect to.
+SPECIAL_PURPOSE_NETWORKS: tuple[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str], ...] = (
+    (ipaddress.ip_network("100.64.0.0/10"), "shared"),  # RFC 6598 carrier-grade NAT
+    (ipaddress.ip_network("192.0.0.0/24"), "ietf_protocol"),  # RFC 6890
+    (ipaddress.ip_network("198.18.0.0/15"), "benchmarking"),  # RFC 2544
+    (ipaddress.ip_network("2001::/23"), "ietf_protocol"),  # RFC 2928
+    (ipaddress.ip_network("64:ff9b:1::/48"), "translation"),  # RFC 8215 local-use IPv4/IPv6
+    (ipaddress.ip_network("3fff::/20"), "documentation"),  # RFC 9637
+    (ipaddress.ip_network("5f00::/16"), "segment_routing"),  # RFC 9602 SRv6 SIDs
+)
+
 
 class IdentityError(FinVaultError, ValueError):
     """A DID that is not a did:web this module can turn into a URL."""
@@ -165,14 +182,18 @@ def parse_did_web(did: str) -> DidWebLocation:
 
 
 def forbidden_address(address: str) -> str | None:
-    """Why a fetch may not connect to ``address`` (loopback, private, link-local, reserved, ...),
-    or None when it is a public unicast address. IPv4 carried in IPv6 is judged as IPv4."""
+    """Why a fetch may not connect to ``address`` (loopback, private, link-local, reserved, a
+    :data:`SPECIAL_PURPOSE_NETWORKS` range, ...), or None when it is a public unicast address.
+    IPv4 carried in IPv6 is judged as IPv4."""
     ip = ipaddress.ip_address(address.split("%")[0])  # an IPv6 scope ("fe80::1%eth0") is no escape
     if isinstance(ip, ipaddress.IPv6Address):
         if ip.ipv4_mapped is not None:
             return forbidden_address(str(ip.ipv4_mapped))
         if ip.sixtofour is not None or ip.teredo is not None:
             return "tunnel"  # an IPv4 address inside 6to4/Teredo: judged unreachable by design
+    for network, kind in SPECIAL_PURPOSE_NETWORKS:
+        if ip.version == network.version and ip in network:
+            return kind
     kinds = ("loopback", "link_local", "multicast", "unspecified", "reserved", "site_local", "private")
     for kind in kinds:
         if getattr(ip, f"is_{kind}", False):
@@ -183,17 +204,6 @@ def forbidden_address(address: str) -> str | None:
 def caip10(chain_id: int, address: str) -> str:
     """The CAIP-10 id of an account on an EVM chain: ``eip155:137:0xabc...``."""
     return f"eip155:{chain_id}:{address.lower()}"
-
-
-def did_web_domain(did: str) -> str:
-    """The host (and port) a ``did:web`` names: ``did:web:uni.example%3A8443:x`` -> ``uni.example:8443``."""
-    return parse_did_web(did).domain
-
-
-def did_web_url(did: str) -> str:
-    """Where a ``did:web``'s document lives (W3C did:web method: ``/.well-known/did.json`` for a
-    bare domain, ``/PATH/did.json`` when the DID has path segments)."""
-    return parse_did_web(did).url
 
 
 def did_web_document(
