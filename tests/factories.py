@@ -12,7 +12,8 @@ from chain.core.canonical import SaltedDocument, salt_document
 from chain.core.encoding import hex0x
 from chain.core.issuance import batch_receipts, secure_credential, sign_document
 from chain.core.merkle import MerkleTree
-from chain.core.receipt import Anchor, Receipt
+from chain.core.receipt import Anchor, Receipt, ReceiptV2, build_receipt_v2
+from chain.core.secured import SD_JWT, SecuredCredential, Securing, secure_data_integrity, secure_sd_jwt
 from chain.core.signing import PrivateKey, PublicKeyInfo, public_key_info
 from chain.core.verify import AnchorFact, ChainHead, EventRef, IssuerFact, KeyFact, RevocationFact
 from chain.keys import generate_private_key
@@ -99,6 +100,62 @@ def make_batch(
     return Batch(key, documents, MerkleTree([d.digest for d in documents]))
 
 
+@dataclass
+class SecuredBatch:
+    """finvault-receipt/2 credentials secured with one key and batched into one tree."""
+
+    key: PrivateKey
+    secured: list[SecuredCredential]
+    tree: MerkleTree
+
+    @property
+    def key_info(self) -> PublicKeyInfo:
+        return public_key_info(self.key)
+
+    def receipt(
+        self, index: int, *, chain_id: int = CHAIN_ID, registry: str = REGISTRY, issuer: str = ISSUER
+    ) -> ReceiptV2:
+        item = self.secured[index]
+        return build_receipt_v2(
+            item.value,
+            path=[hex0x(p) for p in self.tree.proof(item.leaf)],
+            root=hex0x(self.tree.root),
+            chain_id=chain_id,
+            registry=registry,
+            issuer=issuer,
+        )
+
+
+def secure(
+    document: dict[str, Any],
+    key: PrivateKey,
+    securing: Securing = SD_JWT,
+    *,
+    seed: str = "secure",
+    disclosable: list[str] | None = None,
+) -> SecuredCredential:
+    """``document`` secured as the issuer service secures it, reproducibly."""
+    if securing == SD_JWT:
+        return secure_sd_jwt(document, key, random_bytes=deterministic_bytes(seed), disclosable=disclosable)
+    return secure_data_integrity(document, key, created=ISSUED_AT)  # type: ignore[arg-type]
+
+
+def make_secured_batch(
+    size: int = 3,
+    *,
+    kind: str = "ed25519",
+    securing: Securing = SD_JWT,
+    key: PrivateKey | None = None,
+    seed: str = "batch",
+) -> SecuredBatch:
+    """``size`` degree credentials secured for finvault-receipt/2 and batched into one tree."""
+    key = key or generate_private_key(kind)  # type: ignore[arg-type]
+    secured = [
+        secure(credential(f"Student {i}"), key, securing, seed=f"{seed}/{i}") for i in range(size)
+    ]
+    return SecuredBatch(key, secured, MerkleTree([s.digest for s in secured]))
+
+
 def event(block: int, log_index: int = 0) -> EventRef:
     return EventRef(
         tx_hash=hex0x(hashlib.sha256(f"tx{block}/{log_index}".encode()).digest()),
@@ -139,21 +196,32 @@ class StaticFacts:
         return replace(self, chain_head=ChainHead(number, finalized))
 
 
-def anchored(
-    batch: Batch, *, block: int = 100, key_added: int = 50, issuer: str = ISSUER
-) -> tuple[StaticFacts, Iterator[Receipt]]:
-    """Facts where ``batch`` is anchored in ``block`` by an active issuer with a live key."""
-    info = batch.key_info
-    anchor_event = event(block)
-    facts = StaticFacts(
-        anchors={
-            batch.tree.root: AnchorFact(
-                batch.tree.root, issuer, len(batch.documents), 1_780_000_000, anchor_event
-            )
-        },
+def anchored_facts(
+    tree: MerkleTree, key: PrivateKey, *, block: int = 100, key_added: int = 50, issuer: str = ISSUER
+) -> StaticFacts:
+    """Facts where ``tree`` is anchored in ``block`` by an active issuer with ``key`` live."""
+    info = public_key_info(key)
+    return StaticFacts(
+        anchors={tree.root: AnchorFact(tree.root, issuer, len(tree.leaves), 1_780_000_000, event(block))},
         issuers={issuer: IssuerFact(issuer, "Example University", "https://uni.example", True)},
         keys={info.key_id: KeyFact(info.key_id, issuer, info.algorithm, info.der, key_added, None)},
     )
+
+
+def anchored_v2(
+    batch: SecuredBatch, *, block: int = 100, key_added: int = 50, issuer: str = ISSUER
+) -> tuple[StaticFacts, list[ReceiptV2]]:
+    """Facts where the /2 ``batch`` is anchored in ``block``, and its receipts."""
+    facts = anchored_facts(batch.tree, batch.key, block=block, key_added=key_added, issuer=issuer)
+    return facts, [batch.receipt(i, issuer=issuer) for i in range(len(batch.secured))]
+
+
+def anchored(
+    batch: Batch, *, block: int = 100, key_added: int = 50, issuer: str = ISSUER
+) -> tuple[StaticFacts, Iterator[Receipt]]:
+    """Facts where the legacy /1 ``batch`` is anchored in ``block`` by an active issuer with a live key."""
+    facts = anchored_facts(batch.tree, batch.key, block=block, key_added=key_added, issuer=issuer)
+    anchor_event = event(block)
     receipts = (
         batch.receipt(i, tx_hash=anchor_event.tx_hash, block_number=block, issuer=issuer)
         for i in range(len(batch.documents))

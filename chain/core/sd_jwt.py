@@ -1,9 +1,9 @@
 """SD-JWT (RFC 9901): issuance, holder-side withholding and verification, without key binding.
 
-The building block of ``finvault-receipt/2`` (not yet used by receipts): a selectively disclosable
+The building block of ``finvault-receipt/2`` (:mod:`chain.core.secured`): a selectively disclosable
 credential is an SD-JWT whose payload is a W3C VC 2.0 credential, signed by the issuer's registered
 key with ``EdDSA`` (Ed25519) or ``RS256`` (RSA, 2048 bits or more). The issuer-signed JWT is what a
-Merkle leaf will commit to; :func:`verify_sd_jwt` returns its bytes beside the processed payload.
+Merkle leaf commits to; :func:`verify_sd_jwt` returns its bytes beside the processed payload.
 
 Choices, each fixed here so that the format can be frozen:
 
@@ -363,13 +363,15 @@ def issue_sd_jwt(
     signer: Signer,
     random_bytes: Callable[[int], bytes],
     decoys: DecoyPolicy = DEFAULT_DECOYS,
+    kid: str | None = None,
 ) -> IssuedSdJwt:
     """Issues an SD-JWT over ``payload`` (a JSON object: a VC 2.0 credential for FinVault) in which
     each claim named by a JSON Pointer in ``disclosable`` can be withheld by the holder.
 
     Refuses (:class:`SdJwtNotDisclosable`) a pointer to nothing, to the payload itself, or to or
     under an always-shown claim (:data:`ALWAYS_DISCLOSED`), and refuses a payload that uses a
-    claim name SD-JWT reserves (``_sd``, ``...``, ``_sd_alg``) anywhere.
+    claim name SD-JWT reserves (``_sd``, ``...``, ``_sd_alg``) anywhere. ``kid`` goes into the
+    JWS header (FinVault names the key by its on-chain key id).
     """
     if not isinstance(payload, Mapping):
         raise SdJwtError("the payload must be a JSON object")
@@ -387,7 +389,7 @@ def issue_sd_jwt(
     issuer = _Issuer(wanted, random_bytes, decoys)
     body = issuer.encode(document, "")
     body["_sd_alg"] = SD_ALG
-    header = {"alg": jws.alg, "typ": TYP}
+    header = {"alg": jws.alg, "typ": TYP} if kid is None else {"alg": jws.alg, "typ": TYP, "kid": kid}
     signing_input = f"{b64url(_json_compact(header))}.{b64url(_json_compact(body))}"
     signature = jws.sign(signing_input.encode("ascii"))
     if not isinstance(signature, bytes):
@@ -575,6 +577,22 @@ def process_disclosures(payload: Mapping[str, Any], disclosures: Sequence[str]) 
     return _Processor(disclosures).run(payload)
 
 
+def process_credential(parsed: ParsedSdJwt) -> dict[str, Any]:
+    """:func:`process_disclosures` for an SD-JWT whose payload is a VC: also refuses a disclosure of
+    an always-shown claim (:data:`ALWAYS_DISCLOSED`), which no FinVault issuer makes and which a
+    holder could otherwise withhold (a ``validFrom`` in the future, say)."""
+    if len(parsed.disclosures) > MAX_DISCLOSURES:
+        raise SdJwtTooLarge(f"more than {MAX_DISCLOSURES:,} disclosures")
+    processor = _Processor(parsed.disclosures)
+    payload = processor.run(parsed.payload)
+    for pointer in processor.pointer_of.values():
+        if _always_disclosed(pointer):
+            raise SdJwtNotDisclosable(
+                f"{pointer[:80]!r} is selectively disclosable, but must always be shown"
+            )
+    return payload
+
+
 # -- verification ------------------------------------------------------------------------------
 
 
@@ -584,7 +602,7 @@ class VerifiedSdJwt:
 
     payload: dict[str, Any]
     header: dict[str, Any]
-    #: The ASCII bytes of ``<header>.<payload>.<signature>``: what a Merkle leaf will commit to.
+    #: The ASCII bytes of ``<header>.<payload>.<signature>``: what a Merkle leaf commits to.
     issuer_signed_jwt: bytes
     disclosures: tuple[str, ...]
 
@@ -592,7 +610,9 @@ class VerifiedSdJwt:
 PublicKey = ed25519.Ed25519PublicKey | rsa.RSAPublicKey
 
 
-def _verify_signature(parsed: ParsedSdJwt, public_key: PublicKey, expected_alg: str) -> None:
+def verify_jws(parsed: ParsedSdJwt, public_key: PublicKey, expected_alg: str) -> None:
+    """Checks the issuer-signed JWT's header (``alg`` as expected, ``typ`` ``vc+sd-jwt``, no
+    ``crit``) and its signature under ``public_key``; raises :class:`SdJwtError` otherwise."""
     if expected_alg not in ALGORITHMS:
         raise SdJwtError(f"unsupported JWS algorithm {expected_alg!r}; use one of {ALGORITHMS}")
     if parsed.header.get("alg") != expected_alg:
@@ -620,7 +640,7 @@ def verify_sd_jwt(sd_jwt: str | bytes, public_key: PublicKey, *, expected_alg: s
     JWT. Validity claims (``validFrom``, ``validUntil``, status) are left to the caller, which
     judges them at a time it supplies. Every failure is a :class:`SdJwtError`."""
     parsed = parse_sd_jwt(sd_jwt)
-    _verify_signature(parsed, public_key, expected_alg)
+    verify_jws(parsed, public_key, expected_alg)
     payload = process_disclosures(parsed.payload, parsed.disclosures)
     return VerifiedSdJwt(payload, parsed.header, parsed.issuer_signed_jwt.encode("ascii"), parsed.disclosures)
 

@@ -100,13 +100,13 @@ def sign_digest(key: PrivateKey, digest: bytes) -> bytes:
     return key.sign(digest, padding.PKCS1v15(), hashes.SHA256())
 
 
-#: Parsed keys kept by :func:`_parsed_public_key`: a registry holds few keys, and each is used for
+#: Parsed keys kept by :func:`parsed_public_key`: a registry holds few keys, and each is used for
 #: every receipt its issuer signed.
 PARSED_KEY_CACHE_SIZE = 256
 
 
 @functools.lru_cache(maxsize=PARSED_KEY_CACHE_SIZE)
-def _parsed_public_key(der: bytes) -> PublicKeyTypes:
+def parsed_public_key(der: bytes) -> PublicKeyTypes:
     """DER SubjectPublicKeyInfo to a key object, once per key (they are immutable and thread-safe).
     A DER that does not parse raises ValueError, which is not cached."""
     return serialization.load_der_public_key(der)
@@ -119,7 +119,7 @@ def verify_digest(info: PublicKeyInfo, digest: bytes, signature: bytes) -> bool:
     not match its stated algorithm, or an RSA key under 2048 bits, never verifies.
     """
     try:
-        key = _parsed_public_key(bytes(info.der))
+        key = parsed_public_key(bytes(info.der))
         if info.algorithm is KeyAlgorithm.ED25519 and isinstance(key, ed25519.Ed25519PublicKey):
             key.verify(signature, digest)
             return True

@@ -13,20 +13,40 @@ anchor that is not yet final makes it ``PENDING``; otherwise it is ``VALID``.
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal, Protocol
 
+import rfc8785
+
 from chain.core.canonical import DisclosureMismatch, DocumentError, flatten, recompute_digest
-from chain.core.data_integrity import DataIntegrityError, verify_proof
+from chain.core.data_integrity import CRYPTOSUITE, DataIntegrityError, verify_proof
 from chain.core.encoding import hex0x, iso_utc, to_bytes32
 from chain.core.hashing import keccak256
 from chain.core.merkle import leaf_hash, process_proof
-from chain.core.receipt import Receipt, ReceiptError, parse_receipt
+from chain.core.receipt import (
+    LEGACY_FORMAT,
+    RECEIPT_FORMAT,
+    AnyReceipt,
+    Receipt,
+    ReceiptError,
+    ReceiptV2,
+    parse_receipt,
+)
 from chain.core.revocation import describe_reason
-from chain.core.signing import KeyAlgorithm, PublicKeyInfo, SignatureCache, SigningError, verify_digest
+from chain.core.sd_jwt import SdJwtError, parse_sd_jwt, process_credential, verify_jws
+from chain.core.secured import data_integrity_digest, sd_jwt_digest
+from chain.core.signing import (
+    KeyAlgorithm,
+    PublicKeyInfo,
+    SignatureCache,
+    SigningError,
+    parsed_public_key,
+    verify_digest,
+)
 
 
 class Status(StrEnum):
@@ -259,6 +279,10 @@ class Verdict:
     anchor: AnchorEvidence | None = None
     revocation: RevocationEvidence | None = None
     evidence: Mapping[str, Any] = field(default_factory=dict)
+    #: ``legacy_format`` for a finvault-receipt/1.
+    notices: tuple[str, ...] = ()
+    #: The credential as disclosed (an SD-JWT's processed payload), once the receipt is well-formed.
+    credential: Mapping[str, Any] | None = None
 
     @property
     def valid(self) -> bool:
@@ -289,6 +313,8 @@ class Verdict:
             "anchor": asdict(self.anchor) if self.anchor else None,
             "revocation": asdict(self.revocation) if self.revocation else None,
             "evidence": dict(self.evidence),
+            "notices": list(self.notices),
+            "credential": self.credential,
         }
 
 
@@ -333,38 +359,170 @@ class _Checks:
 # -- the function ------------------------------------------------------------------------------
 
 
+_HEX32 = re.compile(r"0x[0-9a-f]{64}")
+#: The key algorithm a JWS ``alg`` needs, by on-chain label: no algorithm confusion is possible, as
+#: the registered key's algorithm decides what the header must say.
+_JWS_ALG = {KeyAlgorithm.ED25519: "EdDSA", KeyAlgorithm.RSA_PKCS1V15_SHA256: "RS256"}
+#: A notice on every verdict about a finvault-receipt/1 (docs/formats.md says why).
+LEGACY_FORMAT_NOTICE = "legacy_format"
+
+
+@dataclass(frozen=True)
+class Subject:
+    """What the chain checks judge, whatever the receipt's format: the leaf and where it claims to be
+    anchored, the key that signed it, and the credential as disclosed."""
+
+    format: str
+    digest: bytes
+    leaf: bytes
+    root: bytes
+    path: tuple[str, ...]
+    chain_id: int
+    registry: str
+    issuer: str
+    key_id: bytes
+    #: The credential as the holder disclosed it (an SD-JWT's processed payload).
+    credential: Mapping[str, Any]
+    #: The signature bytes and how to check them under the registered key; None when the signature
+    #: was already checked with the key the credential itself names (a Data Integrity proof).
+    signature: bytes
+    check_signature: Callable[[KeyFact], bool] | None
+
+
 @dataclass(frozen=True)
 class Examined:
     """A receipt's document checks (:data:`DOCUMENT_CHECKS`), done once: they depend on its bytes
     alone, so a verification that must look at the chain again (a mirror written meanwhile) does
-    not pay for them again. ``receipt`` is None when the receipt is not well-formed."""
+    not pay for them again. ``subject`` is None when the receipt is not well-formed."""
 
-    receipt: Receipt | None
+    subject: Subject | None
     checks: Mapping[CheckName, Check]
 
 
 def examine(
-    receipt: Receipt | Mapping[str, Any] | str | bytes, signatures: SignatureCache | None = None
+    receipt: AnyReceipt | Mapping[str, Any] | str | bytes, signatures: SignatureCache | None = None
 ) -> Examined:
     """The checks of ``receipt`` that need no chain fact: well-formed (its credential's size and
-    shape included, before anything hashes it), digest, Data Integrity proof, Merkle proof.
+    shape included, before anything hashes it), digest (the leaf recomputed from what the issuer
+    signed), Data Integrity proof, Merkle proof.
 
     Every check is bounded by the receipt's size: nothing here is super-linear in untrusted input,
     and anything wrong with it is a failed check, never an exception.
     """
     checks = _Checks()
     try:
-        parsed = receipt if isinstance(receipt, Receipt) else parse_receipt(receipt)
-        leaves = flatten(parsed.credential)
-    except (ReceiptError, DocumentError) as exc:
+        parsed = receipt if isinstance(receipt, Receipt | ReceiptV2) else parse_receipt(receipt)
+        if isinstance(parsed, ReceiptV2):
+            subject = _examine_v2(parsed, checks, signatures)
+        else:
+            subject = _examine_v1(parsed, checks, signatures)
+    except (ReceiptError, DocumentError, SdJwtError) as exc:
+        checks.items.clear()
         checks.failed(CheckName.WELL_FORMED, Code.MALFORMED, exc.message)
         return Examined(None, checks.items)
-    checks.passed(CheckName.WELL_FORMED, "finvault-receipt/1")
+    _check_proof(subject, checks)
+    return Examined(subject, checks.items)
+
+
+def _examine_v1(parsed: Receipt, checks: _Checks, signatures: SignatureCache | None) -> Subject:
+    leaves = flatten(parsed.credential)
+    checks.passed(CheckName.WELL_FORMED, f"{LEGACY_FORMAT} (legacy format)")
     digest = to_bytes32(parsed.digest)
     _check_digest(parsed, leaves, digest, checks)
-    _check_data_integrity(parsed, checks, signatures)
-    _check_proof(parsed, digest, to_bytes32(parsed.proof.leaf), to_bytes32(parsed.proof.root), checks)
-    return Examined(parsed, checks.items)
+    _check_data_integrity_v1(parsed, checks, signatures)
+    leaf = to_bytes32(parsed.proof.leaf)
+    if leaf_hash(digest) != leaf:
+        checks.failed(CheckName.PROOF, Code.PROOF_INVALID, "proof.leaf is not the leaf of this digest")
+    signature = base64.b64decode(parsed.signature.value)
+    algorithm = parsed.signature.algorithm
+
+    def check(key: KeyFact) -> bool:
+        if key.algorithm.label != algorithm:
+            return False
+        try:
+            return verify_digest(PublicKeyInfo(key.algorithm, key.public_key), digest, signature)
+        except SigningError:
+            return False
+
+    return Subject(
+        LEGACY_FORMAT,
+        digest,
+        leaf,
+        to_bytes32(parsed.proof.root),
+        tuple(parsed.proof.path),
+        parsed.anchor.chain_id,
+        parsed.anchor.registry,
+        parsed.anchor.issuer,
+        to_bytes32(parsed.signature.key_id),
+        parsed.credential,
+        signature,
+        check,
+    )
+
+
+def _examine_v2(parsed: ReceiptV2, checks: _Checks, signatures: SignatureCache | None) -> Subject:
+    credential = parsed.credential
+    if isinstance(credential, str):
+        sd_jwt = parse_sd_jwt(credential)
+        payload = process_credential(sd_jwt)
+        kid = sd_jwt.header.get("kid")
+        if not isinstance(kid, str) or not _HEX32.fullmatch(kid):
+            raise SdJwtError(
+                "the JWS header's kid must be the signing key's on-chain id (0x and 64 hex digits)"
+            )
+        checks.passed(CheckName.WELL_FORMED, f"{RECEIPT_FORMAT}, SD-JWT ({sd_jwt.header.get('alg')})")
+        signed = sd_jwt.issuer_signed_jwt.encode("ascii")
+        digest = sd_jwt_digest(signed)
+        checks.passed(
+            CheckName.DIGEST,
+            f"leaf recomputed from the issuer-signed JWT; {len(sd_jwt.disclosures)} claims disclosed",
+        )
+        checks.skipped(CheckName.DATA_INTEGRITY, "not applicable: an SD-JWT (its JWS signature is checked)")
+        parsed_jwt = sd_jwt
+
+        def check(key: KeyFact) -> bool:
+            try:
+                verify_jws(parsed_jwt, _public_key(key), expected_alg=_JWS_ALG[key.algorithm])
+            except (SdJwtError, ValueError):
+                return False
+            return True
+
+        key_id, signature, check_signature, shown = to_bytes32(kid), sd_jwt.signature, check, payload
+    else:
+        try:
+            digest = data_integrity_digest(credential)
+        except rfc8785.CanonicalizationError as exc:
+            raise DocumentError(f"credential: {exc}") from None
+        checks.passed(CheckName.WELL_FORMED, f"{RECEIPT_FORMAT}, Data Integrity")
+        checks.passed(CheckName.DIGEST, "leaf recomputed from the whole credential (JCS)")
+        try:
+            proof = verify_proof(credential, signatures)
+        except DataIntegrityError as exc:
+            checks.failed(CheckName.DATA_INTEGRITY, Code.DATA_INTEGRITY_INVALID, exc.message)
+            key_id, signature = bytes(32), b""
+        else:
+            checks.passed(CheckName.DATA_INTEGRITY, f"{CRYPTOSUITE} by {proof.controller}")
+            key_id, signature = keccak256(proof.public_key_der), b""
+        check_signature, shown = None, credential
+    leaf = leaf_hash(digest)
+    return Subject(
+        RECEIPT_FORMAT,
+        digest,
+        leaf,
+        to_bytes32(parsed.proof.root),
+        tuple(parsed.proof.path),
+        parsed.anchor.chain_id,
+        parsed.anchor.registry,
+        parsed.anchor.issuer,
+        key_id,
+        shown,
+        signature,
+        check_signature,
+    )
+
+
+def _public_key(key: KeyFact) -> Any:
+    return parsed_public_key(bytes(key.public_key))
 
 
 def malformed(message: str) -> Examined:
@@ -375,7 +533,7 @@ def malformed(message: str) -> Examined:
 
 
 def verify(
-    receipt: Receipt | Mapping[str, Any] | str | bytes | Examined,
+    receipt: AnyReceipt | Mapping[str, Any] | str | bytes | Examined,
     facts: ChainFacts,
     now: datetime,
     policy: Policy | None = None,
@@ -385,7 +543,7 @@ def verify(
     """Judges ``receipt`` against ``facts`` at time ``now`` (timezone-aware).
 
     ``receipt`` may be the result of :func:`examine`: then only the checks that need chain facts run.
-    ``signatures`` remembers signature checks that succeeded (the receipt's and its credential's
+    ``signatures`` remembers signature checks that succeeded (the issuer's signature, a credential's
     Data Integrity proof): immutable facts about bytes. Everything that depends on the chain (the
     key's registration and revocation, the anchor, the issuer) is judged from ``facts`` every time.
     """
@@ -395,41 +553,52 @@ def verify(
     examined = receipt if isinstance(receipt, Examined) else examine(receipt, signatures)
     checks = _Checks()
     checks.items.update(examined.checks)
-    parsed = examined.receipt
-    if parsed is None:
+    subject = examined.subject
+    if subject is None:
         return Verdict(Status.INVALID, checks.ordered())
 
-    digest = to_bytes32(parsed.digest)
-    root = to_bytes32(parsed.proof.root)
+    notices = (LEGACY_FORMAT_NOTICE,) if subject.format == LEGACY_FORMAT else ()
     evidence: dict[str, Any] = {
-        "digest": parsed.digest,
-        "leaf": parsed.proof.leaf,
-        "root": parsed.proof.root,
-        "proof": list(parsed.proof.path),
-        "keyId": parsed.signature.key_id,
+        "format": subject.format,
+        "digest": hex0x(subject.digest),
+        "leaf": hex0x(subject.leaf),
+        "root": hex0x(subject.root),
+        "proof": list(subject.path),
+        "keyId": hex0x(subject.key_id),
         "chainId": facts.chain_id,
         "registry": facts.registry,
     }
-    if parsed.anchor.chain_id != facts.chain_id or parsed.anchor.registry != facts.registry.lower():
+
+    def verdict(status: Status, **found: Any) -> Verdict:
+        return Verdict(
+            status,
+            checks.ordered(),
+            evidence=evidence,
+            notices=notices,
+            credential=subject.credential,
+            **found,
+        )
+
+    if subject.chain_id != facts.chain_id or subject.registry != facts.registry.lower():
         checks.failed(
             CheckName.CHAIN,
             Code.WRONG_CHAIN,
-            f"receipt is for chain {parsed.anchor.chain_id} registry {parsed.anchor.registry}; "
+            f"receipt is for chain {subject.chain_id} registry {subject.registry}; "
             f"these facts are for chain {facts.chain_id} registry {facts.registry.lower()}",
         )
-        _check_signature(parsed, digest, None, facts, checks, signatures)
-        return Verdict(Status.INVALID, checks.ordered(), evidence=evidence)
+        _check_signature(subject, None, facts, checks, signatures)
+        return verdict(Status.INVALID)
     checks.passed(CheckName.CHAIN, f"chain {facts.chain_id}, registry {facts.registry.lower()}")
 
-    anchor = facts.anchor(root)
+    anchor = facts.anchor(subject.root)
     issuer = None
     if anchor is None:
         checks.failed(CheckName.ANCHOR, Code.NOT_ANCHORED, "root is not anchored in this registry")
-    elif anchor.issuer != parsed.anchor.issuer:
+    elif anchor.issuer != subject.issuer:
         checks.failed(
             CheckName.ANCHOR,
             Code.ISSUER_MISMATCH,
-            f"root was anchored by {anchor.issuer}, not {parsed.anchor.issuer} as the receipt claims",
+            f"root was anchored by {anchor.issuer}, not {subject.issuer} as the receipt claims",
         )
     else:
         checks.passed(CheckName.ANCHOR, f"anchored in block {anchor.event.block_number} by {anchor.issuer}")
@@ -439,17 +608,17 @@ def verify(
         else:
             checks.passed(CheckName.ISSUER, f"{issuer.name} ({issuer.address}) is active")
     trusted_anchor = anchor if checks.ok(CheckName.ANCHOR) else None
-    _check_signature(parsed, digest, trusted_anchor, facts, checks, signatures)
+    _check_signature(subject, trusted_anchor, facts, checks, signatures)
 
     anchor_evidence = None
     revocation = None
     if trusted_anchor is not None:
-        revocation = _check_revocation(facts, root, to_bytes32(parsed.proof.leaf), checks)
+        revocation = _check_revocation(facts, subject.root, subject.leaf, checks)
         anchor_evidence = _check_finality(trusted_anchor, facts.head(), policy, checks)
     else:
         checks.skipped(CheckName.REVOCATION, "no trusted anchor")
         checks.skipped(CheckName.FINALITY, "no trusted anchor")
-    _check_expiry(parsed.credential, now, checks)
+    _check_expiry(subject.credential, now, checks)
 
     if checks.failing(*_INTEGRITY):
         status = Status.INVALID
@@ -461,7 +630,7 @@ def verify(
         status = Status.PENDING
     else:
         status = Status.VALID
-    return Verdict(status, checks.ordered(), issuer, anchor_evidence, revocation, evidence)
+    return verdict(status, issuer=issuer, anchor=anchor_evidence, revocation=revocation)
 
 
 def _check_digest(receipt: Receipt, leaves: list[tuple[str, str]], digest: bytes, checks: _Checks) -> None:
@@ -484,8 +653,8 @@ def _check_digest(receipt: Receipt, leaves: list[tuple[str, str]], digest: bytes
         )
 
 
-def _check_data_integrity(receipt: Receipt, checks: _Checks, signatures: SignatureCache | None) -> None:
-    """The credential's own W3C Data Integrity proof, when it has one: it must verify, and be made
+def _check_data_integrity_v1(receipt: Receipt, checks: _Checks, signatures: SignatureCache | None) -> None:
+    """A /1 credential's own W3C Data Integrity proof, when it has one: it must verify, and be made
     by the key that signed the receipt (so the chain vouches for that key)."""
     if "proof" not in receipt.credential:
         checks.skipped(CheckName.DATA_INTEGRITY, "no Data Integrity proof (RSA issuers have none)")
@@ -508,27 +677,29 @@ def _check_data_integrity(receipt: Receipt, checks: _Checks, signatures: Signatu
             "the proof's key is not the key that signed the receipt",
         )
         return
-    checks.passed(CheckName.DATA_INTEGRITY, f"eddsa-jcs-2022 by {proof.controller}")
+    checks.passed(CheckName.DATA_INTEGRITY, f"{CRYPTOSUITE} by {proof.controller}")
 
 
-def _check_proof(receipt: Receipt, digest: bytes, leaf: bytes, root: bytes, checks: _Checks) -> None:
-    if leaf_hash(digest) != leaf:
-        checks.failed(CheckName.PROOF, Code.PROOF_INVALID, "proof.leaf is not the leaf of this digest")
-    elif process_proof(leaf, [to_bytes32(p) for p in receipt.proof.path]) != root:
+def _check_proof(subject: Subject, checks: _Checks) -> None:
+    if checks.failing(CheckName.PROOF):
+        return
+    if process_proof(subject.leaf, [to_bytes32(p) for p in subject.path]) != subject.root:
         checks.failed(CheckName.PROOF, Code.PROOF_INVALID, "proof.path does not lead to proof.root")
     else:
-        checks.passed(CheckName.PROOF, f"{len(receipt.proof.path)} steps to the root")
+        checks.passed(CheckName.PROOF, f"{len(subject.path)} steps to the root")
 
 
 def _check_signature(
-    receipt: Receipt,
-    digest: bytes,
+    subject: Subject,
     anchor: AnchorFact | None,
     facts: ChainFacts,
     checks: _Checks,
     signatures: SignatureCache | None,
 ) -> None:
-    key_id = to_bytes32(receipt.signature.key_id)
+    if checks.failing(CheckName.DATA_INTEGRITY) and subject.check_signature is None:
+        checks.skipped(CheckName.SIGNATURE, "no verified signature: the Data Integrity proof fails")
+        return
+    key_id = subject.key_id
     key = facts.key(key_id)
     if key is None or keccak256(key.public_key) != key_id:
         checks.failed(CheckName.SIGNATURE, Code.KEY_UNKNOWN, "key id is not registered in this registry")
@@ -549,20 +720,13 @@ def _check_signature(
                 CheckName.SIGNATURE, Code.KEY_REVOKED, f"key was revoked in block {key.revoked_block}"
             )
             return
-    if key.algorithm.label != receipt.signature.algorithm:
-        checks.failed(
-            CheckName.SIGNATURE, Code.SIGNATURE_INVALID, "algorithm differs from the registered key's"
-        )
-        return
-    signature = base64.b64decode(receipt.signature.value)
-
-    def check() -> bool:
-        try:
-            return verify_digest(PublicKeyInfo(key.algorithm, key.public_key), digest, signature)
-        except SigningError:
-            return False
-
-    good = check() if signatures is None else signatures.verified(key_id, digest, signature, check)
+    verify_with = subject.check_signature
+    if verify_with is None:  # a Data Integrity proof, verified with the key the chain now vouches for
+        good = key.algorithm is KeyAlgorithm.ED25519
+    elif signatures is None:
+        good = verify_with(key)
+    else:
+        good = signatures.verified(key_id, subject.digest, subject.signature, lambda: verify_with(key))
     if not good:
         checks.failed(CheckName.SIGNATURE, Code.SIGNATURE_INVALID, "signature does not verify under the key")
     elif anchor is None:

@@ -20,7 +20,7 @@ from chain.core.canonical import MAX_SAFE_INTEGER, recompute_digest, salt_docume
 from chain.core.receipt import (
     MAX_PROOF_LENGTH,
     MAX_RECEIPT_BYTES,
-    RECEIPT_FORMAT,
+    LEGACY_FORMAT,
     Anchor,
     Proof,
     Receipt,
@@ -84,7 +84,7 @@ GOOD: dict[str, Any] = RECEIPT.to_json_dict()
 
 def test_built_receipt_is_consistent() -> None:
     receipt, info = make_receipt()
-    assert receipt.format == RECEIPT_FORMAT
+    assert receipt.format == LEGACY_FORMAT
     assert "birthDate" not in receipt.credential["credentialSubject"]
     assert len(receipt.obfuscated) == 1
     document = receipt.document
@@ -191,7 +191,7 @@ anchors = st.builds(
 )
 receipts = st.builds(
     Receipt,
-    format=st.just(RECEIPT_FORMAT),
+    format=st.just(LEGACY_FORMAT),
     credential=json_objects,
     salts=st.dictionaries(text, hex32, max_size=6),
     obfuscated=st.lists(hex32, max_size=6),
@@ -259,7 +259,7 @@ REJECTIONS: list[tuple[str, Mutation, str]] = [
     ("extra in signature", put("signature", "note", value="x"), "signature.note"),
     ("extra in proof", put("proof", "leaves", value=[]), "proof.leaves"),
     ("extra in anchor", put("anchor", "network", value="sepolia"), "anchor.network"),
-    ("format version", put("format", value="finvault-receipt/2"), "format"),
+    ("format version", put("format", value="finvault-receipt/3"), "format"),
     ("format case", put("format", value="FINVAULT-RECEIPT/1"), "format"),
     ("format not a string", put("format", value=1), "format"),
     ("digest uppercase", put("digest", value=UPPER), "digest"),
