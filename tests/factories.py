@@ -137,7 +137,7 @@ def secure(
     """``document`` secured as the issuer service secures it, reproducibly."""
     if securing == SD_JWT:
         return secure_sd_jwt(document, key, random_bytes=deterministic_bytes(seed), disclosable=disclosable)
-    return secure_data_integrity(document, key, created=ISSUED_AT)  # type: ignore[arg-type]
+    return secure_data_integrity(document, key, created=ISSUED_AT, random_bytes=deterministic_bytes(seed))
 
 
 def make_secured_batch(
@@ -150,9 +150,7 @@ def make_secured_batch(
 ) -> SecuredBatch:
     """``size`` degree credentials secured for finvault-receipt/2 and batched into one tree."""
     key = key or generate_private_key(kind)  # type: ignore[arg-type]
-    secured = [
-        secure(credential(f"Student {i}"), key, securing, seed=f"{seed}/{i}") for i in range(size)
-    ]
+    secured = [secure(credential(f"Student {i}"), key, securing, seed=f"{seed}/{i}") for i in range(size)]
     return SecuredBatch(key, secured, MerkleTree([s.digest for s in secured]))
 
 

@@ -118,9 +118,13 @@ def hash_data(document: Mapping[str, Any], proof_config: Mapping[str, Any]) -> b
     return _jcs_hash(dict(proof_config)) + _jcs_hash(dict(document))
 
 
-def proof_options(verification_method_id: str, created: str, context: Any) -> dict[str, Any]:
-    """The proof configuration (every proof field but ``proofValue``)."""
-    options: dict[str, Any] = {
+def proof_options(
+    verification_method_id: str, created: str, context: Any, proof_id: str | None = None
+) -> dict[str, Any]:
+    """The proof configuration (every proof field but ``proofValue``); ``proof_id`` is the proof's
+    optional ``id`` (a ``urn:uuid:``), which makes every proof, and so every secured credential, unique."""
+    options: dict[str, Any] = {} if proof_id is None else {"id": proof_id}
+    options |= {
         "type": PROOF_TYPE,
         "cryptosuite": CRYPTOSUITE,
         "created": created,
@@ -133,13 +137,18 @@ def proof_options(verification_method_id: str, created: str, context: Any) -> di
 
 
 def add_proof(
-    document: Mapping[str, Any], key: ed25519.Ed25519PrivateKey, *, controller: str, created: str
+    document: Mapping[str, Any],
+    key: ed25519.Ed25519PrivateKey,
+    *,
+    controller: str,
+    created: str,
+    proof_id: str | None = None,
 ) -> dict[str, Any]:
     """``document`` secured with an ``eddsa-jcs-2022`` proof by ``key`` (named under ``controller``)."""
     if "proof" in document:
         raise DataIntegrityError("the document already carries a proof")
     config = proof_options(
-        verification_method(controller, key.public_key()), created, document.get("@context")
+        verification_method(controller, key.public_key()), created, document.get("@context"), proof_id
     )
     signature = key.sign(hash_data(document, config))
     return {**document, "proof": {**config, "proofValue": "z" + base58btc(signature)}}

@@ -28,6 +28,7 @@ values and a JWS is fixed bytes, so two different secured credentials never shar
 from __future__ import annotations
 
 import hashlib
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -153,16 +154,22 @@ def secure_sd_jwt(
 
 def secure_data_integrity(
     credential: Mapping[str, Any],
-    key: ed25519.Ed25519PrivateKey,
+    key: PrivateKey,
     *,
     created: str,
+    random_bytes: Callable[[int], bytes],
     controller: str | None = None,
 ) -> SecuredCredential:
     """``credential`` whole, with an ``eddsa-jcs-2022`` proof by ``key``, its ``issuer`` set to
-    ``controller`` (``did:web:...``) or the key's ``did:key``. A proof it already carries is replaced."""
+    ``controller`` (``did:web:...``) or the key's ``did:key``. A proof it already carries is replaced.
+    The proof gets a random ``urn:uuid:`` id, so that two certificates with the same content (or one
+    sealed again) never share a leaf."""
     if not isinstance(key, ed25519.Ed25519PrivateKey):
         raise TypeError("Data Integrity (eddsa-jcs-2022) needs an Ed25519 key; RSA issuers use SD-JWT")
     controller = controller or did_key(key.public_key())
     unsecured = {name: value for name, value in credential.items() if name != "proof"}
-    secured = add_proof(named_issuer(unsecured, controller), key, controller=controller, created=created)
+    proof_id = f"urn:uuid:{uuid.UUID(bytes=random_bytes(16), version=4)}"
+    secured = add_proof(
+        named_issuer(unsecured, controller), key, controller=controller, created=created, proof_id=proof_id
+    )
     return SecuredCredential(DATA_INTEGRITY, secured, data_integrity_digest(secured))
