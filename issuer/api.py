@@ -34,8 +34,6 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from sqlalchemy import delete, select
 
-from chain.core.encoding import hex0x
-from chain.core.merkle import leaf_hash
 from chain.errors import ChainMismatch, ConfigError, FinVaultError, RpcUnavailable, TransactionFailed
 from chain.service.web import (
     BadRequest,
@@ -229,9 +227,7 @@ class IssuerApi:
             reasons = "; ".join(f"#{r.index}: {r.reason}" for r in rejected[:3])
             raise InvalidRequest(f"no certificate accepted ({reasons})", code="certificates_rejected")
         body = IntakeResponse(
-            accepted=[
-                AcceptedCertificate(id=r.certificate_id, status="pending", leaf=_leaf(r)) for r in stored
-            ],
+            accepted=[AcceptedCertificate(id=r.certificate_id, status="pending") for r in stored],
             rejected=rejected,
         )
         return JSONResponse(body.model_dump(mode="json"), status_code=202)
@@ -327,10 +323,6 @@ class IssuerApi:
                 .limit(limit)
             ).all()
         return [DeliveryView(**delivery_view(row)) for row in rows]
-
-
-def _leaf(accepted: Accepted) -> str:
-    return hex0x(leaf_hash(accepted.document.digest))
 
 
 def _error_for_replay(exc: FinVaultError) -> JSONResponse | None:

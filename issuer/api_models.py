@@ -33,14 +33,11 @@ class RejectedRecord(_Model):
 
 
 class AcceptedCertificate(_Model):
-    """A record the intake accepted: its certificate id, status and Merkle leaf."""
+    """A record the intake accepted: its certificate id and status (``pending``). Its Merkle leaf
+    exists once sealing has secured it: GET /certificates/{id} returns it then."""
 
     id: str
     status: str
-    leaf: str = Field(
-        description="The leaf as stored now. Sealing secures an Ed25519 issuer's credential with its "
-        "Data Integrity proof and fresh salts, so the final leaf is the one GET /certificates/{id} returns."
-    )
 
 
 class IntakeResponse(_Model):
@@ -92,11 +89,11 @@ class CertificateView(_Model):
 
     id: str
     status: str
-    leaf: str
-    digest: str
+    leaf: str | None = Field(description="The Merkle leaf, once sealed.")
+    digest: str | None = Field(description="What the leaf commits to (see docs/formats.md), once sealed.")
     batch: str | None
     created_at: datetime
-    receipt: dict[str, Any] | None = Field(description="The finvault-receipt/1, once anchored.")
+    receipt: dict[str, Any] | None = Field(description="The finvault-receipt/2, once anchored.")
     revocation: RevocationView | None
 
 

@@ -59,13 +59,19 @@ def issuer_options(func: F) -> F:
                 "--qr/--no-qr",
                 default=None,
                 help="Write a QR code PNG beside each receipt (~2-3 ms each; or FINVAULT_ISSUER_QR_CODES). "
-                "Default: none; `finvault qr RECEIPT` renders one from the receipt's link.",
+                "Default: none; `finvault qr RECEIPT --node-url URL` renders one later.",
             ),
             click.option(
                 "--workers",
                 type=click.IntRange(1, 256),
-                help="Processes that salt, seal and write receipts "
+                help="Processes that secure, seal and write receipts "
                 "(default: one per CPU; FINVAULT_ISSUER_WORKERS).",
+            ),
+            click.option(
+                "--securing",
+                type=click.Choice(["sd-jwt", "data-integrity"]),
+                help="sd-jwt (default: holders can withhold claims) or data-integrity (whole "
+                "credentials, Ed25519 keys only); or FINVAULT_ISSUER_SECURING.",
             ),
         ]
     ):
@@ -105,6 +111,7 @@ def _issuer_settings(options: dict[str, Any]) -> IssuerSettings:
         issuer_manifest_base_uri=options.pop("manifest_base_uri"),
         issuer_qr_codes=options.pop("qr"),
         issuer_workers=options.pop("workers"),
+        issuer_securing=options.pop("securing"),
     )
 
 
@@ -280,12 +287,15 @@ def anchor_command(
 
 
 def _certificate_ids(store: Store, receipts: tuple[Path, ...]) -> list[str]:
-    from chain.core.receipt import parse_receipt
+    from chain.core.encoding import hex0x
+    from chain.core.receipt import Receipt, parse_receipt
+    from chain.core.secured import leaf_of
 
     ids = []
     for path in receipts:
         receipt = parse_receipt(path.read_bytes())
-        certificate = store.certificate_by_leaf(receipt.proof.leaf)
+        leaf = receipt.proof.leaf if isinstance(receipt, Receipt) else hex0x(leaf_of(receipt.credential))
+        certificate = store.certificate_by_leaf(leaf)
         if certificate is None or certificate.batch_root != receipt.proof.root:
             raise UnknownCertificate(f"{path}: this issuer store holds no such certificate")
         ids.append(certificate.id)

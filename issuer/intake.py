@@ -1,17 +1,18 @@
-"""Intake: records from CSV, JSON Lines or a JSON array, checked and turned into salted credentials.
+"""Intake: records from CSV, JSON Lines or a JSON array, checked and turned into credentials.
 
 Everything streams: the readers are generators over a binary file, so a 100,000-row input is
 never in memory at once (only the set of certificate ids seen so far, to catch duplicates).
 
-Each record becomes a credential through a :class:`~issuer.template.Template` and is salted
-with :func:`chain.core.canonical.salt_document`. A record that cannot be used is *rejected* with its
-line number (the line it starts on, as an editor shows it) and a reason, and reading goes on:
+Each record becomes a credential through a :class:`~issuer.template.Template`, checked with
+:func:`chain.core.secured.check_securable` (sealing secures it later). A record that cannot be
+used is *rejected* with its line number (the line it starts on, as an editor shows it) and a
+reason, and reading goes on:
 
 - bytes that are not UTF-8 (the line is reported, the rest of the file is still read);
 - a missing or empty column the template needs (or the id column);
 - an invalid value for a typed placeholder (an ISO 8601 date that is not one, ...);
 - a certificate id seen earlier in the same input;
-- a credential that ``finvault-doc/1`` refuses (integers beyond 2^53-1, too large, ...).
+- a credential that cannot be secured (integers beyond 2^53-1, too large, a claim named ``_sd``, ...).
 
 Only a defect in the input as a whole stops it (:class:`~issuer.errors.IntakeError`): a CSV
 header without a needed column, a JSON array that is not valid JSON, an unreadable file. Whether
@@ -29,16 +30,16 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from chain.core.canonical import DocumentError, SaltedDocument, loads_strict, salt_document
+from chain.core.canonical import DocumentError, loads_strict
+from chain.core.secured import check_securable
 from issuer.errors import IntakeError
 from issuer.template import RowError, Template
 
@@ -83,11 +84,11 @@ class Record:
 
 @dataclass(frozen=True)
 class Accepted:
-    """A record turned into a salted credential, ready to be stored."""
+    """A record turned into a credential that can be secured, ready to be stored."""
 
     line: int
     certificate_id: str
-    document: SaltedDocument
+    credential: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -311,7 +312,7 @@ def _certificate_id(value: Any) -> str:
 
 #: A record that passed the sequential checks: its line, certificate id and column values.
 _Checked = tuple[int, str, Mapping[str, Any]]
-#: Records per chunk when workers fill and salt them.
+#: Records per chunk when workers fill and check them.
 INTAKE_CHUNK = 1_000
 
 
@@ -335,11 +336,9 @@ def _checked(records: Iterable[Record], id_column: str) -> Iterator[Rejected | _
         yield record.line, certificate_id, record.values
 
 
-def _salted(
-    context: tuple[Template, Callable[[int], bytes]], items: list[Rejected | _Checked]
-) -> list[IntakeResult]:
-    """Fills the template and salts each checked record (the part that runs in workers)."""
-    template, random_bytes = context
+def _filled(template: Template, items: list[Rejected | _Checked]) -> list[IntakeResult]:
+    """Fills the template for each checked record and checks the credential can be secured: plain
+    JSON within the document limits (the part that runs in workers)."""
     results: list[IntakeResult] = []
     for item in items:
         if isinstance(item, Rejected):
@@ -347,31 +346,27 @@ def _salted(
             continue
         line, certificate_id, values = item
         try:
-            document = salt_document(template.fill(values), random_bytes)
+            credential = template.fill(values)
+            check_securable(credential)
         except (RowError, DocumentError) as exc:
             results.append(Rejected(line, exc.message, certificate_id))
             continue
-        results.append(Accepted(line, certificate_id, document))
+        results.append(Accepted(line, certificate_id, credential))
     return results
 
 
 def validate(
-    records: Iterable[Record],
-    template: Template,
-    *,
-    id_column: str = "id",
-    random_bytes: Callable[[int], bytes] = os.urandom,
-    workers: int = 1,
+    records: Iterable[Record], template: Template, *, id_column: str = "id", workers: int = 1
 ) -> Iterator[IntakeResult]:
-    """Turns records into salted credentials, rejecting the ones that cannot be issued.
+    """Turns records into credentials, rejecting the ones that cannot be issued.
 
-    With ``workers`` > 1, filling and salting run in that many forked processes (they inherit
-    the template and ``random_bytes``), a chunk of records at a time; results keep input order.
+    With ``workers`` > 1, filling and checking run in that many forked processes (they inherit
+    the template), a chunk of records at a time; results keep input order.
     """
     from issuer.pipeline import WorkerPool, chunked  # the issuer's signing stack: not for --help
 
-    with WorkerPool((template, random_bytes), workers) as pool:
-        for results in pool.map(_salted, chunked(_checked(records, id_column), INTAKE_CHUNK)):
+    with WorkerPool(template, workers) as pool:
+        for results in pool.map(_filled, chunked(_checked(records, id_column), INTAKE_CHUNK)):
             yield from results
 
 
@@ -381,7 +376,6 @@ def read_input(
     *,
     fmt: InputFormat | None = None,
     id_column: str = "id",
-    random_bytes: Callable[[int], bytes] = os.urandom,
     workers: int = 1,
 ) -> Iterator[IntakeResult]:
     """Streams an input file (or binary stream) through :func:`read_records` and :func:`validate`."""
@@ -392,11 +386,9 @@ def read_input(
         except OSError as exc:
             raise IntakeError(f"cannot read {source}: {exc.strerror}") from None
         with stream:
-            yield from read_input(
-                stream, template, fmt=fmt, id_column=id_column, random_bytes=random_bytes, workers=workers
-            )
+            yield from read_input(stream, template, fmt=fmt, id_column=id_column, workers=workers)
         return
     if fmt is None:
         raise IntakeError("the input format is needed to read a stream")
     records = read_records(source, fmt, template.required_columns | {id_column})
-    yield from validate(records, template, id_column=id_column, random_bytes=random_bytes, workers=workers)
+    yield from validate(records, template, id_column=id_column, workers=workers)

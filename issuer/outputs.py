@@ -1,7 +1,8 @@
 """Files the issuer hands out: receipts, their QR codes and public batch manifests.
 
-- ``<stem>.json``: the certificate's ``finvault-receipt/1`` receipt;
-- ``<stem>.png``: a QR code of the receipt's verification link (when it has one);
+- ``<stem>.json``: the certificate's ``finvault-receipt/2`` receipt;
+- ``<stem>.png``: a QR code of its verification link, the node's page for its leaf (when the issuer
+  is configured with a node URL and QR codes);
 - ``manifests/<root>.json``: the batch's public manifest, ``finvault-manifest/1``::
 
       {"format": "finvault-manifest/1", "root": "0x…", "count": 3, "leaves": ["0x…", …]}
@@ -97,32 +98,17 @@ def dumps_indented(value: Any, indent: str = "") -> str:
 
 
 def receipt_text(
-    *,
-    credential: dict[str, Any],
-    salts: dict[str, str],
-    digest: str,
-    signature: tuple[str, str, str],
-    proof: tuple[str, Sequence[str], str],
-    anchor: dict[str, Any],
-    link: str | None,
+    *, credential: str | dict[str, Any], path: Sequence[str], root: str, anchor: dict[str, Any]
 ) -> str:
-    """The text :meth:`Receipt.to_json` gives for these parts (a fresh receipt: nothing obfuscated),
-    without building the model: ``signature`` is ``(keyId, algorithm, value)``, ``proof`` is
-    ``(leaf, path, root)`` and ``anchor`` the anchor's JSON object. The tests hold the two equal."""
-    key_id, algorithm, value = signature
-    leaf, path, root = proof
-    receipt: dict[str, Any] = {
+    """The text :meth:`ReceiptV2.to_json` gives for these parts, without building the model:
+    ``credential`` is the SD-JWT or the credential with its proof, ``anchor`` the anchor's JSON
+    object (``chainId``, ``registry``, ``issuer``). The tests hold the two equal."""
+    receipt = {
         "format": RECEIPT_FORMAT,
         "credential": credential,
-        "salts": salts,
-        "obfuscated": [],
-        "digest": digest,
-        "signature": {"keyId": key_id, "algorithm": algorithm, "value": value},
-        "proof": {"leaf": leaf, "path": list(path), "root": root},
+        "proof": {"path": list(path), "root": root},
         "anchor": anchor,
     }
-    if link is not None:
-        receipt["link"] = link
     return dumps_indented(receipt) + "\n"
 
 

@@ -1,6 +1,6 @@
 """Issuance work spread over processes: chunks of certificates through forked workers, in order.
 
-Canonicalizing, signing and writing receipts are independent per certificate, and CPU-bound in
+Securing (signing) and writing receipts are independent per certificate, and CPU-bound in
 Python; the database, the chain and the order of results stay with the calling process.
 :class:`WorkerPool` runs a function over chunks either in this process (``workers=1``, the serial
 path) or in ``workers`` forked processes, returning results in input order with a bounded number
@@ -14,7 +14,6 @@ rows) and their results cross the process boundary.
 
 from __future__ import annotations
 
-import base64
 import gc
 import json
 import multiprocessing
@@ -31,14 +30,13 @@ from typing import Any, Generic, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from chain.core.canonical import recompute_digest, salt_document
 from chain.core.data_integrity import did_key
 from chain.core.encoding import hex0x, iso_utc
-from chain.core.issuance import secure_credential, verification_link
-from chain.core.merkle import MerkleTree, leaf_hash
-from chain.core.signing import PrivateKey, public_key_info, sign_digest
+from chain.core.issuance import verification_link
+from chain.core.merkle import MerkleTree
+from chain.core.secured import SD_JWT, Securing, secure_data_integrity, secure_sd_jwt
+from chain.core.signing import PrivateKey, public_key_info
 from chain.service.files import sync_files
-from issuer.errors import StoreError
 from issuer.outputs import receipt_text, write_receipt_text
 
 C = TypeVar("C")
@@ -143,58 +141,64 @@ def chunked(items: Iterable[T], size: int) -> Iterator[list[T]]:
 
 @dataclass(frozen=True)
 class SealContext:
-    """What sealing workers share: the document-signing key and what its signatures name."""
+    """What sealing workers share: the document-signing key, how credentials are secured, and what
+    names the key."""
 
     key: PrivateKey
     key_id: str
     algorithm: str
+    securing: Securing
     #: The Data Integrity proof's ``created`` (the seal's time, whole seconds).
     created: str
-    #: The DID controlling the key (``did:web:...``), or None for the key's own ``did:key``.
+    #: The DID controlling the key (``did:web:...``), or None for an Ed25519 key's own ``did:key``.
     controller: str | None
 
     @classmethod
-    def for_key(cls, key: PrivateKey, sealed_at: datetime, controller: str | None) -> SealContext:
+    def for_key(
+        cls, key: PrivateKey, sealed_at: datetime, controller: str | None, securing: Securing = SD_JWT
+    ) -> SealContext:
         """The context for sealing with ``key`` at ``sealed_at``."""
         info = public_key_info(key)
         created = iso_utc(sealed_at.replace(microsecond=0))
         if controller is None and isinstance(key, ed25519.Ed25519PrivateKey):
             controller = did_key(key.public_key())  # once, not per certificate
-        return cls(key, hex0x(info.key_id), info.algorithm.label, created, controller)
+        return cls(key, hex0x(info.key_id), info.algorithm.label, securing, created, controller)
 
     def __repr__(self) -> str:  # never shows the key
-        return f"SealContext(key_id={self.key_id}, algorithm={self.algorithm})"
+        return f"SealContext(key_id={self.key_id}, algorithm={self.algorithm}, securing={self.securing})"
 
 
-#: A pending certificate as sealing reads it: id, credential and salts (JSON text), digest.
-SealRow = tuple[str, str, str, str]
-#: A sealed certificate: id, credential, salts, digest, leaf, signature value (base64).
-Sealed = tuple[str, dict[str, Any], dict[str, str], str, str, str]
+#: A pending certificate as sealing reads it: id and credential (JSON text).
+SealRow = tuple[str, str]
+#: A sealed certificate: id, secured credential (the SD-JWT, or the JSON text of the credential with
+#: its proof), digest, leaf.
+Sealed = tuple[str, str, str, str]
 
 
 def seal_certificates(context: SealContext, rows: list[SealRow]) -> list[Sealed]:
-    """Checks each stored digest, secures Ed25519 credentials with a Data Integrity proof (salted
-    afresh, so digest, signature and anchor cover the proof), and signs every digest."""
-    key = context.key
+    """Secures each credential with the issuer's key (one signature per certificate): an SD-JWT
+    (every claim of the subject disclosable) or a Data Integrity proof, as ``context.securing``
+    says."""
     sealed: list[Sealed] = []
-    for certificate_id, credential_text, salts_text, digest in rows:
-        credential, salts = json.loads(credential_text), json.loads(salts_text)
-        if hex0x(recompute_digest(credential, salts, ())) != digest:
-            raise StoreError(f"certificate {certificate_id!r}: its stored digest does not match")
-        if isinstance(key, ed25519.Ed25519PrivateKey):
-            # A proof from an earlier seal (a batch whose root was taken) is replaced.
-            unsecured = {name: value for name, value in credential.items() if name != "proof"}
-            secured = secure_credential(
-                unsecured, key, created=context.created, controller=context.controller
+    for certificate_id, credential_text in rows:
+        credential = json.loads(credential_text)
+        if context.securing == SD_JWT:
+            secured = secure_sd_jwt(
+                credential, context.key, random_bytes=os.urandom, controller=context.controller
             )
-            document = salt_document(secured, os.urandom)
-            credential, salts, raw_digest = secured, dict(document.salts), document.digest
         else:
-            raw_digest = bytes.fromhex(digest[2:])
-        signature = base64.b64encode(sign_digest(key, raw_digest)).decode()
-        sealed.append(
-            (certificate_id, credential, salts, hex0x(raw_digest), hex0x(leaf_hash(raw_digest)), signature)
+            secured = secure_data_integrity(
+                credential,
+                context.key,
+                created=context.created,
+                random_bytes=os.urandom,
+                controller=context.controller,
+            )
+        value = secured.value
+        text = (
+            value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, separators=(",", ":"))
         )
+        sealed.append((certificate_id, text, hex0x(secured.digest), hex0x(secured.leaf)))
     return sealed
 
 
@@ -203,36 +207,32 @@ class ReceiptContext:
     """What receipt-writing workers share: the batch's tree, its anchor and where files go."""
 
     tree: MerkleTree
-    anchor: dict[str, Any]
+    chain_id: int
+    registry: str
+    issuer: str
     out_dir: Path
     node_url: str | None
     qr_codes: bool
 
 
-#: A sealed certificate as receipts read it: id, credential and salts (JSON text), digest,
-#: signature value, key id, algorithm.
-ReceiptRow = tuple[str, str, str, str, str, str, str]
+#: A sealed certificate as receipts read it: id, secured credential, leaf.
+ReceiptRow = tuple[str, str, str]
 
 
 def write_receipts(context: ReceiptContext, rows: list[ReceiptRow]) -> int:
     """Writes a receipt (and QR code, if configured) per row and syncs them to disk; returns how
     many receipts were written."""
     tree, root = context.tree, hex0x(context.tree.root)
+    anchor = {"chainId": context.chain_id, "registry": context.registry, "issuer": context.issuer}
     written: list[Path] = []
-    for certificate_id, credential_text, salts_text, digest, signature, key_id, algorithm in rows:
-        leaf = leaf_hash(bytes.fromhex(digest[2:]))
-        link = verification_link(context.node_url, leaf) if context.node_url else None
+    for certificate_id, secured, leaf_hex in rows:
+        leaf = bytes.fromhex(leaf_hex[2:])
+        # Stored as sealed: an SD-JWT, or the JSON text of a credential with its proof.
+        credential: str | dict[str, Any] = json.loads(secured) if secured.startswith("{") else secured
         text = receipt_text(
-            credential=json.loads(credential_text),
-            salts=json.loads(salts_text),
-            digest=digest,
-            signature=(key_id, algorithm, signature),
-            proof=(hex0x(leaf), [hex0x(p) for p in tree.proof(leaf)], root),
-            anchor=context.anchor,
-            link=link,
+            credential=credential, path=[hex0x(p) for p in tree.proof(leaf)], root=root, anchor=anchor
         )
-        written += write_receipt_text(
-            context.out_dir, certificate_id, text, link if context.qr_codes else None
-        )
+        link = verification_link(context.node_url, leaf) if context.node_url and context.qr_codes else None
+        written += write_receipt_text(context.out_dir, certificate_id, text, link)
     sync_files(written)  # here, so that syncing overlaps the other workers' chunks
     return len(rows)

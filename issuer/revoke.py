@@ -24,7 +24,7 @@ from chain.core.revocation import reason_from_text, reason_name
 from chain.errors import ConfigError
 from chain.registry import RegistryWriter, RevocationInfo, RevocationReason, leaf_revocation_id
 from chain.tx import TxReceipt
-from issuer.errors import NotAnchored, UnknownCertificate
+from issuer.errors import NotAnchored, StoreError, UnknownCertificate
 from issuer.store import (
     Batch,
     BatchStatus,
@@ -122,16 +122,14 @@ class Revoker:
         for certificate in certificates:
             state: RevocationInfo = root_state
             if not state.revoked:
-                state = self.registry.revocation_of(
-                    leaf_revocation_id(to_bytes32(root), to_bytes32(certificate.leaf))
-                )
+                state = self.registry.revocation_of(leaf_revocation_id(to_bytes32(root), _leaf(certificate)))
             if state.revoked:
                 self._record(root, [certificate.id], state.reason, state.block_number, None)
                 results.append(RevocationResult(certificate.id, True, state.reason, state.block_number, None))
             else:
                 to_revoke.append(certificate)
         if to_revoke:
-            sent = self._send(root, [to_bytes32(c.leaf) for c in to_revoke], reason)
+            sent = self._send(root, [_leaf(c) for c in to_revoke], reason)
             self._record(root, [c.id for c in to_revoke], int(reason), sent.block_number, sent.tx_hash)
             results += [
                 RevocationResult(c.id, False, int(reason), sent.block_number, sent.tx_hash) for c in to_revoke
@@ -187,3 +185,10 @@ class Revoker:
                 "block_number": block_number,
             }
             add_events(session, EventType.CERTIFICATE_REVOKED, data, ids, self._now())
+
+
+def _leaf(certificate: Certificate) -> bytes:
+    """The leaf of a certificate of an anchored batch (sealing set it)."""
+    if certificate.leaf is None:
+        raise StoreError(f"certificate {certificate.id!r} has no leaf: it was never sealed")
+    return to_bytes32(certificate.leaf)

@@ -1,9 +1,10 @@
 """The issuer service: store intake, seal batches, anchor them, write receipts, resume after a crash.
 
-The life of a certificate: :func:`ingest` stores it ``pending`` (credential, salts, digest: all
-local). :meth:`IssuerService.seal` takes the pending certificates (up to ``max_batch_size``), signs
-each digest with the document-signing key, builds one Merkle tree and records the batch and its
-membership in one transaction. :meth:`IssuerService.anchor` sends the root through the crash-safe
+The life of a certificate: :func:`ingest` stores it ``pending`` (its credential: local).
+:meth:`IssuerService.seal` takes the pending certificates (up to ``max_batch_size``), secures each
+credential with the document-signing key (an SD-JWT, or a Data Integrity proof: one signature per
+certificate), builds one Merkle tree over what was signed and records the batch and its membership
+in one transaction. :meth:`IssuerService.anchor` sends the root through the crash-safe
 :class:`~issuer.anchoring.Anchorer`, writes the manifest and a receipt (and, if configured, a QR
 code) per certificate, and only then marks the batch ``anchored``. Sealing and receipts run a chunk
 at a time through :class:`~issuer.pipeline.WorkerPool` (``IssuerConfig.workers`` processes).
@@ -14,7 +15,6 @@ durable before the next one starts, a crash anywhere costs at most a repeated (i
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, nullcontext
@@ -27,10 +27,9 @@ from sqlalchemy import Table, Text, bindparam, cast, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from chain.core.canonical import salt_document
 from chain.core.encoding import hex0x
-from chain.core.merkle import MerkleTree, leaf_hash
-from chain.core.receipt import Anchor
+from chain.core.merkle import MerkleTree
+from chain.core.secured import SD_JWT, SECURINGS, Securing
 from chain.core.signing import PrivateKey, public_key_info
 from chain.errors import TransactionFailed
 from chain.registry import RegistryWriter
@@ -119,11 +118,9 @@ _SEALED = (
     update(_CERTIFICATES)
     .where(_CERTIFICATES.c.id == bindparam("sealed_id"))
     .values(
-        credential=bindparam("credential"),
-        salts=bindparam("salts"),
+        secured=bindparam("secured"),
         digest=bindparam("digest"),
         leaf=bindparam("leaf"),
-        signature=bindparam("signature"),
         key_id=bindparam("key_id"),
         algorithm=bindparam("algorithm"),
         status=bindparam("status"),
@@ -132,14 +129,12 @@ _SEALED = (
 
 
 def _sealed_row(item: Sealed, context: SealContext) -> dict[str, Any]:
-    certificate_id, credential, salts, digest, leaf, signature = item
+    certificate_id, secured, digest, leaf = item
     return {
         "sealed_id": certificate_id,
-        "credential": credential,
-        "salts": salts,
+        "secured": secured,
         "digest": digest,
         "leaf": leaf,
-        "signature": signature,
         "key_id": context.key_id,
         "algorithm": context.algorithm,
         "status": CertificateStatus.SEALED,
@@ -148,24 +143,15 @@ def _sealed_row(item: Sealed, context: SealContext) -> dict[str, Any]:
 
 def _seal_rows(session: Session, ids: list[str]) -> Iterator[list[SealRow]]:
     """The pending certificates ``ids`` as sealing needs them, a chunk at a time."""
-    columns = (
-        Certificate.id,
-        cast(Certificate.credential, Text),
-        cast(Certificate.salts, Text),
-        Certificate.digest,
-    )
+    columns = (Certificate.id, cast(Certificate.credential, Text))
     for chunk in chunked(ids, WORK_CHUNK):
         yield [tuple(row) for row in session.execute(select(*columns).where(Certificate.id.in_(chunk)))]  # type: ignore[misc]
 
 
 def _certificate_row(result: Accepted, created_at: datetime) -> dict[str, Any]:
-    document = result.document
     return {
         "id": result.certificate_id,
-        "credential": dict(document.credential),
-        "salts": dict(document.salts),
-        "digest": hex0x(document.digest),
-        "leaf": hex0x(leaf_hash(document.digest)),
+        "credential": result.credential,
         "status": CertificateStatus.PENDING,
         "created_at": created_at,
     }
@@ -236,12 +222,17 @@ class IssuerConfig:
     max_replacements: int = 5
     #: Processes that seal and write receipts (1: all in this process, nothing forked).
     workers: int = 1
+    #: How sealing secures credentials: ``sd-jwt`` (selectively disclosable; any key) or
+    #: ``data-integrity`` (whole credentials with an ``eddsa-jcs-2022`` proof; Ed25519 keys only).
+    securing: Securing = SD_JWT
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_batch_size <= MAX_BATCH_SIZE:
             raise ValueError(f"max_batch_size must be between 1 and {MAX_BATCH_SIZE}")
         if self.workers < 1:
             raise ValueError("workers must be at least 1")
+        if self.securing not in SECURINGS:
+            raise ValueError(f"securing must be one of {', '.join(SECURINGS)}")
 
     def manifest_uri(self, root: str) -> str:
         """The URI the ``anchor`` transaction names for a batch's manifest ('' when unpublished)."""
@@ -307,7 +298,9 @@ class IssuerService:
             return None
         self.check_signing_key()
         sealed_at = self.now()
-        context = SealContext.for_key(self.signing_key, sealed_at, self.config.issuer_did)
+        context = SealContext.for_key(
+            self.signing_key, sealed_at, self.config.issuer_did, self.config.securing
+        )
         with self.store.transaction() as session:
             query = (
                 select(Certificate.id)
@@ -326,7 +319,7 @@ class IssuerService:
             ):
                 for sealed in pool.map(seal_certificates, _seal_rows(session, ids)):
                     session.execute(_SEALED, [_sealed_row(item, context) for item in sealed])
-                    digests += [bytes.fromhex(item[3][2:]) for item in sealed]
+                    digests += [bytes.fromhex(item[2][2:]) for item in sealed]
                     bar.update(len(sealed))
             root = hex0x(MerkleTree(digests).root)
             session.add(
@@ -378,16 +371,11 @@ class IssuerService:
         tree = self.store.batch_tree(root)
         out_dir = private_dir(self.config.out_dir)
         sync_files([write_manifest(out_dir, tree)])
-        anchor = Anchor(
-            chainId=self.registry.sender.chain_id,
-            registry=self.registry.address,
-            issuer=self.issuer,
-            txHash=anchored.tx_hash,
-            blockNumber=anchored.block_number,
-        )
         context = ReceiptContext(
             tree=tree,
-            anchor=anchor.model_dump(by_alias=True, mode="json"),
+            chain_id=self.registry.sender.chain_id,
+            registry=self.registry.address.lower(),
+            issuer=self.issuer.lower(),
             out_dir=out_dir,
             node_url=self.config.node_url,
             qr_codes=self.config.qr_codes,
@@ -399,15 +387,7 @@ class IssuerService:
 
     def _receipt_rows(self, ids: list[str]) -> Iterator[list[ReceiptRow]]:
         """The certificates ``ids`` as receipts need them, one short read per chunk."""
-        columns = (
-            Certificate.id,
-            cast(Certificate.credential, Text),
-            cast(Certificate.salts, Text),
-            Certificate.digest,
-            Certificate.signature,
-            Certificate.key_id,
-            Certificate.algorithm,
-        )
+        columns = (Certificate.id, Certificate.secured, Certificate.leaf)
         for chunk in chunked(ids, WORK_CHUNK):
             with self.store.reading() as session:
                 rows = session.execute(select(*columns).where(Certificate.id.in_(chunk)))
@@ -427,10 +407,11 @@ class IssuerService:
 
     def reseal(self, root: str, conflict: AnchorConflict) -> Batch:
         """Gives up ``root`` to the account that anchored it first (``conflict.taken_by``) and puts
-        its certificates back to ``pending`` under fresh salts, in one transaction.
+        its certificates back to ``pending``, in one transaction.
 
-        Fresh salts give fresh digests, leaves and so a fresh root for the next seal; the taken root
-        is worthless to whoever holds it (no documents, and signatures by a key it does not own).
+        The next seal secures them afresh (new SD-JWT salts, new proof ids), so fresh leaves and a
+        fresh root; the taken root is worthless to whoever holds it (no credentials, and signatures
+        by a key it does not own).
         """
         with self.store.transaction() as session:
             batch = session.get_one(Batch, root)
@@ -438,15 +419,12 @@ class IssuerService:
             batch.error = storable_text(conflict.diagnostics())
             members = session.scalars(select(Certificate).where(Certificate.batch_root == root))
             for certificate in members:
-                document = salt_document(certificate.credential, os.urandom)
-                certificate.salts = dict(document.salts)
-                certificate.digest = hex0x(document.digest)
-                certificate.leaf = hex0x(leaf_hash(document.digest))
+                certificate.secured = certificate.digest = certificate.leaf = None
                 certificate.status = CertificateStatus.PENDING
                 certificate.batch_root = None
-                certificate.signature = certificate.key_id = certificate.algorithm = None
+                certificate.key_id = certificate.algorithm = None
         log.warning(
-            "batch %s: root anchored first by %s; its certificates are sealed again under fresh salts",
+            "batch %s: root anchored first by %s; its certificates will be secured and sealed afresh",
             root,
             conflict.taken_by,
         )
@@ -466,7 +444,7 @@ class IssuerService:
     def run_once(self, *, retry_failed: bool = False) -> list[Batch]:
         """Resumes unfinished batches, then seals and anchors every pending certificate.
 
-        A batch whose root another account anchors first is sealed again under fresh salts, at
+        A batch whose root another account anchors first is secured and sealed afresh, at
         most :data:`MAX_RESEALS` times a run: past that its certificates wait, pending, for the next
         run (and the registry owner can suspend an issuer that keeps copying roots).
         """

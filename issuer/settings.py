@@ -14,6 +14,7 @@ from typing import Annotated, Any
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from chain.core.secured import SD_JWT, Securing
 from chain.service.settings import HttpServerSettings, is_http_url
 from issuer.pipeline import default_workers
 from issuer.service import MAX_BATCH_SIZE, IssuerConfig
@@ -46,7 +47,15 @@ class IssuerSettings(BaseSettings):
     )
     issuer_max_replacements: int = Field(5, ge=0, le=100, description="Fee bumps before giving up for now.")
     issuer_workers: int | None = Field(
-        None, ge=1, le=256, description="Processes that salt, seal and write receipts (default: one per CPU)."
+        None,
+        ge=1,
+        le=256,
+        description="Processes that secure, seal and write receipts (default: 1 per CPU).",
+    )
+    issuer_securing: Securing = Field(
+        SD_JWT,
+        description="How credentials are secured: sd-jwt (selectively disclosable, any key) or "
+        "data-integrity (whole credentials, eddsa-jcs-2022, Ed25519 keys only).",
     )
     issuer_qr_codes: bool = Field(
         False, description="Write a QR code PNG beside each receipt (else `finvault qr` renders it later)."
@@ -84,6 +93,7 @@ class IssuerSettings(BaseSettings):
             manifest_base_uri=self.issuer_manifest_base_uri,
             qr_codes=self.issuer_qr_codes,
             workers=self.workers,
+            securing=self.issuer_securing,
             stuck_after=self.issuer_stuck_after,
             max_replacements=self.issuer_max_replacements,
             issuer_did=f"did:web:{self.issuer_did_web_domain}" if self.issuer_did_web_domain else None,

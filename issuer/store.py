@@ -2,7 +2,7 @@
 
 SQLAlchemy 2.0 with typed models. The default is a SQLite file in WAL mode with foreign keys on;
 any other SQLAlchemy URL works too (PostgreSQL: ``postgresql+psycopg://...``), as the code uses
-no SQLite-only SQL. Credentials and salts never leave this store except inside a holder's receipt:
+no SQLite-only SQL. Credentials never leave this store except inside a holder's receipt:
 the chain only ever sees the batch root.
 
 Crash safety rests on three tables besides the certificates:
@@ -10,7 +10,7 @@ Crash safety rests on three tables besides the certificates:
 - ``batches``: one row per sealed Merkle tree; ``status`` moves ``sealed`` -> ``sending`` (a signed
   transaction is stored, maybe not yet broadcast) -> ``sent`` -> ``anchored``, or ``failed``
   (reverted), or ``superseded`` (another account anchored the root first: the certificates were
-  re-salted and went back to ``pending``). ``tx_nonce``/``raw_tx``/``tx_hash`` are the current
+  put back to ``pending``, to be secured afresh). ``tx_nonce``/``raw_tx``/``tx_hash`` are the current
   attempt.
 - ``anchor_attempts``: every transaction ever signed for a batch, stored *before* it is broadcast.
   Replacements share the nonce, so at most one of a round can be mined; after a restart every
@@ -96,7 +96,8 @@ class BatchStatus(StrEnum):
     SENT = "sent"
     ANCHORED = "anchored"
     FAILED = "failed"
-    #: Another account anchored this root first; its certificates were re-salted and sealed anew.
+    #: Another account anchored this root first; its certificates went back to pending, to be
+    #: secured afresh.
     SUPERSEDED = "superseded"
 
 
@@ -160,15 +161,21 @@ class Batch(Base):
 
 
 class Certificate(Base):
-    """One certificate: its credential and salts (personal data, never sent anywhere) and status."""
+    """One certificate: its credential (personal data, never sent anywhere but in its holder's
+    receipt), the credential as secured at sealing, its leaf, and its status.
+
+    ``secured`` is what a finvault-receipt/2 carries: the SD-JWT, or the JSON text of the credential
+    with its Data Integrity proof; ``digest`` is what the leaf commits to. All three are set at
+    sealing. ``salts`` and ``signature`` belong to certificates sealed under finvault-receipt/1."""
 
     __tablename__ = "certificates"
 
     id: Mapped[str] = mapped_column(String(MAX_ID_LENGTH), primary_key=True)
     credential: Mapped[dict[str, Any]]
-    salts: Mapped[dict[str, str]]
-    digest: Mapped[str] = mapped_column(String(HASH_LENGTH), unique=True)
-    leaf: Mapped[str] = mapped_column(String(HASH_LENGTH), unique=True)
+    secured: Mapped[str | None] = mapped_column(Text)
+    salts: Mapped[dict[str, str] | None]
+    digest: Mapped[str | None] = mapped_column(String(HASH_LENGTH), unique=True)
+    leaf: Mapped[str | None] = mapped_column(String(HASH_LENGTH), unique=True)
     signature: Mapped[str | None] = mapped_column(Text)
     key_id: Mapped[str | None] = mapped_column(String(HASH_LENGTH))
     algorithm: Mapped[str | None] = mapped_column(String(32))
@@ -364,7 +371,7 @@ class Store:
         """A batch's Merkle tree, rebuilt from its certificates' digests and checked against ``root``."""
         with self.reading() as session:
             digests = session.scalars(select(Certificate.digest).where(Certificate.batch_root == root))
-            tree = MerkleTree([to_bytes32(d) for d in digests])
+            tree = MerkleTree([to_bytes32(d) for d in digests if d is not None])
         if hex0x(tree.root) != root:
             raise StoreError(f"batch {root}: its stored certificates make root {hex0x(tree.root)}")
         return tree

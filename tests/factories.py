@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -15,7 +15,7 @@ from chain.core.merkle import MerkleTree
 from chain.core.receipt import Anchor, Receipt, ReceiptV2, build_receipt_v2
 from chain.core.secured import SD_JWT, SecuredCredential, Securing, secure_data_integrity, secure_sd_jwt
 from chain.core.signing import PrivateKey, PublicKeyInfo, public_key_info
-from chain.core.verify import AnchorFact, ChainHead, EventRef, IssuerFact, KeyFact, RevocationFact
+from chain.core.verify import AnchorFact, ChainHead, EventRef, IssuerFact, KeyFact, RevocationFact, examine
 from chain.keys import generate_private_key
 
 CHAIN_ID = 31337
@@ -152,6 +152,13 @@ def make_secured_batch(
     key = key or generate_private_key(kind)  # type: ignore[arg-type]
     secured = [secure(credential(f"Student {i}"), key, securing, seed=f"{seed}/{i}") for i in range(size)]
     return SecuredBatch(key, secured, MerkleTree([s.digest for s in secured]))
+
+
+def disclosed(receipt: ReceiptV2 | Receipt) -> Mapping[str, Any]:
+    """The credential a well-formed receipt shows (an SD-JWT's processed payload)."""
+    subject = examine(receipt).subject
+    assert subject is not None, "the receipt is not well-formed"
+    return subject.credential
 
 
 def event(block: int, log_index: int = 0) -> EventRef:

@@ -297,6 +297,14 @@ def _check_input(value: Any, pointer: str, depth: int) -> None:
         raise SdJwtError(f"{pointer[:80]!r}: {type(value).__name__} is not a JSON value")
 
 
+def check_payload(payload: Any) -> None:
+    """Raises :class:`SdJwtError` unless ``payload`` is a JSON object an SD-JWT can carry: plain
+    JSON, integers within 2^53 - 1, no claim name SD-JWT reserves, at most 32 levels."""
+    if not isinstance(payload, Mapping):
+        raise SdJwtError("the payload must be a JSON object")
+    _check_input(dict(payload), "", 0)
+
+
 class _Issuer:
     def __init__(
         self, disclosable: set[str], random_bytes: Callable[[int], bytes], decoys: DecoyPolicy

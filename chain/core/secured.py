@@ -33,13 +33,21 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import rfc8785
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from chain.core.canonical import escape_token, jcs
+from chain.core.canonical import DocumentError, escape_token, flatten, jcs
 from chain.core.data_integrity import add_proof, did_key
 from chain.core.encoding import hex0x
 from chain.core.merkle import leaf_hash
-from chain.core.sd_jwt import DEFAULT_DECOYS, DecoyPolicy, issue_sd_jwt
+from chain.core.sd_jwt import (
+    DEFAULT_DECOYS,
+    DecoyPolicy,
+    SdJwtError,
+    check_payload,
+    issue_sd_jwt,
+    parse_sd_jwt,
+)
 from chain.core.signing import PrivateKey, public_key_info
 
 Securing = Literal["sd-jwt", "data-integrity"]
@@ -63,6 +71,18 @@ def data_integrity_digest(credential: Mapping[str, Any]) -> bytes:
     """The 32-byte digest a leaf commits to for a Data Integrity credential: over its JCS bytes
     (raises :class:`rfc8785.CanonicalizationError` for what JCS cannot express)."""
     return hashlib.sha256(DATA_INTEGRITY_TAG + jcs(dict(credential))).digest()
+
+
+def leaf_of(credential: str | Mapping[str, Any]) -> bytes:
+    """The Merkle leaf of a /2 receipt's ``credential`` (an SD-JWT, or a credential with its proof),
+    recomputed; raises :class:`~chain.core.sd_jwt.SdJwtError` or
+    :class:`~chain.core.canonical.DocumentError` for one that is not well-formed. Nothing is verified."""
+    if isinstance(credential, str):
+        return leaf_hash(sd_jwt_digest(parse_sd_jwt(credential).issuer_signed_jwt.encode("ascii")))
+    try:
+        return leaf_hash(data_integrity_digest(credential))
+    except rfc8785.CanonicalizationError as exc:
+        raise DocumentError(f"credential: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -113,6 +133,18 @@ def default_disclosable(credential: Mapping[str, Any]) -> list[str]:
             pointers.append(child)
             pointers.extend(walk(value, child))
     return pointers
+
+
+def check_securable(credential: Any) -> None:
+    """Raises :class:`~chain.core.canonical.DocumentError` unless ``credential`` can be secured
+    either way: a JSON object within the document limits (size, depth, fields; canonicalizable),
+    using no claim name SD-JWT reserves (``_sd``, ``...``, ``_sd_alg``). Issuers check this at intake,
+    so that sealing never meets a credential it cannot secure."""
+    flatten(credential)
+    try:
+        check_payload(credential)
+    except SdJwtError as exc:
+        raise DocumentError(exc.message) from None
 
 
 def named_issuer(credential: Mapping[str, Any], controller: str) -> dict[str, Any]:

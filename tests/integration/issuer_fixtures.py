@@ -24,7 +24,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from chain.core.encoding import to_bytes32
-from chain.core.receipt import Receipt, parse_receipt
+from chain.core.receipt import ReceiptV2, parse_receipt
 from chain.core.signing import PrivateKey, public_key_info
 from chain.core.verify import Status, verify
 from chain.dev.devchain import DEV_CHAIN_ID
@@ -153,9 +153,11 @@ class IssuerEnv:
     def nonce(self) -> int:
         return int(self.rpc.call("eth_getTransactionCount", [self.address, "latest"]), 16)
 
-    def receipts(self) -> Iterator[Receipt]:
+    def receipts(self) -> Iterator[ReceiptV2]:
         for path in sorted(self.out.glob("*.json")):
-            yield parse_receipt(path.read_bytes())
+            receipt = parse_receipt(path.read_bytes())
+            assert isinstance(receipt, ReceiptV2), f"{path.name} is not a finvault-receipt/2"
+            yield receipt
 
     def assert_all_valid(self) -> int:
         """Mines past finality and verifies every receipt in the output directory through RPC facts."""

@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from chain.core.canonical import recompute_digest
 from chain.errors import ConfigError
 from issuer.api_keys import create_api_key
 from issuer.intake import read_input
@@ -48,7 +47,6 @@ def test_a_nul_in_a_field_round_trips_exactly(store: Store, tmp_path: Path) -> N
     for i, name in enumerate(names):
         certificate = stored[f"nul-{i}"]
         assert certificate.credential["credentialSubject"]["name"] == name
-        assert recompute_digest(certificate.credential, certificate.salts, []).hex() == certificate.digest[2:]
 
 
 @on_both_backends

@@ -22,6 +22,7 @@ from issuer import service as service_module
 from issuer.intake import read_input
 from issuer.service import IssuerConfig, IssuerService, ProgressBar, ingest
 from issuer.store import BatchStatus, CertificateStatus, Store
+from tests.factories import disclosed
 from tests.integration.conftest import Deployed, MirrorBackend, on_both_backends
 from tests.integration.issuer_fixtures import NODE_URL, Crash, IssuerEnv
 from tests.integration.test_issuer_backends import RECORD
@@ -165,5 +166,5 @@ def test_workers_seal_and_write_receipts_on_both_backends(
         [batch] = env.service(store=store, workers=2).run_once()
         assert batch.status is BatchStatus.ANCHORED
     assert env.assert_all_valid() == len(names)
-    by_id = {r.credential["id"]: r.credential["credentialSubject"]["name"] for r in env.receipts()}
+    by_id = {disclosed(r)["id"]: disclosed(r)["credentialSubject"]["name"] for r in env.receipts()}
     assert by_id == {f"urn:example:certificate:w-{i}": name for i, name in enumerate(names)}

@@ -8,13 +8,14 @@ import pytest
 from sqlalchemy import select
 
 from chain.core.encoding import to_bytes32
-from chain.core.receipt import Receipt
+from chain.core.receipt import ReceiptV2
 from chain.core.verify import Code, Status, verify
 from chain.registry import RevocationReason, leaf_revocation_id
 from chain.rpc import RpcClient
 from issuer.errors import NotAnchored, UnknownCertificate
 from issuer.revoke import Revoker
 from issuer.store import Certificate, CertificateStatus, Revocation
+from tests.factories import disclosed
 from tests.integration.conftest import Deployed
 from tests.integration.issuer_fixtures import FINALITY_DEPTH, NOW, IssuerEnv
 
@@ -33,8 +34,8 @@ def revoker(env: IssuerEnv) -> Revoker:
     return Revoker(env.store, env.writer())
 
 
-def receipt_of(env: IssuerEnv, certificate_id: str) -> Receipt:
-    return next(r for r in env.receipts() if r.credential["id"].endswith(certificate_id))
+def receipt_of(env: IssuerEnv, certificate_id: str) -> ReceiptV2:
+    return next(r for r in env.receipts() if disclosed(r)["id"].endswith(certificate_id))
 
 
 def verdict_codes(env: IssuerEnv, certificate_id: str) -> tuple[Status, tuple[Code, ...]]:
@@ -99,6 +100,7 @@ def test_revoke_a_whole_batch_is_idempotent(env: IssuerEnv, revoker: Revoker) ->
 def test_store_follows_revocations_sent_elsewhere(env: IssuerEnv, revoker: Revoker) -> None:
     certificate = env.store.certificates(["cert-00001"])[0]
     assert certificate.batch_root is not None
+    assert certificate.leaf is not None
     root, leaf = to_bytes32(certificate.batch_root), to_bytes32(certificate.leaf)
     proof = [to_bytes32(p) for p in receipt_of(env, "cert-00001").proof.path]
     env.deployed.issuer.revoke_leaf(leaf, root, proof, RevocationReason.ISSUED_IN_ERROR)

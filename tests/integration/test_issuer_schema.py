@@ -81,7 +81,7 @@ def test_schema_conformance(issuer_api: RunningApi, tmp_path: Path) -> None:
     certificate = schema["/certificates/{certificate_id}"]["GET"]
     for certificate_id in ("cert-00000", "cert-00001"):
         case = certificate.Case(path_parameters={"certificate_id": certificate_id}, headers=auth)
-        assert case.call_and_validate(checks=checks).json()["receipt"]["format"] == "finvault-receipt/1"
+        assert case.call_and_validate(checks=checks).json()["receipt"]["format"] == "finvault-receipt/2"
     batch = schema["/batches/{root}"]["GET"].Case(path_parameters={"root": issuer_api.root}, headers=auth)
     assert batch.call_and_validate(checks=checks).json()["status"] == "anchored"
     again = schema["/revocations"]["POST"].Case(

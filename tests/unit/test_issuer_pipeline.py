@@ -15,11 +15,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from chain.core.canonical import jcs
-from chain.core.encoding import hex0x
+from chain.core.secured import SECURINGS, Securing
 from issuer.cli import progress_bar
 from issuer.outputs import dumps_indented, receipt_text
 from issuer.pipeline import WorkerPool, chunked
-from tests.factories import make_batch
+from tests.factories import make_secured_batch
 from tests.strategies import hostile_values, json_values
 
 
@@ -65,20 +65,16 @@ def test_dumps_indented_refuses_what_is_not_json() -> None:
         dumps_indented({"a": b"x"})
 
 
-@pytest.mark.parametrize("link", [None, "https://verify.example/v/0x" + "cd" * 32])
-def test_receipt_text_is_receipt_to_json(link: str | None) -> None:
-    batch = make_batch(5, seed="receipt text")
+@pytest.mark.parametrize("securing", SECURINGS)
+def test_receipt_text_is_receipt_to_json(securing: Securing) -> None:
+    batch = make_secured_batch(5, securing=securing, seed="receipt text")
     for index in range(5):
-        receipt = batch.receipt(index, tx_hash=hex0x(bytes(range(32))), block_number=9)
-        receipt = receipt.model_copy(update={"link": link})
+        receipt = batch.receipt(index)
         text = receipt_text(
             credential=receipt.credential,
-            salts=receipt.salts,
-            digest=receipt.digest,
-            signature=(receipt.signature.key_id, receipt.signature.algorithm, receipt.signature.value),
-            proof=(receipt.proof.leaf, receipt.proof.path, receipt.proof.root),
+            path=receipt.proof.path,
+            root=receipt.proof.root,
             anchor=receipt.anchor.model_dump(by_alias=True, mode="json"),
-            link=link,
         )
         assert text == receipt.to_json()
 
