@@ -384,6 +384,10 @@ def verify_command(
         else:
             flag = "  !! IDENTITY MISMATCH" if identity and identity.get("status") == "mismatch" else ""
             click.echo(f"{path}: {verdict['status']}{flag}")
+            if "legacy_format" in verdict.get("notices", ()):
+                click.echo(
+                    "  legacy format: finvault-receipt/1 (see docs/formats.md); ask the issuer for a /2"
+                )
         if identity is not None:
             click.echo(f"  {describe_identity(identity)}")
         if isinstance(verdict.get("as_of"), dict):
@@ -451,8 +455,6 @@ def _verdicts_from_rpc(
     the node's own resolver and rules (waiting for the whole fetch: no later verdict to cache for)."""
     import asyncio
 
-    from chain.core.canonical import DocumentError, loads_strict
-    from chain.core.receipt import MAX_RECEIPT_BYTES, MAX_RECEIPT_VALUES
     from chain.core.verify import Policy, verify
     from chain.did_web import IdentityResolver
     from chain.rpc_facts import RpcFacts
@@ -475,14 +477,8 @@ def _verdicts_from_rpc(
     with asyncio.Runner() as loop:
         try:
             for path in receipts:
-                data = path.read_bytes()
-                try:  # parsed once, under a receipt's limits, for the verdict and the identity
-                    parsed = loads_strict(data, max_bytes=MAX_RECEIPT_BYTES, max_values=MAX_RECEIPT_VALUES)
-                except DocumentError:
-                    parsed = None  # verify() of the bytes says what is wrong with them
-                verdict = verify(data if parsed is None else parsed, facts, now, policy)
-                credential = parsed.get("credential") if isinstance(parsed, dict) else None
-                identity = loop.run(identities.identity(credential, verdict, chain.settings.chain_id))
+                verdict = verify(path.read_bytes(), facts, now, policy)
+                identity = loop.run(identities.identity(verdict, chain.settings.chain_id))
                 yield path, {**verdict.to_dict(), "identity": identity}
         finally:
             loop.run(identities.aclose())

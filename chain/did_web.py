@@ -436,8 +436,10 @@ class IdentityResolver:
         status = judge(found.document, did, chain_id=chain_id, issuer=issuer)
         return {**answer, "status": status, "reason": None if status == "verified" else "not_named"}
 
-    async def identity(self, credential: Any, verdict: Verdict, chain_id: int) -> dict[str, Any]:
-        """The identity object beside a verdict on ``credential``; never raises (a failure is a status)."""
+    async def identity(self, verdict: Verdict, chain_id: int) -> dict[str, Any]:
+        """The identity object beside ``verdict``, for the issuer its credential names (as disclosed);
+        never raises (a failure is a status)."""
+        credential = verdict.credential
         did = issuer_id(credential) if isinstance(credential, Mapping) else None
         # Only a receipt whose own checks hold is worth a fetch: an INVALID one may name any domain.
         if did is None or not did.startswith("did:web:") or verdict.status is Status.INVALID:

@@ -269,7 +269,7 @@ def _verification_routes(
             return refused(problem, state, verdict)
         metrics.verified(verdict.status)
         answer = verdict_dict(verdict, iso_utc(now), as_of(state))
-        answer["identity"] = await identities.identity(_credential_of(body), verdict, settings.chain_id)
+        answer["identity"] = await identities.identity(verdict, settings.chain_id)
         return _json(answer)
 
     # The hot path skips FastAPI's per-request dependency solving (the endpoint takes only the
@@ -336,7 +336,7 @@ def _verification_routes(
         results = [verdict_dict(verdict, checked_at, as_of(state)) for verdict, state in judgements]
         found = await asyncio.gather(
             *(
-                identities.identity(_credential_of(receipt), verdict, settings.chain_id)
+                identities.identity(verdict, settings.chain_id)
                 for receipt, (verdict, _) in zip(receipts, judgements, strict=True)
             )
         )  # at once: one unreachable domain costs the whole request one timeout, not one per receipt
@@ -547,6 +547,8 @@ def verdict_dict(verdict: Verdict, checked_at: str, state: dict[str, Any]) -> di
             "revoked_at": revocation.revoked_at,
         },
         "evidence": dict(verdict.evidence),
+        "notices": list(verdict.notices),
+        "credential": verdict.credential,
         "checked_at": checked_at,
         "as_of": state,
     }
@@ -564,11 +566,6 @@ def _bulk_busy(turns: int) -> HttpError:
         status=503,
         headers={"Retry-After": str(BUSY_RETRY_AFTER)},
     )
-
-
-def _credential_of(body: Any) -> Any:
-    """The credential a request's receipt carries (None when it is not a receipt-shaped object)."""
-    return body.get("credential") if isinstance(body, dict) else None
 
 
 def _as_receipt(body: Any, *, sized: bool = False) -> Any:

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from chain.core.receipt import Receipt
+from chain.core.receipt import Receipt, ReceiptV2
 from chain.service.web import error_schema
 
 Hex32 = Field(pattern=r"^0x[0-9a-f]{64}$")
@@ -132,6 +132,13 @@ class VerdictOut(_Out):
     anchor: AnchorEvidenceOut | None
     revocation: RevocationEvidenceOut | None
     evidence: dict[str, Any] = Field(description="What a third party needs to re-check the verdict.")
+    notices: list[str] = Field(
+        description="legacy_format: a finvault-receipt/1, whose digest is ambiguous (docs/formats.md)."
+    )
+    credential: dict[str, Any] | None = Field(
+        description="The credential as the receipt discloses it (an SD-JWT's processed payload); "
+        "null when the receipt is not well-formed."
+    )
     checked_at: str = Field(description="The time expiry was judged at, ISO 8601 UTC.")
     as_of: AsOfOut = Field(description="The mirror state the verdict was judged at.")
     identity: IdentityOut | None = Field(None, description="The issuer's did:web, checked (advisory).")
@@ -336,15 +343,20 @@ def _inline_refs(schema: Any, definitions: dict[str, Any]) -> Any:
     return schema
 
 
-def receipt_schema() -> dict[str, Any]:
-    """The ``finvault-receipt/1`` JSON schema, self-contained (no ``$ref``), for request bodies."""
-    schema = Receipt.model_json_schema(by_alias=True)
+def _model_schema(model: type[BaseModel]) -> dict[str, Any]:
+    schema = model.model_json_schema(by_alias=True)
     inlined: dict[str, Any] = _inline_refs(schema, schema.get("$defs", {}))
-    inlined["description"] = (
-        "A finvault-receipt/1 receipt. Anything else that is JSON still gets a verdict "
-        "(INVALID, MALFORMED), not an error."
-    )
     return inlined
+
+
+def receipt_schema() -> dict[str, Any]:
+    """The receipt JSON schema (``finvault-receipt/2``, or the legacy ``/1``), self-contained (no
+    ``$ref``), for request bodies."""
+    return {
+        "oneOf": [_model_schema(ReceiptV2), _model_schema(Receipt)],
+        "description": "A finvault-receipt/2 (or a legacy finvault-receipt/1) receipt. Anything else that "
+        "is JSON still gets a verdict (INVALID, MALFORMED), not an error.",
+    }
 
 
 def bulk_schema(limit: int) -> dict[str, Any]:

@@ -31,6 +31,8 @@ import httpx
 from chain.accounts import LocalSigner
 from chain.contract import load_artifact
 from chain.core.encoding import hex0x
+from chain.core.sd_jwt import b64url_decode, encode_disclosure
+from chain.core.secured import leaf_of
 from chain.core.signing import public_key_info
 from chain.core.verify import ChainFacts, Status, verify
 from chain.dev.devchain import DEV_CHAIN_ID, DevChain, free_port
@@ -74,12 +76,14 @@ DEMO_TEMPLATE = {
         "degree": {"type": "BachelorDegree", "name": "{{degree}}"},
         "grade": "{{grade}}",
         "credits": {"$int": "credits"},
+        "courses": ["{{course_1}}", "{{course_2}}", "{{course_3}}"],
     },
 }
 _FIRST = ["Ada", "Alan", "Grace", "Edsger", "Barbara", "Donald", "Frances", "John", "Radia", "Tim"]
 _LAST = ["Lovelace", "Turing", "Hopper", "Dijkstra", "Liskov"]
 _DEGREES = ["BSc Computer Science", "BSc Mathematics", "BA Philosophy", "BEng Electronics", "BSc Physics"]
 _GRADES = ["First Class", "Upper Second", "Lower Second", "Pass"]
+_COURSES = ["Algorithms", "Logic", "Linear Algebra", "Ethics", "Signals", "Quantum Mechanics", "Statistics"]
 
 
 def write_demo_students(path: Path, count: int) -> Path:
@@ -87,12 +91,21 @@ def write_demo_students(path: Path, count: int) -> Path:
     with open(path, "w", newline="", opener=lambda name, flags: os.open(name, flags, 0o600)) as handle:
         os.fchmod(handle.fileno(), 0o600)
         writer = csv.writer(handle)
-        writer.writerow(["id", "name", "degree", "grade", "credits", "issued"])
+        writer.writerow(
+            ["id", "name", "degree", "grade", "credits", "issued", "course_1", "course_2", "course_3"]
+        )
         for i in range(count):
             name = f"{_FIRST[i % len(_FIRST)]} {_LAST[i // len(_FIRST) % len(_LAST)]}"
-            writer.writerow(
-                [f"demo-{i + 1:04d}", name, _DEGREES[i % 5], _GRADES[i % 4], 180 + 60 * (i % 2), "2026-07-01"]
-            )
+            courses = [_COURSES[(i + k) % len(_COURSES)] for k in range(3)]
+            row = [
+                f"demo-{i + 1:04d}",
+                name,
+                _DEGREES[i % 5],
+                _GRADES[i % 4],
+                180 + 60 * (i % 2),
+                "2026-07-01",
+            ]
+            writer.writerow(row + courses)
     return path
 
 
@@ -194,10 +207,10 @@ def run_demo(
             if statuses != {Status.VALID}:
                 raise FinVaultError(f"demo check failed: receipts from the {source} are {sorted(statuses)}")
             say(f"check: all {len(receipts)} receipts VALID against the {source}")
-        forged = receipts[0].read_text().replace('"grade": "', '"grade": "A+ ', 1)
+        forged = forge_grade(receipts[0].read_text())
         if verify(forged, sources["mirror"], now).status is not Status.INVALID:
             raise FinVaultError("demo check failed: a tampered receipt was not rejected")
-        say("check: a tampered copy is INVALID (DIGEST_MISMATCH)")
+        say("check: a copy with its grade disclosure rewritten is INVALID")
 
         node_port = _port_or_free(DEMO_NODE_PORT)
         node_settings = load_settings(
@@ -232,13 +245,26 @@ def run_demo(
             replace_secret_file(state_dir / "env.json", (json.dumps(env, indent=2) + "\n").encode())
             say(f"ready: {state_dir / 'env.json'}")
             if not check:
-                leaf = json.loads(receipts[0].read_bytes())["proof"]["leaf"]
+                leaf = hex0x(leaf_of(json.loads(receipts[0].read_bytes())["credential"]))
                 say(f"open:  {node.url}/v/{leaf}  (then drop {receipts[0]})")
                 curl = f"curl -sS -H 'Content-Type: application/json' --data-binary @{receipts[0]}"
                 say(f"curl:  {curl} {node.url}/verify")
                 say("serving until Ctrl-C")
                 wait_for_shutdown()
         return result
+
+
+def forge_grade(receipt_text: str) -> str:
+    """The receipt with its SD-JWT's ``grade`` disclosure rewritten to "A+" (same salt, new value):
+    what a holder who wants a better grade would try. Its digest is no longer in the signed payload."""
+    receipt = json.loads(receipt_text)
+    jwt, *disclosures, _ = receipt["credential"].split("~")
+    for index, disclosure in enumerate(disclosures):
+        salt, name, *value = json.loads(b64url_decode(disclosure))
+        if name == "grade" and value:
+            disclosures[index] = encode_disclosure(salt, "A+", "grade")
+    receipt["credential"] = "~".join((jwt, *disclosures, ""))
+    return json.dumps(receipt)
 
 
 def _check_over_http(url: str, receipt: Path, forged: str, say: Callable[[str], None]) -> None:
