@@ -168,8 +168,8 @@ def _tokens(pointer: str) -> list[str]:
     return [unescape_token(token) for token in tokens]
 
 
-def _resolve(document: Any, pointer: str) -> None:
-    """Checks that ``pointer`` names an existing member or element of ``document``."""
+def _resolve(document: Any, pointer: str) -> Any:
+    """The member or element of ``document`` that ``pointer`` names (refused when there is none)."""
     node = document
     for token in _tokens(pointer):
         if isinstance(node, dict):
@@ -182,6 +182,7 @@ def _resolve(document: Any, pointer: str) -> None:
             node = node[int(token)]
         else:
             raise SdJwtNotDisclosable(f"{pointer[:80]!r}: no such claim")
+    return node
 
 
 def _always_disclosed(pointer: str) -> bool:
@@ -688,3 +689,31 @@ def withhold(sd_jwt: str, *, pointers: Iterable[str] = (), disclosures: Iterable
 
     kept = [disclosure for index, disclosure in enumerate(parsed.disclosures) if not withheld(index)]
     return "~".join((parsed.issuer_signed_jwt, *kept, ""))
+
+
+def disclosed_claims(sd_jwt: str) -> dict[str, Any]:
+    """The claims this SD-JWT discloses, by JSON Pointer into the payload it reconstructs, each with
+    its value there (parents before their children): what a holder may withhold from it. The
+    signature is not checked."""
+    parsed = parse_sd_jwt(sd_jwt)
+    processor = _Processor(parsed.disclosures)
+    payload = processor.run(parsed.payload)
+    return {pointer: _resolve(payload, pointer) for pointer in processor.pointer_of.values()}
+
+
+def show_only(sd_jwt: str, shown: Iterable[str]) -> str:
+    """The SD-JWT withholding every disclosed claim but ``shown`` (JSON Pointers into the payload it
+    reconstructs), what lies under them and the claims that contain them. Each pointer must name
+    something in that payload; naming an always-shown claim keeps nothing more."""
+    shown = [shown] if isinstance(shown, str) else list(dict.fromkeys(shown))
+    if not shown:
+        raise SdJwtNotDisclosable("name at least one claim to show")
+    parsed = parse_sd_jwt(sd_jwt)
+    payload = process_disclosures(parsed.payload, parsed.disclosures)
+    for pointer in shown:
+        _resolve(payload, pointer)
+
+    def kept(pointer: str) -> bool:
+        return any(pointer == s or pointer.startswith(s + "/") or s.startswith(pointer + "/") for s in shown)
+
+    return withhold(sd_jwt, pointers=[pointer for pointer in disclosed_claims(sd_jwt) if not kept(pointer)])

@@ -1,4 +1,5 @@
-// The node's web page: read a finvault-receipt/1 file, POST it to /verify, show the verdict.
+// The node's web page: read a receipt file (finvault-receipt/2, or a legacy /1), POST it to
+// /verify, show the verdict and the credential as disclosed, and let the holder share less.
 //
 // Everything from a receipt or a verdict is written with textContent, never parsed as HTML: a
 // receipt is untrusted input, and the page's Content-Security-Policy forbids inline script anyway.
@@ -316,22 +317,59 @@
     });
   }
 
-  function renderFields(verdict, receipt) {
+  // What the page reads from a receipt itself, before the node answers:
+  // {kind: "sd-jwt" | "data-integrity" | "legacy" | null, credential, pointers}. For an SD-JWT the
+  // credential is the payload reconstructed here and pointers are its disclosable claims; for the
+  // others, the credential object as it is (a /1 receipt's withholdable fields come from it).
+  function readReceipt(receipt) {
+    var none = { kind: null, credential: null, pointers: [] };
+    if (!isObject(receipt)) return Promise.resolve(none);
+    if (receipt.format === "finvault-receipt/2" && typeof receipt.credential === "string") {
+      return window.FinVaultDisclose.processSdJwt(receipt.credential).then(
+        function (processed) {
+          return {
+            kind: "sd-jwt",
+            credential: processed.payload,
+            pointers: processed.claims.map(function (claim) {
+              return claim.pointer;
+            }),
+          };
+        },
+        function () {
+          return { kind: "sd-jwt", credential: null, pointers: [] }; // the node says what is wrong
+        }
+      );
+    }
+    if (!isObject(receipt.credential)) return Promise.resolve(none);
+    var kind = receipt.format === "finvault-receipt/2" ? "data-integrity" : "legacy";
+    var pointers = kind === "legacy" ? window.FinVaultDisclose.withholdable(receipt.credential) : [];
+    return Promise.resolve({ kind: kind, credential: receipt.credential, pointers: pointers });
+  }
+
+  function passed(verdict, name) {
+    var check = checkNamed(verdict, name);
+    return Boolean(check && check.outcome === "pass");
+  }
+
+  function renderFields(verdict, view) {
     var body = $("fields").tBodies[0];
     clear(body);
-    var credential = receipt && isObject(receipt.credential) ? receipt.credential : null;
+    var credential = view.credential;
     var note = $("fields-note");
-    var digest = checkNamed(verdict, "digest");
-    var signature = checkNamed(verdict, "signature");
     if (!credential) {
       note.textContent = "The receipt has no readable credential.";
       note.className = "bad";
       return;
     }
-    if (digest && digest.outcome === "pass" && signature && signature.outcome === "pass") {
+    var signedWhole = view.kind !== "legacy" && passed(verdict, "digest") &&
+      (passed(verdict, "signature") || passed(verdict, "data_integrity"));
+    if (view.kind === "legacy" && passed(verdict, "digest") && passed(verdict, "signature")) {
       note.textContent = "Every value below matches the digest the issuer signed.";
       note.className = "good";
-    } else if (digest && digest.outcome === "pass") {
+    } else if (signedWhole) {
+      note.textContent = "Every value below is what the issuer signed.";
+      note.className = "good";
+    } else if (view.kind === "legacy" && passed(verdict, "digest")) {
       note.textContent = "These values match the receipt's digest, but its signature was not confirmed.";
       note.className = "warn";
     } else {
@@ -347,11 +385,24 @@
     });
   }
 
-  function renderHidden(receipt) {
-    var hidden = receipt && Array.isArray(receipt.obfuscated) ? receipt.obfuscated : [];
+  function renderHidden(receipt, view) {
     var list = $("hidden-list");
     clear(list);
     var summary = $("hidden-summary");
+    if (view.kind === "sd-jwt") {
+      summary.setAttribute("data-count", "unknown");
+      summary.textContent =
+        view.pointers.length + (view.pointers.length === 1 ? " claim is" : " claims are") +
+        " disclosed one by one. A claim the holder withheld is only a digest in what the issuer" +
+        " signed, among decoys: neither its value nor how many were withheld can be seen.";
+      return;
+    }
+    if (view.kind === "data-integrity") {
+      summary.setAttribute("data-count", "0");
+      summary.textContent = "Nothing is withheld: a Data Integrity proof covers the whole credential.";
+      return;
+    }
+    var hidden = receipt && Array.isArray(receipt.obfuscated) ? receipt.obfuscated : [];
     summary.setAttribute("data-count", String(hidden.length));
     if (!hidden.length) {
       summary.textContent = "No field is withheld: the whole certificate is disclosed.";
@@ -366,26 +417,39 @@
     });
   }
 
-  // The receipt shown, for "share less" (null when none could be read).
-  var shownReceipt = null;
+  var SHARE_HELP = {
+    "sd-jwt": "Untick what the person you share with should not see. The smaller receipt is" +
+      " computed in this browser (nothing is uploaded) and still verifies: the issuer's signature" +
+      " stays, the withheld claims' disclosures go. Withholding a claim withholds everything in it;" +
+      " a single entry of a list can be withheld on its own.",
+    legacy: "Untick what the person you share with should not see. The smaller receipt is" +
+      " computed in this browser (nothing is uploaded) and still verifies: the withheld fields'" +
+      " hashes stay in it, their names and values do not. Withholding a group withholds everything" +
+      " in it; a single entry of a list cannot be withheld on its own (legacy finvault-receipt/1).",
+  };
 
-  function renderShare(receipt) {
-    shownReceipt = receipt;
+  // The receipt shown, what the page read from it, and its leaf, for "share less".
+  var shown = { receipt: null, view: null, leaf: null };
+
+  function renderShare(receipt, view, leaf) {
+    shown = { receipt: receipt, view: view, leaf: leaf };
     var box = $("share-fields");
     while (box.lastChild && box.lastChild.tagName !== "LEGEND") box.removeChild(box.lastChild);
     $("share-status").textContent = "";
-    var usable = receipt && isObject(receipt.credential) && window.FinVaultDisclose;
+    var usable = Boolean(SHARE_HELP[view.kind] && view.credential && view.pointers.length);
     $("share").hidden = !usable;
     if (!usable) return;
+    $("share-help").textContent = SHARE_HELP[view.kind];
     var values = {};
-    displayFields(receipt.credential).forEach(function (pair) {
+    displayFields(view.credential).forEach(function (pair) {
       values[pair[0]] = pair[1];
     });
-    window.FinVaultDisclose.withholdable(receipt.credential).forEach(function (pointer, index) {
+    view.pointers.forEach(function (pointer, index) {
       var label = el("label", null, "share-field");
       var box_ = document.createElement("input");
       box_.type = "checkbox";
       box_.value = pointer;
+      box_.checked = true; // ticked: shared; untick to withhold
       box_.id = "share-" + index;
       label.setAttribute("for", box_.id);
       label.appendChild(box_);
@@ -397,26 +461,42 @@
     });
   }
 
+  // Unticking a claim unticks what is inside it (it goes with it); ticking one ticks what holds it.
+  function keepTicksConsistent(event) {
+    var changed = event.target;
+    if (!changed || changed.type !== "checkbox") return;
+    var pointer = changed.value;
+    Array.prototype.forEach.call($("share-fields").querySelectorAll("input[type=checkbox]"), function (box) {
+      var inside = box.value.indexOf(pointer + "/") === 0;
+      var holds = pointer.indexOf(box.value + "/") === 0;
+      if ((!changed.checked && inside) || (changed.checked && holds)) box.checked = changed.checked;
+    });
+  }
+
   function downloadSmaller() {
     var status = $("share-status");
     var chosen = Array.prototype.filter
       .call($("share-fields").querySelectorAll("input[type=checkbox]"), function (box) {
-        return box.checked;
+        return !box.checked;
       })
       .map(function (box) {
         return box.value;
       });
-    // A ticked group covers what is inside it: withhold only the outermost ticked pointers.
+    // An unticked group covers what is inside it: withhold only the outermost unticked pointers.
     var outermost = chosen.filter(function (pointer) {
       return !chosen.some(function (other) {
         return other !== pointer && pointer.indexOf(other + "/") === 0;
       });
     });
-    window.FinVaultDisclose.disclose(shownReceipt, outermost).then(
+    var sdJwt = shown.view.kind === "sd-jwt";
+    var making = sdJwt
+      ? window.FinVaultDisclose.discloseV2(shown.receipt, outermost)
+      : window.FinVaultDisclose.disclose(shown.receipt, outermost);
+    making.then(
       function (smaller) {
         var text = JSON.stringify(smaller, null, 2) + "\n";
         var link = document.createElement("a");
-        var leaf = isObject(smaller.proof) && typeof smaller.proof.leaf === "string" ? smaller.proof.leaf : "receipt";
+        var leaf = shown.leaf || "receipt";
         link.href = URL.createObjectURL(new Blob([text], { type: "application/json" }));
         link.download = "receipt-" + leaf.slice(2, 12) + "-shared.json";
         document.body.appendChild(link);
@@ -426,9 +506,11 @@
           URL.revokeObjectURL(link.href);
         }, 0);
         status.className = "good";
-        status.textContent =
-          outermost.length + (outermost.length === 1 ? " field" : " fields") + " withheld; " +
-          smaller.obfuscated.length + " withheld in all. The smaller receipt was downloaded.";
+        status.textContent = sdJwt
+          ? outermost.length + (outermost.length === 1 ? " claim" : " claims") +
+            " withheld, with everything in them. The smaller receipt was downloaded."
+          : outermost.length + (outermost.length === 1 ? " field" : " fields") + " withheld; " +
+            smaller.obfuscated.length + " withheld in all. The smaller receipt was downloaded.";
       },
       function (error) {
         status.className = "bad";
@@ -450,10 +532,16 @@
     ]);
   }
 
-  function renderLeafWarning(receipt) {
-    var warning = $("leaf-warning");
-    var leaf = receipt && isObject(receipt.proof) && typeof receipt.proof.leaf === "string"
+  // The receipt's leaf: recomputed by the node (evidence), else as a legacy receipt states it.
+  function leafOf(verdict, receipt) {
+    var evidence = isObject(verdict.evidence) ? verdict.evidence : {};
+    if (typeof evidence.leaf === "string") return evidence.leaf.toLowerCase();
+    return receipt && isObject(receipt.proof) && typeof receipt.proof.leaf === "string"
       ? receipt.proof.leaf.toLowerCase() : null;
+  }
+
+  function renderLeafWarning(leaf) {
+    var warning = $("leaf-warning");
     if (linkLeaf && leaf !== linkLeaf) {
       warning.textContent =
         "This receipt is for certificate " + (leaf || "(unknown)") + ", not " + linkLeaf +
@@ -475,22 +563,26 @@
         " The receipt itself failed its checks, so it is not proof of that certificate.";
   }
 
-  function showVerdict(verdict, receipt) {
+  function showVerdict(verdict, receipt, read) {
+    // The credential as disclosed: reconstructed here, else as the node judged it.
+    var view = read.credential || !isObject(verdict.credential)
+      ? read : { kind: read.kind, credential: verdict.credential, pointers: read.pointers };
+    var leaf = leafOf(verdict, receipt);
     showVerdictBanner(verdict);
     setBannerIdentity(verdict.identity);
     var line = $("banner-as-of");
     line.textContent = describeAsOf(verdict.as_of, true);
     line.hidden = !line.textContent;
     renderNote(verdict);
-    renderLeafWarning(receipt);
+    renderLeafWarning(leaf);
     renderIssuer(verdict, receipt);
-    renderDates(verdict, receipt ? receipt.credential : null);
+    renderDates(verdict, view.credential);
     renderAnchor(verdict, receipt);
     renderRevocation(verdict);
     renderChecks(verdict);
-    renderFields(verdict, receipt);
-    renderHidden(receipt);
-    renderShare(receipt);
+    renderFields(verdict, view);
+    renderHidden(receipt, view);
+    renderShare(receipt, view, leaf);
     renderEvidence(verdict);
     $("result").hidden = false;
   }
@@ -543,6 +635,7 @@
       receipt = null; // the node judges the exact text; it explains what is wrong with it
     }
     var seq = ++requestSeq;
+    var reading = readReceipt(receipt); // in this browser, while the node judges the exact text
     var controller = new AbortController();
     var timer = window.setTimeout(function () {
       controller.abort();
@@ -570,8 +663,11 @@
       .then(function (answer) {
         if (seq !== requestSeq) return; // a newer receipt was loaded meanwhile
         if (answer.response.ok && answer.body && typeof answer.body.status === "string") {
-          showVerdict(answer.body, isObject(receipt) ? receipt : null);
-        } else if (cannotVouch(answer)) {
+          return reading.then(function (read) {
+            if (seq === requestSeq) showVerdict(answer.body, isObject(receipt) ? receipt : null, read);
+          });
+        }
+        if (cannotVouch(answer)) {
           showCannotVouch(answer.response, answer.body);
         } else {
           showError(errorMessage(answer.response, answer.body));
@@ -662,6 +758,7 @@
     });
 
     $("share-download").addEventListener("click", downloadSmaller);
+    $("share-fields").addEventListener("change", keepTicksConsistent);
     $("verify-paste").addEventListener("click", function () {
       verifyText(paste.value, "pasted text");
     });

@@ -1,7 +1,9 @@
 """Shared set-up for the verification node's tests (this module holds no tests itself).
 
 - :func:`issue` registers dev account 1 as an issuer on a registry, registers an Ed25519 key and
-  anchors a batch of real signed certificates: the receipts a holder would have.
+  anchors a batch of real signed certificates: the receipts a holder would have (legacy
+  finvault-receipt/1); :func:`issue_v2` does the same for finvault-receipt/2 credentials, secured
+  and batched by the core directly (not through the issuer service).
 - :func:`start_node` runs a real ``finvault node`` (``python -m node``: uvicorn, the sync loop,
   a SQLite mirror file, or any mirror URL) as a subprocess on a port it binds itself, and stops
   it by PID.
@@ -21,10 +23,12 @@ from typing import Any, TypeVar
 import httpx
 
 from chain.core.encoding import hex0x
-from chain.core.receipt import Receipt
+from chain.core.merkle import MerkleTree
+from chain.core.receipt import Receipt, ReceiptV2
+from chain.core.secured import SD_JWT, Securing
 from chain.keys import generate_private_key
 from chain.registry import RegistryWriter
-from tests.factories import Batch, make_batch
+from tests.factories import Batch, SecuredBatch, make_batch, secure
 from tests.tools.node_process import NodeProcess
 
 T = TypeVar("T")
@@ -91,6 +95,40 @@ def issue(
     return Issued(issuer, batch, receipts, anchored.block_number, anchored.tx_hash)
 
 
+@dataclass
+class IssuedV2:
+    """An anchored batch of finvault-receipt/2 credentials, and its receipts."""
+
+    batch: SecuredBatch
+    receipts: list[ReceiptV2]
+    block: int
+    tx_hash: str
+
+
+def issue_v2(
+    owner: RegistryWriter,
+    issuer: RegistryWriter,
+    credentials: list[dict[str, Any]],
+    *,
+    securing: Securing = SD_JWT,
+    seed: str = "node-v2",
+    register: bool = True,
+) -> IssuedV2:
+    """``credentials`` secured (SD-JWT by default) with a fresh Ed25519 key registered on-chain,
+    batched into one tree whose root ``issuer`` anchors: what issuance of /2 receipts produces."""
+    if register:
+        register_issuer(owner, issuer)
+    key = generate_private_key("ed25519")
+    secured = [secure(c, key, securing, seed=f"{seed}/{i}") for i, c in enumerate(credentials)]
+    batch = SecuredBatch(key, secured, MerkleTree([s.digest for s in secured]))
+    info = batch.key_info
+    issuer.add_key(info.key_id, int(info.algorithm), info.der)
+    anchored = issuer.anchor(batch.tree.root, len(secured), f"ipfs://{seed}")
+    address = issuer.sender.signer.address
+    receipts = [batch.receipt(i, registry=issuer.address, issuer=address) for i in range(len(secured))]
+    return IssuedV2(batch, receipts, anchored.block_number, anchored.tx_hash)
+
+
 @contextmanager
 def start_node(
     rpc_url: str,
@@ -146,9 +184,11 @@ def wait_until_vouching(url: str, timeout: float = 30.0) -> None:
         )
 
 
-def verify_response(client: httpx.Client, receipt: Receipt | dict[str, Any] | str) -> httpx.Response:
+def verify_response(
+    client: httpx.Client, receipt: Receipt | ReceiptV2 | dict[str, Any] | str
+) -> httpx.Response:
     """POST /verify with a receipt (an object, a dict, or the exact text)."""
-    if isinstance(receipt, Receipt):
+    if isinstance(receipt, Receipt | ReceiptV2):
         content = receipt.to_json()
     elif isinstance(receipt, dict):
         content = json.dumps(receipt)
@@ -157,7 +197,7 @@ def verify_response(client: httpx.Client, receipt: Receipt | dict[str, Any] | st
     return client.post("/verify", content=content, headers={"Content-Type": "application/json"})
 
 
-def post_receipt(client: httpx.Client, receipt: Receipt | dict[str, Any] | str) -> dict[str, Any]:
+def post_receipt(client: httpx.Client, receipt: Receipt | ReceiptV2 | dict[str, Any] | str) -> dict[str, Any]:
     """POST /verify; asserts HTTP 200 and returns the verdict."""
     response = verify_response(client, receipt)
     assert response.status_code == 200, response.text
@@ -167,7 +207,7 @@ def post_receipt(client: httpx.Client, receipt: Receipt | dict[str, Any] | str) 
 
 
 def verdict_when(
-    client: httpx.Client, receipt: Receipt, status: str, timeout: float = 30.0
+    client: httpx.Client, receipt: Receipt | ReceiptV2, status: str, timeout: float = 30.0
 ) -> dict[str, Any]:
     """The receipt's verdict once the node's mirror has caught up enough to give ``status``.
 

@@ -18,16 +18,19 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, expect
 
-from chain.core.receipt import Receipt, build_receipt, parse_receipt
+from chain.core.receipt import Receipt, ReceiptV2, build_receipt, parse_receipt
+from chain.core.sd_jwt import parse_sd_jwt, process_credential, withhold
 from chain.core.verify import CheckName
 from chain.dev.devchain import DevChain
 from chain.registry import RevocationReason
 from chain.rpc import RpcClient
+from tests.factories import credential
 from tests.integration.conftest import BROWSER_TIMEOUT_MS, Deployed
 from tests.integration.node_fixtures import (
     FINALITY_DEPTH,
     Issued,
     issue,
+    issue_v2,
     register_issuer,
     start_node,
     verdict_when,
@@ -405,8 +408,8 @@ def test_page_files_are_self_contained() -> None:
 def test_share_less_withholds_fields_in_the_browser_and_the_node_accepts_the_result(
     page: Page, scene: Scene, tmp_path: Path
 ) -> None:
-    """Open a receipt, tick fields to withhold, download the smaller receipt: it is computed in the
-    page (no request carries it), and the node verifies the downloaded file VALID."""
+    """Open a legacy /1 receipt, untick fields to withhold, download the smaller receipt: it is
+    computed in the page (no request carries it), and the node verifies the downloaded file VALID."""
     original = scene.issued.receipts[0]
     path = tmp_path / "certificate.json"
     path.write_text(original.to_json())
@@ -420,11 +423,10 @@ def test_share_less_withholds_fields_in_the_browser_and_the_node_accepts_the_res
     expect(page.locator('#share-fields input[value="/type/0"]')).to_have_count(0)  # one array element
     sent: list[str] = []
     page.on("request", lambda request: sent.append(request.url))
-    page.locator('#share-fields input[value="/credentialSubject/degree"]').check()
-    page.locator(
-        '#share-fields input[value="/credentialSubject/degree/name"]'
-    ).check()  # inside a ticked group
-    page.locator(f'#share-fields input[value="{HIDDEN_POINTER}"]').check()
+    page.locator('#share-fields input[value="/credentialSubject/degree"]').uncheck()
+    inside = page.locator('#share-fields input[value="/credentialSubject/degree/name"]')
+    expect(inside).not_to_be_checked()  # it goes with the group it is in
+    page.locator(f'#share-fields input[value="{HIDDEN_POINTER}"]').uncheck()
     with page.expect_download() as download_info:
         page.get_by_role("button", name="Download smaller receipt").click()
     downloaded = tmp_path / "shared.json"
@@ -433,6 +435,7 @@ def test_share_less_withholds_fields_in_the_browser_and_the_node_accepts_the_res
     assert [url for url in sent if not url.startswith("blob:")] == []  # nothing uploaded
 
     shared = parse_receipt(downloaded.read_bytes())
+    assert isinstance(shared, Receipt)
     assert "grade" not in shared.credential["credentialSubject"]
     assert "degree" not in shared.credential["credentialSubject"]
     assert shared.credential["credentialSubject"]["name"] == "Student 0"
@@ -449,3 +452,85 @@ def test_share_less_withholds_fields_in_the_browser_and_the_node_accepts_the_res
     expect(page.locator("#hidden-summary")).to_contain_text("3 fields are withheld by the holder")
     screenshot(page, tmp_path / "shared.png")
     assert_no_problems(scene)
+
+
+@pytest.mark.slow(seconds=5)
+def test_share_less_on_an_sd_jwt_receipt_withholds_one_array_element(
+    browser: Browser, anvil: DevChain, registry: Deployed, rpc: RpcClient, tmp_path: Path
+) -> None:
+    """A finvault-receipt/2 (SD-JWT) opened at its verification link: the page reconstructs and
+    shows the disclosed credential, the holder unticks one course (an array element) and a group,
+    and the smaller receipt (computed in the page: no request carries it) is exactly the core's
+    withholding, which the node verifies VALID."""
+    claims = []
+    for i in range(2):
+        claims.append(credential(f"Student {i}"))
+        claims[-1]["credentialSubject"]["courses"] = ["Algebra", "Logic", "Compilers"]
+    issued = issue_v2(registry.owner, registry.issuer, claims, seed="page-v2")
+    rpc.call("anvil_mine", [hex(FINALITY_DEPTH)])
+    original = issued.receipts[0]
+    assert isinstance(original.credential, str)
+    path = tmp_path / "certificate.json"
+    path.write_text(original.to_json())
+    problems: list[str] = []
+    with start_node(anvil.rpc_url, registry.address, tmp_path) as node:
+        with httpx.Client(base_url=node.url, timeout=30) as client:
+            leaf = verdict_when(client, original, "VALID")["evidence"]["leaf"]
+        context = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=node.url)
+        context.set_default_timeout(BROWSER_TIMEOUT_MS)
+        try:
+            page = context.new_page()
+            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda error: problems.append(f"script error: {error}"))
+            open_page(page, f"/v/{leaf}")
+            choose_file(page, path)
+            banner_says(page, "VALID")
+            expect(page.locator("#leaf-warning")).to_be_hidden()  # the leaf recomputed is the link's
+            course = '#fields tr[data-pointer="/credentialSubject/courses/{}"] td'
+            expect(page.locator(course.format(1))).to_have_text("Logic")
+            expect(page.locator('#fields tr[data-pointer="/credentialSubject/name"] td')).to_have_text(
+                "Student 0"
+            )
+            expect(page.locator("#fields-note")).to_contain_text("what the issuer signed")
+
+            page.locator("#share summary").click()
+            element = page.locator('#share-fields input[value="/credentialSubject/courses/1"]')
+            expect(element).to_be_checked()
+            expect(page.locator('#share-fields input[value="/issuer"]')).to_have_count(0)  # always shown
+            sent: list[str] = []
+            page.on("request", lambda request: sent.append(request.url))
+            element.uncheck()
+            page.locator('#share-fields input[value="/credentialSubject/degree"]').uncheck()
+            inside = page.locator('#share-fields input[value="/credentialSubject/degree/name"]')
+            expect(inside).not_to_be_checked()  # it goes with the claim it is in
+            with page.expect_download() as download_info:
+                page.get_by_role("button", name="Download smaller receipt").click()
+            downloaded = tmp_path / "shared.json"
+            download_info.value.save_as(downloaded)
+            expect(page.locator("#share-status")).to_contain_text("2 claims withheld")
+            assert [url for url in sent if not url.startswith("blob:")] == []  # nothing uploaded
+
+            shared = parse_receipt(downloaded.read_bytes())
+            withheld = ["/credentialSubject/courses/1", "/credentialSubject/degree"]
+            assert shared == original.model_copy(
+                update={"credential": withhold(original.credential, pointers=withheld)}
+            )
+            assert isinstance(shared, ReceiptV2)
+            assert isinstance(shared.credential, str)
+            subject = process_credential(parse_sd_jwt(shared.credential))["credentialSubject"]
+            assert subject["courses"] == ["Algebra", "Compilers"]
+            assert "degree" not in subject
+            with httpx.Client(base_url=node.url, timeout=30) as client:
+                headers = {"Content-Type": "application/json"}
+                verdict = client.post("/verify", content=downloaded.read_bytes(), headers=headers).json()
+            assert verdict["status"] == "VALID", verdict
+            assert verdict["evidence"]["leaf"] == leaf  # the same certificate
+
+            choose_file(page, downloaded)  # and the page shows it as such
+            banner_says(page, "VALID")
+            expect(page.locator(course.format(1))).to_have_text("Compilers")
+            expect(page.locator(course.format(2))).to_have_count(0)
+            screenshot(page, tmp_path / "shared-v2.png")
+        finally:
+            context.close()
+    assert problems == [], "the browser reported errors (CSP violations?)"
