@@ -11,7 +11,7 @@ COMMANDS = {
         "chain.cli:verify_command",
         "Verify receipt files against a node (--node URL) or straight against the chain.",
     ),
-    "disclose": ("chain.holder:disclose", "Withhold fields of RECEIPT; the smaller receipt still verifies."),
+    "disclose": ("chain.holder:disclose", "Withhold claims of RECEIPT; the smaller receipt still verifies."),
     "qr": (
         "chain.holder:qr_command",
         "Write the QR code PNG of each RECEIPT's verification link.",

@@ -155,23 +155,15 @@ def disclose(
 
 
 def _leaf_v2(path: Path, receipt: ReceiptV2) -> bytes:
-    """The Merkle leaf of a /2 receipt, recomputed from what the issuer signed
-    (:mod:`chain.core.secured`)."""
-    import rfc8785
-
-    from chain.core.merkle import leaf_hash
-    from chain.core.sd_jwt import SdJwtError, parse_sd_jwt
-    from chain.core.secured import data_integrity_digest, sd_jwt_digest
+    """The Merkle leaf of a /2 receipt, recomputed from what the issuer signed."""
+    from chain.core.canonical import DocumentError
+    from chain.core.sd_jwt import SdJwtError
+    from chain.core.secured import leaf_of
 
     try:
-        if isinstance(receipt.credential, str):
-            signed = parse_sd_jwt(receipt.credential).issuer_signed_jwt.encode("ascii")
-            return leaf_hash(sd_jwt_digest(signed))
-        return leaf_hash(data_integrity_digest(receipt.credential))
-    except SdJwtError as exc:
+        return leaf_of(receipt.credential)
+    except (SdJwtError, DocumentError) as exc:
         raise ConfigError(f"{path}: its credential cannot be read: {exc.message}") from None
-    except rfc8785.CanonicalizationError as exc:
-        raise ConfigError(f"{path}: its credential cannot be canonicalized: {exc}") from None
 
 
 def _verification_link(path: Path, receipt: AnyReceipt, node_url: str | None) -> str:

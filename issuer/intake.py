@@ -39,7 +39,6 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from chain.core.canonical import DocumentError, loads_strict
-from chain.core.secured import check_securable
 from issuer.errors import IntakeError
 from issuer.template import RowError, Template
 
@@ -339,6 +338,8 @@ def _checked(records: Iterable[Record], id_column: str) -> Iterator[Rejected | _
 def _filled(template: Template, items: list[Rejected | _Checked]) -> list[IntakeResult]:
     """Fills the template for each checked record and checks the credential can be secured: plain
     JSON within the document limits (the part that runs in workers)."""
+    from chain.core.secured import check_securable  # the signing stack: not for `--help`
+
     results: list[IntakeResult] = []
     for item in items:
         if isinstance(item, Rejected):

@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from chain.core.receipt import parse_receipt
+from chain.core.issuance import verification_link
+from chain.core.receipt import ReceiptV2, parse_receipt
+from chain.core.secured import leaf_of
 from chain.errors import ConfigError
 from chain.holder import qr_command
 from chain.qr import qr_png
@@ -133,22 +135,23 @@ def test_finvault_qr_renders_a_receipts_link_on_demand(env: IssuerEnv) -> None:
     assert not list(env.out.glob("*.png"))  # not at issuance by default
     receipt_path = env.out / "cert-00000.json"
     out_dir = env.tmp / "qr"
-    result = CliRunner(mix_stderr=False).invoke(qr_command, [str(receipt_path), "--out", str(out_dir)])
+    result = CliRunner(mix_stderr=False).invoke(
+        qr_command, [str(receipt_path), "--out", str(out_dir), "--node-url", NODE_URL]
+    )
     assert result.exit_code == 0, result.stderr or result.exception
     png = out_dir / "cert-00000.png"
     assert result.stdout.strip() == str(png)
-    link = parse_receipt(receipt_path.read_bytes()).link
-    assert link is not None
-    assert link.startswith(NODE_URL)
+    receipt = parse_receipt(receipt_path.read_bytes())
+    assert isinstance(receipt, ReceiptV2)
+    link = verification_link(NODE_URL, leaf_of(receipt.credential))  # the leaf, recomputed
     assert png.read_bytes() == qr_png(link)
     assert stat.S_IMODE(png.stat().st_mode) == 0o600
 
-    unlinked = env.tmp / "unlinked.json"
-    unlinked.write_text(parse_receipt(receipt_path.read_bytes()).model_copy(update={"link": None}).to_json())
-    refused = CliRunner(mix_stderr=False).invoke(qr_command, [str(unlinked)])
+    # A /2 receipt names no node: the link is never read from what a holder could rewrite.
+    refused = CliRunner(mix_stderr=False).invoke(qr_command, [str(receipt_path), "--out", str(env.tmp)])
     assert isinstance(refused.exception, ConfigError)  # a one-line error, exit 2 (chain/entry.py)
-    assert "carries no verification link" in str(refused.exception)
-    assert not (env.tmp / "unlinked.png").exists()
+    assert "--node-url" in str(refused.exception)
+    assert not (env.tmp / "cert-00000.png").exists()
 
 
 @on_both_backends

@@ -18,9 +18,10 @@ from playwright.sync_api import Browser, Page, expect
 
 from chain.core.data_integrity import multikey
 from chain.core.identity import did_web_document
-from chain.core.receipt import Receipt, parse_receipt
+from chain.core.receipt import ReceiptV2, parse_receipt
 from chain.dev.devchain import DevChain
 from chain.rpc import RpcClient
+from tests.factories import disclosed
 from tests.integration.conftest import Deployed, run_finvault
 from tests.integration.did_web_fixtures import DidServer
 from tests.integration.issuer_fixtures import FINALITY_DEPTH, IssuerEnv
@@ -30,7 +31,7 @@ from tests.integration.test_node_page import banner_says, choose_file, fact, ope
 OTHER_ACCOUNT = "0x90f79bf6eb2c4f870365e785982e1f101e93b906"
 
 
-def identity_when(client: httpx.Client, receipt: Receipt, status: str) -> dict[str, Any]:
+def identity_when(client: httpx.Client, receipt: ReceiptV2, status: str) -> dict[str, Any]:
     """The receipt's VALID verdict once its identity is ``status``. The node waits only 0.5 s for a
     fetch here, and a TLS fetch on a loaded machine can take longer: the verdict then says
     ``unreachable`` (``slow``) while the fetch goes on, and asking again joins it."""
@@ -70,10 +71,10 @@ def test_identity_is_verified_mismatched_unreachable_or_not_configured_and_never
     env.ingest_csv(2)
     env.service(issuer_did=did_server.did).run_once()
     by_did_web = next(env.receipts())
-    assert by_did_web.credential["issuer"]["id"] == did_server.did
+    assert disclosed(by_did_web)["issuer"]["id"] == did_server.did
     env.ingest_csv(1, first=10)
     env.service().run_once()  # a did:key credential
-    by_did_key = next(r for r in env.receipts() if r.credential["issuer"]["id"].startswith("did:key:"))
+    by_did_key = next(r for r in env.receipts() if disclosed(r)["issuer"]["id"].startswith("did:key:"))
     rpc.call("anvil_mine", [hex(FINALITY_DEPTH)])
 
     public = env.key.public_key()
@@ -199,7 +200,7 @@ def test_identity_is_shown_truthfully_by_the_api_the_page_and_both_cli_paths(
     for index, (name, did) in enumerate(dids.items()):
         env.ingest_csv(1, first=10 * index)
         env.service(issuer_did=did).run_once()
-        receipt = next(r for r in env.receipts() if r.credential["issuer"]["id"] == did)
+        receipt = next(r for r in env.receipts() if disclosed(r)["issuer"]["id"] == did)
         files[name] = tmp_path / f"{name}.json"
         files[name].write_text(receipt.to_json())
     rpc.call("anvil_mine", [hex(FINALITY_DEPTH)])

@@ -43,7 +43,7 @@ def _help(*command: str) -> tuple[str, set[str]]:
 def test_help_loads_no_heavy_package() -> None:
     shown, loaded = _help()
     assert not loaded & HEAVY, sorted(loaded & HEAVY)
-    assert "disclose    Withhold fields of RECEIPT; the smaller receipt still verifies." in shown
+    assert "disclose    Withhold claims of RECEIPT; the smaller receipt still verifies." in shown
     for name in command_table():
         assert f"  {name} " in shown
 
