@@ -150,9 +150,7 @@ def make_secured_batch(
 ) -> SecuredBatch:
     """``size`` degree credentials secured for finvault-receipt/2 and batched into one tree."""
     key = key or generate_private_key(kind)  # type: ignore[arg-type]
-    secured = [
-        secure(credential(f"Student {i}"), key, securing, seed=f"{seed}/{i}") for i in range(size)
-    ]
+    secured = [secure(credential(f"Student {i}"), key, securing, seed=f"{seed}/{i}") for i in range(size)]
     return SecuredBatch(key, secured, MerkleTree([s.digest for s in secured]))
 
 

@@ -18,9 +18,9 @@ from pydantic import ValidationError
 
 from chain.core.canonical import MAX_SAFE_INTEGER, recompute_digest, salt_document
 from chain.core.receipt import (
+    LEGACY_FORMAT,
     MAX_PROOF_LENGTH,
     MAX_RECEIPT_BYTES,
-    LEGACY_FORMAT,
     Anchor,
     Proof,
     Receipt,
