@@ -12,7 +12,10 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+import hypothesis
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from chain.core.encoding import b64url, hex0x
 from chain.core.merkle import MerkleTree, leaf_hash
@@ -57,6 +60,7 @@ from tests.factories import (
     make_batch,
     secure,
 )
+from tests.strategies import claim_values, json_model, mutated_receipts
 from tests.unit.test_verify import NOW, OTHER, check, tampered
 
 #: The three ways a /2 credential is secured: (key kind, securing), as pytest ids.
@@ -637,3 +641,139 @@ def test_the_signature_cache_never_caches_verdicts(
     key_id = batch.key_info.key_id
     facts.keys[key_id] = replace(facts.keys[key_id], revoked_block=90)
     assert verify(receipts[0], facts, NOW, signatures=cache).reasons == (Code.KEY_REVOKED,)
+
+
+# -- properties: no change to the credential survives, but withholding does -------------------------
+
+
+def parents_of(disclosures: list[str]) -> dict[str, str | None]:
+    """Each disclosure's parent: the disclosure whose value holds its digest (None at the top)."""
+    texts = {d: b64url_decode(d).decode("utf-8") for d in disclosures}
+    return {d: next((p for p in disclosures if disclosure_digest(d) in texts[p]), None) for d in disclosures}
+
+
+def reencoded(value: Any) -> str:
+    return b64url(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+
+
+@settings(max_examples=40, deadline=None)
+@given(data=st.data())
+def test_dropping_disclosures_is_withholding_only_when_nothing_kept_hangs_from_a_dropped_one(
+    sd_batch: SecuredBatch, data: st.DataObject
+) -> None:
+    facts, receipts = anchored_v2(sd_batch)
+    jwt, disclosures = split(receipts[0].credential)  # type: ignore[arg-type]
+    parents = parents_of(disclosures)
+    kept = data.draw(st.lists(st.sampled_from(disclosures), unique=True).flatmap(st.permutations))
+    verdict = verify(with_credential(receipts[0], join(jwt, kept)), facts, NOW)
+    if all(parents[d] is None or parents[d] in kept for d in kept):
+        hypothesis.event("a withholding")
+        assert verdict.status is Status.VALID, verdict.to_dict()
+        assert verdict.evidence["leaf"] == hex0x(sd_batch.secured[0].leaf)
+    else:
+        hypothesis.event("an orphaned disclosure")
+        assert verdict.reasons == (Code.MALFORMED,)
+        assert "not referenced" in verdict.checks[0].detail
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_any_change_to_the_signed_payload_is_invalid(sd_batch: SecuredBatch, data: st.DataObject) -> None:
+    facts, receipts = anchored_v2(sd_batch)
+    jwt, disclosures = split(receipts[0].credential)  # type: ignore[arg-type]
+    header, payload, signature = jwt.split(".")
+    mutated = data.draw(mutated_receipts(json.loads(b64url_decode(payload)), claim_values))
+    changed = reencoded(mutated)
+    assume(changed != payload)
+    verdict = verify(
+        with_credential(receipts[0], join(f"{header}.{changed}.{signature}", disclosures)), facts, NOW
+    )
+    assert verdict.status is Status.INVALID
+    assert verdict.reasons == (Code.MALFORMED,) or {Code.SIGNATURE_INVALID, Code.PROOF_INVALID} <= set(
+        verdict.reasons
+    ), verdict.to_dict()
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_any_change_to_a_disclosure_is_invalid(sd_batch: SecuredBatch, data: st.DataObject) -> None:
+    facts, receipts = anchored_v2(sd_batch)
+    jwt, disclosures = split(receipts[0].credential)  # type: ignore[arg-type]
+    index = data.draw(st.integers(0, len(disclosures) - 1))
+    decoded = json.loads(b64url_decode(disclosures[index]))
+    mutated = data.draw(mutated_receipts({"disclosure": decoded}, claim_values))
+    changed = reencoded(
+        mutated["disclosure"] if isinstance(mutated, dict) and "disclosure" in mutated else mutated
+    )
+    assume(changed != disclosures[index])
+    forged = [*disclosures[:index], changed, *disclosures[index + 1 :]]
+    verdict = verify(with_credential(receipts[0], join(jwt, forged)), facts, NOW)
+    assert verdict.reasons == (Code.MALFORMED,), verdict.to_dict()
+
+
+@settings(max_examples=60, deadline=None)
+@given(position=st.integers(0, 10**6), replacement=st.sampled_from("AQgw_-09.~"))
+def test_any_character_changed_in_the_sd_jwt_is_invalid(
+    sd_batch: SecuredBatch, position: int, replacement: str
+) -> None:
+    facts, receipts = anchored_v2(sd_batch)
+    genuine = receipts[0].credential
+    assert isinstance(genuine, str)
+    position %= len(genuine)
+    assume(genuine[position] != replacement)
+    changed = genuine[:position] + replacement + genuine[position + 1 :]
+    assert verify(with_credential(receipts[0], changed), facts, NOW).status is Status.INVALID
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_any_change_to_a_data_integrity_credential_is_invalid(
+    di_batch: SecuredBatch, data: st.DataObject
+) -> None:
+    facts, receipts = anchored_v2(di_batch)
+    genuine = receipts[0].credential
+    assert isinstance(genuine, dict)
+    mutated = data.draw(mutated_receipts(genuine, claim_values))
+    assume(json_model(mutated) != json_model(genuine))
+    verdict = verify(with_credential(receipts[0], mutated), facts, NOW)  # type: ignore[arg-type]
+    assert verdict.status is Status.INVALID
+    assert verdict.reasons == (Code.MALFORMED,) or {Code.DATA_INTEGRITY_INVALID, Code.PROOF_INVALID} <= set(
+        verdict.reasons
+    ), verdict.to_dict()
+
+
+def test_the_issues_attack_an_array_made_an_integer_keyed_object_is_invalid_on_v2(
+    sd_batch: SecuredBatch, di_batch: SecuredBatch
+) -> None:
+    """``type`` ["VerifiableCredential", "DegreeCredential"] as {"0": ..., "1": ...}: the same
+    finvault-doc/1 digest (the legacy flaw, still VALID on /1), a different credential on /2."""
+
+    def objectified(credential: dict[str, Any]) -> dict[str, Any]:
+        return {**credential, "type": {str(i): t for i, t in enumerate(credential["type"])}}
+
+    facts, receipts = anchored_v2(sd_batch)
+    jwt, disclosures = split(receipts[0].credential)  # type: ignore[arg-type]
+    header, payload, signature = jwt.split(".")
+    claims = objectified(json.loads(b64url_decode(payload)))
+    assert claims["type"] == {"0": "VerifiableCredential", "1": "DegreeCredential"}
+    sd = verify(
+        with_credential(receipts[0], join(f"{header}.{reencoded(claims)}.{signature}", disclosures)),
+        facts,
+        NOW,
+    )
+    assert sd.status is Status.INVALID
+    assert {Code.SIGNATURE_INVALID, Code.PROOF_INVALID} <= set(sd.reasons)
+
+    facts, receipts = anchored_v2(di_batch)
+    di = verify(with_credential(receipts[0], objectified(receipts[0].credential)), facts, NOW)  # type: ignore[arg-type]
+    assert di.status is Status.INVALID
+    assert {Code.DATA_INTEGRITY_INVALID, Code.PROOF_INVALID} <= set(di.reasons)
+
+    # The legacy contrast: an RSA-signed /1 receipt (no Data Integrity proof) takes the change.
+    legacy_facts, legacy_receipts = anchored(make_batch(1, kind="rsa-2048"))
+    legacy = next(legacy_receipts)
+    data = legacy.to_json_dict()
+    data["credential"] = objectified(data["credential"])
+    verdict = verify(data, legacy_facts, NOW)
+    assert verdict.status is Status.VALID  # the known flaw of finvault-doc/1, why /2 exists
+    assert verdict.notices == ("legacy_format",)
