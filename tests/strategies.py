@@ -139,3 +139,88 @@ def mutated_receipts(
         else:
             parent.insert(draw(st.integers(0, len(parent))), draw(values))
     return receipt
+
+
+# -- credentials for finvault-receipt/2 (tests/unit/test_secured.py, tests/unit/test_verify_v2.py) --
+
+#: Claim names SD-JWT reserves (chain.core.sd_jwt.RESERVED_NAMES): an issuer refuses them.
+_SD_JWT_RESERVED = frozenset(("_sd", "...", "_sd_alg"))
+#: Keys for credential claims: the edge cases of JSON Pointers and of the legacy flattening (empty,
+#: integer-like, with "~" and "/"), beside arbitrary Unicode.
+claim_keys = st.one_of(
+    keys, st.sampled_from(["", "0", "1", "01", "~", "/", "~0", "~1", "a/b", "a~b", "é", "\U0001f600"])
+).filter(lambda key: key not in _SD_JWT_RESERVED)
+#: JSON values with claim keys, and the scalars a careless encoding confuses.
+claim_values = st.recursive(
+    scalars | st.sampled_from([0, 1, -1, "0", "1", "", True, False, None, "true", "null", 1.5]),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(claim_keys, children, max_size=4),
+    max_leaves=16,
+)
+#: Top-level claims a /2 securing leaves alone: not the issuer (set to the key's controller) nor
+#: ``proof`` (replaced), nor the always-shown claims an SD-JWT never makes disclosable.
+_FREE_TOP = frozenset(("issuer", "proof", "@context", "type", "validFrom", "validUntil", "credentialStatus"))
+
+
+@st.composite
+def credentials(draw: st.DrawFn) -> dict[str, Any]:
+    """A VC 2.0 shaped credential with an arbitrary subject and arbitrary extra top-level claims."""
+    extra = draw(
+        st.dictionaries(claim_keys.filter(lambda key: key not in _FREE_TOP), claim_values, max_size=3)
+    )
+    return {
+        "@context": ["https://www.w3.org/ns/credentials/v2"],
+        "type": draw(
+            st.sampled_from([["VerifiableCredential"], ["VerifiableCredential", "DegreeCredential"]])
+        ),
+        "issuer": "did:web:uni.example",
+        **extra,
+        "credentialSubject": draw(st.dictionaries(claim_keys, claim_values, max_size=5)),
+    }
+
+
+def json_model(value: Any) -> Any:
+    """``value`` in the JSON data model, hashable: what two credentials must differ in to be
+    different. Numbers compare by value (``1`` and ``1.0`` are one JSON number, so are ``0`` and
+    ``-0``); ``true``, ``1``, ``"1"`` and ``null`` stay apart; an array is not an object."""
+    if value is None or isinstance(value, bool):
+        return ("literal", value)
+    if isinstance(value, int | float):
+        return ("number", float(value) + 0.0)
+    if isinstance(value, str):
+        return ("string", value)
+    if isinstance(value, list):
+        return ("array", tuple(json_model(item) for item in value))
+    return ("object", frozenset((key, json_model(item)) for key, item in value.items()))
+
+
+def _confusions(value: Any) -> list[Any]:
+    """Values an ambiguous encoding might not tell from ``value``."""
+    if isinstance(value, list):
+        return [{str(i): item for i, item in enumerate(value)}, value[:-1], [*value, None], {}]
+    if isinstance(value, dict):
+        return [
+            list(value.values()),
+            {f"{key}/": item for key, item in value.items()},
+            {**value, "": None},
+            [],
+        ]
+    alternatives: tuple[Any, ...] = (0, 1, "1", "", True, False, None, "null", [], {})
+    return [alternative for alternative in alternatives if alternative is not value]
+
+
+@st.composite
+def credential_twins(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A credential and a near twin: one node of its subject swapped for a value an ambiguous
+    encoding might confuse with it (an array for an integer-keyed object, ``1`` for ``"1"``...)."""
+    original = draw(credentials())
+    twin = copy.deepcopy(original)
+    paths = [("credentialSubject", *path) for path in _node_paths(twin["credentialSubject"])]
+    if not paths:
+        twin["credentialSubject"] = draw(st.sampled_from([[], {"": None}, {"0": "x"}]))
+        return original, twin
+    *parents, last = draw(st.sampled_from(paths))
+    parent: Any = twin
+    for step in parents:
+        parent = parent[step]
+    parent[last] = draw(st.sampled_from(_confusions(parent[last])))
+    return original, twin

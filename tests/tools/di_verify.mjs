@@ -20,12 +20,14 @@ loader.addDocuments({documents: [...credentialContexts]});
 loader.setDidResolver(resolver);
 const documentLoader = loader.build();
 
-// Receipt or credential files as arguments (a receipt's credential is taken), else a JSON array on stdin.
+// Receipt or credential files as arguments (a receipt's credential is taken: a /2 receipt's must be
+// a Data Integrity credential, not an SD-JWT), else a JSON array on stdin.
 let credentials;
 if (process.argv.length > 2) {
   credentials = process.argv.slice(2).map((path) => {
     const document = JSON.parse(readFileSync(path, "utf8"));
-    return document.format === "finvault-receipt/1" ? document.credential : document;
+    const receipt = ["finvault-receipt/1", "finvault-receipt/2"].includes(document.format);
+    return receipt ? document.credential : document;
   });
 } else {
   const chunks = [];

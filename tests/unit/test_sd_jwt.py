@@ -6,13 +6,11 @@ implementation ``sd-jwt`` (PyPI)."""
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa, utils
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -44,10 +42,10 @@ from chain.core.sd_jwt import (
 )
 from tests.factories import credential, deterministic_bytes
 from tests.strategies import json_token_soup, keys, scalars
+from tests.tools.sd_jwt_peers import public_jwk, reference_payload, sd_jwt_core
 
 ROOT = Path(__file__).resolve().parents[2]
 VECTORS = json.loads((ROOT / "tests" / "vectors" / "sd-jwt-rfc9901.json").read_text())
-NODE_VERIFIER = ROOT / "tests" / "tools" / "sd_jwt_verify.mjs"
 
 # Fixed keys: the tests are reproducible and do not pay for RSA key generation per example.
 ED_KEY = ed25519.Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
@@ -508,18 +506,6 @@ def test_sizes_are_refused_before_decoding() -> None:
 # -- independent implementations ---------------------------------------------------------------
 
 
-def public_jwk(key: ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey) -> dict[str, str]:
-    if isinstance(key, ed25519.Ed25519PrivateKey):
-        raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-        return {"kty": "OKP", "crv": "Ed25519", "x": b64url(raw)}
-    numbers = key.public_key().public_numbers()
-    return {
-        "kty": "RSA",
-        "n": b64url(numbers.n.to_bytes((numbers.n.bit_length() + 7) // 8, "big")),
-        "e": b64url(numbers.e.to_bytes((numbers.e.bit_length() + 7) // 8, "big")),
-    }
-
-
 def presentations(key: ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey) -> dict[str, str]:
     """One issued SD-JWT as a holder presents it (the second course withheld), and three damaged
     copies: a disclosure with one character changed, a well-formed forged disclosure in place of a
@@ -562,16 +548,10 @@ def expected_presented() -> dict[str, Any]:
 
 @pytest.mark.parametrize(("key", "alg"), [(ED_KEY, "EdDSA"), (RSA_KEY, "RS256")], ids=["EdDSA", "RS256"])
 def test_sd_jwt_core_typescript_agrees(key: ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey, alg: str) -> None:
-    node = shutil.which("node")
-    if node is None:
-        pytest.fail("node is not on PATH: FinVault's setup needs Node 20")
     cases = presentations(key)
-    items = [{"sdJwt": sd_jwt, "jwk": public_jwk(key), "alg": alg} for sd_jwt in cases.values()]
-    done = subprocess.run(
-        [node, str(NODE_VERIFIER)], input=json.dumps(items), capture_output=True, text=True, check=True,
-        timeout=120, cwd=ROOT,
-    )  # fmt: skip
-    results = dict(zip(cases, json.loads(done.stdout), strict=True))
+    results = dict(
+        zip(cases, sd_jwt_core([(sd_jwt, public_jwk(key), alg) for sd_jwt in cases.values()]), strict=True)
+    )
     ours = verify_sd_jwt(cases["presented"], key.public_key(), expected_alg=alg).payload
     assert results["presented"]["verified"], results["presented"]
     assert canonical(results["presented"]["payload"]) == canonical(ours) == canonical(expected_presented())
@@ -592,19 +572,8 @@ def test_sd_jwt_core_typescript_agrees(key: ed25519.Ed25519PrivateKey | rsa.RSAP
 def test_the_python_reference_implementation_agrees(
     key: ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey, alg: str
 ) -> None:
-    from jwcrypto.jwk import JWK  # type: ignore[import-untyped]  # installed with sd-jwt (dev extra)
-    from sd_jwt.verifier import SDJWTVerifier  # type: ignore[import-untyped]
-
-    issuer_key = JWK(**public_jwk(key))
-
     def reference(sd_jwt: str) -> dict[str, Any] | None:
-        try:
-            payload: dict[str, Any] = SDJWTVerifier(
-                sd_jwt, lambda _iss, _header: issuer_key
-            ).get_verified_payload()
-        except Exception:  # the reference raises assorted exceptions; any of them is a refusal
-            return None
-        return payload
+        return reference_payload(sd_jwt, public_jwk(key))
 
     cases = presentations(key)
     ours = verify_sd_jwt(cases["presented"], key.public_key(), expected_alg=alg).payload

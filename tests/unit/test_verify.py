@@ -12,7 +12,7 @@ import pytest
 from chain.core.canonical import salt_document
 from chain.core.issuance import secure_credential
 from chain.core.merkle import MerkleTree
-from chain.core.receipt import Receipt
+from chain.core.receipt import Receipt, ReceiptV2
 from chain.core.signing import SignatureCache, public_key_info
 from chain.core.verify import (
     ChainHead,
@@ -59,7 +59,8 @@ def check(verdict: Verdict, name: CheckName) -> tuple[str, Code | None]:
     return found.outcome, found.code
 
 
-def tampered(receipt: Receipt, **changes: Any) -> dict[str, Any]:
+def tampered(receipt: Receipt | ReceiptV2, **changes: Any) -> dict[str, Any]:
+    """``receipt`` as JSON data with ``changes`` made (``a__b`` names the member ``b`` of ``a``)."""
     data = receipt.to_json_dict()
     for path, value in changes.items():
         target = data
