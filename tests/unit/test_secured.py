@@ -62,7 +62,9 @@ def test_the_leaf_digests_are_domain_separated_hashes_of_what_the_issuer_signed(
     jwt = secured.value.split("~")[0]  # type: ignore[union-attr]
     assert secured.digest == hashlib.sha256(SD_JWT_TAG + jwt.encode("ascii")).digest()
     assert secured.leaf == keccak256(keccak256(secured.digest)) == leaf_hash(secured.digest)
-    whole = secure_data_integrity(credential(), KEY, created=ISSUED_AT)
+    whole = secure_data_integrity(
+        credential(), KEY, created=ISSUED_AT, random_bytes=deterministic_bytes("tags")
+    )
     assert whole.digest == hashlib.sha256(DATA_INTEGRITY_TAG + jcs(whole.value)).digest()
     # The same bytes under the two tags, and a finvault-doc/1 digest of the same credential, differ.
     assert data_integrity_digest(credential()) != hashlib.sha256(SD_JWT_TAG + jcs(credential())).digest()
@@ -80,7 +82,11 @@ def test_two_different_credentials_never_share_a_leaf(pair: tuple[dict[str, Any]
     different = json_model(first) != json_model(second)
     # Data Integrity: over the unsecured JSON and over the secured credential.
     assert (data_integrity_digest(first) != data_integrity_digest(second)) is different
-    secured = [secure_data_integrity(c, KEY, created=ISSUED_AT) for c in pair]
+    # The same proof id for both (it is random in practice): only the credential tells them apart.
+    secured = [
+        secure_data_integrity(c, KEY, created=ISSUED_AT, random_bytes=deterministic_bytes("twin"))
+        for c in pair
+    ]
     assert (secured[0].leaf != secured[1].leaf) is different
     # SD-JWT, with the same randomness for both: only the credential tells them apart.
     sd = [secure_sd_jwt(c, KEY, random_bytes=deterministic_bytes("twins")) for c in pair]

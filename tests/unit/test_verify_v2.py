@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -587,7 +588,7 @@ def test_a_data_integrity_proof_by_an_unregistered_key_is_key_unknown(di_batch: 
     """The intruder's credential is anchored by the issuer and its proof holds, but its key is not
     one the chain knows."""
     intruder = generate_private_key("ed25519")
-    secured = secure_data_integrity(degree("Eve"), intruder, created=ISSUED_AT)  # type: ignore[arg-type]
+    secured = secure_data_integrity(degree("Eve"), intruder, created=ISSUED_AT, random_bytes=os.urandom)
     facts = anchored_v2(di_batch)[0]
     tree = MerkleTree([secured.digest])
     facts.anchors = {tree.root: replace(facts.anchors[di_batch.tree.root], root=tree.root)}

@@ -64,7 +64,8 @@ DESCRIPTION = (
     "... across calls, each call random_bytes(n) taking ceil(n/32) fresh blocks and returning their "
     "first n bytes. sdJwt.digest = SHA-256(UTF-8(tags.sdJwt) || 0x00 || ASCII(issuerSignedJwt)); "
     "dataIntegrity.digest = SHA-256(UTF-8(tags.dataIntegrity) || 0x00 || UTF-8(dataIntegrity.jcs)), "
-    "jcs being the RFC 8785 form of dataIntegrity.credential (eddsa-jcs-2022 proof, created as given); "
+    "jcs being the RFC 8785 form of dataIntegrity.credential (eddsa-jcs-2022 proof, created as given, its "
+    "id the urn:uuid of version 4 made from the first 16 bytes drawn from randomSeed + '/data-integrity'); "
     "leaf = keccak256(keccak256(digest)). `batch` anchors both leaves in one OpenZeppelin "
     "StandardMerkleTree (bytes32) and holds their receipts."
 )
@@ -85,7 +86,9 @@ def build() -> dict[str, Any]:
     )
     assert isinstance(sd.value, str)
     parsed = parse_sd_jwt(sd.value)
-    di = secure_data_integrity(CREDENTIAL, key, created=CREATED)
+    di = secure_data_integrity(
+        CREDENTIAL, key, created=CREATED, random_bytes=deterministic_bytes(RANDOM_SEED + "/data-integrity")
+    )
     assert isinstance(di.value, dict)
     tree = MerkleTree([sd.digest, di.digest])
     receipts = [
