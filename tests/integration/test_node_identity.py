@@ -17,8 +17,10 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from playwright.sync_api import Browser, Page, expect
 
 from chain.core.data_integrity import multikey
+from chain.core.encoding import b64url
 from chain.core.identity import did_web_document
 from chain.core.receipt import ReceiptV2, parse_receipt
+from chain.core.sd_jwt import b64url_decode
 from chain.dev.devchain import DevChain
 from chain.rpc import RpcClient
 from tests.factories import disclosed
@@ -29,6 +31,17 @@ from tests.integration.node_fixtures import start_node, verdict_when, wait_for
 from tests.integration.test_node_page import banner_says, choose_file, fact, open_page
 
 OTHER_ACCOUNT = "0x90f79bf6eb2c4f870365e785982e1f101e93b906"
+
+
+def renamed_issuer(receipt: ReceiptV2, did: str) -> dict[str, Any]:
+    """``receipt`` with the issuer its SD-JWT names rewritten (the signature kept, so it fails)."""
+    assert isinstance(receipt.credential, str)
+    jwt, tilde, disclosures = receipt.credential.partition("~")
+    header, payload, signature = jwt.split(".")
+    claims = json.loads(b64url_decode(payload))
+    claims["issuer"]["id"] = did
+    forged = ".".join((header, b64url(json.dumps(claims).encode()), signature))
+    return {**receipt.to_json_dict(), "credential": forged + tilde + disclosures}
 
 
 def identity_when(client: httpx.Client, receipt: ReceiptV2, status: str) -> dict[str, Any]:
@@ -139,8 +152,7 @@ def test_identity_is_verified_mismatched_unreachable_or_not_configured_and_never
         assert time.monotonic() - started < 2.5
         did_server.delay = 0.0
 
-        tampered = by_did_web.to_json_dict()
-        tampered["credential"]["issuer"]["id"] = "did:web:attacker.example"  # an INVALID receipt
+        tampered = renamed_issuer(by_did_web, "did:web:attacker.example")  # its signature fails: INVALID
         answer = client.post("/verify", json=tampered).json()
         assert answer["status"] == "INVALID"
         assert answer["identity"] == {

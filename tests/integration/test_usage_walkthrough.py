@@ -71,4 +71,5 @@ def test_the_issuing_walkthrough_runs_as_written(anvil: DevChain, registry: Depl
     assert "uni/receipts/cert-0001.json: VALID" in done.stdout
     assert "finality 65 confirmations, finalized" in done.stdout
     receipt = json.loads((tmp_path / "uni" / "receipts" / "cert-0001.json").read_text())
-    assert receipt["link"] == f"{NODE_URL}/v/{receipt['proof']['leaf']}"
+    assert receipt["format"] == "finvault-receipt/2"
+    assert isinstance(receipt["credential"], str)  # an SD-JWT, the default securing
