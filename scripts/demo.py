@@ -210,7 +210,8 @@ def run_demo(
         forged = forge_grade(receipts[0].read_text())
         if verify(forged, sources["mirror"], now).status is not Status.INVALID:
             raise FinVaultError("demo check failed: a tampered receipt was not rejected")
-        say("check: a copy with its grade disclosure rewritten is INVALID")
+        write_secret_file(state_dir / "tampered.json", forged.encode())
+        say(f"check: {state_dir / 'tampered.json'}, its grade disclosure rewritten, is INVALID")
 
         node_port = _port_or_free(DEMO_NODE_PORT)
         node_settings = load_settings(

@@ -1,4 +1,9 @@
-"""Canonical documents and their digests: format ``finvault-doc/1`` (consensus-critical, frozen).
+"""Canonical JSON (RFC 8785) and the legacy document digest ``finvault-doc/1`` (frozen, read only).
+
+``finvault-receipt/2`` needs only :func:`jcs`, :func:`loads_strict` and the document limits
+(:func:`flatten`'s budget) from here. The rest is ``finvault-doc/1``, which /1 receipts carry and
+verifiers still check; its known ambiguity (an array and an object with integer keys flatten
+alike) is why /2 secures standard credentials instead (docs/formats.md).
 
 A credential (a JSON object; W3C Verifiable Credentials 2.0 shape recommended) is flattened into
 its leaf values, each addressed by an RFC 6901 JSON Pointer. Leaves are scalars, empty arrays and

@@ -1,7 +1,8 @@
 """W3C Data Integrity proofs, cryptosuite ``eddsa-jcs-2022`` (VC Data Integrity EdDSA Cryptosuites v1.0).
 
-A standard proof beside FinVault's own signature, so that stock Verifiable Credentials tooling can
-check an Ed25519 issuer's credential. Pure functions over bytes and JSON:
+How an Ed25519 issuer may secure a whole credential in a ``finvault-receipt/2`` (the issuer's one
+signature; its leaf commits to the secured credential), which stock Verifiable Credentials tooling
+checks too. Pure functions over bytes and JSON:
 
 - the key is an Ed25519 Multikey (``z6Mk...``: base58btc of the multicodec ``ed25519-pub`` prefix
   and the 32-byte key); its ``did:key`` identifies the issuer by default;
