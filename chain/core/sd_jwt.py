@@ -587,11 +587,16 @@ def process_disclosures(payload: Mapping[str, Any], disclosures: Sequence[str]) 
 
 
 def process_credential(parsed: ParsedSdJwt) -> dict[str, Any]:
-    """:func:`process_disclosures` for an SD-JWT whose payload is a VC: also refuses a disclosure of
-    an always-shown claim (:data:`ALWAYS_DISCLOSED`), which no FinVault issuer makes and which a
-    holder could otherwise withhold (a ``validFrom`` in the future, say)."""
+    """:func:`process_disclosures` for an SD-JWT whose payload is a VC: also refuses an always-shown
+    claim (:data:`ALWAYS_DISCLOSED`) that is selectively disclosable, or holds a digest, which no
+    FinVault issuer makes and which would let a holder withhold it or part of it (a ``validFrom``
+    in the future, a ``type``). A withheld top-level claim cannot be told from a decoy: what stays
+    open is an issuer that made one of these disclosable, withheld by the holder (docs/formats.md)."""
     if len(parsed.disclosures) > MAX_DISCLOSURES:
         raise SdJwtTooLarge(f"more than {MAX_DISCLOSURES:,} disclosures")
+    for name in ALWAYS_DISCLOSED:
+        if name in parsed.payload and _holds_digest(parsed.payload[name]):
+            raise SdJwtNotDisclosable(f"{name!r} holds selectively disclosable parts, but is always shown")
     processor = _Processor(parsed.disclosures)
     payload = processor.run(parsed.payload)
     for pointer in processor.pointer_of.values():
@@ -600,6 +605,21 @@ def process_credential(parsed: ParsedSdJwt) -> dict[str, Any]:
                 f"{pointer[:80]!r} is selectively disclosable, but must always be shown"
             )
     return payload
+
+
+def _holds_digest(value: Any) -> bool:
+    """Whether ``value`` (of a signed payload, nesting already bounded by parsing) has an ``_sd``
+    member or a ``{"...": digest}`` element anywhere."""
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if "_sd" in node or "..." in node:
+                return True
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return False
 
 
 # -- verification ------------------------------------------------------------------------------

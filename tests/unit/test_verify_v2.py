@@ -379,6 +379,24 @@ def test_an_sd_jwt_making_an_always_shown_claim_disclosable_is_refused(sd_batch:
     assert "validFrom" not in withheld.credential
 
 
+def test_an_always_shown_claim_holding_a_digest_is_refused_even_withheld(sd_batch: SecuredBatch) -> None:
+    """A ``type`` whose second element is an array-element digest: withheld, the credential would
+    read as a bare VerifiableCredential. Refused whether or not the holder discloses it."""
+    jwt, _ = split(sd_batch.secured[0].value)  # type: ignore[arg-type]
+    payload = json.loads(b64url_decode(jwt.split(".")[1]))
+    element = encode_disclosure("c2FsdHNhbHRzYWx0c2FsdA", "DegreeCredential")
+    payload["type"] = ["VerifiableCredential", {"...": disclosure_digest(element)}]
+    header = {"alg": "EdDSA", "typ": "vc+sd-jwt", "kid": hex0x(sd_batch.key_info.key_id)}
+    forged = resigned_jwt(payload, header, sd_batch.key)
+    for disclosures in ([element], []):
+        facts, receipt = anchored_secured(
+            join(forged, disclosures), sd_jwt_digest(forged.encode()), sd_batch.key
+        )
+        verdict = verify(receipt, facts, NOW)
+        assert verdict.reasons == (Code.MALFORMED,)
+        assert "'type' holds selectively disclosable parts" in verdict.checks[0].detail
+
+
 # -- what the chain must vouch for --------------------------------------------------------------
 
 
