@@ -9,7 +9,8 @@ so the same code runs a fresh batch and one left behind by a crash at any point:
    (``anchorOf``): anchored by us (a transaction this store never saw) means done, found through
    the ``Anchored`` event; anchored by someone else is an :class:`AnchorConflict`, as is a revert
    (or a refusal at estimation) because someone else anchored the root first: the service then
-   re-seals the batch under fresh salts (:meth:`~issuer.service.IssuerService.anchor`).
+   puts the batch's certificates back to pending, to be secured afresh
+   (:meth:`~issuer.service.IssuerService.anchor`).
 2. **Sign.** ``TxSender.prepare`` (a revert at estimation fails the batch with the decoded error),
    then the transaction goes into ``anchor_attempts`` *before* anything is sent.
 3. **Broadcast** the stored raw transaction (a node that already has it is fine).

@@ -52,7 +52,9 @@ def issuer_options(func: F) -> F:
                 type=click.Path(exists=True, dir_okay=False, path_type=Path),
                 help="File holding the signing key's passphrase (else FINVAULT_SIGNING_KEY_PASSPHRASE).",
             ),
-            click.option("--node-url", help="Verification node URL for receipt links and QR codes."),
+            click.option(
+                "--node-url", help="Verification node URL that QR codes written at issuance link to."
+            ),
             click.option("--max-batch", type=int, help="Most certificates per batch (default 10,000)."),
             click.option("--manifest-base-uri", help="Where batch manifests will be published."),
             click.option(

@@ -65,7 +65,7 @@ class NotAnchored(IssuerError):
 
 class AnchorConflict(IssuerError):
     """The batch's root is already anchored on-chain by another account (``taken_by``): copied from
-    the mempool or replayed. The service re-seals the batch's certificates under fresh salts."""
+    the mempool or replayed. The service secures and seals the batch's certificates afresh."""
 
     code = "anchor_conflict"
 

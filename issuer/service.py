@@ -23,15 +23,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Table, Text, bindparam, cast, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from chain.core.encoding import hex0x
 from chain.core.merkle import MerkleTree
-from chain.core.secured import SD_JWT, SECURINGS, Securing
+from chain.core.secured import DATA_INTEGRITY, SD_JWT, SECURINGS, Securing
 from chain.core.signing import PrivateKey, public_key_info
-from chain.errors import TransactionFailed
+from chain.errors import ConfigError, TransactionFailed
 from chain.registry import RegistryWriter
 from chain.service.files import private_dir, sync_files
 from chain.tx import TransactionTimeout, TxReceipt
@@ -255,6 +256,11 @@ class IssuerService:
     anchorer: Anchorer = field(init=False)
 
     def __post_init__(self) -> None:
+        if self.config.securing == DATA_INTEGRITY and not isinstance(self.signing_key, Ed25519PrivateKey):
+            raise ConfigError(
+                "--securing data-integrity (eddsa-jcs-2022) needs an Ed25519 signing key; this one is "
+                "RSA: secure with sd-jwt (RS256) instead"
+            )
         self.anchorer = Anchorer(
             self.store,
             self.registry,

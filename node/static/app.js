@@ -394,7 +394,7 @@
       summary.textContent =
         view.pointers.length + (view.pointers.length === 1 ? " claim is" : " claims are") +
         " disclosed one by one. A claim the holder withheld is only a digest in what the issuer" +
-        " signed, among decoys: neither its value nor how many were withheld can be seen.";
+        " signed, among decoys: its value cannot be seen, and how many were withheld only roughly.";
       return;
     }
     if (view.kind === "data-integrity") {

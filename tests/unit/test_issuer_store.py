@@ -9,19 +9,21 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import func, inspect, select
+from sqlalchemy import create_engine, func, inspect, select, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.schema import CreateIndex, CreateTable
 
 import chain.service.db
+from chain.errors import ConfigError
+from chain.keys import generate_private_key
 from chain.service.db import database_url
 from chain.service.files import sync_files
 from issuer import service
 from issuer.errors import IntakeRejected, StoreError
 from issuer.intake import read_input
-from issuer.service import ingest
-from issuer.store import VERSION_TABLE, Base, Certificate, CertificateStatus, Store, storable_text
+from issuer.service import IssuerConfig, IssuerService, ingest
+from issuer.store import MIGRATIONS, VERSION_TABLE, Base, Certificate, CertificateStatus, Store, storable_text
 from issuer.template import load_template
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "issuer"
@@ -68,6 +70,55 @@ def test_migrations_match_the_models_and_reopening_is_a_no_op(store: Store, tmp_
         *("events", "webhook_deliveries", "webhook_cursors", "api_keys", "idempotency_keys"),
     }
     Store.open(str(tmp_path / "nested" / "issuer.db")).close()
+
+
+def _store_at_0002(path: Path) -> str:
+    """A SQLite issuer store as version 0002 (receipts /1) left it, with a /1 batch sealed and not
+    anchored, and one pending certificate with its salts."""
+    from alembic import command
+    from alembic.config import Config
+
+    url = f"sqlite:///{path}"
+    engine = create_engine(url)
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0002")
+        connection.execute(
+            text(
+                "INSERT INTO batches (root, leaf_count, status, key_id, manifest_uri, sealed_at) "
+                "VALUES (:root, 1, 'sealed', :key, '', '2026-11-01 00:00:00')"
+            ),
+            {"root": "0x" + "ab" * 32, "key": "0x" + "cd" * 32},
+        )
+        connection.execute(
+            text(
+                "INSERT INTO certificates (id, credential, salts, digest, leaf, status, created_at) "
+                "VALUES ('old-1', '{}', '{\"/a\": \"0x00\"}', :d, :l, 'pending', '2026-11-01 00:00:00')"
+            ),
+            {"d": "0x" + "01" * 32, "l": "0x" + "02" * 32},
+        )
+    engine.dispose()
+    return url
+
+
+def test_upgrading_to_receipts_v2_waits_for_unanchored_v1_batches(tmp_path: Path) -> None:
+    """Migration 0003 refuses, with a one-line error naming what to do, while a batch sealed under
+    /1 is not anchored; once it is, pending certificates lose their /1 salts, digest and leaf."""
+    url = _store_at_0002(tmp_path / "issuer.db")
+    with pytest.raises(
+        StoreError, match=r"1 batch\(es\) sealed under finvault-receipt/1 are not .*`finvault anchor`"
+    ):
+        Store.open(url)
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE batches SET status = 'anchored'"))
+    engine.dispose()
+    with Store.open(url) as store, store.reading() as session:
+        [certificate] = session.scalars(select(Certificate))
+        assert (certificate.salts, certificate.digest, certificate.leaf, certificate.secured) == (None,) * 4
+        assert certificate.status is CertificateStatus.PENDING
 
 
 def test_ingest_stores_pending_certificates(store: Store) -> None:
@@ -210,3 +261,14 @@ def test_exactly_the_files_written_and_their_folders_are_synced(
 def test_foreign_messages_are_stored_without_nul() -> None:
     assert storable_text("revert: bad\x00data") == "revert: bad\\0data"
     assert storable_text("plain") == "plain"
+
+
+def test_data_integrity_securing_with_an_rsa_key_is_refused_before_anything_is_stored(
+    store: Store, tmp_path: Path
+) -> None:
+    """eddsa-jcs-2022 has no RSA form: the service refuses to start (one line, exit 2) rather than
+    fail at sealing once the rows are in."""
+    config = IssuerConfig(out_dir=tmp_path, securing="data-integrity")
+    with pytest.raises(ConfigError, match="needs an Ed25519 signing key"):
+        IssuerService(store, registry=None, signing_key=generate_private_key("rsa-2048"), config=config)  # type: ignore[arg-type]
+    assert store.pending_count() == 0

@@ -16,6 +16,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from issuer.errors import StoreError
+
 revision = "0003"
 down_revision = "0002"
 branch_labels = None
@@ -27,9 +29,9 @@ def upgrade() -> None:
         sa.text("SELECT count(*) FROM batches WHERE status IN ('sealed', 'sending', 'sent')")
     )
     if unfinished:
-        raise RuntimeError(
+        raise StoreError(
             f"{unfinished} batch(es) sealed under finvault-receipt/1 are not anchored yet: finish them "
-            "with the previous FinVault version (`finvault issuer run`), then upgrade"
+            "with the previous FinVault version (`finvault anchor`), then upgrade"
         )
     with op.batch_alter_table("certificates", schema=None) as batch_op:
         batch_op.add_column(sa.Column("secured", sa.Text(), nullable=True))
@@ -40,4 +42,4 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    raise RuntimeError("receipts v2 cannot be downgraded: pending certificates have no /1 salts")
+    raise StoreError("receipts v2 cannot be downgraded: pending certificates have no /1 salts")
