@@ -407,8 +407,9 @@ def readme_tour() -> str:
 @pytest.mark.slow(seconds=15)
 def test_readme_tour(tmp_path: Path, reserved_port: int) -> None:
     """The tour pasted into bash beside a running demo (in a scratch folder laid out like a checkout,
-    its chain on a port of the test's), which may not have its node on 8000: VALID, then REVOKED
-    through the node once it has seen the revocation, REVOKED from the chain, and no drift."""
+    its chain on a port of the test's), which may not have its node on 8000: VALID, VALID again with
+    the grade withheld, then REVOKED through the node once it has seen the revocation, REVOKED from
+    the chain, and no drift."""
     (tmp_path / ".venv").symlink_to(Path(sys.executable).parent.parent)
     env = {k: v for k, v in os.environ.items() if not k.startswith("FINVAULT_")}
     with (tmp_path / "demo.log").open("w") as log:
@@ -434,6 +435,7 @@ def test_readme_tour(tmp_path: Path, reserved_port: int) -> None:
     assert tour.returncode == 0, out + tour.stderr  # the last step: reconcile, no drift
     receipt = ".finvault/demo/receipts/demo-0001.json"
     assert out.count(f"{receipt}: VALID") == 1
+    assert "shared.json: VALID" in out  # the holder's smaller receipt
     assert "demo-0001: revoked (superseded) in block" in out
     assert out.count(f"{receipt}: REVOKED") == 2  # through the node, then straight from the chain
     assert out.count("certificate revoked: superseded (4)") == 2

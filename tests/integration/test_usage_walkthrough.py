@@ -42,7 +42,7 @@ def walkthrough_script(markdown: str) -> str:
 def test_the_issuing_walkthrough_runs_as_written(anvil: DevChain, registry: Deployed, tmp_path: Path) -> None:
     script = walkthrough_script(USAGE.read_text())
     for step in ("issuer register", "issuer keygen", "issuer add-key", "--node-url", "anvil_mine", "verify"):
-        assert step in script  # register, keygen, add-key, issue with a link, make it final, verify
+        assert step in script  # register, keygen, add-key, issue, make it final, verify, draw its link
     (tmp_path / ".venv").symlink_to(Path(sys.executable).parent.parent)
     (tmp_path / "tests").symlink_to(ROOT / "tests")
     demo = tmp_path / ".finvault" / "demo"
