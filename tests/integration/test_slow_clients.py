@@ -226,10 +226,18 @@ def test_a_client_that_hangs_up_mid_body_is_one_line_in_the_log(node: NodeProces
 
 
 def _ask_for_a_large_answer(node: NodeProcess) -> socket.socket:
-    """A connection that has asked for an 8 MB answer (a bulk call echoing 1,000 long issuer names:
-    more than loopback's socket buffers hold), with a small receive window."""
+    """A connection that has asked for an 8 MB answer (a bulk call echoing 1,000 long issuer names,
+    in each verdict's credential and identity: more than loopback's socket buffers hold), with a
+    small receive window."""
     wait_until_vouching(node.url)
-    receipt = json.dumps({"credential": {"issuer": "x" * 7_000}}).encode()
+    receipt = json.dumps(
+        {
+            "format": "finvault-receipt/2",
+            "credential": {"issuer": "x" * 7_000},  # well-formed, with no proof: INVALID, echoed
+            "proof": {"path": [], "root": "0x" + "00" * 32},
+            "anchor": {"chainId": 31337, "registry": "0x" + "11" * 20, "issuer": "0x" + "22" * 20},
+        }
+    ).encode()
     body = b'{"receipts":[' + b",".join([receipt] * 1_000) + b"]}"
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connecting: a small window
