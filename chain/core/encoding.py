@@ -4,6 +4,7 @@ as ISO 8601 UTC with a ``Z``."""
 from __future__ import annotations
 
 import base64
+import re
 from datetime import UTC, datetime
 
 
@@ -30,3 +31,17 @@ def iso_utc(moment: int | datetime) -> str:
 def b64url(data: bytes) -> str:
     """Unpadded base64url (RFC 7515 section 2): JWS parts, SD-JWT disclosures, the node's cursors."""
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+_B64URL = re.compile(r"[A-Za-z0-9_-]*")
+
+
+def from_b64url(text: str) -> bytes:
+    """The bytes of strict unpadded base64url: only the URL-safe alphabet, no padding, canonical
+    trailing bits (one spelling per value); ValueError otherwise."""
+    if len(text) % 4 == 1 or not _B64URL.fullmatch(text):
+        raise ValueError("not unpadded base64url")
+    data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if b64url(data) != text:  # non-zero trailing bits: two spellings of the same bytes
+        raise ValueError("base64url with non-canonical trailing bits")
+    return data
