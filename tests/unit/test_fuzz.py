@@ -19,6 +19,7 @@ import codecs
 import csv
 import io
 import json
+import sys
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -38,7 +39,7 @@ from chain.core.canonical import (
 from chain.core.merkle import MerkleTree
 from chain.core.receipt import AnyReceipt, Receipt, ReceiptError, parse_receipt
 from chain.core.secured import DATA_INTEGRITY, SD_JWT, Securing, check_securable
-from chain.core.verify import CheckName, Status, Verdict, verify
+from chain.core.verify import CheckName, Code, Status, Verdict, verify
 from chain.keys import generate_private_key
 from issuer.errors import IntakeError
 from issuer.intake import Accepted, InputFormat, IntakeResult, Record, Rejected, read_input, validate
@@ -520,3 +521,16 @@ def test_the_genuine_v2_receipts_of_the_verify_fuzzer_are_valid(kind: str) -> No
     facts, genuine = GENUINE_V2[kind]
     assert verify(genuine, facts, NOW).status is Status.VALID
     assert only_withholds(genuine, genuine)
+
+
+def test_a_data_integrity_credential_nested_600_levels_is_malformed() -> None:
+    """Once a RecursionError out of JCS. Hypothesis raises the recursion limit while it runs, so
+    its examples cannot show this; the node runs with the default limit."""
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(1000)
+    try:
+        verdict = verify(DEEP_DATA_INTEGRITY, GENUINE_V2["data-integrity"][0], NOW)
+    finally:
+        sys.setrecursionlimit(limit)
+    assert verdict.reasons == (Code.MALFORMED,)
+    assert "nested deeper than 32 levels" in verdict.checks[0].detail
