@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import copy
+import json
 from typing import Any
 
 from hypothesis import strategies as st
@@ -224,3 +226,180 @@ def credential_twins(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, Any]]:
         parent = parent[step]
     parent[last] = draw(st.sampled_from(_confusions(parent[last])))
     return original, twin
+
+
+# -- hostile finvault-receipt/2 (tests/unit/test_fuzz.py, tests/integration/test_hostile_cost.py) --
+
+
+def b64url_text(text: str | bytes) -> str:
+    """Unpadded base64url of ``text`` (UTF-8, lone surrogates kept as their CESU-8 bytes)."""
+    data = text if isinstance(text, bytes) else text.encode("utf-8", "surrogatepass")
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _deep(depth: int, leaf: str = "0") -> str:
+    return "[" * depth + leaf + "]" * depth
+
+
+def _sd_object(depth: int) -> str:
+    return '{"_sd":[' * depth + "]}" * depth
+
+
+_DIGEST = "A" * 43
+#: JSON text of disclosures, each aimed at one rule of RFC 9901 section 7.1 or at the parser: wrong
+#: arity and types, reserved names, numbers and nesting past the limits, text that is not JSON.
+HOSTILE_DISCLOSURE_TEXTS = (
+    *('["s","a",1]', '["s",1]', '["s","a"]', '["s"]', "[]", '["s","a",1,2]', '[1,"a",1]', '["s",1,1]'),
+    *('{"s":"a"}', '"s"', "1", "null", "", " ", '["s","a",1] x', '["s","a",1', "\ufeff" + '["s","a",1]'),
+    *('["s","_sd",["' + _DIGEST + '"]]', '["s","...",1]', '["s","_sd_alg","sha-256"]', '["s","",1]'),
+    *('["s","a",{"_sd":["' + _DIGEST + '"]}]', '["s","a",[{"...":"' + _DIGEST + '"}]]'),
+    *('["s","a",{"_sd":"' + _DIGEST + '"}]', '["s","a",{"_sd":[1,null,{}]}]', '["s","a",{"...":"x"}]'),
+    *('["s","a",1e400]', '["s","a",-1e400]', '["s","a",1' + "0" * 5000 + "]", '["s","a",9007199254740993]'),
+    *('["s","a",NaN]', '["s","a",Infinity]', '["s","a",{"x":1,"x":2}]', '["s","a","\\ud800"]'),
+    *('["s","\\ud800",1]', '["s","a","\\u0000"]', '["\U0001f600","é",1]', '["s","a",' + _deep(31) + "]"),
+    *('["s","a",' + _deep(40) + "]", '["s","a",' + _deep(3000) + "]", '["s","a",' + _sd_object(40) + "]"),
+    *(
+        '["' + "s" * 100_000 + '","a",1]',
+        '["s","' + "k" * 100_000 + '",1]',
+        '["s","a",[' + "0," * 50_000 + "0]]",
+    ),
+)
+#: JWS headers: every ``alg``, ``typ``, ``kid`` and ``crit`` a verifier must refuse, and some it takes.
+HOSTILE_HEADERS = st.fixed_dictionaries(
+    {},
+    optional={
+        "alg": st.sampled_from(["EdDSA", "RS256", "none", "HS256", "ES256", "eddsa", "", None, 1, ["EdDSA"]]),
+        "typ": st.sampled_from(["vc+sd-jwt", "dc+sd-jwt", "JWT", "VC+SD-JWT", "", None, 0]),
+        "kid": st.sampled_from(["0x" + "00" * 32, "0x" + "AB" * 32, "0x", "", 0, None, ["0x" + "00" * 32]])
+        | st.binary(max_size=40).map(lambda raw: "0x" + raw.hex()),
+        "crit": st.sampled_from([[], ["b64"], ["exp"], "b64", None]),
+        "b64": st.booleans(),
+        "jwk": st.just({"kty": "OKP", "crv": "Ed25519", "x": "A" * 43}),
+    },
+)
+#: What a hostile issuer-signed payload puts where digests belong.
+hostile_sd_values = st.one_of(
+    st.sampled_from(["sha-256", "SHA-256", "sha-512", "", None, 1, ["sha-256"]]),
+    st.lists(
+        st.one_of(
+            st.sampled_from([_DIGEST, "A" * 42, "A" * 44, "A" * 42 + "=", "+" * 43, "", 0, None, [], {}]),
+            st.text(st.sampled_from("AQgw_-+/=."), min_size=43, max_size=43),
+        ),
+        max_size=6,
+    ),
+    st.sampled_from([_DIGEST, {}, 0, None]),
+    st.sampled_from([{"...": _DIGEST}, {"...": _DIGEST, "x": 1}, {"...": 0}, [{"...": _DIGEST}] * 2]),
+)
+
+
+def _split_sd_jwt(compact: str) -> tuple[list[str], list[str], str]:
+    """The JWS segments, the disclosures, and what follows the last ``~``."""
+    jwt, *rest = compact.split("~")
+    return jwt.split("."), rest[:-1], rest[-1] if rest else ""
+
+
+def _decoded_json(segment: str) -> Any:
+    return json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+
+
+@st.composite
+def mutated_sd_jwts(draw: st.DrawFn, compact: str, values: st.SearchStrategy[object]) -> str:
+    """A genuine SD-JWT (compact form) with one to three changes: its text cut, characters that have
+    a meaning (``~``, ``.``, padding, characters outside base64url, trailing bits) put in,
+    disclosures dropped, duplicated, emptied, reordered, replaced by hostile JSON or by a genuine
+    one's claim re-encoded with a hostile value, the header or the payload re-encoded hostile.
+    A change to the issuer-signed JWT breaks its signature; processing meets the rest first."""
+    for _ in range(draw(st.sampled_from([1, 1, 1, 2, 3]))):  # mostly one: each may end processing
+        segments, disclosures, tail = _split_sd_jwt(compact)
+        action = draw(
+            st.sampled_from(
+                [
+                    *("cut", "splice", "drop", "duplicate", "empty", "reorder", "trailing"),
+                    *("disclosure", "reclaim", "header", "payload", "payload", "tail"),
+                ]
+            )
+        )
+        if action == "cut":
+            start = draw(st.integers(0, len(compact)))
+            compact = compact[:start] + compact[draw(st.integers(start, len(compact))) :]
+            continue
+        if action == "splice":
+            at = draw(st.integers(0, len(compact)))
+            piece = draw(st.sampled_from(["~", ".", "~~", "=", "==", "+", "/", " ", "\n", "é", "\x00", "%"]))
+            compact = compact[:at] + piece + compact[at + draw(st.integers(0, 1)) :]
+            continue
+        if action == "drop" and disclosures:
+            disclosures = draw(st.lists(st.sampled_from(disclosures), unique=True))
+        elif action == "duplicate" and disclosures:
+            disclosures.insert(draw(st.integers(0, len(disclosures))), draw(st.sampled_from(disclosures)))
+        elif action == "empty":
+            disclosures.insert(draw(st.integers(0, len(disclosures))), "")
+        elif action == "reorder":
+            disclosures = draw(st.permutations(disclosures))
+        elif action == "trailing":  # the last character of a segment: its trailing bits, or padding
+            parts = [*segments, *disclosures]
+            index = draw(st.integers(0, len(parts) - 1))
+            if parts[index]:
+                parts[index] = parts[index][:-1] + draw(st.sampled_from([*"AQgwBCDE_-", "==", "A=", "=="]))
+            segments, disclosures = parts[: len(segments)], parts[len(segments) :]
+        elif action == "disclosure":
+            text = draw(st.sampled_from(HOSTILE_DISCLOSURE_TEXTS))
+            new = b64url_text(text)
+            if len(disclosures) > 0 and draw(st.booleans()):
+                disclosures[draw(st.integers(0, len(disclosures) - 1))] = new
+            else:
+                disclosures.insert(draw(st.integers(0, len(disclosures))), new)
+        elif action == "reclaim" and disclosures:  # a genuine claim with a hostile value or arity
+            index = draw(st.integers(0, len(disclosures) - 1))
+            try:
+                content = _decoded_json(disclosures[index])
+            except (ValueError, RecursionError):
+                continue
+            if isinstance(content, list) and content:
+                content[-1] = draw(values)
+                if draw(st.integers(0, 3)) == 0:
+                    content = draw(
+                        st.sampled_from([content[:1], [*content, 0], [content[-1]], {"0": content}])
+                    )
+            try:
+                disclosures[index] = b64url_text(json.dumps(content, ensure_ascii=False, allow_nan=True))
+            except (TypeError, ValueError, RecursionError):
+                continue
+        elif action == "header" and segments:
+            header = draw(HOSTILE_HEADERS)
+            segments[0] = b64url_text(json.dumps(header, separators=(",", ":")))
+        elif action == "payload" and len(segments) > 1:
+            try:
+                payload = _decoded_json(segments[1])
+            except (ValueError, RecursionError):
+                continue
+            if isinstance(payload, dict) and draw(st.booleans()):
+                target = payload.get("credentialSubject", payload)
+                target = target if isinstance(target, dict) else payload
+                target[draw(st.sampled_from(["_sd", "_sd", "...", "_sd_alg", "x"]))] = draw(hostile_sd_values)
+            else:
+                payload = draw(mutated_receipts(payload, values | hostile_sd_values))
+            try:
+                segments[1] = b64url_text(json.dumps(payload, ensure_ascii=False, allow_nan=True))
+            except (TypeError, ValueError, RecursionError):
+                continue
+        elif action == "tail":
+            tail = draw(st.sampled_from(["x", "eyJhbGciOiJFZERTQSJ9.e30.AA", "~", "."]))
+        compact = "~".join([".".join(segments), *disclosures, tail])
+    return compact
+
+
+@st.composite
+def mutated_v2_receipts(
+    draw: st.DrawFn, genuine: dict[str, Any], values: st.SearchStrategy[object]
+) -> object:
+    """A genuine /2 receipt (JSON data) mutated: its JSON structure as :func:`mutated_receipts` does,
+    or, for an SD-JWT, its compact string as :func:`mutated_sd_jwts` does, or both."""
+    credential = genuine["credential"]
+    if not isinstance(credential, str) or draw(st.integers(0, 3)) == 0:
+        return draw(mutated_receipts(genuine, values))
+    receipt = copy.deepcopy(genuine)
+    receipt["credential"] = draw(mutated_sd_jwts(credential, values))
+    if draw(st.integers(0, 5)) == 0:
+        return draw(mutated_receipts(receipt, values))
+    return receipt

@@ -268,6 +268,21 @@ def _canonical_scalar(value: JsonValue, pointer: str) -> str:
     raise DocumentError(f"{type(value).__name__} is not a JSON value", pointer=pointer)
 
 
+def check_depth(value: Any, limit: int = MAX_DEPTH) -> None:
+    """Raises :class:`DocumentError` if ``value`` nests deeper than ``limit`` levels (counted as
+    :func:`flatten` counts them), without recursion: what must hold before a recursive walk (JCS,
+    say) meets a value that parsing built but the interpreter's stack cannot walk."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            raise DocumentError(f"nested deeper than {limit} levels")
+        if isinstance(node, dict):
+            stack.extend((child, depth + 1) for child in node.values())
+        elif isinstance(node, list | tuple):
+            stack.extend((child, depth + 1) for child in node)
+
+
 def flatten(credential: Any) -> list[tuple[str, str]]:
     """``[(pointer, canonical value text)]`` for every leaf, in document order.
 

@@ -36,7 +36,7 @@ from typing import Any, Literal
 import rfc8785
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from chain.core.canonical import DocumentError, escape_token, flatten, jcs
+from chain.core.canonical import DocumentError, check_depth, escape_token, flatten, jcs
 from chain.core.data_integrity import add_proof, did_key
 from chain.core.encoding import hex0x
 from chain.core.merkle import leaf_hash
@@ -69,7 +69,10 @@ def sd_jwt_digest(issuer_signed_jwt: bytes) -> bytes:
 
 def data_integrity_digest(credential: Mapping[str, Any]) -> bytes:
     """The 32-byte digest a leaf commits to for a Data Integrity credential: over its JCS bytes
-    (raises :class:`rfc8785.CanonicalizationError` for what JCS cannot express)."""
+    (raises :class:`rfc8785.CanonicalizationError` for what JCS cannot express, and
+    :class:`~chain.core.canonical.DocumentError` for one nested deeper than a document may be,
+    checked first: JCS recurses, and 600 levels of a receipt's JSON once overflowed the stack)."""
+    check_depth(credential)
     return hashlib.sha256(DATA_INTEGRITY_TAG + jcs(dict(credential))).digest()
 
 

@@ -33,15 +33,18 @@ from hypothesis import strategies as st
 
 from chain.contract import Artifact
 from chain.core.canonical import MAX_SAFE_INTEGER, json_values_bound, salt_document
-from chain.core.receipt import MAX_RECEIPT_BYTES
+from chain.core.receipt import MAX_RECEIPT_BYTES, MAX_RECEIPT_VALUES
+from chain.core.sd_jwt import MAX_DISCLOSURES, disclosure_digest, encode_disclosure
+from chain.core.secured import DATA_INTEGRITY, secure_sd_jwt
+from chain.core.signing import PrivateKey
 from chain.dev.devchain import DevChain
 from chain.registry import RegistryWriter
 from chain.rpc import RpcClient
 from node.settings import DEFAULT_BULK_MAX_VALUES, DEFAULT_MAX_BODY_BYTES
-from tests.factories import deterministic_bytes
+from tests.factories import credential, deterministic_bytes
 from tests.integration.conftest import ISSUER, OWNER, dev_sender, registry_in_snapshot
-from tests.integration.node_fixtures import issue, start_node, wait_until_vouching
-from tests.strategies import mutated_receipts, receipt_values
+from tests.integration.node_fixtures import issue, issue_v2, start_node, wait_until_vouching
+from tests.strategies import b64url_text, mutated_receipts, mutated_v2_receipts, receipt_values
 from tests.tools.node_process import NodeProcess
 
 pytestmark = pytest.mark.slow(seconds=20)
@@ -51,16 +54,44 @@ HEALTH_SECONDS = 0.2
 MEMORY_MB = 100
 
 
+@dataclass(frozen=True)
+class Genuine:
+    """Genuine receipts anchored in one registry, as JSON data: a legacy /1, and /2 ones secured
+    as an SD-JWT and with Data Integrity, beside the registered key that secured the /2 ones."""
+
+    registry: str
+    v1: dict[str, Any]
+    sd_jwt: dict[str, Any]
+    data_integrity: dict[str, Any]
+    v2_key: PrivateKey
+
+
 @pytest.fixture(scope="module")
-def genuine(rpc: RpcClient, artifact: Artifact) -> Iterator[tuple[str, dict[str, Any]]]:
-    """A registry with one anchored batch (inside a snapshot, reverted afterwards): its address and a
-    genuine receipt, as JSON data."""
+def anchored_receipts(rpc: RpcClient, artifact: Artifact) -> Iterator[Genuine]:
+    """A registry with anchored batches of each kind (inside a snapshot, reverted afterwards)."""
     with registry_in_snapshot(rpc, artifact) as registry:
         owner, issuer = (
             RegistryWriter(dev_sender(rpc, artifact, a), registry, artifact) for a in (OWNER, ISSUER)
         )
         issued = issue(owner, issuer, size=2, seed="hostile-cost")
-        yield registry, issued.receipts[0].to_json_dict()
+        documents = [credential("Ada"), credential("Grace")]
+        sd = issue_v2(owner, issuer, documents, seed="hostile-cost-sd", register=False)
+        di = issue_v2(
+            owner, issuer, documents, securing=DATA_INTEGRITY, seed="hostile-cost-di", register=False
+        )
+        yield Genuine(
+            registry,
+            issued.receipts[0].to_json_dict(),
+            sd.receipts[0].to_json_dict(),
+            di.receipts[0].to_json_dict(),
+            sd.batch.key,
+        )
+
+
+@pytest.fixture(scope="module")
+def genuine(anchored_receipts: Genuine) -> tuple[str, dict[str, Any]]:
+    """The registry's address and a genuine /1 receipt."""
+    return anchored_receipts.registry, anchored_receipts.v1
 
 
 @pytest.fixture(scope="module")
@@ -120,19 +151,106 @@ def _most_fields(receipt: dict[str, Any]) -> dict[str, Any]:
     return changed
 
 
+# -- /2 cases: SD-JWTs and Data Integrity credentials at the limits ----------------------------------
+
+
+def _with_credential(receipt: dict[str, Any], value: str | dict[str, Any]) -> dict[str, Any]:
+    return {**copy.deepcopy(receipt), "credential": value}
+
+
+def _signed_at_the_size_limit(genuine: Genuine, document: dict[str, Any]) -> dict[str, Any]:
+    """``document`` issued as an SD-JWT by the registered key (its default disclosable claims), with
+    an always-shown ``description`` padding the receipt to :data:`MAX_RECEIPT_BYTES`: every check
+    runs in full, the signature's too; only the Merkle proof fails (it is another leaf)."""
+
+    def receipt(padding: int) -> dict[str, Any]:
+        padded = {**document, "description": "x" * padding} if padding else document
+        secured = secure_sd_jwt(padded, genuine.v2_key, random_bytes=deterministic_bytes("at-the-limit"))
+        return _with_credential(genuine.sd_jwt, secured.value)
+
+    unpadded = len(_compact(receipt(0)))
+    room = MAX_RECEIPT_BYTES - unpadded - len(',"description":""') * 2 - 8
+    changed = receipt(room * 3 // 4)  # base64url: 4 characters for 3 bytes
+    assert MAX_RECEIPT_BYTES - 64 < len(_compact(changed)) <= MAX_RECEIPT_BYTES
+    return changed
+
+
+def _most_disclosures(genuine: Genuine) -> dict[str, Any]:
+    """4,096 disclosures (the most an SD-JWT may have), in a receipt of 512 KiB."""
+    document = credential("Ada")
+    document["credentialSubject"] = {f"c{i}": i for i in range(MAX_DISCLOSURES)}
+    return _signed_at_the_size_limit(genuine, document)
+
+
+def _deep_recursive_disclosures(genuine: Genuine) -> dict[str, Any]:
+    """Disclosures inside disclosures, 30 deep (the payload's limit is 32 levels), 4,080 of them."""
+    document = credential("Ada")
+    level: dict[str, Any] = {f"c{i}": i for i in range(135)}
+    for depth in range(29):
+        level = {"d": level, **{f"c{i}": depth for i in range(135)}}
+    document["credentialSubject"] = level
+    return _signed_at_the_size_limit(genuine, document)
+
+
+def _forged_sd_jwt(genuine: Genuine, payload: dict[str, Any], disclosures: list[str]) -> dict[str, Any]:
+    """An SD-JWT with the genuine header (the registered key's kid) over ``payload``, its signature
+    not the key's: processing runs in full before the signature check fails."""
+    header = genuine.sd_jwt["credential"].split(".")[0]
+    body = b64url_text(json.dumps({**payload, "_sd_alg": "sha-256"}, separators=(",", ":")))
+    return _with_credential(genuine.sd_jwt, "~".join([f"{header}.{body}.{'A' * 86}", *disclosures, ""]))
+
+
+def _long_name_above_disclosures(genuine: Genuine) -> dict[str, Any]:
+    """A disclosed claim with a 50,000-character name holding 3,900 disclosures: once a pointer
+    string per disclosure, 190 MB (chain/core/sd_jwt.py now links locations instead)."""
+    children = [encode_disclosure(f"s{i}", i, f"c{i}") for i in range(3_900)]
+    parent = encode_disclosure("s", {"_sd": [disclosure_digest(c) for c in children]}, "n" * 50_000)
+    payload = {**credential("Ada"), "credentialSubject": {"_sd": [disclosure_digest(parent)]}}
+    return _forged_sd_jwt(genuine, payload, [parent, *children])
+
+
+def _long_key_above_elements(genuine: Genuine) -> dict[str, Any]:
+    """A 250,000-character key above 40,000 array elements in the signed payload: once 0.85 s."""
+    payload = {**credential("Ada"), "credentialSubject": {"k" * 250_000: [0] * 40_000}}
+    return _forged_sd_jwt(genuine, payload, [])
+
+
+def _data_integrity(change: Callable[[dict[str, Any]], None]) -> Callable[[Genuine], dict[str, Any]]:
+    return lambda genuine: _with(genuine.data_integrity, change)
+
+
+def _floats_at_the_value_limit(credential: dict[str, Any]) -> None:
+    # Floats are the values JCS formats slowest (ECMAScript number formatting, in Python).
+    credential["credentialSubject"]["scores"] = [0.1] * (MAX_RECEIPT_VALUES - 100)
+
+
+def _keys_at_the_size_limit(credential: dict[str, Any]) -> None:
+    # Non-ASCII keys: JCS sorts them by UTF-16 code units, not by code point.
+    credential["credentialSubject"]["marks"] = {f"é{i:05}" + "x" * 100: i for i in range(4_550)}
+
+
 @dataclass(frozen=True)
 class Case:
     name: str
-    build: Callable[[dict[str, Any]], dict[str, Any]]
+    build: Callable[[Genuine], dict[str, Any]]
+    #: The receipt is read through: its checks run past being well-formed (the work is all done).
+    read_through: bool = False
 
 
 CASES = [
-    Case("base58-fragment-200k", lambda r: _with(r, _fragment(200_000))),
-    Case("base58-fragment-520k", lambda r: _with(r, _fragment(520_000))),
-    Case("long-key-above-4096-leaves", lambda r: _with(r, _long_key_above_leaves)),
-    Case("unsafe-integer-with-proof", lambda r: _with(r, _unsafe_integer)),
-    Case("nested-600-with-proof", lambda r: _with(r, _nested)),
-    Case("most-fields-with-proof", _most_fields),
+    Case("base58-fragment-200k", lambda g: _with(g.v1, _fragment(200_000))),
+    Case("base58-fragment-520k", lambda g: _with(g.v1, _fragment(520_000))),
+    Case("long-key-above-4096-leaves", lambda g: _with(g.v1, _long_key_above_leaves)),
+    Case("unsafe-integer-with-proof", lambda g: _with(g.v1, _unsafe_integer)),
+    Case("nested-600-with-proof", lambda g: _with(g.v1, _nested)),
+    Case("most-fields-with-proof", lambda g: _most_fields(g.v1)),
+    Case("sd-jwt-4096-disclosures-512k", _most_disclosures, read_through=True),
+    Case("sd-jwt-deep-recursive-disclosures-512k", _deep_recursive_disclosures, read_through=True),
+    Case("sd-jwt-long-name-above-3900-disclosures", _long_name_above_disclosures, read_through=True),
+    Case("sd-jwt-long-key-above-40000-elements", _long_key_above_elements, read_through=True),
+    Case("data-integrity-floats-at-the-value-limit", _data_integrity(_floats_at_the_value_limit), True),
+    Case("data-integrity-keys-512k", _data_integrity(_keys_at_the_size_limit), read_through=True),
+    Case("data-integrity-nested-600", _data_integrity(_nested)),
 ]
 
 
@@ -208,6 +326,14 @@ def measure_bounded(node: NodeProcess, path: str, body: bytes, attempts: int = 3
     return measured
 
 
+def report(name: str, path: str, body: bytes, measured: Measured) -> None:
+    """The figures docs/SECURITY.md section 8 quotes, for ``pytest -s``."""
+    print(
+        f"\n{name} {path} {len(body):,} B: {measured.seconds * 1000:.0f} ms, "
+        f"/health {measured.slowest_health * 1000:.0f} ms, RSS +{measured.memory_growth_mb:.0f} MB"
+    )
+
+
 def _compact(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
@@ -227,23 +353,29 @@ def bulk_filled(receipt: dict[str, Any]) -> bytes:
 
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case.name)
 def test_a_hostile_receipt_is_invalid_promptly(
-    case: Case, node: NodeProcess, genuine: tuple[str, dict[str, Any]]
+    case: Case, node: NodeProcess, anchored_receipts: Genuine
 ) -> None:
-    body = _compact(case.build(genuine[1]))
+    body = _compact(case.build(anchored_receipts))
     measured = measure_bounded(node, "/verify", body)
+    report(case.name, "/verify", body, measured)
     if len(body) > MAX_RECEIPT_BYTES:
         assert measured.response.status_code == 413
         assert measured.response.json()["error"]["code"] == "payload_too_large"
     else:
         assert measured.response.status_code == 200, measured.response.text[:500]
-        assert measured.response.json()["status"] == "INVALID"
+        verdict = measured.response.json()
+        assert verdict["status"] == "INVALID"
+        if case.read_through:
+            assert "MALFORMED" not in verdict["reasons"], verdict["checks"][0]
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case.name)
 def test_a_bulk_body_of_hostile_receipts_is_bounded(
-    case: Case, node: NodeProcess, genuine: tuple[str, dict[str, Any]]
+    case: Case, node: NodeProcess, anchored_receipts: Genuine
 ) -> None:
-    measured = measure_bounded(node, "/verify/bulk", bulk_filled(case.build(genuine[1])))
+    body = bulk_filled(case.build(anchored_receipts))
+    measured = measure_bounded(node, "/verify/bulk", body)
+    report(case.name, "/verify/bulk", body, measured)
     assert measured.response.status_code == 200, measured.response.text[:500]
     assert set(measured.response.json()["summary"]) == {"INVALID"}
 
@@ -285,12 +417,18 @@ def client(node: NodeProcess) -> Iterator[httpx.Client]:
 )
 @given(data=st.data())
 def test_no_receipt_gets_a_500(
-    data: st.DataObject, client: httpx.Client, genuine: tuple[str, dict[str, Any]]
+    data: st.DataObject, client: httpx.Client, genuine: tuple[str, dict[str, Any]], anchored_receipts: Genuine
 ) -> None:
-    """Whatever receipt is sent, alone or among genuine ones, the answer is a verdict or a 4xx in the
-    error shape; in a bulk call, the genuine receipts keep their own verdict. (Errors in the JSON
-    text itself, such as a 17-digit integer, refuse the whole body: 400 invalid_json.)"""
-    receipt = data.draw(mutated_receipts(genuine[1], receipt_values), label="receipt")
+    """Whatever receipt is sent, /1 or /2 (SD-JWT, Data Integrity), alone or among genuine ones, the
+    answer is a verdict or a 4xx in the error shape; in a bulk call, the genuine receipts keep their
+    own verdict. (Errors in the JSON text itself, such as a 17-digit integer, refuse the whole body:
+    400 invalid_json.)"""
+    kind = data.draw(st.sampled_from(["v1", "sd_jwt", "data_integrity"]), label="kind")
+    if kind == "v1":
+        receipt = data.draw(mutated_receipts(genuine[1], receipt_values), label="receipt")
+    else:
+        start = getattr(anchored_receipts, kind)
+        receipt = data.draw(mutated_v2_receipts(start, receipt_values), label="receipt")
     body = _compact(receipt)
     single = client.post("/verify", content=body, headers={"Content-Type": "application/json"})
     assert single.status_code in (200, 400, 413), single.text[:300]
