@@ -49,6 +49,7 @@ from chain.core.sd_jwt import (
     parse_sd_jwt,
 )
 from chain.core.signing import PrivateKey, public_key_info
+from chain.core.vc_model import check_credential
 
 Securing = Literal["sd-jwt", "data-integrity"]
 SD_JWT: Securing = "sd-jwt"
@@ -141,13 +142,15 @@ def default_disclosable(credential: Mapping[str, Any]) -> list[str]:
 def check_securable(credential: Any) -> None:
     """Raises :class:`~chain.core.canonical.DocumentError` unless ``credential`` can be secured
     either way: a JSON object within the document limits (size, depth, fields; canonicalizable),
-    using no claim name SD-JWT reserves (``_sd``, ``...``, ``_sd_alg``). Issuers check this at intake,
-    so that sealing never meets a credential it cannot secure."""
+    using no claim name SD-JWT reserves (``_sd``, ``...``, ``_sd_alg``), and a VC Data Model 2.0
+    credential (:func:`chain.core.vc_model.check_credential`). Issuers check this at intake, so that
+    sealing never meets a credential it cannot secure, and verifiers would never refuse."""
     flatten(credential)
     try:
         check_payload(credential)
     except SdJwtError as exc:
         raise DocumentError(exc.message) from None
+    check_credential(credential)
 
 
 def named_issuer(credential: Mapping[str, Any], controller: str) -> dict[str, Any]:

@@ -47,6 +47,7 @@ from chain.core.signing import (
     parsed_public_key,
     verify_digest,
 )
+from chain.core.vc_model import check_credential
 
 
 class Status(StrEnum):
@@ -470,6 +471,7 @@ def _examine_v2(parsed: ReceiptV2, checks: _Checks, signatures: SignatureCache |
             raise SdJwtError(
                 "the JWS header's kid must be the signing key's on-chain id (0x and 64 hex digits)"
             )
+        check_credential(payload)
         checks.passed(CheckName.WELL_FORMED, f"{RECEIPT_FORMAT}, SD-JWT ({sd_jwt.header.get('alg')})")
         signed = sd_jwt.issuer_signed_jwt.encode("ascii")
         digest = sd_jwt_digest(signed)
@@ -493,6 +495,7 @@ def _examine_v2(parsed: ReceiptV2, checks: _Checks, signatures: SignatureCache |
             digest = data_integrity_digest(credential)
         except rfc8785.CanonicalizationError as exc:
             raise DocumentError(f"credential: {exc}") from None
+        check_credential(credential)
         checks.passed(CheckName.WELL_FORMED, f"{RECEIPT_FORMAT}, Data Integrity")
         checks.passed(CheckName.DIGEST, "leaf recomputed from the whole credential (JCS)")
         try:

@@ -233,7 +233,12 @@ def _ask_for_a_large_answer(node: NodeProcess) -> socket.socket:
     receipt = json.dumps(
         {
             "format": "finvault-receipt/2",
-            "credential": {"issuer": "x" * 7_000},  # well-formed, with no proof: INVALID, echoed
+            "credential": {  # well-formed VC 2.0, with no proof: INVALID, and echoed
+                "@context": ["https://www.w3.org/ns/credentials/v2"],
+                "type": ["VerifiableCredential"],
+                "issuer": "urn:" + "x" * 7_000,
+                "credentialSubject": {},
+            },
             "proof": {"path": [], "root": "0x" + "00" * 32},
             "anchor": {"chainId": 31337, "registry": "0x" + "11" * 20, "issuer": "0x" + "22" * 20},
         }

@@ -215,14 +215,19 @@ def test_strict_json_gives_a_value_or_a_document_error(text: str) -> None:
 
 TEMPLATE = Template(
     {
+        "@context": ["https://www.w3.org/ns/credentials/v2"],
+        "type": ["VerifiableCredential"],
         "id": "urn:example:{{id}}",
-        "name": "{{name}}",
-        "credits": {"$int": "n"},
-        "score": {"$number": "x"},
-        "honours": {"$bool": "b"},
-        "graduated": {"$date": "d"},
+        "issuer": "did:example:issuer",
         "validFrom": {"$datetime": "t", "optional": True},
-        "note": {"$str": "s", "optional": True},
+        "credentialSubject": {
+            "name": "{{name}}",
+            "credits": {"$int": "n"},
+            "score": {"$number": "x"},
+            "honours": {"$bool": "b"},
+            "graduated": {"$date": "d"},
+            "note": {"$str": "s", "optional": True},
+        },
     }
 )
 COLUMNS = ["id", "name", "n", "x", "b", "d", "t", "s"]
@@ -347,7 +352,9 @@ def test_csv_cells_reach_the_credential_verbatim(names: list[str]) -> None:
     found = intake(out.getvalue().encode("utf-8"), InputFormat.CSV)
     assert not isinstance(found, IntakeError)
     assert all(isinstance(result, Accepted) for result in found), found
-    assert [result.credential["name"] for result in found if isinstance(result, Accepted)] == names
+    assert [
+        result.credential["credentialSubject"]["name"] for result in found if isinstance(result, Accepted)
+    ] == names
 
 
 @pytest.mark.parametrize("moment", ["0001-01-01T00:30:00+01:00", "9999-12-31T23:30:00-01:00"])

@@ -16,7 +16,13 @@ from issuer.template import Template, load_template
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "issuer"
 TEMPLATE = load_template(FIXTURES / "degree-template.json")
-SIMPLE = Template({"name": "{{name}}", "credits": {"$int": "credits"}})
+VC: dict[str, Any] = {
+    "@context": ["https://www.w3.org/ns/credentials/v2"],
+    "type": ["VerifiableCredential"],
+    "issuer": "did:example:issuer",
+    "credentialSubject": {"name": "{{name}}", "credits": {"$int": "credits"}},
+}
+SIMPLE = Template(VC)
 ROW = {"id": "c-1", "name": "Ada", "credits": 120}
 
 
@@ -75,6 +81,22 @@ def test_jsonl_numeric_id_and_string_typed_values() -> None:
     assert isinstance(found[1], Accepted)
     assert found[1].certificate_id == "102"
     assert found[1].credential["credentialSubject"]["credits"] == 240
+
+
+def test_a_credential_that_is_no_vc_2_0_is_rejected_naming_the_rule() -> None:
+    template = Template(
+        {
+            **VC,
+            "validFrom": "2027-01-01T00:00:00Z",
+            "validUntil": {"$datetime": "until"},
+        }
+    )
+    found = results(
+        b"id,name,credits,until\nc-1,Ada,1,2026-01-01T00:00:00Z\nc-2,Bo,2,2028-01-01T00:00:00Z\n",
+        InputFormat.CSV,
+        template,
+    )
+    assert summary(found) == [(2, "VC 2.0 validity: validFrom is after validUntil"), (3, "c-2")]
 
 
 def test_a_credential_sd_jwt_cannot_carry_is_rejected_at_intake() -> None:
