@@ -30,7 +30,7 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 from sqlalchemy import delete, select
 
@@ -76,6 +76,7 @@ from issuer.scheduler import BatchScheduler
 from issuer.scopes import Scope
 from issuer.service import IssuerService, ingest
 from issuer.settings import IssuerApiSettings
+from issuer.status import STATUS_DIR
 from issuer.store import (
     Batch,
     Certificate,
@@ -271,6 +272,19 @@ class IssuerApi:
             revocation=revocation_view(revocation) if revocation else None,
         )
 
+    def status_list(self, name: str, if_none_match: str | None) -> Response:
+        """``GET /status/{name}``: the file publishing wrote, with an ETag and cache headers."""
+        path = self.out_dir / STATUS_DIR / f"{name}.json"
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise NotFound(f"no status list {name!r}") from None
+        etag = f'"{hashlib.sha256(data).hexdigest()[:32]}"'
+        headers = {"Cache-Control": f"public, max-age={STATUS_MAX_AGE}", "ETag": etag}
+        if if_none_match == etag:
+            return Response(status_code=304, headers=headers)
+        return Response(data, media_type="application/json", headers=headers)
+
     def batch(self, root: str) -> BatchView:
         """``GET /batches/{root}`` (lowercase): the batch, its anchoring, and any whole-batch revocation."""
         if not _ROOT.match(root):
@@ -304,7 +318,9 @@ class IssuerApi:
         if self.service is None:
             raise Conflict("this issuer API runs without chain access: it cannot revoke", code="read_only")
         reason = parse_reason(str(request.reason))
-        revoker = Revoker(self.store, self.service.registry, now=self.now)
+        revoker = Revoker(
+            self.store, self.service.registry, now=self.now, status_lists=self.service.status_lists
+        )
         with self.chain_lock:
             if request.batch is not None:
                 results = [revoker.revoke_batch(request.batch, reason)]
@@ -353,6 +369,15 @@ BatchRoot = Annotated[
         json_schema_extra={"pattern": r"^0x[0-9a-fA-F]{64}$"},
     ),
 ]
+StatusListName = Annotated[
+    str,
+    PathParam(
+        description="A status list's number (N), or N.leaves for its companion.",
+        pattern=r"^[1-9][0-9]{0,8}(\.leaves)?$",
+    ),
+]
+#: Seconds a status list may be cached: a revocation shows within this.
+STATUS_MAX_AGE = 300
 IdempotencyHeader = Annotated[
     str | None, Header(alias="Idempotency-Key", description="Replays the first response for this key.")
 ]
@@ -442,6 +467,16 @@ def create_app(settings: IssuerApiSettings, api: IssuerApi) -> FastAPI:
     def get_certificate(certificate_id: str, principal: ReadKey) -> CertificateView:
         """A certificate's status, with its receipt once anchored and its revocation if any."""
         return api.certificate(certificate_id)
+
+    @app.get(
+        "/status/{list_name}",
+        tags=["status"],
+        responses={200: {"description": "The BitstringStatusListCredential, or its leaves companion."}},
+    )
+    def get_status_list(list_name: StatusListName, request: Request) -> Response:
+        """A published Bitstring Status List (``N``), or its ``N.leaves`` companion: public, no key,
+        cacheable for five minutes (a revocation shows within that; the chain is the truth at once)."""
+        return api.status_list(list_name, request.headers.get("if-none-match"))
 
     @app.get("/batches/{root}", response_model=BatchView, tags=["batches"])
     def get_batch(root: BatchRoot, principal: ReadKey) -> BatchView:

@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # the heavy packages load inside the commands that use them (
     from chain.core.signing import PrivateKey
     from issuer.service import IssuerService, ProgressBar
     from issuer.settings import IssuerSettings
+    from issuer.status import StatusPublisher
     from issuer.store import Batch, Store
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -68,6 +69,11 @@ def issuer_options(func: F) -> F:
                 type=click.IntRange(1, 256),
                 help="Processes that secure, seal and write receipts "
                 "(default: one per CPU; FINVAULT_ISSUER_WORKERS).",
+            ),
+            click.option(
+                "--status-url",
+                help="Base URL of the issuer's status lists (FINVAULT_ISSUER_STATUS_URL): credentials get "
+                "a credentialStatus entry; lists go to OUT/status/ and the issuer API serves them.",
             ),
             click.option(
                 "--securing",
@@ -114,6 +120,7 @@ def _issuer_settings(options: dict[str, Any]) -> IssuerSettings:
         issuer_qr_codes=options.pop("qr"),
         issuer_workers=options.pop("workers"),
         issuer_securing=options.pop("securing"),
+        issuer_status_url=options.pop("status_url"),
     )
 
 
@@ -311,15 +318,40 @@ def _certificate_ids(store: Store, receipts: tuple[Path, ...]) -> list[str]:
     "--reason", required=True, help="RFC 5280 reason: name (superseded, keyCompromise, ...) or code."
 )
 @click.option("--db", help="Issuer store: SQLAlchemy URL or SQLite file (or FINVAULT_ISSUER_DB).")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Receipts folder: where the status lists are republished (needed once the issuer has lists).",
+)
+@click.option(
+    "--key-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Document-signing key that signs the republished status lists (or FINVAULT_ISSUER_KEY_DIR).",
+)
+@click.option(
+    "--passphrase-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="File holding the signing key's passphrase (else FINVAULT_SIGNING_KEY_PASSPHRASE).",
+)
 @registry_option
 @chain_options
 @signer_options
 def revoke(
-    receipts: tuple[Path, ...], batch_root: str | None, reason: str, db: str | None, **options: Any
+    receipts: tuple[Path, ...],
+    batch_root: str | None,
+    reason: str,
+    db: str | None,
+    out_dir: Path | None,
+    key_dir: Path | None,
+    passphrase_file: Path | None,
+    **options: Any,
 ) -> None:
     """Revoke the certificates of RECEIPT files (one transaction per batch), or --batch ROOT.
 
     Idempotent: what is already revoked on-chain is reported as such and costs no transaction.
+    An issuer that publishes status lists republishes them, signed, once the revocation is confirmed:
+    pass --out and --key-dir (checked before anything is sent).
     """
     from chain.service.settings import load_settings
     from issuer.revoke import Revoker, parse_reason
@@ -331,11 +363,12 @@ def revoke(
     if batch_root is not None and not _ROOT.fullmatch(batch_root.lower()):
         raise ConfigError("--batch takes a root: 0x and 64 hex digits")
     code = parse_reason(reason)
-    settings = load_settings(IssuerSettings, issuer_db=db)
+    settings = load_settings(IssuerSettings, issuer_db=db, issuer_key_dir=key_dir)
     with Store.open(_existing_store(settings.issuer_db)) as store:
+        status_lists = _status_publisher(store, settings, out_dir, passphrase_file)
         chain = session(registry=options.pop("registry"), **options)
         try:
-            revoker = Revoker(store, chain.registry)
+            revoker = Revoker(store, chain.registry, status_lists=status_lists)
             if batch_root is not None:
                 results = [revoker.revoke_batch(batch_root.lower(), code)]
             else:
@@ -344,6 +377,25 @@ def revoke(
             chain.close()
     for result in results:
         click.echo(result.describe())
+
+
+def _status_publisher(
+    store: Store, settings: IssuerSettings, out_dir: Path | None, passphrase_file: Path | None
+) -> StatusPublisher | None:
+    """What republishes the status lists after a revocation: None when the issuer has none; a
+    ConfigError, before anything is sent, when it has some and --out or the key is missing."""
+    from issuer.status import StatusPublisher
+
+    if not store.has_status_lists():
+        return None
+    if out_dir is None or settings.issuer_key_dir is None:
+        raise ConfigError(
+            "this issuer publishes status lists: pass --out (the receipts folder) and --key-dir, so that "
+            "the revocation reaches them"
+        )
+    controller = f"did:web:{settings.issuer_did_web_domain}" if settings.issuer_did_web_domain else None
+    key = _signing_key(settings, passphrase_file)
+    return StatusPublisher(store, out_dir, key, controller)
 
 
 # -- the issuer HTTP API -----------------------------------------------------------------------

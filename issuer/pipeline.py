@@ -168,8 +168,9 @@ class SealContext:
         return f"SealContext(key_id={self.key_id}, algorithm={self.algorithm}, securing={self.securing})"
 
 
-#: A pending certificate as sealing reads it: id and credential (JSON text).
-SealRow = tuple[str, str]
+#: A pending certificate as sealing reads it: id, credential (JSON text) and the JSON text of the
+#: ``credentialStatus`` entry it gets ("" when the issuer publishes no status lists).
+SealRow = tuple[str, str, str]
 #: A sealed certificate: id, secured credential (the SD-JWT, or the JSON text of the credential with
 #: its proof), digest, leaf.
 Sealed = tuple[str, str, str, str]
@@ -180,8 +181,10 @@ def seal_certificates(context: SealContext, rows: list[SealRow]) -> list[Sealed]
     (every claim of the subject disclosable) or a Data Integrity proof, as ``context.securing``
     says."""
     sealed: list[Sealed] = []
-    for certificate_id, credential_text in rows:
+    for certificate_id, credential_text, status_text in rows:
         credential = json.loads(credential_text)
+        if status_text:  # FinVault's entry replaces any the template wrote
+            credential["credentialStatus"] = json.loads(status_text)
         if context.securing == SD_JWT:
             secured = secure_sd_jwt(
                 credential, context.key, random_bytes=os.urandom, controller=context.controller

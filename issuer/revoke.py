@@ -25,6 +25,7 @@ from chain.errors import ConfigError
 from chain.registry import RegistryWriter, RevocationInfo, RevocationReason, leaf_revocation_id
 from chain.tx import TxReceipt
 from issuer.errors import NotAnchored, StoreError, UnknownCertificate
+from issuer.status import StatusPublisher
 from issuer.store import (
     Batch,
     BatchStatus,
@@ -69,11 +70,17 @@ class Revoker:
     """Revokes anchored certificates and batches of one issuer."""
 
     def __init__(
-        self, store: Store, registry: RegistryWriter, *, now: Callable[[], datetime] = utcnow
+        self,
+        store: Store,
+        registry: RegistryWriter,
+        *,
+        now: Callable[[], datetime] = utcnow,
+        status_lists: StatusPublisher | None = None,
     ) -> None:
         self.store = store
         self.registry = registry
         self._now = now
+        self.status_lists = status_lists
 
     def _anchored_batch(self, root: str) -> Batch:
         with self.store.reading() as session:
@@ -185,6 +192,8 @@ class Revoker:
                 "block_number": block_number,
             }
             add_events(session, EventType.CERTIFICATE_REVOKED, data, ids, self._now())
+        if self.status_lists is not None:  # confirmed on-chain and recorded: the lists say so now
+            self.status_lists.publish_for_batch(root)
 
 
 def _leaf(certificate: Certificate) -> bytes:

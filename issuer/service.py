@@ -14,6 +14,7 @@ durable before the next one starts, a crash anywhere costs at most a repeated (i
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -51,6 +52,7 @@ from issuer.pipeline import (
     seal_certificates,
     write_receipts,
 )
+from issuer.status import Allocator, StatusPublisher
 from issuer.store import (
     Batch,
     BatchStatus,
@@ -120,6 +122,8 @@ _SEALED = (
     .where(_CERTIFICATES.c.id == bindparam("sealed_id"))
     .values(
         secured=bindparam("secured"),
+        status_list_id=bindparam("status_list_id"),
+        status_index=bindparam("status_index"),
         digest=bindparam("digest"),
         leaf=bindparam("leaf"),
         key_id=bindparam("key_id"),
@@ -129,11 +133,14 @@ _SEALED = (
 )
 
 
-def _sealed_row(item: Sealed, context: SealContext) -> dict[str, Any]:
+def _sealed_row(item: Sealed, context: SealContext, entries: dict[str, tuple[int, int]]) -> dict[str, Any]:
     certificate_id, secured, digest, leaf = item
+    list_id, index = entries.get(certificate_id, (None, None))
     return {
         "sealed_id": certificate_id,
         "secured": secured,
+        "status_list_id": list_id,
+        "status_index": index,
         "digest": digest,
         "leaf": leaf,
         "key_id": context.key_id,
@@ -142,11 +149,24 @@ def _sealed_row(item: Sealed, context: SealContext) -> dict[str, Any]:
     }
 
 
-def _seal_rows(session: Session, ids: list[str]) -> Iterator[list[SealRow]]:
-    """The pending certificates ``ids`` as sealing needs them, a chunk at a time."""
+def _seal_rows(
+    session: Session, ids: list[str], allocator: Allocator | None, entries: dict[str, tuple[int, int]]
+) -> Iterator[list[SealRow]]:
+    """The pending certificates ``ids`` as sealing needs them, a chunk at a time, each with its
+    status list entry drawn by ``allocator`` (recorded in ``entries`` by certificate id)."""
     columns = (Certificate.id, cast(Certificate.credential, Text))
     for chunk in chunked(ids, WORK_CHUNK):
-        yield [tuple(row) for row in session.execute(select(*columns).where(Certificate.id.in_(chunk)))]  # type: ignore[misc]
+        rows: list[SealRow] = []
+        for certificate_id, credential_text in session.execute(
+            select(*columns).where(Certificate.id.in_(chunk))
+        ):
+            status_text = ""
+            if allocator is not None:
+                list_id, index, entry = allocator.entry()
+                entries[certificate_id] = (list_id, index)
+                status_text = json.dumps(entry)
+            rows.append((certificate_id, credential_text, status_text))
+        yield rows
 
 
 def _certificate_row(result: Accepted, created_at: datetime) -> dict[str, Any]:
@@ -223,6 +243,9 @@ class IssuerConfig:
     max_replacements: int = 5
     #: Processes that seal and write receipts (1: all in this process, nothing forked).
     workers: int = 1
+    #: Where status lists are published: each credential gets a ``credentialStatus`` entry in list
+    #: ``<status_base_url>/<n>`` (issuer/status.py). None: no status lists.
+    status_base_url: str | None = None
     #: How sealing secures credentials: ``sd-jwt`` (selectively disclosable; any key) or
     #: ``data-integrity`` (whole credentials with an ``eddsa-jcs-2022`` proof; Ed25519 keys only).
     securing: Securing = SD_JWT
@@ -254,12 +277,24 @@ class IssuerService:
     now: Callable[[], datetime] = utcnow
     progress: Progress = no_progress
     anchorer: Anchorer = field(init=False)
+    #: Publishes the status lists (when ``config.status_base_url`` is set).
+    status_lists: StatusPublisher | None = field(init=False)
 
     def __post_init__(self) -> None:
         if self.config.securing == DATA_INTEGRITY and not isinstance(self.signing_key, Ed25519PrivateKey):
             raise ConfigError(
                 "--securing data-integrity (eddsa-jcs-2022) needs an Ed25519 signing key; this one is "
                 "RSA: secure with sd-jwt (RS256) instead"
+            )
+        self.status_lists = None
+        if self.config.status_base_url:
+            if not isinstance(self.signing_key, Ed25519PrivateKey):
+                raise ConfigError(
+                    "status lists are signed with eddsa-jcs-2022, which needs an Ed25519 signing key; "
+                    "this one is RSA: unset the status list URL"
+                )
+            self.status_lists = StatusPublisher(
+                self.store, self.config.out_dir, self.signing_key, self.config.issuer_did, now=self.now
             )
         self.anchorer = Anchorer(
             self.store,
@@ -319,12 +354,15 @@ class IssuerService:
             if not ids:
                 return None  # another sealer took them
             digests: list[bytes] = []
+            base_url = self.config.status_base_url
+            allocator = Allocator(session, base_url, now=self.now) if base_url else None
+            entries: dict[str, tuple[int, int]] = {}
             with (
                 WorkerPool(context, self.config.workers) as pool,
                 self.progress("seal", len(ids)) as bar,
             ):
-                for sealed in pool.map(seal_certificates, _seal_rows(session, ids)):
-                    session.execute(_SEALED, [_sealed_row(item, context) for item in sealed])
+                for sealed in pool.map(seal_certificates, _seal_rows(session, ids, allocator, entries)):
+                    session.execute(_SEALED, [_sealed_row(item, context, entries) for item in sealed])
                     digests += [bytes.fromhex(item[2][2:]) for item in sealed]
                     bar.update(len(sealed))
             root = hex0x(MerkleTree(digests).root)
@@ -368,6 +406,8 @@ class IssuerService:
             session.execute(update(Certificate).where(sealed).values(status=CertificateStatus.ANCHORED))
             data = {"batch": root, "tx_hash": confirmed.tx_hash, "block_number": confirmed.block_number}
             add_events(session, EventType.CERTIFICATE_ANCHORED, data, ids, stored.anchored_at)
+        if self.status_lists is not None:  # the lists' companions now name these leaves
+            self.status_lists.publish_for_batch(root)
         log.info("batch %s anchored in block %d (%s)", root, confirmed.block_number, confirmed.tx_hash)
         return self.store.batch(root)
 
@@ -426,6 +466,7 @@ class IssuerService:
             members = session.scalars(select(Certificate).where(Certificate.batch_root == root))
             for certificate in members:
                 certificate.secured = certificate.digest = certificate.leaf = None
+                certificate.status_list_id = certificate.status_index = None
                 certificate.status = CertificateStatus.PENDING
                 certificate.batch_root = None
                 certificate.key_id = certificate.algorithm = None

@@ -52,6 +52,11 @@ class IssuerSettings(BaseSettings):
         le=256,
         description="Processes that secure, seal and write receipts (default: 1 per CPU).",
     )
+    issuer_status_url: str | None = Field(
+        None,
+        description="Base URL where the issuer's Bitstring Status Lists are published (the issuer API "
+        "serves them at /status/N); every credential then gets a credentialStatus entry. Unset: none.",
+    )
     issuer_securing: Securing = Field(
         SD_JWT,
         description="How credentials are secured: sd-jwt (selectively disclosable, any key) or "
@@ -71,6 +76,13 @@ class IssuerSettings(BaseSettings):
         if value is not None and not DOMAIN_PATTERN.fullmatch(value):
             raise ValueError("must be a host name such as certificates.uni.example (no scheme, no path)")
         return value.lower() if value else None
+
+    @field_validator("issuer_status_url")
+    @classmethod
+    def _check_status_url(cls, value: str | None) -> str | None:
+        if value is not None and not is_http_url(value):
+            raise ValueError("must be an http(s) URL, e.g. https://uni.example/status")
+        return value.rstrip("/") if value else None
 
     @field_validator("node_url")
     @classmethod
@@ -94,6 +106,7 @@ class IssuerSettings(BaseSettings):
             qr_codes=self.issuer_qr_codes,
             workers=self.workers,
             securing=self.issuer_securing,
+            status_base_url=self.issuer_status_url,
             stuck_after=self.issuer_stuck_after,
             max_replacements=self.issuer_max_replacements,
             issuer_did=f"did:web:{self.issuer_did_web_domain}" if self.issuer_did_web_domain else None,

@@ -47,6 +47,7 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Text,
+    UniqueConstraint,
     func,
     select,
 )
@@ -182,6 +183,24 @@ class Certificate(Base):
     status: Mapped[CertificateStatus] = mapped_column(_enum_column(CertificateStatus), index=True)
     batch_root: Mapped[str | None] = mapped_column(ForeignKey("batches.root"), index=True)
     created_at: Mapped[datetime] = mapped_column(index=True)
+    #: Its entry in a Bitstring Status List (issuer/status.py), set at sealing when lists are on.
+    status_list_id: Mapped[int | None] = mapped_column(ForeignKey("status_lists.id"))
+    status_index: Mapped[int | None]
+
+    __table_args__ = (
+        UniqueConstraint("status_list_id", "status_index", name="uq_certificates_status_entry"),
+    )
+
+
+class StatusList(Base):
+    """A Bitstring Status List the issuer publishes at ``url`` (issuer/status.py)."""
+
+    __tablename__ = "status_lists"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    url: Mapped[str] = mapped_column(String(2048), unique=True)
+    created_at: Mapped[datetime]
+    published_at: Mapped[datetime | None]
 
 
 class AnchorAttempt(Base):
@@ -386,6 +405,11 @@ class Store:
         """The certificates among ``ids`` that the store holds."""
         with self.reading() as session:
             return list(session.scalars(select(Certificate).where(Certificate.id.in_(ids))))
+
+    def has_status_lists(self) -> bool:
+        """Whether the issuer has started any status list."""
+        with self.reading() as session:
+            return session.scalar(select(StatusList.id).limit(1)) is not None
 
     def certificate_by_leaf(self, leaf: str) -> Certificate | None:
         """The certificate whose Merkle leaf is ``leaf`` (as a receipt names it), if any."""

@@ -19,7 +19,7 @@ from chain.errors import ConfigError
 from chain.keys import generate_private_key
 from chain.service.db import database_url
 from chain.service.files import sync_files
-from issuer import service
+from issuer import service, status
 from issuer.errors import IntakeRejected, StoreError
 from issuer.intake import read_input
 from issuer.service import IssuerConfig, IssuerService, ingest
@@ -67,7 +67,7 @@ def test_migrations_match_the_models_and_reopening_is_a_no_op(store: Store, tmp_
         tables = set(inspect(connection).get_table_names())
     assert tables == {
         *("certificates", "batches", "anchor_attempts", "revocations", VERSION_TABLE),
-        *("events", "webhook_deliveries", "webhook_cursors", "api_keys", "idempotency_keys"),
+        *("events", "webhook_deliveries", "webhook_cursors", "api_keys", "idempotency_keys", "status_lists"),
     }
     Store.open(str(tmp_path / "nested" / "issuer.db")).close()
 
@@ -272,3 +272,18 @@ def test_data_integrity_securing_with_an_rsa_key_is_refused_before_anything_is_s
     with pytest.raises(ConfigError, match="needs an Ed25519 signing key"):
         IssuerService(store, registry=None, signing_key=generate_private_key("rsa-2048"), config=config)  # type: ignore[arg-type]
     assert store.pending_count() == 0
+
+
+def test_status_entries_are_random_unique_and_a_full_list_starts_the_next(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(status, "LIST_FILL", 3)
+    with store.transaction() as session:
+        allocator = status.Allocator(session, "https://uni.example/status/")
+        drawn = [allocator.entry() for _ in range(7)]
+    assert [list_id for list_id, _, _ in drawn] == [1, 1, 1, 2, 2, 2, 3]
+    assert drawn[0][2]["statusListCredential"] == "https://uni.example/status/1"
+    assert drawn[3][2]["id"] == f"https://uni.example/status/2#{drawn[3][1]}"
+    assert len({index for list_id, index, _ in drawn if list_id == 1}) == 3
+    with store.transaction() as session:  # a later seal goes on with the newest list, not yet full
+        assert status.Allocator(session, "https://uni.example/status").entry()[0] == 3

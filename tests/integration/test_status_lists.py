@@ -1,0 +1,140 @@
+"""Bitstring Status Lists as a stock verifier sees them: issued through the real issuer API, served
+by it on 127.0.0.1, checked by @digitalbazaar/vc-bitstring-status-list (pinned, offline but for
+that loopback fetch), before and after `finvault revoke` confirms on-chain."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from chain.core.receipt import ReceiptV2, parse_receipt
+from chain.core.status_list import LIST_SIZE, is_set, list_bits, read_entry, set_indexes
+from chain.dev.devchain import DevChain
+from chain.rpc import RpcClient
+from issuer.api_keys import create_api_key
+from issuer.store import CertificateStatus
+from tests.factories import disclosed
+from tests.integration.conftest import Deployed, run_finvault
+from tests.integration.issuer_fixtures import PASSPHRASE, TEMPLATE, IssuerEnv
+from tests.integration.test_issuer_api import ROOT_DIR, student, wait_for
+
+CHECKER = ROOT_DIR / "tests" / "tools" / "status_check.mjs"
+
+
+def stock_status(credentials: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``{"verified", "revoked", "error"}`` per credential, as @digitalbazaar/vc-bitstring-status-list
+    says (the list fetched from where the credential points, its proof verified)."""
+    done = subprocess.run(
+        ["node", str(CHECKER)], input=json.dumps(credentials), capture_output=True, text=True,
+        check=True, timeout=120, cwd=ROOT_DIR,
+    )  # fmt: skip
+    results: list[dict[str, Any]] = json.loads(done.stdout)
+    return results
+
+
+@pytest.fixture
+def env(registry: Deployed, rpc: RpcClient, tmp_path: Path) -> IssuerEnv:
+    return IssuerEnv(registry, rpc, tmp_path)
+
+
+@pytest.fixture
+def api(env: IssuerEnv, anvil: DevChain, reserved_port: int) -> Iterator[str]:
+    """The issuer API, its status lists published under its own /status."""
+    url = f"http://127.0.0.1:{reserved_port}"
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("FINVAULT_")}
+    environment |= {
+        "FINVAULT_SIGNING_KEY_PASSPHRASE": PASSPHRASE,
+        "FINVAULT_ISSUER_STATUS_URL": f"{url}/status",
+    }
+    args = [
+        *("issuer-api", "serve", "--template", str(TEMPLATE), "--out", str(env.out)),
+        *("--port", str(reserved_port), "--every", "0.5", "--key-dir", str(env.key_dir), "--db", env.db_url),
+        *("--rpc", anvil.rpc_url, "--registry", env.deployed.address, "--dev", "--dev-account", "1"),
+    ]
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from chain.entry import main; main()", *args],
+        cwd=ROOT_DIR, env=environment, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: _answers(url), process)
+        yield url
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=30)
+        assert process.returncode == 0, stderr
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/health", timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+@pytest.mark.slow(seconds=8)
+def test_a_stock_checker_sees_a_revocation_once_it_is_confirmed(
+    env: IssuerEnv, api: str, anvil: DevChain
+) -> None:
+    issue = {"Authorization": f"Bearer {create_api_key(env.store, 'registrar', ['issue', 'read'])}"}
+    with httpx.Client(base_url=api, timeout=30) as http:
+        assert http.post("/certificates", json=[student(1), student(2)], headers=issue).status_code == 202
+        wait_for(lambda: http.get("/certificates/api-002", headers=issue).json()["status"] == "anchored")
+        receipts: list[ReceiptV2] = []
+        for certificate_id in ("api-001", "api-002"):
+            receipt = parse_receipt(
+                json.dumps(http.get(f"/certificates/{certificate_id}", headers=issue).json()["receipt"])
+            )
+            assert isinstance(receipt, ReceiptV2)
+            receipts.append(receipt)
+        credentials = [dict(disclosed(r)) for r in receipts]
+        entries = [read_entry(c) for c in credentials]
+        assert all(e is not None and e[0] == f"{api}/status/1" for e in entries)  # signed into the credential
+        assert len({e[1] for e in entries if e is not None}) == 2
+
+        served = http.get("/status/1")  # public: no key
+        assert served.status_code == 200
+        assert served.headers["cache-control"] == "public, max-age=300"
+        assert http.get("/status/1", headers={"If-None-Match": served.headers["etag"]}).status_code == 304
+        assert set_indexes(list_bits(served.json())) == []
+        leaves = http.get("/status/1.leaves").json()
+        assert sorted(e["statusListIndex"] for e in leaves["entries"]) == sorted(e[1] for e in entries if e)
+        assert http.get("/status/2").status_code == 404
+        assert http.get("/status/..%2Fissuer.db").status_code in (404, 422)
+        assert [(r["verified"], r["revoked"]) for r in stock_status(credentials)] == [(True, 0), (True, 0)]
+
+        receipt_file = env.tmp / "first.json"
+        receipt_file.write_text(receipts[0].to_json())
+        revoked = run_finvault(
+            "revoke", str(receipt_file), "--reason", "superseded", "--db", env.db_url,
+            "--out", str(env.out), "--key-dir", str(env.key_dir),
+            "--rpc", anvil.rpc_url, "--registry", env.deployed.address, "--dev", "--dev-account", "1",
+            env={"FINVAULT_SIGNING_KEY_PASSPHRASE": PASSPHRASE},
+        )  # fmt: skip
+        assert revoked.returncode == 0, revoked.stderr
+        bits = list_bits(http.get("/status/1").json())
+        assert len(bits) * 8 == LIST_SIZE
+        assert [is_set(bits, e[1]) for e in entries if e] == [True, False]
+        assert [(r["verified"], r["revoked"]) for r in stock_status(credentials)] == [(True, 1), (True, 0)]
+
+
+def test_revoking_without_the_key_is_refused_before_anything_is_sent(env: IssuerEnv, anvil: DevChain) -> None:
+    env.ingest_csv(1)
+    env.service(status_base_url="http://127.0.0.1:9/status").run_once()
+    receipt = next(env.out.glob("*.json"))
+    refused = run_finvault(
+        "revoke", str(receipt), "--reason", "superseded", "--db", env.db_url,
+        "--rpc", anvil.rpc_url, "--registry", env.deployed.address, "--dev", "--dev-account", "1",
+    )  # fmt: skip
+    assert refused.returncode == 2
+    assert "pass --out (the receipts folder) and --key-dir" in refused.stderr
+    [certificate] = env.store.certificates(["cert-00000"])
+    assert certificate.status is CertificateStatus.ANCHORED  # nothing was sent
