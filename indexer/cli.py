@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -125,6 +126,11 @@ def _mirror_settings(
     help="Also write the drifts to a CSV file.",
 )
 @click.option("--against", "other_node", help="Compare with another node's digests instead of the chain.")
+@click.option(
+    "--status-dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Also hold the status lists published in DIR (N.json, N.leaves.json) to the chain.",
+)
 @registry_option
 @chain_options
 def reconcile(
@@ -135,6 +141,7 @@ def reconcile(
     as_json: bool,
     csv_path: Path | None,
     other_node: str | None,
+    status_dir: Path | None,
     registry: str | None,
     rpc_urls: tuple[str, ...],
     **options: Any,
@@ -143,7 +150,9 @@ def reconcile(
 
     The chain side is read afresh (eth_getLogs and headers); the mirror's own state is not trusted.
     With --against URL, compare the mirror's per-block digests with another node's instead, find
-    the first block where they diverge (bisection) and name the events that differ there.
+    the first block where they diverge (bisection) and name the events that differ there. With
+    --status-dir, also compare each published status list with the revocations on-chain: every
+    entry that disagrees is a drift naming both sides.
     Exit status: 0 no drift, 1 drift, 2 bad usage or the chain or mirror could not be read.
     """
     from sqlalchemy.exc import SQLAlchemyError
@@ -193,6 +202,12 @@ def reconcile(
             report = Reconciler(engine, rpc, address, settings.chain_id, progress).run(
                 first, last, quick=quick
             )
+        if status_dir is not None:
+            from indexer.reader import MirrorFacts
+            from indexer.status_audit import audit_folder
+
+            facts = MirrorFacts(engine, settings.chain_id, address)
+            report = replace(report, drifts=(*report.drifts, *audit_folder(status_dir, facts)))
     except (FinVaultError, SQLAlchemyError) as exc:
         message = (
             exc.diagnostics() if isinstance(exc, FinVaultError) else f"mirror: {str(exc).splitlines()[0]}"

@@ -61,7 +61,7 @@ from indexer.sync import Indexer
 
 log = logging.getLogger(__name__)
 
-DriftKind = Literal["missing", "extra", "mismatch", "block_hash", "accumulator"]
+DriftKind = Literal["missing", "extra", "mismatch", "block_hash", "accumulator", "status"]
 
 #: DecodedBatch attribute -> mirror table.
 TABLES: dict[str, type[EventRow]] = {
@@ -98,7 +98,9 @@ class Drift:
     ``chain_event`` is the chain's decoded event (``missing`` and ``mismatch``), ``mirror_row`` the
     mirror's row (``extra`` and ``mismatch``), both with bytes as 0x-hex. For a ``mismatch``,
     ``field``, ``chain`` and ``mirror`` name the one field that differs; for ``block_hash`` and
-    ``accumulator`` drifts, ``chain`` and ``mirror`` are the two values.
+    ``accumulator`` drifts, ``chain`` and ``mirror`` are the two values. For a ``status`` drift
+    (a published status list, indexer/status_audit.py), ``field`` is the list entry, ``mirror``
+    what the list says and ``chain`` what the chain (through the mirror) says.
     """
 
     kind: DriftKind
@@ -114,6 +116,8 @@ class Drift:
 
     def describe(self) -> str:
         """One line for people."""
+        if self.kind == "status":  # a status list entry (indexer/status_audit.py): what it says, the truth
+            return f"status: {self.field}: {self.mirror}, {self.chain}"
         where = f"{self.table} block {self.block_number}"
         if self.tx_hash is not None:
             where += f" tx {self.tx_hash} log {self.log_index}"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,11 +17,14 @@ from typing import Any
 import httpx
 import pytest
 
+from chain.core.data_integrity import add_proof
 from chain.core.receipt import ReceiptV2, parse_receipt
-from chain.core.status_list import LIST_SIZE, is_set, list_bits, read_entry, set_indexes
+from chain.core.status_list import LIST_SIZE, encode_list, is_set, list_bits, read_entry, set_indexes
 from chain.dev.devchain import DevChain
+from chain.registry import RevocationReason
 from chain.rpc import RpcClient
 from issuer.api_keys import create_api_key
+from issuer.revoke import Revoker
 from issuer.store import CertificateStatus
 from tests.factories import disclosed
 from tests.integration.conftest import Deployed, run_finvault
@@ -138,3 +142,65 @@ def test_revoking_without_the_key_is_refused_before_anything_is_sent(env: Issuer
     assert "pass --out (the receipts folder) and --key-dir" in refused.stderr
     [certificate] = env.store.certificates(["cert-00000"])
     assert certificate.status is CertificateStatus.ANCHORED  # nothing was sent
+
+
+def _resigned(path: Path, flip: int, key: Any) -> None:
+    """The list at ``path`` with bit ``flip`` toggled, signed again by the issuer's own key: a list
+    that verifies and lies (a bug, or an issuer's mistake)."""
+    published = json.loads(path.read_text())
+    bits = bytearray(list_bits(published))
+    bits[flip // 8] ^= 0x80 >> (flip % 8)
+    unsecured = {name: value for name, value in published.items() if name != "proof"}
+    unsecured["credentialSubject"] = {
+        **unsecured["credentialSubject"],
+        "encodedList": encode_list(bytes(bits)),
+    }
+    controller = published["proof"]["verificationMethod"].split("#")[0]
+    created = published["proof"]["created"]
+    path.write_text(json.dumps(add_proof(unsecured, key, controller=controller, created=created)))
+
+
+@pytest.mark.slow(seconds=6)
+def test_reconcile_names_a_flipped_bit_with_both_sides(
+    env: IssuerEnv, anvil: DevChain, tmp_path: Path
+) -> None:
+    env.ingest_csv(3)
+    service = env.service(status_base_url="https://uni.example/status")
+    service.run_once()
+    revoker = Revoker(env.store, env.writer(), status_lists=service.status_lists)
+    revoker.revoke_certificates(["cert-00000"], RevocationReason.SUPERSEDED)
+    by_id = {c.id: c for c in env.store.certificates(["cert-00000", "cert-00001", "cert-00002"])}
+    mirror = f"sqlite:///{tmp_path / 'mirror.db'}"
+    chain = ("--rpc", anvil.rpc_url, "--registry", env.deployed.address)
+    assert run_finvault("sync", "--db", mirror, *chain).returncode == 0
+
+    published = tmp_path / "published"
+    shutil.copytree(env.out / "status", published)
+    clean = run_finvault("reconcile", "--db", mirror, *chain, "--status-dir", str(published))
+    assert clean.returncode == 0, clean.stdout + clean.stderr  # the lists as published tell the truth
+
+    revoked_index, live_index = by_id["cert-00000"].status_index, by_id["cert-00001"].status_index
+    assert revoked_index is not None
+    assert live_index is not None
+    for index in (revoked_index, live_index):
+        _resigned(published / "1.json", index, env.key)
+    drifted = run_finvault("reconcile", "--db", mirror, *chain, "--status-dir", str(published), "--json")
+    assert drifted.returncode == 1, drifted.stderr
+    drifts = {d["field"]: d for d in json.loads(drifted.stdout)["drifts"] if d["kind"] == "status"}
+    assert set(drifts) == {f"https://uni.example/status/1#{i}" for i in (revoked_index, live_index)}
+    revoked = drifts[f"https://uni.example/status/1#{revoked_index}"]
+    assert (revoked["mirror"], revoked["chain"]) == ("listed not revoked", "revoked on-chain")
+    assert revoked["tx_hash"].startswith("0x")  # where the chain says so
+    live = drifts[f"https://uni.example/status/1#{live_index}"]
+    assert (live["mirror"], live["chain"]) == ("listed revoked", "not revoked on-chain")
+    text = run_finvault("reconcile", "--db", mirror, *chain, "--status-dir", str(published))
+    assert (
+        f"status: https://uni.example/status/1#{live_index}: listed revoked, not revoked on-chain"
+        in text.stdout
+    )
+
+    (published / "1.json").write_text(
+        (published / "1.json").read_text().replace('"proofValue": "z', '"proofValue": "z2')
+    )
+    forged = run_finvault("reconcile", "--db", mirror, *chain, "--status-dir", str(published))
+    assert "status: https://uni.example/status/1: unreadable:" in forged.stdout

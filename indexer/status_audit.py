@@ -1,0 +1,112 @@
+"""Status lists held to the chain: every published Bitstring Status List against the mirror's
+revocations (``finvault reconcile --status-dir``).
+
+A folder as an issuer publishes it (``N.json``, the signed ``BitstringStatusListCredential``, beside
+``N.leaves.json``, its ``finvault-status-leaves/1`` companion naming each index's leaf and root) is
+read, and each disagreement is a ``status`` drift naming both sides:
+
+- ``listed revoked, not revoked on-chain``: a set bit whose certificate neither the chain's leaf
+  nor root revocations cover, or a set bit no certificate of the companion holds;
+- ``revoked on-chain, listed not revoked``: a revoked leaf (or one of a revoked root) whose bit is
+  clear;
+- a list whose proof does not verify, or that cannot be read, is one drift naming why.
+
+The chain side is the mirror, which the same ``reconcile`` run holds to the chain. A node's
+verdicts never depend on a status list: this audit only tells whether the issuer's lists tell the
+truth.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from chain.core.canonical import DocumentError, loads_strict
+from chain.core.data_integrity import DataIntegrityError, verify_proof
+from chain.core.encoding import to_bytes32
+from chain.core.status_list import LIST_SIZE, StatusListError, is_set, list_bits, set_indexes
+from chain.core.verify import ChainFacts, RevocationFact
+from indexer.reconcile import Drift
+
+TABLE = "status_list"
+LEAVES_FORMAT = "finvault-status-leaves/1"
+#: Bytes of one published file read here (a list of random bits compresses to about 22 KB).
+MAX_FILE_BYTES = 16 * 1024 * 1024
+#: What a list or companion that cannot be read raises (every FinVault parse error is a ValueError).
+_UNREADABLE = (OSError, ValueError, LookupError, TypeError)
+
+
+def _read(path: Path) -> Any:
+    return loads_strict(path.read_bytes(), max_bytes=MAX_FILE_BYTES)
+
+
+def _drift(
+    url: str, index: int | None, chain: str, listed: str, revocation: RevocationFact | None = None
+) -> Drift:
+    event = revocation.event if revocation is not None else None
+    return Drift(
+        kind="status",
+        table=TABLE,
+        block_number=event.block_number if event is not None else 0,
+        tx_hash=event.tx_hash if event is not None else None,
+        log_index=event.log_index if event is not None else None,
+        field=url if index is None else f"{url}#{index}",
+        chain=chain,
+        mirror=listed,
+    )
+
+
+def list_files(folder: Path) -> Iterator[tuple[Path, Path]]:
+    """``(N.json, N.leaves.json)`` for each list in ``folder``, in list order."""
+    numbered = [p for p in folder.glob("*.json") if p.stem.isdigit()]
+    for path in sorted(numbered, key=lambda p: int(p.stem)):
+        yield path, path.with_name(f"{path.stem}.leaves.json")
+
+
+def audit_list(credential_path: Path, leaves_path: Path, facts: ChainFacts) -> list[Drift]:
+    """The drifts between one published list and ``facts`` (the mirror)."""
+    url = credential_path.name
+    try:
+        credential = _read(credential_path)
+        url = str(credential.get("id", url)) if isinstance(credential, dict) else url
+        verify_proof(credential)
+        bits = list_bits(credential)
+        leaves = _read(leaves_path)
+        if not isinstance(leaves, dict) or leaves.get("format") != LEAVES_FORMAT:
+            raise StatusListError(f"{leaves_path.name} is not {LEAVES_FORMAT}")
+        entries = {
+            int(entry["statusListIndex"]): (to_bytes32(entry["leaf"]), to_bytes32(entry["root"]))
+            for entry in leaves["entries"]
+        }
+    except (
+        OSError,
+        DocumentError,
+        DataIntegrityError,
+        StatusListError,
+        KeyError,
+        TypeError,
+        ValueError,
+    ) as exc:
+        reason = getattr(exc, "message", None) or str(exc)
+        return [_drift(url, None, "a list the chain can be compared with", f"unreadable: {reason}")]
+    drifts: list[Drift] = []
+    for index, (leaf, root) in sorted(entries.items()):
+        if not 0 <= index < LIST_SIZE:
+            drifts.append(_drift(url, index, "an index within the list", "outside the list"))
+            continue
+        revocation = facts.revocation(root, None) or facts.revocation(root, leaf)
+        listed = is_set(bits, index)
+        if revocation is not None and not listed:
+            drifts.append(_drift(url, index, "revoked on-chain", "listed not revoked", revocation))
+        elif revocation is None and listed:
+            drifts.append(_drift(url, index, "not revoked on-chain", "listed revoked"))
+    for index in set_indexes(bits):
+        if index not in entries:
+            drifts.append(_drift(url, index, "no certificate at this index", "listed revoked"))
+    return drifts
+
+
+def audit_folder(folder: Path, facts: ChainFacts) -> list[Drift]:
+    """The drifts of every list published in ``folder``."""
+    return [drift for paths in list_files(folder) for drift in audit_list(*paths, facts)]
