@@ -20,6 +20,7 @@ import hashlib
 import json
 import re
 import threading
+import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 from sqlalchemy import delete, select
 
+from chain.core.canonical import DocumentError
 from chain.errors import ChainMismatch, ConfigError, FinVaultError, RpcUnavailable, TransactionFailed
 from chain.service.web import (
     BadRequest,
@@ -54,6 +56,7 @@ from chain.service.web import (
 from issuer.api_keys import Principal, authenticate
 from issuer.api_models import (
     CERTIFICATES_BODY,
+    ISSUE_BODY,
     MAX_CERTIFICATES_PER_REQUEST,
     RECORDS,
     ROOT_PATTERN,
@@ -116,6 +119,7 @@ STATUSES: dict[type[FinVaultError], int] = {
     UnknownApiKey: 404,
     NotAnchored: 409,
     IntakeRejected: 422,
+    DocumentError: 400,
     ConfigError: 422,
     StoreError: 409,
     TransactionFailed: 409,
@@ -271,6 +275,16 @@ class IssuerApi:
             receipt=receipt,
             revocation=revocation_view(revocation) if revocation else None,
         )
+
+    def issue_credential(self, credential: dict[str, Any]) -> JSONResponse:
+        """``POST /credentials/issue`` (W3C VC-API): the credential secured at once (201), queued for
+        the next anchored batch as a certificate ``vcapi-<uuid>``."""
+        if self.service is None:
+            raise Conflict("this issuer API runs without a signing key: it cannot issue", code="read_only")
+        serial = uuid.uuid4()
+        document = {"id": f"urn:uuid:{serial}", **credential} if "id" not in credential else credential
+        issued = self.service.issue_now(f"vcapi-{serial}", document)
+        return JSONResponse({"verifiableCredential": issued}, status_code=201)
 
     def status_list(self, name: str, if_none_match: str | None) -> Response:
         """``GET /status/{name}``: the file publishing wrote, with an ETag and cache headers."""
@@ -467,6 +481,29 @@ def create_app(settings: IssuerApiSettings, api: IssuerApi) -> FastAPI:
     def get_certificate(certificate_id: str, principal: ReadKey) -> CertificateView:
         """A certificate's status, with its receipt once anchored and its revocation if any."""
         return api.certificate(certificate_id)
+
+    @app.post(
+        "/credentials/issue",
+        status_code=201,
+        tags=["vc-api"],
+        responses={201: {"description": "{verifiableCredential}: the credential, secured."}},
+        openapi_extra=json_body_openapi(ISSUE_BODY),
+    )
+    async def issue_credential(request: Request, principal: IssueKey) -> JSONResponse:
+        """W3C VC-API issuance: ``{credential, options}`` -> ``{verifiableCredential}``.
+
+        The credential (a VC 2.0 credential; refused with the rule it breaks otherwise) is secured at
+        once with an ``eddsa-jcs-2022`` proof by the issuer's key, its ``issuer`` set to the
+        issuer's DID and, when status lists are on, a ``credentialStatus`` entry added. It is stored
+        as a pending certificate (``vcapi-<uuid>``) and anchored with the next batch; its receipt
+        commits to exactly what this returns.
+        """
+        payload = await read_json(request, max_bytes=max_body_bytes, max_values=max_values)
+        if not isinstance(payload, dict) or not isinstance(payload.get("credential"), dict):
+            raise BadRequest('send {"credential": {...}, "options": {...}}')
+        if not isinstance(payload.get("options", {}), dict) or set(payload) - {"credential", "options"}:
+            raise BadRequest('send {"credential": {...}, "options": {...}} and nothing else')
+        return await run_in_threadpool(api.issue_credential, payload["credential"])
 
     @app.get(
         "/status/{list_name}",

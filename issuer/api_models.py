@@ -131,6 +131,16 @@ RECORDS: TypeAdapter[dict[str, Any] | list[dict[str, Any]]] = TypeAdapter(
     dict[str, Any] | list[dict[str, Any]]
 )
 #: Its OpenAPI schema.
+#: ``POST /credentials/issue`` (W3C VC-API).
+ISSUE_BODY = {
+    "type": "object",
+    "required": ["credential"],
+    "additionalProperties": False,
+    "properties": {
+        "credential": {"type": "object", "description": "A VC 2.0 credential, unsecured."},
+        "options": {"type": "object", "description": "Accepted and ignored: FinVault's key and suite."},
+    },
+}
 CERTIFICATES_BODY = {
     "oneOf": [
         {"type": "object", "description": "One record: the template's columns."},

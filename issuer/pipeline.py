@@ -33,8 +33,8 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from chain.core.data_integrity import did_key
 from chain.core.encoding import hex0x, iso_utc
 from chain.core.issuance import verification_link
-from chain.core.merkle import MerkleTree
-from chain.core.secured import SD_JWT, Securing, secure_data_integrity, secure_sd_jwt
+from chain.core.merkle import MerkleTree, leaf_hash
+from chain.core.secured import SD_JWT, Securing, data_integrity_digest, secure_data_integrity, secure_sd_jwt
 from chain.core.signing import PrivateKey, public_key_info
 from chain.service.files import sync_files
 from issuer.outputs import receipt_text, write_receipt_text
@@ -168,9 +168,10 @@ class SealContext:
         return f"SealContext(key_id={self.key_id}, algorithm={self.algorithm}, securing={self.securing})"
 
 
-#: A pending certificate as sealing reads it: id, credential (JSON text) and the JSON text of the
-#: ``credentialStatus`` entry it gets ("" when the issuer publishes no status lists).
-SealRow = tuple[str, str, str]
+#: A pending certificate as sealing reads it: id, credential (JSON text), the JSON text of the
+#: ``credentialStatus`` entry it gets ("" when the issuer publishes no status lists, or it has one),
+#: and the credential as already secured ("" unless it came through VC-API, secured at once).
+SealRow = tuple[str, str, str, str]
 #: A sealed certificate: id, secured credential (the SD-JWT, or the JSON text of the credential with
 #: its proof), digest, leaf.
 Sealed = tuple[str, str, str, str]
@@ -181,7 +182,11 @@ def seal_certificates(context: SealContext, rows: list[SealRow]) -> list[Sealed]
     (every claim of the subject disclosable) or a Data Integrity proof, as ``context.securing``
     says."""
     sealed: list[Sealed] = []
-    for certificate_id, credential_text, status_text in rows:
+    for certificate_id, credential_text, status_text, secured_text in rows:
+        if secured_text:  # secured at issuance (VC-API): its leaf commits to it as it was handed out
+            digest = data_integrity_digest(json.loads(secured_text))
+            sealed.append((certificate_id, secured_text, hex0x(digest), hex0x(leaf_hash(digest))))
+            continue
         credential = json.loads(credential_text)
         if status_text:  # FinVault's entry replaces any the template wrote
             credential["credentialStatus"] = json.loads(status_text)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, nullcontext
@@ -25,13 +26,20 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import Table, Text, bindparam, cast, insert, select, update
+from sqlalchemy import Table, Text, bindparam, cast, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from chain.core.encoding import hex0x
+from chain.core.encoding import hex0x, iso_utc
 from chain.core.merkle import MerkleTree
-from chain.core.secured import DATA_INTEGRITY, SD_JWT, SECURINGS, Securing
+from chain.core.secured import (
+    DATA_INTEGRITY,
+    SD_JWT,
+    SECURINGS,
+    Securing,
+    check_securable,
+    secure_data_integrity,
+)
 from chain.core.signing import PrivateKey, public_key_info
 from chain.errors import ConfigError, TransactionFailed
 from chain.registry import RegistryWriter
@@ -122,8 +130,8 @@ _SEALED = (
     .where(_CERTIFICATES.c.id == bindparam("sealed_id"))
     .values(
         secured=bindparam("secured"),
-        status_list_id=bindparam("status_list_id"),
-        status_index=bindparam("status_index"),
+        status_list_id=func.coalesce(bindparam("status_list_id"), _CERTIFICATES.c.status_list_id),
+        status_index=func.coalesce(bindparam("status_index"), _CERTIFICATES.c.status_index),
         digest=bindparam("digest"),
         leaf=bindparam("leaf"),
         key_id=bindparam("key_id"),
@@ -135,7 +143,7 @@ _SEALED = (
 
 def _sealed_row(item: Sealed, context: SealContext, entries: dict[str, tuple[int, int]]) -> dict[str, Any]:
     certificate_id, secured, digest, leaf = item
-    list_id, index = entries.get(certificate_id, (None, None))
+    list_id, index = entries.get(certificate_id, (None, None))  # None: keep the one it has
     return {
         "sealed_id": certificate_id,
         "secured": secured,
@@ -154,18 +162,20 @@ def _seal_rows(
 ) -> Iterator[list[SealRow]]:
     """The pending certificates ``ids`` as sealing needs them, a chunk at a time, each with its
     status list entry drawn by ``allocator`` (recorded in ``entries`` by certificate id)."""
-    columns = (Certificate.id, cast(Certificate.credential, Text))
+    columns = (Certificate.id, cast(Certificate.credential, Text), Certificate.secured)
     for chunk in chunked(ids, WORK_CHUNK):
         rows: list[SealRow] = []
-        for certificate_id, credential_text in session.execute(
-            select(*columns).where(Certificate.id.in_(chunk))
-        ):
+        found = session.execute(select(*columns).where(Certificate.id.in_(chunk)))
+        for certificate_id, credential_text, secured in found:
+            if secured:  # secured when it was issued (VC-API): its status entry is in it already
+                rows.append((certificate_id, credential_text, "", secured))
+                continue
             status_text = ""
             if allocator is not None:
                 list_id, index, entry = allocator.entry()
                 entries[certificate_id] = (list_id, index)
                 status_text = json.dumps(entry)
-            rows.append((certificate_id, credential_text, status_text))
+            rows.append((certificate_id, credential_text, status_text, ""))
         yield rows
 
 
@@ -327,6 +337,54 @@ class IssuerService:
             )
         if info.revoked_block:
             raise SigningKeyUnusable(f"signing key {hex0x(key_id)} was revoked in block {info.revoked_block}")
+
+    def issue_now(self, certificate_id: str, credential: dict[str, Any]) -> dict[str, Any]:
+        """VC-API issuance: ``credential`` secured at once with an ``eddsa-jcs-2022`` proof (its
+        status entry included, when lists are on) and stored ``pending`` as secured, so the next
+        batch anchors exactly what was handed out; returns the secured credential.
+
+        Raises :class:`ConfigError` for an RSA key (no such cryptosuite) and
+        :class:`~chain.core.canonical.DocumentError` for a credential that cannot be secured (a VC
+        2.0 rule, a size limit); an id already stored is a :class:`StoreError`.
+        """
+        if not isinstance(self.signing_key, Ed25519PrivateKey):
+            raise ConfigError("VC-API issuance secures credentials with eddsa-jcs-2022: an Ed25519 key")
+        check_securable(credential)
+        created = iso_utc(self.now().replace(microsecond=0))
+        try:
+            with self.store.transaction() as session:
+                row: dict[str, Any] = {"status_list_id": None, "status_index": None}
+                base_url = self.config.status_base_url
+                if base_url:
+                    allocator = Allocator(session, base_url, now=self.now)
+                    row["status_list_id"], row["status_index"], entry = allocator.entry()
+                    credential = {**credential, "credentialStatus": entry}
+                secured = secure_data_integrity(
+                    credential,
+                    self.signing_key,
+                    created=created,
+                    random_bytes=secrets.token_bytes,
+                    controller=self.config.issuer_did,
+                )
+                value = secured.value
+                assert isinstance(value, dict)  # Data Integrity: the credential object
+                session.add(
+                    Certificate(
+                        id=certificate_id,
+                        credential=credential,
+                        secured=json.dumps(value, ensure_ascii=False, separators=(",", ":")),
+                        digest=hex0x(secured.digest),
+                        leaf=hex0x(secured.leaf),
+                        status=CertificateStatus.PENDING,
+                        created_at=self.now(),
+                        **row,
+                    )
+                )
+        except IntegrityError:
+            raise StoreError(f"certificate id {certificate_id!r} is already in the store") from None
+        if self.status_lists is not None and row["status_list_id"] is not None:
+            self.status_lists.publish_unpublished([row["status_list_id"]])  # its status resolves at once
+        return value
 
     def seal(self) -> str | None:
         """Signs and batches pending certificates in one transaction; returns the root, or None.

@@ -160,6 +160,18 @@ class StatusPublisher:
                     session.get_one(StatusList, item.id).published_at = self.now()
         return written
 
+    def publish_unpublished(self, list_ids: Iterable[int]) -> list[Path]:
+        """Publishes those of ``list_ids`` never published yet (a new list, its entries all clear)."""
+        with self.store.reading() as session:
+            fresh = list(
+                session.scalars(
+                    select(StatusList.id).where(
+                        StatusList.id.in_(list(list_ids)), StatusList.published_at.is_(None)
+                    )
+                )
+            )
+        return self.publish(fresh) if fresh else []
+
     def publish_for_batch(self, root: str) -> list[Path]:
         """Publishes the lists that hold a certificate of batch ``root``."""
         with self.store.reading() as session:

@@ -30,6 +30,7 @@ from tests.factories import disclosed
 from tests.integration.conftest import Deployed, run_finvault
 from tests.integration.issuer_fixtures import PASSPHRASE, TEMPLATE, IssuerEnv
 from tests.integration.test_issuer_api import ROOT_DIR, student, wait_for
+from tests.tools.stock_verifier import stock_verifier
 
 CHECKER = ROOT_DIR / "tests" / "tools" / "status_check.mjs"
 
@@ -204,3 +205,49 @@ def test_reconcile_names_a_flipped_bit_with_both_sides(
     )
     forged = run_finvault("reconcile", "--db", mirror, *chain, "--status-dir", str(published))
     assert "status: https://uni.example/status/1: unreadable:" in forged.stdout
+
+
+@pytest.mark.slow(seconds=6)
+def test_vc_api_issuance_returns_what_the_receipt_then_anchors(env: IssuerEnv, api: str) -> None:
+    issue = {"Authorization": f"Bearer {create_api_key(env.store, 'platform', ['issue', 'read'])}"}
+    credential = {
+        "@context": ["https://www.w3.org/ns/credentials/v2"],
+        "type": ["VerifiableCredential"],
+        "issuer": "did:example:replaced-by-the-issuers-own",
+        "validFrom": "2026-07-01T00:00:00Z",
+        "credentialSubject": {"id": "did:example:ada", "name": "Ada Lovelace"},
+    }
+    with httpx.Client(base_url=api, timeout=30) as http:
+        assert http.post("/credentials/issue", json={"credential": credential}).status_code == 401
+        answer = http.post(
+            "/credentials/issue", json={"credential": credential, "options": {}}, headers=issue
+        )
+        assert answer.status_code == 201, answer.text
+        issued = answer.json()["verifiableCredential"]
+        assert issued["proof"]["cryptosuite"] == "eddsa-jcs-2022"
+        assert issued["issuer"].startswith("did:key:z6Mk")
+        assert issued["id"].startswith("urn:uuid:")
+        assert read_entry(issued) is not None
+        assert stock_verifier([issued]) == [{"verified": True, "error": None}]
+        assert [r["verified"] for r in stock_status([issued])] == [True]
+
+        certificate = f"vcapi-{issued['id'].removeprefix('urn:uuid:')}"
+        wait_for(
+            lambda: http.get(f"/certificates/{certificate}", headers=issue).json()["status"] == "anchored"
+        )
+        receipt = http.get(f"/certificates/{certificate}", headers=issue).json()["receipt"]
+        assert receipt["credential"] == issued  # the leaf commits to exactly what was handed out
+
+        bad = http.post(
+            "/credentials/issue",
+            json={"credential": {**credential, "validUntil": "2020-01-01T00:00:00Z"}},
+            headers=issue,
+        )
+        assert bad.status_code == 400
+        assert bad.json()["error"]["message"] == "VC 2.0 validity: validFrom is after validUntil"
+        assert (
+            http.post(
+                "/credentials/issue", json={"credential": credential, "x": 1}, headers=issue
+            ).status_code
+            == 400
+        )
