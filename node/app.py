@@ -175,7 +175,9 @@ def create_app(runtime: Runtime, *, static_dir: Path | None = STATIC_DIR) -> Fas
         title="FinVault verification node",
         version=_package_version(),
         description=(
-            "Verifies finvault-receipt/1 receipts against this node's mirror of the FinVault registry. "
+            "Verifies finvault-receipt/2 (and legacy /1) receipts against this node's mirror of the "
+            "FinVault registry; POST /credentials/verify (W3C VC-API) checks a bare credential's proof, "
+            "VC 2.0 data model and validity. "
             'Errors are `{"error": {"code", "message", "correlation_id"}}`; every response carries '
             "`X-Correlation-ID`."
         ),
