@@ -26,6 +26,7 @@ from node.settings import NodeSettings
 from tests.factories import credential, secure
 from tests.integration.conftest import Deployed
 from tests.integration.node_fixtures import assert_error
+from tests.tools.stock_verifier import stock_verifier
 
 KEY = ed25519.Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
 VALID_DATES = {"validFrom": "2020-01-01T00:00:00Z", "validUntil": "2999-01-01T00:00:00Z"}
@@ -192,3 +193,14 @@ def test_openapi_declares_the_endpoint(client: TestClient) -> None:
     schema = operation["requestBody"]["content"]["application/json"]["schema"]
     assert schema["required"] == ["verifiableCredential"]
     assert {"200", "400", "413", "415", "429"} <= set(operation["responses"])
+
+
+def test_the_node_agrees_with_a_stock_verifier(client: TestClient) -> None:
+    """A second implementation (@digitalbazaar/vc, eddsa-jcs-2022, offline) judges the same
+    credentials alike: genuine ones verified, tampered ones not."""
+    genuine = signed(seed="stock")
+    tampered = signed(seed="stock")
+    tampered["credentialSubject"]["name"] = "Mallory"
+    stock = [result["verified"] for result in stock_verifier([genuine, tampered])]
+    ours = [post(client, {"verifiableCredential": c}).json()["verified"] for c in (genuine, tampered)]
+    assert stock == ours == [True, False]
