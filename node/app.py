@@ -36,12 +36,14 @@ from sqlalchemy.exc import OperationalError
 from starlette.routing import Route
 
 from chain.core.canonical import MAX_SAFE_INTEGER
+from chain.core.credential_checks import CredentialResult, Finding, check_bare_credential
 from chain.core.encoding import iso_utc
 from chain.core.receipt import MAX_RECEIPT_BYTES, MAX_RECEIPT_VALUES, receipt_size
 from chain.core.verify import DOCUMENT_CHECKS, Check, Verdict, finality, malformed
 from chain.did_web import IdentityResolver
 from chain.errors import ChainMismatch, ConfigError, FinVaultError, RpcError, RpcUnavailable
 from chain.service.web import (
+    BadRequest,
     EdgeFastAPI,
     Forbidden,
     HttpError,
@@ -68,6 +70,8 @@ from node.models import (
     REFUSAL_DOC,
     AnchorOut,
     BulkOut,
+    CredentialRefusedOut,
+    CredentialVerifyOut,
     HealthOut,
     IssuerDetailOut,
     IssuersOut,
@@ -77,6 +81,7 @@ from node.models import (
     StatusOut,
     VerdictOut,
     bulk_schema,
+    credential_verify_schema,
     error_response_doc,
     receipt_schema,
 )
@@ -170,7 +175,9 @@ def create_app(runtime: Runtime, *, static_dir: Path | None = STATIC_DIR) -> Fas
         title="FinVault verification node",
         version=_package_version(),
         description=(
-            "Verifies finvault-receipt/1 receipts against this node's mirror of the FinVault registry. "
+            "Verifies finvault-receipt/2 (and legacy /1) receipts against this node's mirror of the "
+            "FinVault registry; POST /credentials/verify (W3C VC-API) checks a bare credential's proof, "
+            "VC 2.0 data model and validity. "
             'Errors are `{"error": {"code", "message", "correlation_id"}}`; every response carries '
             "`X-Correlation-ID`."
         ),
@@ -203,6 +210,7 @@ def create_app(runtime: Runtime, *, static_dir: Path | None = STATIC_DIR) -> Fas
             max_age=600,
         )
     _verification_routes(app, runtime, metrics, identities)
+    _credential_routes(app, runtime)
     _mirror_routes(app, runtime)
     _operations_routes(app, runtime, metrics)
     # The web page, mounted only when node/static/ exists: index.html answers `/` and `/v/{leaf}`
@@ -344,6 +352,108 @@ def _verification_routes(
             result["identity"] = identity
         summary = dict(Tally(str(verdict.status) for verdict, _ in judgements))
         return _json({"count": len(results), "summary": summary, "results": results})
+
+
+#: How many ignored ``options`` a warning names.
+SHOWN_OPTIONS = 8
+
+
+def _credential_routes(app: FastAPI, runtime: Runtime) -> None:
+    """``POST /credentials/verify`` (W3C VC-API): a bare credential's own checks. Nothing it answers
+    depends on the mirror, so it answers whether or not the mirror can vouch; what only the chain
+    can say (revocation) is a warning pointing to ``POST /verify``."""
+    single_limit = min(runtime.settings.max_body_bytes, MAX_RECEIPT_BYTES)
+    signatures = runtime.view.signatures
+
+    @app.post(
+        "/credentials/verify",
+        response_model=None,
+        summary="Verify a bare credential (W3C VC-API): proof, VC 2.0 data model, validity",
+        responses={
+            200: {
+                "model": CredentialVerifyOut,
+                "description": "Verified; `warnings` say what was not checked.",
+            },
+            400: {
+                "model": CredentialRefusedOut,
+                "description": "Not verified, or not a credential: `errors` (VC-API), `error` (the node's).",
+            },
+            **_errors(413, 415, 429),
+        },
+        openapi_extra=json_body_openapi(credential_verify_schema()),
+    )
+    async def verify_credential(request: Request) -> Response:
+        now = datetime.now(UTC)
+        try:
+            body = await read_json(request, max_bytes=single_limit, max_values=MAX_RECEIPT_VALUES)
+        except BadRequest as exc:  # broken JSON: a 400 in the VC-API shape too
+            return _credential_answer(
+                CredentialResult((), (), (Finding("input", exc.code, exc.message),)), now
+            )
+        credential, ignored = _bare_credential(body)
+        if isinstance(credential, Finding):
+            return _credential_answer(CredentialResult((), (), (credential,)), now)
+        if len(await request.body()) <= INLINE_VERIFY_BYTES:  # as POST /verify: the loop, or a thread
+            result = check_bare_credential(credential, now, signatures)
+        else:
+            result = await run_in_threadpool(check_bare_credential, credential, now, signatures)
+        if ignored:
+            shown = ", ".join(name[:40] for name in ignored[:SHOWN_OPTIONS])
+            more = f" and {len(ignored) - SHOWN_OPTIONS} more" if len(ignored) > SHOWN_OPTIONS else ""
+            note = Finding("input", "options_ignored", f"options not supported, ignored: {shown}{more}")
+            result = CredentialResult(result.checks, (*result.warnings, note), result.errors)
+        return _credential_answer(result, now)
+
+
+def _bare_credential(body: Any) -> tuple[dict[str, Any] | Finding, list[str]]:
+    """The body's credential and the names of its (ignored) options, or the :class:`Finding` that
+    says why the body is not ``{"verifiableCredential": {...}, "options": {...}}``."""
+    shape = 'the body must be {"verifiableCredential": {...}, "options": {...}} (options optional)'
+    if (
+        not isinstance(body, dict)
+        or "verifiableCredential" not in body
+        or set(body) - {"verifiableCredential", "options"}
+    ):
+        return Finding("input", "invalid_input", shape), []
+    options = body.get("options", {})
+    if not isinstance(options, dict):
+        return Finding("input", "invalid_input", "options must be an object"), []
+    credential = body["verifiableCredential"]
+    if isinstance(credential, str) and "~" in credential:
+        return Finding(
+            "input",
+            "sd_jwt_not_accepted",
+            "verifiableCredential is an SD-JWT: this endpoint takes a bare JSON credential with a Data "
+            "Integrity proof; an SD-JWT is verified from its finvault-receipt/2 receipt at POST /verify",
+        ), []
+    if not isinstance(credential, dict):
+        return Finding(
+            "input",
+            "invalid_input",
+            "verifiableCredential must be a JSON object (a JWT or SD-JWT is verified from its receipt at "
+            "POST /verify)",
+        ), []
+    return credential, list(options)
+
+
+def _credential_answer(result: CredentialResult, now: datetime) -> Response:
+    """200 when verified; else 400 with the VC-API shape and the node's error object beside it."""
+
+    def finding(f: Finding) -> dict[str, str]:
+        return {"check": f.check, "code": f.code, "message": f.message}
+
+    body: dict[str, Any] = {
+        "verified": result.verified,
+        "checks": list(result.checks),
+        "warnings": [finding(f) for f in result.warnings],
+        "errors": [finding(f) for f in result.errors],
+        "checked_at": iso_utc(now),
+    }
+    if result.verified:
+        return _json(body)
+    first = result.errors[0]
+    body["error"] = {"code": first.code, "message": first.message, "correlation_id": correlation_id.get()}
+    return _json(body, status=400)
 
 
 def _mirror_routes(app: FastAPI, runtime: Runtime) -> None:

@@ -19,7 +19,18 @@ from node.runtime import Runtime, not_ready
 
 #: Routes without path parameters: their path is their metrics label.
 FIXED_PATHS = frozenset(
-    ("/verify", "/verify/bulk", "/issuers", "/revocations", "/health", "/ready", "/status", "/metrics", "/")
+    (
+        "/verify",
+        "/verify/bulk",
+        "/credentials/verify",
+        "/issuers",
+        "/revocations",
+        "/health",
+        "/ready",
+        "/status",
+        "/metrics",
+        "/",
+    )
 )
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 

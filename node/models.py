@@ -333,6 +333,36 @@ class StatusOut(_Out):
     as_of: AsOfOut = Field(description="The mirror state verdicts are judged at now.")
 
 
+class FindingOut(_Out):
+    """One error or warning of POST /credentials/verify: its check, a stable code, a message."""
+
+    check: str = Field(description="proof, vc-data-model, validity, status, relatedResource, or input.")
+    code: str = Field(description="Stable: proof_missing, proof_invalid, malformed, vc_model_<rule>, ...")
+    message: str
+
+
+class CredentialVerifyOut(_Out):
+    """The 200 answer of POST /credentials/verify (W3C VC-API): the checks that passed, in order, and
+    what was not checked (``warnings``); ``errors`` is empty."""
+
+    verified: bool
+    checks: list[Literal["proof", "vc-data-model", "validity"]] = Field(
+        description="The checks that passed, in the order they ran."
+    )
+    warnings: list[FindingOut] = Field(
+        description="What the node did not check, and why (status, related resources' digests)."
+    )
+    errors: list[FindingOut] = Field(description="Empty on 200; the failure on 400.")
+    checked_at: str = Field(description="The node's clock, against which validity was judged, ISO 8601 UTC.")
+
+
+class CredentialRefusedOut(CredentialVerifyOut):
+    """The 400 answer of POST /credentials/verify: the VC-API shape (``errors`` non-empty) and the
+    node's one error object, whose code is the first error's."""
+
+    error: ErrorBody
+
+
 def _inline_refs(schema: Any, definitions: dict[str, Any]) -> Any:
     if isinstance(schema, dict):
         if "$ref" in schema:
@@ -367,6 +397,26 @@ def bulk_schema(limit: int) -> dict[str, Any]:
         "additionalProperties": False,
         "properties": {
             "receipts": {"type": "array", "minItems": 1, "maxItems": limit, "items": receipt_schema()}
+        },
+    }
+
+
+def credential_verify_schema() -> dict[str, Any]:
+    """The JSON schema of ``POST /credentials/verify`` bodies (W3C VC-API)."""
+    return {
+        "type": "object",
+        "required": ["verifiableCredential"],
+        "additionalProperties": False,
+        "properties": {
+            "verifiableCredential": {
+                "type": "object",
+                "description": "A W3C VC 2.0 credential with its eddsa-jcs-2022 Data Integrity proof. "
+                "An SD-JWT is not a bare credential: POST its receipt to /verify.",
+            },
+            "options": {
+                "type": "object",
+                "description": "Accepted and ignored (each one named in a warning).",
+            },
         },
     }
 
