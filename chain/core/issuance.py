@@ -1,8 +1,10 @@
-"""From salted documents to receipts: signing, batching and receipt assembly (pure).
+"""The verification link of a leaf, and legacy ``finvault-receipt/1`` assembly (pure).
 
-The issuer service persists and anchors; this module only computes. A batch is one Merkle tree
-over the documents' digests; once its root is anchored, every document gets a receipt carrying
-its proof and the anchor's coordinates.
+:func:`verification_link` is what a QR code carries for any receipt. The rest builds /1 receipts
+(salted documents, FinVault's own digest signature, one Merkle tree over the digests) as the
+issuer did before /2: the issuer no longer calls it; the tests and ``bench/node.py --receipt-format
+1`` use it to hold verifiers to the legacy format they still accept. New issuance is
+:mod:`chain.core.secured`.
 """
 
 from __future__ import annotations
