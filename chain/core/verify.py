@@ -445,20 +445,8 @@ def _examine_v1(parsed: Receipt, checks: _Checks, signatures: SignatureCache | N
         except SigningError:
             return False
 
-    return Subject(
-        LEGACY_FORMAT,
-        digest,
-        leaf,
-        to_bytes32(parsed.proof.root),
-        tuple(parsed.proof.path),
-        parsed.anchor.chain_id,
-        parsed.anchor.registry,
-        parsed.anchor.issuer,
-        to_bytes32(parsed.signature.key_id),
-        parsed.credential,
-        signature,
-        check,
-    )
+    key_id = to_bytes32(parsed.signature.key_id)
+    return _subject(parsed, LEGACY_FORMAT, digest, leaf, key_id, parsed.credential, signature, check)
 
 
 def _examine_v2(parsed: ReceiptV2, checks: _Checks, signatures: SignatureCache | None) -> Subject:
@@ -507,21 +495,28 @@ def _examine_v2(parsed: ReceiptV2, checks: _Checks, signatures: SignatureCache |
             checks.passed(CheckName.DATA_INTEGRITY, f"{CRYPTOSUITE} by {proof.controller}")
             key_id, signature = keccak256(proof.public_key_der), b""
         check_signature, shown = None, credential
-    leaf = leaf_hash(digest)
-    return Subject(
-        RECEIPT_FORMAT,
-        digest,
-        leaf,
-        to_bytes32(parsed.proof.root),
-        tuple(parsed.proof.path),
-        parsed.anchor.chain_id,
-        parsed.anchor.registry,
-        parsed.anchor.issuer,
-        key_id,
-        shown,
-        signature,
-        check_signature,
+    return _subject(
+        parsed, RECEIPT_FORMAT, digest, leaf_hash(digest), key_id, shown, signature, check_signature
     )
+
+
+def _subject(
+    parsed: AnyReceipt,
+    receipt_format: str,
+    digest: bytes,
+    leaf: bytes,
+    key_id: bytes,
+    credential: Mapping[str, Any],
+    signature: bytes,
+    check: Callable[[KeyFact], bool] | None,
+) -> Subject:
+    """The :class:`Subject` of ``parsed``: where it says its root is, and what was examined."""
+    proof, anchor = parsed.proof, parsed.anchor
+    root, path = to_bytes32(proof.root), tuple(proof.path)
+    return Subject(
+        receipt_format, digest, leaf, root, path, anchor.chain_id, anchor.registry, anchor.issuer,
+        key_id, credential, signature, check,
+    )  # fmt: skip
 
 
 def _public_key(key: KeyFact) -> Any:
