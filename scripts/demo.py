@@ -7,8 +7,12 @@ Each run starts from scratch (anvil keeps its state in memory): deploy the regis
 demo issuer and its signing key, issue ~50 certificates through the issuer service (one anchor
 transaction), index the chain into a SQLite mirror, and verify every receipt against both the
 mirror and the chain, then start the verification node on 127.0.0.1:8000 and verify through its
-HTTP API. ``.finvault/demo/env.json`` is written once everything is ready, so other tools can
+HTTP API, and the issuer API on 127.0.0.1:8100 (its VC-API issuance and status lists checked over
+HTTP too). ``.finvault/demo/env.json`` is written once everything is ready, so other tools can
 attach.
+
+Status lists are on: the issuer API's port is reserved first, so its URL is known before sealing
+and every demo credential's ``credentialStatus`` names ``<issuer API>/status/1``, which it serves.
 """
 
 from __future__ import annotations
@@ -20,13 +24,17 @@ import secrets
 import shutil
 import socket
 import sys
-from collections.abc import Callable
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 import httpx
+from fastapi import FastAPI
 
 from chain.accounts import LocalSigner
 from chain.contract import load_artifact
@@ -34,6 +42,7 @@ from chain.core.encoding import hex0x
 from chain.core.sd_jwt import b64url_decode, encode_disclosure
 from chain.core.secured import leaf_of
 from chain.core.signing import public_key_info
+from chain.core.status_list import read_entry
 from chain.core.verify import ChainFacts, Status, verify
 from chain.dev.devchain import DEV_CHAIN_ID, DevChain, free_port
 from chain.errors import ConfigError, FinVaultError
@@ -44,15 +53,21 @@ from chain.rpc_facts import RpcFacts
 from chain.service.files import private_dir, replace_secret_file, write_secret_file
 from chain.service.settings import load_settings
 from chain.service.signals import wait_for_shutdown
+from chain.service.web import GracefulServer, server_config
 from chain.tx import TxSender
 from indexer.db import open_mirror
 from indexer.reader import MirrorFacts
 from indexer.sync import Indexer
+from issuer.api import STATUS_MAX_AGE, IssuerApi, create_app
+from issuer.api_keys import create_api_key
 from issuer.intake import read_input
+from issuer.scheduler import BatchScheduler
 from issuer.service import IssuerConfig, IssuerService, ingest
+from issuer.settings import IssuerApiSettings
+from issuer.status import STATUS_DIR
 from issuer.store import Store
-from issuer.template import load_template
-from node.server import start_node_thread
+from issuer.template import Template, load_template
+from node.server import bind_socket, start_node_thread
 from node.settings import NodeSettings
 
 DEMO_ISSUER_NAME = "FinVault Demo University"
@@ -65,6 +80,13 @@ DEMO_CERTIFICATES = 50
 #: Receipts link here; the demo's verification node serves it.
 DEMO_NODE_PORT = 8000
 DEMO_NODE_URL = f"http://127.0.0.1:{DEMO_NODE_PORT}"
+#: The issuer API (VC-API issuance, status lists); its real URL is known before sealing.
+DEMO_ISSUER_API_PORT = 8100
+#: Seconds between the issuer API's batches: a credential issued through it is anchored this soon.
+DEMO_BATCH_INTERVAL = 10.0
+#: Scopes of the demo's API key. ``revoke`` too: revoking is what changes a status list, and on a
+#: throwaway chain, from a file only its owner reads, the key is worth nothing to anyone else.
+DEMO_API_KEY_SCOPES = ("issue", "read", "revoke")
 DEMO_TEMPLATE = {
     "@context": ["https://www.w3.org/ns/credentials/v2"],
     "type": ["VerifiableCredential", "DegreeCredential"],
@@ -121,6 +143,63 @@ class DemoResult:
     receipts_dir: Path
 
 
+def _reserve_port(preferred: int) -> socket.socket:
+    """A socket bound (not yet listening) to 127.0.0.1:``preferred``, or to a free port if that
+    one is taken: what it is bound to can be named before anything serves on it."""
+    try:
+        return bind_socket("127.0.0.1", preferred)
+    except ConfigError:
+        return bind_socket("127.0.0.1", 0)
+
+
+@contextmanager
+def _serve_in_thread(app: FastAPI, sock: socket.socket, settings: IssuerApiSettings) -> Iterator[None]:
+    """Serves ``app`` on ``sock`` from a daemon thread of this process (uvicorn, the same
+    configuration as ``finvault issuer-api serve``) until the block ends; the app's lifespan runs
+    its scheduler. Returns once it accepts connections."""
+    config = server_config(app, log_level="warning", limits=settings.connection_limits)
+    server = GracefulServer(config)
+
+    def run() -> None:
+        with sock:
+            server.run(sockets=[sock])
+
+    thread = threading.Thread(target=run, name="finvault-issuer-api", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            thread.join(10)
+            raise FinVaultError("the issuer API did not start", code="startup_failed")
+        time.sleep(0.02)
+    try:
+        yield
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
+def _issuer_api_app(service: IssuerService, template: Template, settings: IssuerApiSettings) -> FastAPI:
+    """The issuer API over the demo's own service and store, batching what it is sent every
+    ``DEMO_BATCH_INTERVAL`` seconds (as ``finvault issuer-api serve`` does, without webhooks)."""
+    scheduler = BatchScheduler(
+        service,
+        interval=DEMO_BATCH_INTERVAL,
+        threshold=service.config.max_batch_size,
+        check_every=min(DEMO_BATCH_INTERVAL, 5.0),
+    )
+    api = IssuerApi(
+        service.store,
+        template,
+        service.config.out_dir,
+        service=service,
+        scheduler=scheduler,
+        chain_lock=scheduler.lock,
+    )
+    return create_app(settings, api)
+
+
 def _port_or_free(preferred: int) -> int:
     try:
         with socket.socket() as sock:
@@ -139,8 +218,24 @@ def run_demo(
         shutil.rmtree(state_dir)
     private_dir(state_dir)  # the issuer's key, store, students and receipts live here
     key_dir, receipts_dir = private_dir(state_dir / "issuer"), private_dir(state_dir / "receipts")
+    issuer_db = f"sqlite:///{state_dir / 'issuer.db'}"
+    # Reserved before sealing: the credentials' status entries name the lists at this URL.
+    issuer_api_socket = _reserve_port(DEMO_ISSUER_API_PORT)
+    issuer_api_port = int(issuer_api_socket.getsockname()[1])
+    issuer_api_url = f"http://127.0.0.1:{issuer_api_port}"
+    issuer_api_settings = load_settings(
+        IssuerApiSettings,
+        issuer_db=issuer_db,
+        node_url=DEMO_NODE_URL,
+        issuer_status_url=f"{issuer_api_url}/status",
+        issuer_api_port=issuer_api_port,
+        issuer_batch_interval=DEMO_BATCH_INTERVAL,
+    )
 
-    with DevChain(port=_port_or_free(chain_port), log_path=state_dir / "anvil.log") as chain:
+    with (
+        issuer_api_socket,
+        DevChain(port=_port_or_free(chain_port), log_path=state_dir / "anvil.log") as chain,
+    ):
         say(f"dev chain: anvil on {chain.rpc_url} (chain id {DEV_CHAIN_ID})")
         rpc = RpcClient([chain.rpc_url])
         rpc.require_chain_id(DEV_CHAIN_ID)
@@ -170,18 +265,25 @@ def run_demo(
         issuer_registry.add_key(info.key_id, int(info.algorithm), info.der)
         say(f"issuer key: {hex0x(info.key_id)} ({info.algorithm.label}) registered on-chain")
 
-        store = Store.open(f"sqlite:///{state_dir / 'issuer.db'}")
+        store = Store.open(issuer_db)
         template_path = state_dir / "degree-template.json"
         template_path.write_text(json.dumps(DEMO_TEMPLATE, indent=2) + "\n")
         students = write_demo_students(state_dir / "students.csv", DEMO_CERTIFICATES)
         report = ingest(store, read_input(students, load_template(template_path)))
         say(f"intake: {report.accepted} certificates from {students.name} stored in the issuer store")
-        config = IssuerConfig(out_dir=receipts_dir, node_url=DEMO_NODE_URL, qr_codes=True)  # a few: at once
+        config = IssuerConfig(
+            out_dir=receipts_dir,
+            node_url=DEMO_NODE_URL,
+            qr_codes=True,  # a few: at once
+            status_base_url=issuer_api_settings.issuer_status_url,
+        )
         service = IssuerService(store, issuer_registry, key, config)
         for batch in service.run_once():
             say(f"batch: {batch.leaf_count} certificates anchored in block {batch.block_number}")
         receipts = sorted(receipts_dir.glob("*.json"))
         say(f"receipts: {len(receipts)} written to {receipts_dir}, with QR codes")
+        lists = _check_status_entries(receipts, f"{config.status_base_url}/")
+        say(f"status lists: {', '.join(lists)} published to {receipts_dir / STATUS_DIR}, an entry each")
 
         rpc.call("anvil_mine", [hex(ANVIL_FINALITY_DEPTH)])
         mirror_url = f"sqlite:///{state_dir / 'mirror.db'}"
@@ -225,11 +327,26 @@ def run_demo(
             reconcile_interval=0,
             log_level="warning",
         )
-        with start_node_thread(node_settings) as node:
+        with ExitStack() as running:
+            node = running.enter_context(start_node_thread(node_settings))
             say(f"node: serving {node.url} (OpenAPI at {node.url}/openapi.json)")
             if node_port != DEMO_NODE_PORT:
                 say(f"note: port {DEMO_NODE_PORT} was busy; receipts' links name {DEMO_NODE_URL}")
             _check_over_http(node.url, receipts[0], forged, say)
+
+            api_key_file = state_dir / "issuer-api.key"
+            token = create_api_key(store, "demo", DEMO_API_KEY_SCOPES)
+            write_secret_file(api_key_file, token.encode() + b"\n")
+            app = _issuer_api_app(service, load_template(template_path), issuer_api_settings)
+            running.enter_context(_serve_in_thread(app, issuer_api_socket, issuer_api_settings))
+            scopes = " ".join(DEMO_API_KEY_SCOPES)
+            say(f"issuer API: serving {issuer_api_url}; an API key ({scopes}) in {api_key_file}")
+            if issuer_api_port != DEMO_ISSUER_API_PORT:
+                say(
+                    f"note: port {DEMO_ISSUER_API_PORT} was busy; status lists are at {issuer_api_url}/status"
+                )
+            _check_issuer_api(issuer_api_url, token, f"{config.status_base_url}/", say)
+
             result = DemoResult(
                 chain.rpc_url, DEV_CHAIN_ID, registry, issuer, hex0x(info.key_id), receipts_dir
             )
@@ -241,6 +358,8 @@ def run_demo(
                 "receipts_dir": str(receipts_dir.resolve()),
                 "mirror_db": f"sqlite:///{(state_dir / 'mirror.db').resolve()}",
                 "issuer_db": f"sqlite:///{(state_dir / 'issuer.db').resolve()}",
+                "issuer_api_url": issuer_api_url,
+                "issuer_api_key_file": str(api_key_file.resolve()),
             }
             # Whole or not at all: other tools poll for this file and read it as soon as it exists.
             replace_secret_file(state_dir / "env.json", (json.dumps(env, indent=2) + "\n").encode())
@@ -250,6 +369,7 @@ def run_demo(
                 say(f"open:  {node.url}/v/{leaf}  (then drop {receipts[0]})")
                 curl = f"curl -sS -H 'Content-Type: application/json' --data-binary @{receipts[0]}"
                 say(f"curl:  {curl} {node.url}/verify")
+                say(f"curl:  curl -sS {issuer_api_url}/status/1   (the status list: public, no key)")
                 say("serving until Ctrl-C")
                 wait_for_shutdown()
         return result
@@ -277,6 +397,63 @@ def _check_over_http(url: str, receipt: Path, forged: str, say: Callable[[str], 
             if status != expected:
                 raise FinVaultError(f"demo check failed: POST /verify answered {status}, expected {expected}")
     say(f"check: POST {url}/verify says VALID for {receipt.name}, INVALID for the tampered copy")
+
+
+def _check_status_entries(receipts: list[Path], list_prefix: str) -> list[str]:
+    """Every receipt's credential names a revocation entry in a list under ``list_prefix``; returns
+    the lists named, each published (with its companion) beside the receipts."""
+    lists: set[str] = set()
+    for path in receipts:
+        jwt = json.loads(path.read_bytes())["credential"].split("~")[0]
+        entry = read_entry(json.loads(b64url_decode(jwt.split(".")[1])))
+        if entry is None or not entry[0].startswith(list_prefix):
+            raise FinVaultError(f"demo check failed: {path.name} has no status entry under {list_prefix}")
+        lists.add(entry[0].removeprefix(list_prefix))
+    directory = receipts[0].parent / STATUS_DIR
+    for name in lists:
+        if not (directory / f"{name}.json").is_file() or not (directory / f"{name}.leaves.json").is_file():
+            raise FinVaultError(f"demo check failed: status list {name} was not published to {directory}")
+    return sorted(lists, key=int)
+
+
+#: What the check asks the issuer API to issue (``issuer`` becomes the issuer's own DID).
+DEMO_VC_API_CREDENTIAL = {
+    "@context": ["https://www.w3.org/ns/credentials/v2"],
+    "type": ["VerifiableCredential"],
+    "issuer": "did:example:replaced-by-the-issuers-own",
+    "validFrom": "2026-07-01T00:00:00Z",
+    "credentialSubject": {"id": "did:example:ada", "name": "Ada Lovelace"},
+}
+
+
+def _check_issuer_api(url: str, token: str, list_prefix: str, say: Callable[[str], None]) -> None:
+    """The issuer API over HTTP: list 1 served with its cache headers (and a 304 for its ETag), and
+    ``POST /credentials/issue`` with the demo's key answers 201 with a secured credential that has
+    its own status entry."""
+    cache_control = f"public, max-age={STATUS_MAX_AGE}"
+    with httpx.Client(base_url=url, timeout=30.0) as http:
+        listed = http.get("/status/1")
+        etag = listed.headers.get("etag")
+        if listed.status_code != 200 or listed.headers.get("cache-control") != cache_control or not etag:
+            raise FinVaultError(
+                f"demo check failed: GET /status/1 answered {listed.status_code} "
+                f"(Cache-Control {listed.headers.get('cache-control')!r}, ETag {etag!r})"
+            )
+        if http.get("/status/1", headers={"If-None-Match": etag}).status_code != 304:
+            raise FinVaultError("demo check failed: GET /status/1 with its ETag did not answer 304")
+        say(f"check: GET {url}/status/1 is 200 ({cache_control}, ETag), 304 for its ETag")
+        issued = http.post(
+            "/credentials/issue",
+            json={"credential": DEMO_VC_API_CREDENTIAL, "options": {}},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        if issued.status_code != 201:
+            raise FinVaultError(f"demo check failed: POST /credentials/issue answered {issued.status_code}")
+        credential = issued.json()["verifiableCredential"]
+        entry = read_entry(credential)
+        if entry is None or not entry[0].startswith(list_prefix) or "proof" not in credential:
+            raise FinVaultError("demo check failed: the issued credential lacks its proof or status entry")
+    say(f"check: POST {url}/credentials/issue is 201: {credential['id']}, secured, queued")
 
 
 @click.command()

@@ -19,6 +19,8 @@ import httpx
 import pytest
 
 from chain.accounts import LocalSigner, write_keystore
+from chain.core.sd_jwt import b64url_decode
+from chain.core.status_list import list_bits, read_entry, set_indexes
 from chain.dev.devchain import DevChain
 from chain.keys import decrypt_private_key, key_protection
 from chain.rpc import RpcClient
@@ -267,8 +269,14 @@ def test_demo_check(tmp_path: Path, reserved_port: int) -> None:
     assert "demo check passed" in result.stdout
     assert "its grade disclosure rewritten, is INVALID" in result.stdout
     assert "/verify says VALID" in result.stdout  # through the node's HTTP API
+    assert "/status/1 is 200 (public, max-age=300, ETag), 304 for its ETag" in result.stdout
+    assert "/credentials/issue is 201" in result.stdout  # through the issuer API, with the demo's key
     env = json.loads((state / "env.json").read_text())
     assert env["node_url"].startswith("http://127.0.0.1:")
+    assert env["issuer_api_url"].startswith("http://127.0.0.1:")
+    key_file = Path(env["issuer_api_key_file"])
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    assert re.fullmatch(r"fvk_[0-9a-f]{12}_[A-Za-z0-9_-]{43}\n", key_file.read_text())
     receipts = sorted(Path(env["receipts_dir"]).glob("*.json"))
     assert len(receipts) == 50
     assert env["mirror_db"].startswith("sqlite:///")
@@ -279,7 +287,7 @@ def test_demo_check(tmp_path: Path, reserved_port: int) -> None:
     issuer_files = [
         state, state / "issuer", state / "students.csv", issuer_db, Path(env["receipts_dir"]),
         *state.glob("issuer/*"), *Path(f"{issuer_db}-wal").parent.glob(f"{issuer_db.name}*"),
-        *Path(env["receipts_dir"]).rglob("*"),
+        *Path(env["receipts_dir"]).rglob("*"), key_file,
     ]  # fmt: skip
     assert len(issuer_files) > 100
     shared = [
@@ -304,10 +312,16 @@ def test_demo_check(tmp_path: Path, reserved_port: int) -> None:
     assert "grade" in results[0]["payload"]["credentialSubject"]
     assert "grade" not in results[3]["payload"]["credentialSubject"]
     assert results[0]["payload"]["issuer"]["id"].startswith("did:key:z6Mk")
+    # Every credential names its entry in the list the issuer API served, and the list is published.
+    lists = {result["payload"]["credentialStatus"]["statusListCredential"] for result in results[:3]}
+    assert lists == {f"{env['issuer_api_url']}/status/1"}
+    assert (Path(env["receipts_dir"]) / "status" / "1.leaves.json").is_file()
     with pytest.raises(httpx.TransportError):
         httpx.post(env["rpc_url"], json={}, timeout=2)  # the demo's chain is gone
     with pytest.raises(httpx.TransportError):
         httpx.get(f"{env['node_url']}/health", timeout=2)  # and so is its node
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"{env['issuer_api_url']}/health", timeout=2)  # and its issuer API
 
 
 # -- a newcomer's mistakes, each found from a fresh clone ----------------------------------------------
@@ -409,7 +423,7 @@ def test_readme_tour(tmp_path: Path, reserved_port: int) -> None:
     """The tour pasted into bash beside a running demo (in a scratch folder laid out like a checkout,
     its chain on a port of the test's), which may not have its node on 8000: VALID, VALID again with
     the grade withheld, then REVOKED through the node once it has seen the revocation, REVOKED from
-    the chain, and no drift."""
+    the chain, its bit set in the republished status list, and no drift."""
     (tmp_path / ".venv").symlink_to(Path(sys.executable).parent.parent)
     env = {k: v for k, v in os.environ.items() if not k.startswith("FINVAULT_")}
     with (tmp_path / "demo.log").open("w") as log:
@@ -439,4 +453,9 @@ def test_readme_tour(tmp_path: Path, reserved_port: int) -> None:
     assert "demo-0001: revoked (superseded) in block" in out
     assert out.count(f"{receipt}: REVOKED") == 2  # through the node, then straight from the chain
     assert out.count("certificate revoked: superseded (4)") == 2
-    assert ": no drift (" in out
+    assert ": no drift (" in out  # the republished status list agrees with the chain
+    published = json.loads((tmp_path / ".finvault" / "demo" / "receipts" / "status" / "1.json").read_text())
+    jwt = json.loads((tmp_path / receipt).read_text())["credential"].split("~")[0]
+    entry = read_entry(json.loads(b64url_decode(jwt.split(".")[1])))
+    assert entry is not None
+    assert set_indexes(list_bits(published)) == [entry[1]]  # the revocation reached the list

@@ -108,6 +108,9 @@ def test_scopes_are_enforced(client: TestClient, store: Store) -> None:
         403,
         "forbidden",
     )
+    credential = {"credential": {"@context": ["https://www.w3.org/ns/credentials/v2"]}}
+    assert_error(client.post("/credentials/issue", json=credential), 401, "unauthorized")
+    assert_error(client.post("/credentials/issue", json=credential, headers=bearer(reader)), 403, "forbidden")
     assert stored(store) == 0
 
 
