@@ -16,8 +16,9 @@ Verifiable Credentials verifier reads (chain.core.status_list). With ``status_ba
   hosting; the issuer API serves them too. Lists are published when a batch is anchored and when a
   revocation is recorded, the moment it is confirmed on-chain.
 
-What the companion file reveals: which indexes are in use and the leaf and batch of each. Leaves,
-batches and every revocation are public on-chain already; a holder's credential names its index.
+What the companion file reveals: which indexes are in use and the leaf and batch of each. Every
+leaf and batch is in the batch manifests (public), every revocation is on-chain, and a holder's
+credential names its index: nothing new.
 """
 
 from __future__ import annotations
