@@ -283,8 +283,10 @@ class IssuerApi:
             raise Conflict("this issuer API runs without a signing key: it cannot issue", code="read_only")
         serial = uuid.uuid4()
         document = {"id": f"urn:uuid:{serial}", **credential} if "id" not in credential else credential
-        issued = self.service.issue_now(f"vcapi-{serial}", document)
-        return JSONResponse({"verifiableCredential": issued}, status_code=201)
+        certificate_id = f"vcapi-{serial}"
+        issued = self.service.issue_now(certificate_id, document)
+        location = {"Location": f"/certificates/{certificate_id}"}  # where its receipt will be
+        return JSONResponse({"verifiableCredential": issued}, status_code=201, headers=location)
 
     def status_list(self, name: str, if_none_match: str | None) -> Response:
         """``GET /status/{name}``: the file publishing wrote, with an ETag and cache headers."""
@@ -489,21 +491,29 @@ def create_app(settings: IssuerApiSettings, api: IssuerApi) -> FastAPI:
         responses={201: {"description": "{verifiableCredential}: the credential, secured."}},
         openapi_extra=json_body_openapi(ISSUE_BODY),
     )
-    async def issue_credential(request: Request, principal: IssueKey) -> JSONResponse:
+    async def issue_credential(
+        request: Request, principal: IssueKey, idempotency_key: IdempotencyHeader = None
+    ) -> JSONResponse:
         """W3C VC-API issuance: ``{credential, options}`` -> ``{verifiableCredential}``.
 
         The credential (a VC 2.0 credential; refused with the rule it breaks otherwise) is secured at
         once with an ``eddsa-jcs-2022`` proof by the issuer's key, its ``issuer`` set to the
         issuer's DID and, when status lists are on, a ``credentialStatus`` entry added. It is stored
         as a pending certificate (``vcapi-<uuid>``) and anchored with the next batch; its receipt
-        commits to exactly what this returns.
+        commits to exactly what this returns. ``Location`` names the certificate (its receipt, once
+        anchored); an ``Idempotency-Key`` replays the first answer instead of issuing twice.
         """
         payload = await read_json(request, max_bytes=max_body_bytes, max_values=max_values)
+        raw = await request.body()
         if not isinstance(payload, dict) or not isinstance(payload.get("credential"), dict):
             raise BadRequest('send {"credential": {...}, "options": {...}}')
         if not isinstance(payload.get("options", {}), dict) or set(payload) - {"credential", "options"}:
             raise BadRequest('send {"credential": {...}, "options": {...}} and nothing else')
-        return await run_in_threadpool(api.issue_credential, payload["credential"])
+        credential = payload["credential"]
+        return await run_in_threadpool(
+            api.idempotent, principal, idempotency_key, "POST /credentials/issue", raw,
+            lambda: api.issue_credential(credential),
+        )  # fmt: skip
 
     @app.get(
         "/status/{list_name}",

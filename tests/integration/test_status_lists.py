@@ -232,6 +232,7 @@ def test_vc_api_issuance_returns_what_the_receipt_then_anchors(env: IssuerEnv, a
         assert [r["verified"] for r in stock_status([issued])] == [True]
 
         certificate = f"vcapi-{issued['id'].removeprefix('urn:uuid:')}"
+        assert answer.headers["location"] == f"/certificates/{certificate}"
         wait_for(
             lambda: http.get(f"/certificates/{certificate}", headers=issue).json()["status"] == "anchored"
         )
