@@ -81,6 +81,9 @@ class TreeMemory:
         self.exclude = exclude
         self.peak_pss = 0
         self.peak_rss = 0
+        #: The phase under way (set by :class:`Phases`), and the peak RSS summed seen in each.
+        self.phase = "start"
+        self.peak_rss_by_phase: dict[str, int] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="memory-sampler", daemon=True)
 
@@ -115,6 +118,7 @@ class TreeMemory:
             rss += fields.get("Rss", 0)
         self.peak_pss = max(self.peak_pss, pss)
         self.peak_rss = max(self.peak_rss, rss)
+        self.peak_rss_by_phase[self.phase] = max(self.peak_rss_by_phase.get(self.phase, 0), rss)
 
     def _run(self) -> None:
         while not self._stop.wait(0.1):
@@ -142,14 +146,19 @@ class Phases:
     seconds: dict[str, float] = field(default_factory=dict)
     started: dict[str, float] = field(default_factory=dict)
     ended: dict[str, float] = field(default_factory=dict)
+    memory: TreeMemory | None = None
 
     @contextmanager
     def progress(self, phase: str, total: int) -> Iterator[ProgressBar]:
         """An :data:`issuer.service.Progress` that times each phase instead of drawing it."""
         self.started[phase] = time.perf_counter()
+        if self.memory is not None:
+            self.memory.phase = phase
         bar = _Count()
         yield bar
         self.ended[phase] = time.perf_counter()
+        if self.memory is not None:
+            self.memory.phase = "between"
         self.seconds[phase] = self.seconds.get(phase, 0.0) + self.ended[phase] - self.started[phase]
 
     def hook(self, step: Step, root: str) -> None:
@@ -174,6 +183,7 @@ class Run:
     peak_pss: int
     peak_rss: int
     receipts: Path
+    peak_rss_by_phase: dict[str, int]
 
 
 def verdict(met: bool) -> str:
@@ -204,6 +214,8 @@ def issue_all(
     )
     service = IssuerService(store, issuer, key, config, progress=phases.progress, hook=phases.hook)
     with TreeMemory(exclude=args.exclude_pids) as memory:
+        phases.memory = memory
+        memory.phase = "intake"
         started = time.perf_counter()
         ingest(store, read_input(csv_path, template, workers=args.workers))
         phases.seconds["intake"] = time.perf_counter() - started
@@ -220,6 +232,7 @@ def issue_all(
         memory.peak_pss,
         memory.peak_rss,
         work / "receipts",
+        memory.peak_rss_by_phase,
     )
 
 
@@ -305,6 +318,8 @@ def main() -> None:
             if size != args.rows:
                 shutil.rmtree(run.receipts)
         main_run = runs[args.rows]
+        by_phase = ", ".join(f"{name} {rss / 2**20:,.0f}" for name, rss in main_run.peak_rss_by_phase.items())
+        print(f"\npeak RSS summed over the process tree, by phase (MB): {by_phase}")
         if not args.qr:
             print(f"\nQR code on demand (finvault qr): {qr_on_demand(main_run.receipts):.2f} ms per receipt")
 
