@@ -76,6 +76,12 @@ DIGEST_CHARS = 43
 _B64URL = re.compile(r"[A-Za-z0-9_-]*")
 _COMPACT = re.compile(r"[A-Za-z0-9_\-.~]*")
 _ARRAY_INDEX = re.compile(r"0|[1-9][0-9]{0,8}")
+_BAD_ESCAPE = re.compile(r"~[^01]|~$")
+#: ``json.dumps`` builds an encoder per call when given options; issuance encodes a few dozen values.
+_DISCLOSURE_JSON = {
+    ascii_only: json.JSONEncoder(ensure_ascii=ascii_only, allow_nan=False) for ascii_only in (False, True)
+}
+_COMPACT_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
 class SdJwtError(FinVaultError, ValueError):
@@ -127,14 +133,14 @@ def encode_disclosure(salt: str, value: Any, name: str | None = None, *, ensure_
         raise SdJwtError("a disclosure's salt and claim name are strings")
     array = [salt, value] if name is None else [salt, name, value]
     try:
-        text = json.dumps(array, ensure_ascii=ensure_ascii, allow_nan=False)
+        text = _DISCLOSURE_JSON[bool(ensure_ascii)].encode(array)
         return b64url(text.encode("utf-8"))
     except (ValueError, TypeError, RecursionError) as exc:  # UnicodeEncodeError is a ValueError
         raise SdJwtError(f"claim value is not JSON: {type(exc).__name__}") from None
 
 
 def _json_compact(value: Any) -> bytes:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
+    return _COMPACT_JSON.encode(value).encode("utf-8")
 
 
 def _loads(text: str | bytes, what: str) -> Any:
@@ -156,7 +162,7 @@ def _tokens(pointer: str) -> list[str]:
         raise SdJwtNotDisclosable(f"{pointer[:80]!r} is not a JSON Pointer (RFC 6901)")
     tokens = pointer[1:].split("/")
     for token in tokens:
-        if re.search(r"~[^01]|~$", token):
+        if "~" in token and _BAD_ESCAPE.search(token):
             raise SdJwtNotDisclosable(f"{pointer[:80]!r} has an invalid ~ escape (RFC 6901)")
     return [unescape_token(token) for token in tokens]
 

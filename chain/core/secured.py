@@ -167,11 +167,13 @@ def secure_sd_jwt(
     disclosable: Iterable[str] | None = None,
     controller: str | None = None,
     decoys: DecoyPolicy = DEFAULT_DECOYS,
+    key_id: str | None = None,
 ) -> SecuredCredential:
     """``credential`` as an SD-JWT signed by ``key`` (EdDSA or RS256), its ``kid`` the key's on-chain
     id. ``disclosable`` lists the claims a holder may withhold (JSON Pointers; default:
     :func:`default_disclosable`). An Ed25519 issuer is named ``controller`` (``did:web:...``) or the
-    key's ``did:key``; an RSA issuer's credential keeps the ``issuer`` it has."""
+    key's ``did:key``; an RSA issuer's credential keeps the ``issuer`` it has. ``key_id``: the key's
+    on-chain id as ``0x`` hex, for a caller securing many credentials (derived from ``key`` if None)."""
     if controller is None and isinstance(key, ed25519.Ed25519PrivateKey):
         controller = did_key(key.public_key())
     payload = named_issuer(credential, controller) if controller else dict(credential)
@@ -182,7 +184,7 @@ def secure_sd_jwt(
         signer=key,
         random_bytes=random_bytes,
         decoys=decoys,
-        kid=hex0x(public_key_info(key).key_id),
+        kid=key_id or hex0x(public_key_info(key).key_id),
     )
     return SecuredCredential(SD_JWT, issued.compact, sd_jwt_digest(issued.jwt.encode("ascii")))
 
