@@ -28,6 +28,7 @@ values and a JWS is fixed bytes, so two different secured credentials never shar
 from __future__ import annotations
 
 import hashlib
+import json
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -36,12 +37,20 @@ from typing import Any, Literal
 import rfc8785
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from chain.core.canonical import DocumentError, check_depth, escape_token, flatten, jcs
+from chain.core.canonical import (
+    MAX_DOCUMENT_BYTES,
+    DocumentError,
+    DocumentTooLarge,
+    check_depth,
+    escape_token,
+    jcs,
+)
 from chain.core.data_integrity import add_proof, did_key
 from chain.core.encoding import hex0x
 from chain.core.merkle import leaf_hash
 from chain.core.sd_jwt import (
     DEFAULT_DECOYS,
+    MAX_DISCLOSURES,
     DecoyPolicy,
     SdJwtError,
     check_payload,
@@ -142,12 +151,22 @@ def check_securable(credential: Any) -> None:
     """Raises :class:`~chain.core.canonical.DocumentError` unless ``credential`` can be secured
     either way: a JSON object within the document limits (size, depth, fields; canonicalizable),
     using no claim name SD-JWT reserves (``_sd``, ``...``, ``_sd_alg``). Issuers check this at intake,
-    so that sealing never meets a credential it cannot secure."""
-    flatten(credential)
+    so that sealing never meets a credential it cannot secure.
+
+    One walk over the credential (its values counted on the way), and its size taken by the C JSON
+    encoder: a tenth of what ``finvault-doc/1``'s flattening cost.
+    """
     try:
-        check_payload(credential)
+        values = check_payload(credential)
     except SdJwtError as exc:
         raise DocumentError(exc.message) from None
+    if values > MAX_DISCLOSURES:  # each value could be a disclosure: keep the SD-JWT verifiable
+        raise DocumentTooLarge(f"the credential holds {values:,} values; the limit is {MAX_DISCLOSURES:,}")
+    size = len(json.dumps(credential, ensure_ascii=False).encode("utf-8"))
+    if size > MAX_DOCUMENT_BYTES:
+        raise DocumentTooLarge(
+            f"the credential is {size:,} bytes of JSON; the limit is {MAX_DOCUMENT_BYTES:,}"
+        )
 
 
 def named_issuer(credential: Mapping[str, Any], controller: str) -> dict[str, Any]:
