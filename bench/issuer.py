@@ -4,21 +4,24 @@
     .venv/bin/python bench/issuer.py --rows 1000000 --peer-docs 0     # the 1M-in-one-batch run
 
 Runs on its own anvil. For each certificate count it times what ``finvault issue --now`` does,
-phase by phase: intake (CSV -> salted credentials in the store), seal (check, Data Integrity proof,
-re-salt, sign, Merkle tree), anchor (one transaction, confirmed) and receipts (one
-``finvault-receipt/1`` file per certificate, synced). Receipts carry their verification link; QR
-code PNGs are rendered on demand by ``finvault qr`` (timed here on a sample), or at issuance with
-``--qr``. It samples the peak memory of this process and its workers (anvil excluded): PSS summed
-over the tree (shared pages split between the processes sharing them), and RSS summed (every shared
-page counted in each process: an upper bound).
+phase by phase: intake (CSV -> checked credentials in the store), seal (each credential secured
+once: an SD-JWT by default, or a Data Integrity proof with ``--securing data-integrity``; the
+Merkle tree), anchor (one transaction, confirmed) and receipts (one ``finvault-receipt/2`` file per
+certificate, synced). The verification link (node URL + ``/v/`` + leaf) is derived from a receipt,
+never stored in it; QR code PNGs of it are rendered on demand by ``finvault qr`` (timed here on a
+sample: the leaf recomputed from the receipt, then the PNG), or at issuance with ``--qr``. It
+samples the peak memory of this process and its workers (anvil excluded): PSS summed over the tree
+(shared pages split between the processes sharing them), and RSS summed (every shared page counted
+in each process: an upper bound; the 1M target is on this one).
 
 The peer, measured in the same run: OpenAttestation v2 ``wrapDocuments`` (salt every field, hash,
-one Merkle tree; no signature, no chain, nothing written) from ``bench/peers/openattestation-wrap``
-(pinned, installed into its own node_modules on first use). It grows worse than linearly (10k
-documents: ~10 s here; 100k: ~900 s), so by default it runs on 10,000 documents, FinVault runs on
-the same 10,000 too, and both ratios are printed: at the same count, and FinVault at ``--rows``
-against the peer at its count. Without npm the peer is skipped with a message. Gas per certificate
-of each batch is printed against one transaction per certificate. Informational: always exits 0.
+one Merkle tree; no signature, no chain, nothing written: less work than FinVault's) from
+``bench/peers/openattestation-wrap`` (pinned, installed into its own node_modules on first use). It
+grows worse than linearly (10k documents: ~5 s here; 100k: ~900 s), so by default it runs on 10,000
+documents, FinVault runs on the same 10,000 too, and both ratios are printed: at the same count (the
+target), and FinVault at ``--rows`` against the peer at its count. Without npm the peer is skipped
+with a message. Gas per certificate of each batch is printed against one transaction per
+certificate. Informational: always exits 0.
 """
 
 from __future__ import annotations
@@ -42,7 +45,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the test fixture
 from bench.peers.npm import peer
 from chain.accounts import LocalSigner
 from chain.contract import load_artifact
-from chain.core.receipt import parse_receipt
+from chain.core.issuance import verification_link
+from chain.core.receipt import ReceiptV2, parse_receipt
+from chain.core.secured import SECURINGS, leaf_of
 from chain.core.signing import PrivateKey, public_key_info
 from chain.dev.devchain import DEV_CHAIN_ID, DevChain
 from chain.keys import generate_private_key
@@ -50,6 +55,7 @@ from chain.qr import qr_png
 from chain.registry import RegistryWriter, deploy_registry
 from chain.rpc import RpcClient
 from chain.tx import TxSender
+from issuer.anchoring import Step
 from issuer.intake import read_input
 from issuer.pipeline import default_workers
 from issuer.service import IssuerConfig, IssuerService, ProgressBar, ingest
@@ -57,10 +63,11 @@ from issuer.store import Store
 from issuer.template import Template, load_template
 from tests.integration.issuer_fixtures import TEMPLATE, write_students_csv
 
-TARGET_CERTS_PER_SECOND = 5_000
-TARGET_PEER_RATIO = 4.0
-TARGET_1M_SECONDS = 240.0
+TARGET_CERTS_PER_SECOND = 3_000
+#: FinVault at the peer's count, against the peer, in the same run.
+TARGET_PEER_RATIO = 1.5
 TARGET_RSS_BYTES = 1.5 * 2**30
+NODE_URL = "https://verify.example"
 QR_SAMPLE = 200
 
 
@@ -74,6 +81,9 @@ class TreeMemory:
         self.exclude = exclude
         self.peak_pss = 0
         self.peak_rss = 0
+        #: The phase under way (set by :class:`Phases`), and the peak RSS summed seen in each.
+        self.phase = "start"
+        self.peak_rss_by_phase: dict[str, int] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="memory-sampler", daemon=True)
 
@@ -108,6 +118,7 @@ class TreeMemory:
             rss += fields.get("Rss", 0)
         self.peak_pss = max(self.peak_pss, pss)
         self.peak_rss = max(self.peak_rss, rss)
+        self.peak_rss_by_phase[self.phase] = max(self.peak_rss_by_phase.get(self.phase, 0), rss)
 
     def _run(self) -> None:
         while not self._stop.wait(0.1):
@@ -126,17 +137,34 @@ class TreeMemory:
 
 @dataclass
 class Phases:
-    """Wall time per phase, filled by the service's progress hook (and intake, timed here)."""
+    """Wall time per phase, filled by the service's progress and step hooks (intake is timed here).
+
+    ``seal`` runs from the first chunk sent to the workers until the batch is committed (the
+    tree and the batch's membership included: the ``sealed`` step); ``finish`` from the last
+    receipt synced until the batch is marked anchored in the store (with its outbox events)."""
 
     seconds: dict[str, float] = field(default_factory=dict)
+    started: dict[str, float] = field(default_factory=dict)
+    ended: dict[str, float] = field(default_factory=dict)
+    memory: TreeMemory | None = None
 
     @contextmanager
     def progress(self, phase: str, total: int) -> Iterator[ProgressBar]:
         """An :data:`issuer.service.Progress` that times each phase instead of drawing it."""
-        started = time.perf_counter()
+        self.started[phase] = time.perf_counter()
+        if self.memory is not None:
+            self.memory.phase = phase
         bar = _Count()
         yield bar
-        self.seconds[phase] = self.seconds.get(phase, 0.0) + time.perf_counter() - started
+        self.ended[phase] = time.perf_counter()
+        if self.memory is not None:
+            self.memory.phase = "between"
+        self.seconds[phase] = self.seconds.get(phase, 0.0) + self.ended[phase] - self.started[phase]
+
+    def hook(self, step: Step, root: str) -> None:
+        """An :data:`issuer.anchoring.Hook`: the seal phase ends when its batch is committed."""
+        if step is Step.SEALED and "seal" in self.started:
+            self.seconds["seal"] = time.perf_counter() - self.started["seal"]
 
 
 class _Count:
@@ -155,6 +183,7 @@ class Run:
     peak_pss: int
     peak_rss: int
     receipts: Path
+    peak_rss_by_phase: dict[str, int]
 
 
 def verdict(met: bool) -> str:
@@ -177,18 +206,23 @@ def issue_all(
     phases = Phases()
     config = IssuerConfig(
         out_dir=work / "receipts",
-        node_url="https://verify.example",
+        node_url=NODE_URL,
         qr_codes=args.qr,
+        securing=args.securing,
         max_batch_size=size,
         workers=args.workers,
     )
-    service = IssuerService(store, issuer, key, config, progress=phases.progress)
+    service = IssuerService(store, issuer, key, config, progress=phases.progress, hook=phases.hook)
     with TreeMemory(exclude=args.exclude_pids) as memory:
+        phases.memory = memory
+        memory.phase = "intake"
         started = time.perf_counter()
         ingest(store, read_input(csv_path, template, workers=args.workers))
         phases.seconds["intake"] = time.perf_counter() - started
         batches = service.run_once()
         total = time.perf_counter() - started
+    if "receipts" in phases.ended:
+        phases.seconds["finish"] = started + total - phases.ended["receipts"]
     store.close()
     return Run(
         size,
@@ -198,6 +232,7 @@ def issue_all(
         memory.peak_pss,
         memory.peak_rss,
         work / "receipts",
+        memory.peak_rss_by_phase,
     )
 
 
@@ -217,9 +252,9 @@ def qr_on_demand(receipts: Path) -> float:
     sample = sorted(receipts.glob("*.json"))[:QR_SAMPLE]
     started = time.perf_counter()
     for path in sample:
-        link = parse_receipt(path.read_bytes()).link
-        assert link is not None
-        qr_png(link)
+        receipt = parse_receipt(path.read_bytes())
+        assert isinstance(receipt, ReceiptV2)
+        qr_png(verification_link(NODE_URL, leaf_of(receipt.credential)))
     return (time.perf_counter() - started) * 1000 / len(sample)
 
 
@@ -231,12 +266,16 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=default_workers(), help="Worker processes.")
     parser.add_argument("--qr", action="store_true", help="Write QR code PNGs at issuance.")
     parser.add_argument(
+        "--securing", choices=SECURINGS, default=SECURINGS[0], help="How each credential is secured."
+    )
+    parser.add_argument(
         "--peer-docs", type=int, default=10_000, help="Documents for the peer (0: skip the peer)."
     )
     args = parser.parse_args()
     artifact = load_artifact()
     print(
         f"bench/issuer.py: {args.workers} worker(s), {os.cpu_count()} CPUs visible, "
+        f"securing {args.securing}, load average {os.getloadavg()[0]:.2f} at start, "
         f"QR codes {'at issuance' if args.qr else 'on demand'}"
     )
     with DevChain() as chain, RpcClient([chain.rpc_url]) as rpc, TemporaryDirectory() as tmp:
@@ -264,20 +303,23 @@ def main() -> None:
         runs: dict[int, Run] = {}
         print(
             f"{'certificates':>12}  {'intake':>7}  {'seal':>7}  {'anchor':>7}  {'receipts':>8}  "
-            f"{'total':>7}  {'certs/s':>8}  {'peak PSS':>9}  {'(RSS sum)':>9}"
+            f"{'finish':>7}  {'total':>7}  {'certs/s':>8}  {'peak PSS':>9}  {'(RSS sum)':>9}"
         )
         for size in sizes:
             run = runs[size] = issue_all(Path(tmp) / f"run-{size}", size, issuer, key, template, args)
             p = run.phases
             print(
                 f"{size:>12,}  {p['intake']:>6.1f}s  {p.get('seal', 0):>6.1f}s  {p.get('anchor', 0):>6.1f}s  "
-                f"{p.get('receipts', 0):>7.1f}s  {run.total:>6.1f}s  {size / run.total:>8,.0f}  "
+                f"{p.get('receipts', 0):>7.1f}s  {p.get('finish', 0):>6.1f}s  {run.total:>6.1f}s  "
+                f"{size / run.total:>8,.0f}  "
                 f"{run.peak_pss / 2**20:>7,.0f}MB  {run.peak_rss / 2**20:>7,.0f}MB",
                 flush=True,
             )
             if size != args.rows:
                 shutil.rmtree(run.receipts)
         main_run = runs[args.rows]
+        by_phase = ", ".join(f"{name} {rss / 2**20:,.0f}" for name, rss in main_run.peak_rss_by_phase.items())
+        print(f"\npeak RSS summed over the process tree, by phase (MB): {by_phase}")
         if not args.qr:
             print(f"\nQR code on demand (finvault qr): {qr_on_demand(main_run.receipts):.2f} ms per receipt")
 
@@ -287,11 +329,11 @@ def main() -> None:
             f"(target >= {TARGET_CERTS_PER_SECOND:,}: {verdict(rate >= TARGET_CERTS_PER_SECOND)})"
         )
         if args.rows >= 1_000_000:
-            within = main_run.total <= TARGET_1M_SECONDS and main_run.peak_pss < TARGET_RSS_BYTES
+            within = main_run.peak_rss < TARGET_RSS_BYTES
             print(
                 f"{args.rows:,} in one batch: {main_run.total:.0f} s wall, peak memory of the process "
-                f"tree {main_run.peak_pss / 2**30:.2f} GB PSS ({main_run.peak_rss / 2**30:.2f} GB RSS "
-                f"summed) (target <= 240 s and < 1.5 GB: {verdict(within)})"
+                f"tree {main_run.peak_rss / 2**30:.2f} GB RSS summed over its processes "
+                f"({main_run.peak_pss / 2**30:.2f} GB PSS) (target < 1.5 GB: {verdict(within)})"
             )
         if args.peer_docs:
             peer = openattestation(args.peer_docs)
@@ -302,15 +344,16 @@ def main() -> None:
                     f"peer: OpenAttestation wrapDocuments, {args.peer_docs:,} documents: {peer:.1f} s, "
                     f"{peer_rate:,.0f} docs/s"
                 )
+                ratio = same / peer_rate
                 print(
-                    f"  FinVault at {args.peer_docs:,}: {same:,.0f} certs/s = "
-                    f"{same / peer_rate:.1f}x the peer"
-                )
-                ratio = rate / peer_rate
-                print(
-                    f"  FinVault at {args.rows:,} vs the peer at {args.peer_docs:,}: {ratio:.1f}x "
+                    f"  FinVault at {args.peer_docs:,}: {same:,.0f} certs/s = {ratio:.2f}x the peer "
                     f"(target >= {TARGET_PEER_RATIO:g}x: {verdict(ratio >= TARGET_PEER_RATIO)})"
                 )
+                if args.rows != args.peer_docs:
+                    print(
+                        f"  FinVault at {args.rows:,} vs the peer at {args.peer_docs:,}: "
+                        f"{rate / peer_rate:.2f}x"
+                    )
 
         started = time.perf_counter()
         baseline_gas = sum(issuer.anchor(os.urandom(32), 1).gas_used for _ in range(100))

@@ -2,12 +2,14 @@
 
     .venv/bin/python bench/node.py [--seconds S] [--rate R] [--workers W] [--certificates N] ...
 
-On a fresh anvil: one real batch of N certificates (default 10,000: W3C-VC-shaped, salted, signed
-with Ed25519, with an eddsa-jcs-2022 proof each, one Merkle tree, one anchor transaction), made
-final; the mirror is synced, then K synthetic anchors (default 100,000) are inserted straight into
-its table so lookups run against a realistically full mirror. Then a real ``finvault node``
-(default ``FINVAULT_WORKERS=2``, forked after import, live sync loop) is measured with
-``bench/loadgen.js`` (Node.js, its own process, keep-alive HTTP/1.1, every answer checked VALID):
+On a fresh anvil: one real batch of N certificates (default 10,000: W3C-VC-shaped
+``finvault-receipt/2`` receipts, each credential an SD-JWT signed with Ed25519, every claim of the
+subject disclosable and all disclosed, decoys included; one Merkle tree, one anchor transaction;
+``--receipt-format 1`` builds legacy salted, signed /1 receipts instead, to compare), made final;
+the mirror is synced, then K synthetic anchors (default 100,000) are inserted straight into its
+table so lookups run against a realistically full mirror. Then a real ``finvault node`` (default
+``FINVAULT_WORKERS=2``, forked after import, live sync loop) is measured with ``bench/loadgen.js``
+(Node.js, its own process, keep-alive HTTP/1.1, every answer checked VALID):
 
 - closed loop: 50 connections back to back for 15 s after a warm-up: the peak, and the node's CPU
   a verification (warm-up included: CPU time is read for the process tree as a whole);
@@ -45,6 +47,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
@@ -61,6 +64,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.peers.npm import peer
 from chain.accounts import LocalSigner
 from chain.contract import load_artifact
+from chain.core.signing import PublicKeyInfo
 from chain.core.verify import Status, verify
 from chain.dev.devchain import DEV_CHAIN_ID, DevChain
 from chain.registry import RegistryReader, RegistryWriter, deploy_registry
@@ -70,6 +74,7 @@ from chain.tx import TxSender
 from indexer.db import open_mirror
 from indexer.schema import AnchorRow
 from indexer.sync import Indexer
+from tests.factories import make_secured_batch
 from tests.integration.indexer_fixtures import postgres_database
 from tests.tools.memory import TreeMemory, tree_memory
 from tests.tools.node_process import NodeProcess
@@ -87,12 +92,13 @@ SLOW = RetryPolicy(rounds=2, timeout=600.0)
 # -- the workload ------------------------------------------------------------------------------------
 
 
-def build_chain(rpc: RpcClient, certificates: int) -> tuple[str, int, list[bytes]]:
-    """Registry, issuer, key and one anchored, final batch; returns (registry, deploy block, receipts)."""
-    from chain.core.issuance import batch_receipts, sign_document
-    from chain.core.receipt import Anchor
-    from tests.factories import make_batch
+def build_chain(rpc: RpcClient, certificates: int, receipt_format: str) -> tuple[str, int, list[bytes]]:
+    """Registry, issuer, key and one anchored, final batch; returns (registry, deploy block, receipts).
 
+    ``receipt_format`` ``"2"``: ``finvault-receipt/2`` receipts whose credentials are SD-JWTs (what
+    the issuer writes by default; :func:`chain.core.secured.secure_sd_jwt`, every claim of the
+    subject disclosable, decoys included); ``"1"``: legacy receipts (salted documents with a Data
+    Integrity proof and a receipt signature), for comparison on the same machine."""
     artifact = load_artifact()
 
     def sender(account: int) -> TxSender:
@@ -109,25 +115,51 @@ def build_chain(rpc: RpcClient, certificates: int) -> tuple[str, int, list[bytes
     )
     owner.register_issuer(issuer.sender.signer.address, "Bench University", "https://bench.example")
     started = time.perf_counter()
-    batch = make_batch(certificates, seed="bench-node")
-    info = batch.key_info
+    if receipt_format == "1":
+        receipts, root, info, finish = _legacy_receipts(certificates)
+    else:
+        batch = make_secured_batch(certificates, seed="bench-node")
+        root, info = batch.tree.root, batch.key_info
+        finish = None
     issuer.add_key(info.key_id, int(info.algorithm), info.der)
-    anchored = issuer.anchor(batch.tree.root, certificates, "ipfs://bench")
-    anchor = Anchor(
-        chainId=DEV_CHAIN_ID,
-        registry=registry,
-        issuer=issuer.sender.signer.address,
-        txHash=anchored.tx_hash,
-        blockNumber=anchored.block_number,
-    )
-    signed = [sign_document(document, batch.key) for document in batch.documents]
-    receipts = [r.to_json(indent=None).encode() for r in batch_receipts(batch.tree, signed, anchor)]
+    anchored = issuer.anchor(root, certificates, "ipfs://bench")
+    address = issuer.sender.signer.address
+    if finish is not None:
+        receipts = finish(registry, address, anchored.tx_hash, anchored.block_number)
+    else:
+        receipts = [
+            batch.receipt(i, chain_id=DEV_CHAIN_ID, registry=registry, issuer=address)
+            .to_json(indent=None)
+            .encode()
+            for i in range(certificates)
+        ]
     rpc.call("anvil_mine", [hex(FINALITY_DEPTH)])
     print(
-        f"chain: {certificates:,} certificates in one batch, anchored in block {anchored.block_number}; "
-        f"receipts built in {time.perf_counter() - started:.1f}s ({len(receipts[0]):,} bytes each)"
+        f"chain: {certificates:,} certificates (finvault-receipt/{receipt_format}) in one batch, anchored "
+        f"in block {anchored.block_number}; receipts built in {time.perf_counter() - started:.1f}s "
+        f"({len(receipts[0]):,} bytes each)"
     )
     return registry, deployed.block_number, receipts
+
+
+def _legacy_receipts(
+    certificates: int,
+) -> tuple[list[bytes], bytes, PublicKeyInfo, Callable[[str, str, str, int], list[bytes]]]:
+    """A legacy /1 batch: its root and key now, its receipts once the anchor is known."""
+    from chain.core.issuance import batch_receipts, sign_document
+    from chain.core.receipt import Anchor
+    from tests.factories import make_batch
+
+    batch = make_batch(certificates, seed="bench-node")
+
+    def finish(registry: str, issuer: str, tx_hash: str, block_number: int) -> list[bytes]:
+        anchor = Anchor(
+            chainId=DEV_CHAIN_ID, registry=registry, issuer=issuer, txHash=tx_hash, blockNumber=block_number
+        )
+        signed = [sign_document(document, batch.key) for document in batch.documents]
+        return [r.to_json(indent=None).encode() for r in batch_receipts(batch.tree, signed, anchor)]
+
+    return [], batch.tree.root, batch.key_info, finish
 
 
 def fill_mirror(rpc: RpcClient, database_url: str, registry: str, start: int, synthetic: int) -> None:
@@ -271,6 +303,12 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--certificates", type=int, default=10_000)
+    parser.add_argument(
+        "--receipt-format",
+        choices=("2", "1"),
+        default="2",
+        help="finvault-receipt/2 SD-JWT receipts (default), or legacy /1 receipts to compare with",
+    )
     parser.add_argument("--anchors", type=int, default=100_000, help="synthetic anchors added to the mirror")
     parser.add_argument("--workers", type=int, default=2, help="the node's FINVAULT_WORKERS")
     parser.add_argument("--rate", type=float, default=TARGET_RATE, help="open loop: verifications a second")
@@ -308,7 +346,7 @@ def main() -> None:
         TemporaryDirectory() as tmp,
         ExitStack() as stack,
     ):
-        registry, start, bodies = build_chain(rpc, args.certificates)
+        registry, start, bodies = build_chain(rpc, args.certificates, args.receipt_format)
         database_url = f"sqlite:///{tmp}/mirror.db"
         if args.replicas:
             database_url = stack.enter_context(postgres_database(args.postgres))
@@ -358,8 +396,11 @@ def main() -> None:
             pids = [each.pid for each in dict.fromkeys([node, *served]) if each.pid is not None]
             url = ",".join(each.url for each in served)
             started = total_memory(pids)
+            cache = args.signature_cache_entries
             print(
                 f"node: {url}, {args.workers} worker process(es) forked after import"
+                + f", signature cache {'default' if cache is None else f'{cache:,} entries'}"
+                + f", load average {os.getloadavg()[0]:.2f}"
                 + (f" in each of {args.replicas} replicas, the writer apart" if args.replicas else "")
                 + f"; PSS {started.pss:.0f} MB after start (RSS {started.rss:.0f} MB summed over processes)"
             )

@@ -192,7 +192,11 @@ def seal_certificates(context: SealContext, rows: list[SealRow]) -> list[Sealed]
             credential["credentialStatus"] = json.loads(status_text)
         if context.securing == SD_JWT:
             secured = secure_sd_jwt(
-                credential, context.key, random_bytes=os.urandom, controller=context.controller
+                credential,
+                context.key,
+                random_bytes=os.urandom,
+                controller=context.controller,
+                key_id=context.key_id,
             )
         else:
             secured = secure_data_integrity(

@@ -400,7 +400,9 @@ class IssuerService:
         context = SealContext.for_key(
             self.signing_key, sealed_at, self.config.issuer_did, self.config.securing
         )
-        with self.store.transaction() as session:
+        # The workers are forked before the batch's ids are read: they need the key, not the ids
+        # (a million of them, which every worker would otherwise map).
+        with WorkerPool(context, self.config.workers) as pool, self.store.transaction() as session:
             query = (
                 select(Certificate.id)
                 .where(Certificate.status == CertificateStatus.PENDING)
@@ -415,10 +417,7 @@ class IssuerService:
             base_url = self.config.status_base_url
             allocator = Allocator(session, base_url, now=self.now) if base_url else None
             entries: dict[str, tuple[int, int]] = {}
-            with (
-                WorkerPool(context, self.config.workers) as pool,
-                self.progress("seal", len(ids)) as bar,
-            ):
+            with self.progress("seal", len(ids)) as bar:
                 for sealed in pool.map(seal_certificates, _seal_rows(session, ids, allocator, entries)):
                     session.execute(_SEALED, [_sealed_row(item, context, entries) for item in sealed])
                     digests += [bytes.fromhex(item[2][2:]) for item in sealed]
@@ -484,10 +483,11 @@ class IssuerService:
             node_url=self.config.node_url,
             qr_codes=self.config.qr_codes,
         )
-        ids = self.store.batch_ids(root)
-        with WorkerPool(context, self.config.workers) as pool, self.progress("receipts", len(ids)) as bar:
-            for written in pool.map(write_receipts, self._receipt_rows(ids)):
-                bar.update(written)
+        with WorkerPool(context, self.config.workers) as pool:
+            ids = self.store.batch_ids(root)  # after the fork, as in seal: the workers need the tree only
+            with self.progress("receipts", len(ids)) as bar:
+                for written in pool.map(write_receipts, self._receipt_rows(ids)):
+                    bar.update(written)
 
     def _receipt_rows(self, ids: list[str]) -> Iterator[list[ReceiptRow]]:
         """The certificates ``ids`` as receipts need them, one short read per chunk."""

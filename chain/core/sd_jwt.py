@@ -76,6 +76,12 @@ DIGEST_CHARS = 43
 _B64URL = re.compile(r"[A-Za-z0-9_-]*")
 _COMPACT = re.compile(r"[A-Za-z0-9_\-.~]*")
 _ARRAY_INDEX = re.compile(r"0|[1-9][0-9]{0,8}")
+_BAD_ESCAPE = re.compile(r"~[^01]|~$")
+#: ``json.dumps`` builds an encoder per call when given options; issuance encodes a few dozen values.
+_DISCLOSURE_JSON = {
+    ascii_only: json.JSONEncoder(ensure_ascii=ascii_only, allow_nan=False) for ascii_only in (False, True)
+}
+_COMPACT_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
 class SdJwtError(FinVaultError, ValueError):
@@ -127,14 +133,14 @@ def encode_disclosure(salt: str, value: Any, name: str | None = None, *, ensure_
         raise SdJwtError("a disclosure's salt and claim name are strings")
     array = [salt, value] if name is None else [salt, name, value]
     try:
-        text = json.dumps(array, ensure_ascii=ensure_ascii, allow_nan=False)
+        text = _DISCLOSURE_JSON[bool(ensure_ascii)].encode(array)
         return b64url(text.encode("utf-8"))
     except (ValueError, TypeError, RecursionError) as exc:  # UnicodeEncodeError is a ValueError
         raise SdJwtError(f"claim value is not JSON: {type(exc).__name__}") from None
 
 
 def _json_compact(value: Any) -> bytes:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
+    return _COMPACT_JSON.encode(value).encode("utf-8")
 
 
 def _loads(text: str | bytes, what: str) -> Any:
@@ -156,7 +162,7 @@ def _tokens(pointer: str) -> list[str]:
         raise SdJwtNotDisclosable(f"{pointer[:80]!r} is not a JSON Pointer (RFC 6901)")
     tokens = pointer[1:].split("/")
     for token in tokens:
-        if re.search(r"~[^01]|~$", token):
+        if "~" in token and _BAD_ESCAPE.search(token):
             raise SdJwtNotDisclosable(f"{pointer[:80]!r} has an invalid ~ escape (RFC 6901)")
     return [unescape_token(token) for token in tokens]
 
@@ -253,50 +259,73 @@ class IssuedSdJwt:
         return "~".join((self.jwt, *self.disclosures, ""))
 
 
-def _check_text(text: str, pointer: str) -> None:
+def _where(path: list[str]) -> str:
+    """The JSON Pointer of ``path`` (tokens), cut and made printable for an error message."""
+    pointer = "".join(f"/{escape_token(token)}" for token in path) or "(payload)"
+    shown = pointer[:80].encode("utf-8", "backslashreplace").decode()
+    return shown if len(pointer) <= 80 else f"{shown}... ({len(pointer):,} characters)"
+
+
+def _check_text(text: str, path: list[str]) -> None:
     if not text.isascii():
         try:
             text.encode("utf-8")
         except UnicodeEncodeError:
-            raise SdJwtError(f"{pointer[:80]!r}: text is not valid Unicode (lone surrogate)") from None
+            raise SdJwtError(f"{_where(path)}: text is not valid Unicode (lone surrogate)") from None
 
 
-def _check_input(value: Any, pointer: str, depth: int) -> None:
-    """Refuses what is not plain JSON, or what SD-JWT reserves, before any salt is drawn."""
-    if depth > MAX_DEPTH:
-        raise SdJwtTooLarge(f"payload nested deeper than {MAX_DEPTH} levels")
-    if isinstance(value, dict):
+def _check_input(value: Any, path: list[str], depth: int) -> int:
+    """Refuses what is not plain JSON, or what SD-JWT reserves, before any salt is drawn; returns
+    how many values ``value`` holds, itself included. ``path`` (the tokens down to ``value``) only
+    names the place in an error: no pointer is built while all is well."""
+    kind = type(value)
+    if kind is str:
+        _check_text(value, path)
+        return 1
+    if kind is dict:
+        if depth >= MAX_DEPTH and value:  # its members would lie deeper than MAX_DEPTH
+            raise SdJwtTooLarge(f"payload nested deeper than {MAX_DEPTH} levels")
+        count = 1
         for key, item in value.items():
-            if not isinstance(key, str):
-                raise SdJwtError(f"{pointer[:80]!r}: object keys must be strings")
-            _check_text(key, pointer)
+            if type(key) is not str:
+                raise SdJwtError(f"{_where(path)}: object keys must be strings")
+            _check_text(key, path)
             if key in RESERVED_NAMES:
-                raise SdJwtNotDisclosable(f"{pointer[:80]!r}: the claim name {key!r} is reserved by SD-JWT")
-            _check_input(item, f"{pointer}/{escape_token(key)}", depth + 1)
-    elif isinstance(value, list):
+                raise SdJwtNotDisclosable(f"{_where(path)}: the claim name {key!r} is reserved by SD-JWT")
+            path.append(key)
+            count += _check_input(item, path, depth + 1)
+            path.pop()
+        return count
+    if kind is list:
+        if depth >= MAX_DEPTH and value:
+            raise SdJwtTooLarge(f"payload nested deeper than {MAX_DEPTH} levels")
+        count = 1
         for index, item in enumerate(value):
-            _check_input(item, f"{pointer}/{index}", depth + 1)
-    elif isinstance(value, str):
-        _check_text(value, pointer)
-    elif isinstance(value, bool) or value is None:
-        pass
-    elif isinstance(value, int):
+            path.append(str(index))
+            count += _check_input(item, path, depth + 1)
+            path.pop()
+        return count
+    if value is None or kind is bool:
+        return 1
+    if kind is int:
         # JavaScript verifiers read numbers as doubles: beyond 2^53 a value would silently change.
         if not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
-            raise SdJwtError(f"{pointer[:80]!r}: integer beyond 2^53 - 1")
-    elif isinstance(value, float):
+            raise SdJwtError(f"{_where(path)}: integer {value} is beyond 2^53 - 1")
+        return 1
+    if kind is float:
         if not math.isfinite(value):
-            raise SdJwtError(f"{pointer[:80]!r}: NaN and infinities are not JSON")
-    else:
-        raise SdJwtError(f"{pointer[:80]!r}: {type(value).__name__} is not a JSON value")
+            raise SdJwtError(f"{_where(path)}: NaN and infinities are not JSON")
+        return 1
+    raise SdJwtError(f"{_where(path)}: {kind.__name__} is not a JSON value")
 
 
-def check_payload(payload: Any) -> None:
+def check_payload(payload: Any) -> int:
     """Raises :class:`SdJwtError` unless ``payload`` is a JSON object an SD-JWT can carry: plain
-    JSON, integers within 2^53 - 1, no claim name SD-JWT reserves, at most 32 levels."""
+    JSON, integers within 2^53 - 1, no claim name SD-JWT reserves, at most 32 levels; returns how
+    many values it holds (object members, array elements and the payload itself)."""
     if not isinstance(payload, Mapping):
         raise SdJwtError("the payload must be a JSON object")
-    _check_input(dict(payload), "", 0)
+    return _check_input(dict(payload), [], 0)
 
 
 class _Issuer:
@@ -378,7 +407,7 @@ def issue_sd_jwt(
     if not isinstance(payload, Mapping):
         raise SdJwtError("the payload must be a JSON object")
     document = dict(payload)
-    _check_input(document, "", 0)
+    _check_input(document, [], 0)
     listed = [disclosable] if isinstance(disclosable, str) else list(disclosable)
     if not all(isinstance(pointer, str) for pointer in listed):
         raise SdJwtNotDisclosable("disclosable claims are named by JSON Pointers (strings)")

@@ -28,6 +28,7 @@ values and a JWS is fixed bytes, so two different secured credentials never shar
 from __future__ import annotations
 
 import hashlib
+import json
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -36,12 +37,20 @@ from typing import Any, Literal
 import rfc8785
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from chain.core.canonical import DocumentError, check_depth, escape_token, flatten, jcs
+from chain.core.canonical import (
+    MAX_DOCUMENT_BYTES,
+    DocumentError,
+    DocumentTooLarge,
+    check_depth,
+    escape_token,
+    jcs,
+)
 from chain.core.data_integrity import add_proof, did_key
 from chain.core.encoding import hex0x
 from chain.core.merkle import leaf_hash
 from chain.core.sd_jwt import (
     DEFAULT_DECOYS,
+    MAX_DISCLOSURES,
     DecoyPolicy,
     SdJwtError,
     check_payload,
@@ -144,12 +153,22 @@ def check_securable(credential: Any) -> None:
     either way: a JSON object within the document limits (size, depth, fields; canonicalizable),
     using no claim name SD-JWT reserves (``_sd``, ``...``, ``_sd_alg``), and a VC Data Model 2.0
     credential (:func:`chain.core.vc_model.check_credential`). Issuers check this at intake, so that
-    sealing never meets a credential it cannot secure, and verifiers would never refuse."""
-    flatten(credential)
+    sealing never meets a credential it cannot secure, and verifiers would never refuse.
+
+    One walk over the credential (its values counted on the way), and its size taken by the C JSON
+    encoder: a tenth of what ``finvault-doc/1``'s flattening cost.
+    """
     try:
-        check_payload(credential)
+        values = check_payload(credential)
     except SdJwtError as exc:
         raise DocumentError(exc.message) from None
+    if values > MAX_DISCLOSURES:  # each value could be a disclosure: keep the SD-JWT verifiable
+        raise DocumentTooLarge(f"the credential holds {values:,} values; the limit is {MAX_DISCLOSURES:,}")
+    size = len(json.dumps(credential, ensure_ascii=False).encode("utf-8"))
+    if size > MAX_DOCUMENT_BYTES:
+        raise DocumentTooLarge(
+            f"the credential is {size:,} bytes of JSON; the limit is {MAX_DOCUMENT_BYTES:,}"
+        )
     check_credential(credential)
 
 
@@ -170,11 +189,13 @@ def secure_sd_jwt(
     disclosable: Iterable[str] | None = None,
     controller: str | None = None,
     decoys: DecoyPolicy = DEFAULT_DECOYS,
+    key_id: str | None = None,
 ) -> SecuredCredential:
     """``credential`` as an SD-JWT signed by ``key`` (EdDSA or RS256), its ``kid`` the key's on-chain
     id. ``disclosable`` lists the claims a holder may withhold (JSON Pointers; default:
     :func:`default_disclosable`). An Ed25519 issuer is named ``controller`` (``did:web:...``) or the
-    key's ``did:key``; an RSA issuer's credential keeps the ``issuer`` it has."""
+    key's ``did:key``; an RSA issuer's credential keeps the ``issuer`` it has. ``key_id``: the key's
+    on-chain id as ``0x`` hex, for a caller securing many credentials (derived from ``key`` if None)."""
     if controller is None and isinstance(key, ed25519.Ed25519PrivateKey):
         controller = did_key(key.public_key())
     payload = named_issuer(credential, controller) if controller else dict(credential)
@@ -185,7 +206,7 @@ def secure_sd_jwt(
         signer=key,
         random_bytes=random_bytes,
         decoys=decoys,
-        kid=hex0x(public_key_info(key).key_id),
+        kid=key_id or hex0x(public_key_info(key).key_id),
     )
     return SecuredCredential(SD_JWT, issued.compact, sd_jwt_digest(issued.jwt.encode("ascii")))
 

@@ -65,10 +65,11 @@ def test_dumps_indented_refuses_what_is_not_json() -> None:
         dumps_indented({"a": b"x"})
 
 
+@pytest.mark.parametrize("size", [1, 5], ids=["a batch of one: no path", "five"])
 @pytest.mark.parametrize("securing", SECURINGS)
-def test_receipt_text_is_receipt_to_json(securing: Securing) -> None:
-    batch = make_secured_batch(5, securing=securing, seed="receipt text")
-    for index in range(5):
+def test_receipt_text_is_receipt_to_json(securing: Securing, size: int) -> None:
+    batch = make_secured_batch(size, securing=securing, seed="receipt text")
+    for index in range(size):
         receipt = batch.receipt(index)
         text = receipt_text(
             credential=receipt.credential,

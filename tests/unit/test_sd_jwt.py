@@ -5,6 +5,7 @@ implementation ``sd-jwt`` (PyPI)."""
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 from typing import Any
@@ -600,3 +601,10 @@ def test_callers_mistakes_are_our_error_too() -> None:
         process_disclosures([], [])  # type: ignore[arg-type]
     with pytest.raises(SdJwtError):
         encode_disclosure(1, "A", "grade")  # type: ignore[arg-type]
+
+
+@given(st.binary(max_size=100))
+@example(b"\xfb\xff")  # both of the letters base64url respells
+def test_b64url_is_unpadded_urlsafe_base64(data: bytes) -> None:
+    assert b64url(data) == base64.urlsafe_b64encode(data).decode("ascii").rstrip("=")
+    assert b64url_decode(b64url(data)) == data
