@@ -336,6 +336,8 @@ class _Issuer:
         self.random_bytes = random_bytes
         self.decoys = decoys
         self.disclosures: list[str] = []
+        #: Disclosable pointers the walk met: all of them, unless one names nothing.
+        self.met = 0
 
     def _random(self, count: int) -> bytes:
         data = self.random_bytes(count)
@@ -361,6 +363,7 @@ class _Issuer:
                 child = f"{pointer}/{escape_token(key)}"
                 encoded = self.encode(item, child)
                 if child in self.disclosable:
+                    self.met += 1
                     digests.append(self._disclose(encoded, key))
                 else:
                     shown[key] = encoded
@@ -375,6 +378,7 @@ class _Issuer:
                 child = f"{pointer}/{index}"
                 encoded = self.encode(item, child)
                 if child in self.disclosable:
+                    self.met += 1
                     hiding = True
                     elements.append({"...": self._disclose(encoded, None)})
                 else:
@@ -413,12 +417,15 @@ def issue_sd_jwt(
         raise SdJwtNotDisclosable("disclosable claims are named by JSON Pointers (strings)")
     wanted = set(listed)
     for pointer in sorted(wanted):
-        _resolve(document, pointer)
-        if _always_disclosed(pointer):
+        if pointer[:1] == "/" and _always_disclosed(pointer):
             raise SdJwtNotDisclosable(f"{pointer[:80]!r} is always shown: {', '.join(ALWAYS_DISCLOSED)}")
     jws = _as_jws_signer(signer)
     issuer = _Issuer(wanted, random_bytes, decoys)
     body = issuer.encode(document, "")
+    if issuer.met != len(wanted):  # a pointer names nothing here: say which, and why
+        for pointer in sorted(wanted):
+            _resolve(document, pointer)
+        raise SdJwtNotDisclosable("a disclosable pointer names no claim")  # pragma: no cover
     body["_sd_alg"] = SD_ALG
     header = {"alg": jws.alg, "typ": TYP} if kid is None else {"alg": jws.alg, "typ": TYP, "kid": kid}
     signing_input = f"{b64url(_json_compact(header))}.{b64url(_json_compact(body))}"
