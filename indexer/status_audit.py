@@ -25,12 +25,11 @@ from typing import Any
 from chain.core.canonical import DocumentError, loads_strict
 from chain.core.data_integrity import DataIntegrityError, verify_proof
 from chain.core.encoding import to_bytes32
-from chain.core.status_list import LIST_SIZE, StatusListError, is_set, list_bits, set_indexes
+from chain.core.status_list import LEAVES_FORMAT, LIST_SIZE, StatusListError, is_set, list_bits, set_indexes
 from chain.core.verify import ChainFacts, RevocationFact
 from indexer.reconcile import Drift
 
 TABLE = "status_list"
-LEAVES_FORMAT = "finvault-status-leaves/1"
 #: Bytes of one published file read here (a list of random bits compresses to about 22 KB).
 MAX_FILE_BYTES = 16 * 1024 * 1024
 #: What a list or companion that cannot be read raises (every FinVault parse error is a ValueError).

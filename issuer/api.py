@@ -77,7 +77,7 @@ from issuer.outputs import receipt_stem
 from issuer.revoke import Revoker, parse_reason
 from issuer.scheduler import BatchScheduler
 from issuer.scopes import Scope
-from issuer.service import IssuerService, ingest
+from issuer.service import VC_API_PREFIX, IssuerService, ingest
 from issuer.settings import IssuerApiSettings
 from issuer.status import STATUS_DIR
 from issuer.store import (
@@ -283,7 +283,7 @@ class IssuerApi:
             raise Conflict("this issuer API runs without a signing key: it cannot issue", code="read_only")
         serial = uuid.uuid4()
         document = {"id": f"urn:uuid:{serial}", **credential} if "id" not in credential else credential
-        certificate_id = f"vcapi-{serial}"
+        certificate_id = f"{VC_API_PREFIX}{serial}"
         issued = self.service.issue_now(certificate_id, document)
         location = {"Location": f"/certificates/{certificate_id}"}  # where its receipt will be
         return JSONResponse({"verifiableCredential": issued}, status_code=201, headers=location)

@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import re
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -54,9 +55,9 @@ def receipt_stem(certificate_id: str) -> str:
 
 def write_atomic(path: Path, data: bytes) -> None:
     """Writes ``data`` to ``path`` through a private (0600) temporary file beside it (named by this
-    process, which alone writes ``path``) and a rename; the caller syncs
+    process and thread) and a rename; the caller syncs
     (:func:`chain.service.files.sync_files`) before it counts on the file."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         try:

@@ -74,6 +74,8 @@ from issuer.store import (
 )
 
 log = logging.getLogger(__name__)
+#: What VC-API issuance names its certificates (``vcapi-<uuid>``): secured when issued, never again.
+VC_API_PREFIX = "vcapi-"
 
 #: Rows per insert (and per duplicate-id query) during intake.
 INGEST_CHUNK = 2_000
@@ -349,7 +351,10 @@ class IssuerService:
         """
         if not isinstance(self.signing_key, Ed25519PrivateKey):
             raise ConfigError("VC-API issuance secures credentials with eddsa-jcs-2022: an Ed25519 key")
+        if not certificate_id.startswith(VC_API_PREFIX):
+            raise ValueError(f"VC-API certificates are named {VC_API_PREFIX}...")
         check_securable(credential)
+        self.check_signing_key()  # never hand out a credential no seal will anchor
         created = iso_utc(self.now().replace(microsecond=0))
         try:
             with self.store.transaction() as session:
@@ -383,7 +388,10 @@ class IssuerService:
         except IntegrityError:
             raise StoreError(f"certificate id {certificate_id!r} is already in the store") from None
         if self.status_lists is not None and row["status_list_id"] is not None:
-            self.status_lists.publish_unpublished([row["status_list_id"]])  # its status resolves at once
+            try:  # a new list, published at once so the credential's status resolves
+                self.status_lists.publish_unpublished([row["status_list_id"]])
+            except OSError as exc:  # issued and stored all the same; the next anchoring publishes it
+                log.error("status list %s not published yet: %s", row["status_list_id"], exc)
         return value
 
     def seal(self) -> str | None:
@@ -515,7 +523,8 @@ class IssuerService:
 
         The next seal secures them afresh (new SD-JWT salts, new proof ids), so fresh leaves and a
         fresh root; the taken root is worthless to whoever holds it (no credentials, and signatures
-        by a key it does not own).
+        by a key it does not own). A credential issued through VC-API (``vcapi-*``) keeps the form
+        its client was given: it goes into the next batch as it is, among others.
         """
         with self.store.transaction() as session:
             batch = session.get_one(Batch, root)
@@ -523,8 +532,9 @@ class IssuerService:
             batch.error = storable_text(conflict.diagnostics())
             members = session.scalars(select(Certificate).where(Certificate.batch_root == root))
             for certificate in members:
-                certificate.secured = certificate.digest = certificate.leaf = None
-                certificate.status_list_id = certificate.status_index = None
+                if not certificate.id.startswith(VC_API_PREFIX):  # as handed out: kept as it is
+                    certificate.secured = certificate.digest = certificate.leaf = None
+                    certificate.status_list_id = certificate.status_index = None
                 certificate.status = CertificateStatus.PENDING
                 certificate.batch_root = None
                 certificate.key_id = certificate.algorithm = None

@@ -23,35 +23,32 @@ credential names its index: nothing new.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from chain.core.data_integrity import add_proof, did_key
 from chain.core.encoding import iso_utc
-from chain.core.secured import named_issuer
 from chain.core.signing import PrivateKey
-from chain.core.status_list import LIST_SIZE, draw_index, list_credential, status_entry
+from chain.core.status_list import LEAVES_FORMAT, LIST_SIZE, draw_index, list_credential, status_entry
 from chain.service.files import private_dir, sync_files
 from issuer.outputs import write_atomic
 from issuer.store import Certificate, CertificateStatus, StatusList, Store, utcnow
 
 STATUS_DIR = "status"
-LEAVES_FORMAT = "finvault-status-leaves/1"
+_PUBLISHING = threading.Lock()
 #: Certificates a list takes before the next one starts: half its entries.
 LIST_FILL = LIST_SIZE // 2
-
-
-def list_path(out_dir: Path, list_id: int) -> Path:
-    """Where list ``list_id``'s credential is written (its companion: ``.leaves.json`` beside it)."""
-    return out_dir / STATUS_DIR / f"{list_id}.json"
 
 
 @dataclass
@@ -67,7 +64,10 @@ class Allocator:
 
     def _latest(self) -> None:
         """The newest list and its taken indexes, as the store has them."""
-        latest = self.session.scalar(select(StatusList).order_by(StatusList.id.desc()).limit(1))
+        # Locked (PostgreSQL; SQLite's write transaction is already exclusive): two seals, or a seal
+        # and a VC-API issuance, never draw from the same taken-set snapshot.
+        newest = select(StatusList).order_by(StatusList.id.desc()).limit(1).with_for_update()
+        latest = self.session.scalar(newest)
         if latest is not None:
             taken = self.session.scalars(
                 select(Certificate.status_index).where(Certificate.status_list_id == latest.id)
@@ -110,12 +110,19 @@ class StatusPublisher:
 
     def publish(self, list_ids: Iterable[int] | None = None) -> list[Path]:
         """Writes (and syncs) lists ``list_ids`` (default: every list); returns the paths written."""
-        from cryptography.hazmat.primitives.asymmetric import ed25519
-
-        if not isinstance(self.key, ed25519.Ed25519PrivateKey):
+        if not isinstance(self.key, Ed25519PrivateKey):
             raise TypeError("status lists are signed with eddsa-jcs-2022: an Ed25519 key")
         controller = self.controller or did_key(self.key.public_key())
         directory = private_dir(self.out_dir / STATUS_DIR)
+        # One publisher at a time, in this process and across processes (the API's scheduler, a
+        # `finvault revoke`): a snapshot read before a revocation never lands after one read since.
+        with _PUBLISHING, open(directory / ".lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            return self._publish(directory, self.key, controller, list_ids)
+
+    def _publish(
+        self, directory: Path, key: Ed25519PrivateKey, controller: str, list_ids: Iterable[int] | None
+    ) -> list[Path]:
         written: list[Path] = []
         with self.store.reading() as session:
             query = select(StatusList).order_by(StatusList.id)
@@ -137,9 +144,7 @@ class StatusPublisher:
             rows = entries[item.id]
             revoked = [i for i, _, _, status in rows if i is not None and status is CertificateStatus.REVOKED]
             unsecured = list_credential(item.url, controller, revoked, moment)
-            credential = add_proof(
-                named_issuer(unsecured, controller), self.key, controller=controller, created=moment
-            )
+            credential = add_proof(unsecured, key, controller=controller, created=moment)
             leaves: dict[str, Any] = {
                 "format": LEAVES_FORMAT,
                 "statusListCredential": item.url,

@@ -28,6 +28,8 @@ from chain.core.encoding import b64url, from_b64url
 from chain.core.errors import FinVaultError
 
 ENTRY_TYPE = "BitstringStatusListEntry"
+#: An issuer's companion to each list: the index, leaf and root of its certificates (docs/formats.md).
+LEAVES_FORMAT = "finvault-status-leaves/1"
 LIST_CREDENTIAL_TYPE = "BitstringStatusListCredential"
 LIST_TYPE = "BitstringStatusList"
 PURPOSE = "revocation"

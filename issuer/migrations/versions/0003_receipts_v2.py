@@ -26,12 +26,13 @@ depends_on = None
 
 def upgrade() -> None:
     unfinished = op.get_bind().scalar(
-        sa.text("SELECT count(*) FROM batches WHERE status IN ('sealed', 'sending', 'sent')")
+        sa.text("SELECT count(*) FROM batches WHERE status IN ('sealed', 'sending', 'sent', 'failed')")
     )
     if unfinished:
         raise StoreError(
             f"{unfinished} batch(es) sealed under finvault-receipt/1 are not anchored yet: finish them "
-            "with the previous FinVault version (`finvault anchor`), then upgrade"
+            "with the previous FinVault version (`finvault anchor`, with --retry-failed for failed "
+            "ones), then upgrade"
         )
     with op.batch_alter_table("certificates", schema=None) as batch_op:
         batch_op.add_column(sa.Column("secured", sa.Text(), nullable=True))
