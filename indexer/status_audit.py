@@ -18,13 +18,15 @@ truth.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from chain.core.canonical import DocumentError, loads_strict
-from chain.core.data_integrity import DataIntegrityError, verify_proof
+from chain.core.canonical import loads_strict
+from chain.core.data_integrity import verify_proof
 from chain.core.encoding import to_bytes32
+from chain.core.hashing import keccak256
 from chain.core.status_list import LEAVES_FORMAT, LIST_SIZE, StatusListError, is_set, list_bits, set_indexes
 from chain.core.verify import ChainFacts, RevocationFact
 from indexer.reconcile import Drift
@@ -33,11 +35,14 @@ TABLE = "status_list"
 #: Bytes of one published file read here (a list of random bits compresses to about 22 KB).
 MAX_FILE_BYTES = 16 * 1024 * 1024
 #: What a list or companion that cannot be read raises (every FinVault parse error is a ValueError).
-_UNREADABLE = (OSError, ValueError, LookupError, TypeError)
+#: What a list or companion that cannot be read raises (every FinVault parse error is a ValueError).
+_UNREADABLE = (OSError, ValueError, LookupError, TypeError, AttributeError)
+_NUMBER = re.compile(r"[1-9][0-9]{0,8}")
 
 
 def _read(path: Path) -> Any:
-    return loads_strict(path.read_bytes(), max_bytes=MAX_FILE_BYTES)
+    with path.open("rb") as handle:  # bounded before it is read: a published file is anyone's
+        return loads_strict(handle.read(MAX_FILE_BYTES + 1), max_bytes=MAX_FILE_BYTES)
 
 
 def _drift(
@@ -58,41 +63,55 @@ def _drift(
 
 def list_files(folder: Path) -> Iterator[tuple[Path, Path]]:
     """``(N.json, N.leaves.json)`` for each list in ``folder``, in list order."""
-    numbered = [p for p in folder.glob("*.json") if p.stem.isdigit()]
+    numbered = [p for p in folder.glob("*.json") if _NUMBER.fullmatch(p.stem)]
     for path in sorted(numbered, key=lambda p: int(p.stem)):
         yield path, path.with_name(f"{path.stem}.leaves.json")
 
 
+def _entries(leaves: Any, path: Path) -> dict[int, tuple[bytes, bytes]]:
+    """A companion's ``index -> (leaf, root)``, refused when it is not one or names an index twice."""
+    if not isinstance(leaves, dict) or leaves.get("format") != LEAVES_FORMAT:
+        raise StatusListError(f"{path.name} is not {LEAVES_FORMAT}")
+    entries: dict[int, tuple[bytes, bytes]] = {}
+    for entry in leaves["entries"]:
+        index = int(entry["statusListIndex"])
+        if index in entries:
+            raise StatusListError(f"{path.name} names index {index} twice")
+        entries[index] = (to_bytes32(entry["leaf"]), to_bytes32(entry["root"]))
+    return entries
+
+
 def audit_list(credential_path: Path, leaves_path: Path, facts: ChainFacts) -> list[Drift]:
-    """The drifts between one published list and ``facts`` (the mirror)."""
+    """The drifts between one published list and ``facts`` (the mirror).
+
+    The list must be signed by a key registered on-chain, not revoked, to the issuer that anchored
+    every root its companion names: a list that verifies under a key of its own says nothing.
+    """
     url = credential_path.name
     try:
         credential = _read(credential_path)
-        url = str(credential.get("id", url)) if isinstance(credential, dict) else url
-        verify_proof(credential)
+        if not isinstance(credential, dict):
+            raise StatusListError(f"{credential_path.name} is not a status list credential")
+        url = str(credential.get("id", url))
+        signer = keccak256(verify_proof(credential).public_key_der)
         bits = list_bits(credential)
-        leaves = _read(leaves_path)
-        if not isinstance(leaves, dict) or leaves.get("format") != LEAVES_FORMAT:
-            raise StatusListError(f"{leaves_path.name} is not {LEAVES_FORMAT}")
-        entries = {
-            int(entry["statusListIndex"]): (to_bytes32(entry["leaf"]), to_bytes32(entry["root"]))
-            for entry in leaves["entries"]
-        }
-    except (
-        OSError,
-        DocumentError,
-        DataIntegrityError,
-        StatusListError,
-        KeyError,
-        TypeError,
-        ValueError,
-    ) as exc:
+        entries = _entries(_read(leaves_path), leaves_path)
+    except _UNREADABLE as exc:
         reason = getattr(exc, "message", None) or str(exc)
         return [_drift(url, None, "a list the chain can be compared with", f"unreadable: {reason}")]
+    key = facts.key(signer)
+    if key is None or key.revoked_block is not None:
+        return [_drift(url, None, "a list signed by a live key registered on-chain", "signed by another key")]
     drifts: list[Drift] = []
     for index, (leaf, root) in sorted(entries.items()):
         if not 0 <= index < LIST_SIZE:
             drifts.append(_drift(url, index, "an index within the list", "outside the list"))
+            continue
+        anchor = facts.anchor(root)
+        if anchor is None or anchor.issuer != key.issuer:
+            drifts.append(
+                _drift(url, index, "a root this list's issuer anchored", "a certificate it did not")
+            )
             continue
         revocation = facts.revocation(root, None) or facts.revocation(root, leaf)
         listed = is_set(bits, index)

@@ -17,10 +17,11 @@ from typing import Any
 import httpx
 import pytest
 
-from chain.core.data_integrity import add_proof
+from chain.core.data_integrity import add_proof, did_key
 from chain.core.receipt import ReceiptV2, parse_receipt
 from chain.core.status_list import LIST_SIZE, encode_list, is_set, list_bits, read_entry, set_indexes
 from chain.dev.devchain import DevChain
+from chain.keys import generate_private_key
 from chain.registry import RevocationReason
 from chain.rpc import RpcClient
 from issuer.api_keys import create_api_key
@@ -156,7 +157,8 @@ def _resigned(path: Path, flip: int, key: Any) -> None:
         **unsecured["credentialSubject"],
         "encodedList": encode_list(bytes(bits)),
     }
-    controller = published["proof"]["verificationMethod"].split("#")[0]
+    controller = did_key(key.public_key())  # the issuer's own did:key, or an impostor's
+    unsecured["issuer"] = controller
     created = published["proof"]["created"]
     path.write_text(json.dumps(add_proof(unsecured, key, controller=controller, created=created)))
 
@@ -199,6 +201,10 @@ def test_reconcile_names_a_flipped_bit_with_both_sides(
         f"status: https://uni.example/status/1#{live_index}: listed revoked, not revoked on-chain"
         in text.stdout
     )
+
+    _resigned(published / "1.json", live_index, generate_private_key("ed25519"))  # a key of its own
+    impostor = run_finvault("reconcile", "--db", mirror, *chain, "--status-dir", str(published))
+    assert "status: https://uni.example/status/1: signed by another key" in impostor.stdout
 
     (published / "1.json").write_text(
         (published / "1.json").read_text().replace('"proofValue": "z', '"proofValue": "z2')
