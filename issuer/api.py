@@ -297,7 +297,7 @@ class IssuerApi:
             raise NotFound(f"no status list {name!r}") from None
         etag = f'"{hashlib.sha256(data).hexdigest()[:32]}"'
         headers = {"Cache-Control": f"public, max-age={STATUS_MAX_AGE}", "ETag": etag}
-        if if_none_match == etag:
+        if if_none_match is not None and _etag_matches(if_none_match, etag):
             return Response(status_code=304, headers=headers)
         return Response(data, media_type="application/json", headers=headers)
 
@@ -355,6 +355,13 @@ class IssuerApi:
                 .limit(limit)
             ).all()
         return [DeliveryView(**delivery_view(row)) for row in rows]
+
+
+def _etag_matches(if_none_match: str, etag: str) -> bool:
+    """RFC 9110 weak comparison of an ``If-None-Match`` list (or ``*``) with ``etag``."""
+    if if_none_match.strip() == "*":
+        return True
+    return any(tag.strip().removeprefix("W/") == etag for tag in if_none_match.split(","))
 
 
 def _error_for_replay(exc: FinVaultError) -> JSONResponse | None:

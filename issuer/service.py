@@ -245,8 +245,8 @@ class IssuerConfig:
     max_batch_size: int = 10_000
     #: Published manifests live at ``<manifest_base_uri>/<root>.json``; empty: no URI on-chain.
     manifest_base_uri: str = ""
-    #: Write a QR code PNG beside each receipt (about 2-3 ms each); otherwise ``finvault qr``
-    #: renders one from the receipt's link when a holder wants it.
+    #: Write a QR code PNG beside each receipt (about 2-3 ms each); otherwise ``finvault qr
+    #: --node-url URL`` renders one from the recomputed leaf when a holder wants it.
     qr_codes: bool = False
     #: The DID that issues (and controls the Data Integrity key): ``did:web:DOMAIN`` when the issuer
     #: publishes one (``finvault issuer did-web``); None: the signing key's own ``did:key``.

@@ -6,9 +6,9 @@ Verifiable Credentials verifier reads (chain.core.status_list). With ``status_ba
 
 - **Sealing** gives each certificate a ``credentialStatus`` entry in the current list before its
   credential is secured: a random free index (:func:`chain.core.status_list.draw_index`), so an
-  index says nothing about when its credential was issued. A list takes certificates until half of
-  its 131,072 entries are used (draws stay cheap; the other half is the herd), then the next list
-  starts, at ``<status_base_url>/<n>``.
+  index alone says nothing about when its credential was issued (the companion names its batch).
+  A list takes certificates until half of its 131,072 entries are used (draws stay cheap; the
+  other half is the herd), then the next list starts, at ``<status_base_url>/<n>``.
 - **Publishing** writes, for each list, ``status/<n>.json`` (the ``BitstringStatusListCredential``,
   secured with an ``eddsa-jcs-2022`` proof by the issuer's key) and ``status/<n>.leaves.json`` (its
   ``finvault-status-leaves/1`` companion: the index, leaf and root of each anchored certificate, so

@@ -38,6 +38,10 @@ CHECKS = (PROOF, DATA_MODEL, VALIDITY, STATUS)
 #: of the VC 2.0 base context (npm ``@digitalbazaar/credentials-context``) is, as its README says,
 #: semantically equal to the published file but not byte for byte, so no digest can be checked on it.
 UNFETCHED = "the node fetches no related resource, and holds no byte-exact copy of it"
+ISSUER_KEY_NOT_CHECKED = (
+    "the proof verifies under the key it names, which nothing here ties to the issuer's DID; POST "
+    "/verify with the receipt checks the key is the one the anchoring issuer registered on-chain"
+)
 STATUS_NOT_CHECKED = (
     "not checked: a bare credential carries no Merkle path; POST /verify with the receipt checks it on-chain"
 )
@@ -88,10 +92,13 @@ def check_bare_credential(
     except rfc8785.CanonicalizationError as exc:
         return failed(PROOF, "malformed", f"the credential cannot be canonicalized (JCS): {exc}")
     try:
-        verify_proof(credential, signatures)  # its key is not looked up in the registry: a receipt's job
+        proof = verify_proof(credential, signatures)  # its key is not looked up in the registry here
     except DataIntegrityError as exc:
         return failed(PROOF, "proof_invalid", exc.message)
     passed.append(PROOF)
+    issuer_key: list[Finding] = []
+    if not proof.controller.startswith("did:key:"):  # did:web and others: the proof names its own key
+        issuer_key.append(Finding(PROOF, "issuer_key_not_checked", ISSUER_KEY_NOT_CHECKED))
     try:
         check_credential(credential)
     except ModelError as exc:
@@ -105,7 +112,10 @@ def check_bare_credential(
     if since is not None and now < parse_date_time_stamp(since, "validFrom"):
         return failed(VALIDITY, "not_yet_valid", f"not valid before {since}")
     passed.append(VALIDITY)
-    warnings = [Finding(STATUS, "status_not_checked", f"{STATUS_NOT_CHECKED} (leaf {hex0x(leaf)})")]
+    warnings = [
+        *issuer_key,
+        Finding(STATUS, "status_not_checked", f"{STATUS_NOT_CHECKED} (leaf {hex0x(leaf)})"),
+    ]
     warnings += _related_resources(credential)
     return CredentialResult(tuple(passed), tuple(warnings), ())
 
