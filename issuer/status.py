@@ -41,7 +41,7 @@ from chain.core.data_integrity import add_proof, did_key
 from chain.core.encoding import iso_utc
 from chain.core.signing import PrivateKey
 from chain.core.status_list import LEAVES_FORMAT, LIST_SIZE, draw_index, list_credential, status_entry
-from chain.service.files import private_dir, sync_files
+from chain.service.files import private_dir, private_file, sync_files
 from issuer.outputs import write_atomic
 from issuer.store import Certificate, CertificateStatus, StatusList, Store, utcnow
 
@@ -116,7 +116,7 @@ class StatusPublisher:
         directory = private_dir(self.out_dir / STATUS_DIR)
         # One publisher at a time, in this process and across processes (the API's scheduler, a
         # `finvault revoke`): a snapshot read before a revocation never lands after one read since.
-        with _PUBLISHING, open(directory / ".lock", "a") as lock:
+        with _PUBLISHING, open(private_file(directory / ".lock"), "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             return self._publish(directory, self.key, controller, list_ids)
 
