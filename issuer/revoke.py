@@ -25,7 +25,7 @@ from chain.errors import ConfigError
 from chain.registry import RegistryWriter, RevocationInfo, RevocationReason, leaf_revocation_id
 from chain.tx import TxReceipt
 from issuer.errors import NotAnchored, StoreError, UnknownCertificate
-from issuer.status import StatusPublisher
+from issuer.status import StatusPublisher, touch_lists_of_batch
 from issuer.store import (
     Batch,
     BatchStatus,
@@ -192,6 +192,7 @@ class Revoker:
                 "block_number": block_number,
             }
             add_events(session, EventType.CERTIFICATE_REVOKED, data, ids, self._now())
+            touch_lists_of_batch(session, root, self._now())
         if self.status_lists is not None:  # confirmed on-chain and recorded: the lists say so now
             self.status_lists.publish_for_batch(root)
 

@@ -60,7 +60,7 @@ from issuer.pipeline import (
     seal_certificates,
     write_receipts,
 )
-from issuer.status import Allocator, StatusPublisher
+from issuer.status import Allocator, StatusPublisher, touch_lists_of_batch
 from issuer.store import (
     Batch,
     BatchStatus,
@@ -471,6 +471,7 @@ class IssuerService:
             session.execute(update(Certificate).where(sealed).values(status=CertificateStatus.ANCHORED))
             data = {"batch": root, "tx_hash": confirmed.tx_hash, "block_number": confirmed.block_number}
             add_events(session, EventType.CERTIFICATE_ANCHORED, data, ids, stored.anchored_at)
+            touch_lists_of_batch(session, root, stored.anchored_at)
         if self.status_lists is not None:  # the lists' companions now name these leaves
             self.status_lists.publish_for_batch(root)
         log.info("batch %s anchored in block %d (%s)", root, confirmed.block_number, confirmed.tx_hash)
@@ -551,6 +552,8 @@ class IssuerService:
         ``failed`` batches (reverted, or refused at estimation) are retried only when asked, e.g.
         after the registry owner re-activated a suspended issuer.
         """
+        if self.status_lists is not None:  # what a crash left unpublished, before anything new
+            self.status_lists.publish_owed()
         statuses = [BatchStatus.SEALED, BatchStatus.SENDING, BatchStatus.SENT]
         if retry_failed:
             statuses.append(BatchStatus.FAILED)

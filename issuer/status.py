@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from chain.core.data_integrity import add_proof, did_key
@@ -49,6 +49,16 @@ STATUS_DIR = "status"
 _PUBLISHING = threading.Lock()
 #: Certificates a list takes before the next one starts: half its entries.
 LIST_FILL = LIST_SIZE // 2
+
+
+def touch_lists_of_batch(session: Session, root: str, now: datetime) -> None:
+    """Records, in the caller's transaction, that the lists holding batch ``root``'s certificates
+    must show a change (its anchoring, or a revocation): :meth:`StatusPublisher.publish_owed`
+    republishes them should the publication after the commit not happen."""
+    holding = select(Certificate.status_list_id).where(
+        Certificate.batch_root == root, Certificate.status_list_id.is_not(None)
+    )
+    session.execute(update(StatusList).where(StatusList.id.in_(holding)).values(changed_at=now))
 
 
 @dataclass
@@ -124,6 +134,7 @@ class StatusPublisher:
         self, directory: Path, key: Ed25519PrivateKey, controller: str, list_ids: Iterable[int] | None
     ) -> list[Path]:
         written: list[Path] = []
+        snapshot = self.now()  # a change committed from here on is owed to the next publication
         with self.store.reading() as session:
             query = select(StatusList).order_by(StatusList.id)
             if list_ids is not None:
@@ -163,8 +174,22 @@ class StatusPublisher:
         if lists:
             with self.store.transaction() as session:
                 for item in lists:
-                    session.get_one(StatusList, item.id).published_at = self.now()
+                    session.get_one(StatusList, item.id).published_at = snapshot
         return written
+
+    def publish_owed(self) -> list[Path]:
+        """Publishes every list whose newest change is not in its published file yet (never
+        published, or changed since its last snapshot): what a crash between a commit and its
+        publication left behind."""
+        with self.store.reading() as session:
+            owed = list(
+                session.scalars(
+                    select(StatusList.id).where(
+                        StatusList.published_at.is_(None) | (StatusList.changed_at > StatusList.published_at)
+                    )
+                )
+            )
+        return self.publish(owed) if owed else []
 
     def publish_unpublished(self, list_ids: Iterable[int]) -> list[Path]:
         """Publishes those of ``list_ids`` never published yet (a new list, its entries all clear)."""

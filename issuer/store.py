@@ -200,6 +200,9 @@ class StatusList(Base):
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
     url: Mapped[str] = mapped_column(String(2048), unique=True)
     created_at: Mapped[datetime]
+    #: When a change it must show was committed (a batch anchored, a revocation recorded), and when
+    #: the snapshot of the newest publication was taken: owed while ``changed_at > published_at``.
+    changed_at: Mapped[datetime | None]
     published_at: Mapped[datetime | None]
 
 

@@ -258,3 +258,20 @@ def test_vc_api_issuance_returns_what_the_receipt_then_anchors(env: IssuerEnv, a
             ).status_code
             == 400
         )
+
+
+def test_a_publication_a_crash_missed_is_made_on_resume(env: IssuerEnv) -> None:
+    """A revocation committed but never published (the process died between the two) is owed:
+    the next resume publishes it, before anything new."""
+    env.ingest_csv(2)
+    service = env.service(status_base_url="https://uni.example/status")
+    service.run_once()
+    published = env.out / "status" / "1.json"
+    before = published.read_text()
+    Revoker(env.store, env.writer()).revoke_certificates(["cert-00001"], RevocationReason.SUPERSEDED)
+    assert published.read_text() == before  # committed on-chain and in the store, not published
+    [certificate] = env.store.certificates(["cert-00001"])
+    assert certificate.status_index is not None
+    env.service(status_base_url="https://uni.example/status").resume()
+    assert is_set(list_bits(json.loads(published.read_text())), certificate.status_index)
+    assert env.service(status_base_url="https://uni.example/status").status_lists.publish_owed() == []  # type: ignore[union-attr]
