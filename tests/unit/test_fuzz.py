@@ -392,9 +392,11 @@ def check_verdict(receipt: Any, facts: StaticFacts) -> Verdict:
         assert verdict.reasons
     try:  # and as the text a node or `finvault verify` reads, where there is one
         text = json.dumps(receipt, ensure_ascii=False).encode("utf-8", "surrogatepass")
+        same = json.loads(text) == receipt  # a tuple is written as a list: another receipt then
     except (TypeError, ValueError, RecursionError):
         return verdict
-    assert verify(text, facts, NOW).status is verdict.status
+    if same:
+        assert verify(text, facts, NOW).status is verdict.status
     return verdict
 
 
