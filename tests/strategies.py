@@ -298,8 +298,34 @@ def _split_sd_jwt(compact: str) -> tuple[list[str], list[str], str]:
     return jwt.split("."), rest[:-1], rest[-1] if rest else ""
 
 
+#: Nesting past which the strategies leave a value's JSON alone: whether json.dumps or json.loads
+#: hits Python's recursion limit depends on the stack at the time, and Hypothesis needs generation
+#: to behave alike when it replays an example.
+_JSON_DEPTH = 200
+
+
+def _depth(value: Any) -> int:
+    """How deeply ``value`` nests, found without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if isinstance(node, dict):
+            stack.extend((child, depth + 1) for child in node.values())
+        elif isinstance(node, list | tuple):
+            stack.extend((child, depth + 1) for child in node)
+    return deepest
+
+
 def _decoded_json(segment: str) -> Any:
-    return json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+    text = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    depth = deepest = 0
+    for byte in text:  # brackets inside strings only overcount: the bound stays a bound
+        depth += (byte in b"[{") - (byte in b"]}")
+        deepest = max(deepest, depth)
+    if deepest > _JSON_DEPTH:
+        raise ValueError("nested too deeply to decode here")
+    return json.loads(text)
 
 
 @st.composite
@@ -356,7 +382,10 @@ def mutated_sd_jwts(draw: st.DrawFn, compact: str, values: st.SearchStrategy[obj
             except (ValueError, RecursionError):
                 continue
             if isinstance(content, list) and content:
-                content[-1] = draw(values)
+                value = draw(values)
+                if _depth(value) > _JSON_DEPTH:
+                    continue
+                content[-1] = value
                 if draw(st.integers(0, 3)) == 0:
                     content = draw(
                         st.sampled_from([content[:1], [*content, 0], [content[-1]], {"0": content}])
