@@ -30,8 +30,8 @@ from issuer.store import CertificateStatus
 from tests.factories import disclosed
 from tests.integration.conftest import Deployed, run_finvault
 from tests.integration.issuer_fixtures import PASSPHRASE, TEMPLATE, IssuerEnv
-from tests.integration.test_issuer_api import ROOT_DIR, student, wait_for
-from tests.tools.stock_verifier import stock_verifier
+from tests.integration.test_issuer_api import ROOT_DIR, _answers, student, wait_for
+from tests.tools.stock_verifier import run_node_tool, stock_verifier
 
 CHECKER = ROOT_DIR / "tests" / "tools" / "status_check.mjs"
 
@@ -39,12 +39,7 @@ CHECKER = ROOT_DIR / "tests" / "tools" / "status_check.mjs"
 def stock_status(credentials: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """``{"verified", "revoked", "error"}`` per credential, as @digitalbazaar/vc-bitstring-status-list
     says (the list fetched from where the credential points, its proof verified)."""
-    done = subprocess.run(
-        ["node", str(CHECKER)], input=json.dumps(credentials), capture_output=True, text=True,
-        check=True, timeout=120, cwd=ROOT_DIR,
-    )  # fmt: skip
-    results: list[dict[str, Any]] = json.loads(done.stdout)
-    return results
+    return run_node_tool(CHECKER, credentials)
 
 
 @pytest.fixture
@@ -77,13 +72,6 @@ def api(env: IssuerEnv, anvil: DevChain, reserved_port: int) -> Iterator[str]:
         process.send_signal(signal.SIGINT)
         _, stderr = process.communicate(timeout=30)
         assert process.returncode == 0, stderr
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/health", timeout=1).status_code == 200
-    except httpx.TransportError:
-        return False
 
 
 @pytest.mark.slow(seconds=8)

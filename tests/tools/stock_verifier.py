@@ -12,11 +12,16 @@ ROOT = Path(__file__).resolve().parents[2]
 VERIFIER = ROOT / "tests" / "tools" / "di_verify.mjs"
 
 
-def stock_verifier(credentials: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """``{"verified", "error"}`` for each credential, as the Digital Bazaar verifier judges it."""
+def run_node_tool(script: Path, credentials: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What a Node test tool (a JSON array of credentials on stdin) prints: one result each."""
     done = subprocess.run(
-        ["node", str(VERIFIER)], input=json.dumps(credentials), capture_output=True, text=True,
+        ["node", str(script)], input=json.dumps(credentials), capture_output=True, text=True,
         check=True, timeout=120, cwd=ROOT,
     )  # fmt: skip
     results: list[dict[str, Any]] = json.loads(done.stdout)
     return results
+
+
+def stock_verifier(credentials: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``{"verified", "error"}`` for each credential, as the Digital Bazaar verifier judges it."""
+    return run_node_tool(VERIFIER, credentials)
