@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from indexer.fetch import Header
 
 #: Bumped with every Alembic migration; the checkpoint records which version wrote the mirror.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 class RawBytes(LargeBinary):
@@ -190,6 +190,9 @@ class CheckpointRow(Base):
     revocation_accumulator: Mapped[bytes] = mapped_column(Hash)
     anchor_count: Mapped[int] = mapped_column(BigInteger)
     revocation_count: Mapped[int] = mapped_column(BigInteger)
+    #: Incremented by every transaction that changes a fact (a step that wrote events, a rewind, a
+    #: resync): readers cache facts per revision.
+    revision: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class ReconciliationRunRow(Base):
@@ -220,8 +223,8 @@ class AuditLogRow(Base):
 
 
 class LoopStateRow(Base):
-    """What the mirror's one writer (a node's sync loop) last said of itself, for the replica nodes
-    that read this mirror without writing it (``node/replica.py``): one row, rewritten each poll."""
+    """What the mirror's one writer (a node's sync loop) last said of itself, for the processes that
+    serve from this mirror without writing it (``node/state.py``): one row, rewritten each poll."""
 
     __tablename__ = "loop_state"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)

@@ -200,6 +200,7 @@ class Indexer:
             revocation_accumulator=revocation_acc,
             anchor_count=0,
             revocation_count=0,
+            revision=0,
         )
         session.add(checkpoint)
         session.merge(BlockRow.without_events(header))
@@ -378,6 +379,8 @@ class Indexer:
         checkpoint.revocation_accumulator = revocation_acc
         checkpoint.anchor_count += len(batch.anchors)
         checkpoint.revocation_count += len(batch.revocations)
+        if batch.count:
+            checkpoint.revision += 1
         self.status.finalized_block = checkpoint.finalized_block
 
     # -- reorgs -----------------------------------------------------------------------------------

@@ -20,8 +20,7 @@ from chain.rpc import RpcClient
 from indexer.db import open_mirror
 from indexer.schema import AnchorRow, CheckpointRow
 from node.mirror import MirrorView
-from node.replica import StatePublisher, replica_snapshot_on
-from node.shared import SyncSnapshot
+from node.state import StatePublisher, StateReader, SyncSnapshot
 from tests.integration.conftest import Deployed, MirrorBackend, on_both_backends, run_finvault
 from tests.integration.indexer_fixtures import new_indexer
 from tests.integration.node_fixtures import FINALITY_DEPTH, issue, start_node, verdict_when
@@ -125,7 +124,7 @@ def test_a_replica_reads_state_and_facts_in_one_snapshot(
     root = bytes.fromhex(issued.root[2:])
 
     def state_then_a_write(connection: Connection) -> SyncSnapshot:
-        state = replica_snapshot_on(connection)
+        state = StateReader().read(connection)
         with other.begin() as db:  # another process deletes the anchor and moves the checkpoint
             db.execute(delete(AnchorRow).where(AnchorRow.root == root))
             db.execute(update(CheckpointRow).values(block_number=CheckpointRow.block_number + 1))
@@ -133,9 +132,7 @@ def test_a_replica_reads_state_and_facts_in_one_snapshot(
 
     reader = open_mirror(mirror_url)
     try:
-        view = MirrorView(
-            reader, DEV_CHAIN_ID, registry.address, lambda: SyncSnapshot(), state_in=state_then_a_write
-        )
+        view = MirrorView(reader, DEV_CHAIN_ID, registry.address, state_then_a_write)
         verdict, state = view.verify(issued.receipts[0].to_json(), datetime.now(UTC), Policy(confirmations=1))
         assert verdict.status is Status.VALID  # the anchor of the snapshot, not the deletion after it
         assert state.indexed_block == indexer.status.indexed_block
