@@ -29,7 +29,6 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import FastAPI, Query, Request
 from fastapi import Path as PathParam
-from fastapi.concurrency import run_in_threadpool
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -168,6 +167,7 @@ def create_app(runtime: Runtime, *, static_dir: Path | None = STATIC_DIR) -> Fas
     """The node's app over ``runtime``, a reader of its mirror (the caller closes the runtime)."""
     settings = runtime.settings
     off_loop = OffLoop(settings.verify_threads)
+    bulk_loop = OffLoop(settings.bulk_concurrency)  # a thread per bulk turn: singles never wait behind one
     metrics = NodeMetrics(runtime)
 
     identities = IdentityResolver.from_settings(settings)
@@ -180,6 +180,7 @@ def create_app(runtime: Runtime, *, static_dir: Path | None = STATIC_DIR) -> Fas
         finally:
             await identities.aclose()
             off_loop.close()
+            bulk_loop.close()
 
     app = EdgeFastAPI(
         edge={
@@ -226,7 +227,7 @@ def create_app(runtime: Runtime, *, static_dir: Path | None = STATIC_DIR) -> Fas
             expose_headers=["X-Correlation-ID", "Retry-After"],
             max_age=600,
         )
-    _verification_routes(app, runtime, metrics, identities, off_loop)
+    _verification_routes(app, runtime, metrics, identities, (off_loop, bulk_loop))
     _credential_routes(app, runtime, off_loop)
     _mirror_routes(app, runtime)
     _operations_routes(app, runtime, metrics, off_loop)
@@ -238,12 +239,17 @@ def create_app(runtime: Runtime, *, static_dir: Path | None = STATIC_DIR) -> Fas
 
 
 def _verification_routes(
-    app: FastAPI, runtime: Runtime, metrics: NodeMetrics, identities: IdentityResolver, off_loop: OffLoop
+    app: FastAPI,
+    runtime: Runtime,
+    metrics: NodeMetrics,
+    identities: IdentityResolver,
+    pools: tuple[OffLoop, OffLoop],
 ) -> None:
     """``POST /verify`` and ``POST /verify/bulk``: verdicts from the mirror (with the issuer's
     checked identity beside them), or 503 while the mirror cannot vouch."""
     settings = runtime.settings
     single_limit = min(settings.max_body_bytes, MAX_RECEIPT_BYTES)
+    off_loop, bulk_loop = pools
 
     def judged(receipt: Any, now: datetime) -> tuple[Verdict, SyncSnapshot]:
         return runtime.view.verify(receipt, now, runtime.policy)
@@ -335,7 +341,7 @@ def _verification_routes(
             return refused(problem, state, None)
         # Each receipt within a receipt's own limits, as on /verify: one over them is INVALID.
         sized = len(await request.body()) > MAX_RECEIPT_BYTES
-        judgements = await run_in_threadpool(
+        judgements = await bulk_loop.run(
             lambda: [judged(_as_receipt(receipt, sized=sized), now) for receipt in receipts]
         )
         for _, state in judgements:

@@ -142,3 +142,47 @@ def test_a_replica_reads_state_and_facts_in_one_snapshot(
         reader.dispose()
         other.dispose()
         indexer.engine.dispose()
+
+
+def test_a_verdict_from_cached_facts_follows_the_next_commit(
+    anvil: DevChain, registry: Deployed, rpc: RpcClient, tmp_path: Path
+) -> None:
+    """SQLite: verifications whose facts are all cached skip the read transaction while nothing was
+    committed (PRAGMA data_version); the first verification after a commit reads the state again,
+    and facts cached under an older revision are not used with it."""
+    mirror_url = f"sqlite:///{tmp_path / 'mirror.db'}"
+    issued = issue(registry.owner, registry.issuer, seed="probe")
+    rpc.call("anvil_mine", [hex(FINALITY_DEPTH)])
+    indexer = new_indexer(mirror_url, rpc, registry.address, registry.block)
+    indexer.sync()
+    indexer.close()
+    status = indexer.status
+    StatePublisher(indexer.engine).publish(
+        SyncSnapshot(head=status.head, running=True, caught_up_at=time.monotonic())
+    )
+    reads: list[int] = []
+    states = StateReader()
+
+    def counted(connection: Connection) -> SyncSnapshot:
+        reads.append(1)
+        return states.read(connection)
+
+    reader = open_mirror(mirror_url)
+    view = MirrorView(reader, DEV_CHAIN_ID, registry.address, counted)
+    now, policy = datetime.now(UTC), Policy(confirmations=1)
+    try:
+        for receipt in issued.receipts:
+            verdict, _ = view.verify(receipt.to_json(), now, policy)
+            assert verdict.status is Status.VALID
+        assert len(reads) == 1  # the rest from the state known unchanged and the cached facts
+        root = bytes.fromhex(issued.root[2:])
+        with indexer.engine.begin() as db:  # as a reorg's rewind would: facts change with the revision
+            db.execute(delete(AnchorRow).where(AnchorRow.root == root))
+            db.execute(update(CheckpointRow).values(revision=CheckpointRow.revision + 1))
+        verdict, _ = view.verify(issued.receipts[0].to_json(), now, policy)
+        assert verdict.status is Status.INVALID
+        assert len(reads) == 2
+    finally:
+        view.close()
+        reader.dispose()
+        indexer.engine.dispose()
