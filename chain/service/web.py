@@ -495,17 +495,15 @@ class EdgeFastAPI(FastAPI):
     a node's verification path).
     """
 
-    #: FastAPI's native telemetry, every part off.
-    TELEMETRY_OFF: TelemetryConfig = {
-        "tracing": False,
-        "metrics": False,
-        "logs": False,
-        "operation_spans": False,
-    }
-
     def __init__(self, *, edge: Mapping[str, Any], **kwargs: Any) -> None:
         self.edge = dict(edge)
-        super().__init__(telemetry=self.TELEMETRY_OFF, **kwargs)
+        telemetry_off: TelemetryConfig = {
+            "tracing": False,
+            "metrics": False,
+            "logs": False,
+            "operation_spans": False,
+        }
+        super().__init__(telemetry=telemetry_off, **kwargs)
 
     def build_middleware_stack(self) -> ASGIApp:
         """Starlette's stack (error middleware included) wrapped in :class:`EdgeMiddleware`."""
