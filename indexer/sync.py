@@ -32,7 +32,7 @@ from chain.core.accumulators import fold_anchor, fold_revocation, genesis_accumu
 from chain.core.encoding import hex0x
 from chain.errors import ChainMismatch, FinVaultError, RpcError, RpcUnavailable
 from chain.registry import RegistryReader
-from chain.rpc import RpcClient
+from chain.rpc import RpcClient, hex_quantity
 from chain.service.db import BEGIN_MODE
 from indexer.db import insert_rows, open_mirror
 from indexer.decode import MIRRORED_TOPICS, DecodedBatch
@@ -236,20 +236,30 @@ class Indexer:
                 )
 
     def _finality(self) -> tuple[int, int]:
-        """``(head, finalized block)``: by depth, and by the ``finalized`` tag where available."""
+        """``(head, finalized block)``: by depth, and by the ``finalized`` tag where available.
+
+        A head or a finalized block the endpoint answers with something else than a block number
+        (``result: null`` included) is an :class:`RpcError` naming the method, retried like any.
+        """
         finalized_raw = None
         if self._finalized_tag:
             try:
                 head_raw, finalized_raw = self.rpc.batch(
                     [("eth_blockNumber", []), ("eth_getBlockByNumber", ["finalized", False])]
                 )
-            except RpcError:
+            except RpcError as exc:
+                if exc.method == "eth_blockNumber":
+                    raise  # the head itself failed: no verdict on the tag
                 self._finalized_tag = False  # this endpoint has no such tag: depth alone decides
         if not self._finalized_tag:
             head_raw = self.rpc.call("eth_blockNumber")
-        head = int(head_raw, 16)
+        head = hex_quantity("eth_blockNumber", head_raw)
         by_depth = max(0, head - self.confirmations + 1)
-        return head, by_depth if finalized_raw is None else min(by_depth, int(finalized_raw["number"], 16))
+        if finalized_raw is None:
+            return head, by_depth
+        if not isinstance(finalized_raw, dict):
+            raise RpcError(f"eth_getBlockByNumber(finalized): not a block: {finalized_raw!r:.60}")
+        return head, min(by_depth, hex_quantity("eth_getBlockByNumber", finalized_raw.get("number")))
 
     # -- one step ---------------------------------------------------------------------------------
 
