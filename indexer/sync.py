@@ -184,7 +184,7 @@ class Indexer:
                 self.status.indexed_block = checkpoint.block_number
                 self.status.finalized_block = checkpoint.finalized_block
 
-    def _initial_checkpoint(self, session: Session) -> CheckpointRow:
+    def _initial_checkpoint(self, session: Session, head: int, finalized: int) -> CheckpointRow:
         base = self.start_block - 1
         header = self._headers([base])[base]
         anchor_acc, revocation_acc = genesis_accumulators(self.chain_id, self.registry_bytes)
@@ -196,6 +196,8 @@ class Indexer:
             block_number=base,
             block_hash=header.hash,
             finalized_block=0,
+            chain_head_block=head,
+            chain_finalized_block=finalized,
             anchor_accumulator=anchor_acc,
             revocation_accumulator=revocation_acc,
             anchor_count=0,
@@ -264,50 +266,75 @@ class Indexer:
     # -- one step ---------------------------------------------------------------------------------
 
     def step(self, to_block: int | None = None) -> StepResult:
-        """Advances the mirror by one range (or repairs a reorg). Raises on failure."""
+        """Advances the mirror by one range (or repairs a reorg). Raises on failure.
+
+        The checkpoint records the chain head and finalized block this step read, in the step's
+        one transaction. :attr:`status` and the breaker move only once that transaction has
+        committed: a step whose commit fails (a full disk, a database restart) leaves them, like
+        the mirror, as they were.
+        """
         head, finalized = self._finality()
         target_head = head if to_block is None else min(head, to_block)
         with Session(self.engine) as session, session.begin():
             session.connection(execution_options={BEGIN_MODE: "IMMEDIATE"})  # the one writer
-            checkpoint = session.get(CheckpointRow, 1) or self._initial_checkpoint(session)
-            first = checkpoint.block_number + 1
-            if first > target_head:
-                fork = self._confirm_checkpoint(session, checkpoint, finalized)
-                return self._record(
-                    StepResult(first, checkpoint.block_number, 0, target_head, reorged_to=fork)
-                )
-            fetched = self.fetcher.fetch_range(first, target_head)
-            last, batch, headers = fetched.last, fetched.batch, dict(fetched.headers)
-            self._require(headers, [checkpoint.block_number, *batch.blocks, last])
-            # The newest final block is kept too, whenever finality moves: the fork point no
-            # repairable reorg goes below. Without it, after steps of many blocks (a catch-up) the
-            # stored blocks are sparse, and a shallow reorg would find its fork below finality.
-            newest_final = min(finalized, last)
-            if newest_final > checkpoint.finalized_block and newest_final not in headers:
-                headers.update(self._headers([newest_final]))
-            if headers[checkpoint.block_number].hash != checkpoint.block_hash:
-                fork = self._rollback_to_fork(session, checkpoint)
-                return self._record(StepResult(first, fork, 0, target_head, reorged_to=fork))
-            if headers[last].hash != fetched.last_hash_before:
-                raise ChainMoved(f"block {last} changed while the logs below it were read")
-            for number, block_hash in batch.blocks.items():
-                if headers[number].hash != block_hash:
-                    raise ChainMoved(f"block {number} changed while its logs were read")
-            self._check_quorum(headers)
-            self._apply(session, checkpoint, batch, headers, last, finalized)
-            return self._record(StepResult(first, last, batch.count, target_head))
+            result, final_block = self._advance(session, head, finalized, target_head)
+        self._committed(result, final_block)
+        return result
+
+    def _advance(
+        self, session: Session, head: int, finalized: int, target_head: int
+    ) -> tuple[StepResult, int]:
+        """The step's writes, in ``session``'s transaction: what the step did, and the mirror's
+        finalized block after it."""
+        checkpoint = session.get(CheckpointRow, 1) or self._initial_checkpoint(session, head, finalized)
+        checkpoint.chain_head_block = head
+        checkpoint.chain_finalized_block = finalized
+        first = checkpoint.block_number + 1
+        if first > target_head:
+            fork = self._confirm_checkpoint(session, checkpoint, finalized)
+            result = StepResult(first, checkpoint.block_number, 0, target_head, reorged_to=fork)
+            return result, checkpoint.finalized_block
+        fetched = self.fetcher.fetch_range(first, target_head)
+        last, batch, headers = fetched.last, fetched.batch, dict(fetched.headers)
+        self._require(headers, [checkpoint.block_number, *batch.blocks, last])
+        # The newest final block is kept too, whenever finality moves: the fork point no
+        # repairable reorg goes below. Without it, after steps of many blocks (a catch-up) the
+        # stored blocks are sparse, and a shallow reorg would find its fork below finality.
+        newest_final = min(finalized, last)
+        if newest_final > checkpoint.finalized_block and newest_final not in headers:
+            headers.update(self._headers([newest_final]))
+        if headers[checkpoint.block_number].hash != checkpoint.block_hash:
+            fork = self._rollback_to_fork(session, checkpoint)
+            return StepResult(first, fork, 0, target_head, reorged_to=fork), checkpoint.finalized_block
+        if headers[last].hash != fetched.last_hash_before:
+            raise ChainMoved(f"block {last} changed while the logs below it were read")
+        for number, block_hash in batch.blocks.items():
+            if headers[number].hash != block_hash:
+                raise ChainMoved(f"block {number} changed while its logs were read")
+        self._check_quorum(headers)
+        self._apply(session, checkpoint, batch, headers, last, finalized)
+        return StepResult(first, last, batch.count, target_head), checkpoint.finalized_block
 
     def _failed(self, error: Exception) -> None:
         self.breaker.failure()
         self.status.last_error = error.diagnostics() if isinstance(error, FinVaultError) else str(error)
 
-    def _record(self, result: StepResult) -> StepResult:
-        self.status.head = result.head
-        self.status.indexed_block = result.last_block
-        self.status.events_indexed += result.events
-        self.status.last_error = None
+    def _committed(self, result: StepResult, finalized_block: int) -> None:
+        """The step's transaction committed: now the status may say what it did."""
+        status = self.status
+        if result.reorged_to is not None:
+            status.reorgs.append((result.first_block - 1, result.reorged_to))
+            log.warning(
+                "reorg: rolled the mirror back from block %d to fork point %d",
+                result.first_block - 1,
+                result.reorged_to,
+            )
+        status.head = result.head
+        status.indexed_block = result.last_block
+        status.finalized_block = finalized_block
+        status.events_indexed += result.events
+        status.last_error = None
         self.breaker.success()
-        return result
 
     def _confirm_checkpoint(self, session: Session, checkpoint: CheckpointRow, finalized: int) -> int | None:
         """Nothing new to read: make sure the checkpoint block is still on the chain (it may be
@@ -325,7 +352,6 @@ class Indexer:
             if session.get(BlockRow, newest_final) is None:
                 session.add(BlockRow.without_events(final))
             checkpoint.finalized_block = newest_final
-        self.status.finalized_block = checkpoint.finalized_block
         return None
 
     def _apply(
@@ -388,7 +414,6 @@ class Indexer:
         checkpoint.revocation_accumulator = revocation_acc
         checkpoint.anchor_count += len(batch.anchors)
         checkpoint.revocation_count += len(batch.revocations)
-        self.status.finalized_block = checkpoint.finalized_block
 
     # -- reorgs -----------------------------------------------------------------------------------
 
@@ -416,10 +441,6 @@ class Indexer:
                 f"{checkpoint.finalized_block} as final; refusing to repair this silently",
                 resync_from=fork + 1,
             )
-        log.warning(
-            "reorg: rolling the mirror back from block %d to fork point %d", checkpoint.block_number, fork
-        )
-        self.status.reorgs.append((checkpoint.block_number, fork))
         rewind(session, checkpoint, fork)
         return fork
 
