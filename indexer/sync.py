@@ -26,14 +26,16 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import Engine, delete, select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from chain.core.accumulators import fold_anchor, fold_revocation, genesis_accumulators
 from chain.core.encoding import hex0x
-from chain.errors import ChainMismatch, FinVaultError, RpcError, RpcUnavailable
+from chain.errors import ChainMismatch, RpcError, RpcUnavailable
 from chain.registry import RegistryReader
 from chain.rpc import RpcClient, hex_quantity
 from chain.service.db import BEGIN_MODE
+from chain.service.failures import FailureLog
 from indexer.db import insert_rows, open_mirror
 from indexer.decode import MIRRORED_TOPICS, DecodedBatch
 from indexer.errors import ChainMoved, DecodeError, MirrorDivergence, QuorumDisagreement, ReorgBeyondFinality
@@ -56,8 +58,9 @@ from indexer.writer import WriterClaim
 log = logging.getLogger(__name__)
 
 
-#: Failures a later step may not meet again: retried (with backoff) until the breaker opens.
-TRANSIENT_ERRORS = (RpcUnavailable, RpcError, ChainMoved, QuorumDisagreement, DecodeError)
+#: Failures a later step may not meet again: retried (with backoff) until the breaker opens. A
+#: database's OperationalError (down, restarting, full, locked) is one: the step rolled back whole.
+TRANSIENT_ERRORS = (RpcUnavailable, RpcError, ChainMoved, QuorumDisagreement, DecodeError, OperationalError)
 
 
 @dataclass(frozen=True)
@@ -155,6 +158,8 @@ class Indexer:
         )
         self.breaker = breaker or CircuitBreaker()
         self.status = SyncStatus()
+        #: Logs a run of failed steps in two lines: when it starts and when it ends.
+        self.failures = FailureLog(log, "sync step")
         self._finalized_tag = True
         self.writer: WriterClaim | None = None
 
@@ -315,9 +320,14 @@ class Indexer:
         self._apply(session, checkpoint, batch, headers, last, finalized)
         return StepResult(first, last, batch.count, target_head), checkpoint.finalized_block
 
-    def _failed(self, error: Exception) -> None:
+    def failed(self, error: BaseException) -> str:
+        """Records a failed step: counts it on the breaker, puts its reason in
+        ``status.last_error`` (:func:`failure_reason`: the driver's "database or disk is full", not
+        "OperationalError") and logs it through :attr:`failures` (one line when a failure starts,
+        none while it repeats). Returns the reason. For the loop that called :meth:`step`."""
         self.breaker.failure()
-        self.status.last_error = error.diagnostics() if isinstance(error, FinVaultError) else str(error)
+        self.status.last_error = self.failures.failed(error)
+        return self.status.last_error
 
     def _committed(self, result: StepResult, finalized_block: int) -> None:
         """The step's transaction committed: now the status may say what it did."""
@@ -335,6 +345,7 @@ class Indexer:
         status.events_indexed += result.events
         status.last_error = None
         self.breaker.success()
+        self.failures.succeeded()
 
     def _confirm_checkpoint(self, session: Session, checkpoint: CheckpointRow, finalized: int) -> int | None:
         """Nothing new to read: make sure the checkpoint block is still on the chain (it may be
@@ -472,21 +483,22 @@ class Indexer:
             try:
                 return self.step(to_block)
             except TRANSIENT_ERRORS as exc:
-                self._failed(exc)
+                self.failed(exc)  # logged once, when the failure starts
                 if self.breaker.open:
                     raise  # N failures in a row: report, rather than retry forever
-                log.warning("sync step failed (%s); retrying in %.1fs", self.status.last_error, delay)
                 time.sleep(delay)
                 delay = min(delay * 2, 10.0)
 
     def run(self, stop: threading.Event, poll_interval: float = 2.0) -> None:
-        """The node's live loop: catch up, then poll for new heads until ``stop`` is set."""
+        """The node's live loop: catch up, then poll for new heads until ``stop`` is set.
+
+        :meth:`failed` logs a failure once, when it starts, and :meth:`step` once, when it ends.
+        """
         while not stop.is_set():
             try:
                 result = self.step()
             except TRANSIENT_ERRORS as exc:
-                self._failed(exc)
-                log.warning("sync step failed: %s", self.status.last_error)
+                self.failed(exc)
                 stop.wait(self.breaker.cooldown if self.breaker.open else poll_interval)
                 continue
             if result.caught_up and result.reorged_to is None:

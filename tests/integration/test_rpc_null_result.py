@@ -119,6 +119,8 @@ def test_a_sync_step_against_a_null_head_fails_as_a_transient_rpc_error(
                 indexer.step()
             assert isinstance(raised.value, TRANSIENT_ERRORS)
             assert indexer._finalized_tag  # a null head says nothing about the finalized tag
+            assert indexer.failed(raised.value).startswith("rpc_error: eth_blockNumber: ")
+            assert indexer.status.last_error == indexer.failed(raised.value)
         finally:
             indexer.close()
             indexer.engine.dispose()
