@@ -84,7 +84,14 @@ class StepResult:
 
 @dataclass
 class CircuitBreaker:
-    """Opens after ``threshold`` consecutive failures; half-opens after ``cooldown`` seconds."""
+    """Opens after ``threshold`` consecutive failures: the failures are an outage, not a blip.
+
+    An open breaker is reported (``/ready``, ``finvault_node_rpc_breaker_open``) and ends
+    :meth:`Indexer.sync`'s retries; it does not hold a live loop back. The loop tries again one
+    poll interval after a failure, open or not (:meth:`wait_after_failure`), so the first poll after
+    the cause is gone succeeds and closes it: the mirror vouches again within one poll, as the
+    operations guide promises. Without new failures it half-opens after ``cooldown`` seconds.
+    """
 
     threshold: int = 5
     cooldown: float = 30.0
@@ -94,7 +101,8 @@ class CircuitBreaker:
 
     @property
     def open(self) -> bool:
-        """Whether calls should stop: opened less than ``cooldown`` seconds ago."""
+        """Whether the failures are an outage: the last of ``threshold`` or more in a row came less
+        than ``cooldown`` seconds ago."""
         return self.opened_at is not None and self.clock() - self.opened_at < self.cooldown
 
     def success(self) -> None:
@@ -106,6 +114,12 @@ class CircuitBreaker:
         self.failures += 1
         if self.failures >= self.threshold:
             self.opened_at = self.clock()
+
+    def wait_after_failure(self, poll_interval: float) -> float:
+        """Seconds a live loop waits after a failed step before it tries again: ``poll_interval``,
+        whether the breaker is open or not. Waiting out ``cooldown`` instead kept a node refusing
+        for up to 30 s after its endpoint or database was back."""
+        return poll_interval
 
 
 @dataclass
@@ -490,16 +504,18 @@ class Indexer:
                 delay = min(delay * 2, 10.0)
 
     def run(self, stop: threading.Event, poll_interval: float = 2.0) -> None:
-        """The node's live loop: catch up, then poll for new heads until ``stop`` is set.
+        """A live loop: catch up, then poll for new heads until ``stop`` is set.
 
-        :meth:`failed` logs a failure once, when it starts, and :meth:`step` once, when it ends.
+        A failed step is retried one poll interval later, breaker open or not
+        (:meth:`CircuitBreaker.wait_after_failure`); :meth:`failed` logs a failure once, when it
+        starts, and :meth:`step` once, when it ends.
         """
         while not stop.is_set():
             try:
                 result = self.step()
             except TRANSIENT_ERRORS as exc:
                 self.failed(exc)
-                stop.wait(self.breaker.cooldown if self.breaker.open else poll_interval)
+                stop.wait(self.breaker.wait_after_failure(poll_interval))
                 continue
             if result.caught_up and result.reorged_to is None:
                 stop.wait(poll_interval)
