@@ -287,11 +287,14 @@ class Indexer:
     def step(self, to_block: int | None = None) -> StepResult:
         """Advances the mirror by one range (or repairs a reorg). Raises on failure.
 
+        With a writer claim (:meth:`claim_writer`), checks it first (:meth:`WriterClaim.ensure`).
         The checkpoint records the chain head and finalized block this step read, in the step's
         one transaction. :attr:`status` and the breaker move only once that transaction has
         committed: a step whose commit fails (a full disk, a database restart) leaves them, like
         the mirror, as they were.
         """
+        if self.writer is not None:
+            self.writer.ensure()
         head, finalized = self._finality()
         target_head = head if to_block is None else min(head, to_block)
         with Session(self.engine) as session, session.begin():
