@@ -53,14 +53,22 @@ from indexer.schema import (
     RevocationRow,
 )
 from indexer.settings import IndexerSettings
-from indexer.writer import WriterClaim
+from indexer.writer import WriterClaim, WriterClaimPending
 
 log = logging.getLogger(__name__)
 
 
 #: Failures a later step may not meet again: retried (with backoff) until the breaker opens. A
 #: database's OperationalError (down, restarting, full, locked) is one: the step rolled back whole.
-TRANSIENT_ERRORS = (RpcUnavailable, RpcError, ChainMoved, QuorumDisagreement, DecodeError, OperationalError)
+TRANSIENT_ERRORS = (
+    RpcUnavailable,
+    RpcError,
+    ChainMoved,
+    QuorumDisagreement,
+    DecodeError,
+    OperationalError,
+    WriterClaimPending,
+)
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -41,11 +42,22 @@ log = logging.getLogger(__name__)
 #: The session-level advisory lock of the mirror's one writer: ASCII "fvwriter" (the
 #: transaction-scoped write lock of chain.service.db is another key).
 POSTGRES_WRITER_CLAIM = 0x6676777269746572
-#: Whether this session holds the claim. pg_locks shows a bigint advisory key as two oids, its
-#: high and low 32 bits (objsubid 1).
+#: How long a writer whose claim's session was ended waits for that session's backend to exit
+#: (and let go of the lock) before it tries again at a later step: the client can hear of the end
+#: before the server has released the session's locks.
+CLAIM_RELEASE_WAIT = 5.0
+#: pg_locks shows a bigint advisory key as two oids, its high and low 32 bits (objsubid 1).
+_CLAIM_KEY = {"high": POSTGRES_WRITER_CLAIM >> 32, "low": POSTGRES_WRITER_CLAIM & 0xFFFFFFFF}
+#: Whether this session holds the claim.
 _HOLDS_CLAIM = (
-    "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid() "
+    "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE pid = pg_backend_pid() AND locktype = 'advisory' "
     "AND classid::bigint = %(high)s AND objid::bigint = %(low)s AND objsubid = 1 AND granted)"
+)
+#: The backends that hold the claim on this database (none or one).
+_CLAIM_HOLDER = (
+    "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND classid::bigint = %(high)s "
+    "AND objid::bigint = %(low)s AND objsubid = 1 AND granted "
+    "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
 )
 
 
@@ -63,6 +75,13 @@ class WriterClaimLost(IndexerError):
     code = "writer_claim_lost"
 
 
+class WriterClaimPending(IndexerError):
+    """This writer's claim ended, and the server has not yet let go of it (the backend that held it
+    is still exiting): the claim is taken again at a later step. Transient."""
+
+    code = "writer_claim_pending"
+
+
 class WriterClaim:
     """This process's claim to be the mirror's only following writer; :meth:`ensure` checks it
     before a write, :meth:`release` drops it."""
@@ -70,6 +89,7 @@ class WriterClaim:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._connection: Connection | None = None
+        self._backend: int | None = None  # the PostgreSQL backend (pid) whose session holds the claim
         self._file: int | None = None
         self._path: Path | None = None
         self._lost: WriterClaimLost | None = None
@@ -85,9 +105,9 @@ class WriterClaim:
     def _take_postgres(self) -> Connection:
         connection = self._engine.connect()
         try:
-            claimed = connection.exec_driver_sql(
-                "SELECT pg_try_advisory_lock(%(key)s)", {"key": POSTGRES_WRITER_CLAIM}
-            ).scalar()
+            claimed, backend = connection.exec_driver_sql(
+                "SELECT pg_try_advisory_lock(%(key)s), pg_backend_pid()", {"key": POSTGRES_WRITER_CLAIM}
+            ).one()
             connection.commit()
         except BaseException:
             connection.close()
@@ -95,7 +115,27 @@ class WriterClaim:
         if not claimed:
             connection.close()
             raise _busy(self._where)
+        self._backend = backend
         return connection
+
+    def _take_postgres_again(self, why: str) -> Connection:
+        """The claim's session ended: takes the claim on a fresh one, waiting up to
+        :data:`CLAIM_RELEASE_WAIT` for the ended session's backend to let go of it."""
+        ended, deadline = self._backend, time.monotonic() + CLAIM_RELEASE_WAIT
+        while True:
+            try:
+                return self._take_postgres()
+            except MirrorWriterBusy:
+                with self._engine.connect() as connection:
+                    holders = set(connection.exec_driver_sql(_CLAIM_HOLDER, _CLAIM_KEY).scalars())
+                if ended is None or not holders <= {ended}:
+                    raise self._lose(why) from None  # another writer holds it now
+                if time.monotonic() > deadline:
+                    raise WriterClaimPending(
+                        f"the mirror's writer claim was lost ({why}); the server still holds it for the "
+                        f"ended session (backend {ended}): it is taken again at the next step"
+                    ) from None
+                time.sleep(0.02)
 
     def _take_file(self, path: Path) -> int:
         descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
@@ -116,8 +156,10 @@ class WriterClaim:
         A claim found lost (the database session that held it ended; the lock file was deleted or
         replaced) is taken again. Raises :class:`WriterClaimLost` if another indexer holds it now,
         and from then on: this writer must stop writing (a second writer never starts writing
-        while this one still could). Raises :class:`sqlalchemy.exc.SQLAlchemyError` if the
-        database cannot be reached to tell: the claim is then taken again at the next call.
+        while this one still could). Raises, transiently (the claim is taken again at the next
+        call), :class:`sqlalchemy.exc.SQLAlchemyError` if the database cannot be reached to tell,
+        and :class:`WriterClaimPending` if the server has not let go of the ended session's lock
+        within :data:`CLAIM_RELEASE_WAIT`.
         """
         if self._lost is not None:
             raise self._lost
@@ -130,10 +172,7 @@ class WriterClaim:
         why = "no connection held it"
         if self._connection is not None:
             try:
-                held = self._connection.exec_driver_sql(
-                    _HOLDS_CLAIM,
-                    {"high": POSTGRES_WRITER_CLAIM >> 32, "low": POSTGRES_WRITER_CLAIM & 0xFFFFFFFF},
-                ).scalar()
+                held = self._connection.exec_driver_sql(_HOLDS_CLAIM, _CLAIM_KEY).scalar()
                 self._connection.commit()
             except SQLAlchemyError as exc:
                 why = f"its database session ended ({failure_reason(exc)})"
@@ -143,10 +182,7 @@ class WriterClaim:
                     return
                 why = "its database session no longer holds the lock"
                 self._drop_connection()
-        try:
-            self._connection = self._take_postgres()
-        except MirrorWriterBusy:
-            raise self._lose(why) from None
+        self._connection = self._take_postgres_again(why)
         log.warning("the mirror's writer claim was lost (%s) and is taken again", why)
 
     def _ensure_file(self, path: Path) -> None:

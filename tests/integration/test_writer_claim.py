@@ -13,6 +13,8 @@ import logging
 import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -22,7 +24,13 @@ from sqlalchemy.pool import NullPool
 from chain.dev.devchain import DevChain
 from chain.rpc import RpcClient
 from indexer.db import open_mirror
-from indexer.writer import POSTGRES_WRITER_CLAIM, MirrorWriterBusy, WriterClaim, WriterClaimLost
+from indexer.writer import (
+    POSTGRES_WRITER_CLAIM,
+    MirrorWriterBusy,
+    WriterClaim,
+    WriterClaimLost,
+    WriterClaimPending,
+)
 from tests.integration.conftest import Deployed, on_both_backends, run_finvault
 from tests.integration.indexer_fixtures import checkpoint, new_indexer
 
@@ -85,22 +93,28 @@ def test_finvault_sync_refuses_a_mirror_another_indexer_writes(
     assert after.returncode == 0, after.stderr
 
 
-def lose_claims(engine: Engine) -> None:
+def lose_claims(engine: Engine, *, released: bool = True) -> None:
     """Ends whatever claim is held on the mirror behind ``engine``, as a database restart would:
-    the backend holding the advisory lock is terminated, or the lock file deleted."""
+    the backend holding the advisory lock is terminated (and, with ``released``, has exited and let
+    go of the lock on return), or the lock file deleted."""
     if engine.dialect.name != "postgresql":
         Path(f"{engine.url.database}.writer").unlink()
         return
-    admin = create_engine(engine.url, poolclass=NullPool)
+    holders = (
+        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' "
+        "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+        "AND classid::bigint = %(high)s AND objid::bigint = %(low)s"
+    )
+    key = {"high": POSTGRES_WRITER_CLAIM >> 32, "low": POSTGRES_WRITER_CLAIM & 0xFFFFFFFF}
+    admin = create_engine(engine.url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as connection:
-            ended = connection.exec_driver_sql(
-                "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' "
-                "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
-                "AND classid::bigint = %(high)s AND objid::bigint = %(low)s",
-                {"high": POSTGRES_WRITER_CLAIM >> 32, "low": POSTGRES_WRITER_CLAIM & 0xFFFFFFFF},
-            ).all()
-        assert ended == [(True,)]
+            [pid] = connection.exec_driver_sql(holders, key).scalars().all()
+            assert connection.exec_driver_sql("SELECT pg_terminate_backend(%(pid)s)", {"pid": pid}).scalar()
+            deadline = time.monotonic() + 10
+            while released and connection.exec_driver_sql(holders, key).first() is not None:
+                assert time.monotonic() < deadline, "the terminated backend still holds the claim"
+                time.sleep(0.01)
     finally:
         admin.dispose()
 
@@ -112,7 +126,7 @@ def test_a_lost_claim_is_taken_again_at_the_next_check(
     try:
         with WriterClaim(engine) as claim:
             claim.ensure()  # held: nothing to do
-            lose_claims(engine)
+            lose_claims(engine, released=False)  # ensure() may find the ended session still exiting
             with caplog.at_level(logging.WARNING, logger="indexer.writer"):
                 claim.ensure()
             assert [r.message for r in caplog.records if "taken again" in r.message] != []
@@ -168,3 +182,40 @@ def test_the_sync_step_retakes_a_lost_claim_or_stops_writing(
         for indexer in (first, second):
             indexer.close()
             indexer.engine.dispose()
+
+
+def test_a_claim_still_held_by_its_ended_session_is_waited_for_not_lost(
+    mirror_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The client can hear that its session ended before the server has let go of the session's
+    lock. A writer waits for that (up to CLAIM_RELEASE_WAIT), then retries at the next step: it
+    never takes its own ended session for another writer. Here a second session holding the lock
+    plays the backend still exiting."""
+    engine = open_mirror(mirror_url)
+    if engine.dialect.name != "postgresql":
+        engine.dispose()
+        pytest.skip("a PostgreSQL session's end")
+    exiting = create_engine(engine.url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    try:
+        claim = WriterClaim(engine)
+        lose_claims(engine)
+        with exiting.connect() as ended:
+            ended.exec_driver_sql("SELECT pg_advisory_lock(%(key)s)", {"key": POSTGRES_WRITER_CLAIM})
+            claim._backend = ended.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+            monkeypatch.setattr("indexer.writer.CLAIM_RELEASE_WAIT", 0.2)
+            with pytest.raises(WriterClaimPending, match="taken again at the next step"):
+                claim.ensure()
+            monkeypatch.setattr("indexer.writer.CLAIM_RELEASE_WAIT", 10.0)
+            threading.Timer(
+                0.3,
+                lambda: ended.exec_driver_sql(
+                    "SELECT pg_advisory_unlock(%(key)s)", {"key": POSTGRES_WRITER_CLAIM}
+                ),
+            ).start()
+            claim.ensure()  # waited for the "exiting" session, then took the claim again
+            with pytest.raises(MirrorWriterBusy):
+                WriterClaim(engine)
+        claim.release()
+    finally:
+        exiting.dispose()
+        engine.dispose()
