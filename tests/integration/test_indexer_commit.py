@@ -43,7 +43,9 @@ def failing_commits(engine: Engine) -> Iterator[list[int]]:
             raise OperationalError("COMMIT", {}, sqlite3.OperationalError("database or disk is full"))
         pid = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
         with admin.connect() as other:  # the server goes away under this connection's COMMIT
-            other.exec_driver_sql("SELECT pg_terminate_backend(%(pid)s)", {"pid": pid})
+            # With a timeout, it returns once the backend has exited (PostgreSQL 14 and later).
+            ended = other.exec_driver_sql("SELECT pg_terminate_backend(%(pid)s, 10000)", {"pid": pid})
+            assert ended.scalar()
 
     event.listen(engine, "commit", fail)
     try:
