@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from indexer.fetch import Header
 
 #: Bumped with every Alembic migration; the checkpoint records which version wrote the mirror.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 class RawBytes(LargeBinary):
@@ -176,7 +176,13 @@ class BlockRow(Base):
 
 
 class CheckpointRow(Base):
-    """The single sync state row, committed in the same transaction as the rows it covers."""
+    """The single sync state row, committed in the same transaction as the rows it covers.
+
+    ``finalized_block`` is the mirror's: the newest of its blocks known final, never above
+    ``block_number``. ``chain_head_block`` and ``chain_finalized_block`` are the chain's head and
+    finalized block as the step that wrote the row read them: a reader judges confirmations and
+    finality of the facts it reads in the same snapshot of the database.
+    """
 
     __tablename__ = "checkpoint"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
@@ -186,6 +192,8 @@ class CheckpointRow(Base):
     block_number: Mapped[int] = mapped_column(BigInteger)
     block_hash: Mapped[bytes] = mapped_column(Hash)
     finalized_block: Mapped[int] = mapped_column(BigInteger)
+    chain_head_block: Mapped[int] = mapped_column(BigInteger)
+    chain_finalized_block: Mapped[int] = mapped_column(BigInteger)
     anchor_accumulator: Mapped[bytes] = mapped_column(Hash)
     revocation_accumulator: Mapped[bytes] = mapped_column(Hash)
     anchor_count: Mapped[int] = mapped_column(BigInteger)

@@ -8,11 +8,12 @@ database (:class:`node.mirror.MirrorView`):
 
 - the **checkpoint**, which every sync step, reorg repair and ``finvault resync`` moves in the same
   transaction as the rows it covers. It names the block verdicts are judged at (``as_of``), the
-  finalized block, and the mirror's ``revision``, which every transaction that changes a fact
+  finalized block, the chain head the step read (confirmations count to it), and the mirror's
+  ``revision``, which every transaction that changes a fact
   increments: facts are cached per revision. Whatever a writer did not commit, no reader sees;
 - the **published state** (the ``loop_state`` row), which the writer rewrites after every poll
-  (:class:`StatePublisher`): halted, diverged, drifted, being repaired, the chain head, when the
-  mirror last reached it, the last failure. A writer that dies stops publishing, the mirror's last
+  (:class:`StatePublisher`): halted, diverged, drifted, being repaired, when the mirror last
+  reached the chain head, the last failure. A writer that dies stops publishing, the mirror's last
   catch-up recedes, and readers refuse as ``mirror_stale`` after ``FINVAULT_MAX_STALENESS``.
 
 On one machine the readers are the supervisor's children beside the writer; scaled out, they run
@@ -81,7 +82,7 @@ class SyncSnapshot:
 #: Fields of :class:`SyncSnapshot` that are ``time.monotonic()`` readings: unix seconds in the row.
 _MONOTONIC = ("last_success", "caught_up_at")
 #: Fields a reader takes from the checkpoint, never from the published state.
-FROM_CHECKPOINT = ("generation", "indexed_block", "finalized_block", "block_hash", "block_time")
+FROM_CHECKPOINT = ("generation", "head", "indexed_block", "finalized_block", "block_hash", "block_time")
 #: Fields the writer publishes.
 PUBLISHED = tuple(f.name for f in dataclasses.fields(SyncSnapshot) if f.name not in FROM_CHECKPOINT)
 
@@ -105,6 +106,8 @@ class Checkpoint:
     block_hash: bytes
     block_time: int
     finalized_block: int
+    #: The chain head the step that wrote the checkpoint read: confirmations are counted to it.
+    head: int
 
 
 def reader_snapshot(
@@ -130,6 +133,7 @@ def reader_snapshot(
         values["running"] = False
     return SyncSnapshot(
         generation=checkpoint.revision,
+        head=checkpoint.head,
         indexed_block=checkpoint.block_number,
         finalized_block=checkpoint.finalized_block,
         block_hash=checkpoint.block_hash,
@@ -147,6 +151,7 @@ STATE_QUERY = (
         CheckpointRow.block_hash,
         BlockRow.timestamp,
         CheckpointRow.finalized_block,
+        CheckpointRow.chain_head_block,
         LoopStateRow.published_at,
         cast(LoopStateRow.state, String),
     )
@@ -161,7 +166,7 @@ PUBLISHED_QUERY = select(LoopStateRow.published_at, cast(LoopStateRow.state, Str
     LoopStateRow.id == 1
 )
 #: Where a mirror no step has written stands.
-EMPTY = Checkpoint(revision=0, block_number=0, block_hash=bytes(32), block_time=0, finalized_block=0)
+EMPTY = Checkpoint(revision=0, block_number=0, block_hash=bytes(32), block_time=0, finalized_block=0, head=0)
 
 
 class StateReader:
@@ -180,9 +185,9 @@ class StateReader:
             state = self._state(text) or {}
             state = {**state, "last_error": state.get("last_error") or "the mirror has no checkpoint"}
             return reader_snapshot(EMPTY, state, published_at, time.time(), time.monotonic())
-        revision, number, block_hash, block_time, finalized, published_at, text = found
+        revision, number, block_hash, block_time, finalized, head, published_at, text = found
         return reader_snapshot(
-            Checkpoint(revision, number, bytes(block_hash), block_time or 0, finalized),
+            Checkpoint(revision, number, bytes(block_hash), block_time or 0, finalized, head),
             self._state(text),
             published_at,
             time.time(),

@@ -8,8 +8,12 @@ share nothing else with the writer. ``finvault node`` runs it as a process of it
 (:func:`run_writer`, under :mod:`node.worker`'s supervisor); the demo and in-process tests run the
 same loop in a thread (:meth:`MirrorWriter.start`).
 
-Transient failures (RPC down, database unavailable) back off for one poll interval and are logged
-once when they start and once when they end. A reorg below finality, a mirror that no longer folds
+Transient failures (RPC down, database unavailable or full) are retried one poll interval later,
+whether the circuit breaker is open or not, so the writer vouches again within one poll of the cause
+going away; each is logged once when it starts and once when it ends, and its reason (the driver's
+own words) is in ``last_error``. A step whose commit fails changes nothing readers read. A writer
+whose claim another writer took (a database restart ended its session meanwhile) stops: it
+neither writes nor publishes again. A reorg below finality, a mirror that no longer folds
 into the contract's accumulators, or drift found by a reconciliation needs an operator: the writer
 **steps aside**. It stops writing, drops its claim, and publishes why, so ``finvault resync`` can
 take the claim and repair the mirror. Every repair changes the checkpoint's ``revision``; when it
@@ -38,7 +42,7 @@ from indexer.errors import ReorgBeyondFinality
 from indexer.reconcile import accumulator_drifts
 from indexer.schema import BlockRow, CheckpointRow
 from indexer.sync import TRANSIENT_ERRORS, Indexer, build_indexer
-from indexer.writer import MirrorWriterBusy, WriterClaim
+from indexer.writer import MirrorWriterBusy, WriterClaim, WriterClaimLost
 from node.audit import ReconciliationJob, drift_alert
 from node.settings import NodeSettings
 from node.state import StatePublisher, SyncSnapshot
@@ -95,6 +99,8 @@ class MirrorWriter:
             interval=settings.reconcile_interval,
         )
         self._reconciled_at = time.monotonic()
+        #: Why this writer stopped for good: another writer took its claim (None while it holds it).
+        self.lost: str | None = None
         self._read_position()
 
     @classmethod
@@ -161,11 +167,14 @@ class MirrorWriter:
                 if self._needs_repair():
                     self._step_aside()  # before it says so: whoever reads the halt may resync at once
                 self.publish()
-                if not succeeded or self._caught_up:
+                if not succeeded:  # one poll, breaker open or not: back within a poll of the cause
+                    self._stop.wait(self.indexer.breaker.wait_after_failure(poll))
+                elif self._caught_up:
                     self._stop.wait(poll)
         finally:
             self.health.running = False
-            self.publish(force=True)
+            if self.lost is None:  # a writer whose claim another took must not speak for the mirror
+                self.publish(force=True)
             log.info("the mirror's writer stopped at block %d", self.health.position[0])
 
     def stop_soon(self) -> None:
@@ -205,9 +214,14 @@ class MirrorWriter:
         try:
             self._check_chain_id()
             result = indexer.step()
-        except TRANSIENT_ERRORS as exc:
+        except WriterClaimLost as exc:
             self._failed(exc)
-            log.warning("sync step failed: %s", indexer.status.last_error)
+            self.lost = exc.message
+            log.error("the mirror's writer stops: %s", exc.message)
+            self._stop.set()  # another writer owns the mirror now: this one neither writes nor speaks
+            return False
+        except TRANSIENT_ERRORS as exc:
+            self._failed(exc)  # logged once when a failure starts, once when it ends
             return False
         except FinVaultError as exc:
             # Reorg below finality, mirror divergence: repairing these silently would hide them.
@@ -215,8 +229,7 @@ class MirrorWriter:
             self._halt(exc)
             return False
         except Exception as exc:
-            self._failed(exc)
-            log.exception("sync step failed unexpectedly")
+            self._failed(exc)  # with its traceback, when it starts
             return False
         self.health.steps += 1
         self.health.last_success = time.monotonic()
@@ -245,9 +258,7 @@ class MirrorWriter:
         self.health.failures += 1
         if isinstance(exc, RpcUnavailable | RpcError):
             self.health.rpc_errors += 1
-        self.indexer.breaker.failure()
-        status = self.indexer.status
-        status.last_error = exc.diagnostics() if isinstance(exc, FinVaultError) else type(exc).__name__
+        self.indexer.failed(exc)  # the breaker, the reason in last_error, the two-line log
 
     def _check_chain_id(self) -> None:
         """Every so often: an endpoint behind a load balancer can start serving another chain."""
@@ -391,3 +402,5 @@ def run_writer(settings: NodeSettings, stop_signals: tuple[signal.Signals, ...])
         writer.run()
     finally:
         writer.close()
+    if writer.lost is not None:
+        raise SystemExit(1)  # the supervisor starts another, which waits its turn for the claim

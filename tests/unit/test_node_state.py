@@ -23,9 +23,14 @@ from node.state import (
 )
 
 CHECKPOINT = Checkpoint(
-    revision=4, block_number=120, block_hash=b"\x07" * 32, block_time=1_700_000_000, finalized_block=100
+    revision=4,
+    block_number=120,
+    block_hash=b"\x07" * 32,
+    block_time=1_700_000_000,
+    finalized_block=100,
+    head=130,
 )
-WRITER = SyncSnapshot(head=130, events_indexed=42, last_success=1_000.0, running=True, caught_up_at=995.0)
+WRITER = SyncSnapshot(events_indexed=42, last_success=1_000.0, running=True, caught_up_at=995.0)
 
 
 def roundtrip(
@@ -68,12 +73,20 @@ def test_every_published_field_survives_the_round_trip() -> None:
             assert value == 70_000.0 - (1_000.0 - getattr(snapshot, field.name)), field.name
         else:
             assert value == getattr(snapshot, field.name), field.name
-    assert (read.generation, read.indexed_block, read.block_hash, read.block_time, read.finalized_block) == (
+    assert (
+        read.generation,
+        read.indexed_block,
+        read.block_hash,
+        read.block_time,
+        read.finalized_block,
+        read.head,
+    ) == (
         CHECKPOINT.revision,
         CHECKPOINT.block_number,
         CHECKPOINT.block_hash,
         CHECKPOINT.block_time,
         CHECKPOINT.finalized_block,
+        CHECKPOINT.head,
     )
 
 
