@@ -41,6 +41,7 @@ from chain.core.receipt import MAX_RECEIPT_BYTES, MAX_RECEIPT_VALUES, receipt_si
 from chain.core.verify import DOCUMENT_CHECKS, Check, Verdict, finality, malformed
 from chain.did_web import IdentityResolver
 from chain.errors import ChainMismatch, ConfigError, FinVaultError, RpcError, RpcUnavailable
+from chain.service.failures import failure_reason
 from chain.service.web import (
     BadRequest,
     EdgeFastAPI,
@@ -213,7 +214,9 @@ def create_app(runtime: Runtime, *, static_dir: Path | None = STATIC_DIR) -> Fas
 
     async def on_database_error(request: Request, exc: Exception) -> JSONResponse:
         return error_response(
-            503, "database_unavailable", "the mirror database is unavailable; retry shortly"
+            503,
+            "database_unavailable",
+            f"the mirror database is unavailable ({failure_reason(exc)}); retry shortly",
         )
 
     app.add_exception_handler(OperationalError, on_database_error)
