@@ -532,7 +532,7 @@ def resync(indexer: Indexer, from_block: int, *, now: int) -> Resync:
         )
         rewind(session, checkpoint, base)
         detail = {"from_block": base + 1, "previous_block": previous, "deleted_rows": deleted}
-        session.add(AuditLogRow(at=now, action="resync", detail=detail))
+        session.add(AuditLogRow(at=now, action=AuditLogRow.RESYNC, detail=detail))
     log.warning("resync: deleted %d rows above block %d; re-reading up to block %d", deleted, base, previous)
     status = indexer.sync(previous)
     return Resync(base + 1, previous, deleted, status.indexed_block, status.events_indexed)

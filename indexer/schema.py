@@ -12,7 +12,7 @@ The same SQLAlchemy code runs on SQLite (the embedded default, WAL mode) and Pos
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -224,6 +224,9 @@ class AuditLogRow(Base):
     """What an operator did to the mirror by hand (``finvault resync``), for the audit trail."""
 
     __tablename__ = "audit_log"
+    #: The ``action`` of a ``finvault resync``: a drift found before it counts as repaired.
+    RESYNC: ClassVar[str] = "resync"
+
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     at: Mapped[int] = mapped_column(BigInteger)  # unix seconds
     action: Mapped[str] = mapped_column(String)
