@@ -389,7 +389,10 @@ class MirrorWriter:
 
 
 def run_writer(settings: NodeSettings, stop_signals: tuple[signal.Signals, ...]) -> None:
-    """A writer process's main: opens the writer and runs its loop until one of ``stop_signals``."""
+    """A writer process's main: logs to stderr at ``FINVAULT_LOG_LEVEL`` (a failure's "recovered"
+    line is INFO), opens the writer and runs its loop until one of ``stop_signals``."""
+    level = "DEBUG" if settings.log_level == "trace" else settings.log_level.upper()
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     writer = MirrorWriter.open(settings)
 
     def stop(signum: int, frame: FrameType | None) -> None:
