@@ -7,10 +7,11 @@ to the mirror state it reports (``as_of``), and no verdict mixes facts from befo
 write. Facts are cached per revision of the mirror (the checkpoint's ``revision``, which every
 transaction that changes a fact increments), and only facts read in a snapshot of that revision.
 
-On SQLite a verification whose facts are all cached needs no transaction at all: ``PRAGMA
-data_version`` (:class:`_CommitProbe`, microseconds) tells whether anything was committed since
-the state was last read, and while nothing was, that state and the facts cached under it are still
-the mirror's. Anything else takes the read transaction.
+A verification whose facts are all cached needs no transaction at all: the state read by a
+verification less than :data:`STATE_SECONDS` ago and the facts cached under its revision are one
+consistent state of the mirror, and the verdict names it (``as_of``). Anything else takes the read
+transaction. (Reading the state for every verification cost a third of a cold verification's CPU:
+the database call itself, and the GIL handed over and back around it.)
 
 The queries themselves, and the rule for whether an issuer is active, are the indexer's one
 mirror reader (:mod:`indexer.reader`); this module adds the cache and the consistency check.
@@ -18,7 +19,6 @@ mirror reader (:mod:`indexer.reader`); this module adds the cache and the consis
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -76,54 +76,17 @@ class _NeedsRead(Exception):
     """A fact a verification needs is not cached: it must be read in a transaction."""
 
 
-#: The longest a state known unchanged is used without reading it again (the writer's silence is
-#: judged from its publication time, read with the state).
-KNOWN_STATE_SECONDS = 1.0
+#: How long a reading of the mirror's state is used before it is read again (verdicts name the
+#: state they were judged at, so a verdict from a reading this old is as honest as any other).
+STATE_SECONDS = 0.02
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Known:
-    """A thread's last reading of the mirror's state, and the data version before it was read."""
+    """The view's last reading of the mirror's state, and when it was taken."""
 
-    version: int
     state: SyncSnapshot
     read_at: float
-
-
-class _CommitProbe:
-    """SQLite: whether anything was committed to the mirror since a given moment, from ``PRAGMA
-    data_version`` on a connection each thread keeps for this alone, outside the engine's pool (the
-    pragma counts commits by other connections since the connection's own last reading). The
-    threads that verify are fixed pools (:class:`node.app.OffLoop`), so these stay few."""
-
-    def __init__(self, database: str) -> None:
-        self._database = database
-        self._local = threading.local()
-        self._opened: list[sqlite3.Connection] = []
-        self._lock = threading.Lock()
-
-    def version(self) -> int:
-        """The data version now; a later reading that equals it means nothing was committed between."""
-        connection = getattr(self._local, "connection", None)
-        if connection is None:
-            connection = sqlite3.connect(self._database, isolation_level=None, check_same_thread=False)
-            self._local.connection = connection
-            with self._lock:
-                self._opened.append(connection)
-        cursor = connection.cursor()
-        try:
-            cursor.execute("PRAGMA data_version")
-            row = cursor.fetchone()
-            return int(row[0]) if row else 0
-        finally:
-            cursor.close()
-
-    def close(self) -> None:
-        """Closes every thread's connection."""
-        with self._lock:
-            opened, self._opened = self._opened, []
-        for connection in opened:
-            connection.close()
 
 
 def _remember(cache: dict[Any, Any], key: Any, value: Any) -> None:
@@ -229,6 +192,7 @@ class MirrorView:
         registry: str,
         state_in: Callable[[Connection], SyncSnapshot],
         signatures: SignatureCache | None = None,
+        state_seconds: float = STATE_SECONDS,
     ) -> None:
         self.engine = engine
         self.signatures = signatures
@@ -237,15 +201,8 @@ class MirrorView:
         self._state_in = state_in
         self._lock = threading.Lock()
         self._cache = _Cache(None)  # the first verification's generation replaces it
-        database = engine.url.database
-        sqlite_file = engine.dialect.name == "sqlite" and database not in (None, "", ":memory:")
-        self._probe = _CommitProbe(str(database)) if sqlite_file else None
-        self._known = threading.local()
-
-    def close(self) -> None:
-        """Closes the connections the view keeps beside the engine's pool."""
-        if self._probe is not None:
-            self._probe.close()
+        self._state_seconds = state_seconds
+        self._known: _Known | None = None
 
     def _current_cache(self, generation: int) -> _Cache:
         cache = self._cache
@@ -262,21 +219,15 @@ class MirrorView:
         """:func:`chain.core.verify.verify` over the mirror, and the state it was judged at: the
         state and every fact read in one snapshot of the database."""
         examined = receipt if isinstance(receipt, Examined) else examine(receipt, self.signatures)
-        probe = self._probe
-        if probe is not None:
-            known: _Known | None = getattr(self._known, "state", None)
-            version = probe.version()
-            if (
-                known is not None
-                and known.version == version
-                and time.monotonic() - known.read_at < KNOWN_STATE_SECONDS
-            ):
-                state = known.state
-                facts = _SnapshotFacts(self, self._current_cache(state.generation), None, head_of(state))
-                try:
-                    return verify(examined, facts, now, policy, signatures=self.signatures), state
-                except _NeedsRead:
-                    pass  # a fact to read: in a transaction, with the state read again beside it
+        known = self._known
+        if known is not None and time.monotonic() - known.read_at < self._state_seconds:
+            state = known.state
+            facts = _SnapshotFacts(self, self._current_cache(state.generation), None, head_of(state))
+            try:
+                return verify(examined, facts, now, policy, signatures=self.signatures), state
+            except _NeedsRead:
+                pass  # a fact to read: in a transaction, with the state read again beside it
+        read_at = time.monotonic()
         with self.engine.connect() as connection:
             if connection.dialect.name == "postgresql":
                 connection.execution_options(isolation_level="REPEATABLE READ")
@@ -285,8 +236,7 @@ class MirrorView:
                 cache = self._current_cache(state.generation)
                 facts = _SnapshotFacts(self, cache, connection, head_of(state))
                 verdict = verify(examined, facts, now, policy, signatures=self.signatures)
-        if probe is not None:  # read before the transaction: a commit between only costs a re-read
-            self._known.state = _Known(version, state, time.monotonic())
+        self._known = _Known(state, read_at)
         return verdict, state
 
     # -- listings -------------------------------------------------------------------------------------

@@ -135,7 +135,6 @@ class Runtime:
     def close(self) -> None:
         """Releases connections."""
         self._status_rpc.close()
-        self.view.close()
         self.read_engine.dispose()
 
     def head(self) -> ChainHead:

@@ -25,13 +25,15 @@ import functools
 import hashlib
 import hmac
 import ipaddress
+import itertools
 import logging
 import math
+import os
 import re
+import secrets
 import signal
 import threading
 import time
-import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping, MutableMapping
 from contextvars import ContextVar
@@ -62,6 +64,27 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 CORRELATION_HEADER = "X-Correlation-ID"
 _INBOUND_IDS = (b"x-correlation-id", b"x-request-id")
 _SAFE_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,64}$")
+
+
+class _CorrelationIds:
+    """32 hex digits: a random prefix drawn once per process (again in a forked child) and a
+    counter. Unique, which is all a correlation id must be, without reading the system's random
+    source for every request (uuid4 was 5% of a node's verification path)."""
+
+    def __init__(self) -> None:
+        self.reset()
+        os.register_at_fork(after_in_child=self.reset)
+
+    def reset(self) -> None:
+        """A new prefix and counter (at start, and in a forked child)."""
+        self._prefix = secrets.token_hex(8)
+        self._counter = itertools.count()
+
+    def __call__(self) -> str:
+        return f"{self._prefix}{next(self._counter):016x}"
+
+
+_new_correlation_id = _CorrelationIds()
 #: Headers every API response carries (a page that needs others sets its own).
 SECURITY_HEADERS = {
     "x-content-type-options": "nosniff",
@@ -414,7 +437,7 @@ class EdgeMiddleware:
             return
         headers = dict(scope.get("headers") or [])
         inbound = next((headers[name] for name in _INBOUND_IDS if name in headers), b"")
-        cid = inbound.decode("ascii") if _SAFE_ID.match(inbound) else uuid.uuid4().hex
+        cid = inbound.decode("ascii") if _SAFE_ID.match(inbound) else _new_correlation_id()
         token = correlation_id.set(cid)
         try:
             await self._handle(scope, receive, send, headers, cid)

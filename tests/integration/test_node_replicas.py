@@ -144,22 +144,19 @@ def test_a_replica_reads_state_and_facts_in_one_snapshot(
         indexer.engine.dispose()
 
 
-def test_a_verdict_from_cached_facts_follows_the_next_commit(
+def test_a_verdict_from_cached_facts_names_its_state_and_follows_the_next_reading(
     anvil: DevChain, registry: Deployed, rpc: RpcClient, tmp_path: Path
 ) -> None:
-    """SQLite: verifications whose facts are all cached skip the read transaction while nothing was
-    committed (PRAGMA data_version); the first verification after a commit reads the state again,
-    and facts cached under an older revision are not used with it."""
+    """Verifications whose facts are all cached take no read transaction while the state they last
+    read is fresh (``state_seconds``): such a verdict names that state. After a commit, the next
+    reading of the state takes the new revision, and facts cached under the old one go unused."""
     mirror_url = f"sqlite:///{tmp_path / 'mirror.db'}"
-    issued = issue(registry.owner, registry.issuer, seed="probe")
+    issued = issue(registry.owner, registry.issuer, seed="cached")
     rpc.call("anvil_mine", [hex(FINALITY_DEPTH)])
     indexer = new_indexer(mirror_url, rpc, registry.address, registry.block)
     indexer.sync()
     indexer.close()
-    status = indexer.status
-    StatePublisher(indexer.engine).publish(
-        SyncSnapshot(head=status.head, running=True, caught_up_at=time.monotonic())
-    )
+    StatePublisher(indexer.engine).publish(SyncSnapshot(running=True, caught_up_at=time.monotonic()))
     reads: list[int] = []
     states = StateReader()
 
@@ -168,21 +165,27 @@ def test_a_verdict_from_cached_facts_follows_the_next_commit(
         return states.read(connection)
 
     reader = open_mirror(mirror_url)
-    view = MirrorView(reader, DEV_CHAIN_ID, registry.address, counted)
+    view = MirrorView(reader, DEV_CHAIN_ID, registry.address, counted, state_seconds=0.5)
     now, policy = datetime.now(UTC), Policy(confirmations=1)
     try:
-        for receipt in issued.receipts:
-            verdict, _ = view.verify(receipt.to_json(), now, policy)
-            assert verdict.status is Status.VALID
-        assert len(reads) == 1  # the rest from the state known unchanged and the cached facts
+        verdicts = [view.verify(receipt.to_json(), now, policy) for receipt in issued.receipts]
+        assert {verdict.status for verdict, _ in verdicts} == {Status.VALID}
+        assert len(reads) == 1  # the rest from the state just read and the cached facts
+        as_of = verdicts[0][1].indexed_block
         root = bytes.fromhex(issued.root[2:])
         with indexer.engine.begin() as db:  # as a reorg's rewind would: facts change with the revision
             db.execute(delete(AnchorRow).where(AnchorRow.root == root))
-            db.execute(update(CheckpointRow).values(revision=CheckpointRow.revision + 1))
-        verdict, _ = view.verify(issued.receipts[0].to_json(), now, policy)
-        assert verdict.status is Status.INVALID
+            db.execute(
+                update(CheckpointRow).values(
+                    revision=CheckpointRow.revision + 1, block_number=CheckpointRow.block_number + 1
+                )
+            )
+        verdict, state = view.verify(issued.receipts[0].to_json(), now, policy)
+        assert (verdict.status, state.indexed_block) == (Status.VALID, as_of)  # named: the state it used
+        time.sleep(0.6)
+        verdict, state = view.verify(issued.receipts[0].to_json(), now, policy)
+        assert (verdict.status, state.indexed_block) == (Status.INVALID, as_of + 1)
         assert len(reads) == 2
     finally:
-        view.close()
         reader.dispose()
         indexer.engine.dispose()
