@@ -217,9 +217,10 @@ def issue_all(
         phases.memory = memory
         memory.phase = "intake"
         started = time.perf_counter()
-        ingest(store, read_input(csv_path, template, workers=args.workers))
-        phases.seconds["intake"] = time.perf_counter() - started
-        batches = service.run_once()
+        with service.workers() as pool:  # one pool for the run, as `finvault issue --now` has
+            ingest(store, read_input(csv_path, template, pool=pool))
+            phases.seconds["intake"] = time.perf_counter() - started
+            batches = service.run_once()
         total = time.perf_counter() - started
     if "receipts" in phases.ended:
         phases.seconds["finish"] = started + total - phases.ended["receipts"]

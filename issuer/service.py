@@ -7,7 +7,8 @@ certificate), builds one Merkle tree over what was signed and records the batch 
 in one transaction. :meth:`IssuerService.anchor` sends the root through the crash-safe
 :class:`~issuer.anchoring.Anchorer`, writes the manifest and a receipt (and, if configured, a QR
 code) per certificate, and only then marks the batch ``anchored``. Sealing and receipts run a chunk
-at a time through :class:`~issuer.pipeline.WorkerPool` (``IssuerConfig.workers`` processes).
+at a time through one :class:`~issuer.pipeline.WorkerPool` per run (``IssuerConfig.workers``
+processes, started once for the run: :meth:`IssuerService.workers`).
 :meth:`IssuerService.resume` picks up every batch that is not anchored yet; since every step is
 durable before the next one starts, a crash anywhere costs at most a repeated (idempotent) step.
 """
@@ -19,7 +20,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -253,7 +254,7 @@ class IssuerConfig:
     issuer_did: str | None = None
     stuck_after: float = 180.0
     max_replacements: int = 5
-    #: Processes that seal and write receipts (1: all in this process, nothing forked).
+    #: Processes that seal and write receipts (1: all in this process, none started).
     workers: int = 1
     #: Where status lists are published: each credential gets a ``credentialStatus`` entry in list
     #: ``<status_base_url>/<n>`` (issuer/status.py). None: no status lists.
@@ -291,6 +292,8 @@ class IssuerService:
     anchorer: Anchorer = field(init=False)
     #: Publishes the status lists (when ``config.status_base_url`` is set).
     status_lists: StatusPublisher | None = field(init=False)
+    #: The pool of the run under way (:meth:`workers`), if any.
+    _pool: WorkerPool | None = field(init=False, default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.config.securing == DATA_INTEGRITY and not isinstance(self.signing_key, Ed25519PrivateKey):
@@ -326,6 +329,21 @@ class IssuerService:
     def issuer(self) -> str:
         """The issuer's account address."""
         return self.registry.sender.signer.address
+
+    @contextmanager
+    def workers(self) -> Iterator[WorkerPool]:
+        """The worker pool of one run (``config.workers`` processes, started with its first chunk,
+        stopped when the block ends). Everything the service does inside the block, and any intake
+        given the pool, shares it: nested calls return the same pool."""
+        if self._pool is not None:
+            yield self._pool
+            return
+        with WorkerPool(self.config.workers) as pool:
+            self._pool = pool
+            try:
+                yield pool
+            finally:
+                self._pool = None
 
     def check_signing_key(self) -> None:
         """Refuses a signing key that is not registered to this issuer on-chain, or was revoked:
@@ -408,9 +426,7 @@ class IssuerService:
         context = SealContext.for_key(
             self.signing_key, sealed_at, self.config.issuer_did, self.config.securing
         )
-        # The workers are forked before the batch's ids are read: they need the key, not the ids
-        # (a million of them, which every worker would otherwise map).
-        with WorkerPool(context, self.config.workers) as pool, self.store.transaction() as session:
+        with self.workers() as pool, self.store.transaction() as session:
             query = (
                 select(Certificate.id)
                 .where(Certificate.status == CertificateStatus.PENDING)
@@ -426,7 +442,8 @@ class IssuerService:
             allocator = Allocator(session, base_url, now=self.now) if base_url else None
             entries: dict[str, tuple[int, int]] = {}
             with self.progress("seal", len(ids)) as bar:
-                for sealed in pool.map(seal_certificates, _seal_rows(session, ids, allocator, entries)):
+                rows = _seal_rows(session, ids, allocator, entries)
+                for sealed in pool.map(seal_certificates, context, rows):
                     session.execute(_SEALED, [_sealed_row(item, context, entries) for item in sealed])
                     digests += [bytes.fromhex(item[2][2:]) for item in sealed]
                     bar.update(len(sealed))
@@ -492,10 +509,10 @@ class IssuerService:
             node_url=self.config.node_url,
             qr_codes=self.config.qr_codes,
         )
-        with WorkerPool(context, self.config.workers) as pool:
-            ids = self.store.batch_ids(root)  # after the fork, as in seal: the workers need the tree only
+        with self.workers() as pool:
+            ids = self.store.batch_ids(root)
             with self.progress("receipts", len(ids)) as bar:
-                for written in pool.map(write_receipts, self._receipt_rows(ids)):
+                for written in pool.map(write_receipts, context, self._receipt_rows(ids)):
                     bar.update(written)
 
     def _receipt_rows(self, ids: list[str]) -> Iterator[list[ReceiptRow]]:
@@ -566,12 +583,13 @@ class IssuerService:
         most :data:`MAX_RESEALS` times a run: past that its certificates wait, pending, for the next
         run (and the registry owner can suspend an issuer that keeps copying roots).
         """
-        done = self.resume(retry_failed=retry_failed)
-        reseals = sum(batch.status is BatchStatus.SUPERSEDED for batch in done)
-        while reseals <= MAX_RESEALS and (root := self.seal()) is not None:
-            batch = self._anchor_or_fail(root)
-            done.append(batch)
-            if batch.status is BatchStatus.FAILED:
-                break  # the next batch would fail the same way; its certificates stay pending
-            reseals += batch.status is BatchStatus.SUPERSEDED
+        with self.workers():  # one pool for every batch of the run
+            done = self.resume(retry_failed=retry_failed)
+            reseals = sum(batch.status is BatchStatus.SUPERSEDED for batch in done)
+            while reseals <= MAX_RESEALS and (root := self.seal()) is not None:
+                batch = self._anchor_or_fail(root)
+                done.append(batch)
+                if batch.status is BatchStatus.FAILED:
+                    break  # the next batch would fail the same way; its certificates stay pending
+                reseals += batch.status is BatchStatus.SUPERSEDED
         return done

@@ -164,9 +164,11 @@ def test_workers_seal_and_write_receipts_on_both_backends(
         "".join(json.dumps({"id": f"w-{i}", "name": name, **RECORD}) + "\n" for i, name in enumerate(names))
     )
     with mirror_backend.database(tmp_path) as url, Store.open(url) as store:
-        report = ingest(store, read_input(source, env.template, workers=2))
-        assert (report.accepted, list(report.rejected)) == (len(names), [])
-        [batch] = env.service(store=store, workers=2).run_once()
+        service = env.service(store=store, workers=2)
+        with service.workers() as pool:
+            report = ingest(store, read_input(source, env.template, pool=pool))
+            assert (report.accepted, list(report.rejected)) == (len(names), [])
+            [batch] = service.run_once()
         assert batch.status is BatchStatus.ANCHORED
     assert env.assert_all_valid() == len(names)
     by_id = {disclosed(r)["id"]: disclosed(r)["credentialSubject"]["name"] for r in env.receipts()}
