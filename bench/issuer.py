@@ -42,26 +42,30 @@ from tempfile import TemporaryDirectory
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the test fixtures write the CSVs
 
-from bench.peers.npm import peer
-from chain.accounts import LocalSigner
-from chain.contract import load_artifact
-from chain.core.issuance import verification_link
-from chain.core.receipt import ReceiptV2, parse_receipt
-from chain.core.secured import SECURINGS, leaf_of
-from chain.core.signing import PrivateKey, public_key_info
-from chain.dev.devchain import DEV_CHAIN_ID, DevChain
-from chain.keys import generate_private_key
-from chain.qr import qr_png
-from chain.registry import RegistryWriter, deploy_registry
-from chain.rpc import RpcClient
-from chain.tx import TxSender
-from issuer.anchoring import Step
-from issuer.intake import read_input
-from issuer.pipeline import default_workers
-from issuer.service import IssuerConfig, IssuerService, ProgressBar, ingest
-from issuer.store import Store
-from issuer.template import Template, load_template
-from tests.integration.issuer_fixtures import TEMPLATE, write_students_csv
+# Each issuer worker process imports this file again, as ``__mp_main__`` (multiprocessing does
+# so for every start method but fork): it needs none of this (2 s of imports), and the
+# `finvault` command's own main module is as light as what is left.
+if __name__ != "__mp_main__":
+    from bench.peers.npm import peer
+    from chain.accounts import LocalSigner
+    from chain.contract import load_artifact
+    from chain.core.issuance import verification_link
+    from chain.core.receipt import ReceiptV2, parse_receipt
+    from chain.core.secured import SECURINGS, leaf_of
+    from chain.core.signing import PrivateKey, public_key_info
+    from chain.dev.devchain import DEV_CHAIN_ID, DevChain
+    from chain.keys import generate_private_key
+    from chain.qr import qr_png
+    from chain.registry import RegistryWriter, deploy_registry
+    from chain.rpc import RpcClient
+    from chain.tx import TxSender
+    from issuer.anchoring import Step
+    from issuer.intake import read_input
+    from issuer.pipeline import default_workers
+    from issuer.service import IssuerConfig, IssuerService, ProgressBar, ingest
+    from issuer.store import Store
+    from issuer.template import Template, load_template
+    from tests.integration.issuer_fixtures import TEMPLATE, write_students_csv
 
 TARGET_CERTS_PER_SECOND = 3_000
 #: FinVault at the peer's count, against the peer, in the same run.

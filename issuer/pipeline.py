@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import gc
 import json
 import multiprocessing
 import os
@@ -161,6 +162,10 @@ def _serve(tasks: Connection, results: Connection) -> None:
     be writing to its database) and the issuer never waits for a chunk to be read. Nothing forks
     here."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the issuer's: it closes the pool
+    # Everything the forkserver imported stays: keep the collector off it. Without this, the full
+    # collections that the chunks' many small objects trigger walk every module's objects again
+    # (intake measured 6x slower).
+    gc.freeze()
     inbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
     outbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
     receiver = threading.Thread(target=_receive, args=(tasks, inbox), name="receive", daemon=True)

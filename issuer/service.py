@@ -466,7 +466,14 @@ class IssuerService:
         return root
 
     def anchor(self, root: str) -> Batch:
-        """Anchors a sealed batch (or finishes one a crash interrupted) and writes its receipts."""
+        """Anchors a sealed batch (or finishes one a crash interrupted), writes its receipts and
+        marks it anchored.
+
+        Its certificates are marked ``anchored`` a chunk at a time, as soon as the chunk's receipts
+        are synced, in the transaction that finally marks the batch anchored (so that work overlaps
+        the workers'): until that one commit, every certificate of the batch is still ``sealed``,
+        and a crash anywhere means the next run writes the receipts again.
+        """
         batch = self.store.batch(root)
         if batch.status is BatchStatus.ANCHORED:
             return batch
@@ -474,8 +481,15 @@ class IssuerService:
             confirmed = self.anchorer.anchor(root)
             bar.update(1)
         self.hook(Step.CONFIRMED, root)
-        self.write_outputs(root, confirmed)
+        anchored: list[str] = []
         with self.store.transaction() as session:
+
+            def mark_anchored(ids: list[str]) -> None:
+                sealed = Certificate.id.in_(ids) & (Certificate.status == CertificateStatus.SEALED)
+                marked = update(Certificate).where(sealed).values(status=CertificateStatus.ANCHORED)
+                anchored.extend(session.scalars(marked.returning(Certificate.id)))
+
+            self._write_outputs(root, confirmed, mark_anchored)
             stored = session.get_one(Batch, root)
             stored.status = BatchStatus.ANCHORED
             stored.tx_hash = confirmed.tx_hash
@@ -483,11 +497,8 @@ class IssuerService:
             stored.gas_used = confirmed.gas_used
             stored.anchored_at = self.now()
             stored.error = None
-            sealed = (Certificate.batch_root == root) & (Certificate.status == CertificateStatus.SEALED)
-            ids = list(session.scalars(select(Certificate.id).where(sealed).order_by(Certificate.id)))
-            session.execute(update(Certificate).where(sealed).values(status=CertificateStatus.ANCHORED))
             data = {"batch": root, "tx_hash": confirmed.tx_hash, "block_number": confirmed.block_number}
-            add_events(session, EventType.CERTIFICATE_ANCHORED, data, ids, stored.anchored_at)
+            add_events(session, EventType.CERTIFICATE_ANCHORED, data, sorted(anchored), stored.anchored_at)
             touch_lists_of_batch(session, root, stored.anchored_at)
         if self.status_lists is not None:  # the lists' companions now name these leaves
             self.status_lists.publish_for_batch(root)
@@ -497,6 +508,11 @@ class IssuerService:
     def write_outputs(self, root: str, anchored: TxReceipt) -> None:
         """Writes the manifest, then a receipt (and QR code) per certificate of an anchored batch,
         each synced to disk before this returns."""
+        self._write_outputs(root, anchored, lambda ids: None)
+
+    def _write_outputs(self, root: str, anchored: TxReceipt, synced: Callable[[list[str]], None]) -> None:
+        """:meth:`write_outputs`, calling ``synced`` with the ids of each chunk whose receipts are
+        synced."""
         tree = self.store.batch_tree(root)
         out_dir = private_dir(self.config.out_dir)
         sync_files([write_manifest(out_dir, tree)])
@@ -509,11 +525,12 @@ class IssuerService:
             node_url=self.config.node_url,
             qr_codes=self.config.qr_codes,
         )
-        with self.workers() as pool:
-            ids = self.store.batch_ids(root)
-            with self.progress("receipts", len(ids)) as bar:
-                for written in pool.map(write_receipts, context, self._receipt_rows(ids)):
-                    bar.update(written)
+        ids = self.store.batch_ids(root)
+        with self.workers() as pool, self.progress("receipts", len(ids)) as bar:
+            written = pool.map(write_receipts, context, self._receipt_rows(ids))
+            for count, chunk in zip(written, chunked(ids, WORK_CHUNK), strict=True):
+                synced(chunk)
+                bar.update(count)
 
     def _receipt_rows(self, ids: list[str]) -> Iterator[list[ReceiptRow]]:
         """The certificates ``ids`` as receipts need them, one short read per chunk."""
