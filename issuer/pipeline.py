@@ -12,8 +12,12 @@ first chunk and stop when the pool is closed.
 progress bar), and a child forked from a threaded process can inherit a lock another thread held
 at that instant and deadlock on it (CPython 3.12 warns about it). The workers come from
 multiprocessing's *forkserver*: a fresh interpreter the issuer process starts once (fork+exec,
-safe from any thread), single-threaded, which imports :data:`PRELOAD` (the signing stack, intake,
-templates) and forks every worker from itself; a pool of two starts in about 10 ms once it runs.
+safe from any thread; about 0.3 s), single-threaded, which imports :data:`PRELOAD` (the signing
+stack, intake, templates) and forks every worker from itself; a pool of two then starts in about
+10 ms. As multiprocessing does for every start method but fork, each worker also imports the
+program's main module again (as ``__mp_main__``): a program that issues with workers keeps its
+entry point under ``if __name__ == "__main__":`` and its top-level imports light (the
+``finvault`` command's are; ``bench/issuer.py`` guards its own).
 
 **What workers are told.** Beyond its chunk, a worker needs a *context* (the signing key, the
 batch's Merkle tree, the template), handed to :meth:`WorkerPool.map`. A forkserver worker shares
@@ -22,9 +26,10 @@ written to every worker's own pipe. For a :class:`SealContext` that pickle holds
 (unencrypted PKCS #8 DER): it lives only in the issuer's memory, the kernel's pipe buffer and the
 worker's memory, and is never written to a file, never put on a command line (the forkserver's
 names modules only; workers are forked from it, not executed) and never logged (a context's
-``repr`` names the key id only). A pool's initializer would pickle it the same way, but once per
-pool; sent per map, the key and the tree cross only to the processes of the run that uses them,
-and one pool serves all phases. A worker keeps the current map's context only.
+``repr`` names the key id only). A pool's initializer would pickle it the same way, but only once
+per pool, so a pool could serve one phase only; sent per map, one pool serves every phase of a
+run, and the key and the tree still cross only to the processes of the run that uses them. A
+worker keeps the current map's context only, and the pool is used by one thread at a time.
 """
 
 from __future__ import annotations
@@ -78,8 +83,8 @@ IN_FLIGHT_PER_WORKER = 2
 #: How workers are started (see the module docstring): never ``fork`` from the issuer process.
 START_METHOD: Final = "forkserver"
 #: What the forkserver imports once, so that every worker it forks starts with them loaded: the
-#: modules holding the chunk functions and their contexts, and the main module (whose functions
-#: workers would otherwise import again, each).
+#: modules holding the chunk functions and their contexts. (``__main__`` is multiprocessing's own
+#: default entry; Python 3.11's forkserver skips it, so each worker imports the main module itself.)
 PRELOAD = ["__main__", "issuer.pipeline", "issuer.intake"]
 #: Bytes a pipe between the issuer and a worker may buffer (Linux; the default is 64 KiB): a chunk
 #: of 1,000 credentials fits whole, so it is handed over while the worker is still busy.
@@ -173,7 +178,7 @@ def _serve(tasks: Connection, results: Connection) -> None:
     sender.start()
     context: Any = None
     broken_context: Exception | None = None
-    while (message := inbox.get()) is not None:
+    while (message := inbox.get()) is not None and sender.is_alive():  # else: nobody to answer
         try:
             kind, *parts = _loads(message)
         except Exception as exc:  # a chunk whose function or rows cannot be rebuilt here
