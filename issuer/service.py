@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import Table, Text, bindparam, cast, func, insert, select, update
+from sqlalchemy import Table, Text, bindparam, cast, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -133,8 +133,6 @@ _SEALED = (
     .where(_CERTIFICATES.c.id == bindparam("sealed_id"))
     .values(
         secured=bindparam("secured"),
-        status_list_id=func.coalesce(bindparam("status_list_id"), _CERTIFICATES.c.status_list_id),
-        status_index=func.coalesce(bindparam("status_index"), _CERTIFICATES.c.status_index),
         digest=bindparam("digest"),
         leaf=bindparam("leaf"),
         key_id=bindparam("key_id"),
@@ -142,22 +140,41 @@ _SEALED = (
         status=bindparam("status"),
     )
 )
+#: The same for a certificate drawn a status list entry by this seal. Only these rows name the
+#: entry's columns: naming them costs every row a foreign-key check and a unique-index update, even
+#: to keep their value (SQLite, 10,000 rows: 36 µs a row against 10).
+_SEALED_WITH_ENTRY = _SEALED.values(
+    status_list_id=bindparam("status_list_id"), status_index=bindparam("status_index")
+)
 
 
-def _sealed_row(item: Sealed, context: SealContext, entries: dict[str, tuple[int, int]]) -> dict[str, Any]:
-    certificate_id, secured, digest, leaf = item
-    list_id, index = entries.get(certificate_id, (None, None))  # None: keep the one it has
-    return {
-        "sealed_id": certificate_id,
-        "secured": secured,
-        "status_list_id": list_id,
-        "status_index": index,
-        "digest": digest,
-        "leaf": leaf,
-        "key_id": context.key_id,
-        "algorithm": context.algorithm,
-        "status": CertificateStatus.SEALED,
-    }
+def _write_sealed(
+    session: Session, sealed: list[Sealed], context: SealContext, entries: dict[str, tuple[int, int]]
+) -> None:
+    """Records a chunk of sealed certificates, each with the status list entry it was drawn (if
+    any: one secured at issuance keeps the entry it has)."""
+    plain: list[dict[str, Any]] = []
+    with_entry: list[dict[str, Any]] = []
+    for certificate_id, secured, digest, leaf in sealed:
+        row: dict[str, Any] = {
+            "sealed_id": certificate_id,
+            "secured": secured,
+            "digest": digest,
+            "leaf": leaf,
+            "key_id": context.key_id,
+            "algorithm": context.algorithm,
+            "status": CertificateStatus.SEALED,
+        }
+        entry = entries.get(certificate_id)
+        if entry is None:
+            plain.append(row)
+        else:
+            row["status_list_id"], row["status_index"] = entry
+            with_entry.append(row)
+    if plain:
+        session.execute(_SEALED, plain)
+    if with_entry:
+        session.execute(_SEALED_WITH_ENTRY, with_entry)
 
 
 def _seal_rows(
@@ -444,7 +461,7 @@ class IssuerService:
             with self.progress("seal", len(ids)) as bar:
                 rows = _seal_rows(session, ids, allocator, entries)
                 for sealed in pool.map(seal_certificates, context, rows):
-                    session.execute(_SEALED, [_sealed_row(item, context, entries) for item in sealed])
+                    _write_sealed(session, sealed, context, entries)
                     digests += [bytes.fromhex(item[2][2:]) for item in sealed]
                     bar.update(len(sealed))
             root = hex0x(MerkleTree(digests).root)
