@@ -147,6 +147,14 @@ _SEALED_WITH_ENTRY = _SEALED.values(
     status_list_id=bindparam("status_list_id"), status_index=bindparam("status_index")
 )
 
+#: Anchoring's write per certificate, executemany by primary key. (``id IN (...) AND status = ...``
+#: has SQLite read every sealed row through the status index for each chunk: 30 against 13 µs a row.)
+_ANCHORED = (
+    update(_CERTIFICATES)
+    .where(_CERTIFICATES.c.id == bindparam("member"), _CERTIFICATES.c.status == CertificateStatus.SEALED)
+    .values(status=CertificateStatus.ANCHORED)
+)
+
 
 def _write_sealed(
     session: Session, sealed: list[Sealed], context: SealContext, entries: dict[str, tuple[int, int]]
@@ -502,10 +510,12 @@ class IssuerService:
         with self.store.transaction() as session:
 
             def mark_anchored(ids: list[str]) -> None:
-                sealed = Certificate.id.in_(ids) & (Certificate.status == CertificateStatus.SEALED)
-                marked = update(Certificate).where(sealed).values(status=CertificateStatus.ANCHORED)
-                found = set(session.scalars(marked.returning(Certificate.id)))
-                anchored.extend(i for i in ids if i in found)  # ids' own strings: a million add 8 MB
+                marked = session.connection().execute(_ANCHORED, [{"member": m} for m in ids]).rowcount
+                if marked != len(ids):  # not all sealed (never met: nothing else touches a sealed batch)
+                    done = Certificate.id.in_(ids) & (Certificate.status == CertificateStatus.ANCHORED)
+                    found = set(session.scalars(select(Certificate.id).where(done)))
+                    ids = [member for member in ids if member in found]
+                anchored.extend(ids)  # the batch's own strings: a million ids add 8 MB, not 70
 
             self._write_outputs(root, confirmed, mark_anchored)
             stored = session.get_one(Batch, root)
