@@ -319,6 +319,8 @@ class IssuerService:
     status_lists: StatusPublisher | None = field(init=False)
     #: The pool of the run under way (:meth:`workers`), if any.
     _pool: WorkerPool | None = field(init=False, default=None, repr=False)
+    #: The tree of the batch this service sealed last, until its receipts are written.
+    _sealed: MerkleTree | None = field(init=False, default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.config.securing == DATA_INTEGRITY and not isinstance(self.signing_key, Ed25519PrivateKey):
@@ -472,7 +474,8 @@ class IssuerService:
                     _write_sealed(session, sealed, context, entries)
                     digests += [bytes.fromhex(item[2][2:]) for item in sealed]
                     bar.update(len(sealed))
-            root = hex0x(MerkleTree(digests).root)
+            tree = MerkleTree(digests)
+            root = hex0x(tree.root)
             session.add(
                 Batch(
                     root=root,
@@ -486,6 +489,7 @@ class IssuerService:
             session.flush()
             for chunk in chunked(ids, WORK_CHUNK):
                 session.execute(update(Certificate).where(Certificate.id.in_(chunk)).values(batch_root=root))
+        self._sealed = tree  # for its receipts, which follow at once
         log.info("sealed batch %s with %d certificates", root, len(ids))
         self.hook(Step.SEALED, root)
         return root
@@ -541,7 +545,9 @@ class IssuerService:
     def _write_outputs(self, root: str, anchored: TxReceipt, synced: Callable[[list[str]], None]) -> None:
         """:meth:`write_outputs`, calling ``synced`` with the ids of each chunk whose receipts are
         synced."""
-        tree = self.store.batch_tree(root)
+        tree, self._sealed = self._sealed, None
+        if tree is None or hex0x(tree.root) != root:  # another batch, or one a crash interrupted
+            tree = self.store.batch_tree(root)
         out_dir = private_dir(self.config.out_dir)
         sync_files([write_manifest(out_dir, tree)])
         context = ReceiptContext(
