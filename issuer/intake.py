@@ -153,9 +153,9 @@ def _csv_rows(text: io.TextIOWrapper, needed: frozenset[str]) -> Iterator[Record
                 yield Record(line, None, f"{len(cells)} fields, but the header names {len(header)} columns")
                 continue
             values = dict(zip(header, cells, strict=False))  # absent trailing cells are missing columns
-            bad = next(((name, p) for name, cell in values.items() if (p := _bad_byte(cell))), None)
-            if bad is not None:
-                yield Record(line, None, f"column {bad[0]!r}: {bad[1]}")
+            if _ESCAPED_BYTE.search("".join(cells)):  # one search a row; which column, only then
+                name, problem = next((n, p) for n, cell in values.items() if (p := _bad_byte(cell)))
+                yield Record(line, None, f"column {name!r}: {problem}")
                 continue
             yield Record(line, values)
     except csv.Error as exc:
