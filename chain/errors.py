@@ -43,14 +43,18 @@ class ToolchainError(FinVaultError):
 
 
 class RpcError(FinVaultError):
-    """A JSON-RPC endpoint answered with an error object. Keeps the raw error for diagnosis."""
+    """A JSON-RPC endpoint answered with an error object, or with a result that cannot be one
+    (``null`` where the method always has a value). Keeps the raw error and the method for diagnosis."""
 
     code = "rpc_error"
 
-    def __init__(self, message: str, *, rpc_code: int | None = None, data: Any = None) -> None:
+    def __init__(
+        self, message: str, *, rpc_code: int | None = None, data: Any = None, method: str | None = None
+    ) -> None:
         super().__init__(message)
         self.rpc_code = rpc_code
         self.data = data
+        self.method = method
 
 
 class RpcUnavailable(FinVaultError, ConnectionError):

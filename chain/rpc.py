@@ -5,6 +5,11 @@ has failed in a round, the client sleeps with exponential backoff and jitter (ho
 ``Retry-After``) and tries again. A JSON-RPC error object is an answer, not an outage: it is raised
 at once as :class:`~chain.errors.RpcError` with the raw ``code`` and ``data`` kept.
 
+``result: null`` is a valid answer to some methods (a block or receipt the chain does not have) and
+a faulty one to others (:data:`NEVER_NULL`: ``eth_blockNumber`` always has a value). A faulty null
+fails over and backs off like a transport fault; if no endpoint gives a value, the call raises
+:class:`~chain.errors.RpcError` naming the method, never a ``TypeError`` in whatever parses it.
+
 Endpoint URLs often embed API keys, so only :func:`redact_url` forms ever reach messages and
 logs (httpx's own request log included).
 """
@@ -27,6 +32,25 @@ from chain.errors import ChainMismatch, ConfigError, RpcError, RpcUnavailable
 log = logging.getLogger(__name__)
 
 RETRYABLE_HTTP_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+#: Methods whose result is never null by the Ethereum JSON-RPC specification: a provider that
+#: answers ``result: null`` to one is faulty (a node still starting, a broken load balancer).
+NEVER_NULL = frozenset(
+    {
+        "eth_blockNumber",
+        "eth_chainId",
+        "net_version",
+        "eth_call",
+        "eth_estimateGas",
+        "eth_feeHistory",
+        "eth_gasPrice",
+        "eth_getBalance",
+        "eth_getCode",
+        "eth_getLogs",
+        "eth_getStorageAt",
+        "eth_getTransactionCount",
+        "eth_maxPriorityFeePerGas",
+    }
+)
 
 
 def redact_url(url: str) -> str:
@@ -72,9 +96,12 @@ class RetryPolicy:
 
 
 class _Retryable(Exception):
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+    def __init__(
+        self, reason: str, retry_after: float | None = None, *, null_method: str | None = None
+    ) -> None:
         super().__init__(reason)
         self.retry_after = retry_after
+        self.null_method = null_method
 
 
 def _retry_after_seconds(response: httpx.Response) -> float | None:
@@ -90,15 +117,46 @@ def _retry_after_seconds(response: httpx.Response) -> float | None:
 def _result(method: str, body: Any) -> Any:
     """The ``result`` of one JSON-RPC response object; its error object becomes :class:`RpcError`."""
     if not isinstance(body, dict) or ("result" not in body and "error" not in body):
-        raise RpcError(f"{method}: missing or malformed response")
+        raise RpcError(f"{method}: missing or malformed response", method=method)
     error = body.get("error")
     if error is not None:
         if not isinstance(error, dict):
-            raise RpcError(f"{method}: {error!r}")
+            raise RpcError(f"{method}: {error!r}", method=method)
         raise RpcError(
-            f"{method}: {error.get('message', 'error')}", rpc_code=error.get("code"), data=error.get("data")
+            f"{method}: {error.get('message', 'error')}",
+            rpc_code=error.get("code"),
+            data=error.get("data"),
+            method=method,
         )
     return body["result"]
+
+
+def _faulty_null(payload: dict[str, Any] | list[dict[str, Any]], body: Any) -> str | None:
+    """The first method of ``payload`` in :data:`NEVER_NULL` that ``body`` answers with ``result: null``."""
+    items = payload if isinstance(payload, list) else [payload]
+    answers = body if isinstance(body, list) else [body]
+    by_id = {a.get("id"): a for a in answers if isinstance(a, dict)}
+    for item in items:
+        answer = by_id.get(item["id"])
+        if (
+            item["method"] in NEVER_NULL
+            and isinstance(answer, dict)
+            and answer.get("error") is None
+            and answer.get("result") is None
+        ):
+            return str(item["method"])
+    return None
+
+
+def hex_quantity(method: str, value: Any) -> int:
+    """A JSON-RPC QUANTITY (``"0x1a"``) that ``method`` returned, as an int; :class:`RpcError`
+    naming ``method`` if it is anything else (``null`` included)."""
+    if isinstance(value, str) and value[:2] in ("0x", "0X"):
+        try:
+            return int(value, 16)
+        except ValueError:
+            pass
+    raise RpcError(f"{method}: expected a hex number, the endpoint answered {value!r:.60}", method=method)
 
 
 class RpcClient:
@@ -166,21 +224,32 @@ class RpcClient:
 
     def _send(self, payload: dict[str, Any] | list[dict[str, Any]], what: str) -> Any:
         last_reason = "no attempt"
+        null_method: str | None = None  # a method some endpoint answered with a faulty null
         for round_index in range(self.policy.rounds):
             retry_after: float | None = None
             for offset in range(len(self.urls)):
                 index = (self._preferred + offset) % len(self.urls)
                 try:
                     body = self._post(self.urls[index], payload)
+                    faulty = _faulty_null(payload, body)
+                    if faulty is not None:
+                        raise _Retryable(f"answered null to {faulty}", null_method=faulty)
                 except _Retryable as exc:
                     last_reason = f"{redact_url(self.urls[index])}: {exc}"
                     retry_after = max(retry_after or 0.0, exc.retry_after or 0.0) or None
+                    null_method = exc.null_method or null_method
                     log.info("rpc %s failed on %s", what, last_reason)
                     continue
                 self._preferred = index
                 return body
             if round_index + 1 < self.policy.rounds:
                 self._sleep(self.policy.delay(round_index, retry_after))
+        if null_method is not None:
+            raise RpcError(
+                f"{null_method}: the endpoint answered `result: null`, but this method always has a "
+                f"value (no endpoint gave one after {self.policy.rounds} rounds; {last_reason})",
+                method=null_method,
+            )
         raise RpcUnavailable(
             f"{what}: no RPC endpoint answered after {self.policy.rounds} rounds ({last_reason})"
         )
@@ -211,11 +280,11 @@ class RpcClient:
 
     def chain_id(self) -> int:
         """The chain id of the endpoint that answers (``eth_chainId``)."""
-        return int(self.call("eth_chainId"), 16)
+        return hex_quantity("eth_chainId", self.call("eth_chainId"))
 
     def block_number(self) -> int:
         """The number of the latest block (``eth_blockNumber``)."""
-        return int(self.call("eth_blockNumber"), 16)
+        return hex_quantity("eth_blockNumber", self.call("eth_blockNumber"))
 
     def get_code(self, address: str, block: str = "latest") -> bytes:
         """The runtime code at ``address`` as of ``block`` (``eth_getCode``); empty where no contract is."""

@@ -14,6 +14,7 @@ from chain.core.signing import KeyAlgorithm
 from chain.core.verify import AnchorFact, ChainHead, EventRef, IssuerFact, KeyFact, RevocationFact
 from chain.errors import ChainMismatch, RpcError
 from chain.registry import RegistryReader, leaf_revocation_id
+from chain.rpc import hex_quantity
 
 
 class RpcFacts:
@@ -104,4 +105,8 @@ class RpcFacts:
             finalized = self.reader.rpc.call("eth_getBlockByNumber", ["finalized", False])
         except RpcError:  # endpoints without the tag: finality falls back to depth alone
             finalized = None
-        return ChainHead(number, int(finalized["number"], 16) if finalized else None)
+        if not finalized:
+            return ChainHead(number, None)
+        if not isinstance(finalized, dict):
+            raise RpcError(f"eth_getBlockByNumber(finalized): not a block: {finalized!r:.60}")
+        return ChainHead(number, hex_quantity("eth_getBlockByNumber", finalized.get("number")))

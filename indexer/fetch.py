@@ -89,14 +89,19 @@ class Header:
     timestamp: int
 
     @classmethod
-    def from_rpc(cls, raw: dict[str, Any]) -> Header:
-        """Parses an ``eth_getBlockByNumber`` result."""
-        return cls(
-            int(raw["number"], 16),
-            bytes.fromhex(raw["hash"][2:]),
-            bytes.fromhex(raw["parentHash"][2:]),
-            int(raw["timestamp"], 16),
-        )
+    def from_rpc(cls, raw: Any) -> Header:
+        """Parses an ``eth_getBlockByNumber`` result; :class:`RpcError` if it is not a block."""
+        try:
+            return cls(
+                int(raw["number"], 16),
+                bytes.fromhex(raw["hash"][2:]),
+                bytes.fromhex(raw["parentHash"][2:]),
+                int(raw["timestamp"], 16),
+            )
+        except (KeyError, TypeError, ValueError):
+            raise RpcError(
+                f"eth_getBlockByNumber: not a block: {raw!r:.80}", method="eth_getBlockByNumber"
+            ) from None
 
 
 def read_headers(rpc: RpcClient, numbers: Iterable[int]) -> dict[int, Header]:
@@ -175,7 +180,7 @@ class LogFetcher:
             raise RpcError("eth_getLogs: result is not a list")
         batch = decode_logs(logs, self.registry)
         headers = read_headers(self.rpc, [first - 1, *batch.blocks, last])
-        return LogRange(first, last, bytes.fromhex(header["hash"][2:]), len(logs), batch, headers)
+        return LogRange(first, last, Header.from_rpc(header).hash, len(logs), batch, headers)
 
     def fetch_range(self, first: int, last: int) -> LogRange:
         """Logs from ``first`` up to at most ``last`` (fewer blocks if the window is smaller)."""

@@ -136,9 +136,14 @@ def key_fact(connection: Connection, key_id: bytes) -> KeyFact | None:
 
 
 def checkpoint_head(connection: Connection) -> ChainHead:
-    """The chain head as the checkpoint knows it (block 0 before the first sync step)."""
+    """The chain head as the checkpoint knows it (block 0 before the first sync step): the head the
+    step that wrote the checkpoint read, committed with the facts it covers, so confirmations are
+    judged in the same snapshot of the database as the facts; finality is the mirror's own
+    (never above its block)."""
     row = connection.execute(select(_checkpoint).where(_checkpoint.c.id == 1)).first()
-    return ChainHead(0, 0) if row is None else ChainHead(row.block_number, row.finalized_block)
+    if row is None:
+        return ChainHead(0, 0)
+    return ChainHead(max(row.chain_head_block, row.block_number), row.finalized_block)
 
 
 class MirrorFacts:
@@ -292,7 +297,8 @@ def revocation_records(
 
 
 def checkpoint_record(connection: Connection) -> dict[str, Any] | None:
-    """The sync checkpoint (block, accumulators, counts), or None before the first step."""
+    """The sync checkpoint (block, accumulators, counts, and the chain's head and finalized block as
+    the step that wrote it read them), or None before the first step."""
     row = connection.execute(select(_checkpoint).where(_checkpoint.c.id == 1)).first()
     if row is None:
         return None
@@ -302,6 +308,8 @@ def checkpoint_record(connection: Connection) -> dict[str, Any] | None:
         "block_number": row.block_number,
         "block_hash": hex0x(row.block_hash),
         "finalized_block": row.finalized_block,
+        "chain_head_block": row.chain_head_block,
+        "chain_finalized_block": row.chain_finalized_block,
         "anchor_accumulator": hex0x(row.anchor_accumulator),
         "revocation_accumulator": hex0x(row.revocation_accumulator),
         "anchors": row.anchor_count,

@@ -58,6 +58,7 @@ from indexer.schema import (
     RevocationRow,
 )
 from indexer.sync import Indexer
+from indexer.writer import MirrorWriterBusy
 
 log = logging.getLogger(__name__)
 
@@ -490,19 +491,28 @@ class Resync:
 
 
 def resync(indexer: Indexer, from_block: int, *, now: int) -> Resync:
-    """Re-reads the mirror from ``from_block`` on, from the chain.
+    """Re-reads the mirror from ``from_block`` on, from the chain, as the mirror's writer: claims it
+    first (:class:`MirrorWriterBusy` if another writer follows it), holds the claim until the
+    indexer is closed.
 
     One transaction deletes every row from ``from_block`` up, puts the checkpoint just below it
     and writes an ``audit_log`` entry; the indexer then syncs back up to where the mirror was (each
     of its steps is atomic too, so a crash midway leaves a consistent, shorter mirror).
     """
+    try:
+        indexer.claim_writer()
+    except MirrorWriterBusy:
+        raise MirrorWriterBusy(
+            "another writer follows this mirror: a resync needs it to itself. A node's writer steps "
+            "aside by itself while its mirror is halted, diverged or drifted; otherwise stop the node "
+            "(or finvault sync) first"
+        ) from None
     base = max(from_block, indexer.start_block) - 1
     header = read_headers(indexer.rpc, [base]).get(base)
     if header is None:
         raise ConfigError(f"the chain has no block {base}")
     with Session(indexer.engine) as session, session.begin():
-        # The node's sync loop may be writing this mirror: queue behind it, as its steps do.
-        session.connection(execution_options={BEGIN_MODE: "IMMEDIATE"})
+        session.connection(execution_options={BEGIN_MODE: "IMMEDIATE"})  # a writer's transaction
         checkpoint = session.get(CheckpointRow, 1)
         if checkpoint is None:
             raise ConfigError("the mirror is empty: run `finvault sync` instead")
@@ -522,7 +532,7 @@ def resync(indexer: Indexer, from_block: int, *, now: int) -> Resync:
         )
         rewind(session, checkpoint, base)
         detail = {"from_block": base + 1, "previous_block": previous, "deleted_rows": deleted}
-        session.add(AuditLogRow(at=now, action="resync", detail=detail))
+        session.add(AuditLogRow(at=now, action=AuditLogRow.RESYNC, detail=detail))
     log.warning("resync: deleted %d rows above block %d; re-reading up to block %d", deleted, base, previous)
     status = indexer.sync(previous)
     return Resync(base + 1, previous, deleted, status.indexed_block, status.events_indexed)

@@ -32,6 +32,7 @@ def rewind(session: Session, checkpoint: CheckpointRow, block: int) -> None:
     genesis_anchor, genesis_revocation = genesis_accumulators(
         checkpoint.chain_id, checkpoint.registry_address
     )
+    checkpoint.revision += 1
     checkpoint.block_number = block
     checkpoint.block_hash = session.get_one(BlockRow, block).hash
     checkpoint.finalized_block = min(checkpoint.finalized_block, block)

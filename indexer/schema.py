@@ -12,7 +12,7 @@ The same SQLAlchemy code runs on SQLite (the embedded default, WAL mode) and Pos
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from indexer.fetch import Header
 
 #: Bumped with every Alembic migration; the checkpoint records which version wrote the mirror.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 5
 
 
 class RawBytes(LargeBinary):
@@ -176,7 +176,13 @@ class BlockRow(Base):
 
 
 class CheckpointRow(Base):
-    """The single sync state row, committed in the same transaction as the rows it covers."""
+    """The single sync state row, committed in the same transaction as the rows it covers.
+
+    ``finalized_block`` is the mirror's: the newest of its blocks known final, never above
+    ``block_number``. ``chain_head_block`` and ``chain_finalized_block`` are the chain's head and
+    finalized block as the step that wrote the row read them: a reader judges confirmations and
+    finality of the facts it reads in the same snapshot of the database.
+    """
 
     __tablename__ = "checkpoint"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
@@ -186,10 +192,15 @@ class CheckpointRow(Base):
     block_number: Mapped[int] = mapped_column(BigInteger)
     block_hash: Mapped[bytes] = mapped_column(Hash)
     finalized_block: Mapped[int] = mapped_column(BigInteger)
+    chain_head_block: Mapped[int] = mapped_column(BigInteger)
+    chain_finalized_block: Mapped[int] = mapped_column(BigInteger)
     anchor_accumulator: Mapped[bytes] = mapped_column(Hash)
     revocation_accumulator: Mapped[bytes] = mapped_column(Hash)
     anchor_count: Mapped[int] = mapped_column(BigInteger)
     revocation_count: Mapped[int] = mapped_column(BigInteger)
+    #: Incremented by every transaction that changes a fact (a step that wrote events, a rewind, a
+    #: resync): readers cache facts per revision.
+    revision: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class ReconciliationRunRow(Base):
@@ -213,6 +224,9 @@ class AuditLogRow(Base):
     """What an operator did to the mirror by hand (``finvault resync``), for the audit trail."""
 
     __tablename__ = "audit_log"
+    #: The ``action`` of a ``finvault resync``: a drift found before it counts as repaired.
+    RESYNC: ClassVar[str] = "resync"
+
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     at: Mapped[int] = mapped_column(BigInteger)  # unix seconds
     action: Mapped[str] = mapped_column(String)
@@ -220,8 +234,8 @@ class AuditLogRow(Base):
 
 
 class LoopStateRow(Base):
-    """What the mirror's one writer (a node's sync loop) last said of itself, for the replica nodes
-    that read this mirror without writing it (``node/replica.py``): one row, rewritten each poll."""
+    """What the mirror's one writer (a node's sync loop) last said of itself, for the processes that
+    serve from this mirror without writing it (``node/state.py``): one row, rewritten each poll."""
 
     __tablename__ = "loop_state"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)

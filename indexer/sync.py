@@ -26,14 +26,16 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import Engine, delete, select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from chain.core.accumulators import fold_anchor, fold_revocation, genesis_accumulators
 from chain.core.encoding import hex0x
-from chain.errors import ChainMismatch, FinVaultError, RpcError, RpcUnavailable
+from chain.errors import ChainMismatch, RpcError, RpcUnavailable
 from chain.registry import RegistryReader
-from chain.rpc import RpcClient
+from chain.rpc import RpcClient, hex_quantity
 from chain.service.db import BEGIN_MODE
+from chain.service.failures import FailureLog
 from indexer.db import insert_rows, open_mirror
 from indexer.decode import MIRRORED_TOPICS, DecodedBatch
 from indexer.errors import ChainMoved, DecodeError, MirrorDivergence, QuorumDisagreement, ReorgBeyondFinality
@@ -51,13 +53,22 @@ from indexer.schema import (
     RevocationRow,
 )
 from indexer.settings import IndexerSettings
-from indexer.writer import WriterClaim
+from indexer.writer import WriterClaim, WriterClaimPending
 
 log = logging.getLogger(__name__)
 
 
-#: Failures a later step may not meet again: retried (with backoff) until the breaker opens.
-TRANSIENT_ERRORS = (RpcUnavailable, RpcError, ChainMoved, QuorumDisagreement, DecodeError)
+#: Failures a later step may not meet again: retried (with backoff) until the breaker opens. A
+#: database's OperationalError (down, restarting, full, locked) is one: the step rolled back whole.
+TRANSIENT_ERRORS = (
+    RpcUnavailable,
+    RpcError,
+    ChainMoved,
+    QuorumDisagreement,
+    DecodeError,
+    OperationalError,
+    WriterClaimPending,
+)
 
 
 @dataclass(frozen=True)
@@ -81,7 +92,14 @@ class StepResult:
 
 @dataclass
 class CircuitBreaker:
-    """Opens after ``threshold`` consecutive failures; half-opens after ``cooldown`` seconds."""
+    """Opens after ``threshold`` consecutive failures: the failures are an outage, not a blip.
+
+    An open breaker is reported (``/ready``, ``finvault_node_rpc_breaker_open``) and ends
+    :meth:`Indexer.sync`'s retries; it does not hold a live loop back. The loop tries again one
+    poll interval after a failure, open or not (:meth:`wait_after_failure`), so the first poll after
+    the cause is gone succeeds and closes it: the mirror vouches again within one poll, as the
+    operations guide promises. Without new failures it half-opens after ``cooldown`` seconds.
+    """
 
     threshold: int = 5
     cooldown: float = 30.0
@@ -91,7 +109,8 @@ class CircuitBreaker:
 
     @property
     def open(self) -> bool:
-        """Whether calls should stop: opened less than ``cooldown`` seconds ago."""
+        """Whether the failures are an outage: the last of ``threshold`` or more in a row came less
+        than ``cooldown`` seconds ago."""
         return self.opened_at is not None and self.clock() - self.opened_at < self.cooldown
 
     def success(self) -> None:
@@ -103,6 +122,12 @@ class CircuitBreaker:
         self.failures += 1
         if self.failures >= self.threshold:
             self.opened_at = self.clock()
+
+    def wait_after_failure(self, poll_interval: float) -> float:
+        """Seconds a live loop waits after a failed step before it tries again: ``poll_interval``,
+        whether the breaker is open or not. Waiting out ``cooldown`` instead kept a node refusing
+        for up to 30 s after its endpoint or database was back."""
+        return poll_interval
 
 
 @dataclass
@@ -155,6 +180,8 @@ class Indexer:
         )
         self.breaker = breaker or CircuitBreaker()
         self.status = SyncStatus()
+        #: Logs a run of failed steps in two lines: when it starts and when it ends.
+        self.failures = FailureLog(log, "sync step")
         self._finalized_tag = True
         self.writer: WriterClaim | None = None
 
@@ -184,7 +211,7 @@ class Indexer:
                 self.status.indexed_block = checkpoint.block_number
                 self.status.finalized_block = checkpoint.finalized_block
 
-    def _initial_checkpoint(self, session: Session) -> CheckpointRow:
+    def _initial_checkpoint(self, session: Session, head: int, finalized: int) -> CheckpointRow:
         base = self.start_block - 1
         header = self._headers([base])[base]
         anchor_acc, revocation_acc = genesis_accumulators(self.chain_id, self.registry_bytes)
@@ -196,10 +223,13 @@ class Indexer:
             block_number=base,
             block_hash=header.hash,
             finalized_block=0,
+            chain_head_block=head,
+            chain_finalized_block=finalized,
             anchor_accumulator=anchor_acc,
             revocation_accumulator=revocation_acc,
             anchor_count=0,
             revocation_count=0,
+            revision=0,
         )
         session.add(checkpoint)
         session.merge(BlockRow.without_events(header))
@@ -236,68 +266,112 @@ class Indexer:
                 )
 
     def _finality(self) -> tuple[int, int]:
-        """``(head, finalized block)``: by depth, and by the ``finalized`` tag where available."""
+        """``(head, finalized block)``: by depth, and by the ``finalized`` tag where available.
+
+        A head or a finalized block the endpoint answers with something else than a block number
+        (``result: null`` included) is an :class:`RpcError` naming the method, retried like any.
+        """
         finalized_raw = None
         if self._finalized_tag:
             try:
                 head_raw, finalized_raw = self.rpc.batch(
                     [("eth_blockNumber", []), ("eth_getBlockByNumber", ["finalized", False])]
                 )
-            except RpcError:
+            except RpcError as exc:
+                if exc.method == "eth_blockNumber":
+                    raise  # the head itself failed: no verdict on the tag
                 self._finalized_tag = False  # this endpoint has no such tag: depth alone decides
         if not self._finalized_tag:
             head_raw = self.rpc.call("eth_blockNumber")
-        head = int(head_raw, 16)
+        head = hex_quantity("eth_blockNumber", head_raw)
         by_depth = max(0, head - self.confirmations + 1)
-        return head, by_depth if finalized_raw is None else min(by_depth, int(finalized_raw["number"], 16))
+        if finalized_raw is None:
+            return head, by_depth
+        if not isinstance(finalized_raw, dict):
+            raise RpcError(f"eth_getBlockByNumber(finalized): not a block: {finalized_raw!r:.60}")
+        return head, min(by_depth, hex_quantity("eth_getBlockByNumber", finalized_raw.get("number")))
 
     # -- one step ---------------------------------------------------------------------------------
 
     def step(self, to_block: int | None = None) -> StepResult:
-        """Advances the mirror by one range (or repairs a reorg). Raises on failure."""
+        """Advances the mirror by one range (or repairs a reorg). Raises on failure.
+
+        With a writer claim (:meth:`claim_writer`), checks it first (:meth:`WriterClaim.ensure`).
+        The checkpoint records the chain head and finalized block this step read, in the step's
+        one transaction. :attr:`status` and the breaker move only once that transaction has
+        committed: a step whose commit fails (a full disk, a database restart) leaves them, like
+        the mirror, as they were.
+        """
+        if self.writer is not None:
+            self.writer.ensure()
         head, finalized = self._finality()
         target_head = head if to_block is None else min(head, to_block)
         with Session(self.engine) as session, session.begin():
             session.connection(execution_options={BEGIN_MODE: "IMMEDIATE"})  # the one writer
-            checkpoint = session.get(CheckpointRow, 1) or self._initial_checkpoint(session)
-            first = checkpoint.block_number + 1
-            if first > target_head:
-                fork = self._confirm_checkpoint(session, checkpoint, finalized)
-                return self._record(
-                    StepResult(first, checkpoint.block_number, 0, target_head, reorged_to=fork)
-                )
-            fetched = self.fetcher.fetch_range(first, target_head)
-            last, batch, headers = fetched.last, fetched.batch, dict(fetched.headers)
-            self._require(headers, [checkpoint.block_number, *batch.blocks, last])
-            # The newest final block is kept too, whenever finality moves: the fork point no
-            # repairable reorg goes below. Without it, after steps of many blocks (a catch-up) the
-            # stored blocks are sparse, and a shallow reorg would find its fork below finality.
-            newest_final = min(finalized, last)
-            if newest_final > checkpoint.finalized_block and newest_final not in headers:
-                headers.update(self._headers([newest_final]))
-            if headers[checkpoint.block_number].hash != checkpoint.block_hash:
-                fork = self._rollback_to_fork(session, checkpoint)
-                return self._record(StepResult(first, fork, 0, target_head, reorged_to=fork))
-            if headers[last].hash != fetched.last_hash_before:
-                raise ChainMoved(f"block {last} changed while the logs below it were read")
-            for number, block_hash in batch.blocks.items():
-                if headers[number].hash != block_hash:
-                    raise ChainMoved(f"block {number} changed while its logs were read")
-            self._check_quorum(headers)
-            self._apply(session, checkpoint, batch, headers, last, finalized)
-            return self._record(StepResult(first, last, batch.count, target_head))
-
-    def _failed(self, error: Exception) -> None:
-        self.breaker.failure()
-        self.status.last_error = error.diagnostics() if isinstance(error, FinVaultError) else str(error)
-
-    def _record(self, result: StepResult) -> StepResult:
-        self.status.head = result.head
-        self.status.indexed_block = result.last_block
-        self.status.events_indexed += result.events
-        self.status.last_error = None
-        self.breaker.success()
+            result, final_block = self._advance(session, head, finalized, target_head)
+        self._committed(result, final_block)
         return result
+
+    def _advance(
+        self, session: Session, head: int, finalized: int, target_head: int
+    ) -> tuple[StepResult, int]:
+        """The step's writes, in ``session``'s transaction: what the step did, and the mirror's
+        finalized block after it."""
+        checkpoint = session.get(CheckpointRow, 1) or self._initial_checkpoint(session, head, finalized)
+        checkpoint.chain_head_block = head
+        checkpoint.chain_finalized_block = finalized
+        first = checkpoint.block_number + 1
+        if first > target_head:
+            fork = self._confirm_checkpoint(session, checkpoint, finalized)
+            result = StepResult(first, checkpoint.block_number, 0, target_head, reorged_to=fork)
+            return result, checkpoint.finalized_block
+        fetched = self.fetcher.fetch_range(first, target_head)
+        last, batch, headers = fetched.last, fetched.batch, dict(fetched.headers)
+        self._require(headers, [checkpoint.block_number, *batch.blocks, last])
+        # The newest final block is kept too, whenever finality moves: the fork point no
+        # repairable reorg goes below. Without it, after steps of many blocks (a catch-up) the
+        # stored blocks are sparse, and a shallow reorg would find its fork below finality.
+        newest_final = min(finalized, last)
+        if newest_final > checkpoint.finalized_block and newest_final not in headers:
+            headers.update(self._headers([newest_final]))
+        if headers[checkpoint.block_number].hash != checkpoint.block_hash:
+            fork = self._rollback_to_fork(session, checkpoint)
+            return StepResult(first, fork, 0, target_head, reorged_to=fork), checkpoint.finalized_block
+        if headers[last].hash != fetched.last_hash_before:
+            raise ChainMoved(f"block {last} changed while the logs below it were read")
+        for number, block_hash in batch.blocks.items():
+            if headers[number].hash != block_hash:
+                raise ChainMoved(f"block {number} changed while its logs were read")
+        self._check_quorum(headers)
+        self._apply(session, checkpoint, batch, headers, last, finalized)
+        return StepResult(first, last, batch.count, target_head), checkpoint.finalized_block
+
+    def failed(self, error: BaseException) -> str:
+        """Records a failed step: counts it on the breaker, puts its reason in
+        ``status.last_error`` (:func:`failure_reason`: the driver's "database or disk is full", not
+        "OperationalError") and logs it through :attr:`failures` (one line when a failure starts,
+        none while it repeats). Returns the reason. For the loop that called :meth:`step`."""
+        self.breaker.failure()
+        self.status.last_error = self.failures.failed(error)
+        return self.status.last_error
+
+    def _committed(self, result: StepResult, finalized_block: int) -> None:
+        """The step's transaction committed: now the status may say what it did."""
+        status = self.status
+        if result.reorged_to is not None:
+            status.reorgs.append((result.first_block - 1, result.reorged_to))
+            log.warning(
+                "reorg: rolled the mirror back from block %d to fork point %d",
+                result.first_block - 1,
+                result.reorged_to,
+            )
+        status.head = result.head
+        status.indexed_block = result.last_block
+        status.finalized_block = finalized_block
+        status.events_indexed += result.events
+        status.last_error = None
+        self.breaker.success()
+        self.failures.succeeded()
 
     def _confirm_checkpoint(self, session: Session, checkpoint: CheckpointRow, finalized: int) -> int | None:
         """Nothing new to read: make sure the checkpoint block is still on the chain (it may be
@@ -315,7 +389,6 @@ class Indexer:
             if session.get(BlockRow, newest_final) is None:
                 session.add(BlockRow.without_events(final))
             checkpoint.finalized_block = newest_final
-        self.status.finalized_block = checkpoint.finalized_block
         return None
 
     def _apply(
@@ -378,7 +451,8 @@ class Indexer:
         checkpoint.revocation_accumulator = revocation_acc
         checkpoint.anchor_count += len(batch.anchors)
         checkpoint.revocation_count += len(batch.revocations)
-        self.status.finalized_block = checkpoint.finalized_block
+        if batch.count:
+            checkpoint.revision += 1
 
     # -- reorgs -----------------------------------------------------------------------------------
 
@@ -406,10 +480,6 @@ class Indexer:
                 f"{checkpoint.finalized_block} as final; refusing to repair this silently",
                 resync_from=fork + 1,
             )
-        log.warning(
-            "reorg: rolling the mirror back from block %d to fork point %d", checkpoint.block_number, fork
-        )
-        self.status.reorgs.append((checkpoint.block_number, fork))
         rewind(session, checkpoint, fork)
         return fork
 
@@ -441,22 +511,25 @@ class Indexer:
             try:
                 return self.step(to_block)
             except TRANSIENT_ERRORS as exc:
-                self._failed(exc)
+                self.failed(exc)  # logged once, when the failure starts
                 if self.breaker.open:
                     raise  # N failures in a row: report, rather than retry forever
-                log.warning("sync step failed (%s); retrying in %.1fs", self.status.last_error, delay)
                 time.sleep(delay)
                 delay = min(delay * 2, 10.0)
 
     def run(self, stop: threading.Event, poll_interval: float = 2.0) -> None:
-        """The node's live loop: catch up, then poll for new heads until ``stop`` is set."""
+        """A live loop: catch up, then poll for new heads until ``stop`` is set.
+
+        A failed step is retried one poll interval later, breaker open or not
+        (:meth:`CircuitBreaker.wait_after_failure`); :meth:`failed` logs a failure once, when it
+        starts, and :meth:`step` once, when it ends.
+        """
         while not stop.is_set():
             try:
                 result = self.step()
             except TRANSIENT_ERRORS as exc:
-                self._failed(exc)
-                log.warning("sync step failed: %s", self.status.last_error)
-                stop.wait(self.breaker.cooldown if self.breaker.open else poll_interval)
+                self.failed(exc)
+                stop.wait(self.breaker.wait_after_failure(poll_interval))
                 continue
             if result.caught_up and result.reorged_to is None:
                 stop.wait(poll_interval)

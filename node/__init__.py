@@ -2,10 +2,11 @@
 
 - :mod:`~node.app`, :mod:`~node.models`, :mod:`~node.metrics`, :mod:`~node.page`: the FastAPI app,
   its response shapes, its Prometheus metrics and the web page;
-- :mod:`~node.runtime`, :mod:`~node.health`: the live sync loop and whether the mirror can vouch
-  for a verdict now;
-- :mod:`~node.server`, :mod:`~node.worker`, :mod:`~node.shared`: running it, in one process or
-  several;
+- :mod:`~node.writer`: the mirror's one writer, its sync loop;
+- :mod:`~node.runtime`, :mod:`~node.state`, :mod:`~node.health`: a serving process's view of the
+  mirror, the state it reads from it, and whether the mirror can vouch for a verdict now;
+- :mod:`~node.server`, :mod:`~node.worker`: running it, a writer and readers under a supervisor
+  (or threads, for the demo and tests);
 - :mod:`~node.mirror`, :mod:`~node.cursor`, :mod:`~node.audit`: reads, pagination and auditing;
 - :mod:`~node.cli`: the node's ``finvault`` commands.
 

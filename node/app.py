@@ -19,21 +19,20 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter as Tally
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import FastAPI, Query, Request
 from fastapi import Path as PathParam
-from fastapi.concurrency import run_in_threadpool
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.exc import OperationalError
-from starlette.routing import Route
 
 from chain.core.canonical import MAX_SAFE_INTEGER
 from chain.core.credential_checks import CredentialResult, Finding, check_bare_credential
@@ -42,6 +41,7 @@ from chain.core.receipt import MAX_RECEIPT_BYTES, MAX_RECEIPT_VALUES, receipt_si
 from chain.core.verify import DOCUMENT_CHECKS, Check, Verdict, finality, malformed
 from chain.did_web import IdentityResolver
 from chain.errors import ChainMismatch, ConfigError, FinVaultError, RpcError, RpcUnavailable
+from chain.service.failures import failure_reason
 from chain.service.web import (
     BadRequest,
     EdgeFastAPI,
@@ -87,8 +87,9 @@ from node.models import (
 )
 from node.page import STATIC_DIR, mount_page
 from node.runtime import Runtime, not_ready
-from node.shared import MirrorBusy, SyncSnapshot
+from node.state import SyncSnapshot
 
+T = TypeVar("T")
 #: Paths never rate-limited: probes and scrapers poll them.
 UNLIMITED_PATHS = ("/health", "/ready", "/metrics")
 MAX_PAGE = 1_000
@@ -108,17 +109,13 @@ class TooManyReceipts(HttpError):
     code, status = "too_many_receipts", 413
 
 
-#: Receipts up to this size are verified on the event loop (at most about 5 ms: the worst found, a
-#: credential of 4,000 leaves in 11 KiB, takes 4.5 ms on the 2-core machine; a typical receipt well
-#: under a millisecond); larger ones in a thread, so that no request holds the loop for long.
-INLINE_VERIFY_BYTES = 16 * 1024
 #: Bulk calls a worker admits at once per turn (``bulk_concurrency``): reading their bodies, waiting
 #: for a turn, or running. One more is 503 busy before its body is read, so waiting calls hold at
 #: most this many bodies (8 MiB each at the default limit), whatever the connections.
 BULK_ADMITTED_PER_TURN = 4
 #: The longest a POST /verify/bulk waits for a turn (``bulk_concurrency``) before it gets 503.
 BULK_WAIT_SECONDS = 5.0
-#: The 503 a verification gets while the mirror is written without a pause (practically never).
+#: The Retry-After of a 503 ``busy`` bulk call.
 BUSY_RETRY_AFTER = 1
 
 
@@ -148,9 +145,30 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {status: error_response_doc(what[status]) for status in statuses}
 
 
+class OffLoop:
+    """The threads a serving process reads the mirror and verifies in, never on its event loop: a
+    verification holds the loop for none of its CPU work or database reads, so ``/health`` and
+    the requests being read and written meanwhile never wait for it. Sized on purpose
+    (``FINVAULT_VERIFY_THREADS``): the work is CPU under one GIL, so more threads than a request
+    or two waiting on the database buys nothing; more processes do (``FINVAULT_WORKERS``)."""
+
+    def __init__(self, threads: int) -> None:
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="finvault-verify")
+
+    async def run(self, function: Callable[..., T], *args: Any) -> T:
+        """``function(*args)`` in one of the threads; its result (or exception) here."""
+        return await asyncio.get_running_loop().run_in_executor(self._pool, function, *args)
+
+    def close(self) -> None:
+        """Lets the work in flight finish, then stops the threads."""
+        self._pool.shutdown(wait=True)
+
+
 def create_app(runtime: Runtime, *, static_dir: Path | None = STATIC_DIR) -> FastAPI:
-    """The node's app over ``runtime``; its lifespan runs the sync loop (the caller closes the runtime)."""
+    """The node's app over ``runtime``, a reader of its mirror (the caller closes the runtime)."""
     settings = runtime.settings
+    off_loop = OffLoop(settings.verify_threads)
+    bulk_loop = OffLoop(settings.bulk_concurrency)  # a thread per bulk turn: singles never wait behind one
     metrics = NodeMetrics(runtime)
 
     identities = IdentityResolver.from_settings(settings)
@@ -162,7 +180,8 @@ def create_app(runtime: Runtime, *, static_dir: Path | None = STATIC_DIR) -> Fas
             yield
         finally:
             await identities.aclose()
-            await run_in_threadpool(runtime.stop)
+            off_loop.close()
+            bulk_loop.close()
 
     app = EdgeFastAPI(
         edge={
@@ -195,7 +214,9 @@ def create_app(runtime: Runtime, *, static_dir: Path | None = STATIC_DIR) -> Fas
 
     async def on_database_error(request: Request, exc: Exception) -> JSONResponse:
         return error_response(
-            503, "database_unavailable", "the mirror database is unavailable; retry shortly"
+            503,
+            "database_unavailable",
+            f"the mirror database is unavailable ({failure_reason(exc)}); retry shortly",
         )
 
     app.add_exception_handler(OperationalError, on_database_error)
@@ -209,10 +230,10 @@ def create_app(runtime: Runtime, *, static_dir: Path | None = STATIC_DIR) -> Fas
             expose_headers=["X-Correlation-ID", "Retry-After"],
             max_age=600,
         )
-    _verification_routes(app, runtime, metrics, identities)
-    _credential_routes(app, runtime)
+    _verification_routes(app, runtime, metrics, identities, (off_loop, bulk_loop))
+    _credential_routes(app, runtime, off_loop)
     _mirror_routes(app, runtime)
-    _operations_routes(app, runtime, metrics)
+    _operations_routes(app, runtime, metrics, off_loop)
     # The web page, mounted only when node/static/ exists: index.html answers `/` and `/v/{leaf}`
     # (the link a receipt's QR code carries); every other file there is served under /static/.
     if static_dir is not None and static_dir.is_dir():
@@ -221,20 +242,20 @@ def create_app(runtime: Runtime, *, static_dir: Path | None = STATIC_DIR) -> Fas
 
 
 def _verification_routes(
-    app: FastAPI, runtime: Runtime, metrics: NodeMetrics, identities: IdentityResolver
+    app: FastAPI,
+    runtime: Runtime,
+    metrics: NodeMetrics,
+    identities: IdentityResolver,
+    pools: tuple[OffLoop, OffLoop],
 ) -> None:
     """``POST /verify`` and ``POST /verify/bulk``: verdicts from the mirror (with the issuer's
     checked identity beside them), or 503 while the mirror cannot vouch."""
     settings = runtime.settings
     single_limit = min(settings.max_body_bytes, MAX_RECEIPT_BYTES)
+    off_loop, bulk_loop = pools
 
     def judged(receipt: Any, now: datetime) -> tuple[Verdict, SyncSnapshot]:
-        try:
-            return runtime.view.verify(receipt, now, runtime.policy)
-        except MirrorBusy as exc:
-            raise HttpError(
-                exc.message, code=exc.code, status=503, headers={"Retry-After": str(BUSY_RETRY_AFTER)}
-            ) from None
+        return runtime.view.verify(receipt, now, runtime.policy)
 
     def refused(problem: CannotVouch, state: SyncSnapshot, verdict: Verdict | None) -> Response:
         metrics.refusals.labels(problem.code).inc()
@@ -265,13 +286,7 @@ def _verification_routes(
     async def verify_receipt(request: Request) -> Response:
         body = await read_json(request, max_bytes=single_limit, max_values=MAX_RECEIPT_VALUES)
         now = datetime.now(UTC)
-        receipt = _as_receipt(body)
-        if len(await request.body()) <= INLINE_VERIFY_BYTES:
-            # On the event loop: a typical receipt is CPU work of well under a millisecond, and the
-            # mirror lookups are cached; a thread hop measured ~0.8 ms a request against ~0.45 ms.
-            verdict, state = judged(receipt, now)
-        else:  # up to tens of milliseconds: never on the loop that answers /health
-            verdict, state = await run_in_threadpool(judged, receipt, now)
+        verdict, state = await off_loop.run(judged, _as_receipt(body), now)
         problem = runtime.cannot_vouch(state)
         if problem is not None:
             return refused(problem, state, verdict)
@@ -279,10 +294,6 @@ def _verification_routes(
         answer = verdict_dict(verdict, iso_utc(now), as_of(state))
         answer["identity"] = await identities.identity(verdict, settings.chain_id)
         return _json(answer)
-
-    # The hot path skips FastAPI's per-request dependency solving (the endpoint takes only the
-    # request): a plain Starlette route, matched first; the APIRoute above documents it.
-    app.router.routes.insert(0, Route("/verify", verify_receipt, methods=["POST"]))
 
     bulk_turns = asyncio.Semaphore(settings.bulk_concurrency)
     bulk_admitted = [0]  # calls reading a body, waiting for a turn or running (one event loop)
@@ -327,12 +338,13 @@ def _verification_routes(
         if len(receipts) > settings.bulk_limit:
             raise TooManyReceipts(f"{len(receipts):,} receipts; at most {settings.bulk_limit:,} per request")
         now = datetime.now(UTC)
-        problem = runtime.cannot_vouch()
+        state = await off_loop.run(runtime.snapshot)
+        problem = runtime.cannot_vouch(state)
         if problem is not None:  # before the work: a refusal reports no per-receipt checks
-            return refused(problem, runtime.snapshot(), None)
+            return refused(problem, state, None)
         # Each receipt within a receipt's own limits, as on /verify: one over them is INVALID.
         sized = len(await request.body()) > MAX_RECEIPT_BYTES
-        judgements = await run_in_threadpool(
+        judgements = await bulk_loop.run(
             lambda: [judged(_as_receipt(receipt, sized=sized), now) for receipt in receipts]
         )
         for _, state in judgements:
@@ -358,7 +370,7 @@ def _verification_routes(
 SHOWN_OPTIONS = 8
 
 
-def _credential_routes(app: FastAPI, runtime: Runtime) -> None:
+def _credential_routes(app: FastAPI, runtime: Runtime, off_loop: OffLoop) -> None:
     """``POST /credentials/verify`` (W3C VC-API): a bare credential's own checks. Nothing it answers
     depends on the mirror, so it answers whether or not the mirror can vouch; what only the chain
     can say (revocation) is a warning pointing to ``POST /verify``."""
@@ -393,10 +405,7 @@ def _credential_routes(app: FastAPI, runtime: Runtime) -> None:
         credential, ignored = _bare_credential(body)
         if isinstance(credential, Finding):
             return _credential_answer(CredentialResult((), (), (credential,)), now)
-        if len(await request.body()) <= INLINE_VERIFY_BYTES:  # as POST /verify: the loop, or a thread
-            result = check_bare_credential(credential, now, signatures)
-        else:
-            result = await run_in_threadpool(check_bare_credential, credential, now, signatures)
+        result = await off_loop.run(check_bare_credential, credential, now, signatures)
         if ignored:
             shown = ", ".join(name[:40] for name in ignored[:SHOWN_OPTIONS])
             more = f" and {len(ignored) - SHOWN_OPTIONS} more" if len(ignored) > SHOWN_OPTIONS else ""
@@ -530,7 +539,7 @@ def _mirror_routes(app: FastAPI, runtime: Runtime) -> None:
         return {"revocations": rows, "next_cursor": next_cursor}
 
 
-def _operations_routes(app: FastAPI, runtime: Runtime, metrics: NodeMetrics) -> None:
+def _operations_routes(app: FastAPI, runtime: Runtime, metrics: NodeMetrics, off_loop: OffLoop) -> None:
     """Liveness, readiness, status (chain, mirror, accumulators) and Prometheus metrics."""
     settings = runtime.settings
     metrics_digest = (
@@ -548,7 +557,7 @@ def _operations_routes(app: FastAPI, runtime: Runtime, metrics: NodeMetrics) -> 
         responses={503: {"model": ReadyOut, "description": "Not ready; `reasons` says why."}},
     )
     async def ready() -> Response:
-        reasons = runtime.not_ready()
+        reasons = await off_loop.run(runtime.not_ready)
         if not reasons:
             return _json({"ready": True, "reasons": []})
         body = json.loads(bytes(error_response(503, "not_ready", "; ".join(reasons)).body))
@@ -617,7 +626,9 @@ def _operations_routes(app: FastAPI, runtime: Runtime, metrics: NodeMetrics) -> 
             token = bearer_token(request)
             if token is None or not digest_matches(token, metrics_digest):
                 raise Unauthorized()
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        # Off the loop: the collectors read the mirror.
+        exported = await off_loop.run(generate_latest, metrics.registry)
+        return Response(exported, media_type=CONTENT_TYPE_LATEST)
 
 
 def verdict_dict(verdict: Verdict, checked_at: str, state: dict[str, Any]) -> dict[str, Any]:

@@ -136,7 +136,7 @@ def drift_alert(session: Session, threshold: int) -> str | None:
         return None
     repaired = session.scalar(
         select(func.max(AuditLogRow.at)).where(
-            AuditLogRow.action == "resync", AuditLogRow.at >= run.started_at
+            AuditLogRow.action == AuditLogRow.RESYNC, AuditLogRow.at >= run.started_at
         )
     )
     if repaired is not None:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chain.core.encoding import iso_utc
-from node.shared import SyncSnapshot
+from node.state import SyncSnapshot
 
 #: Seconds a client should wait before asking again, by code: a halt waits for an operator, a
 #: divergence or drift for the next check, a stale mirror only for the next successful poll.

@@ -1,12 +1,16 @@
 """What the node reads from its mirror: verification facts (cached) and the API's listings.
 
-The node's own sync loop is the mirror's only writer, so it knows exactly when the mirror changes.
-Its published state (:class:`node.shared.SyncSnapshot`) carries a generation, bumped after every
-step that wrote events or rolled back a reorg, and a ``writing`` flag, raised from the moment a
-step starts to commit until its new generation and block are published. Facts are cached per
-generation. A verification reads the state, then its facts, then the state again, and counts only
-if both readings show the same generation and no write: then every fact it used belongs to the
-mirror state it reports (``as_of``), and no verdict mixes facts from before and after a write.
+A verification reads the mirror's state (:mod:`node.state`: the checkpoint and the writer's
+published state) and its facts in one read transaction, one snapshot of the database (REPEATABLE
+READ on PostgreSQL; SQLite's WAL gives every read transaction one). So every fact it uses belongs
+to the mirror state it reports (``as_of``), and no verdict mixes facts from before and after a
+write. Facts are cached per revision of the mirror (the checkpoint's ``revision``, which every
+transaction that changes a fact increments), and only facts read in a snapshot of that revision.
+
+On SQLite a verification whose facts are all cached needs no transaction at all: ``PRAGMA
+data_version`` (:class:`_CommitProbe`, microseconds) tells whether anything was committed since
+the state was last read, and while nothing was, that state and the facts cached under it are still
+the mirror's. Anything else takes the read transaction.
 
 The queries themselves, and the rule for whether an issuer is active, are the indexer's one
 mirror reader (:mod:`indexer.reader`); this module adds the cache and the consistency check.
@@ -14,10 +18,10 @@ mirror reader (:mod:`indexer.reader`); this module adds the cache and the consis
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -39,14 +43,10 @@ from chain.core.verify import (
     verify,
 )
 from indexer import reader
-from node.shared import MirrorBusy, SyncSnapshot
+from node.state import SyncSnapshot
 
 #: Entries per cache before it is emptied (bounded memory; a refill costs one query an entry).
 CACHE_ENTRIES = 100_000
-#: A verification is tried at most this often when the mirror changes under it ...
-CONSISTENCY_RETRIES = 50
-#: ... waiting this long between tries while a sync step commits (a commit takes milliseconds).
-WRITE_WAIT_SECONDS = 0.002
 #: A root with at most this many revocations has them all read at its first lookup, so a receipt
 #: of that batch whose leaf is not among them needs no query of its own (most leaves are new to
 #: the node: each receipt is usually verified once). Roots with more are looked up leaf by leaf.
@@ -56,7 +56,7 @@ PRELOAD_BUDGET = 100_000
 
 
 def head_of(snapshot: SyncSnapshot) -> ChainHead:
-    """The chain as the sync loop last saw it: what verification judges finality against."""
+    """The chain as the mirror's writer last saw it: what verification judges finality against."""
     return ChainHead(max(snapshot.head, snapshot.indexed_block), snapshot.finalized_block)
 
 
@@ -72,6 +72,60 @@ class _Cache:
     keys: dict[bytes, KeyFact | None] = field(default_factory=dict)
 
 
+class _NeedsRead(Exception):
+    """A fact a verification needs is not cached: it must be read in a transaction."""
+
+
+#: The longest a state known unchanged is used without reading it again (the writer's silence is
+#: judged from its publication time, read with the state).
+KNOWN_STATE_SECONDS = 1.0
+
+
+@dataclass
+class _Known:
+    """A thread's last reading of the mirror's state, and the data version before it was read."""
+
+    version: int
+    state: SyncSnapshot
+    read_at: float
+
+
+class _CommitProbe:
+    """SQLite: whether anything was committed to the mirror since a given moment, from ``PRAGMA
+    data_version`` on a connection each thread keeps for this alone, outside the engine's pool (the
+    pragma counts commits by other connections since the connection's own last reading). The
+    threads that verify are fixed pools (:class:`node.app.OffLoop`), so these stay few."""
+
+    def __init__(self, database: str) -> None:
+        self._database = database
+        self._local = threading.local()
+        self._opened: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+
+    def version(self) -> int:
+        """The data version now; a later reading that equals it means nothing was committed between."""
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = sqlite3.connect(self._database, isolation_level=None, check_same_thread=False)
+            self._local.connection = connection
+            with self._lock:
+                self._opened.append(connection)
+        cursor = connection.cursor()
+        try:
+            cursor.execute("PRAGMA data_version")
+            row = cursor.fetchone()
+            return int(row[0]) if row else 0
+        finally:
+            cursor.close()
+
+    def close(self) -> None:
+        """Closes every thread's connection."""
+        with self._lock:
+            opened, self._opened = self._opened, []
+        for connection in opened:
+            connection.close()
+
+
 def _remember(cache: dict[Any, Any], key: Any, value: Any) -> None:
     if len(cache) >= CACHE_ENTRIES:
         cache.clear()
@@ -79,15 +133,22 @@ def _remember(cache: dict[Any, Any], key: Any, value: Any) -> None:
 
 
 class _SnapshotFacts:
-    """:class:`chain.core.verify.ChainFacts` for one verification: one connection, one cache generation."""
+    """:class:`chain.core.verify.ChainFacts` for one verification: one connection in one read
+    transaction, one cache generation; without a connection, cached facts only (a miss raises
+    :class:`_NeedsRead`)."""
 
     def __init__(
-        self, view: MirrorView, cache: _Cache, connection: Callable[[], Connection], head: ChainHead
+        self, view: MirrorView, cache: _Cache, connection: Connection | None, head: ChainHead
     ) -> None:
         self._view = view
         self._cache = cache
         self._connection = connection
         self._head = head
+
+    def _read(self) -> Connection:
+        if self._connection is None:
+            raise _NeedsRead
+        return self._connection
 
     @property
     def chain_id(self) -> int:
@@ -101,7 +162,7 @@ class _SnapshotFacts:
         cached = self._cache.anchors.get(root, False)
         if cached is not False:
             return cached  # type: ignore[return-value]  # False only marks a miss
-        fact = reader.anchor_fact(self._connection(), root)
+        fact = reader.anchor_fact(self._read(), root)
         _remember(self._cache.anchors, root, fact)
         return fact
 
@@ -113,7 +174,7 @@ class _SnapshotFacts:
         revoked = self._revoked_leaves(root)
         if revoked is not None and key[1] not in revoked:
             return None
-        fact = reader.revocation_fact(self._connection(), *key)
+        fact = reader.revocation_fact(self._read(), *key)
         _remember(self._cache.revocations, key, fact)
         return fact
 
@@ -122,7 +183,7 @@ class _SnapshotFacts:
         leaves = cache.revoked_leaves.get(root, False)
         if leaves is not False:
             return leaves  # type: ignore[return-value]  # False only marks a miss
-        found = reader.revoked_leaves(self._connection(), root, PRELOAD_REVOCATIONS + 1)
+        found = reader.revoked_leaves(self._read(), root, PRELOAD_REVOCATIONS + 1)
         leaves = frozenset(found) if len(found) <= PRELOAD_REVOCATIONS else None
         if cache.preloaded + len(found) > PRELOAD_BUDGET or len(cache.revoked_leaves) >= CACHE_ENTRIES:
             cache.revoked_leaves.clear()
@@ -136,7 +197,7 @@ class _SnapshotFacts:
         cached = self._cache.issuers.get(address, False)
         if cached is not False:
             return cached  # type: ignore[return-value]
-        fact = reader.issuer_fact(self._connection(), address)
+        fact = reader.issuer_fact(self._read(), address)
         _remember(self._cache.issuers, address, fact)
         return fact
 
@@ -144,7 +205,7 @@ class _SnapshotFacts:
         cached = self._cache.keys.get(key_id, False)
         if cached is not False:
             return cached  # type: ignore[return-value]
-        fact = reader.key_fact(self._connection(), key_id)
+        fact = reader.key_fact(self._read(), key_id)
         _remember(self._cache.keys, key_id, fact)
         return fact
 
@@ -155,15 +216,10 @@ class _SnapshotFacts:
 class MirrorView:
     """Read access to the mirror behind ``engine`` for one chain and registry.
 
-    ``state()`` is the sync loop's published state: its generation tells which version of the
-    mirror is current (cached facts belong to one generation), its block what a verdict is as of.
-    ``signatures`` remembers signature checks across generations (they do not depend on the mirror).
-
-    ``state_in``, for a mirror another process writes (a replica node): the state read on a given
-    connection. A verification then reads the state and its facts in one read transaction, one
-    snapshot of the database (REPEATABLE READ on PostgreSQL; SQLite's WAL gives every read
-    transaction one), so they agree without the second look, and facts cached under a generation
-    were all read in a snapshot of that generation.
+    ``state_in`` reads the mirror's state on a connection (:class:`node.state.StateReader`): its
+    generation (the mirror's revision) tells which facts cached facts belong to, its block what a
+    verdict is as of. ``signatures`` remembers signature checks across revisions (they do not
+    depend on the mirror).
     """
 
     def __init__(
@@ -171,18 +227,25 @@ class MirrorView:
         engine: Engine,
         chain_id: int,
         registry: str,
-        state: Callable[[], SyncSnapshot],
+        state_in: Callable[[Connection], SyncSnapshot],
         signatures: SignatureCache | None = None,
-        state_in: Callable[[Connection], SyncSnapshot] | None = None,
     ) -> None:
         self.engine = engine
         self.signatures = signatures
         self.chain_id = chain_id
         self.registry = registry.lower()
-        self._state = state
         self._state_in = state_in
         self._lock = threading.Lock()
         self._cache = _Cache(None)  # the first verification's generation replaces it
+        database = engine.url.database
+        sqlite_file = engine.dialect.name == "sqlite" and database not in (None, "", ":memory:")
+        self._probe = _CommitProbe(str(database)) if sqlite_file else None
+        self._known = threading.local()
+
+    def close(self) -> None:
+        """Closes the connections the view keeps beside the engine's pool."""
+        if self._probe is not None:
+            self._probe.close()
 
     def _current_cache(self, generation: int) -> _Cache:
         cache = self._cache
@@ -195,58 +258,35 @@ class MirrorView:
 
     # -- verification ---------------------------------------------------------------------------------
 
-    @contextmanager
-    def facts(self, state: SyncSnapshot) -> Iterator[_SnapshotFacts]:
-        """ChainFacts for one verification in ``state``; a connection is opened only on a cache miss."""
-        opened: list[Connection] = []
-
-        def connection() -> Connection:
-            if not opened:
-                opened.append(self.engine.connect())
-            return opened[0]
-
-        try:
-            yield _SnapshotFacts(self, self._current_cache(state.generation), connection, head_of(state))
-        finally:
-            for conn in opened:
-                conn.close()
-
     def verify(self, receipt: Any, now: datetime, policy: Policy) -> tuple[Verdict, SyncSnapshot]:
-        """:func:`chain.core.verify.verify` over the mirror, and the state it was judged at: every fact
-        from the generation that state shows. Raises :class:`MirrorBusy` if no try was consistent."""
-        # The document's own checks once, outside any retry: a write that commits meanwhile makes
-        # only the chain's part run again.
+        """:func:`chain.core.verify.verify` over the mirror, and the state it was judged at: the
+        state and every fact read in one snapshot of the database."""
         examined = receipt if isinstance(receipt, Examined) else examine(receipt, self.signatures)
-        if self._state_in is not None:
-            return self._verify_in_one_snapshot(self._state_in, examined, now, policy)
-        for _ in range(CONSISTENCY_RETRIES):
-            before = self._state()
-            if not before.writing:
-                with self.facts(before) as facts:
-                    verdict = verify(examined, facts, now, policy, signatures=self.signatures)
-                after = self._state()
-                if after.generation == before.generation and not after.writing:
-                    return verdict, after
-                if not after.writing:
-                    continue  # a write finished meanwhile: the next try reads its outcome
-            time.sleep(WRITE_WAIT_SECONDS)
-        raise MirrorBusy("the mirror is being written without a pause; retry in a moment")
-
-    def _verify_in_one_snapshot(
-        self,
-        state_in: Callable[[Connection], SyncSnapshot],
-        examined: Examined,
-        now: datetime,
-        policy: Policy,
-    ) -> tuple[Verdict, SyncSnapshot]:
+        probe = self._probe
+        if probe is not None:
+            known: _Known | None = getattr(self._known, "state", None)
+            version = probe.version()
+            if (
+                known is not None
+                and known.version == version
+                and time.monotonic() - known.read_at < KNOWN_STATE_SECONDS
+            ):
+                state = known.state
+                facts = _SnapshotFacts(self, self._current_cache(state.generation), None, head_of(state))
+                try:
+                    return verify(examined, facts, now, policy, signatures=self.signatures), state
+                except _NeedsRead:
+                    pass  # a fact to read: in a transaction, with the state read again beside it
         with self.engine.connect() as connection:
             if connection.dialect.name == "postgresql":
                 connection.execution_options(isolation_level="REPEATABLE READ")
             with connection.begin():
-                state = state_in(connection)
+                state = self._state_in(connection)
                 cache = self._current_cache(state.generation)
-                facts = _SnapshotFacts(self, cache, lambda: connection, head_of(state))
+                facts = _SnapshotFacts(self, cache, connection, head_of(state))
                 verdict = verify(examined, facts, now, policy, signatures=self.signatures)
+        if probe is not None:  # read before the transaction: a commit between only costs a re-read
+            self._known.state = _Known(version, state, time.monotonic())
         return verdict, state
 
     # -- listings -------------------------------------------------------------------------------------

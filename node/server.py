@@ -1,10 +1,11 @@
-"""Running the node: under uvicorn in this process (blocking or in a thread), or forked into workers.
+"""Running the node: a writer process and reader processes under a supervisor, or threads.
 
-- :func:`serve_node` is what ``finvault node`` runs: checks, binds, serves until SIGINT/SIGTERM,
-  stops the sync loop after its step in flight, exits 0. With ``workers`` above 1 it forks a sync
-  process and the HTTP workers after import (:mod:`node.worker`) and supervises them.
-- :func:`start_node_thread` runs the same node in a background thread of the calling process and
-  returns once it accepts connections (for the demo and in-process tests).
+- :func:`serve_node` is what ``finvault node`` runs: checks, binds, then forks one writer process
+  (the sync loop, :mod:`node.writer`) and ``workers`` reader processes that serve HTTP
+  (:mod:`node.runtime`), after import (:mod:`node.worker`), and supervises them until
+  SIGINT/SIGTERM; exits 0.
+- :func:`start_node_thread` runs the same writer and a reader's server in background threads of
+  the calling process and returns once it accepts connections (for the demo and in-process tests).
 
 The socket is bound before the server starts, so a port in use is a one-line error, and port 0
 means "any free port" (the URL line then names the real one).
@@ -16,7 +17,6 @@ import asyncio
 import gc
 import os
 import secrets
-import signal
 import socket
 import tempfile
 import threading
@@ -33,10 +33,10 @@ from chain.errors import ConfigError, FinVaultError
 from chain.service.db import make_engine
 from chain.service.web import GracefulServer, server_config
 from node.app import create_app
-from node.runtime import FollowerRuntime, NodeRuntime, ReplicaRuntime, Runtime, cursor_key
+from node.runtime import Runtime, cursor_key
 from node.settings import NodeSettings
-from node.shared import SharedState
-from node.worker import READY_PREFIX, STOP_SIGNALS, Supervisor, stale_snapshot, startup_failed
+from node.worker import READY_PREFIX, STOP_SIGNALS, Supervisor, startup_failed
+from node.writer import MirrorWriter, run_writer
 
 
 def bind_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
@@ -165,48 +165,22 @@ def _freeze_startup_heap() -> None:
     gc.freeze()
 
 
-def open_runtime(settings: NodeSettings) -> Runtime:
-    """The mirror's writer (its sync loop, the mirror claimed), or with ``FINVAULT_NODE_REPLICA`` a
-    replica that only reads it."""
-    return ReplicaRuntime.open(settings) if settings.node_replica else NodeRuntime.open(settings)
-
-
 def serve_node(settings: NodeSettings, on_ready: Callable[[str], None] = print) -> None:
-    """Checks, binds and serves until SIGINT/SIGTERM. Raises :class:`FinVaultError` before binding
-    if anything is wrong (chain id, registry code, mirror), so a bad start is one line."""
-    if settings.workers > 1:
-        _serve_with_workers(settings, on_ready)
-        return
-    runtime = open_runtime(settings)
-    try:
-        sock = bind_socket(settings.host, settings.port)
-        url = node_url(settings.host, sock)
-
-        def ready() -> None:
-            _freeze_startup_heap()
-            on_ready(url)
-
-        server = _server(runtime, ready)
-        with sock:
-            server.run(sockets=[sock])
-        if not server.started:
-            raise FinVaultError("the node did not start (see the log above)", code="startup_failed")
-    finally:
-        runtime.close()
-
-
-def _serve_with_workers(settings: NodeSettings, on_ready: Callable[[str], None]) -> None:
-    """The pre-fork node (:mod:`node.worker`): checks and builds everything here, then forks a sync
-    process (none for a replica) and ``settings.workers`` HTTP workers on one port, and supervises
-    them."""
-    if settings.cursor_secret is None:  # every worker must sign and check cursors alike
+    """Checks, binds and serves until SIGINT/SIGTERM: the supervisor (:mod:`node.worker`) of one
+    writer process (none for ``FINVAULT_NODE_REPLICA``: the mirror's writer is elsewhere) and
+    ``settings.workers`` reader processes that serve HTTP on one port. Raises
+    :class:`FinVaultError` before binding if anything is wrong (chain id, registry code, mirror,
+    another writer), so a bad start is one line."""
+    if settings.cursor_secret is None:  # every reader must sign and check cursors alike
         settings = settings.model_copy(update={"cursor_secret": SecretStr(secrets.token_hex(32))})
-    open_runtime(settings).close()  # every start-up check, before the port is bound
+    if not settings.node_replica:
+        MirrorWriter.open(settings).close()  # every writer check (and migration) before the port is bound
+    Runtime.open(settings).close()
     with tempfile.TemporaryDirectory(prefix="finvault-node-") as tmp:
         directory = Path(tmp)
-        # Each worker listens on a socket of its own on this port (SO_REUSEPORT), so the kernel
-        # spreads connections evenly: on one shared socket, the worker that happens to be awake
-        # accepts a burst of them all (measured: 53 of 56 keep-alive connections, the other worker
+        # Each reader listens on a socket of its own on this port (SO_REUSEPORT), so the kernel
+        # spreads connections evenly: on one shared socket, the reader that happens to be awake
+        # accepts a burst of them all (measured: 53 of 56 keep-alive connections, the other reader
         # idle). This one, bound and never listening, only holds the port and names it.
         sock = bind_socket(settings.host, settings.port, reuse_port=True)
         url = node_url(settings.host, sock)
@@ -215,44 +189,25 @@ def _serve_with_workers(settings: NodeSettings, on_ready: Callable[[str], None])
         def mark_ready() -> None:
             (directory / f"{READY_PREFIX}{os.getpid()}").touch()
 
-        # Built once, here: the workers share the app's pages, and each opens its own database and
-        # RPC connections on first use (none is open when they fork). A replica's workers read the
-        # loop's state from the mirror (its writer is another node); the others from a sync
-        # process forked here, through shared memory.
-        shared: SharedState | None = None
-        runtime: Runtime
-        if settings.node_replica:
-            engine = make_engine(settings.database_url)  # the cursor secret is set above: one for all
-            runtime = ReplicaRuntime(settings, engine, cursor_key(settings), on_start=mark_ready)
-        else:
-            shared = SharedState(directory / "state", create=True)
-            shared.write(stale_snapshot())
-            runtime = FollowerRuntime(settings, shared, on_start=mark_ready)
+        # Built once, here: the readers share the app's pages, and each opens its own database and
+        # RPC connections on first use (none is open when they fork).
+        engine = make_engine(settings.database_url)
+        runtime = Runtime(settings, engine, cursor_key(settings), on_start=mark_ready)
         try:
             server = _server(runtime, _freeze_startup_heap)
             server.config.load()  # uvicorn's protocol, lifespan and loop modules: imported once, here
             server.config.get_loop_factory()
 
-            def sync_main() -> None:
-                signal.pthread_sigmask(signal.SIG_BLOCK, set(STOP_SIGNALS))  # for sigwait, in every thread
-                loop = NodeRuntime.open(settings, shared)
-                try:
-                    loop.start()
-                    signal.sigwait(set(STOP_SIGNALS))
-                finally:
-                    loop.close()
-
-            def worker_main() -> None:
+            def reader_main() -> None:
                 sock.close()
                 with bind_socket(settings.host, port, reuse_port=True) as own:
                     server.run(sockets=[own])
 
             supervisor = Supervisor(
-                workers=settings.workers,
-                shared=shared,
+                readers=settings.workers,
                 ready_dir=directory,
-                sync_main=None if settings.node_replica else sync_main,
-                worker_main=worker_main,
+                writer_main=None if settings.node_replica else lambda: run_writer(settings, STOP_SIGNALS),
+                reader_main=reader_main,
                 on_ready=lambda: on_ready(url),
             )
             _freeze_startup_heap()
@@ -265,19 +220,29 @@ def _serve_with_workers(settings: NodeSettings, on_ready: Callable[[str], None])
 
 
 class RunningNode:
-    """A node served from a background thread of this process (:func:`start_node_thread`)."""
+    """A node served from background threads of this process (:func:`start_node_thread`)."""
 
-    def __init__(self, runtime: Runtime, server: _Server, thread: threading.Thread, url: str) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        writer: MirrorWriter | None,
+        server: _Server,
+        thread: threading.Thread,
+        url: str,
+    ) -> None:
         self.runtime = runtime
+        self.writer = writer
         self.server = server
         self.thread = thread
         self.url = url
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Graceful shutdown: stop accepting, finish requests, stop the sync loop, close."""
+        """Graceful shutdown: stop accepting, finish requests, stop the writer, close."""
         self.server.should_exit = True
         self.thread.join(timeout)
         self.runtime.close()
+        if self.writer is not None:
+            self.writer.close()
 
     def __enter__(self) -> RunningNode:
         return self
@@ -289,12 +254,22 @@ class RunningNode:
 
 
 def start_node_thread(settings: NodeSettings, ready_timeout: float = 60.0) -> RunningNode:
-    """Starts the node in a daemon thread and returns once it accepts connections."""
-    runtime = open_runtime(settings)
+    """Starts the node in this process, for the demo and in-process tests: the writer's loop in a
+    thread (none for a replica), and a reader's server in another. Returns once it accepts
+    connections."""
+    writer = None if settings.node_replica else MirrorWriter.open(settings)
+    try:
+        runtime = Runtime.open(settings)
+    except BaseException:
+        if writer is not None:
+            writer.close()
+        raise
     try:
         sock = bind_socket(settings.host, settings.port)
     except BaseException:
         runtime.close()
+        if writer is not None:
+            writer.close()
         raise
     url = node_url(settings.host, sock)
     started = threading.Event()
@@ -305,11 +280,12 @@ def start_node_thread(settings: NodeSettings, ready_timeout: float = 60.0) -> Ru
             server.run(sockets=[sock])
         started.set()  # also when startup failed: the caller must not wait for ever
 
+    if writer is not None:
+        writer.start()
     thread = threading.Thread(target=run, name="finvault-node", daemon=True)
     thread.start()
+    node = RunningNode(runtime, writer, server, thread, url)
     if not started.wait(ready_timeout) or not server.started:
-        server.should_exit = True
-        thread.join(10)
-        runtime.close()
+        node.stop(10)
         raise FinVaultError(f"the node did not start within {ready_timeout:.0f}s", code="startup_failed")
-    return RunningNode(runtime, server, thread, url)
+    return node

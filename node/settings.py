@@ -60,6 +60,15 @@ class NodeSettings(IndexerSettings, DidWebSettings, HttpServerSettings):
             "receipts hold about 133,000). It bounds both memory and CPU before anything is parsed."
         ),
     )
+    verify_threads: int = Field(
+        2,
+        ge=1,
+        le=64,
+        description=(
+            "Threads per reader process that read the mirror and verify, off its event loop. The "
+            "work is CPU under one GIL: two let one verify while the other waits on the database."
+        ),
+    )
     bulk_concurrency: int = Field(
         2,
         ge=1,

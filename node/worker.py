@@ -1,20 +1,21 @@
-"""The processes of a multi-process node (``FINVAULT_WORKERS`` > 1): forked after import.
+"""The node's processes: one writer and ``FINVAULT_WORKERS`` readers, forked after import.
 
 The node's process imports everything and checks everything (settings, chain, registry, mirror)
 before it binds the port; then it forks, so the children share the pages of the modules, the
 interpreter and the startup heap (copy on write) instead of each importing its own copy:
 
-- one **sync process** runs the sync loop, the mirror's only writer, and publishes what it knows
-  through :class:`node.shared.SharedState`;
-- ``workers`` **HTTP workers** each serve the one listening socket with their own uvicorn server,
-  mirror reader and caches, and read the loop's state from shared memory.
+- one **writer** runs the sync loop, the mirror's only writer (:mod:`node.writer`), and publishes
+  its state in the mirror (none for a replica node: its mirror's writer runs elsewhere);
+- ``workers`` **readers** each serve the listening port with their own uvicorn server, mirror
+  connections and caches, and read the mirror's state from the mirror (:mod:`node.state`).
 
-The parent, :class:`Supervisor`, stays single-threaded (forking a process with threads can copy
-a lock some other thread held), so it can fork a replacement whenever a child dies, after a pause
-that grows while replacements keep dying young (the workers answer ``mirror_stale`` meanwhile if
-it is the sync process). It forwards SIGINT/SIGTERM to the children, waits for them, and exits.
-Settings, secrets included, reach the children in memory: nothing is written to disk. A child
-that outlives its parent gets SIGTERM.
+They share nothing but the database. The parent, :class:`Supervisor`, stays single-threaded
+(forking a process with threads can copy a lock some other thread held), so it can fork a
+replacement whenever a child dies, after a pause that grows while replacements keep dying young.
+While no writer runs, readers answer from the last committed state until the mirror's last
+catch-up is ``FINVAULT_MAX_STALENESS`` old, then ``mirror_stale``. The supervisor forwards
+SIGINT/SIGTERM to the children, waits for them, and exits. Settings, secrets included, reach the
+children in memory: nothing is written to disk. A child that outlives its parent gets SIGTERM.
 """
 
 from __future__ import annotations
@@ -30,18 +31,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from chain.errors import FinVaultError
-from node.shared import SharedState, SyncSnapshot
 
 log = logging.getLogger(__name__)
 
 READY_PREFIX = "ready-"
 _PR_SET_PDEATHSIG = 1
 _PR_SET_NAME = 15
-#: What ``ps`` calls the children: ``finvault-sync`` and ``finvault-worker``.
-PROCESS_NAMES = {"sync": "finvault-sync", "worker": "finvault-worker"}
+#: What ``ps`` calls the children: ``finvault-writer`` and ``finvault-reader``.
+PROCESS_NAMES = {"writer": "finvault-writer", "reader": "finvault-reader"}
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 #: A child that dies this soon after its start is replaced after a pause that doubles with each
-#: such death in a row (a sync process that cannot reach the RPC endpoint, say), up to the maximum.
+#: such death in a row (a writer that cannot reach the RPC endpoint, say), up to the maximum.
 CRASH_SECONDS = 5.0
 MAX_RESTART_DELAY = 30.0
 #: How long children have to stop after SIGTERM before they are killed (uvicorn's graceful
@@ -63,42 +63,33 @@ def die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def stale_snapshot() -> SyncSnapshot:
-    """What the workers are shown when no sync loop runs: a state no verdict can be judged at
-    (never caught up, so ``mirror_stale``), with a generation no earlier state had, so no fact
-    cached before can be used with facts read after."""
-    return SyncSnapshot(generation=time.monotonic_ns())
-
-
 @dataclass
 class _Child:
-    role: str  # "sync" or "worker"
+    role: str  # "writer" or "reader"
     started: float
 
 
 class Supervisor:
-    """Forks the sync process and the HTTP workers, keeps them running, stops them on a signal.
+    """Forks the writer and the readers, keeps them running, stops them on a signal.
 
-    ``sync_main`` and ``worker_main`` run in the children and return when the child should exit;
-    a worker tells it serves by touching ``ready_dir/ready-PID``. ``on_ready`` is called once all
-    ``workers`` serve.
+    ``writer_main`` and ``reader_main`` run in the children and return when the child should
+    exit; a reader tells it serves by touching ``ready_dir/ready-PID``. ``on_ready`` is called once
+    all ``readers`` serve.
     """
 
     def __init__(
         self,
         *,
-        workers: int,
-        shared: SharedState | None,
+        readers: int,
         ready_dir: Path,
-        sync_main: Callable[[], None] | None,
-        worker_main: Callable[[], None],
+        writer_main: Callable[[], None] | None,
+        reader_main: Callable[[], None],
         on_ready: Callable[[], None],
     ) -> None:
-        self.workers = workers
-        self.shared = shared
+        self.readers = readers
         self.ready_dir = ready_dir
         self._mains = (
-            {"worker": worker_main} if sync_main is None else {"sync": sync_main, "worker": worker_main}
+            {"reader": reader_main} if writer_main is None else {"writer": writer_main, "reader": reader_main}
         )
         self._on_ready = on_ready
         self._children: dict[int, _Child] = {}
@@ -108,16 +99,16 @@ class Supervisor:
 
     def run(self) -> None:
         """Forks the children and supervises them until SIGINT/SIGTERM (or a child's failure before
-        all workers served)."""
+        all readers served)."""
         watched = {*STOP_SIGNALS, signal.SIGCHLD}
         previous = signal.pthread_sigmask(signal.SIG_BLOCK, watched)
         try:
-            if "sync" in self._mains:  # a replica node runs none: the mirror's writer is elsewhere
-                self._fork("sync")
-            for _ in range(self.workers):
-                self._fork("worker")
+            if "writer" in self._mains:  # a replica node runs none: the mirror's writer is elsewhere
+                self._fork("writer")
+            for _ in range(self.readers):
+                self._fork("reader")
             while True:
-                if not self.served and self._count_ready() >= self.workers:
+                if not self.served and self._count_ready() >= self.readers:
                     self.served = True
                     self._on_ready()
                 received = signal.sigtimedwait(watched, self._wait())
@@ -131,8 +122,8 @@ class Supervisor:
             signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
     def _count_ready(self) -> int:
-        workers = [pid for pid, child in self._children.items() if child.role == "worker"]
-        return sum(1 for pid in workers if self._ready_file(pid).exists())
+        readers = [pid for pid, child in self._children.items() if child.role == "reader"]
+        return sum(1 for pid in readers if self._ready_file(pid).exists())
 
     def _ready_file(self, pid: int) -> Path:
         return self.ready_dir / f"{READY_PREFIX}{pid}"
@@ -176,8 +167,6 @@ class Supervisor:
                 continue
             self._ready_file(pid).unlink(missing_ok=True)
             code = os.waitstatus_to_exitcode(status)
-            if child.role == "sync" and self.shared is not None:
-                self.shared.write(stale_snapshot())  # the workers stop vouching until a loop runs
             if not self.served:
                 log.error("a node %s process exited (%d) before the node served", child.role, code)
                 return False
@@ -218,4 +207,4 @@ class Supervisor:
 
 def startup_failed() -> FinVaultError:
     """The error a node whose processes did not all start raises."""
-    return FinVaultError("the node's workers did not start (see the log above)", code="startup_failed")
+    return FinVaultError("the node's processes did not start (see the log above)", code="startup_failed")

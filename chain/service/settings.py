@@ -303,7 +303,15 @@ def describe_validation_error(error: ValidationError, secret_fields: frozenset[s
 
 
 def load_settings(cls: type[S], **overrides: Any) -> S:
-    """Builds settings from the environment plus non-None ``overrides`` (command-line flags)."""
+    """Builds settings from the environment plus non-None ``overrides`` (command-line flags).
+
+    An override the model does not declare is a :class:`TypeError`, not silently dropped: a
+    command-line flag that reaches the wrong settings must fail where it is written. (Unknown
+    ``FINVAULT_*`` variables are ignored: one environment may configure several roles.)
+    """
+    unknown = sorted(set(overrides) - set(cls.model_fields))
+    if unknown:
+        raise TypeError(f"{cls.__name__} has no setting {', '.join(unknown)}")
     try:
         return cls(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:

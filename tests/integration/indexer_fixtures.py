@@ -348,8 +348,12 @@ def mirror_state(engine: Engine) -> dict[str, Any]:
     checkpoint, and the blocks that carry events or the checkpoint. (Checkpoint-only blocks from
     earlier steps are pruned below finality, so which ones remain depends on the step boundaries.)
     Block digests are left out: derived data that ``finvault sync`` fills in after the steps and
-    ``Indexer.sync`` does not (``test_reconcile`` checks them)."""
-    state: dict[str, Any] = {"events": mirror_rows(engine), "checkpoint": checkpoint(engine)}
+    ``Indexer.sync`` does not (``test_reconcile`` checks them). So are the chain head and finalized
+    block the last step read (they say when it ran, not what it wrote), and the revision, which
+    counts the transactions that changed facts (one per step that wrote events)."""
+    timing = ("chain_head_block", "chain_finalized_block", "revision")
+    position = {name: value for name, value in checkpoint(engine).items() if name not in timing}
+    state: dict[str, Any] = {"events": mirror_rows(engine), "checkpoint": position}
     blocks = Base.metadata.tables[BlockRow.__tablename__]
     with engine.connect() as connection:
         query = (

@@ -7,6 +7,8 @@
 - :func:`start_node` runs a real ``finvault node`` (``python -m node``: uvicorn, the sync loop,
   a SQLite mirror file, or any mirror URL) as a subprocess on a port it binds itself, and stops
   it by PID.
+- :func:`writer_and_runtime` runs the mirror's writer in a thread of the test and opens a reader's
+  runtime beside it, for an app under Starlette's TestClient.
 - :func:`wait_for` polls the node until an answer looks as expected (the loop polls every 0.1 s).
 """
 
@@ -28,6 +30,9 @@ from chain.core.receipt import Receipt, ReceiptV2
 from chain.core.secured import SD_JWT, Securing
 from chain.keys import generate_private_key
 from chain.registry import RegistryWriter
+from node.runtime import Runtime
+from node.settings import NodeSettings
+from node.writer import MirrorWriter
 from tests.factories import Batch, SecuredBatch, make_batch, secure
 from tests.tools.node_process import NodeProcess
 
@@ -127,6 +132,21 @@ def issue_v2(
     address = issuer.sender.signer.address
     receipts = [batch.receipt(i, registry=issuer.address, issuer=address) for i in range(len(secured))]
     return IssuedV2(batch, receipts, anchored.block_number, anchored.tx_hash)
+
+
+@contextmanager
+def writer_and_runtime(settings: NodeSettings) -> Iterator[tuple[MirrorWriter, Runtime]]:
+    """The mirror's writer, its loop running in a thread, and a reader's runtime over its mirror."""
+    writer = MirrorWriter.open(settings)
+    try:
+        writer.start()
+        runtime = Runtime.open(settings)
+        try:
+            yield writer, runtime
+        finally:
+            runtime.close()
+    finally:
+        writer.close()
 
 
 @contextmanager

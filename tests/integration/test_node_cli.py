@@ -22,7 +22,15 @@ from chain.dev.devchain import DevChain
 from chain.registry import RevocationReason
 from chain.rpc import RpcClient
 from tests.integration.conftest import FINVAULT, Deployed, run_finvault
-from tests.integration.node_fixtures import BASE_ENV, FINALITY_DEPTH, Issued, issue, start_node, verdict_when
+from tests.integration.node_fixtures import (
+    BASE_ENV,
+    FINALITY_DEPTH,
+    Issued,
+    issue,
+    start_node,
+    verdict_when,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slow  # each test here takes a second or more
 
@@ -105,6 +113,12 @@ def test_sigint_stops_the_node_with_its_checkpoint(
         url = process.stdout.readline().strip()
         assert url == f"http://127.0.0.1:{port}"
         assert httpx.get(f"{url}/health").json() == {"status": "ok"}
+        # The readers serve as soon as they start; the writer's first step commits a moment later.
+        wait_for(
+            lambda: httpx.get(f"{url}/status").json(),
+            lambda status: status["indexed_block"] >= registry.block,
+            what="the writer's first step",
+        )
     finally:
         process.send_signal(signal.SIGINT)
         _, stderr = process.communicate(timeout=30)

@@ -21,11 +21,10 @@ from chain.core.vc_model import VC2_CONTEXT
 from chain.dev.devchain import DevChain
 from chain.service.settings import load_settings
 from node.app import create_app
-from node.runtime import NodeRuntime
 from node.settings import NodeSettings
 from tests.factories import credential, secure
 from tests.integration.conftest import Deployed
-from tests.integration.node_fixtures import assert_error
+from tests.integration.node_fixtures import assert_error, writer_and_runtime
 from tests.tools.stock_verifier import stock_verifier
 
 KEY = ed25519.Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
@@ -47,12 +46,11 @@ def client(anvil: DevChain, registry: Deployed, tmp_path: Path) -> Iterator[Test
         database_url=f"sqlite:///{tmp_path / 'mirror.db'}",
         poll_interval=0.1,
     )
-    runtime = NodeRuntime.open(settings)
-    try:
-        with TestClient(create_app(runtime, static_dir=None)) as http:
-            yield http
-    finally:
-        runtime.close()
+    with (
+        writer_and_runtime(settings) as (_, runtime),
+        TestClient(create_app(runtime, static_dir=None)) as http,
+    ):
+        yield http
 
 
 def post(client: TestClient, body: Any) -> Any:

@@ -8,6 +8,7 @@ is chosen by the test, through Starlette's TestClient.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +19,19 @@ from fastapi.testclient import TestClient
 from chain.dev.devchain import DevChain
 from chain.service.settings import load_settings
 from node.app import create_app
-from node.runtime import NodeRuntime
+from node.runtime import Runtime
 from node.server import start_node_thread
 from node.settings import NodeSettings
+from node.writer import MirrorWriter
 from tests.integration.conftest import Deployed
-from tests.integration.node_fixtures import FINALITY_DEPTH, assert_error, issue, post_receipt, verdict_when
+from tests.integration.node_fixtures import (
+    FINALITY_DEPTH,
+    assert_error,
+    issue,
+    post_receipt,
+    verdict_when,
+    writer_and_runtime,
+)
 
 REMOTE = ("203.0.113.7", 40000)  # TEST-NET-3: never loopback
 LOCAL = ("127.0.0.1", 40001)
@@ -42,18 +51,21 @@ def settings(anvil: DevChain, registry: Deployed, tmp_path: Path, **overrides: A
 
 @pytest.fixture
 def runtime_factory(anvil: DevChain, registry: Deployed, tmp_path: Path) -> Iterator[Any]:
-    opened: list[NodeRuntime] = []
+    opened = ExitStack()
+    writers: list[MirrorWriter] = []
 
-    def make(**overrides: Any) -> NodeRuntime:
-        own = tmp_path / f"node-{len(opened)}"  # a mirror of its own: a mirror has one writer
+    def make(**overrides: Any) -> Runtime:
+        own = tmp_path / f"node-{len(writers)}"  # a mirror of its own: a mirror has one writer
         own.mkdir()
-        runtime = NodeRuntime.open(settings(anvil, registry, own, **overrides))
-        opened.append(runtime)
+        writer, runtime = opened.enter_context(
+            writer_and_runtime(settings(anvil, registry, own, **overrides))
+        )
+        writers.append(writer)
         return runtime
 
-    yield make
-    for runtime in opened:
-        runtime.close()
+    make.writers = writers  # type: ignore[attr-defined]
+    with opened:
+        yield make
 
 
 def test_metrics_need_loopback_or_the_token(runtime_factory: Any) -> None:
@@ -121,14 +133,17 @@ def test_cors_only_for_listed_origins(runtime_factory: Any) -> None:
     )
 
 
-def test_the_sync_loop_runs_with_the_app_lifespan(runtime_factory: Any, registry: Deployed, rpc: Any) -> None:
+def test_the_writer_thread_feeds_the_app(runtime_factory: Any, registry: Deployed, rpc: Any) -> None:
     runtime = runtime_factory()
     with TestClient(create_app(runtime), client=LOCAL) as client:  # runs the lifespan
         issued = issue(registry.owner, registry.issuer, seed="lifespan")
         rpc.call("anvil_mine", [hex(FINALITY_DEPTH)])
         verdict_when(client, issued.receipts[0], "VALID")
         assert client.get("/ready").json()["ready"] is True
-    assert runtime.health.running is False  # the lifespan stopped it
+    writer = runtime_factory.writers[0]
+    writer.stop()
+    assert writer.health.running is False
+    assert runtime.snapshot().running is False  # it said so in the mirror as it stopped
 
 
 def test_node_in_a_thread(anvil: DevChain, registry: Deployed, tmp_path: Path, rpc: Any) -> None:

@@ -20,8 +20,7 @@ from chain.rpc import RpcClient
 from indexer.db import open_mirror
 from indexer.schema import AnchorRow, CheckpointRow
 from node.mirror import MirrorView
-from node.replica import StatePublisher, replica_snapshot_on
-from node.shared import SyncSnapshot
+from node.state import StatePublisher, StateReader, SyncSnapshot
 from tests.integration.conftest import Deployed, MirrorBackend, on_both_backends, run_finvault
 from tests.integration.indexer_fixtures import new_indexer
 from tests.integration.node_fixtures import FINALITY_DEPTH, issue, start_node, verdict_when
@@ -125,7 +124,7 @@ def test_a_replica_reads_state_and_facts_in_one_snapshot(
     root = bytes.fromhex(issued.root[2:])
 
     def state_then_a_write(connection: Connection) -> SyncSnapshot:
-        state = replica_snapshot_on(connection)
+        state = StateReader().read(connection)
         with other.begin() as db:  # another process deletes the anchor and moves the checkpoint
             db.execute(delete(AnchorRow).where(AnchorRow.root == root))
             db.execute(update(CheckpointRow).values(block_number=CheckpointRow.block_number + 1))
@@ -133,9 +132,7 @@ def test_a_replica_reads_state_and_facts_in_one_snapshot(
 
     reader = open_mirror(mirror_url)
     try:
-        view = MirrorView(
-            reader, DEV_CHAIN_ID, registry.address, lambda: SyncSnapshot(), state_in=state_then_a_write
-        )
+        view = MirrorView(reader, DEV_CHAIN_ID, registry.address, state_then_a_write)
         verdict, state = view.verify(issued.receipts[0].to_json(), datetime.now(UTC), Policy(confirmations=1))
         assert verdict.status is Status.VALID  # the anchor of the snapshot, not the deletion after it
         assert state.indexed_block == indexer.status.indexed_block
@@ -144,4 +141,48 @@ def test_a_replica_reads_state_and_facts_in_one_snapshot(
     finally:
         reader.dispose()
         other.dispose()
+        indexer.engine.dispose()
+
+
+def test_a_verdict_from_cached_facts_follows_the_next_commit(
+    anvil: DevChain, registry: Deployed, rpc: RpcClient, tmp_path: Path
+) -> None:
+    """SQLite: verifications whose facts are all cached skip the read transaction while nothing was
+    committed (PRAGMA data_version); the first verification after a commit reads the state again,
+    and facts cached under an older revision are not used with it."""
+    mirror_url = f"sqlite:///{tmp_path / 'mirror.db'}"
+    issued = issue(registry.owner, registry.issuer, seed="probe")
+    rpc.call("anvil_mine", [hex(FINALITY_DEPTH)])
+    indexer = new_indexer(mirror_url, rpc, registry.address, registry.block)
+    indexer.sync()
+    indexer.close()
+    status = indexer.status
+    StatePublisher(indexer.engine).publish(
+        SyncSnapshot(head=status.head, running=True, caught_up_at=time.monotonic())
+    )
+    reads: list[int] = []
+    states = StateReader()
+
+    def counted(connection: Connection) -> SyncSnapshot:
+        reads.append(1)
+        return states.read(connection)
+
+    reader = open_mirror(mirror_url)
+    view = MirrorView(reader, DEV_CHAIN_ID, registry.address, counted)
+    now, policy = datetime.now(UTC), Policy(confirmations=1)
+    try:
+        for receipt in issued.receipts:
+            verdict, _ = view.verify(receipt.to_json(), now, policy)
+            assert verdict.status is Status.VALID
+        assert len(reads) == 1  # the rest from the state known unchanged and the cached facts
+        root = bytes.fromhex(issued.root[2:])
+        with indexer.engine.begin() as db:  # as a reorg's rewind would: facts change with the revision
+            db.execute(delete(AnchorRow).where(AnchorRow.root == root))
+            db.execute(update(CheckpointRow).values(revision=CheckpointRow.revision + 1))
+        verdict, _ = view.verify(issued.receipts[0].to_json(), now, policy)
+        assert verdict.status is Status.INVALID
+        assert len(reads) == 2
+    finally:
+        view.close()
+        reader.dispose()
         indexer.engine.dispose()

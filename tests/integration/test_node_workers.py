@@ -1,11 +1,15 @@
-"""The pre-fork node (FINVAULT_WORKERS > 1): one sync process and N HTTP workers forked from one
-parent after import, sharing its pages; a child that dies is replaced; one sync loop at any time."""
+"""The node's processes: one writer and N readers forked from one supervisor after import, sharing
+its pages; a child that dies is replaced; one writer at any time; readers outlive the writer only
+as long as the mirror can vouch."""
 
 from __future__ import annotations
 
 import os
 import signal
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -28,8 +32,8 @@ from tests.tools.rpc_proxy import Fault, FaultKind, RpcProxy
 
 pytestmark = pytest.mark.slow  # each test here takes a second or more
 
-#: The children of a node with two workers, by name.
-EXPECTED = sorted([PROCESS_NAMES["sync"], PROCESS_NAMES["worker"], PROCESS_NAMES["worker"]])
+#: The children of a node with two readers, by name.
+EXPECTED = sorted([PROCESS_NAMES["writer"], PROCESS_NAMES["reader"], PROCESS_NAMES["reader"]])
 
 
 def children(pid: int) -> dict[int, str]:
@@ -50,7 +54,7 @@ def roles(pid: int) -> list[str]:
 
 
 def child(node_pid: int, role: str) -> int:
-    """One child of the node in ``role`` (``sync`` or ``worker``)."""
+    """One child of the node in ``role`` (``writer`` or ``reader``)."""
     return next(pid for pid, name in children(node_pid).items() if name == PROCESS_NAMES[role])
 
 
@@ -94,7 +98,7 @@ def test_forked_workers_serve_share_pages_and_replace_the_dead(
         httpx.Client(base_url=node.url, timeout=30) as client,
     ):
         assert node.pid is not None
-        assert roles(node.pid) == EXPECTED  # one sync loop, two HTTP workers
+        assert roles(node.pid) == EXPECTED  # one writer, two readers
         verdict_when(client, issued.receipts[0], "VALID")
 
         # Forked after import: most of each child's pages are the parent's, so the tree's PSS (each
@@ -102,45 +106,64 @@ def test_forked_workers_serve_share_pages_and_replace_the_dead(
         memory = tree_memory(node.pid)
         assert memory.pss < 0.7 * memory.rss, memory
 
-        # Each worker listens on its own socket (SO_REUSEPORT): connections are spread over both,
-        # where on one shared socket the worker awake first took nearly all of them.
+        # Each reader listens on its own socket (SO_REUSEPORT): connections are spread over both,
+        # where on one shared socket the reader awake first took nearly all of them.
         port = int(node.url.rsplit(":", 1)[1])
         clients = [httpx.Client(base_url=node.url) for _ in range(16)]
         try:
             for held in clients:
                 assert held.get("/health").status_code == 200  # each keeps its connection open
-            workers = [pid for pid, name in children(node.pid).items() if name == PROCESS_NAMES["worker"]]
-            assert all(served_connections(pid, port) > 0 for pid in workers)
+            readers = [pid for pid, name in children(node.pid).items() if name == PROCESS_NAMES["reader"]]
+            assert all(served_connections(pid, port) > 0 for pid in readers)
         finally:
             for held in clients:
                 held.close()
 
-        # A worker killed: another is forked, and the node keeps answering.
-        kill_and_await_replacement(node.pid, "worker")
-        for _ in range(6):  # fresh connections: the kernel spreads them over both workers
+        # A reader killed: another is forked, and the node keeps answering.
+        kill_and_await_replacement(node.pid, "reader")
+        for _ in range(6):  # fresh connections: the kernel spreads them over both readers
             with httpx.Client(base_url=node.url) as fresh:
                 assert post_receipt(fresh, issued.receipts[1])["status"] == "VALID"
 
-        # The sync process killed: another is forked (the next test shows the refusals meanwhile),
-        # and there is again exactly one sync process, whose loop brings the verdicts back.
-        kill_and_await_replacement(node.pid, "sync")
+        # The writer killed: another is forked (the next test shows what readers answer meanwhile),
+        # and there is again exactly one writer.
+        kill_and_await_replacement(node.pid, "writer")
         back = verdict_when(client, issued.receipts[2], "VALID")
         assert back["as_of"]["block_number"] >= FINALITY_DEPTH
         assert client.get("/ready").json() == {"ready": True, "reasons": []}
         assert roles(node.pid) == EXPECTED
 
 
-@pytest.mark.slow(seconds=10)
-def test_no_verdict_while_no_sync_loop_follows_the_chain(
+#: How long readers vouch for the last committed state once no writer follows the chain.
+STALENESS = 4.0
+
+
+@pytest.mark.slow(seconds=15)
+def test_readers_outlive_a_killed_writer_until_the_mirror_is_stale(
     anvil: DevChain, registry: Deployed, rpc: RpcClient, tmp_path: Path
 ) -> None:
-    """The sync process dies while the RPC endpoint is down: its successors cannot start (each
-    checks the chain first) and are retried with growing pauses; meanwhile the workers answer 503
-    mirror_stale, never a verdict from a mirror nobody follows. Once the endpoint is back, a sync
-    process starts and verdicts resume."""
+    """Under load, the writer is killed while the RPC endpoint is down, so its successors cannot
+    start (each checks the chain first) and are retried with growing pauses. The readers keep
+    answering from the last committed state until the mirror's last catch-up is
+    ``max_staleness`` old, then refuse with 503 mirror_stale, never a verdict from a mirror nobody
+    follows; once the endpoint is back, a writer starts and verdicts resume."""
     issued = issue(registry.owner, registry.issuer, seed="prefork-stale")
     rpc.call("anvil_mine", [hex(FINALITY_DEPTH)])
-    env = {"FINVAULT_WORKERS": "2", "FINVAULT_RPC_ROUNDS": "1", "FINVAULT_RPC_TIMEOUT": "1"}
+    env = {
+        "FINVAULT_WORKERS": "2",
+        "FINVAULT_RPC_ROUNDS": "1",
+        "FINVAULT_RPC_TIMEOUT": "1",
+        "FINVAULT_MAX_STALENESS": str(STALENESS),
+    }
+    answers: list[tuple[float, int, dict[str, Any]]] = []
+    stop = threading.Event()
+
+    def load(url: str) -> None:
+        with httpx.Client(base_url=url, timeout=30) as held:
+            while not stop.is_set():
+                response = verify_response(held, issued.receipts[0])
+                answers.append((time.monotonic(), response.status_code, response.json()))
+
     with (
         RpcProxy(anvil.rpc_url) as proxy,
         start_node(proxy.url, issued.registry, tmp_path, env=env) as node,
@@ -148,17 +171,39 @@ def test_no_verdict_while_no_sync_loop_follows_the_chain(
     ):
         assert node.pid is not None
         verdict_when(client, issued.receipts[0], "VALID")
-        proxy.set_faults("*", Fault(FaultKind.DROP))
-        os.kill(child(node.pid, "sync"), signal.SIGKILL)
-        refused = wait_for(
-            lambda: verify_response(client, issued.receipts[0]),
-            lambda response: response.status_code == 503,
-            what="a refusal",
-        )
-        body = refused.json()
-        assert body["error"]["code"] == "mirror_stale", body
-        assert "status" not in body
-        assert client.get("/ready").status_code == 503
-        proxy.behave()
-        verdict_when(client, issued.receipts[0], "VALID", timeout=60)
+        clients = [threading.Thread(target=load, args=(node.url,)) for _ in range(2)]
+        for thread in clients:
+            thread.start()
+        try:
+            time.sleep(0.5)
+            proxy.set_faults("*", Fault(FaultKind.DROP))
+            os.kill(child(node.pid, "writer"), signal.SIGKILL)
+            killed = time.monotonic()
+            wait_for(
+                lambda: answers[-1], lambda answer: answer[1] == 503, timeout=STALENESS + 10, what="a refusal"
+            )
+            time.sleep(1.0)  # refusals go on while no writer follows the chain
+            assert client.get("/ready").status_code == 503
+            refusing_since = time.monotonic()
+            proxy.behave()
+            verdict_when(client, issued.receipts[0], "VALID", timeout=60)
+        finally:
+            stop.set()
+            for thread in clients:
+                thread.join(30)
         assert roles(node.pid) == EXPECTED
+
+    after_kill = [(at, status, body) for at, status, body in answers if killed <= at < refusing_since]
+    assert any(status == 200 for _, status, _ in after_kill), (
+        "the readers stopped before the mirror was stale"
+    )
+    for at, status, body in after_kill:
+        if status == 200:
+            assert body["status"] == "VALID"
+            assert body["as_of"]["lag_seconds"] <= STALENESS  # never beyond what the mirror vouched for
+            assert at - killed < STALENESS + 1.0
+        else:
+            assert (status, body["error"]["code"]) == (503, "mirror_stale"), body
+            assert "status" not in body
+    first_refusal = next(at for at, status, _ in after_kill if status == 503)
+    assert all(status == 503 for at, status, _ in after_kill if at > first_refusal)  # no flapping

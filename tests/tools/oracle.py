@@ -96,9 +96,6 @@ NODE_ENV = {
 MAX_REORG_DEPTH = 80
 #: Seconds the driver waits for the node to settle after a reorg, a tampering or a repair.
 SETTLE_TIMEOUT = 60.0
-#: How the node's ``mirror_halted`` refusal reads while it pauses for a resync (node/runtime.py):
-#: at least REPAIR_QUIET_SECONDS (5 s) long, so a driver polling every 0.1 s sees it.
-REPAIRING = "another process (finvault resync) is rewriting the mirror"
 
 
 @dataclass
@@ -334,11 +331,8 @@ class Driver:
             indexer.close()
             indexer.engine.dispose()
         self.oracle.tally.actions[what] += 1
-        # The node vouches again only after it noticed the resync and then left the mirror alone for
-        # a quiet spell. Until its loop notices, it may still vouch (an accumulator check can pass
-        # on the repaired rows first): waiting for "vouching" alone would then return before the
-        # pause, and the next step would meet a node paused by this repair.
-        self.wait(_repairing)
+        # The node's writer stepped aside before it said it halted (or diverged), and says so until
+        # it has taken its claim back after this repair and checked the result.
         self.wait(lambda s: bool(s["vouching"]))
 
     def wait(self, done: Any) -> dict[str, Any]:
@@ -402,12 +396,6 @@ class Driver:
             else:
                 self.tamper()
         self.ask()
-
-
-def _repairing(status: dict[str, Any]) -> bool:
-    """Whether the node pauses because another process (``finvault resync``) rewrites its mirror."""
-    refusal = status["cannot_vouch"]
-    return bool(refusal) and refusal["code"] == "mirror_halted" and REPAIRING in refusal["reason"]
 
 
 def _json(response: httpx.Response) -> Any:

@@ -116,6 +116,25 @@ def test_a_success_while_half_open_closes_and_resets() -> None:
     assert state(breaker) == "closed"  # needs the full threshold again
 
 
+def test_an_open_breaker_never_holds_the_next_poll_back() -> None:
+    """A live loop waits one poll interval after a failure, breaker open or not: the first poll
+    after the cause is gone succeeds and closes the breaker, long before the cooldown is over."""
+    clock = Clock()
+    breaker = CircuitBreaker(threshold=3, cooldown=30.0, clock=clock)
+    for _ in range(3):
+        breaker.failure()
+    assert state(breaker) == "open"
+    assert breaker.wait_after_failure(2.0) == 2.0  # not the 30 s cooldown
+    for _ in range(20):  # while the cause lasts, every poll fails and keeps the breaker open
+        clock.now += breaker.wait_after_failure(2.0)
+        breaker.failure()
+        assert state(breaker) == "open"
+    clock.now += breaker.wait_after_failure(2.0)
+    breaker.success()  # the cause is gone: the next poll works
+    assert state(breaker) == "closed"
+    assert breaker.wait_after_failure(2.0) == 2.0
+
+
 # -- status values ---------------------------------------------------------------------------------------
 
 

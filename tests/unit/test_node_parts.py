@@ -4,10 +4,8 @@
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import replace
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,8 +22,7 @@ from node.health import RETRY_AFTER, as_of, cannot_vouch
 from node.models import VerdictOut, bulk_schema, receipt_schema
 from node.runtime import not_ready
 from node.settings import NodeSettings
-from node.shared import MirrorBusy, SharedState, SyncSnapshot
-from node.worker import stale_snapshot
+from node.state import SyncSnapshot
 from tests.factories import anchored, event, make_batch
 
 KEY = b"k" * 32
@@ -136,60 +133,6 @@ def test_every_kind_of_verdict_fits_the_declared_model() -> None:
     VerdictOut.model_validate({**json.loads(json.dumps(malformed)), **extra})
 
 
-def test_shared_state_after_a_writer_died_mid_write(tmp_path: Path) -> None:
-    """A sync process killed between its two counter updates leaves the counter odd: readers give up
-    (MirrorBusy, a 503), and the next writer starts clean; the stale state the supervisor then
-    publishes can vouch for nothing and has a generation no earlier state had."""
-    writer = SharedState(tmp_path / "state", create=True)
-    writer.write(SyncSnapshot(generation=time.monotonic_ns(), running=True, caught_up_at=time.monotonic()))
-    before = writer.read()
-    with (tmp_path / "state").open("r+b") as raw:
-        raw.write((1).to_bytes(8, "little"))  # the counter, left odd as by a writer killed mid-write
-    with pytest.raises(MirrorBusy):
-        SharedState(tmp_path / "state").read()
-    SharedState(tmp_path / "state").write(stale_snapshot())
-    after = writer.read()
-    assert after.generation > before.generation
-    problem = cannot_vouch(after, max_staleness=120)
-    assert problem is not None
-    assert problem.code == "mirror_stale"
-
-
-def test_shared_state_round_trip(tmp_path: Path) -> None:
-    writer = SharedState(tmp_path / "state", create=True)
-    reader = SharedState(tmp_path / "state")
-    assert reader.read() == SyncSnapshot()  # nothing written yet: all zero, no texts
-    snapshot = SyncSnapshot(
-        generation=7,
-        head=2**40,
-        indexed_block=2**40 - 3,
-        finalized_block=2**40 - 64,
-        events_indexed=123_456,
-        rpc_errors=2,
-        failures=3,
-        reorgs=1,
-        last_success=12_345.678,
-        breaker_open=True,
-        running=True,
-        last_error="rpc_unavailable: Université ✓",
-        fatal=None,
-        chain_mismatch="",
-        diverged="at block 9: anchors differ",
-        drift="run 3 found 2 drifts",
-        repairing="another process is rewriting the mirror",
-        block_hash=bytes(range(32)),
-        block_time=1_780_000_123,
-        caught_up_at=12_340.5,
-        writing=True,
-    )
-    writer.write(snapshot)
-    assert reader.read() == snapshot
-    writer.write(SyncSnapshot(last_error="x" * 5_000))
-    assert reader.read().last_error == "x" * 1_000  # bounded
-    writer.close()
-    reader.close()
-
-
 def test_readiness_rules() -> None:
     settings = load_settings(NodeSettings, registry=REGISTRY, ready_max_lag_blocks=10, max_staleness=60)
     healthy = SyncSnapshot(
@@ -217,7 +160,7 @@ def test_readiness_rules() -> None:
             caught_up_at=1_000.0, running=True, diverged="at block 9"
         ),
         "mirror_drift: run 3": SyncSnapshot(caught_up_at=1_000.0, running=True, drift="run 3"),
-        "sync loop is not running": SyncSnapshot(caught_up_at=1_000.0),
+        "the mirror's writer is not running": SyncSnapshot(caught_up_at=1_000.0),
         "chain id mismatch": SyncSnapshot(caught_up_at=1_000.0, running=True, chain_mismatch="serves 1"),
     }
     for fragment, snapshot in cases.items():

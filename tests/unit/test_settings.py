@@ -85,3 +85,11 @@ def test_an_address_is_the_whole_value_not_a_prefix(value: str) -> None:
 def test_an_http_url_has_no_whitespace_and_a_host(url: str) -> None:
     assert not is_http_url(url)
     assert is_http_url("https://polygon-rpc.example/v1/key")
+
+
+def test_a_flag_the_settings_do_not_declare_is_an_error_not_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FINVAULT_ISSUER_ONLY_SETTING", "ignored")  # one environment, several roles
+    assert load_settings(ChainSettings, chain_id=None).chain_id == 31337
+    for value in ("x", None):  # even unset: the flag reached the wrong settings
+        with pytest.raises(TypeError, match="ChainSettings has no setting out_dir"):
+            load_settings(ChainSettings, out_dir=value)
