@@ -227,6 +227,7 @@ def issue(
     from tqdm import tqdm
 
     from issuer.intake import read_input
+    from issuer.pipeline import WorkerPool
     from issuer.service import ingest
     from issuer.store import Store
     from issuer.template import load_template
@@ -236,12 +237,10 @@ def issue(
     with Store.open(settings.issuer_db) as store, ExitStack() as stack:
         connected = _service(store, settings, out_dir, options) if now else nullcontext()
         service = stack.enter_context(connected)
+        # One pool of workers for the whole command: intake, then (--now) sealing and receipts.
+        pool = stack.enter_context(WorkerPool(settings.workers) if service is None else service.workers())
         results = read_input(
-            input_path,
-            template,
-            fmt=InputFormat(fmt) if fmt else None,
-            id_column=id_column,
-            workers=settings.workers,
+            input_path, template, fmt=InputFormat(fmt) if fmt else None, id_column=id_column, pool=pool
         )
         with tqdm(results, desc="intake", unit=" rows", file=sys.stderr, disable=None, leave=False) as rows:
             report = ingest(store, rows, strict=strict)

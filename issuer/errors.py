@@ -78,3 +78,10 @@ class SigningKeyUnusable(IssuerError):
     """The document-signing key is not registered to this issuer on-chain, or has been revoked."""
 
     code = "signing_key_unusable"
+
+
+class WorkerFailed(IssuerError):
+    """A worker process of the issuer died in the middle of its work (killed, out of memory), or
+    what it raised cannot be brought back; nothing it did was committed, and a new run redoes it."""
+
+    code = "worker_failed"

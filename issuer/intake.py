@@ -36,11 +36,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from chain.core.canonical import DocumentError, loads_strict
 from issuer.errors import IntakeError
 from issuer.template import RowError, Template
+
+if TYPE_CHECKING:
+    from issuer.pipeline import WorkerPool
 
 #: Certificate ids become primary keys and file names: keep them short.
 MAX_ID_LENGTH = 200
@@ -150,9 +153,9 @@ def _csv_rows(text: io.TextIOWrapper, needed: frozenset[str]) -> Iterator[Record
                 yield Record(line, None, f"{len(cells)} fields, but the header names {len(header)} columns")
                 continue
             values = dict(zip(header, cells, strict=False))  # absent trailing cells are missing columns
-            bad = next(((name, p) for name, cell in values.items() if (p := _bad_byte(cell))), None)
-            if bad is not None:
-                yield Record(line, None, f"column {bad[0]!r}: {bad[1]}")
+            if _ESCAPED_BYTE.search("".join(cells)):  # one search a row; which column, only then
+                name, problem = next((n, p) for n, cell in values.items() if (p := _bad_byte(cell)))
+                yield Record(line, None, f"column {name!r}: {problem}")
                 continue
             yield Record(line, values)
     except csv.Error as exc:
@@ -357,17 +360,21 @@ def _filled(template: Template, items: list[Rejected | _Checked]) -> list[Intake
 
 
 def validate(
-    records: Iterable[Record], template: Template, *, id_column: str = "id", workers: int = 1
+    records: Iterable[Record], template: Template, *, id_column: str = "id", pool: WorkerPool | None = None
 ) -> Iterator[IntakeResult]:
     """Turns records into credentials, rejecting the ones that cannot be issued.
 
-    With ``workers`` > 1, filling and checking run in that many forked processes (they inherit
-    the template), a chunk of records at a time; results keep input order.
+    With a ``pool``, filling and checking run in its worker processes (each is handed the
+    template), a chunk of records at a time; results keep input order. Without one, here.
     """
-    from issuer.pipeline import WorkerPool, chunked  # the issuer's signing stack: not for --help
+    from issuer.pipeline import chunked  # the issuer's signing stack: not for --help
 
-    with WorkerPool(template, workers) as pool:
-        for results in pool.map(_filled, chunked(_checked(records, id_column), INTAKE_CHUNK)):
+    chunks = chunked(_checked(records, id_column), INTAKE_CHUNK)
+    if pool is None:
+        for chunk in chunks:
+            yield from _filled(template, chunk)
+    else:
+        for results in pool.map(_filled, template, chunks):
             yield from results
 
 
@@ -377,9 +384,10 @@ def read_input(
     *,
     fmt: InputFormat | None = None,
     id_column: str = "id",
-    workers: int = 1,
+    pool: WorkerPool | None = None,
 ) -> Iterator[IntakeResult]:
-    """Streams an input file (or binary stream) through :func:`read_records` and :func:`validate`."""
+    """Streams an input file (or binary stream) through :func:`read_records` and :func:`validate`
+    (in ``pool``'s workers, if given)."""
     if isinstance(source, Path):
         fmt = fmt or InputFormat.for_path(source)
         try:
@@ -387,9 +395,9 @@ def read_input(
         except OSError as exc:
             raise IntakeError(f"cannot read {source}: {exc.strerror}") from None
         with stream:
-            yield from read_input(stream, template, fmt=fmt, id_column=id_column, workers=workers)
+            yield from read_input(stream, template, fmt=fmt, id_column=id_column, pool=pool)
         return
     if fmt is None:
         raise IntakeError("the input format is needed to read a stream")
     records = read_records(source, fmt, template.required_columns | {id_column})
-    yield from validate(records, template, id_column=id_column, workers=workers)
+    yield from validate(records, template, id_column=id_column, pool=pool)

@@ -97,6 +97,21 @@ class MerkleTree:
     def __len__(self) -> int:
         return self._n
 
+    def __getstate__(self) -> bytes:
+        """Pickled compactly (the issuer hands a batch's tree to its worker processes): the flat
+        array as one string of 32-byte hashes, which :meth:`__setstate__` splits again without
+        hashing anything."""
+        return b"".join(self._tree)
+
+    def __setstate__(self, nodes: bytes) -> None:
+        if not nodes or len(nodes) % 64 != 32:  # 2n - 1 hashes of 32 bytes
+            raise MerkleError("not the nodes of a Merkle tree")
+        tree = [nodes[start : start + 32] for start in range(0, len(nodes), 32)]
+        n = (len(tree) + 1) // 2
+        self._tree = tree
+        self._sorted = list(reversed(tree[n - 1 :]))  # the leaves, ascending
+        self._n = n
+
     @property
     def root(self) -> bytes:
         """The 32-byte root, what the batch anchors (for one leaf, the leaf itself)."""

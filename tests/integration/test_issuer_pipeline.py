@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from sqlalchemy import select
 
 from chain.core.issuance import verification_link
 from chain.core.receipt import ReceiptV2, parse_receipt
@@ -23,7 +24,7 @@ from chain.rpc import RpcClient
 from issuer import service as service_module
 from issuer.intake import read_input
 from issuer.service import IssuerConfig, IssuerService, ProgressBar, ingest
-from issuer.store import BatchStatus, CertificateStatus, Store
+from issuer.store import BatchStatus, Certificate, CertificateStatus, Event, EventType, Store
 from tests.factories import disclosed
 from tests.integration.conftest import Deployed, MirrorBackend, on_both_backends
 from tests.integration.issuer_fixtures import NODE_URL, Crash, IssuerEnv
@@ -129,6 +130,25 @@ def test_a_crash_while_writing_receipts_is_finished_by_the_next_run(env: IssuerE
     assert env.assert_all_valid() == CERTIFICATES
 
 
+@pytest.mark.usefixtures("small_chunks")
+def test_anchoring_marks_and_announces_only_the_certificates_still_sealed(env: IssuerEnv) -> None:
+    """Nothing moves a sealed certificate before its batch is anchored; were one moved all the
+    same, anchoring would neither mark it anchored nor announce it (as before chunked marking)."""
+    env.ingest_csv(CERTIFICATES)
+    service = env.service(workers=2)
+    root = service.seal()
+    assert root is not None
+    with env.store.transaction() as session:
+        session.get_one(Certificate, "cert-00012").status = CertificateStatus.PENDING
+    batch = service.anchor(root)
+    assert batch.status is BatchStatus.ANCHORED
+    assert _status_counts(env) == {CertificateStatus.ANCHORED: CERTIFICATES - 1, CertificateStatus.PENDING: 1}
+    with env.store.reading() as session:
+        events = list(session.scalars(select(Event).where(Event.type == EventType.CERTIFICATE_ANCHORED)))
+    announced = [i for event in events for i in event.data["certificate_ids"]]
+    assert announced == [f"cert-{i:05d}" for i in range(CERTIFICATES) if i != 12]  # in id order
+
+
 def test_finvault_qr_renders_a_receipts_link_on_demand(env: IssuerEnv) -> None:
     env.ingest_csv(2)
     env.service().run_once()
@@ -164,9 +184,11 @@ def test_workers_seal_and_write_receipts_on_both_backends(
         "".join(json.dumps({"id": f"w-{i}", "name": name, **RECORD}) + "\n" for i, name in enumerate(names))
     )
     with mirror_backend.database(tmp_path) as url, Store.open(url) as store:
-        report = ingest(store, read_input(source, env.template, workers=2))
-        assert (report.accepted, list(report.rejected)) == (len(names), [])
-        [batch] = env.service(store=store, workers=2).run_once()
+        service = env.service(store=store, workers=2)
+        with service.workers() as pool:
+            report = ingest(store, read_input(source, env.template, pool=pool))
+            assert (report.accepted, list(report.rejected)) == (len(names), [])
+            [batch] = service.run_once()
         assert batch.status is BatchStatus.ANCHORED
     assert env.assert_all_valid() == len(names)
     by_id = {disclosed(r)["id"]: disclosed(r)["credentialSubject"]["name"] for r in env.receipts()}

@@ -1,9 +1,13 @@
-"""BatchScheduler on anvil with short intervals: by time, by pending count, and after a failure."""
+"""BatchScheduler on anvil with short intervals: by time, by pending count, after a failure, and
+with worker processes started from its thread without forking the threaded process."""
 
 from __future__ import annotations
 
+import os
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -11,6 +15,7 @@ import pytest
 from chain.core.signing import public_key_info
 from chain.rpc import RpcClient
 from issuer.scheduler import BatchScheduler
+from issuer.service import ProgressBar, no_progress
 from issuer.store import BatchStatus
 from tests.integration.conftest import Deployed
 from tests.integration.issuer_fixtures import IssuerEnv
@@ -76,3 +81,38 @@ def test_a_failed_cycle_is_kept_and_the_next_one_tries_again(env: IssuerEnv) -> 
         assert scheduler.last_error is not None
         assert scheduler.last_error.code == "signing_key_unusable"
     assert env.store.pending_count() == 1
+
+
+def test_a_cycle_on_the_scheduler_thread_seals_in_workers_without_forking(
+    env: IssuerEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 26: the cycle runs on an APScheduler thread beside others (as in the API process); its
+    workers come from the forkserver, and this process never calls fork() (Python 3.12 would warn,
+    and the suite makes that warning an error)."""
+    forks: list[int] = []
+
+    def no_fork() -> int:
+        forks.append(threading.active_count())
+        raise AssertionError("the issuer process forked")
+
+    monkeypatch.setattr(os, "fork", no_fork)
+    env.ingest_csv(25)
+    service = env.service(workers=2)
+    seen: dict[str, tuple[str | None, int, int]] = {}
+
+    @contextmanager
+    def progress(phase: str, total: int) -> Iterator[ProgressBar]:
+        with service.workers() as pool, no_progress(phase, total) as bar:  # the run's own pool
+            yield bar
+            seen[phase] = (pool.start_method, len(set(pool.pids()) - {os.getpid()}), threading.active_count())
+
+    service.progress = progress
+    with BatchScheduler(service, interval=3600, threshold=1000, check_every=3600) as scheduler:
+        eventually(lambda: anchored(env) == [25])
+    assert scheduler.last_error is None
+    assert forks == []
+    for phase in ("seal", "receipts"):
+        start_method, workers, threads = seen[phase]
+        assert (start_method, workers) == ("forkserver", 2)
+        assert threads > 1  # the scheduler's threads ran meanwhile
+    assert env.assert_all_valid() == 25

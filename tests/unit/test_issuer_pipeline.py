@@ -1,24 +1,34 @@
 """The issuer's fast paths against the reference they replace: worker pools, receipt text, JCS,
-progress bars. Every fast path must give exactly the bytes of the slow one."""
+progress bars. Every fast path must give exactly the bytes of the slow one, and the worker pool
+must keep order, bound what is in flight, survive its failures and never fork the issuer."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
+import pickle
 import sys
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 import rfc8785
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 from hypothesis import given
 from hypothesis import strategies as st
 
 from chain.core.canonical import jcs
 from chain.core.secured import SECURINGS, Securing
+from chain.core.signing import public_key_info
+from chain.keys import generate_private_key
 from issuer.cli import progress_bar
+from issuer.errors import WorkerFailed
 from issuer.outputs import dumps_indented, receipt_text
-from issuer.pipeline import WorkerPool, chunked
+from issuer.pipeline import SealContext, WorkerPool, chunked
 from tests.factories import make_secured_batch
 from tests.strategies import hostile_values, json_values
 
@@ -33,11 +43,30 @@ def _fail_on_three(context: str, chunk: list[int]) -> list[int]:
     return chunk
 
 
+def _echo_sizes(context: bytes, chunk: bytes) -> tuple[int, bytes]:
+    return len(context), chunk * 2
+
+
+def _die(context: None, chunk: int) -> int:
+    if chunk == 2:
+        os._exit(3)  # what the kernel's OOM killer would leave behind
+    return chunk
+
+
+class _Unpicklable(Exception):
+    def __init__(self, one: str, two: str) -> None:
+        super().__init__(f"{one} {two}")
+
+
+def _raise_unpicklable(context: None, chunk: int) -> int:
+    raise _Unpicklable("no", "way")
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 def test_worker_pool_keeps_order_and_hands_workers_the_context(workers: int) -> None:
     chunks = list(chunked(range(50), 3))
-    with WorkerPool("the context", workers) as pool:
-        results = list(pool.map(_where, chunks))
+    with WorkerPool(workers) as pool:
+        results = list(pool.map(_where, "the context", chunks))
     assert [squares for _, _, squares in results] == [[n * n for n in chunk] for chunk in chunks]
     assert {context for _, context, _ in results} == {"the context"}
     pids = {pid for pid, _, _ in results}
@@ -46,8 +75,104 @@ def test_worker_pool_keeps_order_and_hands_workers_the_context(workers: int) -> 
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_a_worker_error_reaches_the_caller(workers: int) -> None:
-    with WorkerPool("pool", workers) as pool, pytest.raises(ValueError, match=r"pool: chunk \[3\] holds 3"):
-        list(pool.map(_fail_on_three, [[1], [2], [3], [4]]))
+    with WorkerPool(workers) as pool, pytest.raises(ValueError, match=r"pool: chunk \[3\] holds 3"):
+        list(pool.map(_fail_on_three, "pool", [[1], [2], [3], [4]]))
+
+
+def test_one_pool_serves_several_maps_each_with_its_context() -> None:
+    with WorkerPool(2) as pool:
+        assert pool.pids() == []  # nothing starts before the first chunk
+        first = list(pool.map(_where, "intake", [[1], [2], [3], [4]]))
+        started = set(pool.pids())
+        with pytest.raises(ValueError, match="seal"):
+            list(pool.map(_fail_on_three, "seal", [[1], [3], [5]]))
+        second = list(pool.map(_where, "receipts", [[5], [6], [7]]))
+        assert set(pool.pids()) == started  # the same two processes throughout
+    assert len(started) == 2
+    assert {context for _, context, _ in first} == {"intake"}
+    assert {context for _, context, _ in second} == {"receipts"}
+    assert {pid for pid, _, _ in first + second} <= started
+    assert pool.pids() == []  # stopped with the block
+
+
+def test_a_map_left_early_leaves_the_pool_ready_for_the_next() -> None:
+    with WorkerPool(2) as pool:
+        for pid, _, _ in pool.map(_where, "left", [[n] for n in range(20)]):
+            assert pid != os.getpid()
+            break
+        assert [squares for _, _, squares in pool.map(_where, "next", [[2], [3]])] == [[4], [9]]
+
+
+def test_at_most_two_chunks_per_worker_are_out_at_once() -> None:
+    pulled = 0
+
+    def chunks() -> Iterator[list[int]]:
+        nonlocal pulled
+        for n in range(40):
+            pulled += 1
+            yield [n]
+
+    with WorkerPool(2) as pool:
+        results = pool.map(_where, "bounded", chunks())
+        next(results)
+        assert pulled == 2 * 2  # two for each worker, then nothing until an answer is yielded
+        assert len(list(results)) == 39
+
+
+def test_contexts_chunks_and_results_larger_than_a_pipe_cross_both_ways() -> None:
+    context = os.urandom(3 * 2**20)
+    chunks = [os.urandom(2 * 2**20) for _ in range(6)]
+    with WorkerPool(2) as pool:
+        results = list(pool.map(_echo_sizes, context, chunks))
+    assert results == [(len(context), chunk * 2) for chunk in chunks]
+
+
+def test_a_dead_worker_fails_the_map_and_closes_the_pool() -> None:
+    with WorkerPool(2) as pool:
+        with pytest.raises(WorkerFailed, match="exited"):
+            list(pool.map(_die, None, range(6)))
+        assert pool.pids() == []
+        with pytest.raises(WorkerFailed, match="closed"):
+            list(pool.map(_where, "again", [[1]]))
+
+
+def test_an_exception_that_does_not_pickle_is_named() -> None:
+    with WorkerPool(2) as pool, pytest.raises(WorkerFailed, match="_Unpicklable: no way"):
+        list(pool.map(_raise_unpicklable, None, [1]))
+
+
+def test_workers_come_from_the_forkserver_and_the_issuer_never_forks(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_fork() -> int:
+        raise AssertionError(f"os.fork() called with {threading.active_count()} threads running")
+
+    monkeypatch.setattr(os, "fork", no_fork)
+    stop = threading.Event()
+    busy = threading.Thread(target=stop.wait, name="as the API's scheduler would be")
+    busy.start()
+    try:
+        with WorkerPool(2) as pool:
+            assert pool.start_method == "forkserver"
+            results = list(pool.map(_where, "threaded", [[1], [2], [3]]))
+    finally:
+        stop.set()
+        busy.join()
+    assert os.getpid() not in {pid for pid, _, _ in results}
+    assert WorkerPool(1).start_method is None
+
+
+@pytest.mark.parametrize("kind", ["ed25519", "rsa-2048"])
+def test_a_seal_context_crosses_to_a_worker_whole_and_shows_no_key(kind: str) -> None:
+    key = generate_private_key(kind)  # type: ignore[arg-type]
+    context = SealContext.for_key(key, datetime(2026, 12, 1, tzinfo=UTC), None)
+    again = pickle.loads(pickle.dumps(context))  # noqa: S301 - our own bytes
+    assert again == dataclasses.replace(context, key=again.key)
+    assert public_key_info(again.key) == public_key_info(key)
+    assert again.key.private_bytes(Encoding.DER, PrivateFormat.PKCS8, NoEncryption()) == key.private_bytes(
+        Encoding.DER, PrivateFormat.PKCS8, NoEncryption()
+    )
+    assert repr(context) == repr(again)
+    assert context.key_id in repr(context)
+    assert "key=" not in repr(context)  # the key id only, never the key
 
 
 def test_chunked_splits_and_keeps_the_rest() -> None:

@@ -7,6 +7,7 @@ integration test test_merkle_openzeppelin.py checks they still match the library
 from __future__ import annotations
 
 import json
+import pickle
 import random
 from pathlib import Path
 from typing import Any
@@ -228,6 +229,27 @@ def test_every_proof_verifies_and_proofs_yields_each_leaf_once(digests: list[byt
         assert process_proof(leaf, proof) == tree.root
     for digest in digests:
         assert verify_proof(leaf_hash(digest), tree.proof_for_digest(digest), tree.root)
+
+
+@settings(max_examples=100, deadline=None)
+@given(digests=digest_sets)
+@example(digests=[D1])
+@example(digests=[D1, D2])
+def test_a_pickled_tree_gives_the_same_root_leaves_and_proofs(digests: list[bytes]) -> None:
+    tree = MerkleTree(digests)
+    data = pickle.dumps(tree)
+    assert len(data) < 64 * len(digests) + 100  # one string of hashes, not an object per node
+    copy = pickle.loads(data)  # noqa: S301 - our own bytes
+    assert (copy.root, copy.leaves, len(copy)) == (tree.root, tree.leaves, len(tree))
+    assert [copy.proof(leaf) for leaf in tree.leaves] == [tree.proof(leaf) for leaf in tree.leaves]
+    assert list(copy.proofs()) == list(tree.proofs())
+
+
+def test_nodes_that_are_no_tree_do_not_unpickle() -> None:
+    tree = MerkleTree([D1, D2])
+    for nodes in (b"", bytes(64), bytes(95)):
+        with pytest.raises(MerkleError, match="not the nodes"):
+            tree.__setstate__(nodes)
 
 
 @settings(max_examples=150, deadline=None)
