@@ -22,7 +22,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -45,6 +44,7 @@ from tests.factories import credential, deterministic_bytes
 from tests.integration.conftest import ISSUER, OWNER, dev_sender, registry_in_snapshot
 from tests.integration.node_fixtures import issue, issue_v2, start_node, wait_until_vouching
 from tests.strategies import b64url_text, mutated_receipts, mutated_v2_receipts, receipt_values
+from tests.tools.memory import reset_peaks, tree_memory
 from tests.tools.node_process import NodeProcess
 
 pytestmark = pytest.mark.slow(seconds=20)
@@ -265,17 +265,13 @@ class Measured:
     memory_growth_mb: float
 
 
-def _vm(pid: int, field: str) -> float:
-    line = next(x for x in Path(f"/proc/{pid}/status").read_text().splitlines() if x.startswith(field))
-    return int(line.split()[1]) / 1024
-
-
 def measure(node: NodeProcess, path: str, body: bytes) -> Measured:
-    """Posts ``body``; meanwhile polls ``/health`` on another connection. The node's peak RSS is
-    reset first (``/proc/PID/clear_refs``), so the growth is this request's."""
+    """Posts ``body``; meanwhile polls ``/health`` on another connection. The peak RSS of the node's
+    processes (the supervisor, its writer and readers) is reset first (``/proc/PID/clear_refs``),
+    so the growth of their summed peaks is this request's."""
     assert node.pid is not None
-    Path(f"/proc/{node.pid}/clear_refs").write_text("5")
-    before = _vm(node.pid, "VmRSS:")
+    reset_peaks(node.pid)
+    before = tree_memory(node.pid).rss
     done = threading.Event()
     health: list[float] = []
 
@@ -297,7 +293,7 @@ def measure(node: NodeProcess, path: str, body: bytes) -> Measured:
     seconds = time.perf_counter() - started
     done.set()
     poller.join(15)
-    return Measured(response, seconds, max(health), _vm(node.pid, "VmHWM:") - before)
+    return Measured(response, seconds, max(health), tree_memory(node.pid).peak_rss - before)
 
 
 def _within_bounds(measured: Measured) -> bool:

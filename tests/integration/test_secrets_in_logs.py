@@ -383,7 +383,7 @@ def test_node_logs_no_token_or_rpc_key(
         failures = [f"{redact_url(rpc_url)}: HTTP 503", f"{redact_url(rpc_url)}: RemoteProtocolError"]
         wait_for(
             node.log,
-            lambda text: all(failure in text for failure in [*failures, "sync step failed"]),
+            lambda text: all(failure in text for failure in [*failures, "sync step failing"]),
             what="failed RPC calls and sync steps in the log",
         )
         for path in ("/ready", "/status"):
