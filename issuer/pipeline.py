@@ -191,10 +191,11 @@ def _serve(tasks: Connection, results: Connection) -> None:
             except Exception as exc:
                 broken_context = exc
             continue
+        if broken_context is not None:  # every chunk of this map fails as its context did
+            outbox.put(_failure(broken_context))
+            continue
         function, chunk = parts
         try:
-            if broken_context is not None:
-                raise broken_context
             outbox.put(_dumps((True, function(context, chunk), "")))
         except Exception as exc:
             outbox.put(_failure(exc))

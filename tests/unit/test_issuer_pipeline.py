@@ -62,6 +62,17 @@ def _raise_unpicklable(context: None, chunk: int) -> int:
     raise _Unpicklable("no", "way")
 
 
+def _refuse(message: str) -> None:
+    raise ValueError(message)
+
+
+class _BreaksOnArrival:
+    """A context that pickles here and cannot be rebuilt in a worker."""
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return _refuse, ("this context cannot be rebuilt",)
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 def test_worker_pool_keeps_order_and_hands_workers_the_context(workers: int) -> None:
     chunks = list(chunked(range(50), 3))
@@ -125,6 +136,13 @@ def test_contexts_chunks_and_results_larger_than_a_pipe_cross_both_ways() -> Non
     with WorkerPool(2) as pool:
         results = list(pool.map(_echo_sizes, context, chunks))
     assert results == [(len(context), chunk * 2) for chunk in chunks]
+
+
+def test_a_context_a_worker_cannot_rebuild_fails_its_map_only() -> None:
+    with WorkerPool(2) as pool:
+        with pytest.raises(ValueError, match="this context cannot be rebuilt"):
+            list(pool.map(_where, _BreaksOnArrival(), [[1], [2], [3]]))  # type: ignore[arg-type]
+        assert [squares for _, _, squares in pool.map(_where, "next", [[4]])] == [[16]]
 
 
 def test_a_dead_worker_fails_the_map_and_closes_the_pool() -> None:
