@@ -89,7 +89,7 @@ PRELOAD = ["__main__", "issuer.pipeline", "issuer.intake"]
 #: Bytes a pipe between the issuer and a worker may buffer (Linux; the default is 64 KiB): a chunk
 #: of 1,000 credentials fits whole, so it is handed over while the worker is still busy.
 PIPE_BYTES = 1 << 20
-#: Seconds a closing pool gives each worker to finish its chunk and exit, before it is terminated.
+#: Seconds a closing pool gives each worker to finish its chunk and exit, before it is killed.
 STOP_SECONDS = 30.0
 
 
@@ -166,7 +166,10 @@ def _serve(tasks: Connection, results: Connection) -> None:
     Two threads move the bytes, so the work never waits for the issuer to read an answer (it may
     be writing to its database) and the issuer never waits for a chunk to be read. Nothing forks
     here."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the issuer's: it closes the pool
+    # Ctrl-C and a service manager's SIGTERM reach the whole process group; when to stop is the
+    # issuer's call (it closes the pool once a cycle under way has finished).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     # What the forkserver imported lives as long as the worker: full collections (the chunks' many
     # small objects trigger them) need not walk it again each time.
     gc.freeze()
@@ -191,10 +194,11 @@ def _serve(tasks: Connection, results: Connection) -> None:
             except Exception as exc:
                 broken_context = exc
             continue
+        if broken_context is not None:  # every chunk of this map fails as its context did
+            outbox.put(_failure(broken_context))
+            continue
         function, chunk = parts
         try:
-            if broken_context is not None:
-                raise broken_context
             outbox.put(_dumps((True, function(context, chunk), "")))
         except Exception as exc:
             outbox.put(_failure(exc))
@@ -283,8 +287,8 @@ class WorkerPool:
             raise
 
     def close(self) -> None:
-        """Stops the workers: each finishes the chunk it is on and exits (terminated if it has not
-        within :data:`STOP_SECONDS`). The pool cannot be started again."""
+        """Stops the workers: each finishes the chunk it is on and exits (killed if it has not within
+        :data:`STOP_SECONDS`). The pool cannot be started again."""
         self._closed = True
         running, self._running = self._running, []
         for worker in running:
@@ -294,7 +298,7 @@ class WorkerPool:
         for worker in running:
             worker.process.join(max(0.0, deadline - time.monotonic()))
             if worker.process.exitcode is None:
-                worker.process.terminate()
+                worker.process.kill()  # SIGKILL: a worker ignores SIGTERM (see _serve)
                 worker.process.join()
 
     def map(self, function: Callable[[C, T], R], context: C, chunks: Iterable[T]) -> Iterator[R]:

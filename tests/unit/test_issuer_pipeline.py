@@ -9,8 +9,10 @@ import io
 import json
 import os
 import pickle
+import signal
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -25,6 +27,7 @@ from chain.core.canonical import jcs
 from chain.core.secured import SECURINGS, Securing
 from chain.core.signing import public_key_info
 from chain.keys import generate_private_key
+from issuer import pipeline
 from issuer.cli import progress_bar
 from issuer.errors import WorkerFailed
 from issuer.outputs import dumps_indented, receipt_text
@@ -60,6 +63,17 @@ class _Unpicklable(Exception):
 
 def _raise_unpicklable(context: None, chunk: int) -> int:
     raise _Unpicklable("no", "way")
+
+
+def _refuse(message: str) -> None:
+    raise ValueError(message)
+
+
+class _BreaksOnArrival:
+    """A context that pickles here and cannot be rebuilt in a worker."""
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return _refuse, ("this context cannot be rebuilt",)
 
 
 @pytest.mark.parametrize("workers", [1, 2])
@@ -125,6 +139,59 @@ def test_contexts_chunks_and_results_larger_than_a_pipe_cross_both_ways() -> Non
     with WorkerPool(2) as pool:
         results = list(pool.map(_echo_sizes, context, chunks))
     assert results == [(len(context), chunk * 2) for chunk in chunks]
+
+
+def test_a_context_a_worker_cannot_rebuild_fails_its_map_only() -> None:
+    with WorkerPool(2) as pool:
+        with pytest.raises(ValueError, match="this context cannot be rebuilt"):
+            list(pool.map(_where, _BreaksOnArrival(), [[1], [2], [3]]))  # type: ignore[arg-type]
+        assert [squares for _, _, squares in pool.map(_where, "next", [[4]])] == [[16]]
+
+
+def _slow(context: float, chunk: int) -> tuple[int, int]:
+    time.sleep(context)
+    return os.getpid(), chunk
+
+
+def test_workers_outlive_the_shutdown_signals_their_group_gets() -> None:
+    """Ctrl-C and a service manager's SIGTERM reach the workers too; the issuer decides when they
+    stop (a cycle under way finishes)."""
+    with WorkerPool(2) as pool:
+        answers = pool.map(_slow, 0.1, range(8))
+        first_pid, _ = next(answers)
+        for pid in pool.pids():
+            os.kill(pid, signal.SIGTERM)
+            os.kill(pid, signal.SIGINT)
+        assert [chunk for _, chunk in answers] == list(range(1, 8))
+        assert first_pid in pool.pids()
+
+
+def test_closing_kills_a_worker_that_does_not_stop(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pipeline, "STOP_SECONDS", 0.5)
+    pool = WorkerPool(2)
+    answers = pool.map(_slow, 600.0, range(2))
+    outcome: list[BaseException] = []
+
+    def wait_for_answers() -> None:
+        try:
+            list(answers)
+        except WorkerFailed as exc:
+            outcome.append(exc)
+
+    stuck = threading.Thread(target=wait_for_answers, daemon=True)
+    stuck.start()  # a map whose chunks outlast any patience
+    deadline = time.monotonic() + 30
+    while len(pool.pids()) < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    time.sleep(0.5)  # the chunks reach their workers
+    processes = [worker.process for worker in pool._running]
+    started = time.monotonic()
+    pool.close()
+    assert time.monotonic() - started < 10
+    assert all(process.exitcode == -signal.SIGKILL for process in processes)
+    stuck.join(10)
+    assert [type(exc) for exc in outcome] == [WorkerFailed]  # its map learns the pool is gone
 
 
 def test_a_dead_worker_fails_the_map_and_closes_the_pool() -> None:
