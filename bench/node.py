@@ -861,7 +861,7 @@ def main() -> None:
                 "FINVAULT_WORKERS": str(args.workers),
                 # The synthetic anchors are not on the chain, so the node's accumulator check would
                 # (rightly) find the mirror diverged and refuse every verdict. The check runs in the
-                # sync process once a minute, never on a request's path.
+                # writer process once a minute, never on a request's path.
                 "FINVAULT_ACCUMULATOR_CHECK_INTERVAL": "0",
             },
             replicas=args.replicas,
