@@ -100,7 +100,7 @@ from indexer.schema import AnchorRow
 from indexer.sync import Indexer
 from tests.factories import make_secured_batch
 from tests.integration.indexer_fixtures import postgres_database
-from tests.tools.memory import TreeMemory, tree_memory
+from tests.tools.memory import TreeMemory, tree_memory, tree_pids
 from tests.tools.node_process import NodeProcess
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -287,17 +287,6 @@ def total_memory(pids: list[int]) -> TreeMemory:
     """Memory summed over the process trees of ``pids``."""
     trees = [tree_memory(pid) for pid in pids]
     return TreeMemory(*(sum(getattr(t, name) for t in trees) for name in ("rss", "peak_rss", "pss")))
-
-
-def tree_pids(pid: int) -> list[int]:
-    """``pid`` and its live descendants, from ``/proc`` (whatever the processes are called)."""
-    found, pending = [], [pid]
-    while pending:
-        process = pending.pop()
-        found.append(process)
-        for task in Path(f"/proc/{process}/task").iterdir():
-            pending += [int(child) for child in (task / "children").read_text().split()]
-    return found
 
 
 def tree_cpu_seconds(pid: int) -> float:
