@@ -19,8 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter as Tally
-from collections.abc import AsyncIterator, Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
@@ -85,6 +84,7 @@ from node.models import (
     error_response_doc,
     receipt_schema,
 )
+from node.offloop import OffLoop
 from node.page import STATIC_DIR, mount_page
 from node.runtime import Runtime, not_ready
 from node.state import SyncSnapshot
@@ -145,30 +145,12 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {status: error_response_doc(what[status]) for status in statuses}
 
 
-class OffLoop:
-    """The threads a serving process reads the mirror and verifies in, never on its event loop: a
-    verification holds the loop for none of its CPU work or database reads, so ``/health`` and
-    the requests being read and written meanwhile never wait for it. Sized on purpose
-    (``FINVAULT_VERIFY_THREADS``): the work is CPU under one GIL, so more threads than a request
-    or two waiting on the database buys nothing; more processes do (``FINVAULT_WORKERS``)."""
-
-    def __init__(self, threads: int) -> None:
-        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="finvault-verify")
-
-    async def run(self, function: Callable[..., T], *args: Any) -> T:
-        """``function(*args)`` in one of the threads; its result (or exception) here."""
-        return await asyncio.get_running_loop().run_in_executor(self._pool, function, *args)
-
-    def close(self) -> None:
-        """Lets the work in flight finish, then stops the threads."""
-        self._pool.shutdown(wait=True)
-
-
 def create_app(runtime: Runtime, *, static_dir: Path | None = STATIC_DIR) -> FastAPI:
     """The node's app over ``runtime``, a reader of its mirror (the caller closes the runtime)."""
     settings = runtime.settings
     off_loop = OffLoop(settings.verify_threads)
-    bulk_loop = OffLoop(settings.bulk_concurrency)  # a thread per bulk turn: singles never wait behind one
+    # a thread per bulk turn: singles never wait behind one
+    bulk_loop = OffLoop(settings.bulk_concurrency, name="finvault-bulk")
     metrics = NodeMetrics(runtime)
 
     identities = IdentityResolver.from_settings(settings)
