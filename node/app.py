@@ -190,7 +190,6 @@ def create_app(runtime: Runtime, *, static_dir: Path | None = STATIC_DIR) -> Fas
     )
     app.state.runtime = runtime
     admin_digest = token_digest(settings.admin_token.get_secret_value()) if settings.admin_token else None
-    app.include_router(audit_router(lambda request: runtime.read_engine, lambda request: admin_digest))
     app.state.metrics = metrics
     install_error_handlers(app, ERROR_STATUSES)
 
@@ -216,6 +215,8 @@ def create_app(runtime: Runtime, *, static_dir: Path | None = STATIC_DIR) -> Fas
     _credential_routes(app, runtime, off_loop)
     _mirror_routes(app, runtime)
     _operations_routes(app, runtime, metrics, off_loop)
+    # Routes are matched in order: the verification routes, the hot ones, come first.
+    app.include_router(audit_router(lambda request: runtime.read_engine, lambda request: admin_digest))
     # The web page, mounted only when node/static/ exists: index.html answers `/` and `/v/{leaf}`
     # (the link a receipt's QR code carries); every other file there is served under /static/.
     if static_dir is not None and static_dir.is_dir():

@@ -3,7 +3,6 @@ as ISO 8601 UTC with a ``Z``."""
 
 from __future__ import annotations
 
-import base64
 import binascii
 import re
 from datetime import UTC, datetime
@@ -39,14 +38,23 @@ def b64url(data: bytes) -> str:
 
 
 _B64URL = re.compile(r"[A-Za-z0-9_-]*")
+_FROM_URL_SAFE = bytes.maketrans(b"-_", b"+/")
+_PADDING = (b"", b"", b"==", b"=")  # by length mod 4
+_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+#: The letters that may end unpadded base64url of length 2 or 3 (mod 4): those whose bits past
+#: the data are zero. Any other ending is a second spelling of the same bytes.
+_CANONICAL_LAST = {
+    2: frozenset(_ALPHABET[::16]),  # 4 of the last letter's 6 bits are padding
+    3: frozenset(_ALPHABET[::4]),  # 2 of them are
+}
 
 
 def from_b64url(text: str) -> bytes:
     """The bytes of strict unpadded base64url: only the URL-safe alphabet, no padding, canonical
     trailing bits (one spelling per value); ValueError otherwise."""
-    if len(text) % 4 == 1 or not _B64URL.fullmatch(text):
+    tail = len(text) % 4
+    if tail == 1 or not _B64URL.fullmatch(text):
         raise ValueError("not unpadded base64url")
-    data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    if b64url(data) != text:  # non-zero trailing bits: two spellings of the same bytes
+    if tail and text[-1] not in _CANONICAL_LAST[tail]:  # non-zero trailing bits
         raise ValueError("base64url with non-canonical trailing bits")
-    return data
+    return binascii.a2b_base64(text.encode("ascii").translate(_FROM_URL_SAFE) + _PADDING[tail])

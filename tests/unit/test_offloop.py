@@ -24,7 +24,8 @@ def test_results_and_exceptions_come_back_from_the_pool_threads() -> None:
     async def main() -> None:
         value, thread = await off_loop.run(where, 21)
         assert value == 42
-        assert thread.startswith("t-") and thread != threading.current_thread().name
+        assert thread.startswith("t-")
+        assert thread != threading.current_thread().name
         with pytest.raises(KeyError, match="missing"):
             await off_loop.run(fails)
 
@@ -96,9 +97,12 @@ def test_close_lets_queued_work_finish_and_refuses_more() -> None:
     done: list[int] = []
 
     async def main() -> None:
-        for i in range(5):
+        queued = [
             asyncio.ensure_future(off_loop.run(lambda i=i: (time.sleep(0.01), done.append(i))))
+            for i in range(5)
+        ]
         await asyncio.sleep(0)
+        assert len(queued) == 5
 
     asyncio.run(main())
     off_loop.close()
@@ -116,5 +120,5 @@ def test_no_thread_starts_before_the_first_call() -> None:
     off_loop = OffLoop(3)
     assert threading.active_count() == before  # safe to build before a serving process forks
     off_loop.close()
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="at least one thread"):
         OffLoop(0)

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from chain.core.canonical import escape_token
-from chain.core.encoding import b64url
+from chain.core.encoding import b64url, from_b64url
 from chain.core.errors import FinVaultError
 from chain.core.sd_jwt import (
     ALWAYS_DISCLOSED,
@@ -608,3 +608,25 @@ def test_callers_mistakes_are_our_error_too() -> None:
 def test_b64url_is_unpadded_urlsafe_base64(data: bytes) -> None:
     assert b64url(data) == base64.urlsafe_b64encode(data).decode("ascii").rstrip("=")
     assert b64url_decode(b64url(data)) == data
+
+
+@given(
+    st.binary(max_size=80),
+    st.sampled_from("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"),
+)
+def test_strict_base64url_has_one_spelling_per_value(data: bytes, last: str) -> None:
+    """from_b64url decodes what b64url writes, and takes no other spelling: a different last
+    letter is refused unless it spells other bytes (checked against the standard library)."""
+    text = b64url(data)
+    assert from_b64url(text) == data
+    if not text:
+        return
+    other = text[:-1] + last
+    reference = base64.urlsafe_b64decode(other + "=" * (-len(other) % 4))
+    if b64url(reference) == other:
+        assert from_b64url(other) == reference
+    else:
+        with pytest.raises(ValueError, match="non-canonical"):
+            from_b64url(other)
+    with pytest.raises(ValueError, match="base64url"):
+        from_b64url(text + "=")
