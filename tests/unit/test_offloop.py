@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from typing import Any
 
 import pytest
 
@@ -45,12 +46,12 @@ def test_results_finishing_together_take_one_wake_up_of_the_loop() -> None:
         loop = asyncio.get_running_loop()
         scheduled = loop.call_soon_threadsafe
 
-        def counted(callback, *args):  # type: ignore[no-untyped-def]
+        def counted(callback: Any, *args: Any) -> asyncio.Handle:
             nonlocal wake_ups
             wake_ups += 1
             return scheduled(callback, *args)
 
-        loop.call_soon_threadsafe = counted  # type: ignore[method-assign]
+        loop.call_soon_threadsafe = counted  # type: ignore[method-assign,assignment]
         first = asyncio.ensure_future(off_loop.run(gate.wait))
         await asyncio.sleep(0.05)  # the thread is blocked in the first call
         rest = [asyncio.ensure_future(off_loop.run(lambda i=i: i)) for i in range(50)]
