@@ -98,10 +98,11 @@ def test_close_lets_queued_work_finish_and_refuses_more() -> None:
     done: list[int] = []
 
     async def main() -> None:
-        queued = [
-            asyncio.ensure_future(off_loop.run(lambda i=i: (time.sleep(0.01), done.append(i))))
-            for i in range(5)
-        ]
+        def step(i: int) -> None:
+            time.sleep(0.01)
+            done.append(i)
+
+        queued = [asyncio.ensure_future(off_loop.run(step, i)) for i in range(5)]
         await asyncio.sleep(0)
         assert len(queued) == 5
 
