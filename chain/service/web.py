@@ -92,6 +92,11 @@ SECURITY_HEADERS = {
     "referrer-policy": "no-referrer",
 }
 
+_SECURITY_HEADERS_RAW = [(name.encode(), value.encode()) for name, value in SECURITY_HEADERS.items()]
+_CORRELATION_HEADER_RAW = CORRELATION_HEADER.lower().encode()
+#: The headers the edge sets itself: an app's own value for one of them is dropped.
+_EDGE_HEADER_NAMES = frozenset([*(name for name, _ in _SECURITY_HEADERS_RAW), _CORRELATION_HEADER_RAW])
+
 correlation_id: ContextVar[str] = ContextVar("correlation_id", default="-")
 
 
@@ -449,11 +454,8 @@ class EdgeMiddleware:
     ) -> None:
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                extra = [(k.encode(), v.encode()) for k, v in SECURITY_HEADERS.items()]
-                raw = [
-                    (k, v) for k, v in message.get("headers", []) if k.lower() not in {k for k, _ in extra}
-                ]
-                message["headers"] = [*raw, *extra, (CORRELATION_HEADER.lower().encode(), cid.encode())]
+                raw = [(k, v) for k, v in message.get("headers", []) if k.lower() not in _EDGE_HEADER_NAMES]
+                message["headers"] = [*raw, *_SECURITY_HEADERS_RAW, (_CORRELATION_HEADER_RAW, cid.encode())]
             await send(message)
 
         rejection = self._reject_early(scope, headers)
