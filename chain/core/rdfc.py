@@ -11,8 +11,10 @@ against npm ``rdf-canonize`` (Digital Bazaar's, what their verifiers run):
   Hash N-Degree Quads explore factorially many permutations. :data:`MAX_WORK` caps the calls of
   that algorithm plus the permutations they try, and :class:`CanonicalizationTooCostly` says so:
   a hostile credential cannot freeze a node;
-- it is faster: terms are kept as their N-Quads text, so a quad is serialized once, not on every
-  hash (figures in the module's test and the report that chose it).
+- it is as fast on a typical credential (35 µs against pyld's 38 µs for an Open Badge; JSON-LD
+  expansion, ~2 ms, dominates either way) and 4-6 times faster where blank nodes look alike (a ring
+  of 8: 0.5 ms against 2.0 ms; a 5-clique: 9 ms against 55 ms): terms stay N-Quads text, so a quad
+  is serialized once, not on every hash.
 
 A quad is a tuple of four N-Quads terms: ``<iri>``, ``_:label`` or a literal for the subject,
 predicate and object, and ``""`` for the default graph.
@@ -31,8 +33,9 @@ from chain.core.errors import DataIntegrityError
 Quad = tuple[str, str, str, str]
 
 #: Calls of Hash N-Degree Quads plus the permutations they try, per dataset. A credential's blank
-#: nodes are nearly always told apart by Hash First Degree Quads alone (no call at all); a ring of
-#: 8 indistinguishable nodes needs 136 calls and 1,296 permutations; each unit costs ~10-100 µs.
+#: nodes are nearly always told apart by Hash First Degree Quads alone (no step at all). Measured
+#: (one core): a ring of 8 indistinguishable nodes takes 192 steps (0.5 ms), a 5-clique 4,565 (9 ms);
+#: a 6-clique needs 41,046 and an 8-clique 4.3 million (19 s): both are refused, in at most ~0.25 s.
 MAX_WORK = 10_000
 
 _RDF_LANGSTRING = "http://www.w3.org/1999/02/22-rdf-syntax-ns#langString"

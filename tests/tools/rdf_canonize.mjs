@@ -6,14 +6,14 @@ import canonize from "rdf-canonize";
 
 const lines = readline.createInterface({input: process.stdin, crlfDelay: Infinity});
 for await (const line of lines) {
-  const {nquads, maxWorkFactor} = JSON.parse(line);
+  const {nquads, maxWorkFactor} = JSON.parse(line);  // maxWorkFactor null: unbounded
   let answer;
   try {
     const canonical = await canonize.canonize(nquads, {
       algorithm: "RDFC-1.0",
       inputFormat: "application/n-quads",
       format: "application/n-quads",
-      maxWorkFactor: maxWorkFactor ?? 1,
+      maxWorkFactor: maxWorkFactor === null ? Infinity : maxWorkFactor ?? 1,
     });
     answer = {canonical};
   } catch (error) {
