@@ -27,7 +27,7 @@ from chain.core.data_integrity import (
     multikey,
     verify_proof,
 )
-from chain.core.jsonld import JsonLdError, UnknownContextError
+from chain.core.jsonld import MAX_JSONLD_ARRAY, JsonLdError, JsonLdTooLarge, UnknownContextError
 from chain.core.rdfc import CanonicalizationTooCostly
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -233,3 +233,16 @@ def test_the_shipped_contexts_are_the_npm_packages_own() -> None:
     for url, name in jsonld.CONTEXT_FILES.items():
         assert json.loads((ROOT / "chain" / "core" / "contexts" / name).read_text()) == from_npm[url], url
         assert jsonld.document_loader(url)["document"] == from_npm[url]
+
+
+def test_a_document_too_large_to_expand_cheaply_is_refused_before_expansion() -> None:
+    """pyld's expansion is quadratic in an array's length: bounded before it starts."""
+    credential = plain_credential("did:example:issuer")
+    subjects = [{"name": f"n{i}"} for i in range(MAX_JSONLD_ARRAY)]
+    assert len(jsonld.to_dataset({**credential, "credentialSubject": subjects})) == 3 + MAX_JSONLD_ARRAY * 2
+    with pytest.raises(JsonLdTooLarge, match="array of 129 values; at most 128"):
+        jsonld.to_dataset({**credential, "credentialSubject": [*subjects, {"name": "one more"}]})
+    names = [{"name": [f"{j}.{i}" for i in range(100)]} for j in range(30)]
+    wide = {**credential, "credentialSubject": names}
+    with pytest.raises(JsonLdTooLarge, match="more than 2,048 values"):
+        jsonld.to_dataset(wide)
