@@ -24,7 +24,7 @@ from typing import Any
 import rfc8785
 
 from chain.core.canonical import DocumentError
-from chain.core.data_integrity import CRYPTOSUITE, DataIntegrityError, verify_proof
+from chain.core.data_integrity import CRYPTOSUITES, DataIntegrityError, verify_proof
 from chain.core.encoding import hex0x
 from chain.core.merkle import leaf_hash
 from chain.core.secured import data_integrity_digest
@@ -82,9 +82,8 @@ def check_bare_credential(
         return CredentialResult(tuple(passed), (), (Finding(check, code, message),))
 
     if "proof" not in credential:
-        return failed(
-            PROOF, "proof_missing", f"the credential carries no Data Integrity proof ({CRYPTOSUITE})"
-        )
+        suites = " or ".join(CRYPTOSUITES)
+        return failed(PROOF, "proof_missing", f"the credential carries no Data Integrity proof ({suites})")
     try:  # the leaf, first: bounded depth, and what JCS cannot express, before anything is signed over
         leaf = leaf_hash(data_integrity_digest(credential))
     except DocumentError as exc:

@@ -1,4 +1,5 @@
-"""W3C Data Integrity proofs, cryptosuite ``eddsa-jcs-2022`` (VC Data Integrity EdDSA Cryptosuites v1.0).
+"""W3C Data Integrity proofs, cryptosuites ``eddsa-jcs-2022`` and ``eddsa-rdfc-2022`` (VC Data
+Integrity EdDSA Cryptosuites v1.0).
 
 How an Ed25519 issuer may secure a whole credential in a ``finvault-receipt/2`` (the issuer's one
 signature; its leaf commits to the secured credential), which stock Verifiable Credentials tooling
@@ -7,7 +8,10 @@ checks too. Pure functions over bytes and JSON:
 - the key is an Ed25519 Multikey (``z6Mk...``: base58btc of the multicodec ``ed25519-pub`` prefix
   and the 32-byte key); its ``did:key`` identifies the issuer by default;
 - proof configuration: the proof's options with the document's ``@context``;
-- hash data: ``SHA-256(JCS(proof configuration)) || SHA-256(JCS(document without proof))``;
+- hash data: ``SHA-256(C(proof configuration)) || SHA-256(C(document without proof))``, where the
+  canonical form ``C`` is RFC 8785 JCS for ``eddsa-jcs-2022``, and for ``eddsa-rdfc-2022`` the
+  RDFC-1.0 N-Quads (:mod:`chain.core.rdfc`) of the JSON-LD's RDF dataset, expanded offline and
+  strictly (:mod:`chain.core.jsonld`: shipped contexts only, nothing dropped);
 - ``proofValue``: base58btc (multibase ``z``) of the Ed25519 signature of the hash data.
 
 The verification method's fragment is the Multikey itself (``did:key:z6Mk...#z6Mk...``, or
@@ -27,12 +31,17 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from chain.core import jsonld, rdfc
 from chain.core.canonical import jcs
-from chain.core.errors import FinVaultError
+from chain.core.errors import DataIntegrityError as DataIntegrityError  # re-exported (home: errors)
 from chain.core.signing import SignatureCache
 
 PROOF_TYPE = "DataIntegrityProof"
-CRYPTOSUITE = "eddsa-jcs-2022"
+CRYPTOSUITE = "eddsa-jcs-2022"  # the default: what FinVault's issuer signs with
+EDDSA_JCS_2022 = CRYPTOSUITE
+EDDSA_RDFC_2022 = "eddsa-rdfc-2022"
+#: The cryptosuites :func:`add_proof` makes and :func:`verify_proof` checks.
+CRYPTOSUITES = (EDDSA_JCS_2022, EDDSA_RDFC_2022)
 PROOF_PURPOSE = "assertionMethod"
 _ED25519_PUB = b"\xed\x01"  # multicodec ed25519-pub, as an unsigned varint
 _ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
@@ -41,12 +50,6 @@ _INDEX = {character: value for value, character in enumerate(_ALPHABET)}
 #: most 88. Decoding is quadratic in the length (one big integer grows by a digit per character):
 #: a 520,000-character fragment took a minute, so length is checked before any decoding.
 MAX_BASE58_CHARS = 128
-
-
-class DataIntegrityError(FinVaultError, ValueError):
-    """A Data Integrity proof that is malformed, of another kind, or does not verify."""
-
-    code = "data_integrity_invalid"
 
 
 def base58btc(data: bytes) -> str:
@@ -110,24 +113,38 @@ def verification_method(controller: str, public_key: ed25519.Ed25519PublicKey) -
     return f"{controller}#{multikey(public_key)}"
 
 
-def _jcs_hash(value: Any) -> bytes:
-    return hashlib.sha256(jcs(value)).digest()
+def canonical_form(value: Mapping[str, Any], cryptosuite: str = CRYPTOSUITE) -> bytes:
+    """``value`` as the cryptosuite canonicalizes it: JCS bytes, or RDFC-1.0 N-Quads as UTF-8."""
+    if cryptosuite == EDDSA_JCS_2022:
+        return jcs(dict(value))
+    if cryptosuite == EDDSA_RDFC_2022:
+        return rdfc.canonicalize(jsonld.to_dataset(value)).encode()
+    raise DataIntegrityError(f"unknown cryptosuite {cryptosuite!r}; FinVault knows {', '.join(CRYPTOSUITES)}")
 
 
-def hash_data(document: Mapping[str, Any], proof_config: Mapping[str, Any]) -> bytes:
+def hash_data(
+    document: Mapping[str, Any], proof_config: Mapping[str, Any], cryptosuite: str = CRYPTOSUITE
+) -> bytes:
     """What is signed: SHA-256 of the canonical proof configuration, then of the document."""
-    return _jcs_hash(dict(proof_config)) + _jcs_hash(dict(document))
+    return (
+        hashlib.sha256(canonical_form(proof_config, cryptosuite)).digest()
+        + hashlib.sha256(canonical_form(document, cryptosuite)).digest()
+    )
 
 
 def proof_options(
-    verification_method_id: str, created: str, context: Any, proof_id: str | None = None
+    verification_method_id: str,
+    created: str,
+    context: Any,
+    proof_id: str | None = None,
+    cryptosuite: str = CRYPTOSUITE,
 ) -> dict[str, Any]:
     """The proof configuration (every proof field but ``proofValue``); ``proof_id`` is the proof's
     optional ``id`` (a ``urn:uuid:``), which makes every proof, and so every secured credential, unique."""
     options: dict[str, Any] = {} if proof_id is None else {"id": proof_id}
     options |= {
         "type": PROOF_TYPE,
-        "cryptosuite": CRYPTOSUITE,
+        "cryptosuite": cryptosuite,
         "created": created,
         "verificationMethod": verification_method_id,
         "proofPurpose": PROOF_PURPOSE,
@@ -144,15 +161,24 @@ def add_proof(
     controller: str,
     created: str,
     proof_id: str | None = None,
+    cryptosuite: str = CRYPTOSUITE,
 ) -> dict[str, Any]:
-    """``document`` secured with an ``eddsa-jcs-2022`` proof by ``key`` (named under ``controller``)."""
+    """``document`` secured with a ``cryptosuite`` proof by ``key`` (named under ``controller``).
+
+    An ``eddsa-jcs-2022`` proof carries the document's ``@context`` (as the specification's
+    examples do); an ``eddsa-rdfc-2022`` proof does not: the document's context applies to it.
+    """
+    if cryptosuite not in CRYPTOSUITES:
+        raise DataIntegrityError(
+            f"unknown cryptosuite {cryptosuite!r}: FinVault signs {' or '.join(CRYPTOSUITES)}"
+        )
     if "proof" in document:
         raise DataIntegrityError("the document already carries a proof")
-    config = proof_options(
-        verification_method(controller, key.public_key()), created, document.get("@context"), proof_id
-    )
-    signature = key.sign(hash_data(document, config))
-    return {**document, "proof": {**config, "proofValue": "z" + base58btc(signature)}}
+    method = verification_method(controller, key.public_key())
+    config = proof_options(method, created, document.get("@context"), proof_id, cryptosuite)
+    signature = key.sign(hash_data(document, config, cryptosuite))
+    proof = config if cryptosuite == EDDSA_JCS_2022 else {k: v for k, v in config.items() if k != "@context"}
+    return {**document, "proof": {**proof, "proofValue": "z" + base58btc(signature)}}
 
 
 @dataclass(frozen=True)
@@ -161,6 +187,7 @@ class ProofCheck:
 
     public_key: ed25519.Ed25519PublicKey
     controller: str
+    cryptosuite: str = CRYPTOSUITE
 
     @property
     def public_key_der(self) -> bytes:
@@ -179,7 +206,8 @@ def issuer_id(document: Mapping[str, Any]) -> str | None:
 
 
 def verify_proof(secured: Mapping[str, Any], signatures: SignatureCache | None = None) -> ProofCheck:
-    """Checks ``secured``'s ``eddsa-jcs-2022`` proof; :class:`DataIntegrityError` says what fails.
+    """Checks ``secured``'s ``eddsa-jcs-2022`` or ``eddsa-rdfc-2022`` proof; :class:`DataIntegrityError`
+    (or a subclass: an unknown context, a dropped term, a too costly canonicalization) says what fails.
 
     The proof must be a single assertion proof whose verification method's controller is the
     credential's issuer, and whose fragment is the Ed25519 Multikey that signed. ``signatures``
@@ -190,8 +218,13 @@ def verify_proof(secured: Mapping[str, Any], signatures: SignatureCache | None =
     proof = secured.get("proof")
     if not isinstance(proof, Mapping):
         raise DataIntegrityError("no single Data Integrity proof (a 'proof' object)")
-    if proof.get("type") != PROOF_TYPE or proof.get("cryptosuite") != CRYPTOSUITE:
-        raise DataIntegrityError(f"not a {PROOF_TYPE} with cryptosuite {CRYPTOSUITE}")
+    if proof.get("type") != PROOF_TYPE:
+        raise DataIntegrityError(f"not a {PROOF_TYPE}")
+    cryptosuite = proof.get("cryptosuite")
+    if cryptosuite not in CRYPTOSUITES:
+        raise DataIntegrityError(
+            f"cryptosuite {cryptosuite!r} is not one FinVault verifies ({', '.join(CRYPTOSUITES)})"
+        )
     if proof.get("proofPurpose") != PROOF_PURPOSE:
         raise DataIntegrityError(f"proofPurpose is not {PROOF_PURPOSE}")
     method, value = proof.get("verificationMethod"), proof.get("proofValue")
@@ -209,7 +242,9 @@ def verify_proof(secured: Mapping[str, Any], signatures: SignatureCache | None =
     config = {name: field for name, field in proof.items() if name != "proofValue"}
     if "@context" in config and config["@context"] != document.get("@context"):
         raise DataIntegrityError("the proof's @context is not the document's")
-    signature, message = from_base58btc(value[1:]), hash_data(document, config)
+    if cryptosuite == EDDSA_RDFC_2022 and "@context" in document:
+        config["@context"] = document["@context"]
+    signature, message = from_base58btc(value[1:]), hash_data(document, config, cryptosuite)
 
     def check() -> bool:
         try:
@@ -221,4 +256,4 @@ def verify_proof(secured: Mapping[str, Any], signatures: SignatureCache | None =
     key_id = _ED25519_PUB + public_key.public_bytes_raw()
     if not (check() if signatures is None else signatures.verified(key_id, message, signature, check)):
         raise DataIntegrityError("the proof's signature does not verify")
-    return ProofCheck(public_key, controller)
+    return ProofCheck(public_key, controller, cryptosuite)

@@ -28,6 +28,12 @@ class FinVaultError(Exception):
         return f"{self.code}: {self.message}"
 
 
+class DataIntegrityError(FinVaultError, ValueError):
+    """A Data Integrity proof that is malformed, of another kind, or does not verify."""
+
+    code = "data_integrity_invalid"
+
+
 class KeystoreError(FinVaultError):
     """A keystore or key file could not be read or decrypted."""
 

@@ -23,7 +23,7 @@ from typing import Any, Literal, Protocol
 import rfc8785
 
 from chain.core.canonical import DisclosureMismatch, DocumentError, flatten, recompute_digest
-from chain.core.data_integrity import CRYPTOSUITE, DataIntegrityError, verify_proof
+from chain.core.data_integrity import DataIntegrityError, verify_proof
 from chain.core.encoding import hex0x, iso_utc, to_bytes32
 from chain.core.hashing import keccak256
 from chain.core.merkle import leaf_hash, process_proof
@@ -492,7 +492,7 @@ def _examine_v2(parsed: ReceiptV2, checks: _Checks, signatures: SignatureCache |
             checks.failed(CheckName.DATA_INTEGRITY, Code.DATA_INTEGRITY_INVALID, exc.message)
             key_id, signature = bytes(32), b""
         else:
-            checks.passed(CheckName.DATA_INTEGRITY, f"{CRYPTOSUITE} by {proof.controller}")
+            checks.passed(CheckName.DATA_INTEGRITY, f"{proof.cryptosuite} by {proof.controller}")
             key_id, signature = keccak256(proof.public_key_der), b""
         check_signature, shown = None, credential
     return _subject(
@@ -675,7 +675,7 @@ def _check_data_integrity_v1(receipt: Receipt, checks: _Checks, signatures: Sign
             "the proof's key is not the key that signed the receipt",
         )
         return
-    checks.passed(CheckName.DATA_INTEGRITY, f"{CRYPTOSUITE} by {proof.controller}")
+    checks.passed(CheckName.DATA_INTEGRITY, f"{proof.cryptosuite} by {proof.controller}")
 
 
 def _check_proof(subject: Subject, checks: _Checks) -> None:
