@@ -223,6 +223,25 @@ def test_now_checks_key_and_passphrase_before_storing(env: IssuerEnv, anvil: Dev
     assert count(env) == 0
 
 
+def test_open_badges_with_an_rsa_key_are_refused_before_storing(env: IssuerEnv, anvil: DevChain) -> None:
+    """Open Badges are secured with Data Integrity (Ed25519): `issue --template ob3 --now` with a
+    registered RSA key stops before intake, saying why."""
+    rsa_dir = env.tmp / "rsa-key"
+    rsa_dir.mkdir()
+    rsa = generate_private_key("rsa-2048")
+    write_secret_file(rsa_dir / "signing-key.pem", encrypt_private_key(rsa, PASSPHRASE))
+    info = public_key_info(rsa)
+    env.deployed.issuer.add_key(info.key_id, int(info.algorithm), info.der)
+    badges = write_badges_csv(env.tmp / "badges.csv", 2)
+    args = [str(badges), "--template", "ob3", "--out", str(env.out), "--now"]
+    result = run(issue, *args, *chain_args(env, anvil, key_dir=rsa_dir))
+    assert isinstance(result.exception, ConfigError)
+    assert "Open Badges 3.0 credentials are secured with a Data Integrity proof" in result.exception.message
+    assert "needs an Ed25519 signing key" in result.exception.message
+    assert count(env) == 0
+    assert env.anchor_count() == 0
+
+
 def test_revoke_command(env: IssuerEnv, anvil: DevChain) -> None:
     students = write_students_csv(env.tmp / "students.csv", 4)
     args = chain_args(env, anvil)
