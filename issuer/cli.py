@@ -25,6 +25,11 @@ from issuer.errors import IntakeAllRejected, IssuerError, UnknownCertificate
 from issuer.intake import InputFormat
 from issuer.registration import load_signing_key, signing_key_passphrase
 from issuer.scopes import SCOPES
+from issuer.template import BUILTIN_TEMPLATES
+
+#: The Data Integrity cryptosuites ``--cryptosuite`` offers (chain.core.secured.CRYPTOSUITES, spelled
+#: here so that ``--help`` loads no signing stack; a unit test keeps the two equal).
+CRYPTOSUITES = ("eddsa-jcs-2022",)
 
 if TYPE_CHECKING:  # the heavy packages load inside the commands that use them (finvault CMD --help)
     from chain.core.signing import PrivateKey
@@ -79,7 +84,14 @@ def issuer_options(func: F) -> F:
                 "--securing",
                 type=click.Choice(["sd-jwt", "data-integrity"]),
                 help="sd-jwt (default: holders can withhold claims) or data-integrity (whole "
-                "credentials, Ed25519 keys only); or FINVAULT_ISSUER_SECURING.",
+                "credentials, Ed25519 keys only); or FINVAULT_ISSUER_SECURING. Open Badges 3.0 "
+                "credentials are always data-integrity.",
+            ),
+            click.option(
+                "--cryptosuite",
+                type=click.Choice(list(CRYPTOSUITES)),
+                help="Data Integrity cryptosuite (default eddsa-jcs-2022; or FINVAULT_ISSUER_CRYPTOSUITE). "
+                "Open Badges 3.0 credentials use their template's own suite.",
             ),
         ]
     ):
@@ -88,7 +100,7 @@ def issuer_options(func: F) -> F:
 
 
 def template_and_out_options(func: F) -> F:
-    """--template (the credential template records fill) and --out (where receipts go)."""
+    """--template (a built-in template's name, or a template file) and --out (where receipts go)."""
     func = click.option(
         "--out",
         "out_dir",
@@ -98,10 +110,10 @@ def template_and_out_options(func: F) -> F:
     )(func)
     return click.option(
         "--template",
-        "template_path",
-        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        "template_spec",
         required=True,
-        help="Credential template (JSON with {{column}} placeholders).",
+        help=f"Credential template: a built-in one ({', '.join(BUILTIN_TEMPLATES)}: Open Badges 3.0) or a "
+        "JSON file with {{column}} placeholders (./ob3 for a file named so).",
     )(func)
 
 
@@ -120,6 +132,7 @@ def _issuer_settings(options: dict[str, Any]) -> IssuerSettings:
         issuer_qr_codes=options.pop("qr"),
         issuer_workers=options.pop("workers"),
         issuer_securing=options.pop("securing"),
+        issuer_cryptosuite=options.pop("cryptosuite"),
         issuer_status_url=options.pop("status_url"),
     )
 
@@ -162,6 +175,14 @@ def _service(
         yield service
     finally:
         chain.close()
+
+
+def _check_key_for_template(template_spec: str, key: PrivateKey) -> None:
+    """Refuses, before any work, a key the built-in Open Badges template cannot secure with (RSA)."""
+    if template_spec in BUILTIN_TEMPLATES:
+        from issuer.ob3 import require_ed25519
+
+        require_ed25519(key)
 
 
 def progress_bar(phase: str, total: int) -> AbstractContextManager[ProgressBar]:
@@ -207,7 +228,7 @@ def _report(batches: list[Batch], out_dir: Path) -> None:
 @signer_options
 def issue(
     input_path: Path,
-    template_path: Path,
+    template_spec: str,
     out_dir: Path,
     fmt: str | None,
     id_column: str,
@@ -230,13 +251,15 @@ def issue(
     from issuer.pipeline import WorkerPool
     from issuer.service import ingest
     from issuer.store import Store
-    from issuer.template import load_template
+    from issuer.template import template_for
 
     settings = _issuer_settings(options)
-    template = load_template(template_path)
+    template = template_for(template_spec, issuer_did=settings.issuer_did)
     with Store.open(settings.issuer_db) as store, ExitStack() as stack:
         connected = _service(store, settings, out_dir, options) if now else nullcontext()
         service = stack.enter_context(connected)
+        if service is not None:
+            _check_key_for_template(template_spec, service.signing_key)
         # One pool of workers for the whole command: intake, then (--now) sealing and receipts.
         pool = stack.enter_context(WorkerPool(settings.workers) if service is None else service.workers())
         results = read_input(
@@ -421,7 +444,7 @@ def issuer_api() -> None:
 @chain_options
 @signer_options
 def issuer_api_serve(
-    template_path: Path,
+    template_spec: str,
     out_dir: Path,
     host: str | None,
     port: int | None,
@@ -441,7 +464,7 @@ def issuer_api_serve(
     from issuer.scheduler import BatchScheduler
     from issuer.settings import IssuerApiSettings
     from issuer.store import Store
-    from issuer.template import load_template
+    from issuer.template import template_for
     from issuer.webhooks import WebhookDispatcher, WebhookPolicy
 
     issuer = _issuer_settings(options)
@@ -453,8 +476,9 @@ def issuer_api_serve(
         issuer_batch_interval=every,
         issuer_batch_threshold=when_pending,
     )
-    template = load_template(template_path)
+    template = template_for(template_spec, issuer_did=settings.issuer_did)
     with Store.open(settings.issuer_db) as store, _service(store, settings, out_dir, options) as service:
+        _check_key_for_template(template_spec, service.signing_key)
         scheduler = BatchScheduler(
             service,
             interval=settings.issuer_batch_interval,

@@ -12,7 +12,8 @@ reason, and reading goes on:
 - a missing or empty column the template needs (or the id column);
 - an invalid value for a typed placeholder (an ISO 8601 date that is not one, ...);
 - a certificate id seen earlier in the same input;
-- a credential that cannot be secured (integers beyond 2^53-1, too large, a claim named ``_sd``, ...).
+- a credential that cannot be secured (integers beyond 2^53-1, too large, a claim named ``_sd``, ...);
+- an Open Badge 3.0 lacking what the spec requires (:func:`issuer.ob3.check_open_badge`).
 
 Only a defect in the input as a whole stops it (:class:`~issuer.errors.IntakeError`): a CSV
 header without a needed column, a JSON array that is not valid JSON, an unreadable file. Whether
@@ -340,8 +341,10 @@ def _checked(records: Iterable[Record], id_column: str) -> Iterator[Rejected | _
 
 def _filled(template: Template, items: list[Rejected | _Checked]) -> list[IntakeResult]:
     """Fills the template for each checked record and checks the credential can be secured: plain
-    JSON within the document limits (the part that runs in workers)."""
+    JSON within the document limits, and a well-formed Open Badge 3.0 if it says it is one (the
+    part that runs in workers)."""
     from chain.core.secured import check_securable  # the signing stack: not for `--help`
+    from issuer.ob3 import check_open_badge, is_open_badge
 
     results: list[IntakeResult] = []
     for item in items:
@@ -352,6 +355,8 @@ def _filled(template: Template, items: list[Rejected | _Checked]) -> list[Intake
         try:
             credential = template.fill(values)
             check_securable(credential)
+            if is_open_badge(credential) and (problems := check_open_badge(credential)):
+                raise RowError(problems)
         except (RowError, DocumentError) as exc:
             results.append(Rejected(line, exc.message, certificate_id))
             continue

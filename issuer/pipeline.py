@@ -68,10 +68,18 @@ from chain.core.data_integrity import did_key
 from chain.core.encoding import hex0x, iso_utc
 from chain.core.issuance import verification_link
 from chain.core.merkle import MerkleTree, leaf_hash
-from chain.core.secured import SD_JWT, Securing, data_integrity_digest, secure_data_integrity, secure_sd_jwt
+from chain.core.secured import (
+    SD_JWT,
+    Cryptosuite,
+    Securing,
+    data_integrity_digest,
+    secure_data_integrity,
+    secure_sd_jwt,
+)
 from chain.core.signing import PrivateKey, public_key_info
 from chain.service.files import sync_files
 from issuer.errors import WorkerFailed
+from issuer.ob3 import OB3_CRYPTOSUITE, is_open_badge, require_ed25519
 from issuer.outputs import receipt_text, write_receipt_text
 
 C = TypeVar("C")
@@ -414,8 +422,8 @@ def chunked(items: Iterable[T], size: int) -> Iterator[list[T]]:
 
 @dataclass(frozen=True)
 class SealContext:
-    """What sealing workers share: the document-signing key, how credentials are secured, and what
-    names the key."""
+    """What sealing workers share: the document-signing key, how credentials are secured (and with
+    which Data Integrity cryptosuite), and what names the key."""
 
     key: PrivateKey
     key_id: str
@@ -425,36 +433,54 @@ class SealContext:
     created: str
     #: The DID controlling the key (``did:web:...``), or None for an Ed25519 key's own ``did:key``.
     controller: str | None
+    #: The cryptosuite of Data Integrity proofs under ``securing="data-integrity"`` (Open Badges
+    #: always get :data:`~issuer.ob3.OB3_CRYPTOSUITE`).
+    cryptosuite: Cryptosuite = "eddsa-jcs-2022"
 
     @classmethod
     def for_key(
-        cls, key: PrivateKey, sealed_at: datetime, controller: str | None, securing: Securing = SD_JWT
+        cls,
+        key: PrivateKey,
+        sealed_at: datetime,
+        controller: str | None,
+        securing: Securing = SD_JWT,
+        cryptosuite: Cryptosuite = "eddsa-jcs-2022",
     ) -> SealContext:
         """The context for sealing with ``key`` at ``sealed_at``."""
         info = public_key_info(key)
         created = iso_utc(sealed_at.replace(microsecond=0))
         if controller is None and isinstance(key, ed25519.Ed25519PrivateKey):
             controller = did_key(key.public_key())  # once, not per certificate
-        return cls(key, hex0x(info.key_id), info.algorithm.label, securing, created, controller)
+        return cls(key, hex0x(info.key_id), info.algorithm.label, securing, created, controller, cryptosuite)
 
     def __repr__(self) -> str:  # never shows the key
-        return f"SealContext(key_id={self.key_id}, algorithm={self.algorithm}, securing={self.securing})"
+        return (
+            f"SealContext(key_id={self.key_id}, algorithm={self.algorithm}, securing={self.securing}, "
+            f"cryptosuite={self.cryptosuite})"
+        )
 
     def __reduce__(self) -> tuple[Callable[..., SealContext], tuple[Any, ...]]:
         """Pickled only for the workers' pipes (see the module docstring): the key as unencrypted
         PKCS #8 DER, which cryptography's key objects do not pickle by themselves."""
         der = self.key.private_bytes(Encoding.DER, PrivateFormat.PKCS8, NoEncryption())
-        return _seal_context, (der, self.key_id, self.algorithm, self.securing, self.created, self.controller)
+        parts = (self.key_id, self.algorithm, self.securing, self.created, self.controller, self.cryptosuite)
+        return _seal_context, (der, *parts)
 
 
 def _seal_context(
-    der: bytes, key_id: str, algorithm: str, securing: Securing, created: str, controller: str | None
+    der: bytes,
+    key_id: str,
+    algorithm: str,
+    securing: Securing,
+    created: str,
+    controller: str | None,
+    cryptosuite: Cryptosuite,
 ) -> SealContext:
     """A :class:`SealContext` rebuilt in a worker from its pickled parts."""
     key = load_der_private_key(der, password=None)
     if not isinstance(key, ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey):
         raise TypeError(f"a signing key is Ed25519 or RSA, not {type(key).__name__}")
-    return SealContext(key, key_id, algorithm, securing, created, controller)
+    return SealContext(key, key_id, algorithm, securing, created, controller, cryptosuite)
 
 
 #: A pending certificate as sealing reads it: id, credential (JSON text), the JSON text of the
@@ -469,7 +495,8 @@ Sealed = tuple[str, str, str, str]
 def seal_certificates(context: SealContext, rows: list[SealRow]) -> list[Sealed]:
     """Secures each credential with the issuer's key (one signature per certificate): an SD-JWT
     (every claim of the subject disclosable) or a Data Integrity proof, as ``context.securing``
-    says."""
+    says. An Open Badge 3.0 is always whole under a Data Integrity proof
+    (:data:`~issuer.ob3.OB3_CRYPTOSUITE`): a ConfigError for an RSA key."""
     sealed: list[Sealed] = []
     for certificate_id, credential_text, status_text, secured_text in rows:
         if secured_text:  # secured at issuance (VC-API): its leaf commits to it as it was handed out
@@ -479,7 +506,17 @@ def seal_certificates(context: SealContext, rows: list[SealRow]) -> list[Sealed]
         credential = json.loads(credential_text)
         if status_text:  # FinVault's entry replaces any the template wrote
             credential["credentialStatus"] = json.loads(status_text)
-        if context.securing == SD_JWT:
+        if is_open_badge(credential):
+            require_ed25519(context.key)
+            secured = secure_data_integrity(
+                credential,
+                context.key,
+                created=context.created,
+                random_bytes=os.urandom,
+                controller=context.controller,
+                cryptosuite=OB3_CRYPTOSUITE,
+            )
+        elif context.securing == SD_JWT:
             secured = secure_sd_jwt(
                 credential,
                 context.key,
@@ -494,6 +531,7 @@ def seal_certificates(context: SealContext, rows: list[SealRow]) -> list[Sealed]
                 created=context.created,
                 random_bytes=os.urandom,
                 controller=context.controller,
+                cryptosuite=context.cryptosuite,
             )
         value = secured.value
         text = (

@@ -32,12 +32,15 @@ from sqlalchemy import Table, Text, bindparam, cast, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from chain.core.canonical import DocumentError
 from chain.core.encoding import hex0x, iso_utc
 from chain.core.merkle import MerkleTree
 from chain.core.secured import (
+    CRYPTOSUITES,
     DATA_INTEGRITY,
     SD_JWT,
     SECURINGS,
+    Cryptosuite,
     Securing,
     check_securable,
     secure_data_integrity,
@@ -50,6 +53,7 @@ from chain.tx import TransactionTimeout, TxReceipt
 from issuer.anchoring import Anchorer, Hook, Step
 from issuer.errors import AnchorConflict, IntakeRejected, SigningKeyUnusable, StoreError
 from issuer.intake import Accepted, IntakeResult, Rejected
+from issuer.ob3 import OB3_CRYPTOSUITE, check_open_badge, is_open_badge
 from issuer.outputs import write_manifest
 from issuer.pipeline import (
     ReceiptContext,
@@ -288,6 +292,9 @@ class IssuerConfig:
     #: How sealing secures credentials: ``sd-jwt`` (selectively disclosable; any key) or
     #: ``data-integrity`` (whole credentials with an ``eddsa-jcs-2022`` proof; Ed25519 keys only).
     securing: Securing = SD_JWT
+    #: The cryptosuite of Data Integrity proofs (``data-integrity`` securing, VC-API issuance). Open
+    #: Badges 3.0 always get :data:`~issuer.ob3.OB3_CRYPTOSUITE`, whatever this says.
+    cryptosuite: Cryptosuite = "eddsa-jcs-2022"
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_batch_size <= MAX_BATCH_SIZE:
@@ -296,6 +303,8 @@ class IssuerConfig:
             raise ValueError("workers must be at least 1")
         if self.securing not in SECURINGS:
             raise ValueError(f"securing must be one of {', '.join(SECURINGS)}")
+        if self.cryptosuite not in CRYPTOSUITES:
+            raise ValueError(f"cryptosuite must be one of {', '.join(CRYPTOSUITES)}")
 
     def manifest_uri(self, root: str) -> str:
         """The URI the ``anchor`` transaction names for a batch's manifest ('' when unpublished)."""
@@ -394,19 +403,26 @@ class IssuerService:
             raise SigningKeyUnusable(f"signing key {hex0x(key_id)} was revoked in block {info.revoked_block}")
 
     def issue_now(self, certificate_id: str, credential: dict[str, Any]) -> dict[str, Any]:
-        """VC-API issuance: ``credential`` secured at once with an ``eddsa-jcs-2022`` proof (its
-        status entry included, when lists are on) and stored ``pending`` as secured, so the next
-        batch anchors exactly what was handed out; returns the secured credential.
+        """VC-API issuance: ``credential`` secured at once with a Data Integrity proof
+        (``config.cryptosuite``; :data:`~issuer.ob3.OB3_CRYPTOSUITE` for an Open Badge 3.0) and its
+        status entry, when lists are on, then stored ``pending`` as secured, so the next batch
+        anchors exactly what was handed out; returns the secured credential.
 
         Raises :class:`ConfigError` for an RSA key (no such cryptosuite) and
         :class:`~chain.core.canonical.DocumentError` for a credential that cannot be secured (a VC
-        2.0 rule, a size limit); an id already stored is a :class:`StoreError`.
+        2.0 rule, a size limit, an Open Badge missing what OB 3.0 requires); an id already stored
+        is a :class:`StoreError`.
         """
         if not isinstance(self.signing_key, Ed25519PrivateKey):
             raise ConfigError("VC-API issuance secures credentials with eddsa-jcs-2022: an Ed25519 key")
         if not certificate_id.startswith(VC_API_PREFIX):
             raise ValueError(f"VC-API certificates are named {VC_API_PREFIX}...")
         check_securable(credential)
+        cryptosuite = self.config.cryptosuite
+        if is_open_badge(credential):
+            if problems := check_open_badge(credential):
+                raise DocumentError("not an Open Badge 3.0: " + "; ".join(problems))
+            cryptosuite = OB3_CRYPTOSUITE
         self.check_signing_key()  # never hand out a credential no seal will anchor
         created = iso_utc(self.now().replace(microsecond=0))
         try:
@@ -423,6 +439,7 @@ class IssuerService:
                     created=created,
                     random_bytes=secrets.token_bytes,
                     controller=self.config.issuer_did,
+                    cryptosuite=cryptosuite,
                 )
                 value = secured.value
                 assert isinstance(value, dict)  # Data Integrity: the credential object
@@ -459,7 +476,7 @@ class IssuerService:
         self.check_signing_key()
         sealed_at = self.now()
         context = SealContext.for_key(
-            self.signing_key, sealed_at, self.config.issuer_did, self.config.securing
+            self.signing_key, sealed_at, self.config.issuer_did, self.config.securing, self.config.cryptosuite
         )
         with self.workers() as pool, self.store.transaction() as session:
             query = (

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from chain.core.secured import SD_JWT, Securing
+from chain.core.secured import SD_JWT, Cryptosuite, Securing
 from chain.service.settings import HttpServerSettings, is_http_url
 from issuer.pipeline import default_workers
 from issuer.service import MAX_BATCH_SIZE, IssuerConfig
@@ -62,6 +62,11 @@ class IssuerSettings(BaseSettings):
         description="How credentials are secured: sd-jwt (selectively disclosable, any key) or "
         "data-integrity (whole credentials, eddsa-jcs-2022, Ed25519 keys only).",
     )
+    issuer_cryptosuite: Cryptosuite = Field(
+        "eddsa-jcs-2022",
+        description="The cryptosuite of Data Integrity proofs (data-integrity securing, VC-API issuance). "
+        "Open Badges 3.0 credentials always use the suite their template fixes.",
+    )
     issuer_qr_codes: bool = Field(
         False, description="Write a QR code PNG beside each receipt (else `finvault qr` renders it later)."
     )
@@ -92,6 +97,11 @@ class IssuerSettings(BaseSettings):
         return value
 
     @property
+    def issuer_did(self) -> str | None:
+        """``did:web:DOMAIN`` when the issuer publishes one; None: the signing key's ``did:key``."""
+        return f"did:web:{self.issuer_did_web_domain}" if self.issuer_did_web_domain else None
+
+    @property
     def workers(self) -> int:
         """How many processes issuance uses (``issuer_workers``, or one per CPU)."""
         return self.issuer_workers or default_workers()
@@ -106,10 +116,11 @@ class IssuerSettings(BaseSettings):
             qr_codes=self.issuer_qr_codes,
             workers=self.workers,
             securing=self.issuer_securing,
+            cryptosuite=self.issuer_cryptosuite,
             status_base_url=self.issuer_status_url,
             stuck_after=self.issuer_stuck_after,
             max_replacements=self.issuer_max_replacements,
-            issuer_did=f"did:web:{self.issuer_did_web_domain}" if self.issuer_did_web_domain else None,
+            issuer_did=self.issuer_did,
         )
 
 

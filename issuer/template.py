@@ -37,6 +37,10 @@ error when the template is loaded, not when the first record is. Example::
       "credentialSubject": {"name": "{{name}}", "degree": "{{degree}}", "credits": {"$int": "credits"}}
     }
 
+A template may also be **built in** (``--template ob3``: :mod:`issuer.ob3`, Open Badges 3.0): a
+document plus a *finish* step for what placeholders cannot say (a salted recipient hash, one of two
+recipient columns). :func:`template_for` resolves a built-in name or reads a file.
+
 Pure: no I/O. :func:`load_template` reads the file at the edge.
 """
 
@@ -305,15 +309,32 @@ def _compile_typed(
     return _Typed(kind, column, optional)
 
 
-class Template:
-    """A compiled credential template."""
+#: A built-in template's last step over a filled credential: the record, the credential; returns
+#: the finished credential or raises :class:`RowError`. A module-level function: templates are
+#: pickled to the intake workers.
+Finish = Callable[[Row, dict[str, Any]], dict[str, Any]]
 
-    def __init__(self, document: Any) -> None:
+
+class Template:
+    """A compiled credential template.
+
+    ``finish`` (built-in templates only) completes each filled credential; ``optional_columns``
+    names the columns it reads besides the document's placeholders (none of them required).
+    """
+
+    def __init__(
+        self,
+        document: Any,
+        *,
+        finish: Finish | None = None,
+        optional_columns: frozenset[str] = frozenset(),
+    ) -> None:
         if not isinstance(document, dict):
             raise TemplateError("a credential template must be a JSON object")
         columns: set[str] = set()
         self._root = _compile(document, "", columns, member=False)
-        self.columns = frozenset(columns)
+        self._finish = finish
+        self.columns = frozenset(columns) | optional_columns
         self.required_columns = frozenset(self._root.required())
 
     def fill(self, row: Row) -> dict[str, Any]:
@@ -322,6 +343,8 @@ class Template:
         credential = self._root.fill(row, problems)
         if problems:
             raise RowError(problems)
+        if self._finish is not None:
+            credential = self._finish(row, credential)
         return credential  # type: ignore[no-any-return]  # the root is an object
 
 
@@ -335,3 +358,23 @@ def load_template(path: Path) -> Template:
         return Template(loads_strict(raw))
     except DocumentError as exc:
         raise TemplateError(f"template {path}: {exc.message}") from None
+
+
+def template_for(spec: str, *, issuer_did: str | None = None) -> Template:
+    """The template ``spec`` names: a built-in name (:data:`BUILTIN_TEMPLATES`: ``ob3``) or the path
+    of a template file. A built-in name wins over a file of that name in the working directory
+    (``./ob3`` means the file). ``issuer_did`` is the issuer's DID when known (a built-in template
+    writes it as the issuer's ``id``; sealing names the signing DID there either way)."""
+    if spec in BUILTIN_TEMPLATES:
+        from issuer.ob3 import ob3_template  # it builds on this module
+
+        return ob3_template(issuer_did)
+    path = Path(spec)
+    if not path.is_file():
+        names = ", ".join(BUILTIN_TEMPLATES)
+        raise TemplateError(f"template {spec!r} is neither a built-in template ({names}) nor a file")
+    return load_template(path)
+
+
+#: The built-in templates, by the name ``--template`` takes.
+BUILTIN_TEMPLATES = ("ob3",)

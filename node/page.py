@@ -20,9 +20,11 @@ from chain.service.web import ASGIApp, Message, NotFound, Receive, Scope, Send
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 
 #: The page's Content-Security-Policy: its own files only, no inline code, no framing, and no form
-#: submissions (the page has no form: it verifies with fetch()).
+#: submissions (the page has no form: it verifies with fetch()). Images may also be ``data:`` URIs:
+#: an Open Badge's image carried inside the credential (a remote one is never fetched; an image
+#: runs no script).
 PAGE_POLICY = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
     "object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
 

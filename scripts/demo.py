@@ -5,11 +5,12 @@ them: ``.venv/bin/python scripts/demo.py [--check] [--state-dir DIR] [--chain-po
 
 Each run starts from scratch (anvil keeps its state in memory): deploy the registry, register a
 demo issuer and its signing key, issue ~50 certificates through the issuer service (one anchor
-transaction), index the chain into a SQLite mirror, and verify every receipt against both the
-mirror and the chain, then start the verification node on 127.0.0.1:8000 and verify through its
-HTTP API, and the issuer API on 127.0.0.1:8100 (its VC-API issuance and status lists checked over
-HTTP too). ``.finvault/demo/env.json`` is written once everything is ready, so other tools can
-attach.
+transaction) and 3 Open Badges 3.0 from the built-in ``ob3`` template (a second batch, secured with
+Data Integrity, receipts in ``badges/``), index the chain into a SQLite mirror, and verify every
+receipt against both the mirror and the chain, then start the verification node on 127.0.0.1:8000
+and verify through its HTTP API, and the issuer API on 127.0.0.1:8100 (its VC-API issuance and
+status lists checked over HTTP too). ``.finvault/demo/env.json`` is written once everything is
+ready, so other tools can attach.
 
 Status lists are on: the issuer API's port is reserved first, so its URL is known before sealing
 and every demo credential's ``credentialStatus`` names ``<issuer API>/status/1``, which it serves.
@@ -41,7 +42,7 @@ from chain.contract import load_artifact
 from chain.core.encoding import hex0x
 from chain.core.sd_jwt import b64url_decode, encode_disclosure
 from chain.core.secured import leaf_of
-from chain.core.signing import public_key_info
+from chain.core.signing import PrivateKey, public_key_info
 from chain.core.status_list import read_entry
 from chain.core.verify import ChainFacts, Status, verify
 from chain.dev.devchain import DEV_CHAIN_ID, DevChain, free_port
@@ -61,12 +62,13 @@ from indexer.sync import Indexer
 from issuer.api import STATUS_MAX_AGE, IssuerApi, create_app
 from issuer.api_keys import create_api_key
 from issuer.intake import read_input
+from issuer.ob3 import OB3_CRYPTOSUITE
 from issuer.scheduler import BatchScheduler
 from issuer.service import IssuerConfig, IssuerService, ingest
 from issuer.settings import IssuerApiSettings
 from issuer.status import STATUS_DIR
 from issuer.store import Store
-from issuer.template import Template, load_template
+from issuer.template import Template, load_template, template_for
 from node.server import bind_socket, start_node_thread
 from node.settings import NodeSettings
 
@@ -101,6 +103,16 @@ DEMO_TEMPLATE = {
         "courses": ["{{course_1}}", "{{course_2}}", "{{course_3}}"],
     },
 }
+#: Open Badges 3.0 issued beside the degrees, from the built-in ``ob3`` template (docs/usage.md).
+DEMO_BADGES = 3
+_BADGES = [
+    ("python-101", "Python 101", "Writes, tests and documents small Python programs.",
+     "Passed the final project: a tested command-line tool, reviewed by two tutors."),
+    ("research-methods", "Research Methods", "Designs a study and analyses its data honestly.",
+     "Submitted a pre-registered study with its data and analysis."),
+    ("peer-mentor", "Peer Mentor", "Mentored first-year students for a full term.",
+     "Twelve mentoring sessions, logged and confirmed by the mentees."),
+]  # fmt: skip
 _FIRST = ["Ada", "Alan", "Grace", "Edsger", "Barbara", "Donald", "Frances", "John", "Radia", "Tim"]
 _LAST = ["Lovelace", "Turing", "Hopper", "Dijkstra", "Liskov"]
 _DEGREES = ["BSc Computer Science", "BSc Mathematics", "BA Philosophy", "BEng Electronics", "BSc Physics"]
@@ -131,6 +143,29 @@ def write_demo_students(path: Path, count: int) -> Path:
     return path
 
 
+def write_demo_badges(path: Path, count: int) -> Path:
+    """A CSV of ``count`` Open Badges for the ``ob3`` template: recipients by DID, e-mail address
+    (hashed into the badge) and student id (hashed) in turn (private: personal data)."""
+    with open(path, "w", newline="", opener=lambda name, flags: os.open(name, flags, 0o600)) as handle:
+        os.fchmod(handle.fileno(), 0o600)
+        writer = csv.writer(handle)
+        writer.writerow(
+            ["id", "issuer_name", "issuer_url", "issued", "achievement_id", "achievement_name",
+             "achievement_description", "criteria_narrative", "recipient_id", "recipient_email",
+             "recipient_student_id"]
+        )  # fmt: skip
+        for i in range(count):
+            slug, name, description, criteria = _BADGES[i % len(_BADGES)]
+            recipient = ["", "", ""]
+            recipient[i % 3] = [f"did:example:graduate-{i + 1}", f"graduate{i + 1}@demo-university.example",
+                                f"S{2026_0000 + i + 1}"][i % 3]  # fmt: skip
+            writer.writerow(
+                [f"badge-{i + 1:04d}", DEMO_ISSUER_NAME, DEMO_ISSUER_URI, "2026-07-01",
+                 f"{DEMO_ISSUER_URI}/achievements/{slug}", name, description, criteria, *recipient]
+            )  # fmt: skip
+    return path
+
+
 @dataclass(frozen=True)
 class DemoResult:
     """Where a finished demo left things: its chain, registry, issuer account, signing key and receipts."""
@@ -141,6 +176,8 @@ class DemoResult:
     issuer: str
     key_id: str
     receipts_dir: Path
+    #: The Open Badges' receipts (a batch of their own).
+    badges_dir: Path
 
 
 def _reserve_port(preferred: int) -> socket.socket:
@@ -218,6 +255,7 @@ def run_demo(
         shutil.rmtree(state_dir)
     private_dir(state_dir)  # the issuer's key, store, students and receipts live here
     key_dir, receipts_dir = private_dir(state_dir / "issuer"), private_dir(state_dir / "receipts")
+    badges_dir = private_dir(state_dir / "badges")
     issuer_db = f"sqlite:///{state_dir / 'issuer.db'}"
     # Reserved before sealing: the credentials' status entries name the lists at this URL.
     issuer_api_socket = _reserve_port(DEMO_ISSUER_API_PORT)
@@ -284,6 +322,7 @@ def run_demo(
         say(f"receipts: {len(receipts)} written to {receipts_dir}, with QR codes")
         lists = _check_status_entries(receipts, f"{config.status_base_url}/")
         say(f"status lists: {', '.join(lists)} published to {receipts_dir / STATUS_DIR}, an entry each")
+        badges = _issue_badges(state_dir, store, issuer_registry, key, badges_dir, say)
 
         rpc.call("anvil_mine", [hex(ANVIL_FINALITY_DEPTH)])
         mirror_url = f"sqlite:///{state_dir / 'mirror.db'}"
@@ -309,6 +348,9 @@ def run_demo(
             if statuses != {Status.VALID}:
                 raise FinVaultError(f"demo check failed: receipts from the {source} are {sorted(statuses)}")
             say(f"check: all {len(receipts)} receipts VALID against the {source}")
+            if {verify(path.read_bytes(), facts, now).status for path in badges} != {Status.VALID}:
+                raise FinVaultError(f"demo check failed: an Open Badge is not VALID against the {source}")
+            say(f"check: all {len(badges)} Open Badges VALID against the {source}")
         forged = forge_grade(receipts[0].read_text())
         if verify(forged, sources["mirror"], now).status is not Status.INVALID:
             raise FinVaultError("demo check failed: a tampered receipt was not rejected")
@@ -348,7 +390,7 @@ def run_demo(
             _check_issuer_api(issuer_api_url, token, f"{config.status_base_url}/", say)
 
             result = DemoResult(
-                chain.rpc_url, DEV_CHAIN_ID, registry, issuer, hex0x(info.key_id), receipts_dir
+                chain.rpc_url, DEV_CHAIN_ID, registry, issuer, hex0x(info.key_id), receipts_dir, badges_dir
             )
             env = {
                 "rpc_url": result.rpc_url,
@@ -356,6 +398,7 @@ def run_demo(
                 "registry": result.registry,
                 "node_url": node.url,
                 "receipts_dir": str(receipts_dir.resolve()),
+                "badges_dir": str(badges_dir.resolve()),
                 "mirror_db": f"sqlite:///{(state_dir / 'mirror.db').resolve()}",
                 "issuer_db": f"sqlite:///{(state_dir / 'issuer.db').resolve()}",
                 "issuer_api_url": issuer_api_url,
@@ -367,12 +410,39 @@ def run_demo(
             if not check:
                 leaf = hex0x(leaf_of(json.loads(receipts[0].read_bytes())["credential"]))
                 say(f"open:  {node.url}/v/{leaf}  (then drop {receipts[0]})")
+                say(f"badge: drop {badges[0]} on {node.url} to see an Open Badge's achievement")
                 curl = f"curl -sS -H 'Content-Type: application/json' --data-binary @{receipts[0]}"
                 say(f"curl:  {curl} {node.url}/verify")
                 say(f"curl:  curl -sS {issuer_api_url}/status/1   (the status list: public, no key)")
                 say("serving until Ctrl-C")
                 wait_for_shutdown()
         return result
+
+
+def _issue_badges(
+    state_dir: Path,
+    store: Store,
+    registry: RegistryWriter,
+    key: PrivateKey,
+    badges_dir: Path,
+    say: Callable[[str], None],
+) -> list[Path]:
+    """Issues :data:`DEMO_BADGES` Open Badges 3.0 from the built-in ``ob3`` template into a batch of
+    their own (the degrees' service secures with SD-JWT; a badge is always whole under a Data
+    Integrity proof, whatever the service's securing); returns their receipts."""
+    badges_csv = write_demo_badges(state_dir / "badges.csv", DEMO_BADGES)
+    report = ingest(store, read_input(badges_csv, template_for("ob3")))
+    if report.rejected or report.accepted != DEMO_BADGES:
+        raise FinVaultError(f"demo check failed: badge intake rejected {[str(r) for r in report.rejected]}")
+    service = IssuerService(store, registry, key, IssuerConfig(out_dir=badges_dir, node_url=DEMO_NODE_URL))
+    for batch in service.run_once():
+        say(f"batch: {batch.leaf_count} Open Badges 3.0 anchored in block {batch.block_number}")
+    badges = sorted(badges_dir.glob("*.json"))
+    suites = {json.loads(path.read_bytes())["credential"]["proof"]["cryptosuite"] for path in badges}
+    if len(badges) != DEMO_BADGES or suites != {OB3_CRYPTOSUITE}:
+        raise FinVaultError(f"demo check failed: {len(badges)} badge receipts, secured with {sorted(suites)}")
+    say(f"badges: {len(badges)} receipts written to {badges_dir} (Data Integrity, {OB3_CRYPTOSUITE})")
+    return badges
 
 
 def forge_grade(receipt_text: str) -> str:

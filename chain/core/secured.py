@@ -32,7 +32,7 @@ import json
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import rfc8785
 from cryptography.hazmat.primitives.asymmetric import ed25519
@@ -45,7 +45,7 @@ from chain.core.canonical import (
     escape_token,
     jcs,
 )
-from chain.core.data_integrity import add_proof, did_key
+from chain.core.data_integrity import CRYPTOSUITE, add_proof, did_key
 from chain.core.encoding import hex0x
 from chain.core.merkle import leaf_hash
 from chain.core.sd_jwt import (
@@ -64,6 +64,11 @@ Securing = Literal["sd-jwt", "data-integrity"]
 SD_JWT: Securing = "sd-jwt"
 DATA_INTEGRITY: Securing = "data-integrity"
 SECURINGS: tuple[Securing, ...] = (SD_JWT, DATA_INTEGRITY)
+#: The Data Integrity cryptosuites an issuer may choose. Only eddsa-jcs-2022 is implemented in
+#: :mod:`chain.core.data_integrity` today; eddsa-rdfc-2022 (Open Badges 3.0's suite) joins this
+#: list, and :func:`secure_data_integrity` hands the choice to ``add_proof``, when it lands there.
+Cryptosuite = Literal["eddsa-jcs-2022"]
+CRYPTOSUITES: tuple[Cryptosuite, ...] = get_args(Cryptosuite)
 
 SD_JWT_TAG = b"finvault-receipt/2 sd-jwt\x00"
 DATA_INTEGRITY_TAG = b"finvault-receipt/2 data-integrity\x00"
@@ -218,13 +223,17 @@ def secure_data_integrity(
     created: str,
     random_bytes: Callable[[int], bytes],
     controller: str | None = None,
+    cryptosuite: str = CRYPTOSUITE,
 ) -> SecuredCredential:
-    """``credential`` whole, with an ``eddsa-jcs-2022`` proof by ``key``, its ``issuer`` set to
-    ``controller`` (``did:web:...``) or the key's ``did:key``. A proof it already carries is replaced.
-    The proof gets a random ``urn:uuid:`` id, so that two certificates with the same content (or one
-    sealed again) never share a leaf."""
+    """``credential`` whole, with a ``cryptosuite`` proof (one of :data:`CRYPTOSUITES`) by ``key``,
+    its ``issuer`` set to ``controller`` (``did:web:...``) or the key's ``did:key``. A proof it
+    already carries is replaced. The proof gets a random ``urn:uuid:`` id, so that two certificates
+    with the same content (or one sealed again) never share a leaf."""
+    if cryptosuite not in CRYPTOSUITES:
+        available = ", ".join(CRYPTOSUITES)
+        raise ValueError(f"cryptosuite {cryptosuite!r} is not available (available: {available})")
     if not isinstance(key, ed25519.Ed25519PrivateKey):
-        raise TypeError("Data Integrity (eddsa-jcs-2022) needs an Ed25519 key; RSA issuers use SD-JWT")
+        raise TypeError(f"Data Integrity ({cryptosuite}) needs an Ed25519 key; RSA issuers use SD-JWT")
     controller = controller or did_key(key.public_key())
     unsecured = {name: value for name, value in credential.items() if name != "proof"}
     proof_id = f"urn:uuid:{uuid.UUID(bytes=random_bytes(16), version=4)}"

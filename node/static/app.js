@@ -40,6 +40,11 @@
     unreachable: ["could not be checked (no usable did.json came back in time)", "warn"],
     refused: ["not checked: this node's did:web rules refuse to fetch it", "warn"],
   };
+  // An Open Badge 3.0 is a credential of one of these types; its image is shown only when the
+  // credential carries it (a data: URI). A remote image is named as text and never fetched: opening
+  // a receipt must not tell another server who looked at it.
+  var BADGE_TYPES = ["OpenBadgeCredential", "AchievementCredential"];
+  var DATA_IMAGE = /^data:image\/[a-z0-9.+-]+[;,]/i;
   var OUTCOME_LABEL = { pass: "\u2713 pass", fail: "\u2717 fail", skip: "\u2013 skipped" };
 
   var $ = function (id) {
@@ -299,6 +304,53 @@
         key: "revoked" }],
       ["Detail", check ? check.detail : null, { key: "revocation-detail" }],
     ]);
+  }
+
+  // The achievement of an Open Badge 3.0 (credentialSubject.achievement), or null.
+  function achievementOf(credential) {
+    if (!isObject(credential)) return null;
+    var types = Array.isArray(credential.type) ? credential.type : [credential.type];
+    var isBadge = types.some(function (type) {
+      return BADGE_TYPES.indexOf(type) >= 0;
+    });
+    var subject = Array.isArray(credential.credentialSubject)
+      ? credential.credentialSubject[0] : credential.credentialSubject;
+    return isBadge && isObject(subject) && isObject(subject.achievement) ? subject.achievement : null;
+  }
+
+  function shownText(value) {
+    if (value === undefined || value === null) return null;
+    return typeof value === "string" ? value : JSON.stringify(value);
+  }
+
+  function renderBadge(credential) {
+    var card = $("badge");
+    var image = $("badge-image");
+    var achievement = achievementOf(credential);
+    image.hidden = true;
+    image.removeAttribute("src");
+    image.alt = "";
+    card.hidden = !achievement;
+    if (!achievement) {
+      clear($("badge-facts"));
+      return;
+    }
+    var criteria = isObject(achievement.criteria) ? achievement.criteria : {};
+    var picture = isObject(achievement.image) ? achievement.image.id : achievement.image;
+    var rows = [
+      ["Achievement", shownText(achievement.name), { key: "badge-name" }],
+      ["Description", shownText(achievement.description), { key: "badge-description" }],
+      ["Criteria", shownText(criteria.narrative !== undefined ? criteria.narrative : criteria.id), {
+        key: "badge-criteria" }],
+    ];
+    if (typeof picture === "string" && DATA_IMAGE.test(picture)) {
+      image.src = picture; // carried in the credential: nothing is fetched
+      image.alt = "Badge image: " + (shownText(achievement.name) || "achievement");
+      image.hidden = false;
+    } else if (picture !== undefined && picture !== null) {
+      rows.push(["Image (not loaded)", shownText(picture), { mono: true, key: "badge-image-link" }]);
+    }
+    setFacts($("badge-facts"), rows);
   }
 
   function renderChecks(verdict) {
@@ -579,6 +631,7 @@
     renderDates(verdict, view.credential);
     renderAnchor(verdict, receipt);
     renderRevocation(verdict);
+    renderBadge(view.credential);
     renderChecks(verdict);
     renderFields(verdict, view);
     renderHidden(receipt, view);

@@ -83,6 +83,39 @@ def write_students_csv(path: Path, count: int, *, first: int = 0) -> Path:
     return path
 
 
+#: The columns of the built-in ``ob3`` template (docs/usage.md), as a badge CSV's header.
+BADGE_COLUMNS = (
+    "id,issuer_name,issuer_url,issued,expires,achievement_id,achievement_name,achievement_description,"
+    "criteria_narrative,achievement_image,recipient_id,recipient_email,recipient_student_id"
+)
+
+
+def write_badges_csv(path: Path, count: int) -> Path:
+    """``count`` Open Badges for the ``ob3`` template: recipients by DID, e-mail and student id in turn."""
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(BADGE_COLUMNS.split(","))
+        for i in range(count):
+            recipient = ["", "", ""]
+            recipient[i % 3] = [f"did:example:student-{i}", f"student{i}@uni.example", f"S-{i:05d}"][i % 3]
+            writer.writerow(
+                [
+                    f"badge-{i:04d}",
+                    "Example University",
+                    "https://uni.example",
+                    "2026-07-01",
+                    "",
+                    "https://uni.example/achievements/python-101",
+                    "Python 101",
+                    "Writes and tests small Python programs.",
+                    "Passed the final project.",
+                    "",
+                    *recipient,
+                ]
+            )
+    return path
+
+
 @dataclass
 class IssuerEnv:
     deployed: Deployed

@@ -279,6 +279,18 @@ def test_demo_check(tmp_path: Path, reserved_port: int) -> None:
     assert re.fullmatch(r"fvk_[0-9a-f]{12}_[A-Za-z0-9_-]{43}\n", key_file.read_text())
     receipts = sorted(Path(env["receipts_dir"]).glob("*.json"))
     assert len(receipts) == 50
+    # Three Open Badges 3.0 from the built-in template, in a second batch, each whole under a Data
+    # Integrity proof, their recipients' e-mail addresses hashed.
+    assert "3 Open Badges 3.0 anchored in block" in result.stdout
+    assert "all 3 Open Badges VALID against the mirror" in result.stdout
+    assert "all 3 Open Badges VALID against the chain" in result.stdout
+    badge_files = sorted(Path(env["badges_dir"]).glob("*.json"))
+    badges = [json.loads(path.read_text())["credential"] for path in badge_files]
+    assert [badge["type"] for badge in badges] == [["VerifiableCredential", "OpenBadgeCredential"]] * 3
+    assert {badge["proof"]["cryptosuite"] for badge in badges} == {"eddsa-jcs-2022"}
+    assert badges[0]["credentialSubject"]["achievement"]["name"] == "Python 101"
+    assert badges[1]["credentialSubject"]["identifier"][0]["identityHash"].startswith("sha256$")
+    assert "graduate2@" not in json.dumps(badges)
     assert env["mirror_db"].startswith("sqlite:///")
     assert env["issuer_db"].startswith("sqlite:///")
     assert env["chain_id"] == 31337
@@ -287,7 +299,8 @@ def test_demo_check(tmp_path: Path, reserved_port: int) -> None:
     issuer_files = [
         state, state / "issuer", state / "students.csv", issuer_db, Path(env["receipts_dir"]),
         *state.glob("issuer/*"), *Path(f"{issuer_db}-wal").parent.glob(f"{issuer_db.name}*"),
-        *Path(env["receipts_dir"]).rglob("*"), key_file,
+        *Path(env["receipts_dir"]).rglob("*"), *Path(env["badges_dir"]).rglob("*"), state / "badges.csv",
+        key_file,
     ]  # fmt: skip
     assert len(issuer_files) > 100
     shared = [

@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -87,17 +88,28 @@ def receivers() -> Iterator[tuple[Receiver, Receiver]]:
 def server(
     env: IssuerEnv, anvil: DevChain, receivers: tuple[Receiver, Receiver], reserved_port: int
 ) -> Iterator[str]:
-    port = reserved_port
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("FINVAULT_")}
-    environment |= {
-        "FINVAULT_SIGNING_KEY_PASSPHRASE": PASSPHRASE,
+    webhooks = {
         "FINVAULT_WEBHOOK_URLS": ",".join(r.url for r in receivers),
         "FINVAULT_WEBHOOK_SECRET": SECRET,
         "FINVAULT_WEBHOOK_MAX_ATTEMPTS": "2",
+    }
+    with issuer_api(env, anvil, reserved_port, str(TEMPLATE), webhooks) as url:
+        yield url
+
+
+@contextmanager
+def issuer_api(
+    env: IssuerEnv, anvil: DevChain, port: int, template: str, extra_env: dict[str, str]
+) -> Iterator[str]:
+    """``finvault issuer-api serve --template TEMPLATE`` in a process of its own, until the block ends."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("FINVAULT_")}
+    environment |= {
+        "FINVAULT_SIGNING_KEY_PASSPHRASE": PASSPHRASE,
         "FINVAULT_ISSUER_API_MAX_BODY": "65536",
+        **extra_env,
     }
     args = [
-        *("issuer-api", "serve", "--template", str(TEMPLATE), "--out", str(env.out), "--port", str(port)),
+        *("issuer-api", "serve", "--template", template, "--out", str(env.out), "--port", str(port)),
         *("--every", "0.5", "--key-dir", str(env.key_dir), "--node-url", NODE_URL, "--db", env.db_url),
         *("--rpc", anvil.rpc_url, "--registry", env.deployed.address, "--dev", "--dev-account", "1"),
     ]
@@ -236,3 +248,51 @@ def test_issue_anchor_fetch_revoke_and_webhooks_over_http(
         assert {d["attempts"] for d in dead_letters()} == {2}
         assert all(d["last_error"] == "HTTP 500" for d in dead_letters())
         assert len(failing.received) == 4
+
+
+def badge_record(i: int, **changes: str) -> dict[str, Any]:
+    """One record for the built-in ``ob3`` template (its columns: docs/usage.md)."""
+    return {
+        "id": f"badge-{i:03d}",
+        "issuer_name": "Example University",
+        "issued": "2026-07-01",
+        "achievement_id": "https://uni.example/achievements/python-101",
+        "achievement_name": "Python 101",
+        "achievement_description": "Writes and tests small Python programs.",
+        "criteria_narrative": "Passed the final project.",
+        "recipient_email": f"student{i}@uni.example",
+        **changes,
+    }
+
+
+@pytest.mark.slow(seconds=6)
+def test_open_badges_through_the_api_with_the_builtin_template(
+    env: IssuerEnv, anvil: DevChain, reserved_port: int
+) -> None:
+    """``issuer-api serve --template ob3``: badge records in, a bad one refused with the OB 3.0 rule it
+    breaks, the good ones anchored as Data Integrity credentials that verify."""
+    registrar = {"Authorization": f"Bearer {create_api_key(env.store, 'registrar', ['issue', 'read'])}"}
+    with (
+        issuer_api(env, anvil, reserved_port, "ob3", {}) as url,
+        httpx.Client(base_url=url, timeout=30) as http,
+    ):
+        records = [badge_record(1), badge_record(2, achievement_id="python-101"), badge_record(3)]
+        submitted = http.post("/certificates", json=records, headers=registrar)
+        assert submitted.status_code == 202, submitted.text
+        assert [c["id"] for c in submitted.json()["accepted"]] == ["badge-001", "badge-003"]
+        [rejected] = submitted.json()["rejected"]
+        assert (rejected["index"], rejected["id"]) == (2, "badge-002")
+        assert rejected["reason"] == "credentialSubject.achievement.id: must be a URI (scheme:...)"
+
+        def anchored() -> bool:
+            return bool(http.get("/certificates/badge-003", headers=registrar).json()["status"] == "anchored")
+
+        wait_for(anchored)
+        env.rpc.call("anvil_mine", [hex(FINALITY_DEPTH)])
+        for certificate_id in ("badge-001", "badge-003"):
+            view = http.get(f"/certificates/{certificate_id}", headers=registrar).json()
+            receipt = parse_receipt(json.dumps(view["receipt"]).encode())
+            assert isinstance(receipt.credential, dict)
+            assert receipt.credential["proof"]["cryptosuite"] == "eddsa-jcs-2022"
+            assert receipt.credential["type"] == ["VerifiableCredential", "OpenBadgeCredential"]
+            assert verify(receipt, env.facts(), NOW).status is Status.VALID

@@ -10,12 +10,14 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 from click.testing import CliRunner, Result
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy import func, select
 
 from chain.core.encoding import hex0x
+from chain.core.receipt import parse_receipt
 from chain.core.secured import leaf_of
 from chain.core.signing import public_key_info
 from chain.dev.devchain import DevChain
@@ -35,8 +37,10 @@ from tests.integration.issuer_fixtures import (
     PASSPHRASE,
     TEMPLATE,
     IssuerEnv,
+    write_badges_csv,
     write_students_csv,
 )
+from tests.integration.node_fixtures import FINALITY_DEPTH, start_node, verdict_when
 
 ROOT_DIR = Path(__file__).resolve().parents[2]
 
@@ -219,6 +223,25 @@ def test_now_checks_key_and_passphrase_before_storing(env: IssuerEnv, anvil: Dev
     assert count(env) == 0
 
 
+def test_open_badges_with_an_rsa_key_are_refused_before_storing(env: IssuerEnv, anvil: DevChain) -> None:
+    """Open Badges are secured with Data Integrity (Ed25519): `issue --template ob3 --now` with a
+    registered RSA key stops before intake, saying why."""
+    rsa_dir = env.tmp / "rsa-key"
+    rsa_dir.mkdir()
+    rsa = generate_private_key("rsa-2048")
+    write_secret_file(rsa_dir / "signing-key.pem", encrypt_private_key(rsa, PASSPHRASE))
+    info = public_key_info(rsa)
+    env.deployed.issuer.add_key(info.key_id, int(info.algorithm), info.der)
+    badges = write_badges_csv(env.tmp / "badges.csv", 2)
+    args = [str(badges), "--template", "ob3", "--out", str(env.out), "--now"]
+    result = run(issue, *args, *chain_args(env, anvil, key_dir=rsa_dir))
+    assert isinstance(result.exception, ConfigError)
+    assert "Open Badges 3.0 credentials are secured with a Data Integrity proof" in result.exception.message
+    assert "needs an Ed25519 signing key" in result.exception.message
+    assert count(env) == 0
+    assert env.anchor_count() == 0
+
+
 def test_revoke_command(env: IssuerEnv, anvil: DevChain) -> None:
     students = write_students_csv(env.tmp / "students.csv", 4)
     args = chain_args(env, anvil)
@@ -332,3 +355,46 @@ def test_a_weak_legacy_key_warns_and_reencrypts_in_place(env: IssuerEnv, anvil: 
         issue, students, "--template", str(TEMPLATE), "--out", str(env.out), "--now", *chain_args(env, anvil)
     )
     assert "below current guidance" not in again.stderr
+
+
+@pytest.mark.slow(seconds=10)
+def test_open_badges_from_the_builtin_template_verify_at_a_node(
+    env: IssuerEnv, anvil: DevChain, tmp_path: Path
+) -> None:
+    """``finvault issue --template ob3 --now``: Open Badges 3.0 sealed with Data Integrity (under the
+    default sd-jwt securing), anchored, VALID at a real node; one field changed is INVALID."""
+    badges = write_badges_csv(env.tmp / "badges.csv", 3)
+    args = [str(badges), "--template", "ob3", "--out", str(env.out), "--now", *chain_args(env, anvil)]
+    result = run(issue, *args)
+    assert result.exit_code == 0, result.stderr or result.exception
+    assert "3 accepted, 0 rejected" in result.stdout
+    assert "3 certificates anchored in block" in result.stdout
+
+    receipts = list(env.receipts())
+    assert len(receipts) == 3
+    for receipt in receipts:
+        credential = receipt.credential
+        assert isinstance(credential, dict)  # a whole credential, never an SD-JWT
+        assert credential["type"] == ["VerifiableCredential", "OpenBadgeCredential"]
+        assert credential["proof"]["cryptosuite"] == "eddsa-jcs-2022"
+        assert credential["issuer"]["type"] == ["Profile"]
+        assert credential["issuer"]["id"] == credential["proof"]["verificationMethod"].split("#")[0]
+        assert credential["credentialSubject"]["achievement"]["name"] == "Python 101"
+    assert "student1@uni.example" not in (env.out / "badge-0001.json").read_text()  # hashed
+
+    env.rpc.call("anvil_mine", [hex(FINALITY_DEPTH)])
+    node_dir = tmp_path / "node"
+    node_dir.mkdir()
+    with (
+        start_node(anvil.rpc_url, env.deployed.address, node_dir) as node,
+        httpx.Client(base_url=node.url, timeout=30) as client,
+    ):
+        for receipt in receipts:
+            verdict = verdict_when(client, receipt, "VALID")
+            assert verdict["credential"]["credentialSubject"]["achievement"]["id"] == (
+                "https://uni.example/achievements/python-101"
+            )
+        forged = json.loads(receipts[0].to_json())
+        forged["credential"]["credentialSubject"]["achievement"]["name"] = "Python 999"
+        verdict = verdict_when(client, parse_receipt(json.dumps(forged).encode()), "INVALID")
+        assert verdict["status"] == "INVALID"

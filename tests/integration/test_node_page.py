@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -20,10 +21,12 @@ from playwright.sync_api import Browser, ConsoleMessage, Page, expect
 
 from chain.core.receipt import Receipt, ReceiptV2, build_receipt, parse_receipt
 from chain.core.sd_jwt import parse_sd_jwt, process_credential, withhold
+from chain.core.secured import DATA_INTEGRITY
 from chain.core.verify import CheckName
 from chain.dev.devchain import DevChain
 from chain.registry import RevocationReason
 from chain.rpc import RpcClient
+from issuer.ob3 import ob3_template
 from tests.factories import credential
 from tests.integration.conftest import BROWSER_TIMEOUT_MS, Deployed
 from tests.integration.node_fixtures import (
@@ -534,3 +537,96 @@ def test_share_less_on_an_sd_jwt_receipt_withholds_one_array_element(
         finally:
             context.close()
     assert problems == [], "the browser reported errors (CSP violations?)"
+
+
+#: A 1x1 transparent PNG, carried inside the credential: the page may show it (nothing is fetched).
+DATA_PNG = (
+    "data:image/png;base64,"
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAQAAAC1HAwCAAAAC0lEQVR42mNkYAAAAAYAAjCB0C8AAAAASUVORK5CYII="
+)
+#: An image somewhere else: the page names it and must never request it.
+REMOTE_IMAGE = "https://images.uni.example/badges/python-101.png"
+
+
+def open_badge(image: str) -> dict[str, Any]:
+    """An Open Badge 3.0 from the built-in template, with an achievement image."""
+    return ob3_template().fill(
+        {
+            "issuer_name": "Example University",
+            "issued": "2026-07-01",
+            "achievement_id": "https://uni.example/achievements/python-101",
+            "achievement_name": "Python 101 <b>bold</b>",
+            "achievement_description": "Writes & tests small Python programs.",
+            "criteria_narrative": "Passed the final project with 60% or more.",
+            "achievement_image": image,
+            "recipient_id": "did:example:ada",
+        }
+    )
+
+
+@pytest.mark.slow(seconds=4)
+def test_an_open_badge_shows_its_achievement_and_never_fetches_a_remote_image(
+    browser: Browser, anvil: DevChain, registry: Deployed, rpc: RpcClient, tmp_path: Path
+) -> None:
+    """Two Open Badges 3.0 (Data Integrity) anchored and VALID: the page shows each one's achievement
+    (name, description, criteria) as text, an image carried as a data: URI as an <img>, and a remote
+    image only as its address: no request ever goes to it."""
+    issued = issue_v2(
+        registry.owner,
+        registry.issuer,
+        [open_badge(DATA_PNG), open_badge(REMOTE_IMAGE)],
+        securing=DATA_INTEGRITY,
+        seed="page-ob3",
+    )
+    rpc.call("anvil_mine", [hex(FINALITY_DEPTH)])
+    carried, remote = tmp_path / "carried.json", tmp_path / "remote.json"
+    carried.write_text(issued.receipts[0].to_json())
+    remote.write_text(issued.receipts[1].to_json())
+    problems: list[str] = []
+    requested: list[str] = []
+    with start_node(anvil.rpc_url, registry.address, tmp_path) as node:
+        with httpx.Client(base_url=node.url, timeout=30) as client:
+            for receipt in issued.receipts:
+                verdict_when(client, receipt, "VALID")
+        context = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=node.url)
+        context.set_default_timeout(BROWSER_TIMEOUT_MS)
+        try:
+            page = context.new_page()
+            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda error: problems.append(f"script error: {error}"))
+            page.on("request", lambda request: requested.append(request.url))
+            open_page(page)
+            expect(page.locator("#badge")).to_be_hidden()
+
+            choose_file(page, carried)
+            banner_says(page, "VALID")
+            expect(page.locator("#badge")).to_be_visible()
+            assert fact(page, "badge-name") == "Python 101 <b>bold</b>"  # text, never markup
+            assert page.locator("#badge-facts b").count() == 0
+            assert fact(page, "badge-description") == "Writes & tests small Python programs."
+            assert fact(page, "badge-criteria") == "Passed the final project with 60% or more."
+            image = page.locator("#badge-image")
+            expect(image).to_be_visible()
+            assert image.get_attribute("src") == DATA_PNG
+            assert image.evaluate("node => node.complete && node.naturalWidth") == 1  # the CSP let it draw
+            expect(page.locator('dd[data-fact="badge-image-link"]')).to_have_count(0)
+            screenshot(page, tmp_path / "badge-carried.png")
+
+            choose_file(page, remote)
+            banner_says(page, "VALID")
+            expect(page.locator('dd[data-fact="badge-image-link"]')).to_have_text(REMOTE_IMAGE)
+            expect(page.locator("#badge-image")).to_be_hidden()
+            assert page.locator("#badge-image").get_attribute("src") is None
+            assert fact(page, "badge-name") == "Python 101 <b>bold</b>"
+            assert page.locator("#badge a").count() == 0  # named as text: nothing to follow or prefetch
+            screenshot(page, tmp_path / "badge-remote.png")
+
+            choose_file(page, carried)  # and back: the card follows the receipt shown
+            banner_says(page, "VALID")
+            expect(page.locator("#badge-image")).to_be_visible()
+            expect(page.locator('dd[data-fact="badge-image-link"]')).to_have_count(0)
+        finally:
+            context.close()
+    assert problems == [], "the browser reported errors (CSP violations?)"
+    assert [url for url in requested if "images.uni.example" in url] == []
+    assert all(url.startswith((node.url, "data:")) for url in requested), requested

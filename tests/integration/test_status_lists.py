@@ -25,6 +25,7 @@ from chain.keys import generate_private_key
 from chain.registry import RevocationReason
 from chain.rpc import RpcClient
 from issuer.api_keys import create_api_key
+from issuer.ob3 import OB3_CRYPTOSUITE, ob3_template
 from issuer.revoke import Revoker
 from issuer.store import CertificateStatus
 from tests.factories import disclosed
@@ -245,6 +246,39 @@ def test_vc_api_issuance_returns_what_the_receipt_then_anchors(env: IssuerEnv, a
                 "/credentials/issue", json={"credential": credential, "x": 1}, headers=issue
             ).status_code
             == 400
+        )
+
+
+@pytest.mark.slow(seconds=3)
+def test_vc_api_issues_an_open_badge_whole_and_checks_its_structure(env: IssuerEnv, api: str) -> None:
+    """An Open Badge 3.0 through ``POST /credentials/issue``: secured with the Open Badges suite and
+    stamped by the issuer (its Profile kept); one lacking what OB 3.0 requires is a 400 naming it."""
+    issue = {"Authorization": f"Bearer {create_api_key(env.store, 'platform', ['issue', 'read'])}"}
+    badge = ob3_template().fill(
+        {
+            "issuer_name": "Example University",
+            "issued": "2026-07-01",
+            "achievement_id": "https://uni.example/achievements/python-101",
+            "achievement_name": "Python 101",
+            "achievement_description": "Writes and tests small Python programs.",
+            "criteria_narrative": "Passed the final project.",
+            "recipient_id": "did:example:ada",
+        }
+    )
+    with httpx.Client(base_url=api, timeout=30) as http:
+        answer = http.post("/credentials/issue", json={"credential": badge, "options": {}}, headers=issue)
+        assert answer.status_code == 201, answer.text
+        issued = answer.json()["verifiableCredential"]
+        assert issued["proof"]["cryptosuite"] == OB3_CRYPTOSUITE
+        assert issued["issuer"]["type"] == ["Profile"]
+        assert issued["issuer"]["id"].startswith("did:key:z6Mk")
+        assert issued["credentialSubject"]["achievement"] == badge["credentialSubject"]["achievement"]
+
+        del badge["credentialSubject"]["achievement"]["criteria"]
+        refused = http.post("/credentials/issue", json={"credential": badge}, headers=issue)
+        assert refused.status_code == 400
+        assert refused.json()["error"]["message"] == (
+            "not an Open Badge 3.0: credentialSubject.achievement.criteria: missing (required: a Criteria)"
         )
 
 
