@@ -29,7 +29,7 @@ from issuer.template import BUILTIN_TEMPLATES
 
 #: The Data Integrity cryptosuites ``--cryptosuite`` offers (chain.core.secured.CRYPTOSUITES, spelled
 #: here so that ``--help`` loads no signing stack; a unit test keeps the two equal).
-CRYPTOSUITES = ("eddsa-jcs-2022",)
+CRYPTOSUITES = ("eddsa-jcs-2022", "eddsa-rdfc-2022")
 
 if TYPE_CHECKING:  # the heavy packages load inside the commands that use them (finvault CMD --help)
     from chain.core.signing import PrivateKey

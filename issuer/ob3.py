@@ -47,11 +47,9 @@ OB3_CONTEXT_PREFIX: Final = "https://purl.imsglobal.org/spec/ob/v3p0/context"
 #: include 'VerifiableCredential' and 'AchievementCredential' or 'OpenBadgeCredential'").
 OPEN_BADGE_TYPES: Final = frozenset({"OpenBadgeCredential", "AchievementCredential"})
 
-#: The Data Integrity cryptosuite every Open Badge is secured with, the one constant to change.
-#: Open Badges 3.0 names eddsa-rdfc-2022 (RDF Dataset Canonicalization); this becomes
-#: "eddsa-rdfc-2022" once chain/core/data_integrity.py implements that suite. Until then
-#: eddsa-jcs-2022: the same EdDSA proof over the JCS bytes, which stock W3C tooling verifies.
-OB3_CRYPTOSUITE: Final[Cryptosuite] = "eddsa-jcs-2022"
+#: The Data Integrity cryptosuite every Open Badge is secured with: eddsa-rdfc-2022 (RDF Dataset
+#: Canonicalization of the JSON-LD), the embedded-proof suite 1EdTech's certification lists.
+OB3_CRYPTOSUITE: Final[Cryptosuite] = "eddsa-rdfc-2022"
 
 #: What a built-in template writes as the issuer's ``id`` while the issuer's DID is unknown at
 #: intake (no did:web configured, the key not loaded): sealing replaces it with the signing DID.

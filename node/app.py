@@ -36,7 +36,9 @@ from sqlalchemy.exc import OperationalError
 
 from chain.core.canonical import MAX_SAFE_INTEGER
 from chain.core.credential_checks import CredentialResult, Finding, check_bare_credential
+from chain.core.data_integrity import EDDSA_RDFC_2022
 from chain.core.encoding import iso_utc
+from chain.core.jsonld import JSONLD_LEAST_CHARGE, JSONLD_VALUE_WEIGHT, values_in
 from chain.core.receipt import MAX_RECEIPT_BYTES, MAX_RECEIPT_VALUES, receipt_size
 from chain.core.verify import DOCUMENT_CHECKS, Check, Verdict, finality, malformed
 from chain.did_web import IdentityResolver
@@ -108,6 +110,31 @@ class TooManyReceipts(HttpError):
     """413: a ``POST /verify/bulk`` with more receipts than ``bulk_limit``, however small its body."""
 
     code, status = "too_many_receipts", 413
+
+
+class TooMuchWork(HttpError):
+    """413: a ``POST /verify/bulk`` whose credentials cost more than its work budget to check."""
+
+    code, status = "too_much_work", 413
+
+
+def _charge_rdfc(receipts: list[Any], budget: int) -> None:
+    """Raises :class:`TooMuchWork` when the ``eddsa-rdfc-2022`` credentials among ``receipts``,
+    each JSON value of them weighing :data:`~chain.core.jsonld.JSONLD_VALUE_WEIGHT` values (and each
+    credential at least :data:`~chain.core.jsonld.JSONLD_LEAST_CHARGE`), exceed the bulk ``budget``:
+    their JSON-LD expansion and canonicalization cost that much more than JCS."""
+    charged = 0
+    for receipt in receipts:
+        credential = receipt.get("credential") if isinstance(receipt, dict) else None
+        proof = credential.get("proof") if isinstance(credential, dict) else None
+        if isinstance(proof, dict) and proof.get("cryptosuite") == EDDSA_RDFC_2022:
+            charged += max(JSONLD_LEAST_CHARGE, JSONLD_VALUE_WEIGHT * values_in(credential, budget))
+            if charged > budget:
+                raise TooMuchWork(
+                    f"the eddsa-rdfc-2022 credentials of this call cost more than its budget of "
+                    f"{budget:,} JSON values (each of their values counts {JSONLD_VALUE_WEIGHT}): "
+                    "send fewer at once"
+                )
 
 
 #: Bulk calls a worker admits at once per turn (``bulk_concurrency``): reading their bodies, waiting
@@ -331,9 +358,12 @@ def _verification_routes(
             return refused(problem, state, None)
         # Each receipt within a receipt's own limits, as on /verify: one over them is INVALID.
         sized = len(await request.body()) > MAX_RECEIPT_BYTES
-        judgements = await bulk_loop.run(
-            lambda: [judged(_as_receipt(receipt, sized=sized), now) for receipt in receipts]
-        )
+
+        def judge_all() -> list[tuple[Verdict, SyncSnapshot]]:
+            _charge_rdfc(receipts, settings.bulk_max_values)
+            return [judged(_as_receipt(receipt, sized=sized), now) for receipt in receipts]
+
+        judgements = await bulk_loop.run(judge_all)
         for _, state in judgements:
             problem = runtime.cannot_vouch(state)
             if problem is not None:

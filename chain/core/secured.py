@@ -64,10 +64,9 @@ Securing = Literal["sd-jwt", "data-integrity"]
 SD_JWT: Securing = "sd-jwt"
 DATA_INTEGRITY: Securing = "data-integrity"
 SECURINGS: tuple[Securing, ...] = (SD_JWT, DATA_INTEGRITY)
-#: The Data Integrity cryptosuites an issuer may choose. Only eddsa-jcs-2022 is implemented in
-#: :mod:`chain.core.data_integrity` today; eddsa-rdfc-2022 (Open Badges 3.0's suite) joins this
-#: list, and :func:`secure_data_integrity` hands the choice to ``add_proof``, when it lands there.
-Cryptosuite = Literal["eddsa-jcs-2022"]
+#: The Data Integrity cryptosuites an issuer may choose (:mod:`chain.core.data_integrity`):
+#: eddsa-jcs-2022 (JCS, any JSON) and eddsa-rdfc-2022 (RDFC-1.0 of the JSON-LD, Open Badges 3.0's).
+Cryptosuite = Literal["eddsa-jcs-2022", "eddsa-rdfc-2022"]
 CRYPTOSUITES: tuple[Cryptosuite, ...] = get_args(Cryptosuite)
 
 SD_JWT_TAG = b"finvault-receipt/2 sd-jwt\x00"
@@ -238,6 +237,11 @@ def secure_data_integrity(
     unsecured = {name: value for name, value in credential.items() if name != "proof"}
     proof_id = f"urn:uuid:{uuid.UUID(bytes=random_bytes(16), version=4)}"
     secured = add_proof(
-        named_issuer(unsecured, controller), key, controller=controller, created=created, proof_id=proof_id
+        named_issuer(unsecured, controller),
+        key,
+        controller=controller,
+        created=created,
+        proof_id=proof_id,
+        cryptosuite=cryptosuite,
     )
     return SecuredCredential(DATA_INTEGRITY, secured, data_integrity_digest(secured))

@@ -287,7 +287,7 @@ def test_demo_check(tmp_path: Path, reserved_port: int) -> None:
     badge_files = sorted(Path(env["badges_dir"]).glob("*.json"))
     badges = [json.loads(path.read_text())["credential"] for path in badge_files]
     assert [badge["type"] for badge in badges] == [["VerifiableCredential", "OpenBadgeCredential"]] * 3
-    assert {badge["proof"]["cryptosuite"] for badge in badges} == {"eddsa-jcs-2022"}
+    assert {badge["proof"]["cryptosuite"] for badge in badges} == {"eddsa-rdfc-2022"}
     assert badges[0]["credentialSubject"]["achievement"]["name"] == "Python 101"
     assert badges[1]["credentialSubject"]["identifier"][0]["identityHash"].startswith("sha256$")
     assert "graduate2@" not in json.dumps(badges)

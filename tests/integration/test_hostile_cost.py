@@ -32,6 +32,7 @@ from hypothesis import strategies as st
 
 from chain.contract import Artifact
 from chain.core.canonical import MAX_SAFE_INTEGER, json_values_bound, salt_document
+from chain.core.jsonld import JSONLD_LEAST_CHARGE, JSONLD_VALUE_WEIGHT, MAX_JSONLD_ARRAY, values_in
 from chain.core.receipt import MAX_RECEIPT_BYTES, MAX_RECEIPT_VALUES
 from chain.core.sd_jwt import MAX_DISCLOSURES, disclosure_digest, encode_disclosure
 from chain.core.secured import DATA_INTEGRITY, secure_sd_jwt
@@ -50,6 +51,7 @@ from tests.tools.node_process import NodeProcess
 pytestmark = pytest.mark.slow(seconds=20)
 
 ANSWER_SECONDS = 2.0
+JSON_CONTENT = {"Content-Type": "application/json"}
 HEALTH_SECONDS = 0.2
 MEMORY_MB = 100
 
@@ -229,12 +231,51 @@ def _keys_at_the_size_limit(credential: dict[str, Any]) -> None:
     credential["credentialSubject"]["marks"] = {f"é{i:05}" + "x" * 100: i for i in range(4_550)}
 
 
+def _rdfc(change: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], None]:
+    """``change``, on a credential whose proof now names ``eddsa-rdfc-2022``: the node expands it
+    as JSON-LD and canonicalizes its RDF (RDFC-1.0) before the signature can fail."""
+
+    def changed(credential: dict[str, Any]) -> None:
+        credential["proof"]["cryptosuite"] = "eddsa-rdfc-2022"
+        del credential["proof"]["@context"]  # an rdfc proof takes the document's
+        # Every term defined (the node refuses undefined ones before any RDF work).
+        credential["@context"] = [*credential["@context"], {"@vocab": "https://example.org/terms#"}]
+        change(credential)
+
+    return changed
+
+
+def _poison_graph(credential: dict[str, Any]) -> None:
+    # Eight blank nodes all linked to each other: indistinguishable, so RDFC-1.0 would try
+    # millions of permutations (19 s unbounded); its step limit refuses it.
+    nodes = [f"_:n{i}" for i in range(8)]
+    credential["@context"] = [
+        *credential["@context"],
+        {"knows": {"@id": "https://schema.org/knows", "@type": "@id"}},
+    ]
+    credential["credentialSubject"]["knows"] = [
+        {"@id": node, "knows": [{"@id": other} for other in nodes if other != node]} for node in nodes
+    ]
+
+
+def _jsonld_at_the_size_limit(credential: dict[str, Any]) -> None:
+    # The most JSON-LD expansion takes (1,024 values, 64 a property), in its worst shape measured:
+    # pyld's expansion is quadratic in a property's values.
+    credential["credentialSubject"].update(
+        {f"p{k}": [f"n{k}-{j}" for j in range(MAX_JSONLD_ARRAY)] for k in range(14)}
+    )
+
+
 @dataclass(frozen=True)
 class Case:
     name: str
     build: Callable[[Genuine], dict[str, Any]]
     #: The receipt is read through: its checks run past being well-formed (the work is all done).
     read_through: bool = False
+    #: A check that must fail, and what its detail says: the work the case prices was reached.
+    failing_check: tuple[str, str] | None = None
+    #: The error code a bulk body full of copies is refused with before any work, if it is.
+    bulk_refused: str | None = None
 
 
 CASES = [
@@ -251,6 +292,19 @@ CASES = [
     Case("data-integrity-floats-at-the-value-limit", _data_integrity(_floats_at_the_value_limit), True),
     Case("data-integrity-keys-512k", _data_integrity(_keys_at_the_size_limit), read_through=True),
     Case("data-integrity-nested-600", _data_integrity(_nested)),
+    Case(
+        "data-integrity-rdfc-poison-graph",
+        _data_integrity(_rdfc(_poison_graph)),
+        failing_check=("data_integrity", "more than 10,000 steps"),
+        bulk_refused="too_much_work",
+    ),
+    Case(
+        "data-integrity-rdfc-jsonld-at-the-limit",
+        _data_integrity(_rdfc(_jsonld_at_the_size_limit)),
+        read_through=True,
+        failing_check=("data_integrity", "signature"),
+        bulk_refused="too_much_work",
+    ),
 ]
 
 
@@ -363,6 +417,12 @@ def test_a_hostile_receipt_is_invalid_promptly(
         assert verdict["status"] == "INVALID"
         if case.read_through:
             assert "MALFORMED" not in verdict["reasons"], verdict["checks"][0]
+        if case.failing_check is not None:
+            name, detail = case.failing_check
+            failed = {
+                check["name"]: check["detail"] for check in verdict["checks"] if check["outcome"] == "fail"
+            }
+            assert detail in failed.get(name, ""), failed
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case.name)
@@ -372,8 +432,36 @@ def test_a_bulk_body_of_hostile_receipts_is_bounded(
     body = bulk_filled(case.build(anchored_receipts))
     measured = measure_bounded(node, "/verify/bulk", body)
     report(case.name, "/verify/bulk", body, measured)
+    if case.bulk_refused is not None:  # priced before any work
+        assert measured.response.status_code == 413, measured.response.text[:500]
+        assert measured.response.json()["error"]["code"] == case.bulk_refused
+        return
     assert measured.response.status_code == 200, measured.response.text[:500]
     assert set(measured.response.json()["summary"]) == {"INVALID"}
+
+
+@pytest.mark.parametrize("change", [_jsonld_at_the_size_limit, _poison_graph], ids=["at-the-limit", "poison"])
+def test_as_many_costly_rdfc_credentials_as_a_bulk_budget_takes_are_bounded(
+    change: Callable[[dict[str, Any]], None], node: NodeProcess, anchored_receipts: Genuine
+) -> None:
+    """JSON-LD credentials at the size limit, or poison graphs refused at RDFC-1.0's step limit, as
+    many as the bulk budget prices in (each value weighs JSONLD_VALUE_WEIGHT, each credential at
+    least JSONLD_LEAST_CHARGE): the most RDF work one bulk call can ask for, answered in bounds."""
+    receipt = _data_integrity(_rdfc(change))(anchored_receipts)
+    weight = JSONLD_VALUE_WEIGHT * values_in(receipt["credential"], DEFAULT_BULK_MAX_VALUES)
+    copies = DEFAULT_BULK_MAX_VALUES // max(weight, JSONLD_LEAST_CHARGE)
+    assert copies >= 10
+    body = b'{"receipts":[' + b",".join([_compact(receipt)] * copies) + b"]}"
+    measured = measure_bounded(node, "/verify/bulk", body)
+    report(f"rdfc x{copies}", "/verify/bulk", body, measured)
+    assert measured.response.status_code == 200, measured.response.text[:500]
+    assert set(measured.response.json()["summary"]) == {"INVALID"}
+    over = b'{"receipts":[' + b",".join([_compact(receipt)] * (copies + 1)) + b"]}"
+    refused = httpx.post(
+        f"{node.url}/verify/bulk", content=over, headers={"Content-Type": "application/json"}
+    )
+    assert refused.status_code == 413
+    assert refused.json()["error"]["code"] == "too_much_work"
 
 
 def test_dense_values_are_refused_before_parsing(node: NodeProcess) -> None:

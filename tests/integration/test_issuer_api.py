@@ -293,6 +293,6 @@ def test_open_badges_through_the_api_with_the_builtin_template(
             view = http.get(f"/certificates/{certificate_id}", headers=registrar).json()
             receipt = parse_receipt(json.dumps(view["receipt"]).encode())
             assert isinstance(receipt.credential, dict)
-            assert receipt.credential["proof"]["cryptosuite"] == "eddsa-jcs-2022"
+            assert receipt.credential["proof"]["cryptosuite"] == "eddsa-rdfc-2022"
             assert receipt.credential["type"] == ["VerifiableCredential", "OpenBadgeCredential"]
             assert verify(receipt, env.facts(), NOW).status is Status.VALID

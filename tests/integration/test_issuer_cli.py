@@ -41,6 +41,7 @@ from tests.integration.issuer_fixtures import (
     write_students_csv,
 )
 from tests.integration.node_fixtures import FINALITY_DEPTH, start_node, verdict_when
+from tests.tools.stock_verifier import rdfc_peer
 
 ROOT_DIR = Path(__file__).resolve().parents[2]
 
@@ -376,11 +377,18 @@ def test_open_badges_from_the_builtin_template_verify_at_a_node(
         credential = receipt.credential
         assert isinstance(credential, dict)  # a whole credential, never an SD-JWT
         assert credential["type"] == ["VerifiableCredential", "OpenBadgeCredential"]
-        assert credential["proof"]["cryptosuite"] == "eddsa-jcs-2022"
+        assert credential["proof"]["cryptosuite"] == "eddsa-rdfc-2022"
         assert credential["issuer"]["type"] == ["Profile"]
         assert credential["issuer"]["id"] == credential["proof"]["verificationMethod"].split("#")[0]
         assert credential["credentialSubject"]["achievement"]["name"] == "Python 101"
     assert "student1@uni.example" not in (env.out / "badge-0001.json").read_text()  # hashed
+    # An independent verifier (Digital Bazaar's eddsa-rdfc-2022, offline on the shipped contexts)
+    # agrees: every badge verifies, and one with a field changed does not.
+    credentials = [receipt.credential for receipt in receipts if isinstance(receipt.credential, dict)]
+    altered = json.loads(json.dumps(credentials[0]))
+    altered["credentialSubject"]["achievement"]["name"] = "Python 999"
+    judged = rdfc_peer("verify", [*credentials, altered])
+    assert [result["verified"] for result in judged] == [True, True, True, False], judged
 
     env.rpc.call("anvil_mine", [hex(FINALITY_DEPTH)])
     node_dir = tmp_path / "node"

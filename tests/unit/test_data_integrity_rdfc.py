@@ -240,9 +240,15 @@ def test_a_document_too_large_to_expand_cheaply_is_refused_before_expansion() ->
     credential = plain_credential("did:example:issuer")
     subjects = [{"name": f"n{i}"} for i in range(MAX_JSONLD_ARRAY)]
     assert len(jsonld.to_dataset({**credential, "credentialSubject": subjects})) == 3 + MAX_JSONLD_ARRAY * 2
-    with pytest.raises(JsonLdTooLarge, match="array of 129 values; at most 128"):
+    with pytest.raises(
+        JsonLdTooLarge, match=f"property of {MAX_JSONLD_ARRAY + 1} values; at most {MAX_JSONLD_ARRAY}"
+    ):
         jsonld.to_dataset({**credential, "credentialSubject": [*subjects, {"name": "one more"}]})
-    names = [{"name": [f"{j}.{i}" for i in range(100)]} for j in range(30)]
+    # Nested arrays flatten into their property: counted together.
+    nested = [[f"{j}.{i}" for i in range(40)] for j in range(2)]
+    with pytest.raises(JsonLdTooLarge, match="property of 65 values"):
+        jsonld.to_dataset({**credential, "credentialSubject": {"name": nested}})
+    names = [{"name": [f"{j}.{i}" for i in range(60)]} for j in range(30)]
     wide = {**credential, "credentialSubject": names}
-    with pytest.raises(JsonLdTooLarge, match="more than 2,048 values"):
+    with pytest.raises(JsonLdTooLarge, match="more than 1,024 values"):
         jsonld.to_dataset(wide)
