@@ -25,14 +25,17 @@ from chain.keys import generate_private_key
 from chain.registry import RevocationReason
 from chain.rpc import RpcClient
 from issuer.api_keys import create_api_key
+from issuer.intake import read_input
 from issuer.ob3 import OB3_CRYPTOSUITE, ob3_template
 from issuer.revoke import Revoker
+from issuer.service import ingest
 from issuer.store import CertificateStatus
+from issuer.template import template_for
 from tests.factories import disclosed
 from tests.integration.conftest import Deployed, run_finvault
-from tests.integration.issuer_fixtures import PASSPHRASE, TEMPLATE, IssuerEnv
+from tests.integration.issuer_fixtures import PASSPHRASE, TEMPLATE, IssuerEnv, write_badges_csv
 from tests.integration.test_issuer_api import ROOT_DIR, _answers, student, wait_for
-from tests.tools.stock_verifier import run_node_tool, stock_verifier
+from tests.tools.stock_verifier import rdfc_peer, run_node_tool, stock_verifier
 
 CHECKER = ROOT_DIR / "tests" / "tools" / "status_check.mjs"
 
@@ -280,6 +283,36 @@ def test_vc_api_issues_an_open_badge_whole_and_checks_its_structure(env: IssuerE
         assert refused.json()["error"]["message"] == (
             "not an Open Badge 3.0: credentialSubject.achievement.criteria: missing (required: a Criteria)"
         )
+
+
+def test_an_open_badge_carries_a_signed_status_entry_and_is_revoked_like_any_credential(
+    env: IssuerEnv,
+) -> None:
+    """Open Badges from the ``ob3`` template get a ``credentialStatus`` entry at sealing, inside what
+    their eddsa-rdfc-2022 proof signs (Digital Bazaar's verifier agrees), and revoking one flips its
+    bit in the published list, and only its."""
+    badges_csv = write_badges_csv(env.tmp / "badges.csv", 2)
+    assert ingest(env.store, read_input(badges_csv, template_for("ob3"))).accepted == 2
+    service = env.service(status_base_url="https://uni.example/status")
+    service.run_once()
+    credentials = [receipt.credential for receipt in env.receipts() if isinstance(receipt.credential, dict)]
+    assert [c["proof"]["cryptosuite"] for c in credentials] == [OB3_CRYPTOSUITE] * 2
+    entries = [read_entry(c) for c in credentials]
+    assert [e[0] if e else None for e in entries] == ["https://uni.example/status/1"] * 2
+    altered = json.loads(json.dumps(credentials[0]))
+    altered["credentialStatus"]["statusListIndex"] = str(
+        int(altered["credentialStatus"]["statusListIndex"]) + 1
+    )
+    judged = rdfc_peer("verify", [*credentials, altered])
+    assert [r["verified"] for r in judged] == [True, True, False], judged
+
+    Revoker(env.store, env.writer(), status_lists=service.status_lists).revoke_certificates(
+        ["badge-0000"], RevocationReason.SUPERSEDED
+    )
+    bits = list_bits(json.loads((env.out / "status" / "1.json").read_text()))
+    assert [is_set(bits, e[1]) for e in entries if e] == [True, False]
+    [revoked] = env.store.certificates(["badge-0000"])
+    assert revoked.status is CertificateStatus.REVOKED
 
 
 def test_a_publication_a_crash_missed_is_made_on_resume(env: IssuerEnv) -> None:

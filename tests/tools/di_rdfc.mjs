@@ -25,6 +25,10 @@ async function documentLoader(url) {
   throw new Error(`refused to load ${url}: not a context FinVault ships`);
 }
 
+// This tool judges the proof (which covers a credentialStatus entry like every other field);
+// the status itself is status_check.mjs's, against a list served on 127.0.0.1.
+const proofOnly = async () => ({verified: true});
+
 const results = [];
 for (const credential of credentials) {
   try {
@@ -39,7 +43,7 @@ for (const credential of credentials) {
       results.push(await vc.issue({credential: unsigned, suite, documentLoader}));
     } else {
       const suite = new DataIntegrityProof({cryptosuite: eddsaRdfc2022});
-      const result = await vc.verifyCredential({credential, suite, documentLoader});
+      const result = await vc.verifyCredential({credential, suite, documentLoader, checkStatus: proofOnly});
       const error = result.verified ? null : result.error?.errors?.[0]?.message ?? result.error?.message;
       results.push({verified: result.verified, error: error === null ? null : String(error)});
     }
