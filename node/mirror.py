@@ -236,8 +236,18 @@ class MirrorView:
                 cache = self._current_cache(state.generation)
                 facts = _SnapshotFacts(self, cache, connection, head_of(state))
                 verdict = verify(examined, facts, now, policy, signatures=self.signatures)
-        self._known = _Known(state, read_at)
+        self.saw(state, read_at)
         return verdict, state
+
+    def saw(self, state: SyncSnapshot, read_at: float) -> None:
+        """Remembers ``state``, read from the mirror at ``read_at`` (``time.monotonic()`` when the
+        read began), unless a later reading is remembered already. Every reading of this process
+        comes here (``/status``, ``/ready``, a verification's): so a verification never goes by an
+        older state than one this process has already shown, say a halt that ``/status`` reported."""
+        with self._lock:
+            known = self._known
+            if known is None or read_at > known.read_at:
+                self._known = _Known(state, read_at)
 
     # -- listings -------------------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ schema and follows this chain and registry. It never migrates or writes the mirr
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -124,8 +125,12 @@ class Runtime:
         return cls(settings, engine, cursor_key(settings), on_start)
 
     def snapshot(self) -> SyncSnapshot:
-        """The mirror's checkpoint and its writer's last published state, read now."""
-        return self._state.read_now(self.read_engine)
+        """The mirror's checkpoint and its writer's last published state, read now (and remembered
+        by the verifications that follow: :meth:`MirrorView.saw`)."""
+        read_at = time.monotonic()
+        state = self._state.read_now(self.read_engine)
+        self.view.saw(state, read_at)
+        return state
 
     def start(self) -> None:
         """Called when the app starts serving: calls ``on_start``, if any."""

@@ -5,6 +5,7 @@ the mirror diverged, and goes stale when the writer stops; a second writer is re
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -185,6 +186,15 @@ def test_a_verdict_from_cached_facts_names_its_state_and_follows_the_next_readin
         time.sleep(0.6)
         verdict, state = view.verify(issued.receipts[0].to_json(), now, policy)
         assert (verdict.status, state.indexed_block) == (Status.INVALID, as_of + 1)
+        assert len(reads) == 2
+
+        # A reading the process made elsewhere (/status, /ready) is what the next verification
+        # goes by: never an older state than one already shown, such as a halt.
+        halted = replace(state, fatal="a reorg past finality")
+        view.saw(halted, time.monotonic())
+        assert view.verify(issued.receipts[0].to_json(), now, policy)[1] is halted
+        view.saw(state, time.monotonic() - 10)  # a reading that began earlier does not replace it
+        assert view.verify(issued.receipts[0].to_json(), now, policy)[1] is halted
         assert len(reads) == 2
     finally:
         reader.dispose()
