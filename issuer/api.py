@@ -36,6 +36,7 @@ from pydantic import ValidationError
 from sqlalchemy import delete, select
 
 from chain.core.canonical import DocumentError
+from chain.core.errors import DataIntegrityError
 from chain.errors import ChainMismatch, ConfigError, FinVaultError, RpcUnavailable, TransactionFailed
 from chain.service.web import (
     BadRequest,
@@ -120,6 +121,7 @@ STATUSES: dict[type[FinVaultError], int] = {
     NotAnchored: 409,
     IntakeRejected: 422,
     DocumentError: 400,
+    DataIntegrityError: 400,  # a credential its suite cannot secure (an undefined term, say)
     ConfigError: 422,
     StoreError: 409,
     TransactionFailed: 409,

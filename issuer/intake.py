@@ -341,8 +341,10 @@ def _checked(records: Iterable[Record], id_column: str) -> Iterator[Rejected | _
 
 def _filled(template: Template, items: list[Rejected | _Checked]) -> list[IntakeResult]:
     """Fills the template for each checked record and checks the credential can be secured: plain
-    JSON within the document limits, and a well-formed Open Badge 3.0 if it says it is one (the
-    part that runs in workers)."""
+    JSON within the document limits, and a well-formed Open Badge 3.0 whose JSON-LD expands if it
+    says it is one (the part that runs in workers)."""
+    from chain.core.errors import DataIntegrityError
+    from chain.core.jsonld import to_dataset
     from chain.core.secured import check_securable  # the signing stack: not for `--help`
     from issuer.ob3 import check_open_badge, is_open_badge
 
@@ -355,9 +357,14 @@ def _filled(template: Template, items: list[Rejected | _Checked]) -> list[Intake
         try:
             credential = template.fill(values)
             check_securable(credential)
-            if is_open_badge(credential) and (problems := check_open_badge(credential)):
-                raise RowError(problems)
-        except (RowError, DocumentError) as exc:
+            if is_open_badge(credential):
+                if problems := check_open_badge(credential):
+                    raise RowError(problems)
+                # Its eddsa-rdfc-2022 proof signs the RDF it denotes: a badge that does not expand
+                # (an undefined term, a context not shipped) is refused here, not at sealing, where
+                # it would stop the whole batch.
+                to_dataset(credential)
+        except (RowError, DocumentError, DataIntegrityError) as exc:
             results.append(Rejected(line, exc.message, certificate_id))
             continue
         results.append(Accepted(line, certificate_id, credential))

@@ -19,7 +19,8 @@ others, and so needs an Ed25519 key.
 :func:`check_open_badge` is derived from the spec text (1EdTech's JSON Schema is not vendored here):
 Open Badges Specification v3.0, Appendix B.1 "Credential Data Models", classes AchievementCredential,
 Profile, AchievementSubject, Achievement, Criteria, Image and IdentityObject, and the derived type
-IdentityHash (B.3 "Derived Types"). Pure: no I/O (the only randomness is each identity's salt).
+IdentityHash (B.3 "Derived Types"). Pure: no I/O (randomness: each identity's salt, and a
+credential id when no column gives one).
 """
 
 from __future__ import annotations
@@ -34,13 +35,14 @@ from typing import Any, Final
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from chain.core.jsonld import OB_V3P0_CONTEXT, VC_V2_CONTEXT
 from chain.core.secured import Cryptosuite
 from chain.core.signing import PrivateKey
 from chain.errors import ConfigError
 from issuer.template import Row, RowError, Template
 
-VC2_CONTEXT: Final = "https://www.w3.org/ns/credentials/v2"
-OB3_CONTEXT: Final = "https://purl.imsglobal.org/spec/ob/v3p0/context-3.0.3.json"
+VC2_CONTEXT: Final = VC_V2_CONTEXT
+OB3_CONTEXT: Final = OB_V3P0_CONTEXT  # the newest of the contexts FinVault ships
 #: Any published OB 3.0 context (3.0.0 ... 3.0.3) starts so.
 OB3_CONTEXT_PREFIX: Final = "https://purl.imsglobal.org/spec/ob/v3p0/context"
 #: The credential types that make a VC an Open Badge 3.0 (B.1 AchievementCredential: "The type MUST

@@ -414,7 +414,7 @@ class IssuerService:
         is a :class:`StoreError`.
         """
         if not isinstance(self.signing_key, Ed25519PrivateKey):
-            raise ConfigError("VC-API issuance secures credentials with eddsa-jcs-2022: an Ed25519 key")
+            raise ConfigError("VC-API issuance secures credentials with EdDSA Data Integrity: an Ed25519 key")
         if not certificate_id.startswith(VC_API_PREFIX):
             raise ValueError(f"VC-API certificates are named {VC_API_PREFIX}...")
         check_securable(credential)

@@ -60,7 +60,7 @@ class IssuerSettings(BaseSettings):
     issuer_securing: Securing = Field(
         SD_JWT,
         description="How credentials are secured: sd-jwt (selectively disclosable, any key) or "
-        "data-integrity (whole credentials, eddsa-jcs-2022, Ed25519 keys only).",
+        "data-integrity (whole credentials, the issuer_cryptosuite proof, Ed25519 keys only).",
     )
     issuer_cryptosuite: Cryptosuite = Field(
         "eddsa-jcs-2022",

@@ -56,21 +56,17 @@ class OffLoop:
     async def run(self, function: Callable[..., T], *args: Any) -> T:
         """``function(*args)`` in one of the threads; its result (or exception) here. Cancelling
         the caller does not stop a call already started: its result is dropped."""
-        if self._closed:
-            raise RuntimeError("this OffLoop is closed")
-        if not self._started:
-            self._start()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._jobs.put((loop, future, function, args))
-        return await future
-
-    def _start(self) -> None:
-        with self._lock:
+        with self._lock:  # never queued behind close()'s stop marks, where no thread would take it
+            if self._closed:
+                raise RuntimeError("this OffLoop is closed")
             if not self._started:
                 for thread in self._threads:
                     thread.start()
                 self._started = True
+            self._jobs.put((loop, future, function, args))
+        return await future
 
     def close(self) -> None:
         """Lets the jobs already queued finish, then stops the threads."""
@@ -80,8 +76,8 @@ class OffLoop:
             self._closed = True
             if not self._started:
                 return
-        for _ in self._threads:
-            self._jobs.put(None)
+            for _ in self._threads:
+                self._jobs.put(None)
         for thread in self._threads:
             thread.join()
 
@@ -90,6 +86,8 @@ class OffLoop:
             loop, future, function, args = job
             try:
                 outcome: Outcome = (True, function(*args))
+            except StopIteration as exc:  # a future refuses it (asyncio's rule): as run_in_executor does
+                outcome = (False, RuntimeError(f"StopIteration raised in {function!r}: {exc}"))
             except BaseException as exc:  # handed to the caller, as run_in_executor does
                 outcome = (False, exc)
             del job, function, args  # nothing of the call outlives it in this thread
@@ -112,7 +110,7 @@ class OffLoop:
         with self._lock:
             batch = self._done.pop(loop)
         for future, (ok, value) in batch:
-            if future.cancelled():
+            if future.done():  # cancelled: its caller has gone
                 continue
             if ok:
                 future.set_result(value)

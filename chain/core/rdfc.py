@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from chain.core.errors import DataIntegrityError
@@ -269,20 +269,3 @@ def canonicalize(quads: Iterable[Quad], *, max_work: int = MAX_WORK) -> str:
     :class:`CanonicalizationTooCostly` past ``max_work`` steps of Hash N-Degree Quads.
     """
     return _Canonicalizer(list(dict.fromkeys(quads)), max_work).run()
-
-
-def canonical_labels(quads: Iterable[Quad], *, max_work: int = MAX_WORK) -> dict[str, str]:
-    """The canonical label RDFC-1.0 issues for each blank node of ``quads`` (the issued identifiers map)."""
-    canonicalizer = _Canonicalizer(list(dict.fromkeys(quads)), max_work)
-    canonicalizer.run()
-    return dict(canonicalizer.canonical.issued)
-
-
-def blank_nodes(quads: Iterable[Quad]) -> Iterator[str]:
-    """Each blank node of ``quads``, once, in order of first appearance."""
-    seen: set[str] = set()
-    for quad in quads:
-        for term in (quad[0], quad[2], quad[3]):
-            if _blank(term) and term not in seen:
-                seen.add(term)
-                yield term

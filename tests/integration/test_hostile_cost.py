@@ -51,7 +51,6 @@ from tests.tools.node_process import NodeProcess
 pytestmark = pytest.mark.slow(seconds=20)
 
 ANSWER_SECONDS = 2.0
-JSON_CONTENT = {"Content-Type": "application/json"}
 HEALTH_SECONDS = 0.2
 MEMORY_MB = 100
 
@@ -266,6 +265,14 @@ def _jsonld_at_the_size_limit(credential: dict[str, Any]) -> None:
     )
 
 
+def _merged_node(credential: dict[str, Any]) -> None:
+    # One node (the same @id) written under 14 properties, 60 values each: no array over the
+    # limit, but RDF conversion merges them into one property of 840 values (quadratic in pyld).
+    credential["credentialSubject"].update(
+        {f"p{k}": {"id": "urn:example:one", "q": [f"n{k}-{j}" for j in range(60)]} for k in range(14)}
+    )
+
+
 @dataclass(frozen=True)
 class Case:
     name: str
@@ -296,6 +303,12 @@ CASES = [
         "data-integrity-rdfc-poison-graph",
         _data_integrity(_rdfc(_poison_graph)),
         failing_check=("data_integrity", "more than 10,000 steps"),
+        bulk_refused="too_much_work",
+    ),
+    Case(
+        "data-integrity-rdfc-merged-node",
+        _data_integrity(_rdfc(_merged_node)),
+        failing_check=("data_integrity", "once its node's objects are merged"),
         bulk_refused="too_much_work",
     ),
     Case(

@@ -248,6 +248,10 @@ def test_a_document_too_large_to_expand_cheaply_is_refused_before_expansion() ->
     nested = [[f"{j}.{i}" for i in range(40)] for j in range(2)]
     with pytest.raises(JsonLdTooLarge, match="property of 65 values"):
         jsonld.to_dataset({**credential, "credentialSubject": {"name": nested}})
+    # One node written under several properties: merged into one property by RDF conversion.
+    merged = [{"id": "urn:example:one", "name": [f"{k}.{i}" for i in range(40)]} for k in range(2)]
+    with pytest.raises(JsonLdTooLarge, match="of 80 values once its node's objects are merged"):
+        jsonld.to_dataset({**credential, "credentialSubject": merged})
     names = [{"name": [f"{j}.{i}" for i in range(60)]} for j in range(30)]
     wide = {**credential, "credentialSubject": names}
     with pytest.raises(JsonLdTooLarge, match="more than 1,024 values"):

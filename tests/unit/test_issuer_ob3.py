@@ -34,10 +34,13 @@ from issuer.ob3 import (
     ISSUER_NAMED_AT_SEALING,
     OB3_CONTEXT,
     OB3_CRYPTOSUITE,
+    OPTIONAL_COLUMNS,
     VC2_CONTEXT,
     check_open_badge,
+    finish_open_badge,
     identity_hash,
     is_open_badge,
+    ob3_document,
     ob3_template,
     require_ed25519,
 )
@@ -336,6 +339,21 @@ def test_intake_checks_an_open_badge_from_a_template_file_too() -> None:
     )
 
 
+def test_intake_refuses_a_badge_whose_json_ld_does_not_expand() -> None:
+    """A badge from a template file with a term no shipped context defines: its eddsa-rdfc-2022
+    proof could not sign it, so the row is refused at intake (at sealing it would stop the batch)."""
+    from issuer.template import Template
+
+    document = {**ob3_document("did:web:uni.example"), "nickname": "{{achievement_name}}"}
+    template = Template(document, finish=finish_open_badge, optional_columns=OPTIONAL_COLUMNS)
+    columns = list(ROW)
+    text = ",".join(columns) + "\n" + ",".join(ROW[c] for c in columns) + "\n"
+    [result] = read_input(io.BytesIO(text.encode()), template, fmt=InputFormat.CSV)
+    assert isinstance(result, Rejected)
+    assert "'nickname'" in result.reason
+    assert "defines no such term" in result.reason
+
+
 # -- sealing: Data Integrity, always -------------------------------------------------------------
 
 
@@ -378,10 +396,10 @@ def test_the_seal_context_carries_its_cryptosuite_to_the_workers() -> None:
     import pickle
 
     key = generate_private_key("ed25519")
-    context = SealContext.for_key(key, SEALED_AT, None, "data-integrity", "eddsa-jcs-2022")
+    context = SealContext.for_key(key, SEALED_AT, None, "data-integrity", "eddsa-rdfc-2022")
     again = pickle.loads(pickle.dumps(context))  # noqa: S301  # our own bytes
-    assert again.cryptosuite == "eddsa-jcs-2022"
-    assert "cryptosuite=eddsa-jcs-2022" in repr(again)
+    assert again.cryptosuite == "eddsa-rdfc-2022"
+    assert "cryptosuite=eddsa-rdfc-2022" in repr(again)
 
 
 def test_an_unknown_cryptosuite_is_refused() -> None:

@@ -54,11 +54,18 @@ def test_results_finishing_together_take_one_wake_up_of_the_loop() -> None:
         loop.call_soon_threadsafe = counted  # type: ignore[method-assign,assignment]
         first = asyncio.ensure_future(off_loop.run(gate.wait))
         await asyncio.sleep(0.05)  # the thread is blocked in the first call
-        rest = [asyncio.ensure_future(off_loop.run(lambda i=i: i)) for i in range(50)]
+        finished = threading.Semaphore(0)
+
+        def job(i: int) -> int:
+            finished.release()
+            return i
+
+        rest = [asyncio.ensure_future(off_loop.run(job, i)) for i in range(50)]
         await asyncio.sleep(0)
-        # The loop is held while the thread runs all 50, so they are handed over together.
+        # The loop is held (blocked here) while the thread runs all 50: handed over together.
         gate.set()
-        time.sleep(0.2)
+        for _ in range(50):
+            assert finished.acquire(timeout=10)
         await first
         return [await each for each in rest]
 
@@ -103,8 +110,7 @@ def test_close_lets_queued_work_finish_and_refuses_more() -> None:
             done.append(i)
 
         queued = [asyncio.ensure_future(off_loop.run(step, i)) for i in range(5)]
-        await asyncio.sleep(0)
-        assert len(queued) == 5
+        await queued[0]  # the loop goes away with four jobs still queued behind it
 
     asyncio.run(main())
     off_loop.close()
@@ -115,6 +121,26 @@ def test_close_lets_queued_work_finish_and_refuses_more() -> None:
 
     with pytest.raises(RuntimeError, match="closed"):
         asyncio.run(after())
+
+
+def test_a_stop_iteration_comes_back_as_an_error_and_strands_no_other_result() -> None:
+    """asyncio futures refuse StopIteration: it comes back as a RuntimeError, and the results handed
+    over in the same batch still arrive."""
+    off_loop = OffLoop(1)
+
+    def stops() -> None:
+        raise StopIteration
+
+    async def main() -> list[Any]:
+        calls = [off_loop.run(stops), off_loop.run(int, "7")]
+        return list(await asyncio.gather(*calls, return_exceptions=True))
+
+    try:
+        stopped, seven = asyncio.run(main())
+    finally:
+        off_loop.close()
+    assert isinstance(stopped, RuntimeError)
+    assert seven == 7
 
 
 def test_no_thread_starts_before_the_first_call() -> None:
