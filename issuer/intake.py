@@ -344,7 +344,7 @@ def _filled(template: Template, items: list[Rejected | _Checked]) -> list[Intake
     JSON within the document limits, and a well-formed Open Badge 3.0 whose JSON-LD expands if it
     says it is one (the part that runs in workers)."""
     from chain.core.errors import DataIntegrityError
-    from chain.core.jsonld import to_dataset
+    from chain.core.jsonld import expand
     from chain.core.secured import check_securable  # the signing stack: not for `--help`
     from issuer.ob3 import check_open_badge, is_open_badge
 
@@ -363,7 +363,7 @@ def _filled(template: Template, items: list[Rejected | _Checked]) -> list[Intake
                 # Its eddsa-rdfc-2022 proof signs the RDF it denotes: a badge that does not expand
                 # (an undefined term, a context not shipped) is refused here, not at sealing, where
                 # it would stop the whole batch.
-                to_dataset(credential)
+                expand(credential)
         except (RowError, DocumentError, DataIntegrityError) as exc:
             results.append(Rejected(line, exc.message, certificate_id))
             continue

@@ -233,8 +233,12 @@ def _absolute_or_blank(iri: str) -> bool:
     return iri.startswith("_:") or _pyld._is_absolute_iri(iri)
 
 
-def to_dataset(document: Mapping[str, Any]) -> list[Quad]:
-    """The RDF dataset ``document`` denotes (JSON-LD 1.1 to RDF, contexts from FinVault's shelf only).
+#: As Digital Bazaar's eddsa-rdfc-2022 does: no base IRI, and @direction as an i18n datatype.
+_OPTIONS = {"documentLoader": document_loader, "base": None, "rdfDirection": "i18n-datatype"}
+
+
+def expand(document: Mapping[str, Any]) -> list[Any]:
+    """``document`` as expanded JSON-LD, strictly (contexts from FinVault's shelf only).
 
     :class:`JsonLdTooLarge` first, past the size bounds (priced before any expansion);
     :class:`UnknownContextError` for a context FinVault does not ship; :class:`JsonLdError` for
@@ -244,10 +248,8 @@ def to_dataset(document: Mapping[str, Any]) -> list[Quad]:
     check_size(document)
     dropped: list[str] = []
     processor = _pyld.JsonLdProcessor(on_property_dropped=lambda name: dropped.append(str(name)))
-    # As Digital Bazaar's eddsa-rdfc-2022 does: no base IRI, and @direction as an i18n datatype.
-    options = {"documentLoader": document_loader, "base": None, "rdfDirection": "i18n-datatype"}
     try:
-        expanded = processor.expand(dict(document), options)
+        expanded: list[Any] = processor.expand(dict(document), _OPTIONS)
     except _pyld.JsonLdError as error:
         ours = _our_error(error)
         if ours is not None:
@@ -270,8 +272,15 @@ def to_dataset(document: Mapping[str, Any]) -> list[Quad]:
             f"JSON-LD expansion would drop {', '.join(map(repr, relative))}: "
             "an @id or type must be an absolute IRI or a term the context defines"
         )
+    return expanded
+
+
+def to_dataset(document: Mapping[str, Any]) -> list[Quad]:
+    """The RDF dataset ``document`` denotes (JSON-LD 1.1 to RDF): :func:`expand`'s refusals, and
+    :class:`JsonLdError` for expanded JSON-LD that does not convert."""
+    expanded = expand(document)
     try:
-        dataset = processor.to_rdf(expanded, {**options, "produceGeneralizedRdf": False})
+        dataset = _pyld.JsonLdProcessor().to_rdf(expanded, {**_OPTIONS, "produceGeneralizedRdf": False})
     except _pyld.JsonLdError as error:
         raise JsonLdError(f"the document does not convert to RDF: {_describe(error)}") from None
     return quads_from_pyld(dataset)
