@@ -346,35 +346,28 @@ def main() -> None:
         runs: dict[int, list[Run]] = {}
         peers: list[float] = []
 
-        def measure(label: str, size: int) -> Run:
-            load = os.getloadavg()[0]
-            run = issue_all(Path(tmp) / f"run-{label}-{size}", size, issuer, key, template, args)
-            runs.setdefault(size, []).append(run)
-            p = run.phases
-            print(
-                f"{label:>4}  {size:>12,}  {p['intake']:>6.1f}s  {p.get('seal', 0):>6.1f}s  "
-                f"{p.get('anchor', 0):>6.1f}s  {p.get('receipts', 0):>7.1f}s  {p.get('finish', 0):>6.1f}s  "
-                f"{run.total:>6.1f}s  {size / run.total:>8,.0f}  {run.peak_pss / 2**20:>7,.0f}MB  "
-                f"{run.peak_rss / 2**20:>7,.0f}MB  {load:.2f} -> {os.getloadavg()[0]:.2f}",
-                flush=True,
-            )
-            return run
-
         badges: list[Run] = []
         badge_template = template_for("ob3")
 
-        def measure_badges(label: str, size: int) -> Run:
+        def measure(label: str, size: int, *, badge: bool = False) -> Run:
+            """One run of ``size`` certificates (``badge``: Open Badges from the ``ob3`` template),
+            printed as a line; warm-ups (label ``-``) are printed and not judged."""
             load = os.getloadavg()[0]
-            work = Path(tmp) / f"badges-{label}-{size}"
-            run = issue_all(work, size, issuer, key, badge_template, args, write_badges_csv)
-            if label != "-":
-                badges.append(run)
+            if badge:
+                work = Path(tmp) / f"badges-{label}-{size}"
+                run = issue_all(work, size, issuer, key, badge_template, args, write_badges_csv)
+                if label != "-":
+                    badges.append(run)
+            else:
+                run = issue_all(Path(tmp) / f"run-{label}-{size}", size, issuer, key, template, args)
+                runs.setdefault(size, []).append(run)
             p = run.phases
             print(
                 f"{label:>4}  {size:>12,}  {p['intake']:>6.1f}s  {p.get('seal', 0):>6.1f}s  "
                 f"{p.get('anchor', 0):>6.1f}s  {p.get('receipts', 0):>7.1f}s  {p.get('finish', 0):>6.1f}s  "
                 f"{run.total:>6.1f}s  {size / run.total:>8,.0f}  {run.peak_pss / 2**20:>7,.0f}MB  "
-                f"{run.peak_rss / 2**20:>7,.0f}MB  {load:.2f} -> {os.getloadavg()[0]:.2f}  Open Badges 3.0",
+                f"{run.peak_rss / 2**20:>7,.0f}MB  {load:.2f} -> {os.getloadavg()[0]:.2f}"
+                + ("  Open Badges 3.0" if badge else ""),
                 flush=True,
             )
             return run
@@ -382,7 +375,7 @@ def main() -> None:
         for size in (1, 100):  # warm-up: the fork server, anvil, the database code
             shutil.rmtree(measure("-", size).receipts)
             if args.template == "ob3":
-                shutil.rmtree(measure_badges("-", size).receipts)
+                shutil.rmtree(measure("-", size, badge=True).receipts)
         for number in range(1, args.runs + 1):
             label = str(number)
             if args.peer_docs and args.peer_docs != args.rows:
@@ -391,7 +384,7 @@ def main() -> None:
             if number < args.runs:
                 shutil.rmtree(main_run.receipts)
             if args.template == "ob3":
-                shutil.rmtree(measure_badges(label, args.rows).receipts)
+                shutil.rmtree(measure(label, args.rows, badge=True).receipts)
             if args.peer_docs and (seconds := openattestation(args.peer_docs)) is not None:
                 peers.append(seconds)
                 print(

@@ -506,17 +506,10 @@ def seal_certificates(context: SealContext, rows: list[SealRow]) -> list[Sealed]
         credential = json.loads(credential_text)
         if status_text:  # FinVault's entry replaces any the template wrote
             credential["credentialStatus"] = json.loads(status_text)
-        if is_open_badge(credential):
+        badge = is_open_badge(credential)
+        if badge:
             require_ed25519(context.key)
-            secured = secure_data_integrity(
-                credential,
-                context.key,
-                created=context.created,
-                random_bytes=os.urandom,
-                controller=context.controller,
-                cryptosuite=OB3_CRYPTOSUITE,
-            )
-        elif context.securing == SD_JWT:
+        if context.securing == SD_JWT and not badge:
             secured = secure_sd_jwt(
                 credential,
                 context.key,
@@ -531,7 +524,7 @@ def seal_certificates(context: SealContext, rows: list[SealRow]) -> list[Sealed]
                 created=context.created,
                 random_bytes=os.urandom,
                 controller=context.controller,
-                cryptosuite=context.cryptosuite,
+                cryptosuite=OB3_CRYPTOSUITE if badge else context.cryptosuite,
             )
         value = secured.value
         text = (
