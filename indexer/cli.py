@@ -203,11 +203,13 @@ def reconcile(
                 first, last, quick=quick
             )
         if status_dir is not None:
+            from chain.rpc_facts import RpcFacts
             from indexer.reader import MirrorFacts
             from indexer.status_audit import audit_folder
 
             facts = MirrorFacts(engine, settings.chain_id, address)
-            report = replace(report, drifts=(*report.drifts, *audit_folder(status_dir, facts)))
+            head = RpcFacts(reader, settings.chain_id)  # for lists published after the mirror's last block
+            report = replace(report, drifts=(*report.drifts, *audit_folder(status_dir, facts, head)))
     except (FinVaultError, SQLAlchemyError) as exc:
         message = (
             exc.diagnostics() if isinstance(exc, FinVaultError) else f"mirror: {str(exc).splitlines()[0]}"

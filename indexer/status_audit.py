@@ -11,7 +11,10 @@ read, and each disagreement is a ``status`` drift naming both sides:
   clear;
 - a list whose proof does not verify, or that cannot be read, is one drift naming why.
 
-The chain side is the mirror, which the same ``reconcile`` run holds to the chain. A node's
+The chain side is the mirror, which the same ``reconcile`` run holds to the chain. A list may be
+newer than the mirror (the issuer publishes the moment a batch's anchor or a revocation is
+confirmed, the mirror follows a poll later): every disagreement the mirror shows is asked of the
+chain's head before it is reported, and only what the chain still contradicts is a drift. A node's
 verdicts never depend on a status list: this audit only tells whether the issuer's lists tell the
 truth.
 """
@@ -34,7 +37,6 @@ from indexer.reconcile import Drift
 TABLE = "status_list"
 #: Bytes of one published file read here (a list of random bits compresses to about 22 KB).
 MAX_FILE_BYTES = 16 * 1024 * 1024
-#: What a list or companion that cannot be read raises (every FinVault parse error is a ValueError).
 #: What a list or companion that cannot be read raises (every FinVault parse error is a ValueError).
 _UNREADABLE = (OSError, ValueError, LookupError, TypeError, AttributeError)
 _NUMBER = re.compile(r"[1-9][0-9]{0,8}")
@@ -81,11 +83,30 @@ def _entries(leaves: Any, path: Path) -> dict[int, tuple[bytes, bytes]]:
     return entries
 
 
-def audit_list(credential_path: Path, leaves_path: Path, facts: ChainFacts) -> list[Drift]:
+def _judge(
+    url: str, index: int, leaf: bytes, root: bytes, listed: bool, issuer: str, facts: ChainFacts
+) -> Drift | None:
+    """The drift of one companion entry whose bit reads ``listed``, as ``facts`` see it; or None."""
+    anchor = facts.anchor(root)
+    if anchor is None or anchor.issuer != issuer:
+        return _drift(url, index, "a root this list's issuer anchored", "a certificate it did not")
+    revocation = facts.revocation(root, None) or facts.revocation(root, leaf)
+    if revocation is not None and not listed:
+        return _drift(url, index, "revoked on-chain", "listed not revoked", revocation)
+    if revocation is None and listed:
+        return _drift(url, index, "not revoked on-chain", "listed revoked")
+    return None
+
+
+def audit_list(
+    credential_path: Path, leaves_path: Path, facts: ChainFacts, head: ChainFacts | None = None
+) -> list[Drift]:
     """The drifts between one published list and ``facts`` (the mirror).
 
     The list must be signed by a key registered on-chain, not revoked, to the issuer that anchored
-    every root its companion names: a list that verifies under a key of its own says nothing.
+    every root its companion names: a list that verifies under a key of its own says nothing. With
+    ``head`` (the chain now), what ``facts`` contradict is asked again there, and a list that is only
+    ahead of the mirror is no drift.
     """
     url = credential_path.name
     try:
@@ -100,6 +121,8 @@ def audit_list(credential_path: Path, leaves_path: Path, facts: ChainFacts) -> l
         reason = getattr(exc, "message", None) or str(exc)
         return [_drift(url, None, "a list the chain can be compared with", f"unreadable: {reason}")]
     key = facts.key(signer)
+    if (key is None or key.revoked_block is not None) and head is not None:
+        key = head.key(signer)  # registered since the mirror's last block
     if key is None or key.revoked_block is not None:
         return [_drift(url, None, "a list signed by a live key registered on-chain", "signed by another key")]
     drifts: list[Drift] = []
@@ -107,24 +130,18 @@ def audit_list(credential_path: Path, leaves_path: Path, facts: ChainFacts) -> l
         if not 0 <= index < LIST_SIZE:
             drifts.append(_drift(url, index, "an index within the list", "outside the list"))
             continue
-        anchor = facts.anchor(root)
-        if anchor is None or anchor.issuer != key.issuer:
-            drifts.append(
-                _drift(url, index, "a root this list's issuer anchored", "a certificate it did not")
-            )
-            continue
-        revocation = facts.revocation(root, None) or facts.revocation(root, leaf)
         listed = is_set(bits, index)
-        if revocation is not None and not listed:
-            drifts.append(_drift(url, index, "revoked on-chain", "listed not revoked", revocation))
-        elif revocation is None and listed:
-            drifts.append(_drift(url, index, "not revoked on-chain", "listed revoked"))
+        drift = _judge(url, index, leaf, root, listed, key.issuer, facts)
+        if drift is not None and head is not None:
+            drift = _judge(url, index, leaf, root, listed, key.issuer, head)
+        if drift is not None:
+            drifts.append(drift)
     for index in set_indexes(bits):
         if index not in entries:
             drifts.append(_drift(url, index, "no certificate at this index", "listed revoked"))
     return drifts
 
 
-def audit_folder(folder: Path, facts: ChainFacts) -> list[Drift]:
-    """The drifts of every list published in ``folder``."""
-    return [drift for paths in list_files(folder) for drift in audit_list(*paths, facts)]
+def audit_folder(folder: Path, facts: ChainFacts, head: ChainFacts | None = None) -> list[Drift]:
+    """The drifts of every list published in ``folder`` (see :func:`audit_list`)."""
+    return [drift for paths in list_files(folder) for drift in audit_list(*paths, facts, head)]

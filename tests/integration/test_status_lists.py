@@ -206,6 +206,41 @@ def test_reconcile_names_a_flipped_bit_with_both_sides(
 
 
 @pytest.mark.slow(seconds=6)
+def test_a_list_published_after_the_mirrors_last_block_is_no_drift(
+    env: IssuerEnv, anvil: DevChain, tmp_path: Path
+) -> None:
+    """The issuer publishes the moment an anchor or a revocation confirms; the mirror follows a
+    poll later. A reconcile in between (the demo's VC-API credential anchored by the issuer API's
+    scheduler while the README tour ran) must not call the list a liar; a lie the chain still
+    contradicts stays a drift."""
+    env.ingest_csv(2)
+    service = env.service(status_base_url="https://uni.example/status")
+    service.run_once()
+    mirror = f"sqlite:///{tmp_path / 'mirror.db'}"
+    chain = ("--rpc", anvil.rpc_url, "--registry", env.deployed.address)
+    assert run_finvault("sync", "--db", mirror, *chain).returncode == 0
+    env.ingest_csv(2, first=2)
+    service.run_once()  # a batch the mirror has not seen, published
+    Revoker(env.store, env.writer(), status_lists=service.status_lists).revoke_certificates(
+        ["cert-00000", "cert-00003"], RevocationReason.SUPERSEDED
+    )  # revocations it has not seen either, one of each batch
+    published = tmp_path / "published"
+    shutil.copytree(env.out / "status", published)
+    ahead = run_finvault("reconcile", "--db", mirror, *chain, "--status-dir", str(published), "--json")
+    assert ahead.returncode == 0, ahead.stdout + ahead.stderr
+
+    live_index = env.store.certificates(["cert-00002"])[0].status_index
+    assert live_index is not None
+    _resigned(published / "1.json", live_index, env.key)
+    lying = run_finvault("reconcile", "--db", mirror, *chain, "--status-dir", str(published), "--json")
+    assert lying.returncode == 1, lying.stderr
+    drifts = [d for d in json.loads(lying.stdout)["drifts"] if d["kind"] == "status"]
+    assert [(d["field"], d["mirror"], d["chain"]) for d in drifts] == [
+        (f"https://uni.example/status/1#{live_index}", "listed revoked", "not revoked on-chain")
+    ]
+
+
+@pytest.mark.slow(seconds=6)
 def test_vc_api_issuance_returns_what_the_receipt_then_anchors(env: IssuerEnv, api: str) -> None:
     issue = {"Authorization": f"Bearer {create_api_key(env.store, 'platform', ['issue', 'read'])}"}
     credential = {
