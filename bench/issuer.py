@@ -7,7 +7,9 @@ Runs on its own anvil. For each certificate count it times what ``finvault issue
 phase by phase: intake (CSV -> checked credentials in the store), seal (each credential secured
 once: an SD-JWT by default, or a Data Integrity proof with ``--securing data-integrity``; the
 Merkle tree), anchor (one transaction, confirmed) and receipts (one ``finvault-receipt/2`` file per
-certificate, synced). The verification link (node URL + ``/v/`` + leaf) is derived from a receipt,
+certificate, synced), under ``--work-dir`` (default ``.finvault/bench`` in the checkout, where an
+issuer run from it writes; the cost of creating a file there and in the system's temporary
+directory is printed first, since on this VM it differs tenfold). The verification link (node URL + ``/v/`` + leaf) is derived from a receipt,
 never stored in it; QR code PNGs of it are rendered on demand by ``finvault qr`` (timed here on a
 sample: the leaf recomputed from the receipt, then the PNG), or at issuance with ``--qr``. It
 samples the peak memory of this process and its workers (anvil excluded): PSS summed over the tree
@@ -41,9 +43,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from tempfile import TemporaryDirectory
+from tempfile import TemporaryDirectory, gettempdir
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the test fixtures write the CSVs
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the test fixtures write the CSVs
+#: Where the runs write their stores and receipts by default: where a checkout's issuer writes (the
+#: demo's state is beside it), not the system's temporary directory.
+WORK_DIR = ROOT / ".finvault" / "bench"
 
 # Each issuer worker process imports this file again, as ``__mp_main__`` (multiprocessing does
 # so for every start method but fork): it needs none of this (2 s of imports), and the
@@ -270,6 +276,18 @@ def qr_on_demand(receipts: Path) -> float:
     return (time.perf_counter() - started) * 1000 / len(sample)
 
 
+def create_cost(parent: Path, files: int = 1000) -> float:
+    """Microseconds to create, write and close one 3 KB file in a new folder under ``parent``: what
+    the file system charges a receipt before FinVault does anything (here it differs tenfold
+    between folders of the same ext4 file system)."""
+    with TemporaryDirectory(dir=parent) as folder:
+        data = b"x" * 3000
+        started = time.perf_counter()
+        for number in range(files):
+            (Path(folder) / f"{number}.json").write_bytes(data)
+        return (time.perf_counter() - started) / files * 1e6
+
+
 def _nothing(context: None, chunk: int) -> int:
     return chunk
 
@@ -305,8 +323,20 @@ def main() -> None:
     parser.add_argument(
         "--runs", type=int, default=3, help="Runs of each measured count (and of the peer); medians judged."
     )
+    parser.add_argument(
+        "--work-dir",
+        type=Path,
+        default=WORK_DIR,
+        help="Where each run's store and receipts go (a fresh folder inside, removed at the end).",
+    )
     args = parser.parse_args()
     artifact = load_artifact()
+    args.work_dir.mkdir(parents=True, exist_ok=True)
+    here, system = create_cost(args.work_dir), create_cost(Path(gettempdir()))
+    print(
+        f"receipts written under {args.work_dir}: a 3 KB file created there in {here:.0f} us "
+        f"(under {gettempdir()}: {system:.0f} us)"
+    )
     print(
         f"bench/issuer.py: {args.workers} worker(s), {os.cpu_count()} CPUs visible, "
         f"securing {args.securing}, load average {os.getloadavg()[0]:.2f} at start, "
@@ -318,7 +348,11 @@ def main() -> None:
             f"worker processes: the first pool {first * 1000:.0f} ms (it starts the forkserver, once per "
             f"process: each `finvault issue` command pays it), then {then * 1000:.0f} ms a run (below)"
         )
-    with DevChain() as chain, RpcClient([chain.rpc_url]) as rpc, TemporaryDirectory() as tmp:
+    with (
+        DevChain() as chain,
+        RpcClient([chain.rpc_url]) as rpc,
+        TemporaryDirectory(dir=args.work_dir) as tmp,
+    ):
         args.exclude_pids = {chain.process.pid} if getattr(chain, "process", None) else set()
 
         def writer(account: int, address: str) -> RegistryWriter:
