@@ -27,14 +27,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from chain.core import jsonld, rdfc
 from chain.core.canonical import jcs
 from chain.core.errors import DataIntegrityError as DataIntegrityError  # re-exported (home: errors)
-from chain.core.signing import SignatureCache
+from chain.core.signing import SignatureCache, ed25519_verifies
 
 PROOF_TYPE = "DataIntegrityProof"
 CRYPTOSUITE = "eddsa-jcs-2022"  # the default: what FinVault's issuer signs with
@@ -247,11 +246,7 @@ def verify_proof(secured: Mapping[str, Any], signatures: SignatureCache | None =
     signature, message = from_base58btc(value[1:]), hash_data(document, config, cryptosuite)
 
     def check() -> bool:
-        try:
-            public_key.verify(signature, message)
-        except InvalidSignature:
-            return False
-        return True
+        return ed25519_verifies(public_key, signature, message)
 
     key_id = _ED25519_PUB + public_key.public_bytes_raw()
     if not (check() if signatures is None else signatures.verified(key_id, message, signature, check)):

@@ -54,6 +54,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 from chain.core.canonical import MAX_SAFE_INTEGER, DocumentError, escape_token, loads_strict, unescape_token
 from chain.core.encoding import b64url, from_b64url
 from chain.core.errors import FinVaultError
+from chain.core.signing import ed25519_verifies
 
 TYP = "vc+sd-jwt"
 SD_ALG = "sha-256"
@@ -713,7 +714,8 @@ def verify_jws(parsed: ParsedSdJwt, public_key: PublicKey, expected_alg: str) ->
         if expected_alg == "EdDSA":
             if not isinstance(public_key, ed25519.Ed25519PublicKey):
                 raise SdJwtError("EdDSA needs an Ed25519 public key")
-            public_key.verify(parsed.signature, parsed.signing_input)
+            if not ed25519_verifies(public_key, parsed.signature, parsed.signing_input):
+                raise InvalidSignature
         else:
             if not isinstance(public_key, rsa.RSAPublicKey) or public_key.key_size < MIN_RSA_BITS:
                 raise SdJwtError(f"RS256 needs an RSA public key of {MIN_RSA_BITS}+ bits")
