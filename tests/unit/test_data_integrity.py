@@ -92,6 +92,21 @@ def test_a_tampered_credential_or_proof_fails(tamper: Any, message: str) -> None
         verify_proof(copy)
 
 
+def test_a_did_key_of_the_identity_point_signs_nothing() -> None:
+    """The identity point's did:key, and the signature OpenSSL accepts under it for every message
+    (R the identity, S zero): refused, whatever the credential says."""
+    identity = bytes([1]) + bytes(31)
+    issuer = did_key(ed25519.Ed25519PublicKey.from_public_bytes(identity))
+    key = spec_key()
+    secured = add_proof(
+        {**SPEC["unsigned"], "issuer": issuer}, key, controller=issuer, created="2026-12-01T00:00:00Z"
+    )
+    secured["proof"]["verificationMethod"] = f"{issuer}#{issuer.removeprefix('did:key:')}"
+    secured["proof"]["proofValue"] = "z" + base58btc(identity + bytes(32))
+    with pytest.raises(DataIntegrityError, match="does not verify"):
+        verify_proof(secured)
+
+
 def test_did_web_names_the_same_key_and_base58_round_trips() -> None:
     key = ed25519.Ed25519PrivateKey.generate()
     credential = {
