@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import os
 import secrets
 import socket
@@ -35,8 +36,10 @@ from chain.service.web import GracefulServer, server_config
 from node.app import create_app
 from node.runtime import Runtime, cursor_key
 from node.settings import NodeSettings
-from node.worker import READY_PREFIX, STOP_SIGNALS, Supervisor, startup_failed
+from node.worker import READY_PREFIX, STOP_SIGNALS, Supervisor, reader_cpus, startup_failed
 from node.writer import MirrorWriter, run_writer
+
+log = logging.getLogger(__name__)
 
 
 def bind_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
@@ -203,8 +206,12 @@ def serve_node(settings: NodeSettings, on_ready: Callable[[str], None] = print) 
                 with bind_socket(settings.host, port, reuse_port=True) as own:
                     server.run(sockets=[own])
 
+            cpus = reader_cpus(settings.workers, settings.pin_readers)
+            if cpus is not None:
+                log.info("readers pinned to CPUs %s, one each", cpus)
             supervisor = Supervisor(
                 readers=settings.workers,
+                cpus=cpus,
                 ready_dir=directory,
                 writer_main=None if settings.node_replica else lambda: run_writer(settings, STOP_SIGNALS),
                 reader_main=reader_main,

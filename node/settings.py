@@ -60,6 +60,14 @@ class NodeSettings(IndexerSettings, DidWebSettings, HttpServerSettings):
             "receipts hold about 133,000). It bounds both memory and CPU before anything is parsed."
         ),
     )
+    pin_readers: bool = Field(
+        True,
+        description=(
+            "With 2+ readers and at least as many CPUs as readers, pin reader i to the i-th CPU the "
+            "node may run on: a verification's hand-offs between a reader's event loop and its "
+            "threads stay on one core (docs/performance.md). The writer is never pinned."
+        ),
+    )
     verify_threads: int = Field(
         2,
         ge=1,

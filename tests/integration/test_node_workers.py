@@ -87,6 +87,27 @@ def kill_and_await_replacement(node_pid: int, role: str) -> None:
 
 
 @pytest.mark.slow(seconds=8)
+def pinned_cpus(node_pid: int) -> list[set[int]]:
+    """The CPUs each reader's threads may run on, by reader (sorted); the writer's must be all."""
+    allowed = os.sched_getaffinity(0)
+    by_role: dict[str, list[set[int]]] = {"reader": [], "writer": []}
+    for pid, name in children(node_pid).items():
+        role = "reader" if name == PROCESS_NAMES["reader"] else "writer"
+        threads = [os.sched_getaffinity(int(task.name)) for task in Path(f"/proc/{pid}/task").iterdir()]
+        assert all(each == threads[0] for each in threads), (name, threads)  # the process's threads alike
+        by_role[role].append(threads[0])
+    assert by_role["writer"] == [allowed]  # never pinned
+    return sorted(by_role["reader"], key=sorted)
+
+
+def expected_pins(readers: int) -> list[set[int]]:
+    """One CPU each when the machine has CPUs enough, else no pinning."""
+    allowed = sorted(os.sched_getaffinity(0))
+    if readers > len(allowed):
+        return [set(allowed)] * readers
+    return [{cpu} for cpu in allowed[:readers]]
+
+
 def test_forked_workers_serve_share_pages_and_replace_the_dead(
     anvil: DevChain, registry: Deployed, rpc: RpcClient, tmp_path: Path
 ) -> None:
@@ -119,11 +140,15 @@ def test_forked_workers_serve_share_pages_and_replace_the_dead(
             for held in clients:
                 held.close()
 
-        # A reader killed: another is forked, and the node keeps answering.
+        # Pinned (FINVAULT_PIN_READERS, on): each reader, every thread of it, on a CPU of its own.
+        assert pinned_cpus(node.pid) == expected_pins(2)
+
+        # A reader killed: another is forked, on its predecessor's CPU, and the node keeps answering.
         kill_and_await_replacement(node.pid, "reader")
         for _ in range(6):  # fresh connections: the kernel spreads them over both readers
             with httpx.Client(base_url=node.url) as fresh:
                 assert post_receipt(fresh, issued.receipts[1])["status"] == "VALID"
+        assert pinned_cpus(node.pid) == expected_pins(2)
 
         # The writer killed: another is forked (the next test shows what readers answer meanwhile),
         # and there is again exactly one writer.
