@@ -710,18 +710,20 @@ def verify_jws(parsed: ParsedSdJwt, public_key: PublicKey, expected_alg: str) ->
         raise SdJwtError(f"the JWS typ must be {TYP!r}")
     if "crit" in parsed.header:
         raise SdJwtError("critical JWS header extensions are not supported")
-    try:
-        if expected_alg == "EdDSA":
-            if not isinstance(public_key, ed25519.Ed25519PublicKey):
-                raise SdJwtError("EdDSA needs an Ed25519 public key")
-            if not ed25519_verifies(public_key, parsed.signature, parsed.signing_input):
-                raise InvalidSignature
-        else:
-            if not isinstance(public_key, rsa.RSAPublicKey) or public_key.key_size < MIN_RSA_BITS:
-                raise SdJwtError(f"RS256 needs an RSA public key of {MIN_RSA_BITS}+ bits")
+    if expected_alg == "EdDSA":
+        if not isinstance(public_key, ed25519.Ed25519PublicKey):
+            raise SdJwtError("EdDSA needs an Ed25519 public key")
+        verified = ed25519_verifies(public_key, parsed.signature, parsed.signing_input)
+    else:
+        if not isinstance(public_key, rsa.RSAPublicKey) or public_key.key_size < MIN_RSA_BITS:
+            raise SdJwtError(f"RS256 needs an RSA public key of {MIN_RSA_BITS}+ bits")
+        try:
             public_key.verify(parsed.signature, parsed.signing_input, padding.PKCS1v15(), hashes.SHA256())
-    except InvalidSignature:
-        raise SdJwtSignatureInvalid("the issuer-signed JWT's signature does not verify") from None
+            verified = True
+        except InvalidSignature:
+            verified = False
+    if not verified:
+        raise SdJwtSignatureInvalid("the issuer-signed JWT's signature does not verify")
 
 
 def verify_sd_jwt(sd_jwt: str | bytes, public_key: PublicKey, *, expected_alg: str) -> VerifiedSdJwt:
