@@ -12,8 +12,9 @@ interpreter and the startup heap (copy on write) instead of each importing its o
 With at least two readers and as many CPUs as readers (``FINVAULT_PIN_READERS``, on by default),
 reader *i* is pinned to the *i*-th CPU the node may run on, and a replacement takes its
 predecessor's: a verification's hand-offs between a reader's event loop and its threads then stay
-on one core instead of waking a thread on the other (on this 2-core VM: open loop p99 9-11 against
-22-51 ms, cold peak 3,332-3,999 against 2,769-2,920/s, run for run). The writer is not pinned.
+on one core instead of waking a thread on the other (on this 2-core VM, single runs of
+``bench/node.py``: open loop p99 9.0 and 10.7 ms pinned against 22.1, 23.6 and 51 ms unpinned; the
+peaks spread more between runs than between the two). The writer is not pinned.
 
 They share nothing but the database. The parent, :class:`Supervisor`, stays single-threaded
 (forking a process with threads can copy a lock some other thread held), so it can fork a
