@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import msgspec
-from fastapi import FastAPI, Query, Request
+from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi import Path as PathParam
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
@@ -52,6 +52,7 @@ from chain.service.web import (
     InvalidRequest,
     NotFound,
     RateLimiter,
+    RequestOnlyRoute,
     Unauthorized,
     bearer_token,
     correlation_id,
@@ -267,6 +268,7 @@ def _verification_routes(
     settings = runtime.settings
     single_limit = min(settings.max_body_bytes, MAX_RECEIPT_BYTES)
     off_loop, bulk_loop = pools
+    routes = APIRouter(route_class=RequestOnlyRoute)  # the hot path: endpoints called straight
 
     def judged(receipt: Any, now: datetime) -> tuple[Verdict, SyncSnapshot]:
         return runtime.view.verify(receipt, now, runtime.policy)
@@ -286,7 +288,7 @@ def _verification_routes(
             body["document_checks"] = [_check_dict(c) for c in verdict.checks if c.name in DOCUMENT_CHECKS]
         return _json(body, status=503, headers={"Retry-After": str(problem.retry_after)})
 
-    @app.post(
+    @routes.post(
         "/verify",
         response_model=None,
         summary="Verify one receipt",
@@ -312,7 +314,7 @@ def _verification_routes(
     bulk_turns = asyncio.Semaphore(settings.bulk_concurrency)
     bulk_admitted = [0]  # calls reading a body, waiting for a turn or running (one event loop)
 
-    @app.post(
+    @routes.post(
         "/verify/bulk",
         response_model=None,
         summary=f"Verify up to {settings.bulk_limit:,} receipts",
@@ -381,6 +383,8 @@ def _verification_routes(
             result["identity"] = identity
         summary = dict(Tally(str(verdict.status) for verdict, _ in judgements))
         return _json({"count": len(results), "summary": summary, "results": results})
+
+    app.include_router(routes)
 
 
 #: How many ignored ``options`` a warning names.

@@ -24,6 +24,7 @@ import contextlib
 import functools
 import hashlib
 import hmac
+import inspect
 import ipaddress
 import itertools
 import logging
@@ -35,14 +36,15 @@ import signal
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Iterator, Mapping, MutableMapping
 from contextvars import ContextVar
 from typing import Any
 
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from fastapi.telemetry import TelemetryConfig
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -534,6 +536,44 @@ class EdgeFastAPI(FastAPI):
         """Starlette's stack (error middleware included) wrapped in :class:`EdgeMiddleware`."""
         inner: ASGIApp = super().build_middleware_stack()
         return EdgeMiddleware(inner, **self.edge)
+
+
+class RequestOnlyRoute(APIRoute):
+    """A route whose endpoint takes the request alone and returns a :class:`Response` itself (the
+    node's verification routes, which read, bound and check their bodies themselves), called
+    straight: FastAPI's per-request handler (its body sniffing, dependency solving into an empty
+    set, the endpoint's error context) costs 25-45 µs a request here, a tenth of a verification.
+
+    Whatever FastAPI would have to run for the route falls back to FastAPI's own handler: a
+    dependency (the route's or its router's), a parameter of any other kind, a body model. So a
+    dependency added to such a route appears in OpenAPI *and* runs.
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        """The endpoint itself when it takes the request alone, else FastAPI's handler."""
+        dependant = self.dependant
+        needs_fastapi = (
+            dependant.dependencies
+            or dependant.path_params
+            or dependant.query_params
+            or dependant.header_params
+            or dependant.cookie_params
+            or dependant.body_params
+            or dependant.request_param_name is None
+            or len(inspect.signature(self.endpoint).parameters) != 1
+            or not inspect.iscoroutinefunction(self.endpoint)
+        )
+        if needs_fastapi:
+            return super().get_route_handler()
+        endpoint, path = self.endpoint, self.path
+
+        async def handle(request: Request) -> Response:
+            response = await endpoint(request)
+            if not isinstance(response, Response):
+                raise TypeError(f"the endpoint of {path} returned {type(response).__name__}, not a Response")
+            return response
+
+        return handle
 
 
 class GracefulServer(uvicorn.Server):
