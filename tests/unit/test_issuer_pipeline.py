@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -166,10 +167,16 @@ def test_workers_outlive_the_shutdown_signals_their_group_gets() -> None:
         assert first_pid in pool.pids()
 
 
-def test_closing_kills_a_worker_that_does_not_stop(monkeypatch: pytest.MonkeyPatch) -> None:
+def _stuck(started: str, chunk: int) -> None:
+    """Says it has its chunk (a file in the folder ``started``), then outlasts any patience."""
+    (Path(started) / str(chunk)).touch()
+    time.sleep(600)
+
+
+def test_closing_kills_a_worker_that_does_not_stop(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(pipeline, "STOP_SECONDS", 0.5)
     pool = WorkerPool(2)
-    answers = pool.map(_slow, 600.0, range(2))
+    answers = pool.map(_stuck, str(tmp_path), range(2))
     outcome: list[BaseException] = []
 
     def wait_for_answers() -> None:
@@ -181,10 +188,9 @@ def test_closing_kills_a_worker_that_does_not_stop(monkeypatch: pytest.MonkeyPat
     stuck = threading.Thread(target=wait_for_answers, daemon=True)
     stuck.start()  # a map whose chunks outlast any patience
     deadline = time.monotonic() + 30
-    while len(pool.pids()) < 2:
-        assert time.monotonic() < deadline
+    while len(list(tmp_path.iterdir())) < 2:  # each worker is inside its chunk (under load, a fixed
+        assert time.monotonic() < deadline  # pause was not always enough: an idle worker exits 0)
         time.sleep(0.05)
-    time.sleep(0.5)  # the chunks reach their workers
     processes = [worker.process for worker in pool._running]
     started = time.monotonic()
     pool.close()
