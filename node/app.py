@@ -180,7 +180,7 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
 def create_app(runtime: Runtime, *, static_dir: Path | None = STATIC_DIR) -> FastAPI:
     """The node's app over ``runtime``, a reader of its mirror (the caller closes the runtime)."""
     settings = runtime.settings
-    off_loop = OffLoop(settings.verify_threads)
+    off_loop = OffLoop(settings.verification_threads)
     # a thread per bulk turn: singles never wait behind one
     bulk_loop = OffLoop(settings.bulk_concurrency, name="finvault-bulk")
     metrics = NodeMetrics(runtime)

@@ -13,7 +13,9 @@ from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
+from sqlalchemy.engine import make_url
 
+from chain.service.db import database_url
 from chain.service.settings import DidWebSettings, HttpServerSettings
 from indexer.settings import IndexerSettings
 
@@ -68,13 +70,15 @@ class NodeSettings(IndexerSettings, DidWebSettings, HttpServerSettings):
             "threads stay on one core (docs/performance.md). The writer is never pinned."
         ),
     )
-    verify_threads: int = Field(
-        2,
+    verify_threads: int | None = Field(
+        None,
         ge=1,
         le=64,
         description=(
-            "Threads per reader process that read the mirror and verify, off its event loop. The "
-            "work is CPU under one GIL: two let one verify while the other waits on the database."
+            "Threads per reader process that read the mirror and verify, off its event loop. Unset: "
+            "1 on a SQLite mirror (its reads are CPU in the process, so a second thread only contends "
+            "for the GIL and the reader's core), 2 on PostgreSQL (one verifies while the other waits "
+            "on the server)."
         ),
     )
     bulk_concurrency: int = Field(
@@ -201,6 +205,13 @@ class NodeSettings(IndexerSettings, DidWebSettings, HttpServerSettings):
     def burst(self) -> int:
         """Requests per client bucket: ``rate_limit_burst``, or twice the rate (at least 1) when it is 0."""
         return self.rate_limit_burst or max(1, int(2 * self.rate_limit))
+
+    @property
+    def verification_threads(self) -> int:
+        """``verify_threads``, or its default for the mirror's database (see the field)."""
+        if self.verify_threads is not None:
+            return self.verify_threads
+        return 1 if make_url(database_url(self.database_url)).get_backend_name() == "sqlite" else 2
 
     @property
     def url(self) -> str:

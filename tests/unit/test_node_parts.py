@@ -68,6 +68,12 @@ def test_settings_defaults_and_parsing(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.cursor_secret is None
     assert load_settings(NodeSettings, rate_limit=5).burst == 10
     assert load_settings(NodeSettings, host="::1", port=9000).url == "http://[::1]:9000"
+    # One verification thread a reader on SQLite (reads are CPU in the process), two on PostgreSQL
+    # (a read waits on the server); a value given wins.
+    assert settings.verification_threads == 1  # the default mirror is a SQLite file
+    postgres = load_settings(NodeSettings, database_url="postgresql+psycopg://finvault@db/mirror")
+    assert postgres.verification_threads == 2
+    assert load_settings(NodeSettings, verify_threads=3).verification_threads == 3
 
 
 @pytest.mark.parametrize(
