@@ -282,7 +282,7 @@ def qr_on_demand(receipts: Path) -> float:
     return (time.perf_counter() - started) * 1000 / len(sample)
 
 
-def create_cost(parent: Path, files: int = 1000) -> float:
+def create_cost(parent: Path, files: int = 200) -> float:
     """Microseconds to create, write and close one 3 KB file in a new folder under ``parent`` (left
     in place: see the module's docstring): what the file system charges a receipt before FinVault
     does anything."""
@@ -303,7 +303,7 @@ def settle_files(folder: Path, seconds: float) -> tuple[float, float]:
     """Waits until creating a file in ``folder`` costs under :data:`SETTLED_CREATE_US` or
     ``seconds`` pass; returns (seconds waited, the last cost in µs)."""
     started = time.monotonic()
-    while (cost := create_cost(folder, 200)) >= SETTLED_CREATE_US and time.monotonic() - started < seconds:
+    while (cost := create_cost(folder)) >= SETTLED_CREATE_US and time.monotonic() - started < seconds:
         time.sleep(10)
     return time.monotonic() - started, cost
 

@@ -245,9 +245,7 @@ def verify_proof(secured: Mapping[str, Any], signatures: SignatureCache | None =
         config["@context"] = document["@context"]
     signature, message = from_base58btc(value[1:]), hash_data(document, config, cryptosuite)
 
-    def check() -> bool:
-        return ed25519_verifies(public_key, signature, message)
-
+    check = functools.partial(ed25519_verifies, public_key, signature, message)
     key_id = _ED25519_PUB + public_key.public_bytes_raw()
     if not (check() if signatures is None else signatures.verified(key_id, message, signature, check)):
         raise DataIntegrityError("the proof's signature does not verify")
